@@ -1,0 +1,30 @@
+# Two commands: `make run` and `make test`. Both create .venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench plan clean setup
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=23.2"
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+run: $(STAMP)
+	$(BIN)/python -m bucketrnn $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+plan: $(STAMP)
+	$(BIN)/python -m bucketrnn.plan $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache .hypothesis

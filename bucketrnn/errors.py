@@ -1,0 +1,9 @@
+"""Exceptions and warnings raised by bucketrnn."""
+
+
+class BucketRNNWarning(UserWarning):
+    """Warning category for everything bucketrnn warns about (tests turn it into errors)."""
+
+
+class StateMismatchError(ValueError):
+    """A checkpoint or sampler state was made for another dataset or configuration."""
