@@ -72,3 +72,297 @@ class Batch:
             weight=move(self.weight),
             label_length=move(self.label_length),
         )
+
+
+TASKS = ("lm", "classify", "seq2seq", None)
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+class _FlatSource:
+    """The flat token array and offsets of a FlatSequences-like dataset, shared by reference."""
+
+    __slots__ = ("tokens", "offsets")
+
+    def __init__(self, tokens, offsets):
+        self.tokens, self.offsets = tokens, offsets
+
+
+class SlotDataset:
+    """Dataset view that answers a sampler slot with ``(slot, bucket, example)``.
+
+    :class:`~bucketrnn.sampler.BucketBatchSampler` yields slots: ``i >= 0`` is example ``i``,
+    ``< 0`` a fill row copying example ``-1 - slot``. Keeping ``bucket_ids`` here (the dataset goes
+    to each worker once) rather than in the batchify function (pickled with every batch) keeps
+    the per-batch traffic small. For a dataset with flat ``tokens`` and ``offsets`` arrays
+    (:class:`~bucketrnn.datasets.FlatSequences`) the example is a reference to those arrays, so
+    :class:`PadToBucket` can gather the whole batch in one fancy-indexing step.
+
+    Parameters
+    ----------
+    dataset : sequence or gluon Dataset
+        Supports ``len`` and ``dataset[i]``.
+    bucket_ids : numpy.ndarray
+        ``int64`` ``(N,)`` bucket of each example (``BucketBatchSampler.bucket_ids``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ds = SlotDataset([[1, 2], [3, 4, 5]], np.array([0, 1]))
+    >>> ds[1], ds[-1]
+    ((1, 1, [3, 4, 5]), (-1, 0, [1, 2]))
+    """
+
+    def __init__(self, dataset, bucket_ids):
+        self.dataset = dataset
+        self.bucket_ids = np.asarray(bucket_ids, dtype=np.int64)
+        if len(dataset) != self.bucket_ids.size:
+            raise ValueError(f"bucket_ids has {self.bucket_ids.size} entries for a dataset of "
+                             f"{len(dataset)} examples")
+        tokens, offsets = getattr(dataset, "tokens", None), getattr(dataset, "offsets", None)
+        self._flat = None
+        if isinstance(tokens, np.ndarray) and isinstance(offsets, np.ndarray):
+            self._flat = _FlatSource(tokens, offsets)
+
+    def __len__(self):
+        return self.bucket_ids.size
+
+    def __getitem__(self, slot):
+        index = slot if slot >= 0 else -1 - slot
+        example = self._flat if self._flat is not None else self.dataset[index]
+        return slot, int(self.bucket_ids[index]), example
+
+
+def _pad_rows(rows, lengths, width, index, pad_val, feature_dim=None, dtype=np.int32):
+    """Stack variable-length rows into ``(B, width[, F])``; rows longer than width are cut."""
+    if (lengths > width).any():
+        rows = [r[:width] for r in rows]
+        lengths = np.minimum(lengths, width)
+    mask = np.arange(width) < lengths[:, None]
+    flat = np.concatenate([np.asarray(r) for r in rows]) if len(rows) > 1 else np.asarray(rows[0])
+    shape = (len(rows), width) if feature_dim is None else (len(rows), width, feature_dim)
+    out = np.full(shape, pad_val, dtype=dtype)
+    if feature_dim is None:
+        _check_ids(flat, rows, index)
+    out[mask] = flat[:int(lengths.sum())]
+    return out, lengths
+
+
+def _check_ids(flat, rows, index):
+    if flat.dtype.kind in "iu":
+        if flat.size and (flat.min() < 0 or flat.max() > _INT32_MAX):
+            for i, r in zip(index, rows):
+                r = np.asarray(r)
+                if r.size and (r.min() < 0 or r.max() > _INT32_MAX):
+                    bad = r[(r < 0) | (r > _INT32_MAX)][0]
+                    raise ValueError(f"example {i} has token id {bad}; token ids must be in "
+                                     f"[0, {_INT32_MAX}]")
+        return
+    for i, r in zip(index, rows):
+        r = np.asarray(r)
+        if r.dtype.kind not in "iu":
+            if r.dtype.kind == "f" and r.ndim == 1:
+                bad = r[r != np.floor(r)]
+                value = bad[0] if bad.size else r[0]
+                raise TypeError(f"example {i} has non-integer token id {value!r} (dtype "
+                                f"{r.dtype}); token ids must be integers: cast the dataset "
+                                "to int, or give features as (T, F) float arrays")
+            raise TypeError(f"example {i} has non-integer token ids of dtype {r.dtype} "
+                            f"(e.g. {r.ravel()[:3].tolist()!r}); token ids must be integers")
+    raise TypeError(f"token ids must be integers, got dtype {flat.dtype}")
+
+
+class PadToBucket:
+    """Batchify function: pad a batch to its bucket's length and return a :class:`Batch`.
+
+    Every row is padded to the bucket key, not the batch maximum, so all batches of a bucket
+    share one shape. Small and picklable: use it as gluon ``DataLoader(batchify_fn=...)`` over a
+    :class:`SlotDataset`.
+
+    Parameters
+    ----------
+    keys : tuple
+        ``plan.keys``: padded length of each bucket, ``(src_len, tgt_len)`` for pairs.
+    task : {'lm', 'classify', 'seq2seq', None}
+        ``'lm'``: an example ``seq`` gives ``data = seq[:-1]``, ``label = seq[1:]`` and
+        ``valid_length = len(seq) - 1``, so ``keys`` are lengths of ``data``.
+        ``'classify'``: examples are ``(sequence, label)``. ``'seq2seq'``: examples are
+        ``(src, tgt)``; ``label`` is ``tgt`` padded to the target key, with ``label_length``.
+        None: examples are sequences, ``label`` is None.
+    pad_val : int or float
+        Value of padded positions in ``data`` (``label`` padding is always 0).
+    truncate : bool
+        Cut rows longer than their bucket (``on_overflow='truncate'``); otherwise they raise.
+    output : {'ndarray', 'numpy'}
+        Array type of the Batch fields (``indices`` is always numpy).
+    shared_mem : bool
+        Allocate NDArrays in shared memory (``cpu_shared``), as DataLoader worker processes
+        hand batches to the main process through it.
+
+    Examples
+    --------
+    >>> pad = PadToBucket(keys=(4, 8), task=None)
+    >>> batch = pad([(0, 0, [1, 2, 3]), (1, 0, [4, 5]), (-2, 0, [4, 5])])
+    >>> batch.data.asnumpy().tolist()
+    [[1, 2, 3, 0], [4, 5, 0, 0], [4, 5, 0, 0]]
+    >>> batch.weight.asnumpy().tolist(), batch.indices.tolist()
+    ([1.0, 1.0, 0.0], [0, 1, -1])
+    """
+
+    def __init__(self, keys, task=None, pad_val=0, truncate=False, output="ndarray",
+                 shared_mem=False):
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got task={task!r}")
+        if output not in ("ndarray", "numpy"):
+            raise ValueError(f"output must be 'ndarray' or 'numpy', got output={output!r}")
+        keys = tuple(keys)
+        if not keys:
+            raise ValueError("keys must name at least one bucket, got keys=()")
+        pairs = isinstance(keys[0], tuple)
+        if pairs != (task == "seq2seq"):
+            raise ValueError(f"task={task!r} needs {'(src, tgt)' if task == 'seq2seq' else 'int'}"
+                             f" bucket keys, got keys={keys!r}")
+        self.keys, self.task, self.pad_val = keys, task, pad_val
+        self.truncate, self.output, self.shared_mem = bool(truncate), output, bool(shared_mem)
+
+    def __call__(self, items) -> Batch:
+        slots = np.fromiter((it[0] for it in items), dtype=np.int64, count=len(items))
+        buckets = np.fromiter((it[1] for it in items), dtype=np.int64, count=len(items))
+        if (buckets != buckets[0]).any():
+            raise ValueError(f"a batch mixes buckets {sorted(set(buckets.tolist()))}; slots "
+                             f"{slots.tolist()}: the sampler must yield one bucket per batch")
+        bucket = int(buckets[0])
+        key = self.keys[bucket]
+        real = slots >= 0
+        index = np.where(real, slots, -1 - slots)
+        examples = [it[2] for it in items]
+        try:
+            fields = self._assemble(examples, index, key)
+        except (ValueError, TypeError) as e:
+            if "example" in str(e):
+                raise
+            raise type(e)(f"bucket {bucket} (key {key}), examples {index.tolist()}: {e}") from e
+        fields["weight"] = real.astype(np.float32)
+        return self._finish(key, fields, np.where(real, slots, -1))
+
+    # ------------------------------------------------------------- assembly
+    def _assemble(self, examples, index, key):
+        task = self.task
+        if task == "seq2seq" or task == "classify":
+            for i, ex in zip(index, examples):
+                if not (isinstance(ex, (tuple, list)) and len(ex) == 2):
+                    raise TypeError(f"task={task!r} expects (data, label) examples; example "
+                                    f"{i} is {type(ex).__name__}")
+            inputs, targets = [ex[0] for ex in examples], [ex[1] for ex in examples]
+        else:
+            inputs, targets = examples, None
+        width = key[0] if task == "seq2seq" else key + (task == "lm")
+        data, lengths = self._inputs(inputs, index, width)
+        fields = {}
+        if task == "lm":
+            if (lengths < 2).any():
+                i = int(index[np.flatnonzero(lengths < 2)[0]])
+                raise ValueError(f"example {i} has fewer than 2 tokens; task='lm' needs at "
+                                 "least 2 (one input, one target)")
+            lengths = lengths - 1
+            mask = np.arange(key) < lengths[:, None]
+            fields["label"] = np.where(mask, data[:, 1:], 0).astype(np.int32)
+            data = np.where(mask, data[:, :-1], self.pad_val).astype(data.dtype)
+        elif task == "classify":
+            label = np.asarray(targets)
+            if label.ndim != 1 or label.dtype.kind not in "iufb":
+                raise TypeError(f"task='classify' expects scalar labels, got labels of shape "
+                                f"{label.shape} and dtype {label.dtype} for examples "
+                                f"{index.tolist()}")
+            fields["label"] = label.astype(np.int32 if label.dtype.kind in "iub" else np.float32)
+        elif task == "seq2seq":
+            tlen = self._lengths(targets, index)
+            if (tlen > key[1]).any() and not self.truncate:
+                self._overflow(index, tlen, key[1], "target ")
+            fields["label"], tlen = _pad_rows(targets, tlen, key[1], index, 0)
+            fields["label_length"] = tlen.astype(np.int32)
+        else:
+            fields["label"] = None
+        fields["data"], fields["valid_length"] = data, lengths.astype(np.int32)
+        return fields
+
+    def _inputs(self, inputs, index, width):
+        if isinstance(inputs[0], _FlatSource):
+            return self._gather(inputs[0], index, width)
+        lengths = self._lengths(inputs, index)
+        if (lengths > width).any() and not self.truncate:
+            self._overflow(index, lengths, width, "")
+        first = np.asarray(inputs[0])
+        if first.ndim == 2:
+            return self._features(inputs, index, lengths, width)
+        return _pad_rows(inputs, lengths, width, index, self.pad_val)
+
+    def _features(self, inputs, index, lengths, width):
+        dims = np.fromiter((np.shape(x)[-1] if np.ndim(x) == 2 else -1 for x in inputs),
+                           dtype=np.int64, count=len(inputs))
+        if (dims != dims[0]).any():
+            j = int(np.flatnonzero(dims != dims[0])[0])
+            raise ValueError(f"example {int(index[j])} has feature shape "
+                             f"{np.shape(inputs[j])}, expected (T, {dims[0]}): ragged feature "
+                             "dims")
+        data, lengths = _pad_rows(inputs, lengths, width, index, self.pad_val,
+                                  feature_dim=int(dims[0]), dtype=np.float32)
+        nan = np.isnan(data).any(axis=2)
+        if nan.any():
+            row, step = np.argwhere(nan)[0]
+            raise ValueError(f"example {int(index[row])} has NaN in its features at step "
+                             f"{int(step)}")
+        return data, lengths
+
+    def _gather(self, flat, index, width):
+        # One fancy-indexing gather for the whole batch: no Python object per row.
+        starts = flat.offsets[index]
+        lengths = flat.offsets[index + 1] - starts
+        if (lengths < 1).any():
+            i = int(index[np.flatnonzero(lengths < 1)[0]])
+            raise ValueError(f"example {i} is an empty sequence (length 0)")
+        if (lengths > width).any():
+            if not self.truncate:
+                self._overflow(index, lengths, width, "")
+            lengths = np.minimum(lengths, width)
+        steps = np.arange(width)
+        mask = steps < lengths[:, None]
+        pos = np.where(mask, starts[:, None] + steps, 0)
+        gathered = flat.tokens[pos]
+        if gathered.ndim == 2:
+            if gathered.dtype.kind not in "iu":
+                raise TypeError(f"token ids must be integers, got FlatSequences tokens of dtype "
+                                f"{gathered.dtype}")
+            return np.where(mask, gathered, self.pad_val).astype(np.int32), lengths
+        return np.where(mask[..., None], gathered, self.pad_val).astype(np.float32), lengths
+
+    @staticmethod
+    def _lengths(rows, index):
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        if (lengths < 1).any():
+            i = int(index[np.flatnonzero(lengths < 1)[0]])
+            raise ValueError(f"example {i} is an empty sequence (length 0); remove it from "
+                             "the dataset")
+        return lengths
+
+    def _overflow(self, index, lengths, width, what):
+        j = int(np.flatnonzero(lengths > width)[0])
+        lm = " (bucket key + 1 for task='lm')" if self.task == "lm" and not what else ""
+        raise ValueError(f"example {int(index[j])} has {what}length {int(lengths[j])}, longer "
+                         f"than its bucket takes ({width}{lm}); use on_overflow='truncate' to "
+                         "cut it")
+
+    def _finish(self, key, fields, indices) -> Batch:
+        if self.output == "ndarray":
+            import mxnet as mx
+
+            ctx = mx.Context("cpu_shared", 0) if self.shared_mem else mx.cpu()
+
+            def convert(x):
+                return None if x is None else mx.nd.array(x, ctx=ctx, dtype=x.dtype)
+
+            fields = {name: convert(x) for name, x in fields.items()}
+        return Batch(bucket_key=key, indices=indices, **fields)
+
+    def __repr__(self):
+        return (f"PadToBucket(keys={self.keys}, task={self.task!r}, pad_val={self.pad_val!r}, "
+                f"truncate={self.truncate})")

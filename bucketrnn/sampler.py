@@ -1,0 +1,372 @@
+"""Batch schedule: which dataset indices form each batch, per epoch, from ``(seed, epoch)`` alone.
+
+A schedule is a list of *steps*. A step belongs to one bucket and holds ``num_shards`` batches of
+that bucket, one per rank, so every rank runs the same graph at the same step. Rank ``r`` yields
+batch ``r`` of every step.
+
+Each yielded batch is a ``list`` of *slots*: a slot ``i >= 0`` is dataset example ``i``; a slot
+``< 0`` is a fill row that copies example ``~slot`` (``-1 - slot``) with weight 0. Every slot thus
+names a real example of the batch's bucket, which is how :class:`~bucketrnn.batchify.PadToBucket`
+knows the bucket and keeps fill rows' lengths >= 1, and plain ints survive DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from numbers import Integral
+
+import numpy as np
+
+from bucketrnn.errors import StateMismatchError
+
+LAST_BATCH = ("fill", "keep", "discard", "rollover")
+ON_OVERFLOW = ("error", "truncate", "drop")
+STATE_VERSION = 1
+_STATE_KEYS = ("version", "seed", "epoch", "step", "fingerprint")
+
+
+def fill_slot(index):
+    """Slot of a fill row that copies dataset example ``index`` (works on ints and arrays)."""
+    return -1 - index
+
+
+def decode_slots(slots) -> tuple[np.ndarray, np.ndarray]:
+    """Split slots into ``(example index to read, is_real mask)``."""
+    slots = np.asarray(slots, dtype=np.int64)
+    real = slots >= 0
+    return np.where(real, slots, -1 - slots), real
+
+
+def _check_int(name, value, low, high=None):
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {name}={value!r}")
+    if value < low or (high is not None and value >= high):
+        bound = f">= {low}" if high is None else f"in [{low}, {high})"
+        raise ValueError(f"{name} must be {bound}, got {name}={value!r}")
+    return int(value)
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, "
+                         f"got {name}={value!r}")
+    return value
+
+
+def _digest(array: np.ndarray) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    h.update(str(array.shape).encode())
+    h.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def _rng(seed, epoch, *stream):
+    # One independent stream per (seed, epoch, purpose): any epoch is computable on its own,
+    # which is what makes resumption O(1).
+    return np.random.default_rng([seed, epoch, *stream])
+
+
+class BucketBatchSampler:
+    """Deterministic, shardable, resumable schedule of bucketed batches.
+
+    Parameters
+    ----------
+    lengths : array_like of int or None
+        ``(N,)`` lengths, or ``(N, 2)`` ``(src, tgt)`` lengths; assigned to buckets with
+        ``plan.assign(lengths, on_overflow)``. May be None when ``bucket_ids`` is given.
+    plan : BucketPlan
+        Bucket keys and batch sizes (``plan.batch_sizes[k]`` rows per batch of bucket k).
+    shuffle : bool
+        Shuffle examples within each bucket and steps across buckets, anew every epoch.
+    seed : int
+        The schedule of epoch ``e`` is a pure function of ``(lengths, config, seed, e)``.
+    last_batch : {'fill', 'keep', 'discard', 'rollover'}
+        A bucket's last, partial step: ``'fill'`` pads it to full batches with fill rows (weight
+        0, static shapes); ``'keep'`` yields smaller batches (a rank with no example left gets one
+        fill row); ``'discard'`` drops it (``num_dropped`` counts the examples); ``'rollover'``
+        carries it into the next epoch, where it comes first: bucket k's examples form the
+        stream ``perm_k(0) ++ perm_k(1) ++ ...`` cut into full steps, and epoch ``e`` plays steps
+        ``floor(e*n_k/U)`` to ``floor((e+1)*n_k/U)`` with ``U = batch_size_k * num_shards``,
+        so every example is played exactly once per pass (a batch may span passes).
+    num_shards, shard_index : int
+        Data-parallel ranks. All ranks get the same number of steps and the same bucket at each
+        step; examples are split so each is seen on exactly one rank per epoch. The state does
+        not depend on ``shard_index``, so one checkpoint restores every rank.
+    on_overflow : {'error', 'truncate', 'drop'}
+        Policy for sequences longer than the largest bucket (see ``BucketPlan.assign``).
+    bucket_ids : array_like of int, optional
+        Precomputed bucket of each example (-1 = dropped), instead of ``lengths``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from bucketrnn.buckets import plan_buckets
+    >>> lengths = np.array([3, 5, 4, 9, 8, 2, 7])
+    >>> plan = plan_buckets(lengths, num_buckets=2, strategy="fixed", batch_size=2,
+    ...                     boundaries=(5, 9))
+    >>> sampler = BucketBatchSampler(lengths, plan, seed=1)
+    >>> len(sampler)
+    4
+    >>> sorted(i for batch in sampler for i in batch if i >= 0)
+    [0, 1, 2, 3, 4, 5, 6]
+    """
+
+    def __init__(self, lengths, plan, shuffle=True, seed=0, last_batch="fill", num_shards=1,
+                 shard_index=0, on_overflow="error", bucket_ids=None):
+        for attr in ("keys", "batch_sizes", "assign"):
+            if not hasattr(plan, attr):
+                raise TypeError(f"plan must be a BucketPlan, got plan={type(plan).__name__}")
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be a bool, got shuffle={shuffle!r}")
+        self._seed = _check_int("seed", seed, 0)
+        self.shuffle = bool(shuffle)
+        self.last_batch = _check_choice("last_batch", last_batch, LAST_BATCH)
+        self.on_overflow = _check_choice("on_overflow", on_overflow, ON_OVERFLOW)
+        self.num_shards = _check_int("num_shards", num_shards, 1)
+        self.shard_index = _check_int("shard_index", shard_index, 0, self.num_shards)
+        self.plan = plan
+        self.batch_sizes = tuple(int(b) for b in plan.batch_sizes)
+        for k, b in enumerate(self.batch_sizes):
+            if b < 1:
+                raise ValueError(f"batch_size must be >= 1, got batch_size={b} for bucket {k}")
+        num_buckets = len(self.batch_sizes)
+
+        if bucket_ids is None:
+            if lengths is None:
+                raise TypeError("pass lengths or bucket_ids, got lengths=None and bucket_ids=None")
+            lengths = self._check_lengths(lengths)
+            ids = np.asarray(plan.assign(lengths, on_overflow=self.on_overflow), dtype=np.int64)
+            data_digest = _digest(lengths)
+        else:
+            ids = np.asarray(bucket_ids)
+            if ids.dtype.kind not in "iu" or ids.ndim != 1:
+                raise TypeError(f"bucket_ids must be a 1-d int array, got dtype={ids.dtype} "
+                                f"shape={ids.shape}")
+            ids = ids.astype(np.int64)
+            data_digest = _digest(ids)
+        if ids.size == 0:
+            raise ValueError("empty dataset: there are no examples to batch")
+        bad = np.flatnonzero((ids < -1) | (ids >= num_buckets))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"bucket_ids[{i}]={int(ids[i])} is not a bucket of a plan with "
+                             f"{num_buckets} buckets (-1 means dropped)")
+        self.bucket_ids = ids
+        order = np.argsort(ids, kind="stable")
+        counts = np.bincount(ids[ids >= 0], minlength=num_buckets)
+        start = int((ids < 0).sum())
+        self.num_overflow_dropped = start
+        self._members = np.split(order[start:], np.cumsum(counts)[:-1])
+        self._fingerprint = {
+            "data": data_digest,
+            "plan": plan.fingerprint() if hasattr(plan, "fingerprint") else repr(plan.keys),
+            "shuffle": self.shuffle,
+            "last_batch": self.last_batch,
+            "num_shards": self.num_shards,
+            "on_overflow": self.on_overflow,
+        }
+        self._epoch = 0
+        self._step = 0
+        self._cache = None
+
+    @staticmethod
+    def _check_lengths(lengths):
+        arr = np.asarray(lengths)
+        if arr.dtype.kind not in "iu":
+            raise TypeError(f"lengths must be integers, got dtype={arr.dtype}")
+        if arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[1] != 2):
+            raise ValueError(f"lengths must have shape (N,) or (N, 2), got shape={arr.shape}")
+        if arr.shape[0] == 0:
+            raise ValueError("empty dataset: lengths has no entries")
+        bad = np.flatnonzero((arr < 1).reshape(arr.shape[0], -1).any(axis=1))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"example {i} has length {arr[i].tolist()}; empty sequences cannot "
+                             "be batched (remove them or give them at least one token)")
+        return arr.astype(np.int64)
+
+    # ----------------------------------------------------------------- schedule
+    def _perm(self, epoch, k):
+        members = self._members[k]
+        if not self.shuffle:
+            return members
+        return _rng(self._seed, epoch, 0, k).permutation(members)
+
+    def _bucket_steps(self, epoch, k):
+        """Batches of bucket ``k`` for this rank in ``epoch``, and examples dropped."""
+        n, batch, shards, rank = len(self._members[k]), self.batch_sizes[k], \
+            self.num_shards, self.shard_index
+        unit = batch * shards
+        if n == 0:
+            return [], 0
+        if self.last_batch == "rollover":
+            lo, hi = (epoch * n) // unit, ((epoch + 1) * n) // unit
+            if hi == lo:
+                return [], 0
+            first, last = lo * unit // n, (hi * unit - 1) // n
+            stream = np.concatenate([self._perm(e, k) for e in range(first, last + 1)])
+            offset = lo * unit - first * n
+            full = stream[offset:offset + (hi - lo) * unit].reshape(hi - lo, shards, batch)
+            return list(full[:, rank]), 0
+        perm = self._perm(epoch, k)
+        q, rem = divmod(n, unit)
+        batches = list(perm[:q * unit].reshape(q, shards, batch)[:, rank])
+        if rem == 0:
+            return batches, 0
+        if self.last_batch == "discard":
+            return batches, rem
+        tail = perm[q * unit:]
+        part = np.array_split(tail, shards)[rank]
+        source = part[0] if part.size else tail[0]
+        size = batch if self.last_batch == "fill" else max(part.size, 1)
+        filler = np.full(size - part.size, fill_slot(source), dtype=np.int64)
+        batches.append(np.concatenate([part, filler]))
+        return batches, 0
+
+    def _schedule(self, epoch):
+        """``(batches, bucket of each batch, examples dropped)`` for this rank in ``epoch``."""
+        if self._cache is not None and self._cache[0] == (self._seed, epoch):
+            return self._cache[1]
+        batches, buckets, dropped = [], [], self.num_overflow_dropped
+        for k in range(len(self._members)):
+            steps, lost = self._bucket_steps(epoch, k)
+            batches.extend(steps)
+            buckets.extend([k] * len(steps))
+            dropped += lost
+        buckets = np.asarray(buckets, dtype=np.int64)
+        if self.shuffle:
+            # Same permutation on every rank: it depends on (seed, epoch) only.
+            order = _rng(self._seed, epoch, 1).permutation(len(batches))
+            batches = [batches[i] for i in order]
+            buckets = buckets[order]
+        result = (batches, buckets, dropped)
+        self._cache = ((self._seed, epoch), result)
+        return result
+
+    def batches(self, epoch=None, start=0):
+        """Iterate the batches of ``epoch`` (default: the current one) from step ``start``.
+
+        Does not move the sampler's position.
+        """
+        epoch = self._position()[0] if epoch is None else _check_int("epoch", epoch, 0)
+        for batch in self._schedule(epoch)[0][start:]:
+            yield batch.tolist()
+
+    def buckets(self, epoch=None) -> np.ndarray:
+        """Bucket index of every step of ``epoch`` (default: the current one)."""
+        epoch = self._position()[0] if epoch is None else _check_int("epoch", epoch, 0)
+        return self._schedule(epoch)[1].copy()
+
+    def num_batches(self, epoch=None) -> int:
+        """Number of batches this rank yields in ``epoch`` (default: the current one)."""
+        epoch = self._position()[0] if epoch is None else _check_int("epoch", epoch, 0)
+        return len(self._schedule(epoch)[0])
+
+    # ----------------------------------------------------------------- position
+    def _position(self):
+        """``(epoch, step)`` of the next batch; a finished epoch means the next one's start."""
+        if self._step > 0 and self._step >= len(self._schedule(self._epoch)[0]):
+            return self._epoch + 1, 0
+        return self._epoch, self._step
+
+    def _seek(self, epoch, step):
+        self._epoch, self._step = epoch, step
+
+    @property
+    def epoch(self) -> int:
+        """Epoch of the next batch."""
+        return self._position()[0]
+
+    @property
+    def step(self) -> int:
+        """Step (within the epoch) of the next batch."""
+        return self._position()[1]
+
+    @property
+    def seed(self) -> int:
+        return self._seed
+
+    @property
+    def num_dropped(self) -> int:
+        """Examples not played in the current epoch on any rank (overflow ``'drop'`` and
+        ``last_batch='discard'``); 0 for ``'rollover'``, whose tail is played later."""
+        return self._schedule(self.epoch)[2]
+
+    def set_epoch(self, epoch):
+        """Move to the start of ``epoch``.
+
+        Setting the epoch the sampler is already in keeps its position, so a training loop that
+        calls ``set_epoch`` at the top of every epoch does not rewind a resumed sampler.
+        """
+        epoch = _check_int("epoch", epoch, 0)
+        if epoch != self.epoch:
+            self._seek(epoch, 0)
+
+    def __len__(self):
+        return self.num_batches()
+
+    def __iter__(self):
+        epoch, step = self._position()
+        for batch in self.batches(epoch, step):
+            step += 1
+            # Move before handing the batch out: a state saved while it is being used resumes
+            # after it.
+            self._seek(epoch, step)
+            yield batch
+        self._seek(epoch + 1, 0)
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        """Tiny resumable state: ``version, seed, epoch, step`` and a fingerprint of the data
+        and config."""
+        epoch, step = self._epoch, self._step
+        return {"version": STATE_VERSION, "seed": self._seed, "epoch": epoch, "step": step,
+                "fingerprint": dict(self._fingerprint)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a position in O(1); refuse state made for other data or another config.
+
+        Raises
+        ------
+        StateMismatchError
+            Unknown version, or a fingerprint that differs (the message names the fields).
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
+        keys = sorted(state)
+        if keys != sorted(_STATE_KEYS):
+            raise StateMismatchError(f"sampler state must have keys {sorted(_STATE_KEYS)}, "
+                                     f"got {keys}")
+        if state["version"] != STATE_VERSION:
+            raise StateMismatchError(f"sampler state version {state['version']!r} is not "
+                                     f"supported (this bucketrnn reads version {STATE_VERSION})")
+        theirs, ours = state["fingerprint"], self._fingerprint
+        diff = [f"{name}: state {theirs.get(name)!r}, here {ours.get(name)!r}"
+                for name in sorted(set(theirs) | set(ours)) if theirs.get(name) != ours.get(name)]
+        if diff:
+            raise StateMismatchError("sampler state was made for another dataset or "
+                                     "configuration; differs in " + "; ".join(diff))
+        seed = _check_int("seed", state["seed"], 0)
+        epoch = _check_int("epoch", state["epoch"], 0)
+        step = _check_int("step", state["step"], 0)
+        old = self._seed
+        self._seed = seed
+        total = self.num_batches(epoch)
+        if step > total:
+            self._seed = old
+            raise StateMismatchError(f"sampler state step={step} is past the end of epoch "
+                                     f"{epoch}, which has {total} batches")
+        self._seek(epoch, step)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        return state
+
+    def __repr__(self):
+        epoch, step = self._position()
+        return (f"{type(self).__name__}(examples={self.bucket_ids.size}, "
+                f"buckets={len(self.batch_sizes)}, batch_sizes={self.batch_sizes}, "
+                f"shuffle={self.shuffle}, seed={self._seed}, last_batch={self.last_batch!r}, "
+                f"shard={self.shard_index}/{self.num_shards}, epoch={epoch}, step={step}/"
+                f"{self.num_batches(epoch)})")
