@@ -1,0 +1,17 @@
+"""Reference models built for one bucket length each, exact under padding."""
+
+from bucketrnn.models.base import BucketModel, loss_normalizer, masked_token_loss
+from bucketrnn.models.classifier import SequenceClassifier
+from bucketrnn.models.encoder import RecurrentEncoder
+from bucketrnn.models.language_model import LanguageModel
+
+__all__ = sorted(
+    [
+        "BucketModel",
+        "LanguageModel",
+        "RecurrentEncoder",
+        "SequenceClassifier",
+        "loss_normalizer",
+        "masked_token_loss",
+    ]
+)

@@ -1,0 +1,135 @@
+"""What the reference models have in common: one length per block, shared parameters, checks.
+
+A model here is a ``HybridBlock`` built for one bucket length. Its forward takes the arrays of a
+:class:`~bucketrnn.Batch` in the :class:`~bucketrnn.GraphCache` default order
+``(data, valid_length, label, weight)`` and returns the per-row loss already multiplied by
+``weight`` (fill rows contribute exactly 0), optionally followed by more outputs (``outputs=``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mxnet import gluon, nd
+
+OUTPUTS = ("loss", "logits", "states")
+
+
+class BucketModel(gluon.HybridBlock):
+    """Base class: the length, the ``outputs=`` selection, input checks and :meth:`factory`.
+
+    Subclasses set ``self.encoder`` (a :class:`~bucketrnn.models.RecurrentEncoder`) and
+    ``self.embed_ids`` (whether ``data`` holds token ids), and implement ``_compute(F, data,
+    valid_length, label, weight, **params) -> dict`` with keys ``loss``, ``logits`` and
+    ``states`` (a list).
+    """
+
+    def __init__(self, length: int, outputs=("loss",), prefix=None, params=None):
+        super().__init__(prefix=prefix, params=params)
+        if isinstance(outputs, str):
+            outputs = (outputs,)
+        outputs = tuple(outputs)
+        bad = [o for o in outputs if o not in OUTPUTS]
+        if not outputs or bad:
+            raise ValueError(f"outputs must be a non-empty subset of {OUTPUTS}, got "
+                             f"outputs={outputs!r}")
+        self.length = length
+        self.outputs = outputs
+        self.embed_ids = True
+
+    @classmethod
+    def factory(cls, prefix: str | None = None, **kwargs):
+        """A ``build(length) -> model`` callable whose models all share one parameter set.
+
+        The first model built owns the parameters; the next ones are built with the same
+        ``prefix`` and ``params=first.collect_params()``, so every bucket length uses the same
+        arrays. Pass the result to :class:`~bucketrnn.GraphCache`.
+
+        Examples
+        --------
+        >>> from bucketrnn.models import LanguageModel
+        >>> build = LanguageModel.factory(vocab_size=20, hidden_size=8)
+        >>> a, b = build(5), build(9)
+        >>> a.collect_params()[a.embed_weight.name] is b.collect_params()[b.embed_weight.name]
+        True
+        """
+        prefix = prefix or cls.__name__.lower() + "_"
+        shared = {}
+
+        def build(length):
+            if isinstance(length, tuple):
+                raise ValueError(
+                    f"{cls.__name__} takes one length per bucket, got bucket key {length!r}"
+                )
+            block = cls(length, prefix=prefix, params=shared.get("params"), **kwargs)
+            shared.setdefault("params", block.collect_params())
+            return block
+
+        build.__qualname__ = f"{cls.__name__}.factory"
+        return build
+
+    def check_context(self, ctx) -> None:
+        """Raise ``ValueError`` if this model cannot run exactly on ``ctx``."""
+        self.encoder.check_context(ctx)
+
+    def validate_inputs(self, ctx, data, *rest) -> None:
+        """Check the arrays a forward receives: called by ``GraphCache`` before every step."""
+        self.check_context(ctx)
+        kind = np.dtype(data.dtype).kind
+        if self.embed_ids and kind not in "iu":
+            raise TypeError(
+                f"data must hold integer token ids for {type(self).__name__} (an embedding "
+                f"model), got data dtype {np.dtype(data.dtype).name}"
+            )
+        if not self.embed_ids and kind != "f":
+            raise TypeError(
+                f"data must hold float features for {type(self).__name__} built with "
+                f"input_size=, got data dtype {np.dtype(data.dtype).name}"
+            )
+        if data.ndim < 2 or data.shape[1] != self.length:
+            raise ValueError(
+                f"data must be shaped (batch, {self.length}, ...) for this model of length "
+                f"{self.length}, got data.shape={data.shape}"
+            )
+
+    def forward(self, data, *args):
+        if isinstance(data, nd.NDArray):
+            self.validate_inputs(data.context, data, *args)
+        return super().forward(data, *args)
+
+    def hybrid_forward(self, F, data, valid_length, label, weight, **params):
+        result = self._compute(F, data, valid_length, label, weight, **params)
+        out = []
+        for name in self.outputs:
+            if name == "states":
+                out.extend(result["states"])
+            else:
+                out.append(result[name])
+        return out[0] if len(out) == 1 else tuple(out)
+
+
+def masked_token_loss(F, logits, label, valid_length, weight):
+    """Per-row summed cross-entropy over the valid steps, times the row weight: ``(B,)``."""
+    nll = -F.pick(F.log_softmax(logits, axis=-1), label, axis=-1)
+    nll = F.SequenceMask(nll, valid_length, use_sequence_length=True, axis=1)
+    return F.sum(nll, axis=1) * weight
+
+
+def loss_normalizer(batch, per: str = "token"):
+    """How many real tokens (``per="token"``) or rows (``per="row"``) a batch holds, as a float.
+
+    Divide the summed loss of a batch by it to get a mean that fill rows do not distort.
+
+    Examples
+    --------
+    >>> import mxnet as mx, numpy as np
+    >>> from bucketrnn import Batch
+    >>> b = Batch(4, mx.nd.zeros((2, 4)), mx.nd.array([3, 3]), None, mx.nd.array([1, 0]),
+    ...           np.array([7, -1]))
+    >>> loss_normalizer(b), loss_normalizer(b, per="row")
+    (3.0, 1.0)
+    """
+    if per == "row":
+        return float(batch.weight.sum().asscalar())
+    if per == "token":
+        return float((batch.valid_length.astype("float32") * batch.weight).sum().asscalar())
+    raise ValueError(f"per must be 'token' or 'row', got per={per!r}")

@@ -1,0 +1,181 @@
+"""Recurrent encoder for one bucket length, exact under padding.
+
+Both reference models (:class:`~bucketrnn.models.LanguageModel`,
+:class:`~bucketrnn.models.SequenceClassifier`) run their sequences through a
+:class:`RecurrentEncoder`. It is built for one fixed length (the bucket length) and guarantees
+that outputs at valid steps and final states equal those of the unpadded sequence:
+
+* ``cell="unrolled"``: ``LSTMCell``/``GRUCell`` unrolled over the length with
+  ``valid_length`` (states are taken at the last valid step, outputs past it are zero).
+* ``cell="fused"``: one fused ``gluon.rnn.LSTM``/``GRU`` layer per layer and direction. The
+  fused CPU kernel ignores sequence lengths, so padding is handled explicitly: pads sit after the
+  valid part (causal, so valid steps are unaffected), the reverse direction reverses the valid
+  part only (``SequenceReverse(use_sequence_length=True)``), and final hidden states are picked
+  with ``SequenceLast``. The fused kernel does not expose the LSTM memory cell at the last valid
+  step, so fused models report hidden states ``h`` only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from mxnet import gluon
+from mxnet.gluon import rnn
+
+MODES = ("lstm", "gru")
+CELLS = ("unrolled", "fused")
+
+
+def check_choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {name}={value!r}")
+
+
+def check_positive(name: str, value, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+
+
+def reverse_valid(F, x, valid_length):
+    """Reverse ``x`` (``NTC``) along time over each row's valid part only; pads stay at the end."""
+    return F.swapaxes(
+        F.SequenceReverse(F.swapaxes(x, 0, 1), valid_length, use_sequence_length=True), 0, 1
+    )
+
+
+class RecurrentEncoder(gluon.HybridBlock):
+    """Stacked (bi)directional LSTM/GRU over sequences padded to one fixed ``length``.
+
+    Parameters
+    ----------
+    length : int
+        Padded length of the inputs (the bucket length); fixed into the unrolled graph.
+    input_size : int
+        Feature size of each step.
+    hidden_size : int
+        Units per layer and direction.
+    num_layers : int
+        Stacked layers.
+    mode : {"lstm", "gru"}
+    bidirectional : bool
+        Add a reverse direction per layer; outputs are concatenated (``2 * hidden_size``).
+    dropout : float
+        Dropout between layers (not after the last one).
+    cell : {"unrolled", "fused"}
+    use_sequence_length : bool
+        Fused only: also hand the lengths to the fused kernel. Only the GPU kernel honours them,
+        so this is refused on CPU by :meth:`check_context`.
+
+    Notes
+    -----
+    ``hybrid_forward(x, valid_length)`` returns ``(outputs, states)``: outputs ``(B, length,
+    hidden_size * directions)``, zero past each row's valid length, and a list of final states,
+    per layer then per direction: ``[h, c]`` for unrolled LSTM, ``[h]`` otherwise.
+
+    Examples
+    --------
+    >>> import mxnet as mx
+    >>> enc = RecurrentEncoder(5, input_size=3, hidden_size=4)
+    >>> enc.initialize()
+    >>> out, states = enc(mx.nd.ones((2, 5, 3)), mx.nd.array([5, 2], dtype="int32"))
+    >>> out.shape, len(states)
+    ((2, 5, 4), 2)
+    """
+
+    def __init__(
+        self,
+        length: int,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        mode: str = "lstm",
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        cell: str = "unrolled",
+        use_sequence_length: bool = False,
+        prefix: str | None = None,
+        params=None,
+    ):
+        super().__init__(prefix=prefix, params=params)
+        check_positive("length", length)
+        check_positive("input_size", input_size)
+        check_positive("hidden_size", hidden_size)
+        check_positive("num_layers", num_layers)
+        check_choice("mode", mode, MODES)
+        check_choice("cell", cell, CELLS)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got dropout={dropout!r}")
+        if use_sequence_length and cell != "fused":
+            raise ValueError(
+                "use_sequence_length applies to cell='fused' only, got "
+                f"use_sequence_length=True with cell={cell!r}"
+            )
+        self.length = int(length)
+        self.mode, self.cell = mode, cell
+        self.num_layers, self.hidden_size = num_layers, hidden_size
+        self.directions = 2 if bidirectional else 1
+        self.dropout = float(dropout)
+        self.use_sequence_length = bool(use_sequence_length)
+        self.output_size = hidden_size * self.directions
+        self._layers = []
+        with self.name_scope():
+            size = input_size
+            for layer in range(num_layers):
+                pair = []
+                for d in range(self.directions):
+                    block = self._make(size, hidden_size, prefix=f"l{layer}{'fb'[d]}_")
+                    self.register_child(block)
+                    pair.append(block)
+                self._layers.append(pair)
+                size = self.output_size
+
+    def _make(self, input_size, hidden_size, prefix):
+        if self.cell == "unrolled":
+            cls = rnn.LSTMCell if self.mode == "lstm" else rnn.GRUCell
+            return cls(hidden_size, input_size=input_size, prefix=prefix)
+        cls = rnn.LSTM if self.mode == "lstm" else rnn.GRU
+        return cls(
+            hidden_size,
+            num_layers=1,
+            layout="NTC",
+            input_size=input_size,
+            use_sequence_length=self.use_sequence_length,
+            prefix=prefix,
+        )
+
+    def check_context(self, ctx) -> None:
+        """Refuse settings the kernel for ``ctx`` would silently ignore."""
+        if self.use_sequence_length and getattr(ctx, "device_type", "cpu") == "cpu":
+            raise ValueError(
+                f"use_sequence_length=True is not supported on {ctx}: the fused CPU kernel "
+                "ignores the lengths; use use_sequence_length=False (padding is masked "
+                "explicitly) or a GPU context"
+            )
+
+    def _direction(self, F, block, x, valid_length):
+        if self.cell == "unrolled":
+            out, states = block.unroll(
+                self.length, x, layout="NTC", merge_outputs=True, valid_length=valid_length
+            )
+            return out, list(states)
+        out = block(x, None, valid_length) if self.use_sequence_length else block(x)
+        # The fused kernel runs over the pads too; the pads come after the valid part, so valid
+        # steps are exact and only the tail has to be zeroed and the last valid step picked.
+        out = F.SequenceMask(out, valid_length, use_sequence_length=True, axis=1)
+        return out, [F.SequenceLast(out, valid_length, use_sequence_length=True, axis=1)]
+
+    def hybrid_forward(self, F, x, valid_length):
+        states = []
+        for index, pair in enumerate(self._layers):
+            if index and self.dropout:
+                x = F.Dropout(x, p=self.dropout)
+            out, st = self._direction(F, pair[0], x, valid_length)
+            states.extend(st)
+            if self.directions == 2:
+                back, st = self._direction(F, pair[1], reverse_valid(F, x, valid_length),
+                                           valid_length)
+                states.extend(st)
+                out = F.concat(out, reverse_valid(F, back, valid_length), dim=2)
+            x = out
+        return x, states
