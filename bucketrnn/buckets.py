@@ -1,0 +1,500 @@
+"""Bucket plans: boundaries and per-bucket batch sizes, as pure functions of the lengths.
+
+Interval convention. With boundaries ``b_0 < b_1 < ... < b_{K-1}`` (and ``b_{-1} = 0``), bucket ``k``
+holds every example whose length ``l`` satisfies ``b_{k-1} < l <= b_k``, and its batches are padded
+to exactly ``b_k`` time steps: the bucket key. Boundaries are always lengths that occur in the data
+(except for ``fixed``), so the largest bucket is exactly as long as the longest example.
+
+For ``(src, tgt)`` pairs the boundaries apply to the source length; a bucket's key is
+``(b_k, longest target in the bucket)``.
+
+Cost model. A bucket of ``n_k`` examples, padded length ``L_k`` and batch size ``B_k`` computes
+``ceil(n_k / B_k) * B_k * L_k`` slots: the time padding plus the masked rows that fill its last
+batch. ``optimal`` minimises the sum of that over buckets exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from bucketrnn.lengths import is_pair_lengths
+
+__all__ = [
+    "BucketPlan",
+    "STRATEGIES",
+    "bucket_batch_sizes",
+    "exp_boundaries",
+    "length_histogram",
+    "optimal_boundaries",
+    "plan_buckets",
+    "quantile_boundaries",
+]
+
+STRATEGIES = ("optimal", "quantile", "exp", "fixed")
+OVERFLOW_POLICIES = ("error", "truncate", "drop")
+
+
+# ---------------------------------------------------------------------------------------------
+# histogram and batch sizes
+# ---------------------------------------------------------------------------------------------
+def length_histogram(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct lengths and how many examples have each; O(N) for bounded lengths."""
+    lengths = np.asarray(lengths, dtype=np.int64).ravel()
+    if lengths.size == 0:
+        raise ValueError("lengths is empty: got 0 examples")
+    top = int(lengths.max())
+    if top <= 50_000_000:
+        counts = np.bincount(lengths, minlength=top + 1)
+        values = np.flatnonzero(counts)
+        return values.astype(np.int64), counts[values].astype(np.int64)
+    values, counts = np.unique(lengths, return_counts=True)
+    return values.astype(np.int64), counts.astype(np.int64)
+
+
+def bucket_batch_sizes(
+    bucket_lengths,
+    batch_size: int | None = None,
+    max_tokens: int | None = None,
+    batch_size_multiple: int = 1,
+) -> np.ndarray:
+    """Batch size of a bucket padded to each of ``bucket_lengths``.
+
+    A fixed ``batch_size``; or a token budget ``max_tokens`` (``B = max_tokens // L``), capped by
+    ``batch_size`` when both are given; rounded down to a multiple of ``batch_size_multiple``.
+
+    >>> bucket_batch_sizes([10, 20, 50], max_tokens=200, batch_size_multiple=4).tolist()
+    [20, 8, 4]
+    """
+    lengths = np.asarray(bucket_lengths, dtype=np.int64)
+    if max_tokens is None:
+        sizes = np.full(lengths.shape, batch_size, dtype=np.int64)
+    else:
+        sizes = max_tokens // lengths
+        if batch_size is not None:
+            sizes = np.minimum(sizes, batch_size)
+    if batch_size_multiple > 1:
+        sizes = (sizes // batch_size_multiple) * batch_size_multiple
+    if (sizes < 1).any():
+        i = int(np.flatnonzero(sizes < 1)[0])
+        raise ValueError(
+            f"max_tokens={max_tokens} leaves no room for a bucket of length {int(lengths[i])} "
+            f"(batch_size_multiple={batch_size_multiple}); raise max_tokens to at least "
+            f"{int(lengths[i]) * batch_size_multiple}"
+        )
+    return sizes
+
+
+def _validate_sizes(batch_size, max_tokens, batch_size_multiple) -> None:
+    if batch_size is None and max_tokens is None:
+        raise ValueError("give batch_size or max_tokens, got neither")
+    for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+    if not isinstance(batch_size_multiple, (int, np.integer)) or batch_size_multiple < 1:
+        raise ValueError(
+            f"batch_size_multiple must be an integer >= 1, got batch_size_multiple={batch_size_multiple!r}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# boundary strategies (pure functions of the histogram)
+# ---------------------------------------------------------------------------------------------
+def _slot_cost(P, values, sizes, i, j):
+    """Computed slots of one bucket covering distinct-length indices i..j (inclusive)."""
+    n = P[j + 1] - P[i]
+    b = sizes[j]
+    return ((n + b - 1) // b) * b * values[j]
+
+
+def optimal_boundaries(values, counts, num_buckets: int, sizes) -> np.ndarray:
+    """Boundaries minimising computed slots exactly, with at most ``num_buckets`` buckets.
+
+    Dynamic programming over the sorted histogram: ``dp_k[j]`` is the least cost of covering the
+    distinct lengths ``0..j`` with at most ``k`` buckets. For each ``(k, j)`` the start ``i`` of the
+    last bucket is scanned downwards from ``j``, vectorised over all ``j`` at once, and the scan of
+    a ``j`` stops as soon as a lower bound proves no smaller ``i`` can win: any split at ``i``
+    costs at least ``tokens(0..i-1) + n(i..j) * L_j``, which only grows as ``i`` decreases. The
+    pruning is exact (no monotone-argmin assumption, which the ceil in the fill cost breaks), and
+    on real length distributions each scan stops after a few bucket widths.
+
+    Parameters
+    ----------
+    values, counts : numpy.ndarray
+        Sorted distinct lengths and their counts (:func:`length_histogram`).
+    num_buckets : int
+        Maximum number of buckets (fewer are used when more would add fill rows).
+    sizes : numpy.ndarray
+        Batch size of a bucket whose key would be ``values[j]``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted boundaries, a subset of ``values`` that ends with ``values[-1]``.
+    """
+    values = np.asarray(values, dtype=np.int64)
+    d = values.size
+    # float64 is exact for these integers (< 2**53) and much faster than int64 floor division.
+    v = values.astype(np.float64)
+    b = np.asarray(sizes, dtype=np.float64)
+    bv = b * v
+    P = np.concatenate([[0.0], np.cumsum(np.asarray(counts, dtype=np.float64))])
+    T = np.concatenate([[0.0], np.cumsum(np.asarray(counts, dtype=np.float64) * v)])
+    prev = np.ceil(P[1:] / b) * bv
+    choices = []
+    for _ in range(2, min(num_buckets, d) + 1):
+        best = prev.copy()
+        arg = np.full(d, -1, dtype=np.int64)
+        js = np.arange(1, d)
+        w0, width = 0, 8
+        while js.size:
+            starts = js[:, None] - np.arange(w0, w0 + width)[None, :]
+            starts_c = np.maximum(starts, 1)
+            n = P[js + 1][:, None] - P[starts_c]
+            cand = prev[starts_c - 1] + np.ceil(n / b[js][:, None]) * bv[js][:, None]
+            cand[starts < 1] = np.inf
+            col = cand.argmin(axis=1)
+            rows = np.arange(js.size)
+            cmin = cand[rows, col]
+            better = cmin < best[js]
+            best[js[better]] = cmin[better]
+            arg[js[better]] = starts_c[rows, col][better]
+            nxt = js - (w0 + width)
+            nxt_c = np.maximum(nxt, 1)
+            bound = T[nxt_c] + (P[js + 1] - P[nxt_c]) * v[js]
+            js = js[(nxt >= 1) & (bound < best[js])]
+            w0 += width
+            width = int(min(width * 2, max(8, (1 << 20) // max(js.size, 1))))
+        choices.append(arg)
+        prev = best
+    bounds = []
+    j = d - 1
+    for arg in reversed(choices):
+        start = arg[j]
+        if start >= 0:
+            bounds.append(values[j])
+            j = start - 1
+    bounds.append(values[j])
+    return np.array(sorted(bounds), dtype=np.int64)
+
+
+def quantile_boundaries(values, counts, num_buckets: int) -> np.ndarray:
+    """Boundaries at the count quantiles ``1/K, 2/K, ..., 1`` of the lengths (duplicates merged)."""
+    cum = np.cumsum(counts)
+    targets = np.ceil(cum[-1] * np.arange(1, num_buckets + 1) / num_buckets)
+    idx = np.searchsorted(cum, targets, side="left")
+    return np.unique(np.asarray(values)[np.minimum(idx, len(values) - 1)])
+
+
+def exp_boundaries(values, counts, num_buckets: int, ratio: float = 1.2) -> np.ndarray:
+    """Boundaries whose widths grow geometrically by ``ratio`` from the shortest to the longest
+    length, as GluonNLP's ``ExpWidthBucket`` does (integer rounding may merge a few)."""
+    lo, hi = int(values[0]), int(values[-1])
+    widths = ratio ** np.arange(num_buckets)
+    edges = lo + (hi - lo) * np.cumsum(widths) / widths.sum()
+    bounds = np.unique(np.clip(np.ceil(edges - 1e-9).astype(np.int64), lo, hi))
+    bounds[-1] = hi
+    return bounds
+
+
+def _check_fixed(boundaries) -> np.ndarray:
+    b = np.asarray(boundaries)
+    if b.ndim != 1 or b.size == 0 or not np.issubdtype(b.dtype, np.integer):
+        raise ValueError(f"boundaries must be a non-empty list of integers, got boundaries={boundaries!r}")
+    if (b < 1).any():
+        raise ValueError(f"boundaries must be >= 1, got boundaries={list(map(int, b))}")
+    if (np.diff(b) <= 0).any():
+        raise ValueError(
+            f"boundaries must be strictly increasing (sorted, no duplicates), got boundaries={list(map(int, b))}"
+        )
+    return b.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# the plan
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BucketPlan:
+    """Bucket boundaries, keys, counts and batch sizes, with padding statistics.
+
+    Build it with :func:`plan_buckets`. ``keys[k]`` is the padded length of bucket ``k``
+    (``(src_len, tgt_len)`` for pairs); see the module docstring for the interval convention.
+
+    Attributes
+    ----------
+    real_tokens : int
+        Non-padding time steps over all kept examples.
+    slots : int
+        Time steps after padding every example to its bucket length.
+    computed_slots : int
+        ``slots`` plus the masked rows that fill each bucket's last batch.
+    """
+
+    strategy: str
+    boundaries: tuple
+    keys: tuple
+    counts: tuple
+    batch_sizes: tuple
+    bucket_real_tokens: tuple
+    num_dropped: int = 0
+    num_truncated: int = 0
+
+    @property
+    def num_buckets(self) -> int:
+        return len(self.keys)
+
+    def _key_len(self, k) -> int:
+        key = self.keys[k]
+        return int(sum(key)) if isinstance(key, tuple) else int(key)
+
+    @property
+    def bucket_slots(self) -> tuple:
+        return tuple(n * self._key_len(k) for k, n in enumerate(self.counts))
+
+    @property
+    def bucket_computed_slots(self) -> tuple:
+        return tuple(
+            -(-n // b) * b * self._key_len(k)
+            for k, (n, b) in enumerate(zip(self.counts, self.batch_sizes))
+        )
+
+    @property
+    def bucket_num_batches(self) -> tuple:
+        return tuple(-(-n // b) for n, b in zip(self.counts, self.batch_sizes))
+
+    @property
+    def real_tokens(self) -> int:
+        return int(sum(self.bucket_real_tokens))
+
+    @property
+    def slots(self) -> int:
+        return int(sum(self.bucket_slots))
+
+    @property
+    def computed_slots(self) -> int:
+        return int(sum(self.bucket_computed_slots))
+
+    @property
+    def padding_fraction(self) -> float:
+        """Share of time-padded slots that are padding (ignores fill rows)."""
+        return 1.0 - self.real_tokens / self.slots
+
+    @property
+    def fill_fraction(self) -> float:
+        """Share of computed slots spent on fill rows."""
+        return (self.computed_slots - self.slots) / self.computed_slots
+
+    @property
+    def waste(self) -> float:
+        """Share of computed slots that are not real tokens: time padding plus fill rows."""
+        return 1.0 - self.real_tokens / self.computed_slots
+
+    @property
+    def num_examples(self) -> int:
+        return int(sum(self.counts))
+
+    def assign(self, lengths, on_overflow: str = "error") -> np.ndarray:
+        """Bucket index of every example (``int64``; -1 for examples dropped by ``on_overflow``).
+
+        ``on_overflow`` decides what happens to an example longer than the largest bucket:
+        ``"error"`` raises, ``"truncate"`` puts it in the last bucket (batchify cuts it to the
+        bucket length), ``"drop"`` marks it -1.
+        """
+        if on_overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got on_overflow={on_overflow!r}")
+        lengths = np.asarray(lengths, dtype=np.int64)
+        primary = lengths[:, 0] if is_pair_lengths(lengths) else lengths
+        ids = np.searchsorted(np.asarray(self.boundaries), primary, side="left").astype(np.int64)
+        over = ids >= len(self.boundaries)
+        if over.any():
+            if on_overflow == "error":
+                i = int(np.flatnonzero(over)[0])
+                raise ValueError(
+                    f"example {i} has length {int(primary[i])}, longer than the largest bucket "
+                    f"({int(self.boundaries[-1])}); {int(over.sum())} example(s) overflow. "
+                    "Add a larger boundary or pass on_overflow='truncate' or 'drop'"
+                )
+            ids[over] = len(self.boundaries) - 1 if on_overflow == "truncate" else -1
+        if is_pair_lengths(lengths):
+            tgt_keys = np.array([k[1] for k in self.keys], dtype=np.int64)
+            kept = ids >= 0
+            tover = kept.copy()
+            tover[kept] = lengths[kept, 1] > tgt_keys[ids[kept]]
+            if tover.any() and on_overflow != "truncate":
+                i = int(np.flatnonzero(tover)[0])
+                if on_overflow == "error":
+                    raise ValueError(
+                        f"example {i} has target length {int(lengths[i, 1])}, longer than its "
+                        f"bucket's target length {int(tgt_keys[ids[i]])}; pass on_overflow="
+                        "'truncate' or 'drop', or plan on this dataset"
+                    )
+                ids[tover] = -1
+        return ids
+
+    def fingerprint(self) -> str:
+        """Stable short hash of what determines batch shapes: keys, boundaries, batch sizes."""
+        blob = json.dumps(
+            {"keys": _jsonable(self.keys), "boundaries": _jsonable(self.boundaries),
+             "batch_sizes": _jsonable(self.batch_sizes)},
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {
+            "strategy": self.strategy,
+            "keys": _jsonable(self.keys),
+            "boundaries": _jsonable(self.boundaries),
+            "counts": _jsonable(self.counts),
+            "batch_sizes": _jsonable(self.batch_sizes),
+            "real_tokens": self.real_tokens,
+            "computed_slots": self.computed_slots,
+            "padding_fraction": self.padding_fraction,
+            "fill_fraction": self.fill_fraction,
+            "waste": self.waste,
+            "num_dropped": self.num_dropped,
+            "num_truncated": self.num_truncated,
+        }
+
+    def __repr__(self) -> str:
+        lines = [
+            f"BucketPlan(strategy={self.strategy!r}, buckets={self.num_buckets}, "
+            f"examples={self.num_examples}, real_tokens={self.real_tokens}, "
+            f"padding={100 * self.padding_fraction:.2f}%, fill={100 * self.fill_fraction:.2f}%, "
+            f"waste={100 * self.waste:.2f}%"
+            + (f", dropped={self.num_dropped}" if self.num_dropped else "")
+            + (f", truncated={self.num_truncated}" if self.num_truncated else "")
+            + ")",
+            f"  {'key':>10} {'count':>8} {'batch':>6} {'batches':>8} {'padding':>8}",
+        ]
+        for k in range(self.num_buckets):
+            slots = self.bucket_slots[k]
+            pad = 1.0 - self.bucket_real_tokens[k] / slots if slots else 0.0
+            lines.append(
+                f"  {str(self.keys[k]):>10} {self.counts[k]:>8} {self.batch_sizes[k]:>6} "
+                f"{self.bucket_num_batches[k]:>8} {100 * pad:>7.2f}%"
+            )
+        return "\n".join(lines)
+
+
+def _jsonable(x):
+    if isinstance(x, (tuple, list)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def plan_buckets(
+    lengths,
+    num_buckets: int = 8,
+    strategy: str = "optimal",
+    batch_size: int | None = 64,
+    max_tokens: int | None = None,
+    batch_size_multiple: int = 1,
+    boundaries=None,
+    on_overflow: str = "error",
+    ratio: float = 1.2,
+) -> BucketPlan:
+    """Plan buckets for ``lengths``.
+
+    Parameters
+    ----------
+    lengths : array-like of int
+        ``(N,)`` lengths, or ``(N, 2)`` (source, target) lengths (:func:`~bucketrnn.sequence_lengths`).
+    num_buckets : int
+        Number of buckets (an upper bound for ``optimal``, which uses fewer when more would add
+        fill rows). Ignored for ``fixed``.
+    strategy : {"optimal", "quantile", "exp", "fixed"}
+        How boundaries are chosen; ``fixed`` takes ``boundaries``.
+    batch_size, max_tokens, batch_size_multiple : int
+        Per-bucket batch sizes; see :func:`bucket_batch_sizes`. With ``max_tokens``,
+        ``batch_size`` (pass ``None`` to disable) caps the result.
+    boundaries : list of int
+        Inclusive upper bounds for ``strategy="fixed"``; strictly increasing.
+    on_overflow : {"error", "truncate", "drop"}
+        Examples longer than the largest fixed boundary: see :meth:`BucketPlan.assign`.
+    ratio : float
+        Width growth factor of ``exp``.
+
+    Examples
+    --------
+    >>> plan = plan_buckets([3, 3, 4, 9, 10], num_buckets=2, batch_size=2)
+    >>> plan.keys, plan.counts, plan.batch_sizes
+    ((4, 10), (3, 2), (2, 2))
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got strategy={strategy!r}")
+    if on_overflow not in OVERFLOW_POLICIES:
+        raise ValueError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got on_overflow={on_overflow!r}")
+    _validate_sizes(batch_size, max_tokens, batch_size_multiple)
+    lengths = np.asarray(lengths)
+    if lengths.size == 0:
+        raise ValueError("lengths is empty: the dataset has no sequences to bucket")
+    if not np.issubdtype(lengths.dtype, np.integer):
+        raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
+    if lengths.ndim not in (1, 2) or (lengths.ndim == 2 and lengths.shape[1] != 2):
+        raise ValueError(f"lengths must be shaped (N,) or (N, 2), got shape {lengths.shape}")
+    lengths = lengths.astype(np.int64)
+    if (lengths < 1).any():
+        i = int(np.flatnonzero((lengths < 1).reshape(len(lengths), -1).any(axis=1))[0])
+        raise ValueError(f"lengths must be >= 1, got length {lengths[i].tolist()} at index {i}")
+    pairs = is_pair_lengths(lengths)
+    primary = lengths[:, 0] if pairs else lengths
+    values, counts = length_histogram(primary)
+
+    if strategy == "fixed":
+        if boundaries is None:
+            raise ValueError("strategy='fixed' needs boundaries=[...], got boundaries=None")
+        bounds = _check_fixed(boundaries)
+    else:
+        if boundaries is not None:
+            raise ValueError(f"boundaries are only used with strategy='fixed', got strategy={strategy!r}")
+        if not isinstance(num_buckets, (int, np.integer)) or num_buckets < 1:
+            raise ValueError(f"num_buckets must be an integer >= 1, got num_buckets={num_buckets!r}")
+        if num_buckets > values.size:
+            raise ValueError(
+                f"num_buckets={num_buckets} is more than the {values.size} distinct lengths in the "
+                f"data; use num_buckets <= {values.size}"
+            )
+        if strategy == "optimal":
+            sizes = bucket_batch_sizes(values, batch_size, max_tokens, batch_size_multiple)
+            bounds = optimal_boundaries(values, counts, num_buckets, sizes)
+        elif strategy == "quantile":
+            bounds = quantile_boundaries(values, counts, num_buckets)
+        else:
+            bounds = exp_boundaries(values, counts, num_buckets, ratio)
+
+    stub = BucketPlan(strategy, tuple(int(b) for b in bounds), tuple(int(b) for b in bounds),
+                      (0,) * len(bounds), (1,) * len(bounds), (0,) * len(bounds))
+    ids = stub.assign(primary, on_overflow)  # targets never overflow: keys follow from the data
+    kept = ids >= 0
+    nb = len(bounds)
+    bucket_counts = np.bincount(ids[kept], minlength=nb)
+    truncated = kept & (primary > bounds[np.maximum(ids, 0)])
+    if pairs:
+        tgt_keys = np.zeros(nb, dtype=np.int64)
+        np.maximum.at(tgt_keys, ids[kept], lengths[kept, 1])
+        keys = tuple((int(b), int(max(t, 1))) for b, t in zip(bounds, tgt_keys))
+        real = np.minimum(primary, bounds[np.maximum(ids, 0)]) + lengths[:, 1]
+        key_len = bounds + tgt_keys
+    else:
+        keys = tuple(int(b) for b in bounds)
+        real = np.minimum(primary, bounds[np.maximum(ids, 0)])
+        key_len = bounds
+    real_per_bucket = np.bincount(ids[kept], weights=real[kept], minlength=nb).astype(np.int64)
+    sizes = bucket_batch_sizes(key_len if max_tokens is not None else bounds, batch_size, max_tokens,
+                               batch_size_multiple)
+    return BucketPlan(
+        strategy=strategy,
+        boundaries=tuple(int(b) for b in bounds),
+        keys=keys,
+        counts=tuple(int(c) for c in bucket_counts),
+        batch_sizes=tuple(int(s) for s in sizes),
+        bucket_real_tokens=tuple(int(r) for r in real_per_bucket),
+        num_dropped=int((~kept).sum()),
+        num_truncated=int(truncated.sum()),
+    )
