@@ -77,7 +77,8 @@ class BucketBatchSampler:
     plan : BucketPlan
         Bucket keys and batch sizes (``plan.batch_sizes[k]`` rows per batch of bucket k).
     shuffle : bool
-        Shuffle examples within each bucket and steps across buckets, anew every epoch.
+        Shuffle examples within each bucket and interleave the buckets' steps at random, anew
+        every epoch. Otherwise buckets are played in order, examples in index order.
     seed : int
         The schedule of epoch ``e`` is a pure function of ``(lengths, config, seed, e)``.
     last_batch : {'fill', 'keep', 'discard', 'rollover'}
@@ -235,10 +236,14 @@ class BucketBatchSampler:
             dropped += lost
         buckets = np.asarray(buckets, dtype=np.int64)
         if self.shuffle:
-            # Same permutation on every rank: it depends on (seed, epoch) only.
-            order = _rng(self._seed, epoch, 1).permutation(len(batches))
+            # A random interleaving of the buckets that keeps each bucket's own steps in stream
+            # order (its examples are shuffled already), so a rolled-over tail leads its bucket
+            # in the next epoch. It depends on (seed, epoch) only: the same on every rank.
+            labels = buckets[_rng(self._seed, epoch, 1).permutation(len(batches))]
+            order = np.empty(len(batches), dtype=np.int64)
+            order[np.argsort(labels, kind="stable")] = np.arange(len(batches))
             batches = [batches[i] for i in order]
-            buckets = buckets[order]
+            buckets = labels
         result = (batches, buckets, dropped)
         self._cache = ((self._seed, epoch), result)
         return result

@@ -1,0 +1,223 @@
+"""The user-facing iterable: bucketed, padded, static-shape batches from a gluon DataLoader."""
+
+from __future__ import annotations
+
+import multiprocessing
+from numbers import Integral, Real
+
+import numpy as np
+
+from bucketrnn.batchify import TASKS, PadToBucket, SlotDataset
+from bucketrnn.buckets import plan_buckets
+from bucketrnn.lengths import sequence_lengths
+from bucketrnn.sampler import BucketBatchSampler
+
+
+def _is_sequence(x) -> bool:
+    if isinstance(x, (str, bytes, Real)):
+        return False
+    return np.ndim(x) >= 1 if isinstance(x, np.ndarray) else hasattr(x, "__len__")
+
+
+def detect_task(example):
+    """Task implied by one example: ``(seq, scalar)`` is ``'classify'``, ``(src, tgt)`` is
+    ``'seq2seq'``, a token-id sequence is ``'lm'``, a float ``(T, F)`` sequence is None."""
+    if isinstance(example, tuple) and len(example) == 2:
+        return "seq2seq" if _is_sequence(example[1]) else "classify"
+    arr = np.asarray(example)
+    return "lm" if arr.ndim == 1 and arr.dtype.kind in "iu" else None
+
+
+class _Window:
+    """The slice of the sampler's schedule the DataLoader plays next (read when iterated)."""
+
+    def __init__(self, sampler):
+        self.sampler, self.epoch, self.start = sampler, 0, 0
+
+    def __iter__(self):
+        return self.sampler.batches(self.epoch, self.start)
+
+    def __len__(self):
+        return self.sampler.num_batches(self.epoch) - self.start
+
+
+class BucketLoader:
+    """Iterate a dataset as padded, bucketed :class:`~bucketrnn.batchify.Batch` objects.
+
+    Plans buckets from the example lengths, schedules batches with
+    :class:`~bucketrnn.sampler.BucketBatchSampler` and pads them with
+    :class:`~bucketrnn.batchify.PadToBucket` inside an ``mxnet.gluon.data.DataLoader`` (worker
+    processes and prefetch included). Every batch of bucket ``k`` has shape
+    ``(plan.batch_sizes[k], plan.keys[k], ...)`` under ``last_batch='fill'``.
+
+    Parameters
+    ----------
+    dataset : sequence or gluon Dataset
+        Token-id lists or 1-d int arrays, :class:`~bucketrnn.datasets.FlatSequences`, float
+        ``(T, F)`` feature arrays, ``(data, label)`` tuples, or ``(src, tgt)`` pairs.
+    batch_size, num_buckets, strategy, max_tokens, batch_size_multiple, boundaries
+        Passed to :func:`~bucketrnn.buckets.plan_buckets`.
+    shuffle, seed, last_batch, on_overflow, num_shards, shard_index
+        Passed to :class:`~bucketrnn.sampler.BucketBatchSampler`.
+    task : {'lm', 'classify', 'seq2seq', None}, optional
+        See :class:`~bucketrnn.batchify.PadToBucket`; detected from ``dataset[0]`` when None
+        (unlabelled token ids mean ``'lm'``, whose buckets are planned on ``len(seq) - 1``).
+    num_workers, prefetch, timeout
+        gluon DataLoader worker processes, batches in flight, and seconds to wait for one
+        batch before raising ``TimeoutError`` (a crashed worker never hangs the loop).
+    ctx : mxnet.Context, optional
+        Move every batch there.
+    pad_val : int or float
+        Padding value of ``data``.
+
+    Examples
+    --------
+    >>> loader = BucketLoader([[1, 2, 3], [4, 5], [6, 7, 8, 9], [1, 2]], batch_size=2,
+    ...                       num_buckets=2, seed=0)
+    >>> loader.task, len(loader)
+    ('lm', 2)
+    >>> sorted((b.bucket_key, b.data.shape) for b in loader)
+    [(1, (2, 1)), (3, (2, 3))]
+    """
+
+    def __init__(self, dataset, batch_size=64, num_buckets=8, strategy="optimal", max_tokens=None,
+                 batch_size_multiple=1, boundaries=None, shuffle=True, seed=0, last_batch="fill",
+                 on_overflow="error", task=None, num_shards=1, shard_index=0, num_workers=0,
+                 prefetch=None, timeout=120, ctx=None, pad_val=0):
+        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+            raise TypeError(f"dataset must support len() and indexing, got "
+                            f"{type(dataset).__name__}")
+        if len(dataset) == 0:
+            raise ValueError("dataset is empty: got 0 examples; BucketLoader needs at least one")
+        if batch_size is not None and (isinstance(batch_size, bool)
+                                       or not isinstance(batch_size, Integral)):
+            raise TypeError(f"batch_size must be an int, got batch_size={batch_size!r}")
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got batch_size={batch_size}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, Integral) \
+                or num_workers < 0:
+            raise ValueError(f"num_workers must be an int >= 0, got num_workers={num_workers!r}")
+        if prefetch is not None and (isinstance(prefetch, bool)
+                                     or not isinstance(prefetch, Integral) or prefetch < 0):
+            raise ValueError(f"prefetch must be None or an int >= 0, got prefetch={prefetch!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, Real) or not timeout > 0:
+            raise ValueError(f"timeout must be a number of seconds > 0, got timeout={timeout!r}")
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got task={task!r}")
+        self.dataset = dataset
+        self.task = detect_task(dataset[0]) if task is None else task
+        self.num_workers, self.prefetch, self.timeout, self.ctx = \
+            int(num_workers), prefetch, timeout, ctx
+
+        lengths = sequence_lengths(dataset)
+        if (lengths.ndim == 2) != (self.task == "seq2seq"):
+            raise ValueError(f"task={self.task!r} does not fit the dataset: its examples "
+                             f"{'are' if lengths.ndim == 2 else 'are not'} (src, tgt) pairs")
+        if self.task == "lm":
+            short = np.flatnonzero(lengths < 2)
+            if short.size:
+                i = int(short[0])
+                raise ValueError(f"example {i} has {int(lengths[i])} token; task='lm' needs at "
+                                 "least 2 per sequence (one input, one target)")
+            lengths = lengths - 1
+        self.lengths = lengths
+        self.plan = plan_buckets(lengths, num_buckets=num_buckets, strategy=strategy,
+                                 batch_size=batch_size, max_tokens=max_tokens,
+                                 batch_size_multiple=batch_size_multiple, boundaries=boundaries,
+                                 on_overflow=on_overflow)
+        self.sampler = BucketBatchSampler(lengths, self.plan, shuffle=shuffle, seed=seed,
+                                          last_batch=last_batch, num_shards=num_shards,
+                                          shard_index=shard_index, on_overflow=on_overflow)
+        # The task changes what a batch means, so a checkpoint must not cross it.
+        self.sampler._fingerprint["task"] = self.task
+        self._slots = SlotDataset(dataset, self.sampler.bucket_ids)
+        self.batchify = PadToBucket(self.plan.keys, task=self.task, pad_val=pad_val,
+                                    truncate=on_overflow == "truncate",
+                                    shared_mem=self.num_workers > 0)
+        self._window = _Window(self.sampler)
+        self._loader = None
+
+    def _dataloader(self):
+        if self._loader is None:
+            from mxnet.gluon.data import DataLoader
+
+            self._loader = DataLoader(self._slots, batch_sampler=self._window,
+                                      batchify_fn=self.batchify, num_workers=self.num_workers,
+                                      prefetch=self.prefetch, timeout=self.timeout)
+        return self._loader
+
+    def close(self):
+        """Stop the worker processes (a new iteration starts fresh ones)."""
+        loader, self._loader = self._loader, None
+        pool = getattr(loader, "_worker_pool", None)
+        if pool is not None:
+            pool.terminate()
+            loader._worker_pool = None
+
+    def __iter__(self):
+        epoch, step = self.sampler._position()
+        self._window.epoch, self._window.start = epoch, step
+        batches = iter(self._dataloader())
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except multiprocessing.TimeoutError as e:
+                self.close()
+                raise TimeoutError(
+                    f"no batch from the loader workers within timeout={self.timeout}s (epoch "
+                    f"{epoch}, step {step}): a worker crashed or is too slow; check the dataset "
+                    "and batchify in a single process with num_workers=0") from e
+            except BaseException:
+                self.close()
+                raise
+            step += 1
+            self.sampler._seek(epoch, step)
+            if self.ctx is not None:
+                batch = batch.as_in_context(self.ctx)
+            yield batch
+        self.sampler._seek(epoch + 1, 0)
+
+    def __len__(self):
+        return len(self.sampler)
+
+    def set_epoch(self, epoch):
+        """See :meth:`BucketBatchSampler.set_epoch`."""
+        self.sampler.set_epoch(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
+
+    @property
+    def num_dropped(self) -> int:
+        """Examples not played this epoch (overflow ``'drop'``, ``last_batch='discard'``)."""
+        return self.sampler.num_dropped
+
+    def state_dict(self) -> dict:
+        """Tiny resumable state (counts batches delivered, not batches prefetched)."""
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume in O(1); raises StateMismatchError for another dataset or config."""
+        self.sampler.load_state_dict(state)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_loader"] = None
+        return state
+
+    def __del__(self):
+        self.close()
+
+    def __repr__(self):
+        s = self.sampler
+        epoch, step = s._position()
+        head = (f"BucketLoader(examples={len(self.dataset)}, task={self.task!r}, "
+                f"buckets={self.plan.num_buckets}, last_batch={s.last_batch!r}, "
+                f"on_overflow={s.on_overflow!r}, shuffle={s.shuffle}, seed={s.seed}, "
+                f"shard={s.shard_index}/{s.num_shards}, workers={self.num_workers}, "
+                f"epoch={epoch}, step={step}/{s.num_batches(epoch)}, "
+                f"dropped={s.num_dropped})")
+        return head + "\n" + "\n".join("  " + line for line in repr(self.plan).splitlines())
