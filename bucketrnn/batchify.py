@@ -79,12 +79,12 @@ _INT32_MAX = np.iinfo(np.int32).max
 
 
 class _FlatSource:
-    """The flat token array and offsets of a FlatSequences-like dataset, shared by reference."""
+    """Flat tokens, offsets (and labels) of a FlatSequences-like dataset, shared by reference."""
 
-    __slots__ = ("tokens", "offsets")
+    __slots__ = ("tokens", "offsets", "labels")
 
-    def __init__(self, tokens, offsets):
-        self.tokens, self.offsets = tokens, offsets
+    def __init__(self, tokens, offsets, labels=None):
+        self.tokens, self.offsets, self.labels = tokens, offsets, labels
 
 
 class SlotDataset:
@@ -121,7 +121,7 @@ class SlotDataset:
         tokens, offsets = getattr(dataset, "tokens", None), getattr(dataset, "offsets", None)
         self._flat = None
         if isinstance(tokens, np.ndarray) and isinstance(offsets, np.ndarray):
-            self._flat = _FlatSource(tokens, offsets)
+            self._flat = _FlatSource(tokens, offsets, getattr(dataset, "labels", None))
 
     def __len__(self):
         return self.bucket_ids.size
@@ -247,7 +247,14 @@ class PadToBucket:
     # ------------------------------------------------------------- assembly
     def _assemble(self, examples, index, key):
         task = self.task
-        if task == "seq2seq" or task == "classify":
+        if isinstance(examples[0], _FlatSource):
+            flat = examples[0]
+            if task == "seq2seq" or (task == "classify" and flat.labels is None):
+                raise TypeError(f"task={task!r} needs (data, label) examples; this flat dataset "
+                                "has no labels")
+            targets = None if task != "classify" else flat.labels[index]
+            inputs = examples
+        elif task == "seq2seq" or task == "classify":
             for i, ex in zip(index, examples):
                 if not (isinstance(ex, (tuple, list)) and len(ex) == 2):
                     raise TypeError(f"task={task!r} expects (data, label) examples; example "
@@ -268,11 +275,15 @@ class PadToBucket:
             fields["label"] = np.where(mask, data[:, 1:], 0).astype(np.int32)
             data = np.where(mask, data[:, :-1], self.pad_val).astype(data.dtype)
         elif task == "classify":
+            shaped = [j for j, y in enumerate(targets) if np.ndim(y) != 0]
+            if shaped:
+                j = shaped[0]
+                raise TypeError(f"example {int(index[j])} has a label of shape "
+                                f"{np.shape(targets[j])}; task='classify' expects scalar labels")
             label = np.asarray(targets)
-            if label.ndim != 1 or label.dtype.kind not in "iufb":
-                raise TypeError(f"task='classify' expects scalar labels, got labels of shape "
-                                f"{label.shape} and dtype {label.dtype} for examples "
-                                f"{index.tolist()}")
+            if label.dtype.kind not in "iufb":
+                raise TypeError(f"task='classify' expects numeric labels, got dtype "
+                                f"{label.dtype} for examples {index.tolist()}")
             fields["label"] = label.astype(np.int32 if label.dtype.kind in "iub" else np.float32)
         elif task == "seq2seq":
             tlen = self._lengths(targets, index)

@@ -3,32 +3,12 @@
 import numpy as np
 import pytest
 
-
-class _FlatStandIn:
-    """Private stand-in for bucketrnn.datasets.FlatSequences (tokens + offsets) until it lands."""
-
-    def __init__(self, seqs):
-        self.offsets = np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64)
-        self.tokens = np.concatenate([np.asarray(s) for s in seqs])
-
-    def __len__(self):
-        return self.offsets.size - 1
-
-    def __getitem__(self, i):
-        return self.tokens[self.offsets[i]:self.offsets[i + 1]]
-
-    def lengths(self):
-        return np.diff(self.offsets)
+from bucketrnn.datasets import FlatSequences
 
 
-def make_flat(seqs):
+def make_flat(seqs, labels=None):
     """A FlatSequences dataset holding ``seqs``."""
-    return _FlatStandIn(seqs)
-
-
-def play_epoch(samplers):
-    """One epoch from every rank's sampler: list (per rank) of lists of slot lists."""
-    return [list(s) for s in samplers]
+    return FlatSequences.from_sequences(seqs, labels=labels)
 
 
 @pytest.fixture
