@@ -167,8 +167,16 @@ class BucketLoader:
                 self.close()
                 raise TimeoutError(
                     f"no batch from the loader workers within timeout={self.timeout}s (epoch "
-                    f"{epoch}, step {step}): a worker crashed or is too slow; check the dataset "
-                    "and batchify in a single process with num_workers=0") from e
+                    f"{epoch}, step {step}): a loader worker crashed or is too slow; check the "
+                    "dataset and batchify in a single process with num_workers=0") from e
+            except (ConnectionError, EOFError) as e:
+                # A worker that dies after finishing a batch takes its shared-memory handle
+                # with it: the hand-over fails instead of timing out.
+                self.close()
+                raise RuntimeError(
+                    f"a loader worker died while handing over the batch of epoch {epoch}, step "
+                    f"{step} ({type(e).__name__}: {e}); check the dataset and batchify in a "
+                    "single process with num_workers=0") from e
             except BaseException:
                 self.close()
                 raise

@@ -1,0 +1,194 @@
+import os
+import pickle
+import time
+
+import mxnet as mx
+import numpy as np
+import pytest
+from conftest import make_flat
+from mxnet.gluon.data import SimpleDataset
+
+from bucketrnn.errors import StateMismatchError
+from bucketrnn.loader import BucketLoader
+
+RNG = np.random.default_rng(5)
+TOKENS = [RNG.integers(1, 50, size=n).tolist() for n in RNG.integers(2, 30, size=120)]
+LABELS = RNG.integers(0, 3, size=120).tolist()
+
+
+def forms():
+    arrays = [np.asarray(s, dtype=np.int64) for s in TOKENS]
+    feats = [RNG.standard_normal((len(s), 3)) for s in TOKENS]
+    pairs = [(s, s[::-1][: max(1, len(s) // 2)]) for s in TOKENS]
+    return {
+        "token lists": (TOKENS, "lm"),
+        "numpy arrays": (arrays, "lm"),
+        "flat": (make_flat(TOKENS), "lm"),
+        "flat with labels": (make_flat(TOKENS, LABELS), "classify"),
+        "features": (feats, None),
+        "tuples": (list(zip(TOKENS, LABELS)), "classify"),
+        "gluon dataset": (SimpleDataset(list(zip(arrays, LABELS))), "classify"),
+        "pairs": (pairs, "seq2seq"),
+    }
+
+
+@pytest.mark.parametrize("name", list(forms()))
+def test_every_form_gives_static_shapes_and_each_example_once(name):
+    dataset, task = forms()[name]
+    loader = BucketLoader(dataset, batch_size=16, num_buckets=3, seed=1)
+    assert loader.task == task
+    seen = []
+    batches = list(loader)
+    assert len(batches) == len(loader.sampler.buckets(0))
+    for batch in batches:
+        k = loader.plan.keys.index(batch.bucket_key)
+        length = batch.bucket_key[0] if task == "seq2seq" else batch.bucket_key
+        assert batch.data.shape[:2] == (loader.plan.batch_sizes[k], length)
+        assert batch.weight.asnumpy().sum() == batch.num_real
+        seen += batch.indices[batch.indices >= 0].tolist()
+        if task == "seq2seq":
+            assert batch.label.shape == (batch.data.shape[0], batch.bucket_key[1])
+    assert sorted(seen) == list(range(len(dataset)))
+
+
+def test_lm_batches_hold_the_shifted_sequences():
+    loader = BucketLoader(TOKENS, batch_size=8, num_buckets=4, seed=2)
+    for batch in loader:
+        data, label = batch.data.asnumpy(), batch.label.asnumpy()
+        for row, i in enumerate(batch.indices):
+            if i >= 0:
+                n = len(TOKENS[i]) - 1
+                assert batch.valid_length.asnumpy()[row] == n
+                assert data[row, :n].tolist() == TOKENS[i][:-1]
+                assert label[row, :n].tolist() == TOKENS[i][1:]
+                assert not label[row, n:].any()
+
+
+def test_state_counts_delivered_batches_not_prefetched_ones():
+    kwargs = dict(batch_size=8, num_buckets=4, seed=4)
+    expected = [b.indices.tolist() for b in BucketLoader(TOKENS, **kwargs)]
+    loader = BucketLoader(TOKENS, num_workers=2, prefetch=4, **kwargs)
+    it = iter(loader)
+    got = [next(it).indices.tolist() for _ in range(3)]
+    state = loader.state_dict()
+    assert state["step"] == 3
+    resumed = BucketLoader(TOKENS, **kwargs)
+    resumed.load_state_dict(state)
+    assert got + [b.indices.tolist() for b in resumed] == expected
+    loader.close()
+
+
+def test_epochs_advance_and_pickled_loader_continues():
+    loader = BucketLoader(TOKENS, batch_size=8, num_buckets=4, seed=4)
+    first = [b.indices.tolist() for b in loader]
+    assert loader.epoch == 1
+    clone = pickle.loads(pickle.dumps(loader))
+    second = [b.indices.tolist() for b in clone]
+    assert second != first
+    loader.set_epoch(1)
+    assert [b.indices.tolist() for b in loader] == second
+
+
+def test_state_from_another_dataset_is_refused():
+    state = BucketLoader(TOKENS, batch_size=8, num_buckets=4).state_dict()
+    with pytest.raises(StateMismatchError, match=r"differs in data"):
+        BucketLoader(TOKENS[:-1], batch_size=8, num_buckets=4).load_state_dict(state)
+
+
+def test_ctx_and_repr():
+    loader = BucketLoader(TOKENS, batch_size=8, num_buckets=2, ctx=mx.cpu(0))
+    batch = next(iter(loader))
+    assert batch.data.context == mx.cpu(0)
+    text = repr(loader)
+    assert text.startswith("BucketLoader(examples=120, task='lm', buckets=2, last_batch='fill'")
+    assert "step=1/" in text and "key" in text and "padding" in text
+
+
+def test_dropped_examples_are_reported():
+    long = TOKENS + [list(range(1, 60))]
+    loader = BucketLoader(long, batch_size=8, strategy="fixed", boundaries=[10, 30],
+                          on_overflow="drop")
+    assert loader.num_dropped == 1
+    assert 120 not in [i for b in loader for i in b.indices.tolist()]
+    discard = BucketLoader(TOKENS, batch_size=8, num_buckets=3, last_batch="discard")
+    played = sum(b.num_real for b in discard)
+    assert played + discard.num_dropped == 120 and discard.num_dropped > 0
+
+
+def test_truncate_cuts_overlong_sequences():
+    long = TOKENS + [list(range(1, 60))]
+    loader = BucketLoader(long, batch_size=8, strategy="fixed", boundaries=[10, 30],
+                          on_overflow="truncate", shuffle=False)
+    (batch,) = [b for b in loader if 120 in b.indices.tolist()]
+    row = batch.indices.tolist().index(120)
+    assert batch.data.shape[1] == 30
+    assert batch.data.asnumpy()[row].tolist() == list(range(1, 31))
+
+
+class _Crashes:
+    """Kills the worker process that reads example 5; fine in the main process."""
+
+    def __init__(self, data):
+        self.data, self.parent = data, os.getpid()
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        if i == 5 and os.getpid() != self.parent:
+            os._exit(3)
+        return self.data[i]
+
+
+def test_crashed_worker_raises_within_timeout():
+    # prefetch=0: the worker is idle when its finished batch is fetched, so the only symptom
+    # of the crash is the missing batch.
+    loader = BucketLoader(_Crashes(TOKENS), batch_size=8, num_buckets=2, num_workers=2,
+                          prefetch=0, timeout=3, shuffle=False)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"no batch from the loader workers within "
+                                           r"timeout=3s .*a loader worker crashed"):
+        for _ in loader:
+            pass
+    assert time.monotonic() - start < 30
+    assert loader._loader is None  # the broken pool is gone; a new iteration starts afresh
+
+
+def test_crashed_worker_with_prefetch_raises_never_hangs():
+    loader = BucketLoader(_Crashes(TOKENS), batch_size=8, num_buckets=2, num_workers=2,
+                          timeout=3, shuffle=False)
+    start = time.monotonic()
+    with pytest.raises((TimeoutError, RuntimeError), match=r"loader worker (crashed|died)"):
+        for _ in loader:
+            pass
+    assert time.monotonic() - start < 30
+
+
+def test_worker_errors_reach_the_training_process():
+    bad = TOKENS[:10] + [[1, 2.5, 3]] + TOKENS[10:]
+    loader = BucketLoader(bad, batch_size=8, num_buckets=2, num_workers=2, timeout=20)
+    with pytest.raises(TypeError, match=r"example 10 has non-integer token id 2\.5"):
+        list(loader)
+
+
+@pytest.mark.parametrize("dataset, kwargs, error, match", [
+    ([], {}, ValueError, r"dataset is empty: got 0 examples"),
+    (42, {}, TypeError, r"dataset must support len\(\) and indexing, got int"),
+    (TOKENS, dict(batch_size=0), ValueError, r"batch_size must be >= 1, got batch_size=0"),
+    (TOKENS, dict(batch_size=2.5), TypeError, r"batch_size must be an int, got batch_size=2.5"),
+    (TOKENS, dict(num_workers=-1), ValueError, r"num_workers must be an int >= 0"),
+    (TOKENS, dict(prefetch=-2), ValueError, r"prefetch must be None or an int >= 0"),
+    (TOKENS, dict(timeout=0), ValueError, r"timeout must be a number of seconds > 0"),
+    (TOKENS, dict(task="mlm"), ValueError, r"task must be one of .*got task='mlm'"),
+    (TOKENS, dict(task="seq2seq"), ValueError, r"task='seq2seq' does not fit the dataset"),
+    ([[1, 2], [3], [4, 5]], {}, ValueError, r"example 1 has 1 token; task='lm' needs at least 2"),
+    ([[1, 2], [], [4, 5]], {}, ValueError, r"dataset\[1\] is an empty sequence"),
+    (TOKENS, dict(strategy="fixed", boundaries=[5, 10]), ValueError,
+     r"example \d+ has length \d+, longer than the largest bucket \(10\)"),
+    (TOKENS, dict(num_buckets=200), ValueError, r"num_buckets=200 is more than the"),
+    (TOKENS, dict(last_batch="pad"), ValueError, r"last_batch must be one of"),
+    (TOKENS, dict(num_shards=2, shard_index=5), ValueError, r"shard_index must be in \[0, 2\)"),
+])
+def test_bad_arguments(dataset, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        BucketLoader(dataset, **kwargs)
