@@ -283,3 +283,10 @@ def test_bucket_ids_instead_of_lengths():
     assert sorted(real(sampler)) == [0, 1, 2, 4]
     assert sampler.num_dropped == 1
     assert Counter(len(b) for b in sampler) == Counter({8: 3})
+
+
+def test_rollover_epoch_without_a_full_step_still_advances():
+    sampler = make(np.full(3, 5), batch_size=4, boundaries=(5,), last_batch="rollover",
+                   shuffle=False)
+    assert len(sampler) == 0 and list(sampler) == [] and sampler.epoch == 1
+    assert list(sampler) == [[0, 1, 2, 0]] and sampler.epoch == 2
