@@ -229,3 +229,40 @@ class BucketLoader:
                 f"epoch={epoch}, step={step}/{s.num_batches(epoch)}, "
                 f"dropped={s.num_dropped})")
         return head + "\n" + "\n".join("  " + line for line in repr(self.plan).splitlines())
+
+
+def assembly_throughput(loader: BucketLoader, epochs=1, output="ndarray") -> dict:
+    """Time batch assembly (dataset reads + padding + array creation) over ``epochs`` epochs of
+    ``loader``'s schedule, in one process, against a plain numpy copy of the same bytes.
+
+    Returns a dict with ``tokens`` (real tokens assembled), ``bytes`` (bytes of the produced
+    batches), ``tokens_per_s`` and ``copy_tokens_per_s`` (the baseline: ``np.copyto`` of
+    buffers of the same sizes) and their ``ratio``. For ``benchmarks/``; not a test.
+    """
+    import time
+
+    pad = PadToBucket(loader.plan.keys, task=loader.task, pad_val=loader.batchify.pad_val,
+                      truncate=loader.batchify.truncate, output=output)
+    view, sampler = loader._slots, loader.sampler
+    sizes, tokens, elapsed = [], 0, 0.0
+    for epoch in range(epochs):
+        for slots in sampler.batches(epoch):
+            start = time.perf_counter()
+            batch = pad([view[s] for s in slots])
+            elapsed += time.perf_counter() - start
+            fields = [getattr(batch, f) for f in ("data", "valid_length", "label", "weight",
+                                                   "label_length")]
+            sizes.append(sum(x.size * np.dtype(x.dtype).itemsize for x in fields
+                             if x is not None))
+            real = np.asarray(slots) >= 0
+            tokens += int(np.minimum(loader.lengths[np.asarray(slots)[real]],
+                                     batch.data.shape[1]).sum())
+    src = np.ones(max(sizes), dtype=np.uint8)
+    dst = np.empty_like(src)
+    start = time.perf_counter()
+    for size in sizes:
+        np.copyto(dst[:size], src[:size])
+    copy = time.perf_counter() - start
+    return {"tokens": tokens, "bytes": int(sum(sizes)), "batches": len(sizes),
+            "seconds": elapsed, "tokens_per_s": tokens / elapsed,
+            "copy_tokens_per_s": tokens / copy, "ratio": copy / elapsed}
