@@ -311,9 +311,11 @@ class PadToBucket:
         dims = np.fromiter((np.shape(x)[-1] if np.ndim(x) == 2 else -1 for x in inputs),
                            dtype=np.int64, count=len(inputs))
         if (dims != dims[0]).any():
-            j = int(np.flatnonzero(dims != dims[0])[0])
+            values, counts = np.unique(dims, return_counts=True)
+            expected = values[np.argmax(counts)]  # the odd one out is the likely culprit
+            j = int(np.flatnonzero(dims != expected)[0])
             raise ValueError(f"example {int(index[j])} has feature shape "
-                             f"{np.shape(inputs[j])}, expected (T, {dims[0]}): ragged feature "
+                             f"{np.shape(inputs[j])}, expected (T, {expected}): ragged feature "
                              "dims")
         data, lengths = _pad_rows(inputs, lengths, width, index, self.pad_val,
                                   feature_dim=int(dims[0]), dtype=np.float32)

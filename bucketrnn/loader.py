@@ -148,7 +148,7 @@ class BucketLoader:
 
     def close(self):
         """Stop the worker processes (a new iteration starts fresh ones)."""
-        loader, self._loader = self._loader, None
+        loader, self._loader = getattr(self, "_loader", None), None
         pool = getattr(loader, "_worker_pool", None)
         if pool is not None:
             pool.terminate()

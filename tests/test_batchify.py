@@ -124,8 +124,10 @@ def test_pickles_small_and_equal():
     ([[1, 2], [3, -4]], [1, 0], ValueError, r"example 1 has token id -4"),
     ([np.ones((2, 3)), np.array([[1, 2, np.nan]])], [0, 1], ValueError,
      r"example 1 has NaN in its features at step 0"),
-    ([np.ones((2, 3)), np.ones((2, 4))], [1, 0], ValueError,
+    ([np.ones((2, 3)), np.ones((2, 4)), np.ones((1, 4))], [1, 0, 2], ValueError,
      r"example 0 has feature shape \(2, 3\), expected \(T, 4\): ragged feature dims"),
+    ([np.ones((2, 3)), np.ones((2,)), np.ones((1, 3))], [2, 0, 1], ValueError,
+     r"example 1 has feature shape \(2,\), expected \(T, 3\): ragged feature dims"),
 ])
 def test_bad_examples_are_named(dataset, slots, error, match):
     with pytest.raises(error, match=match):

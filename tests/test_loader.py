@@ -1,3 +1,4 @@
+import doctest
 import os
 import pickle
 import time
@@ -8,6 +9,9 @@ import pytest
 from conftest import make_flat
 from mxnet.gluon.data import SimpleDataset
 
+import bucketrnn.batchify
+import bucketrnn.loader
+import bucketrnn.sampler
 from bucketrnn.errors import StateMismatchError
 from bucketrnn.loader import BucketLoader
 
@@ -192,3 +196,27 @@ def test_worker_errors_reach_the_training_process():
 def test_bad_arguments(dataset, kwargs, error, match):
     with pytest.raises(error, match=match):
         BucketLoader(dataset, **kwargs)
+
+
+@pytest.mark.parametrize("dataset, error, match", [
+    ([np.ones((3, 2)), np.array([[1.0, np.nan]]), np.ones((2, 2))], ValueError,
+     r"example 1 has NaN in its features at step 0"),
+    ([np.ones((3, 2)), np.ones((2, 2)), np.ones((2, 5))], ValueError,
+     r"example 2 has feature shape \(2, 5\), expected \(T, 2\): ragged feature dims"),
+    ([[1, 2], [3, 4], [5, 6.5]], TypeError, r"example 2 has non-integer token id 6\.5"),
+])
+def test_bad_examples_are_named_by_dataset_index(dataset, error, match):
+    loader = BucketLoader(dataset, batch_size=4, num_buckets=1, shuffle=True, seed=3)
+    with pytest.raises(error, match=match):
+        list(loader)
+
+
+def test_unsorted_boundaries_are_refused():
+    with pytest.raises(ValueError, match=r"boundaries must be strictly increasing"):
+        BucketLoader(TOKENS, strategy="fixed", boundaries=[30, 10])
+
+
+@pytest.mark.parametrize("module", [bucketrnn.sampler, bucketrnn.batchify, bucketrnn.loader])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
