@@ -175,7 +175,7 @@ class PadToBucket:
     """Batchify function: pad a batch to its bucket's length and return a :class:`Batch`.
 
     Every row is padded to the bucket key, not the batch maximum, so all batches of a bucket
-    share one shape. Small and picklable: use it as gluon ``DataLoader(batchify_fn=...)`` over a
+    share one shape. ``batch.meta["bucket"]`` is the bucket's index in ``keys``. Small and picklable: use it as gluon ``DataLoader(batchify_fn=...)`` over a
     :class:`SlotDataset`.
 
     Parameters
@@ -242,7 +242,9 @@ class PadToBucket:
                 raise
             raise type(e)(f"bucket {bucket} (key {key}), examples {index.tolist()}: {e}") from e
         fields["weight"] = real.astype(np.float32)
-        return self._finish(key, fields, np.where(real, slots, -1))
+        batch = self._finish(key, fields, np.where(real, slots, -1))
+        batch.meta["bucket"] = bucket
+        return batch
 
     # ------------------------------------------------------------- assembly
     def _assemble(self, examples, index, key):

@@ -48,7 +48,13 @@ class BucketLoader:
     :class:`~bucketrnn.sampler.BucketBatchSampler` and pads them with
     :class:`~bucketrnn.batchify.PadToBucket` inside an ``mxnet.gluon.data.DataLoader`` (worker
     processes and prefetch included). Every batch of bucket ``k`` has shape
-    ``(plan.batch_sizes[k], plan.keys[k], ...)`` under ``last_batch='fill'``.
+    ``(plan.batch_sizes[k], plan.keys[k], ...)`` under ``last_batch='fill'``;
+    ``batch.meta`` holds its ``bucket`` index, ``epoch`` and ``step``.
+
+    An iteration plays the rest of the current epoch and then moves to the next one; breaking
+    out and iterating again continues where it stopped (``set_epoch`` restarts). A bad example
+    (non-integer ids, NaN, ragged features) raises when its batch is assembled, naming its
+    dataset index.
 
     Parameters
     ----------
@@ -180,6 +186,7 @@ class BucketLoader:
             except BaseException:
                 self.close()
                 raise
+            batch.meta.update(epoch=epoch, step=step)
             step += 1
             self.sampler._seek(epoch, step)
             if self.ctx is not None:

@@ -220,3 +220,33 @@ def test_unsorted_boundaries_are_refused():
 def test_docstring_examples_run(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_sharded_loaders_split_every_epoch_and_agree_on_buckets():
+    loaders = [BucketLoader(TOKENS, batch_size=8, num_buckets=3, num_shards=3, shard_index=r,
+                            seed=6) for r in range(3)]
+    for _ in range(2):
+        plays = [list(loader) for loader in loaders]
+        assert len({len(p) for p in plays}) == 1
+        for step in zip(*plays):
+            assert len({b.bucket_key for b in step}) == 1
+            assert len({b.data.shape for b in step}) == 1
+            assert [b.meta["step"] for b in step] == [step[0].meta["step"]] * 3
+        seen = [i for p in plays for b in p for i in b.indices.tolist() if i >= 0]
+        assert sorted(seen) == list(range(len(TOKENS)))
+
+
+def test_breaking_out_continues_where_it_stopped():
+    loader = BucketLoader(TOKENS, batch_size=8, num_buckets=3, seed=6)
+    expected = [b.indices.tolist() for b in BucketLoader(TOKENS, batch_size=8, num_buckets=3,
+                                                         seed=6)]
+    got = []
+    for batch in loader:
+        got.append(batch.indices.tolist())
+        if len(got) == 4:
+            break
+    assert (loader.epoch, loader.state_dict()["step"]) == (0, 4)
+    got += [b.indices.tolist() for b in loader]
+    assert got == expected and loader.epoch == 1
+    loader.set_epoch(0)
+    assert [b.meta["step"] for b in loader] == list(range(len(expected)))
