@@ -161,7 +161,7 @@ class BucketLoader:
             loader._worker_pool = None
 
     def __iter__(self):
-        epoch, step = self.sampler._position()
+        epoch, step = self.sampler.epoch, self.sampler.step
         self._window.epoch, self._window.start = epoch, step
         batches = iter(self._dataloader())
         while True:
@@ -228,7 +228,7 @@ class BucketLoader:
 
     def __repr__(self):
         s = self.sampler
-        epoch, step = s._position()
+        epoch, step = s.epoch, s.step
         head = (f"BucketLoader(examples={len(self.dataset)}, task={self.task!r}, "
                 f"buckets={self.plan.num_buckets}, last_batch={s.last_batch!r}, "
                 f"on_overflow={s.on_overflow!r}, shuffle={s.shuffle}, seed={s.seed}, "

@@ -168,7 +168,7 @@ class BucketBatchSampler:
         }
         self._epoch = 0
         self._step = 0
-        self._cache = None
+        self._cache = {}
 
     @staticmethod
     def _check_lengths(lengths):
@@ -226,8 +226,9 @@ class BucketBatchSampler:
 
     def _schedule(self, epoch):
         """``(batches, bucket of each batch, examples dropped)`` for this rank in ``epoch``."""
-        if self._cache is not None and self._cache[0] == (self._seed, epoch):
-            return self._cache[1]
+        cached = self._cache.get((self._seed, epoch))
+        if cached is not None:
+            return cached
         batches, buckets, dropped = [], [], self.num_overflow_dropped
         for k in range(len(self._members)):
             steps, lost = self._bucket_steps(epoch, k)
@@ -245,7 +246,8 @@ class BucketBatchSampler:
             batches = [batches[i] for i in order]
             buckets = labels
         result = (batches, buckets, dropped)
-        self._cache = ((self._seed, epoch), result)
+        # Two entries: the epoch being played and the one a finished position points to.
+        self._cache = {**dict(list(self._cache.items())[-1:]), (self._seed, epoch): result}
         return result
 
     def batches(self, epoch=None, start=0):
@@ -253,39 +255,37 @@ class BucketBatchSampler:
 
         Does not move the sampler's position.
         """
-        epoch = self._position()[0] if epoch is None else _check_int("epoch", epoch, 0)
+        epoch = self._epoch if epoch is None else _check_int("epoch", epoch, 0)
         for batch in self._schedule(epoch)[0][start:]:
             yield batch.tolist()
 
     def buckets(self, epoch=None) -> np.ndarray:
         """Bucket index of every step of ``epoch`` (default: the current one)."""
-        epoch = self._position()[0] if epoch is None else _check_int("epoch", epoch, 0)
+        epoch = self._epoch if epoch is None else _check_int("epoch", epoch, 0)
         return self._schedule(epoch)[1].copy()
 
     def num_batches(self, epoch=None) -> int:
         """Number of batches this rank yields in ``epoch`` (default: the current one)."""
-        epoch = self._position()[0] if epoch is None else _check_int("epoch", epoch, 0)
+        epoch = self._epoch if epoch is None else _check_int("epoch", epoch, 0)
         return len(self._schedule(epoch)[0])
 
     # ----------------------------------------------------------------- position
-    def _position(self):
-        """``(epoch, step)`` of the next batch; a finished epoch means the next one's start."""
-        if self._step > 0 and self._step >= len(self._schedule(self._epoch)[0]):
-            return self._epoch + 1, 0
-        return self._epoch, self._step
-
     def _seek(self, epoch, step):
+        # A finished epoch is the start of the next one, so a state saved after the last
+        # batch resumes into the next epoch, as an uninterrupted run would.
+        if step > 0 and step >= len(self._schedule(epoch)[0]):
+            epoch, step = epoch + 1, 0
         self._epoch, self._step = epoch, step
 
     @property
     def epoch(self) -> int:
         """Epoch of the next batch."""
-        return self._position()[0]
+        return self._epoch
 
     @property
     def step(self) -> int:
         """Step (within the epoch) of the next batch."""
-        return self._position()[1]
+        return self._step
 
     @property
     def seed(self) -> int:
@@ -293,8 +293,8 @@ class BucketBatchSampler:
 
     @property
     def num_dropped(self) -> int:
-        """Examples not played in the current epoch on any rank (overflow ``'drop'`` and
-        ``last_batch='discard'``); 0 for ``'rollover'``, whose tail is played later."""
+        """Examples not played in the current epoch on any rank: overflow ``'drop'`` and
+        ``last_batch='discard'`` (a rolled-over tail is played later, not dropped)."""
         return self._schedule(self.epoch)[2]
 
     def set_epoch(self, epoch):
@@ -311,7 +311,7 @@ class BucketBatchSampler:
         return self.num_batches()
 
     def __iter__(self):
-        epoch, step = self._position()
+        epoch, step = self._epoch, self._step
         for batch in self.batches(epoch, step):
             step += 1
             # Move before handing the batch out: a state saved while it is being used resumes
@@ -365,11 +365,11 @@ class BucketBatchSampler:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_cache"] = None
+        state["_cache"] = {}
         return state
 
     def __repr__(self):
-        epoch, step = self._position()
+        epoch, step = self._epoch, self._step
         return (f"{type(self).__name__}(examples={self.bucket_ids.size}, "
                 f"buckets={len(self.batch_sizes)}, batch_sizes={self.batch_sizes}, "
                 f"shuffle={self.shuffle}, seed={self._seed}, last_batch={self.last_batch!r}, "
