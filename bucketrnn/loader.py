@@ -192,7 +192,8 @@ class BucketLoader:
             if self.ctx is not None:
                 batch = batch.as_in_context(self.ctx)
             yield batch
-        self.sampler._seek(epoch + 1, 0)
+        if (self.sampler.epoch, self.sampler.step) == (epoch, 0):  # an epoch without batches
+            self.sampler._seek(epoch + 1, 0)
 
     def __len__(self):
         return len(self.sampler)

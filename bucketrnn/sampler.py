@@ -318,7 +318,8 @@ class BucketBatchSampler:
             # after it.
             self._seek(epoch, step)
             yield batch
-        self._seek(epoch + 1, 0)
+        if (self._epoch, self._step) == (epoch, 0):  # an epoch without batches
+            self._seek(epoch + 1, 0)
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:
