@@ -132,23 +132,38 @@ class SlotDataset:
         return slot, int(self.bucket_ids[index]), example
 
 
+def _numpy(x):
+    """An example's array as numpy (gluon datasets may hold mx.nd.NDArray)."""
+    return x.asnumpy() if hasattr(x, "asnumpy") else x
+
+
 def _pad_rows(rows, lengths, width, index, pad_val, feature_dim=None, dtype=np.int32):
     """Stack variable-length rows into ``(B, width[, F])``; rows longer than width are cut."""
     if (lengths > width).any():
         rows = [r[:width] for r in rows]
         lengths = np.minimum(lengths, width)
     mask = np.arange(width) < lengths[:, None]
-    flat = np.concatenate([np.asarray(r) for r in rows]) if len(rows) > 1 else np.asarray(rows[0])
+    try:
+        flat = np.concatenate([np.asarray(r) for r in rows])
+    except ValueError:
+        if feature_dim is None:  # rows of different ranks: name the odd one
+            _as_ids(np.empty(0, dtype=object), rows, index)
+        raise
     shape = (len(rows), width) if feature_dim is None else (len(rows), width, feature_dim)
     out = np.full(shape, pad_val, dtype=dtype)
     if feature_dim is None:
-        _check_ids(flat, rows, index)
+        flat = _as_ids(flat, rows, index)
     out[mask] = flat[:int(lengths.sum())]
     return out, lengths
 
 
-def _check_ids(flat, rows, index):
-    if flat.dtype.kind in "iu":
+def _as_ids(flat, rows, index):
+    """Token ids as integers: integer dtypes, or floats holding whole numbers (MXNet's usual
+    float32 storage); anything else raises naming the example."""
+    if flat.dtype.kind == "f" and flat.ndim == 1 and np.isfinite(flat).all() \
+            and (flat == np.floor(flat)).all():
+        flat = flat.astype(np.int64)
+    if flat.dtype.kind in "iu" and flat.ndim == 1:
         if flat.size and (flat.min() < 0 or flat.max() > _INT32_MAX):
             for i, r in zip(index, rows):
                 r = np.asarray(r)
@@ -156,18 +171,18 @@ def _check_ids(flat, rows, index):
                     bad = r[(r < 0) | (r > _INT32_MAX)][0]
                     raise ValueError(f"example {i} has token id {bad}; token ids must be in "
                                      f"[0, {_INT32_MAX}]")
-        return
+        return flat
     for i, r in zip(index, rows):
         r = np.asarray(r)
-        if r.dtype.kind not in "iu":
-            if r.dtype.kind == "f" and r.ndim == 1:
-                bad = r[r != np.floor(r)]
-                value = bad[0] if bad.size else r[0]
-                raise TypeError(f"example {i} has non-integer token id {value!r} (dtype "
-                                f"{r.dtype}); token ids must be integers: cast the dataset "
-                                "to int, or give features as (T, F) float arrays")
-            raise TypeError(f"example {i} has non-integer token ids of dtype {r.dtype} "
-                            f"(e.g. {r.ravel()[:3].tolist()!r}); token ids must be integers")
+        if r.dtype.kind == "f" and r.ndim == 1:
+            bad = r[~np.isfinite(r) | (r != np.floor(r))]
+            if bad.size:
+                raise TypeError(f"example {i} has non-integer token id {bad[0]!r}; token ids "
+                                "must be whole numbers (give features as (T, F) arrays)")
+        elif r.dtype.kind not in "iu" or r.ndim != 1:
+            raise TypeError(f"example {i} has token ids of dtype {r.dtype} and shape "
+                            f"{r.shape} (e.g. {r.ravel()[:3].tolist()!r}); token ids must be a "
+                            "1-d sequence of integers")
     raise TypeError(f"token ids must be integers, got dtype {flat.dtype}")
 
 
@@ -175,8 +190,8 @@ class PadToBucket:
     """Batchify function: pad a batch to its bucket's length and return a :class:`Batch`.
 
     Every row is padded to the bucket key, not the batch maximum, so all batches of a bucket
-    share one shape. ``batch.meta["bucket"]`` is the bucket's index in ``keys``. Small and picklable: use it as gluon ``DataLoader(batchify_fn=...)`` over a
-    :class:`SlotDataset`.
+    share one shape; ``batch.meta["bucket"]`` is the bucket's index in ``keys``. Small and
+    picklable: use it as gluon ``DataLoader(batchify_fn=...)`` over a :class:`SlotDataset`.
 
     Parameters
     ----------
@@ -225,12 +240,17 @@ class PadToBucket:
         self.truncate, self.output, self.shared_mem = bool(truncate), output, bool(shared_mem)
 
     def __call__(self, items) -> Batch:
+        if not items:
+            raise ValueError("cannot batchify an empty list of examples")
         slots = np.fromiter((it[0] for it in items), dtype=np.int64, count=len(items))
         buckets = np.fromiter((it[1] for it in items), dtype=np.int64, count=len(items))
         if (buckets != buckets[0]).any():
             raise ValueError(f"a batch mixes buckets {sorted(set(buckets.tolist()))}; slots "
                              f"{slots.tolist()}: the sampler must yield one bucket per batch")
         bucket = int(buckets[0])
+        if not 0 <= bucket < len(self.keys):
+            raise ValueError(f"bucket {bucket} is not one of the {len(self.keys)} buckets (slots "
+                             f"{slots.tolist()}); -1 marks examples dropped by on_overflow")
         key = self.keys[bucket]
         real = slots >= 0
         index = np.where(real, slots, -1 - slots)
@@ -261,9 +281,10 @@ class PadToBucket:
                 if not (isinstance(ex, (tuple, list)) and len(ex) == 2):
                     raise TypeError(f"task={task!r} expects (data, label) examples; example "
                                     f"{i} is {type(ex).__name__}")
-            inputs, targets = [ex[0] for ex in examples], [ex[1] for ex in examples]
+            inputs = [_numpy(ex[0]) for ex in examples]
+            targets = [_numpy(ex[1]) for ex in examples]
         else:
-            inputs, targets = examples, None
+            inputs, targets = [_numpy(ex) for ex in examples], None
         width = key[0] if task == "seq2seq" else key + (task == "lm")
         data, lengths = self._inputs(inputs, index, width)
         fields = {}
@@ -277,12 +298,12 @@ class PadToBucket:
             fields["label"] = np.where(mask, data[:, 1:], 0).astype(np.int32)
             data = np.where(mask, data[:, :-1], self.pad_val).astype(data.dtype)
         elif task == "classify":
-            shaped = [j for j, y in enumerate(targets) if np.ndim(y) != 0]
+            shaped = [j for j, y in enumerate(targets) if np.size(y) != 1]
             if shaped:
                 j = shaped[0]
                 raise TypeError(f"example {int(index[j])} has a label of shape "
                                 f"{np.shape(targets[j])}; task='classify' expects scalar labels")
-            label = np.asarray(targets)
+            label = np.asarray(targets).reshape(len(targets))
             if label.dtype.kind not in "iufb":
                 raise TypeError(f"task='classify' expects numeric labels, got dtype "
                                 f"{label.dtype} for examples {index.tolist()}")

@@ -24,7 +24,7 @@ def detect_task(example):
     ``'seq2seq'``, a token-id sequence is ``'lm'``, a float ``(T, F)`` sequence is None."""
     if isinstance(example, tuple) and len(example) == 2:
         return "seq2seq" if _is_sequence(example[1]) else "classify"
-    arr = np.asarray(example)
+    arr = np.asarray(example.asnumpy() if hasattr(example, "asnumpy") else example)
     return "lm" if arr.ndim == 1 and arr.dtype.kind in "iu" else None
 
 

@@ -118,8 +118,10 @@ def test_pickles_small_and_equal():
 # ---------------------------------------------------------------- bad input
 @pytest.mark.parametrize("dataset, slots, error, match", [
     ([[1, 2], [3, 1.5, 2]], [0, 1], TypeError, r"example 1 has non-integer token id 1\.5"),
-    ([[1, 2], np.array([1.0, 2.0])], [0, 1], TypeError, r"example 1 has non-integer token id"),
-    ([[1, 2], ["a", "b"]], [0, 1], TypeError, r"example 1 has non-integer token ids of dtype"),
+    ([[1, 2], np.array([1.0, np.nan])], [0, 1], TypeError,
+     r"example 1 has non-integer token id nan"),
+    ([[1, 2], ["a", "b"]], [0, 1], TypeError, r"example 1 has token ids of dtype <U1"),
+    ([[1, 2], [[3, 4]]], [0, 1], TypeError, r"example 1 has token ids of dtype int64 and shape"),
     ([[1, 2], [], [3]], [0, 1, 2], ValueError, r"example 1 is an empty sequence"),
     ([[1, 2], [3, -4]], [1, 0], ValueError, r"example 1 has token id -4"),
     ([np.ones((2, 3)), np.array([[1, 2, np.nan]])], [0, 1], ValueError,
@@ -175,3 +177,17 @@ def test_bad_arguments(kwargs, match):
 def test_slot_dataset_checks_bucket_ids():
     with pytest.raises(ValueError, match=r"bucket_ids has 2 entries for a dataset of 4"):
         SlotDataset(SEQS, np.zeros(2))
+
+
+def test_whole_float_and_ndarray_token_ids_are_accepted():
+    ds = [np.array([1.0, 2.0]), mx.nd.array([3, 4, 5]), [6]]
+    batch = PadToBucket((3,))(items(ds, [0, 1, 2]))
+    assert batch.data.asnumpy().tolist() == [[1, 2, 0], [3, 4, 5], [6, 0, 0]]
+    assert batch.data.dtype == np.int32
+
+
+def test_dropped_examples_and_empty_batches_are_refused():
+    with pytest.raises(ValueError, match=r"bucket -1 is not one of the 2 buckets"):
+        PadToBucket((4, 8))(items(SEQS, [0], buckets=[-1, 0, 0, 0]))
+    with pytest.raises(ValueError, match=r"cannot batchify an empty list"):
+        PadToBucket((4,))([])
