@@ -242,8 +242,8 @@ class PadToBucket:
     def __call__(self, items) -> Batch:
         if not items:
             raise ValueError("cannot batchify an empty list of examples")
-        slots = np.fromiter((it[0] for it in items), dtype=np.int64, count=len(items))
-        buckets = np.fromiter((it[1] for it in items), dtype=np.int64, count=len(items))
+        slots, buckets, examples = zip(*items)
+        slots, buckets = np.array(slots, dtype=np.int64), np.array(buckets, dtype=np.int64)
         if (buckets != buckets[0]).any():
             raise ValueError(f"a batch mixes buckets {sorted(set(buckets.tolist()))}; slots "
                              f"{slots.tolist()}: the sampler must yield one bucket per batch")
@@ -254,7 +254,6 @@ class PadToBucket:
         key = self.keys[bucket]
         real = slots >= 0
         index = np.where(real, slots, -1 - slots)
-        examples = [it[2] for it in items]
         try:
             fields = self._assemble(examples, index, key)
         except (ValueError, TypeError) as e:
