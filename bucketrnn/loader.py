@@ -7,7 +7,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from bucketrnn.batchify import TASKS, PadToBucket, SlotDataset
+from bucketrnn.batchify import TASKS, PadToBucket, SlotDataset, to_ndarray
 from bucketrnn.buckets import plan_buckets
 from bucketrnn.lengths import sequence_lengths
 from bucketrnn.sampler import BucketBatchSampler
@@ -70,7 +70,9 @@ class BucketLoader:
         (unlabelled token ids mean ``'lm'``, whose buckets are planned on ``len(seq) - 1``).
     num_workers, prefetch, timeout
         gluon DataLoader worker processes, batches in flight, and seconds to wait for one
-        batch before raising ``TimeoutError`` (a crashed worker never hangs the loop).
+        batch before raising ``TimeoutError`` (a crashed worker never hangs the loop). Workers
+        return numpy batches, made NDArrays in this process. They pay off when reading an
+        example is costly; for in-memory token arrays ``num_workers=0`` is fastest.
     ctx : mxnet.Context, optional
         Move every batch there.
     pad_val : int or float
@@ -139,7 +141,7 @@ class BucketLoader:
         self._slots = SlotDataset(dataset, self.sampler.bucket_ids)
         self.batchify = PadToBucket(self.plan.keys, task=self.task, pad_val=pad_val,
                                     truncate=on_overflow == "truncate",
-                                    shared_mem=self.num_workers > 0)
+                                    output="numpy" if self.num_workers else "ndarray")
         self._window = _Window(self.sampler)
         self._loader = None
 
@@ -176,8 +178,8 @@ class BucketLoader:
                     f"{epoch}, step {step}): a loader worker crashed or is too slow; check the "
                     "dataset and batchify in a single process with num_workers=0") from e
             except (ConnectionError, EOFError) as e:
-                # A worker that dies after finishing a batch takes its shared-memory handle
-                # with it: the hand-over fails instead of timing out.
+                # A worker that dies during the hand-over breaks the connection instead of
+                # letting the batch time out.
                 self.close()
                 raise RuntimeError(
                     f"a loader worker died while handing over the batch of epoch {epoch}, step "
@@ -189,7 +191,9 @@ class BucketLoader:
             batch.meta.update(epoch=epoch, step=step)
             step += 1
             self.sampler._seek(epoch, step)
-            if self.ctx is not None:
+            if self.num_workers:
+                batch = to_ndarray(batch, self.ctx)
+            elif self.ctx is not None:
                 batch = batch.as_in_context(self.ctx)
             yield batch
         if (self.sampler.epoch, self.sampler.step) == (epoch, 0):  # an epoch without batches

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import make_flat
 
-from bucketrnn.batchify import Batch, PadToBucket, SlotDataset
+from bucketrnn.batchify import Batch, PadToBucket, SlotDataset, to_ndarray
 
 
 def items(dataset, slots, buckets=None):
@@ -97,11 +97,14 @@ def test_truncate_cuts_long_rows_and_otherwise_raises():
         PadToBucket((3,))(items(SEQS, [0, 1]))
 
 
-def test_numpy_output_and_shared_memory():
-    batch = PadToBucket((4,), output="numpy")(items(SEQS, [0]))
-    assert isinstance(batch.data, np.ndarray)
-    shared = PadToBucket((4,), shared_mem=True)(items(SEQS, [0]))
-    assert shared.data.context == mx.Context("cpu_shared", 0)
+def test_numpy_output_converts_to_ndarray_without_copy():
+    batch = PadToBucket((4,), task="lm", output="numpy")(items(SEQS, [0, -1]))
+    assert isinstance(batch.data, np.ndarray) and batch.data.dtype == np.int32
+    nd = to_ndarray(batch, mx.cpu(0))
+    assert isinstance(nd.data, mx.nd.NDArray) and nd.data.context == mx.cpu(0)
+    assert nd.data.asnumpy().tolist() == batch.data.tolist()
+    assert nd.label.asnumpy().tolist() == batch.label.tolist() and nd.label_length is None
+    assert nd.indices is batch.indices and nd.meta == batch.meta == {"bucket": 0}
 
 
 def test_pickles_small_and_equal():
