@@ -229,7 +229,10 @@ class BucketLoader:
         return state
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # at interpreter exit the pool may be half torn down
+            pass
 
     def __repr__(self):
         s = self.sampler

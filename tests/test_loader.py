@@ -30,6 +30,7 @@ def forms():
         "flat": (make_flat(TOKENS), "lm"),
         "flat with labels": (make_flat(TOKENS, LABELS), "classify"),
         "features": (feats, None),
+        "feature tuples": (list(zip(feats, LABELS)), "classify"),
         "tuples": (list(zip(TOKENS, LABELS)), "classify"),
         "gluon dataset": (SimpleDataset(list(zip(arrays, LABELS))), "classify"),
         "pairs": (pairs, "seq2seq"),
@@ -54,6 +55,9 @@ def test_every_form_gives_static_shapes_and_each_example_once(name):
         assert batch.data.shape[:2] == (loader.plan.batch_sizes[k], length)
         assert batch.weight.asnumpy().sum() == batch.num_real
         seen += batch.indices[batch.indices >= 0].tolist()
+        if task == "classify":
+            rows = batch.indices >= 0
+            assert batch.label.asnumpy()[rows].tolist() == [LABELS[i] for i in batch.indices[rows]]
         if task == "seq2seq":
             assert batch.label.shape == (batch.data.shape[0], batch.bucket_key[1])
     assert sorted(seen) == list(range(len(dataset)))
