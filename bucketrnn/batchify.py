@@ -379,13 +379,15 @@ class PadToBucket:
         steps = np.arange(width)
         mask = steps < lengths[:, None]
         pos = np.where(mask, starts[:, None] + steps, 0)
-        gathered = flat.tokens[pos]
-        if gathered.ndim == 2:
-            if gathered.dtype.kind not in "iu":
-                raise TypeError(f"token ids must be integers, got FlatSequences tokens of dtype "
-                                f"{gathered.dtype}")
-            return np.where(mask, gathered, self.pad_val).astype(np.int32), lengths
-        return np.where(mask[..., None], gathered, self.pad_val).astype(np.float32), lengths
+        ids = np.where(mask, flat.tokens[pos], 0)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"token ids must be integers, got flat tokens of dtype {ids.dtype}")
+        bad = (ids < 0) | (ids > _INT32_MAX)
+        if bad.any():
+            row, step = np.argwhere(bad)[0]
+            raise ValueError(f"example {int(index[row])} has token id {ids[row, step]}; token "
+                             f"ids must be in [0, {_INT32_MAX}]")
+        return np.where(mask, ids, self.pad_val).astype(np.int32), lengths
 
     @staticmethod
     def _lengths(rows, index):

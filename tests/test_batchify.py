@@ -144,6 +144,11 @@ def test_lm_needs_two_tokens():
         PadToBucket((4,), task="lm")(items(SEQS, [0, 2]))
 
 
+def test_negative_flat_token_is_named():
+    with pytest.raises(ValueError, match=r"example 2 has token id -7"):
+        PadToBucket((4,))(items(make_flat([[1, 2], [3], [4, -7]]), [0, 2]))
+
+
 def test_empty_flat_sequence_is_named():
     with pytest.raises(ValueError, match=r"example 1 is an empty sequence"):
         PadToBucket((4,))(items(make_flat([[1, 2], [], [3]]), [0, 1]))
