@@ -78,6 +78,17 @@ class BucketLoader:
     pad_val : int or float
         Padding value of ``data``.
 
+    Attributes
+    ----------
+    plan : BucketPlan
+        Buckets of ``lengths``: keys, boundaries, counts, batch sizes, padding.
+    lengths : numpy.ndarray
+        The lengths the plan is built on (``len(seq) - 1`` for ``task='lm'``).
+    sampler : BucketBatchSampler
+        The schedule; its position is the number of batches *delivered*, not prefetched.
+    batchify : PadToBucket
+        The batchify function the DataLoader runs.
+
     Examples
     --------
     >>> loader = BucketLoader([[1, 2, 3], [4, 5], [6, 7, 8, 9], [1, 2]], batch_size=2,
