@@ -102,9 +102,12 @@ def test_fill_sees_every_example_once_with_full_batches(shards):
     for s, play in zip(ranks, plays):
         for k, batch in zip(s.buckets(0), play):
             assert len(batch) == sizes[k]
-            index, _ = decode_slots(batch)
-            # fill rows copy an example of the same bucket, so their lengths stay >= 1
+            index, is_real = decode_slots(batch)
+            # fill rows copy an example of the same bucket, so their lengths stay >= 1 ...
             assert (s.bucket_ids[index] == k).all()
+            # ... and a real row of their own batch when it has one
+            if is_real.any():
+                assert set(index[~is_real]) <= set(index[is_real])
 
 
 def test_fill_rows_copy_a_real_row_of_their_batch():
