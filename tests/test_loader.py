@@ -6,7 +6,7 @@ import time
 import mxnet as mx
 import numpy as np
 import pytest
-from conftest import make_flat
+from conftest import assert_resumes, make_flat
 from mxnet.gluon.data import ArrayDataset, SimpleDataset
 
 import bucketrnn.batchify
@@ -88,6 +88,17 @@ def test_state_counts_delivered_batches_not_prefetched_ones():
     resumed.load_state_dict(state)
     assert got + [b.indices.tolist() for b in resumed] == expected
     loader.close()
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(),
+    dict(last_batch="rollover", shuffle=False),
+    dict(last_batch="keep", num_shards=2, shard_index=1),
+    dict(last_batch="discard", num_workers=2),
+], ids=["fill", "rollover", "keep-shard", "discard-workers"])
+def test_loader_resumes_like_an_uninterrupted_run(kwargs):
+    assert_resumes(lambda: BucketLoader(TOKENS, batch_size=8, num_buckets=3, seed=2, **kwargs),
+                   key=lambda b: (b.bucket_key, b.indices.tolist(), b.data.asnumpy().tolist()))
 
 
 def test_epochs_advance_and_pickled_loader_continues():
