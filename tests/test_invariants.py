@@ -23,12 +23,23 @@ lengths_st = st.one_of(
 @st.composite
 def setups(draw, last_batch=st.sampled_from(LAST_BATCH)):
     lengths = np.asarray(draw(lengths_st), dtype=np.int64)
-    distinct = np.unique(lengths).size
-    plan = plan_buckets(lengths, num_buckets=draw(st.integers(1, min(4, distinct))),
-                        strategy=draw(st.sampled_from(["optimal", "quantile", "exp"])),
-                        batch_size=draw(st.integers(1, 9)))
+    distinct = np.unique(lengths)
+    batch_size = draw(st.integers(1, 9))
+    on_overflow = "error"
+    if draw(st.booleans()):
+        # Fixed boundaries drawn from the data, possibly below the longest example.
+        bounds = sorted(draw(st.sets(st.sampled_from(distinct.tolist()), min_size=1,
+                                     max_size=4)))
+        on_overflow = draw(st.sampled_from(["drop", "truncate"]))
+        plan = plan_buckets(lengths, strategy="fixed", boundaries=bounds, batch_size=batch_size,
+                            on_overflow=on_overflow)
+    else:
+        plan = plan_buckets(lengths, num_buckets=draw(st.integers(1, min(4, distinct.size))),
+                            strategy=draw(st.sampled_from(["optimal", "quantile", "exp"])),
+                            batch_size=batch_size)
     config = dict(last_batch=draw(last_batch), num_shards=draw(st.integers(1, 4)),
-                  shuffle=draw(st.booleans()), seed=draw(st.integers(0, 2**20)))
+                  shuffle=draw(st.booleans()), seed=draw(st.integers(0, 2**20)),
+                  on_overflow=on_overflow)
     return lengths, plan, config
 
 
@@ -51,8 +62,12 @@ def test_invariant1_every_example_once_per_epoch_on_one_rank(setup, epoch):
     if config["last_batch"] == "rollover":
         return  # checked per pass below
     assert len(played) == len(set(played)) == n - dropped
+    overflow = lengths > plan.boundaries[-1]
+    if config["on_overflow"] == "drop":
+        assert not set(played) & set(np.flatnonzero(overflow).tolist())
     if config["last_batch"] != "discard":
-        assert played == list(range(n)) and dropped == 0
+        kept = np.flatnonzero(~overflow if config["on_overflow"] == "drop" else lengths > 0)
+        assert played == kept.tolist()
 
 
 @SETTINGS
@@ -81,7 +96,7 @@ def test_invariant1_rollover_exactly_once_per_pass(setup):
 def test_invariant2_static_shapes(setup):
     lengths, plan, config = setup
     dataset = [np.arange(1, n + 1) for n in lengths]
-    pad = PadToBucket(plan.keys, output="numpy")
+    pad = PadToBucket(plan.keys, output="numpy", truncate=config["on_overflow"] == "truncate")
     for sampler in ranks(lengths, plan, config):
         view = SlotDataset(dataset, sampler.bucket_ids)
         for k, slots in zip(sampler.buckets(0), sampler.batches(0)):
@@ -94,7 +109,12 @@ def test_invariant2_static_shapes(setup):
             assert batch.valid_length.min() >= 1
             assert batch.weight.sum() == batch.num_real == (np.asarray(slots) >= 0).sum()
             index, _ = decode_slots(slots)
-            assert (batch.valid_length == lengths[index]).all()
+            valid = np.minimum(lengths[index], full[1])  # truncate cuts overlong examples
+            assert (batch.valid_length == valid).all()
+            steps = np.arange(full[1])
+            inside = steps < valid[:, None]
+            # every row holds its example's tokens, then padding
+            assert (batch.data == np.where(inside, steps + 1, 0)).all()
 
 
 @SETTINGS
