@@ -52,15 +52,6 @@ def test_state_carries_the_seed():
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=config_id)
-def test_pickled_sampler_continues(config):
-    sampler = make(seed=5, **config)
-    it = iter(sampler)
-    head = [next(it) for _ in range(2)]
-    clone = pickle.loads(pickle.dumps(sampler))
-    assert head + list(clone) == list(make(seed=5, **config))
-
-
-@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
 def test_len_is_exact_and_epochs_differ(config):
     sampler = make(seed=11, **config)
     epochs = []
