@@ -123,6 +123,11 @@ class BucketLoader:
             raise ValueError(f"timeout must be a number of seconds > 0, got timeout={timeout!r}")
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got task={task!r}")
+        if ctx is not None:
+            import mxnet as mx
+
+            if not isinstance(ctx, mx.Context):
+                raise TypeError(f"ctx must be an mxnet Context such as mx.cpu(), got ctx={ctx!r}")
         self.dataset = dataset
         self.task = detect_task(dataset[0]) if task is None else task
         self.num_workers, self.prefetch, self.timeout, self.ctx = \

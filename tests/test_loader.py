@@ -203,6 +203,7 @@ def test_worker_errors_reach_the_training_process():
     (TOKENS, dict(prefetch=-2), ValueError, r"prefetch must be None or an int >= 0"),
     (TOKENS, dict(timeout=0), ValueError, r"timeout must be a number of seconds > 0"),
     (TOKENS, dict(task="mlm"), ValueError, r"task must be one of .*got task='mlm'"),
+    (TOKENS, dict(ctx="gpu"), TypeError, r"ctx must be an mxnet Context .*got ctx='gpu'"),
     (TOKENS, dict(task="seq2seq"), ValueError, r"task='seq2seq' does not fit the dataset"),
     ([[1, 2], [3], [4, 5]], {}, ValueError, r"example 1 has 1 token; task='lm' needs at least 2"),
     ([[1, 2], [], [4, 5]], {}, ValueError, r"dataset\[1\] is an empty sequence"),
