@@ -1,0 +1,649 @@
+"""One compiled graph per bucket, all sharing one set of parameters.
+
+:class:`GraphCache` maps ``batch.bucket_key`` to a graph built for that key, building it on the
+first batch of the key (or up front with :meth:`GraphCache.warmup`). Every graph uses the same
+Gluon ``Parameter`` objects, so a plain ``gluon.Trainer(graphs.collect_params(), ...)`` trains
+them all. Three memory policies:
+
+``"shared"`` (default)
+    The way ``BucketingModule`` works: every bucket's symbol is bound to an executor, the
+    largest bucket first, the others with ``shared_exec=`` that one, so all buckets of a context
+    draw on one memory pool. The executors take the parameters' own arrays as arguments. Each
+    call is wrapped in an ``autograd.Function`` so it runs under ``autograd.record()`` and
+    ``loss.backward()`` like any Gluon block (see :class:`_ExecutorStep` for the gradient path).
+``"static"``
+    One block per bucket hybridized with ``static_alloc=True, static_shape=True``: fast, but
+    every bucket keeps its own memory.
+``"dynamic"``
+    One block per bucket hybridized without static allocation.
+
+The forward contract: the graph of a key is ``block(*inputs)`` where ``inputs`` are the batch
+arrays named by ``inputs=`` (default ``("data", "valid_length", "label", "weight")``), all
+batch-major, or whatever an ``inputs=`` callable returns for the batch. The outputs are the
+block's outputs; with a list of contexts they come back as a list, one entry per context.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+from mxnet import autograd, context, gluon, nd
+from mxnet import symbol as sym
+
+from bucketrnn.batchify import Batch
+
+MEMORY = ("shared", "static", "dynamic")
+DEFAULT_INPUTS = ("data", "valid_length", "label", "weight")
+FORMAT = 1
+
+
+def _as_contexts(ctx):
+    if ctx is None:
+        return [context.current_context()]
+    ctxs = list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
+    if not ctxs or not all(isinstance(c, context.Context) for c in ctxs):
+        raise TypeError(f"ctx must be an mx.Context or a non-empty list of them, got ctx={ctx!r}")
+    return ctxs
+
+
+def _key_tag(key) -> str:
+    return "x".join(str(k) for k in key) if isinstance(key, tuple) else str(key)
+
+
+class GraphCache:
+    """One compiled graph per bucket key; one shared set of parameters; a memory policy.
+
+    Parameters
+    ----------
+    build : callable, HybridBlock subclass or mapping
+        ``build(bucket_key) -> HybridBlock``, a block class taken as ``cls(bucket_key)``, or a
+        fixed ``{bucket_key: block}`` mapping (then no other key can be built). Blocks of
+        different keys must have the same parameter structure; parameters the factory did not
+        share already are tied to the first block's (same ``Parameter`` objects).
+    ctx : mx.Context or list of mx.Context, optional
+        Where the graphs run. With a list, each batch is split along axis 0 over the contexts
+        (data parallel; the batch size must divide evenly) and one graph runs per context.
+    memory : {"shared", "static", "dynamic"}
+        Memory policy, see the module docstring.
+    inputs : tuple of str or callable
+        Batch attributes passed positionally to the block, or ``inputs(batch)`` returning a
+        tuple (or an ordered dict, whose keys name the symbol inputs) of NDArrays.
+    keys : iterable of bucket keys, optional
+        Known keys; lets :meth:`collect_params` build the parameter-owning block up front.
+    frozen : bool
+        Refuse keys without a graph instead of building one.
+
+    Examples
+    --------
+    >>> import mxnet as mx, numpy as np
+    >>> from mxnet import autograd, gluon
+    >>> from bucketrnn import Batch
+    >>> from bucketrnn.models import LanguageModel
+    >>> graphs = GraphCache(LanguageModel.factory(vocab_size=20, hidden_size=8), keys=[4, 8])
+    >>> graphs.initialize(mx.init.Xavier())
+    >>> trainer = gluon.Trainer(graphs.collect_params(), "sgd", {"learning_rate": 0.1})
+    >>> ids = mx.nd.ones((2, 4), dtype="int32")
+    >>> batch = Batch(4, ids, mx.nd.array([4, 2], dtype="int32"), ids, mx.nd.ones(2),
+    ...               np.array([0, 1]))
+    >>> with autograd.record():
+    ...     loss = graphs(batch)
+    >>> loss.backward()
+    >>> trainer.step(1)
+    >>> graphs.compiled, graphs.steps
+    (1, {4: 1})
+    """
+
+    def __init__(self, build, ctx=None, memory: str = "shared", inputs=DEFAULT_INPUTS,
+                 keys=None, frozen: bool = False):
+        if memory not in MEMORY:
+            raise ValueError(f"memory must be one of {MEMORY}, got memory={memory!r}")
+        self.ctx = _as_contexts(ctx)
+        self.memory = memory
+        self.frozen = bool(frozen)
+        self._blocks: dict = {}
+        self._reference = None
+        if isinstance(build, Mapping):
+            if not build:
+                raise ValueError("build must not be an empty mapping of blocks")
+            self._factory = None
+            self.frozen = True
+            for key in sorted(build, key=key_size, reverse=True):
+                self._adopt(key, build[key])
+        elif isinstance(build, type) and issubclass(build, gluon.HybridBlock):
+            self._factory = build
+        elif callable(build):
+            self._factory = build
+        else:
+            raise TypeError(f"build must be a callable, a HybridBlock class or a mapping of "
+                            f"blocks, got build={build!r}")
+        if isinstance(inputs, str) or not (callable(inputs) or isinstance(inputs, tuple)):
+            raise TypeError(f"inputs must be a tuple of Batch attribute names or a callable, "
+                            f"got inputs={inputs!r}")
+        if isinstance(inputs, tuple):
+            fields = set(Batch.__dataclass_fields__)
+            bad = [n for n in inputs if n not in fields]
+            if bad:
+                raise ValueError(f"inputs names Batch attributes {sorted(fields)}, got "
+                                 f"inputs={inputs!r}")
+        self.inputs = inputs
+        self._known_keys = sorted(set(keys or ()), key=key_size, reverse=True)
+        self._runners: dict = {}
+        self._symbols: dict = {}
+        self._pools = {c: SharedPool(c) for c in self.ctx}
+        self._templates: dict = {}
+        self.steps: dict = {}
+        self.compile_seconds: dict = {}
+        self.rebinds = 0
+
+    # -- blocks and parameters -------------------------------------------------------------
+
+    def _adopt(self, key, block):
+        if not isinstance(block, gluon.HybridBlock):
+            raise TypeError(f"the block for bucket_key={key!r} must be a HybridBlock, got "
+                            f"{type(block).__name__}")
+        if self._reference is None:
+            self._reference = block
+        else:
+            share_parameters(block, self._reference, key)
+        self._blocks[key] = block
+        return block
+
+    def block(self, key):
+        """The block of ``key``, built (not compiled) if needed."""
+        if key in self._blocks:
+            return self._blocks[key]
+        if self.frozen or self._factory is None:
+            why = ("built from a fixed mapping of blocks" if self._factory is None
+                   else "frozen (frozen=True)")
+            raise ValueError(f"no graph for bucket_key={key!r}: the cache is {why} and holds "
+                             f"keys {sorted(self._blocks, key=key_size)}")
+        cls = self._factory
+        if isinstance(cls, type) and self._reference is not None:
+            # Gluon's own sharing: same prefix, the first block's ParameterDict.
+            block = cls(key, prefix=self._reference.prefix,
+                        params=self._reference.collect_params())
+        else:
+            block = cls(key)
+        return self._adopt(key, block)
+
+    def _ensure_reference(self):
+        if self._reference is None:
+            if not self._known_keys:
+                raise ValueError("no block built yet, so there are no parameters: pass keys= "
+                                 "(e.g. plan.keys) to GraphCache or call warmup() first")
+            self.block(self._known_keys[0])
+        return self._reference
+
+    def collect_params(self, select=None):
+        """The shared parameters (a ``ParameterDict``): give them to ``gluon.Trainer``."""
+        return self._ensure_reference().collect_params(select)
+
+    def initialize(self, init=None, force_reinit: bool = False):
+        """Initialize the shared parameters on every context of the cache."""
+        kwargs = {} if init is None else {"init": init}
+        self.collect_params().initialize(ctx=self.ctx, force_reinit=force_reinit, **kwargs)
+
+    @property
+    def keys(self) -> list:
+        """Keys with a compiled graph, largest first."""
+        return sorted({k for k, _ in self._runners}, key=key_size, reverse=True)
+
+    @property
+    def compiled(self) -> int:
+        """Number of bucket keys with a compiled graph."""
+        return len(self.keys)
+
+    def __len__(self) -> int:
+        return self.compiled
+
+    def __repr__(self) -> str:
+        steps = {k: self.steps.get(k, 0) for k in sorted(self.keys, key=key_size)}
+        ctx = self.ctx[0] if len(self.ctx) == 1 else self.ctx
+        return (f"GraphCache(memory={self.memory!r}, ctx={ctx}, compiled={self.compiled}, "
+                f"steps={steps}, rebinds={self.rebinds})")
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def _named_inputs(self, batch) -> dict:
+        if not isinstance(batch, Batch):
+            raise TypeError(f"batch must be a bucketrnn.Batch, got {type(batch).__name__}")
+        if callable(self.inputs):
+            got = self.inputs(batch)
+            if isinstance(got, Mapping):
+                return dict(got)
+            return {f"input{i}": a for i, a in enumerate(got)}
+        named = {n: getattr(batch, n) for n in self.inputs}
+        missing = [n for n, a in named.items() if a is None]
+        if missing:
+            raise ValueError(f"batch.{missing[0]} is None but inputs={self.inputs!r} passes it "
+                             "to the graph; give inputs= without it")
+        return named
+
+    def _split(self, named: dict) -> list:
+        if len(self.ctx) == 1:
+            ctx = self.ctx[0]
+            for name, arr in named.items():
+                if arr.context != ctx:
+                    raise ValueError(f"batch.{name} is on {arr.context} but the graphs run on "
+                                     f"{ctx}: move it with batch.as_in_context({ctx})")
+            return [named]
+        rows = next(iter(named.values())).shape[0]
+        if rows % len(self.ctx):
+            raise ValueError(f"batch size {rows} must divide evenly over the {len(self.ctx)} "
+                             f"contexts ctx={self.ctx}")
+        parts = [{} for _ in self.ctx]
+        for name, arr in named.items():
+            for part, piece, ctx in zip(parts, gluon.utils.split_data(arr, len(self.ctx)),
+                                        self.ctx):
+                part[name] = piece.as_in_context(ctx)
+        return parts
+
+    # -- compile and run -------------------------------------------------------------------
+
+    def _check_initialized(self, key):
+        for p in self.collect_params().values():
+            if p._data is None and not p._deferred_init:
+                raise ValueError(f"parameter {p.name} is not initialized (needed by the graph "
+                                 f"of bucket_key={key!r}): call graphs.initialize(...) first")
+
+    def _runner(self, key, ctx, named: dict):
+        runner = self._runners.get((key, ctx))
+        if runner is not None and (self.memory != "shared" or runner.matches(named)):
+            return runner
+        block = self.block(key)
+        if hasattr(block, "check_context"):
+            block.check_context(ctx)
+        self._check_initialized(key)
+        started = time.perf_counter()
+        if self.memory == "shared":
+            if key not in self._symbols:
+                self._symbols[key] = self._symbol(key, list(named))
+            pool = self._pools[ctx]
+            if runner is not None:
+                self.rebinds += 1
+            runner = bind_shared(self._symbols[key], key, named, self.collect_params(), pool,
+                                 on_rebind=self._count_rebind)
+        else:
+            if runner is None:
+                block.hybridize(active=True, static_alloc=self.memory == "static",
+                                static_shape=self.memory == "static")
+            runner = _BlockRunner(block)
+        self._runners[(key, ctx)] = runner
+        self.compile_seconds[key] = self.compile_seconds.get(key, 0.0) + (
+            time.perf_counter() - started)
+        return runner
+
+    def _count_rebind(self):
+        self.rebinds += 1
+
+    def _symbol(self, key, names):
+        out = self.block(key)(*[sym.var(n) for n in names])
+        return sym.Group(list(out)) if isinstance(out, (list, tuple)) else out
+
+    def __call__(self, batch: Batch):
+        """Run the graph of ``batch.bucket_key``; record it if inside ``autograd.record()``."""
+        key = batch.bucket_key
+        named = self._named_inputs(batch)
+        self._templates.setdefault(key, batch)
+        results = []
+        for ctx, part in zip(self.ctx, self._split(named)):
+            runner = self._runner(key, ctx, part)
+            block = self._blocks[key]
+            if hasattr(block, "validate_inputs"):
+                block.validate_inputs(ctx, *part.values())
+            results.append(runner(part, self.collect_params()))
+        self.steps[key] = self.steps.get(key, 0) + 1
+        return results[0] if len(self.ctx) == 1 else results
+
+    def warmup(self, keys, example: Batch | None = None, batch_size=None) -> dict:
+        """Compile the graph of every key before training, largest first.
+
+        Parameters
+        ----------
+        keys : iterable of bucket keys, or an object with ``.keys`` (e.g. a ``BucketPlan``)
+        example : Batch, optional
+            Template for the input shapes and dtypes; its arrays are resized along the time
+            axis to each key. Defaults to a batch already seen by the cache.
+        batch_size : int or mapping, optional
+            Rows per key (default: the example's, or ``keys.batch_sizes`` of a plan).
+
+        Returns
+        -------
+        dict
+            Seconds spent compiling and running one forward/backward step, per key. Parameter
+            gradients are left as they were.
+        """
+        plan = keys
+        keys = getattr(plan, "keys", plan)
+        keys = list(keys() if callable(keys) else keys)
+        if batch_size is None and hasattr(plan, "batch_sizes"):
+            batch_size = dict(zip(keys, plan.batch_sizes))
+        example = example or next(iter(self._templates.values()), None)
+        if example is None:
+            raise ValueError("warmup needs example= (a Batch) to know the input shapes and "
+                             "dtypes: none was given and the cache has seen no batch yet")
+        self._known_keys = sorted(set(self._known_keys) | set(keys), key=key_size,
+                                  reverse=True)
+        report = {}
+        for key in sorted(set(keys), key=key_size, reverse=True):
+            rows = batch_size.get(key) if isinstance(batch_size, Mapping) else batch_size
+            batch = _resize(example, key, rows or example.batch_size)
+            started = time.perf_counter()
+            with _grads_kept(self.collect_params()):
+                self._step_once(batch)
+            report[key] = time.perf_counter() - started
+            self.steps[key] -= 1
+        return report
+
+    def _step_once(self, batch):
+        if not any(p.grad_req != "null" for p in self.collect_params().values()):
+            self(batch)
+            return
+        with autograd.record():
+            out = self(batch)
+        outs = out if isinstance(out, list) else [out]
+        heads = [o[0] if isinstance(o, (list, tuple)) else o for o in outs]
+        autograd.backward([h.sum() for h in heads])
+        nd.waitall()
+
+    # -- export ------------------------------------------------------------------------------
+
+    def export(self, prefix: str) -> list:
+        """Write ``{prefix}-{key}-symbol.json`` per compiled key, ``{prefix}.params`` once and
+        ``{prefix}-graphs.json`` (the index :meth:`load` reads). Returns the paths written."""
+        if not self._runners:
+            raise ValueError("nothing to export: no graph compiled yet (call warmup() or run a "
+                             "batch first)")
+        names = list(self._named_inputs(next(iter(self._templates.values()))))
+        paths, files = [], {}
+        for key in self.keys:
+            symbol = self._symbols.get(key) or self._symbol(key, names)
+            path = f"{prefix}-{_key_tag(key)}-symbol.json"
+            symbol.save(path)
+            files[_key_tag(key)] = {"key": list(key) if isinstance(key, tuple) else key,
+                                    "symbol": path.rsplit("/", 1)[-1]}
+            paths.append(path)
+        params = {p.name: p.data(self.ctx[0]).copyto(context.cpu())
+                  for p in self.collect_params().values()}
+        nd.save(f"{prefix}.params", params)
+        index = {"format": FORMAT, "inputs": names, "graphs": list(files.values()),
+                 "params": f"{prefix}.params".rsplit("/", 1)[-1]}
+        with open(f"{prefix}-graphs.json", "w") as f:
+            json.dump(index, f, indent=1)
+        return paths + [f"{prefix}.params", f"{prefix}-graphs.json"]
+
+    @classmethod
+    def load(cls, prefix: str, ctx=None, memory: str = "shared") -> GraphCache:
+        """Read what :meth:`export` wrote: a frozen cache of ``SymbolBlock`` graphs."""
+        with open(f"{prefix}-graphs.json") as f:
+            index = json.load(f)
+        if index.get("format") != FORMAT:
+            raise ValueError(f"{prefix}-graphs.json has format={index.get('format')!r}, "
+                             f"expected {FORMAT}")
+        folder = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        ctxs = _as_contexts(ctx)
+        blocks, shared = {}, None
+        for entry in sorted(index["graphs"], key=lambda e: key_size(_key(e["key"])),
+                            reverse=True):
+            outputs = sym.load(folder + entry["symbol"])
+            used = set(outputs.list_inputs())
+            names = [n for n in index["inputs"] if n in used]
+            block = gluon.SymbolBlock(outputs, [sym.var(n) for n in names], params=shared)
+            if shared is None:
+                shared = block.collect_params()
+                shared.load(folder + index["params"], ctx=ctxs, allow_missing=False,
+                            ignore_extra=True)
+            blocks[_key(entry["key"])] = block
+        return cls(blocks, ctx=ctxs, memory=memory, inputs=tuple(index["inputs"]))
+
+
+def _key(raw):
+    return tuple(raw) if isinstance(raw, list) else raw
+
+
+class _BlockRunner:
+    """The ``static``/``dynamic`` policies: the hybridized block is the graph."""
+
+    def __init__(self, block):
+        self.block = block
+
+    def __call__(self, named, params):
+        return self.block(*named.values())
+
+
+def _resize(example: Batch, key, rows: int) -> Batch:
+    """A zero batch like ``example`` with ``rows`` rows, padded to ``key``."""
+    src, tgt = key if isinstance(key, tuple) else (key, key)
+
+    def like(arr, length=None, fill=0):
+        if arr is None:
+            return None
+        shape = (rows,) + tuple(arr.shape[1:])
+        if length is not None and arr.ndim >= 2:
+            shape = (rows, length) + tuple(arr.shape[2:])
+        out = nd.full(shape, fill, ctx=arr.context, dtype=arr.dtype)
+        return out
+
+    return replace(
+        example,
+        bucket_key=key,
+        data=like(example.data, src),
+        valid_length=like(example.valid_length, fill=src),
+        label=like(example.label, tgt),
+        weight=like(example.weight, fill=1),
+        indices=np.arange(rows, dtype=np.int64),
+        label_length=like(example.label_length, fill=tgt),
+    )
+
+
+class _grads_kept:
+    """Context manager: restore every gradient (and its freshness) on exit."""
+
+    def __init__(self, params):
+        self.params = [p for p in params.values() if p.grad_req != "null" and p._data]
+
+    def __enter__(self):
+        self.saved = [[(g.copy(), d._fresh_grad) for g, d in zip(p.list_grad(), p.list_data())]
+                      for p in self.params]
+
+    def __exit__(self, *exc):
+        for p, saved in zip(self.params, self.saved):
+            for g, d, (copy, fresh) in zip(p.list_grad(), p.list_data(), saved):
+                g[:] = copy
+                d._fresh_grad = fresh
+        return False
+
+
+# -- the "shared" policy: executors on one memory pool per context ------------------------------
+
+
+def key_size(key):
+    """Sort key for "largest bucket": the length, or the summed lengths of a tuple key."""
+    return (sum(key), key) if isinstance(key, tuple) else (key, (key,))
+
+
+def share_parameters(block, reference, key) -> None:
+    """Make ``block`` use ``reference``'s ``Parameter`` objects, matched by structure.
+
+    Factories written the Gluon way (same ``prefix``, ``params=``) already share; this ties the
+    parameters of blocks built independently, e.g. ``lambda n: MyNet(n)``.
+    """
+    theirs = reference._collect_params_with_prefix()
+    mine = block._collect_params_with_prefix()
+    if set(mine) != set(theirs):
+        diff = sorted(set(mine) ^ set(theirs))
+        raise ValueError(f"the block for bucket_key={key!r} does not have the parameters of the "
+                         f"first block (differs in {diff[:5]}); blocks of all keys must share "
+                         "one parameter structure")
+    for path, param in mine.items():
+        ref = theirs[path]
+        if param is ref:
+            continue
+        if param.shape and ref.shape and 0 not in param.shape and param.shape != ref.shape:
+            raise ValueError(f"parameter {path} of bucket_key={key!r} has shape {param.shape}, "
+                             f"the shared one {ref.shape}")
+        owner = block
+        *parents, attr = path.split(".")
+        for part in parents:
+            owner = owner._children[part]
+        setattr(owner, attr, ref)
+        table = owner._params._params
+        table.pop(param.name, None)
+        table[ref.name] = ref
+    ref_params = reference.collect_params()
+    for name, param in block.collect_params().items():
+        if name in ref_params and ref_params[name] is not param:
+            raise ValueError(f"the block for bucket_key={key!r} has its own parameter {name}: "
+                             "build blocks with params=first.collect_params() to share")
+
+
+class SharedPool:
+    """Per context: the executor owning the memory pool, the gradient buffers, who ran last."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.owner = None
+        self.runners: dict = {}
+        self.grads: dict = {}
+        self.last = None
+        self.waiter = None
+
+    def grad(self, param):
+        if param.name not in self.grads:
+            self.grads[param.name] = nd.zeros(param.shape, ctx=self.ctx, dtype=param.dtype)
+        return self.grads[param.name]
+
+    def settle(self):
+        # A pending loss.backward() runs our executor's backward from an engine callback; the
+        # next forward on this pool must not be pushed before it (they share memory). Its
+        # gradient output completes only after that callback has pushed exe.backward.
+        if self.waiter is not None:
+            self.waiter.wait_to_read()
+
+
+def bind_shared(symbol, key, named, params, pool, on_rebind):
+    """Bind ``symbol`` for ``key`` on ``pool``: the largest key owns the memory, others share."""
+    runner = _SharedRunner(symbol, key, named, params, pool)
+    owner = pool.owner
+    if owner is None or owner.key == key or key_size(key) > key_size(owner.key):
+        runner.bind(None)
+        pool.owner = runner
+        for other in pool.runners.values():
+            if other.key != key:
+                other.bind(runner.exe)
+                on_rebind()
+    else:
+        runner.bind(owner.exe)
+    pool.runners[key] = runner
+    pool.last = None
+    return runner
+
+
+class _SharedRunner:
+    """One bound executor: its data arrays, and the parameter arrays it was bound to."""
+
+    def __init__(self, symbol, key, named, params, pool):
+        self.symbol, self.key, self.pool, self.ctx = symbol, key, pool, pool.ctx
+        self.names = list(named)
+        self.spec = [(a.shape, np.dtype(a.dtype)) for a in named.values()]
+        self.params = params
+        args = symbol.list_arguments()
+        unknown = [n for n in args if n not in named and n not in params]
+        if unknown:
+            raise ValueError(f"the graph of bucket_key={key!r} has inputs {unknown} that are "
+                             f"neither batch inputs {self.names} nor parameters")
+        self._finish_deferred({n: a.shape for n, a in named.items()})
+        self.grad_names = [n for n in args if n in params and params[n].grad_req != "null"]
+        self.inputs = {n: nd.zeros(a.shape, ctx=self.ctx, dtype=a.dtype)
+                       for n, a in named.items()}
+        self.zero_inputs = [nd.zeros(a.shape, ctx=self.ctx, dtype=a.dtype) for a in named.values()]
+        self.exe = None
+
+    def _finish_deferred(self, shapes):
+        deferred = [p for p in self.params.values() if p._deferred_init]
+        if not deferred:
+            return
+        arg_shapes, _, aux_shapes = self.symbol.infer_shape(**shapes)
+        found = dict(zip(self.symbol.list_arguments(), arg_shapes))
+        found.update(zip(self.symbol.list_auxiliary_states(), aux_shapes))
+        for p in deferred:
+            if p.name in found:
+                p.shape = found[p.name]
+                p._finish_deferred_init()
+
+    def _param_arrays(self):
+        return [self.params[n].data(self.ctx) for n in self.symbol.list_inputs()
+                if n in self.params]
+
+    def bind(self, shared_exec):
+        args = {n: self.inputs[n] if n in self.inputs else self.params[n].data(self.ctx)
+                for n in self.symbol.list_arguments()}
+        grads = {n: self.pool.grad(self.params[n]) for n in self.grad_names}
+        req = {n: "write" if n in grads else "null" for n in args}
+        aux = [self.params[n].data(self.ctx) for n in self.symbol.list_auxiliary_states()]
+        self.exe = self.symbol.bind(self.ctx, args, args_grad=grads, grad_req=req,
+                                    aux_states=aux, shared_exec=shared_exec)
+        self.bound = self._param_arrays()
+
+    def matches(self, named) -> bool:
+        spec = [(a.shape, np.dtype(a.dtype)) for a in named.values()]
+        return (list(named) == self.names and spec == self.spec
+                and all(a is b for a, b in zip(self._param_arrays(), self.bound)))
+
+    def run(self, arrays, is_train):
+        for name, arr in zip(self.names, arrays):
+            arr.copyto(self.inputs[name])
+        self.exe.forward(is_train=is_train)
+
+    def outputs(self):
+        outs = [o.copy() for o in self.exe.outputs]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def __call__(self, named, params):
+        self.pool.settle()
+        if autograd.is_recording() and self.grad_names:
+            views = [params[n].data(self.ctx).reshape(params[n].shape) for n in self.grad_names]
+            out = _ExecutorStep(self, autograd.is_training())(*views, *named.values())
+            self.pool.waiter = params[self.grad_names[0]].grad(self.ctx)
+            return out
+        self.run(list(named.values()), autograd.is_training())
+        self.pool.last = None
+        return self.outputs()
+
+
+class _ExecutorStep(autograd.Function):
+    """One recorded executor call.
+
+    The parameter arrays enter as (zero-copy, recorded) reshape views, so autograd routes the
+    gradients the executor computes into ``param.grad()`` itself: it honours ``grad_req``
+    ``"write"``/``"add"``, sums over several calls in one graph and marks the gradients fresh
+    for ``Trainer.step``. The executor writes them into one buffer per context (shared by all
+    buckets) instead of straight into ``param.grad()``: a Function's backward runs in an engine
+    callback, and writes it made to arrays that are not its outputs would race the trainer.
+    Data inputs get no gradient.
+    """
+
+    def __init__(self, runner, is_train):
+        super().__init__()
+        self.runner, self.is_train = runner, is_train
+
+    def forward(self, *arrays):
+        runner = self.runner
+        self.data = arrays[len(runner.grad_names):]
+        runner.run(self.data, self.is_train)
+        runner.pool.last = self
+        return runner.outputs()
+
+    def backward(self, *out_grads):
+        runner = self.runner
+        if runner.pool.last is not self:
+            # Another call ran on this memory pool since our forward: recompute ours.
+            runner.run(self.data, self.is_train)
+            runner.pool.last = self
+        runner.exe.backward(list(out_grads))
+        grads = [runner.pool.grads[n] for n in runner.grad_names]
+        return tuple(grads) + tuple(runner.zero_inputs)
