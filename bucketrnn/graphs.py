@@ -347,7 +347,7 @@ class GraphCache:
             out = self(batch)
         outs = out if isinstance(out, list) else [out]
         heads = [o[0] if isinstance(o, (list, tuple)) else o for o in outs]
-        autograd.backward([h.sum() for h in heads])
+        autograd.backward(heads)
         nd.waitall()
 
     # -- export ------------------------------------------------------------------------------
@@ -412,7 +412,9 @@ class _BlockRunner:
         self.block = block
 
     def __call__(self, named, params):
-        return self.block(*named.values())
+        out = self.block(*named.values())
+        # A hybridized block returns a list where the plain one returned a tuple.
+        return tuple(out) if isinstance(out, list) else out
 
 
 def _resize(example: Batch, key, rows: int) -> Batch:
