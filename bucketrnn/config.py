@@ -1,0 +1,301 @@
+"""Structured configs of the experiment app, registered in Hydra's ConfigStore.
+
+The dataclasses are the schema of ``conf/config.yaml`` and its groups (``dataset``, ``model``,
+``bucketing``, ``trainer``, ``memory``): an override naming a key that does not exist, or a value
+of the wrong type or outside an enum, fails at composition with an error that names the key.
+Library code never sees these objects; :func:`validate` checks what types cannot express, and
+the app turns the config into plain arguments.
+
+Examples
+--------
+>>> from omegaconf import OmegaConf
+>>> cfg = OmegaConf.structured(Config)
+>>> cfg.bucketing.num_buckets, cfg.model.cell.value
+(8, 'unrolled')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = [
+    "BucketingConfig",
+    "Config",
+    "DatasetConfig",
+    "MemoryConfig",
+    "ModelConfig",
+    "TrainerConfig",
+    "fingerprint",
+    "parse_context",
+    "register",
+    "validate",
+]
+
+
+class DatasetName(str, Enum):
+    ptb = "ptb"
+    text = "text"
+
+
+class Tokens(str, Enum):
+    whitespace = "whitespace"
+    char = "char"
+
+
+class ModelName(str, Enum):
+    lstm_lm = "lstm_lm"
+    gru_lm = "gru_lm"
+    classifier = "classifier"
+
+
+class Cell(str, Enum):
+    unrolled = "unrolled"
+    fused = "fused"
+
+
+class Strategy(str, Enum):
+    optimal = "optimal"
+    quantile = "quantile"
+    exp = "exp"
+    fixed = "fixed"
+
+
+class LastBatch(str, Enum):
+    fill = "fill"
+    keep = "keep"
+    discard = "discard"
+    rollover = "rollover"
+
+
+class Overflow(str, Enum):
+    error = "error"
+    truncate = "truncate"
+    drop = "drop"
+
+
+class MemoryPolicy(str, Enum):
+    shared = "shared"
+    static = "static"
+    dynamic = "dynamic"
+
+
+@dataclass
+class DatasetConfig:
+    """Where sequences come from.
+
+    ``ptb``: Penn Treebank sentences (``treebank`` package), ``limit`` keeps the first
+    ``limit`` training sentences. ``text``: one sequence per line of ``path``; ``valid_path`` and
+    ``test_path`` are optional, else ``valid_fraction`` / ``test_fraction`` of the lines are held
+    out (seeded). ``label`` turns sentences into a classification task: ``contains:<token>``
+    (1 if the token occurs, which is then kept in the input) or ``first_token`` (the first token
+    of each line is its class and is removed from the input).
+    """
+
+    name: DatasetName = DatasetName.ptb
+    limit: Optional[int] = None
+    valid_limit: Optional[int] = None
+    test_limit: Optional[int] = None
+    path: Optional[str] = None
+    valid_path: Optional[str] = None
+    test_path: Optional[str] = None
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    tokens: Tokens = Tokens.whitespace
+    min_count: int = 1
+    max_length: Optional[int] = None
+    label: Optional[str] = None
+
+
+@dataclass
+class ModelConfig:
+    """The reference model built for every bucket length (:mod:`bucketrnn.models`)."""
+
+    name: ModelName = ModelName.lstm_lm
+    cell: Cell = Cell.unrolled
+    hidden_size: int = 200
+    embed_size: Optional[int] = None
+    num_layers: int = 2
+    dropout: float = 0.0
+    tie_weights: bool = False
+    bidirectional: bool = False
+
+
+@dataclass
+class BucketingConfig:
+    """Bucket plan and batch schedule (:class:`bucketrnn.loader.BucketLoader` arguments)."""
+
+    strategy: Strategy = Strategy.optimal
+    num_buckets: int = 8
+    boundaries: Optional[list[int]] = None
+    batch_size: Optional[int] = 32
+    max_tokens: Optional[int] = None
+    batch_size_multiple: int = 1
+    last_batch: LastBatch = LastBatch.fill
+    on_overflow: Overflow = Overflow.error
+    shuffle: bool = True
+    num_workers: int = 0
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation and bookkeeping (:class:`bucketrnn.train.TrainLoop` arguments)."""
+
+    optimizer: str = "adam"
+    lr: float = 0.002
+    weight_decay: float = 0.0
+    optimizer_params: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 2
+    max_steps: Optional[int] = None
+    clip_norm: Optional[float] = 1.0
+    context: str = "cpu"
+    kvstore: str = "device"
+    checkpoint_every: int = 200
+    log_every: int = 10
+    eval_batch_size: int = 64
+    progress: bool = True
+
+
+@dataclass
+class MemoryConfig:
+    """How the per-bucket graphs hold memory (passed to GraphCache)."""
+
+    policy: MemoryPolicy = MemoryPolicy.shared
+
+
+@dataclass
+class Config:
+    """The whole experiment. ``resume``: ``""`` (start fresh), ``"true"`` (continue the latest
+    run with a checkpoint under the outputs root) or a run directory."""
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    bucketing: BucketingConfig = field(default_factory=BucketingConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    seed: int = 0
+    resume: str = ""
+    plots: bool = True
+
+
+def register() -> None:
+    """Store the schema as ``base_config`` (used by ``conf/config.yaml``'s defaults list)."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+
+
+register()
+
+
+def _plain(value):
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_dict(cfg) -> dict:
+    """Plain JSON-able dict of a config (enums as their values)."""
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    return _plain(cfg)
+
+
+# Keys that change what a run computes. Epoch count, step limits, logging and checkpoint
+# cadence do not: a run may be resumed with more epochs.
+_FINGERPRINT_SECTIONS = ("dataset", "model", "bucketing", "memory")
+_FINGERPRINT_TRAINER = ("optimizer", "lr", "weight_decay", "optimizer_params", "clip_norm")
+
+
+def fingerprint(cfg) -> dict:
+    """Flat ``{"section.key": value}`` of everything a checkpoint depends on."""
+    d = to_dict(cfg)
+    flat = {"seed": d["seed"]}
+    for section in _FINGERPRINT_SECTIONS:
+        for key, value in d[section].items():
+            if section == "bucketing" and key == "num_workers":
+                continue
+            flat[f"{section}.{key}"] = value
+    for key in _FINGERPRINT_TRAINER:
+        flat[f"trainer.{key}"] = d["trainer"][key]
+    return flat
+
+
+def fingerprint_digest(flat: dict) -> str:
+    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_CONTEXT = re.compile(r"^(cpu|gpu)(?:[(:](\d+)\)?)?$")
+
+
+def parse_context(text: str):
+    """``"cpu"``, ``"gpu"``, ``"gpu(1)"`` or ``"gpu:1"`` to an ``mx.Context``.
+
+    >>> parse_context("gpu(1)")
+    gpu(1)
+    """
+    import mxnet as mx
+
+    m = _CONTEXT.match(str(text).strip())
+    if not m:
+        raise ValueError(f"trainer.context must be 'cpu', 'gpu' or 'gpu(i)', got {text!r}")
+    kind, index = m.group(1), int(m.group(2) or 0)
+    return mx.cpu(index) if kind == "cpu" else mx.gpu(index)
+
+
+def validate(cfg) -> None:
+    """Check what the types cannot: ranges and combinations. Raises ``ValueError`` naming the key."""
+    d = to_dict(cfg)
+
+    def need(ok, key, value, what):
+        if not ok:
+            raise ValueError(f"{key} {what}, got {key}={value!r}")
+
+    ds, model, b, t = d["dataset"], d["model"], d["bucketing"], d["trainer"]
+    if ds["name"] == "text":
+        need(bool(ds["path"]), "dataset.path", ds["path"],
+             "is required for dataset=text (a UTF-8 file, one sequence per line)")
+    for key in ("limit", "valid_limit", "test_limit", "max_length"):
+        need(ds[key] is None or ds[key] >= 1, f"dataset.{key}", ds[key], "must be null or >= 1")
+    for key in ("valid_fraction", "test_fraction"):
+        need(0.0 <= ds[key] < 0.5, f"dataset.{key}", ds[key], "must be in [0, 0.5)")
+    label = ds["label"]
+    need(label in (None, "", "first_token") or str(label).startswith("contains:"),
+         "dataset.label", label, "must be null, 'first_token' or 'contains:<token>'")
+    is_clf = model["name"] == "classifier"
+    need(is_clf == bool(label), "dataset.label", label,
+         "must be set exactly when model=classifier (a classifier needs labels, a language "
+         f"model none; model={model['name']})")
+    need(model["hidden_size"] >= 1, "model.hidden_size", model["hidden_size"], "must be >= 1")
+    need(model["num_layers"] >= 1, "model.num_layers", model["num_layers"], "must be >= 1")
+    need(0.0 <= model["dropout"] < 1.0, "model.dropout", model["dropout"], "must be in [0, 1)")
+    need(b["num_buckets"] >= 1, "bucketing.num_buckets", b["num_buckets"], "must be >= 1")
+    need(b["batch_size"] is not None or b["max_tokens"] is not None, "bucketing.batch_size",
+         b["batch_size"], "or bucketing.max_tokens must be set")
+    need(b["batch_size"] is None or b["batch_size"] >= 1, "bucketing.batch_size",
+         b["batch_size"], "must be null or >= 1")
+    need(b["max_tokens"] is None or b["max_tokens"] >= 1, "bucketing.max_tokens",
+         b["max_tokens"], "must be null or >= 1")
+    need((b["strategy"] == "fixed") == (b["boundaries"] is not None), "bucketing.boundaries",
+         b["boundaries"], f"must be given exactly when bucketing.strategy=fixed (strategy="
+         f"{b['strategy']})")
+    need(t["lr"] > 0, "trainer.lr", t["lr"], "must be > 0")
+    need(t["epochs"] >= 1, "trainer.epochs", t["epochs"], "must be >= 1")
+    need(t["max_steps"] is None or t["max_steps"] >= 1, "trainer.max_steps", t["max_steps"],
+         "must be null or >= 1")
+    need(t["clip_norm"] is None or t["clip_norm"] > 0, "trainer.clip_norm", t["clip_norm"],
+         "must be null or > 0")
+    need(t["checkpoint_every"] >= 0, "trainer.checkpoint_every", t["checkpoint_every"],
+         "must be >= 0 (0: only at epoch ends)")
+    need(t["log_every"] >= 1, "trainer.log_every", t["log_every"], "must be >= 1")
+    parse_context(t["context"])

@@ -1,0 +1,417 @@
+"""The training loop: bucketed batches, one graph per bucket, metrics, checkpoints, resume.
+
+:class:`TrainLoop` takes plain Python arguments (no Hydra config): a model factory (or a
+:class:`~bucketrnn.graphs.GraphCache`), a :class:`~bucketrnn.loader.BucketLoader`, and optimizer
+settings. It writes, into ``run_dir``:
+
+``metrics.jsonl``
+    One JSON object per line: ``{"kind": "step", ...}`` every ``log_every`` steps (loss and
+    perplexity or accuracy over the window, real tokens/s, padded fraction, graphs compiled) and
+    ``{"kind": "epoch", ...}`` at each epoch end (with validation figures).
+``checkpoint.npz``
+    Every ``checkpoint_every`` steps and at each epoch end (:mod:`bucketrnn.checkpoint`).
+
+Resumption is exact: the checkpoint holds the parameters, the optimizer states, the loader's
+``state_dict`` (its schedule is a pure function of ``(seed, epoch)``), the step counter from which
+MXNet's random seed is derived, and the metrics file length (lines written after the checkpoint
+are dropped on resume, so the file reads as one run).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from bucketrnn import checkpoint as ckpt
+from bucketrnn.progress import Progress
+
+__all__ = ["TrainLoop", "TASKS"]
+
+TASKS = ("lm", "classify")
+METRICS = "metrics.jsonl"
+
+
+def _step_seed(seed: int, step: int) -> int:
+    # MXNet operators draw from one process-wide generator and have no per-call seed; reseeding
+    # it from (seed, step) before every step makes dropout a function of the step alone, so a
+    # resumed run draws exactly the masks an uninterrupted one would.
+    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+class TrainLoop:
+    """Train a bucketed model: one compiled graph per bucket, shared parameters.
+
+    Parameters
+    ----------
+    model : callable or GraphCache
+        ``build(bucket_length) -> HybridBlock`` (e.g. ``LanguageModel.factory(...)``) whose
+        forward takes ``(data, valid_length, label, weight)`` and returns the per-row loss
+        (already times ``weight``), optionally followed by logits; or a ready ``GraphCache``.
+    train_loader : BucketLoader
+        Its ``task`` must be ``"lm"`` (loss per token, perplexity) or ``"classify"`` (loss per
+        row, accuracy when the model also returns logits).
+    ctx : mx.Context, optional
+        Default ``mx.cpu()``.
+    optimizer : str
+        Any ``mx.optimizer`` name.
+    optimizer_params : dict, optional
+        E.g. ``{"learning_rate": 1e-3}``.
+    clip_norm : float, optional
+        Rescale the gradients when their global L2 norm exceeds this.
+    epochs : int
+    max_steps : int, optional
+        Stop after this many steps in total (a checkpoint is written there).
+    memory : {"shared", "static", "dynamic"}
+        GraphCache memory policy (ignored when ``model`` is a GraphCache).
+    seed : int
+        Parameter initialisation and dropout seed. The loader has its own seed.
+    run_dir : str, optional
+        Where metrics and checkpoints go; None keeps nothing on disk.
+    checkpoint_every : int
+        Steps between checkpoints (0: only at epoch ends).
+    log_every : int
+        Steps per ``metrics.jsonl`` step record.
+    progress : bool
+        Draw a progress bar on ``stream``.
+    fingerprint : dict, optional
+        Flat description of the configuration, stored in checkpoints; resuming with another
+        one raises ``StateMismatchError`` naming what differs.
+    init : mx.init.Initializer, optional
+        Default ``mx.init.Xavier()``.
+
+    Examples
+    --------
+    >>> from bucketrnn.loader import BucketLoader
+    >>> from bucketrnn.models import LanguageModel
+    >>> seqs = [[1, 2, 3, 4], [2, 3, 1], [4, 1, 2, 3, 2], [3, 3, 1]] * 4
+    >>> loader = BucketLoader(seqs, batch_size=4, num_buckets=2, seed=0)
+    >>> loop = TrainLoop(LanguageModel.factory(vocab_size=5, hidden_size=8, num_layers=1),
+    ...                  loader, epochs=2, progress=False, optimizer_params={"learning_rate": 0.01})
+    >>> history = loop.fit()
+    >>> len(history["epochs"]), loop.global_step
+    (2, 8)
+    """
+
+    def __init__(self, model, train_loader, *, ctx=None, optimizer="adam", optimizer_params=None,
+                 clip_norm=None, epochs=1, max_steps=None, memory="shared", kvstore="device",
+                 seed=0, run_dir=None, checkpoint_every=0, log_every=10, progress=True,
+                 fingerprint=None, init=None, stream=None):
+        import mxnet as mx
+        from mxnet import gluon
+
+        from bucketrnn.graphs import GraphCache
+
+        for name, value, low in (("epochs", epochs, 1), ("checkpoint_every", checkpoint_every, 0),
+                                 ("log_every", log_every, 1), ("seed", seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {name}={value!r}")
+        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
+            raise ValueError(f"max_steps must be None or an integer >= 1, got "
+                             f"max_steps={max_steps!r}")
+        if clip_norm is not None and not clip_norm > 0:
+            raise ValueError(f"clip_norm must be None or > 0, got clip_norm={clip_norm!r}")
+        task = getattr(train_loader, "task", None)
+        if task not in TASKS:
+            raise ValueError(f"train_loader.task must be one of {TASKS}, got task={task!r}")
+        self.task = task
+        self.loader = train_loader
+        self.ctx = ctx or mx.cpu()
+        self.epochs, self.max_steps, self.clip_norm = epochs, max_steps, clip_norm
+        self.seed, self.run_dir = seed, run_dir
+        self.checkpoint_every, self.log_every = checkpoint_every, log_every
+        self.fingerprint = dict(fingerprint or {})
+        self.stream = stream or sys.stderr
+        self.progress = progress
+        if isinstance(model, GraphCache):
+            self.graphs = model
+        else:
+            self.graphs = GraphCache(model, ctx=self.ctx, memory=memory,
+                                     keys=train_loader.plan.keys)
+        self.params = self.graphs.collect_params()
+        mx.random.seed(seed)
+        if any(p._data is None for p in self.params.values()):
+            self.graphs.initialize(init or mx.init.Xavier())
+        self.trainer = gluon.Trainer(self.params, optimizer, dict(optimizer_params or {}),
+                                     kvstore=kvstore, update_on_kvstore=False)
+        self.global_step = 0
+        self.epoch = 0
+        self.history = {"epochs": [], "train_seconds": 0.0, "real_tokens": 0, "slots": 0}
+        self._window = self._new_window()
+        self._metrics = None
+
+    # -------------------------------------------------------------------- checkpoints
+    @property
+    def checkpoint_path(self):
+        return None if self.run_dir is None else os.path.join(self.run_dir, ckpt.FILENAME)
+
+    def save_checkpoint(self, epoch_finished: bool) -> None:
+        """Write ``checkpoint.npz`` atomically (no-op without ``run_dir``)."""
+        if self.run_dir is None:
+            return
+        self._flush_window()
+        offset = 0
+        if self._metrics is not None:
+            self._metrics.flush()
+            os.fsync(self._metrics.fileno())
+            offset = self._metrics.tell()
+        params = {name: p.data(self.ctx).asnumpy() for name, p in self.params.items()}
+        fd, tmp = tempfile.mkstemp(dir=self.run_dir, suffix=".states")
+        os.close(fd)
+        try:
+            self.trainer.save_states(tmp)
+            with open(tmp, "rb") as f:
+                states = f.read()
+        finally:
+            os.unlink(tmp)
+        meta = {"epoch": self.epoch, "epoch_finished": epoch_finished,
+                "global_step": self.global_step, "loader": self.loader.state_dict(),
+                "rng": {"seed": self.seed, "scheme": "mx.random.seed(f(seed, global_step))"},
+                "history": self.history, "metrics_offset": offset}
+        ckpt.save(self.checkpoint_path, params, states, meta, fingerprint=self.fingerprint)
+
+    def load_checkpoint(self, path: str | None = None) -> dict:
+        """Restore everything :meth:`save_checkpoint` wrote; returns the checkpoint metadata.
+
+        Raises ``StateMismatchError`` before changing anything if the checkpoint was made
+        with another fingerprint, parameter set or loader configuration.
+        """
+        import mxnet as mx
+
+        from bucketrnn.errors import StateMismatchError
+
+        state = ckpt.load(path or self.checkpoint_path, fingerprint=self.fingerprint)
+        mine = set(self.params.keys())
+        if set(state.params) != mine:
+            raise StateMismatchError(
+                f"checkpoint parameters differ from the model's: missing "
+                f"{sorted(mine - set(state.params))[:5]}, unexpected "
+                f"{sorted(set(state.params) - mine)[:5]}")
+        for name, p in self.params.items():
+            if tuple(state.params[name].shape) != tuple(p.shape):
+                raise StateMismatchError(f"checkpoint parameter {name} has shape "
+                                         f"{state.params[name].shape}, the model's {p.shape}")
+        self.loader.load_state_dict(state.meta["loader"])  # checks the data fingerprint
+        for name, p in self.params.items():
+            p.set_data(mx.nd.array(state.params[name], dtype=p.dtype))
+        fd, tmp = tempfile.mkstemp(suffix=".states")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(state.trainer_states)
+            self.trainer.load_states(tmp)
+        finally:
+            os.unlink(tmp)
+        meta = state.meta
+        self.global_step, self.history = meta["global_step"], meta["history"]
+        self.epoch = meta["epoch"] + (1 if meta["epoch_finished"] else 0)
+        self._resumed_offset = meta["metrics_offset"]
+        return meta
+
+    # -------------------------------------------------------------------- metrics
+    def _open_metrics(self, offset=None):
+        if self.run_dir is None:
+            return
+        os.makedirs(self.run_dir, exist_ok=True)
+        path = os.path.join(self.run_dir, METRICS)
+        if offset is None:
+            self._metrics = open(path, "w", encoding="utf-8")
+            return
+        # Lines written after the checkpoint describe steps that will be run again.
+        self._metrics = open(path, "a+", encoding="utf-8")
+        self._metrics.truncate(offset)
+        self._metrics.seek(offset)
+
+    def _write(self, record):
+        if self._metrics is not None:
+            self._metrics.write(json.dumps(record) + "\n")
+
+    @staticmethod
+    def _new_window():
+        return {"loss": 0.0, "count": 0.0, "correct": 0.0, "rows": 0.0, "real": 0, "slots": 0,
+                "steps": 0, "seconds": 0.0}
+
+    def _figures(self, loss, count, correct, rows):
+        mean = loss / max(count, 1e-12)
+        out = {"loss": mean}
+        if self.task == "lm":
+            out["perplexity"] = math.exp(min(mean, 50.0))
+        elif rows:
+            out["accuracy"] = correct / rows
+        return out
+
+    def _flush_window(self):
+        w = self._window
+        if not w["steps"]:
+            return
+        self._write({"kind": "step", "epoch": self.epoch, "global_step": self.global_step,
+                     "steps": w["steps"],
+                     **self._figures(w["loss"], w["count"], w["correct"], w["rows"]),
+                     "tokens_per_s": w["real"] / max(w["seconds"], 1e-9),
+                     "padded_fraction": 1.0 - w["real"] / max(w["slots"], 1),
+                     "graphs_compiled": self.graphs.compiled, "time": time.time()})
+        self._window = self._new_window()
+
+    # -------------------------------------------------------------------- steps
+    def _batch_counts(self, batch):
+        vl = batch.valid_length.asnumpy().astype(np.int64)
+        real_rows = np.asarray(batch.indices) >= 0
+        real = int(vl[real_rows].sum())
+        slots = int(np.prod(batch.data.shape[:2]))
+        count = real if self.task == "lm" else int(real_rows.sum())
+        return real, slots, count, real_rows
+
+    def _accuracy(self, logits, batch, real_rows):
+        pred = logits.argmax(axis=-1).asnumpy()
+        label = batch.label.asnumpy()
+        return float((pred == label)[real_rows].sum())
+
+    def _grads(self):
+        return [p.grad(self.ctx) for p in self.params.values() if p.grad_req != "null"]
+
+    def train_step(self, batch) -> float:
+        """One optimisation step on ``batch``; returns its summed loss."""
+        import mxnet as mx
+        from mxnet import autograd, gluon
+
+        mx.random.seed(_step_seed(self.seed, self.global_step))
+        real, slots, count, real_rows = self._batch_counts(batch)
+        with autograd.record():
+            out = self.graphs(batch)
+            loss = out[0] if isinstance(out, (list, tuple)) else out
+            objective = loss.sum() / max(count, 1)
+        objective.backward()
+        # GraphCache's "shared" policy computes gradients in an engine callback; an optimizer
+        # update pushed before they are complete deadlocks MXNet 1.9.1's engine, so wait here.
+        for grad in self._grads():
+            grad.wait_to_read()
+        self.trainer.allreduce_grads()
+        if self.clip_norm is not None:
+            gluon.utils.clip_global_norm(self._grads(), self.clip_norm, check_isfinite=False)
+        self.trainer.update(1)
+        total = float(loss.sum().asscalar())
+        w = self._window
+        w["loss"] += total
+        w["count"] += count
+        w["real"] += real
+        w["slots"] += slots
+        w["steps"] += 1
+        if self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
+            w["correct"] += self._accuracy(out[1], batch, real_rows)
+            w["rows"] += int(real_rows.sum())
+        self.global_step += 1
+        self.history["real_tokens"] += real
+        self.history["slots"] += slots
+        return total
+
+    def evaluate(self, loader) -> dict:
+        """Loss and perplexity (``lm``) or accuracy (``classify``) over one pass of ``loader``."""
+        loss = count = correct = rows = 0.0
+        started = time.perf_counter()
+        loader.set_epoch(0)  # evaluation loaders do not shuffle; every pass is epoch 0
+        for batch in loader:
+            real, slots, n, real_rows = self._batch_counts(batch)
+            out = self.graphs(batch)
+            first = out[0] if isinstance(out, (list, tuple)) else out
+            loss += float(first.sum().asscalar())
+            count += n
+            if self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
+                correct += self._accuracy(out[1], batch, real_rows)
+                rows += int(real_rows.sum())
+        result = self._figures(loss, count, correct, rows)
+        result["seconds"] = time.perf_counter() - started
+        return result
+
+    # -------------------------------------------------------------------- the loop
+    def fit(self, valid_loader=None, resume: bool = False) -> dict:
+        """Train until ``epochs`` (or ``max_steps``); evaluate ``valid_loader`` after each epoch.
+
+        With ``resume=True`` and a checkpoint in ``run_dir``, continue from it exactly.
+        Returns the history: per-epoch records, train seconds, real tokens and slots seen.
+        """
+        self._resumed_offset = None
+        if resume and self.checkpoint_path and os.path.isfile(self.checkpoint_path):
+            self.load_checkpoint()
+        self._open_metrics(self._resumed_offset)
+        loader = self.loader
+        bar = Progress(self.stream, enabled=self.progress)
+        try:
+            while self.epoch < self.epochs:
+                if self.max_steps is not None and self.global_step >= self.max_steps:
+                    break
+                if loader.epoch < self.epoch:
+                    loader.set_epoch(self.epoch)
+                stopped = False
+                if loader.epoch == self.epoch:
+                    stopped = self._run_epoch(bar)
+                if stopped:
+                    break
+                record = {"kind": "epoch", "epoch": self.epoch, "global_step": self.global_step,
+                          **self._epoch_train_figures()}
+                if valid_loader is not None:
+                    valid = self.evaluate(valid_loader)
+                    record.update({f"valid_{k}": v for k, v in valid.items()})
+                    bar.note(f"epoch {self.epoch + 1}/{self.epochs}: " + ", ".join(
+                        f"valid {k} {v:.4g}" for k, v in valid.items() if k != "seconds"))
+                self.history["epochs"].append(record)
+                self._write(record)
+                self.epoch += 1
+                self.save_checkpoint(epoch_finished=True)
+        finally:
+            bar.close()
+            if self._metrics is not None:
+                self._metrics.close()
+                self._metrics = None
+        return self.history
+
+    def _epoch_train_figures(self):
+        h = self.history
+        seen = h.setdefault("epoch_acc", {"loss": 0.0, "count": 0.0, "correct": 0.0,
+                                          "rows": 0.0, "real": 0, "slots": 0, "seconds": 0.0})
+        figs = self._figures(seen["loss"], seen["count"], seen["correct"], seen["rows"])
+        out = {f"train_{k}": v for k, v in figs.items()}
+        out.update({"tokens_per_s": seen["real"] / max(seen["seconds"], 1e-9),
+                    "padded_fraction": 1.0 - seen["real"] / max(seen["slots"], 1),
+                    "graphs_compiled": self.graphs.compiled, "seconds": seen["seconds"]})
+        h["epoch_acc"] = None
+        return out
+
+    def _run_epoch(self, bar) -> bool:
+        """Train the rest of the current epoch; True if stopped by ``max_steps``."""
+        loader = self.loader
+        acc = self.history.get("epoch_acc") or {"loss": 0.0, "count": 0.0, "correct": 0.0,
+                                                "rows": 0.0, "real": 0, "slots": 0,
+                                                "seconds": 0.0}
+        self.history["epoch_acc"] = acc
+        total = loader.sampler.num_batches(self.epoch)
+        bar.start(f"epoch {self.epoch + 1}/{self.epochs}", total, done=loader.sampler.step)
+        last = time.perf_counter()
+        for batch in loader:
+            before = dict(self._window)
+            step_loss = self.train_step(batch)
+            now = time.perf_counter()
+            seconds, last = now - last, now
+            w = self._window
+            w["seconds"] += seconds
+            for key in ("loss", "count", "correct", "rows", "real", "slots"):
+                acc[key] += w[key] - before[key]
+            acc["seconds"] += seconds
+            self.history["train_seconds"] += seconds
+            figs = self._figures(acc["loss"], acc["count"], acc["correct"], acc["rows"])
+            bar.update(loader.sampler.step or total, tokens_per_s=acc["real"] / acc["seconds"],
+                       loss=step_loss / max(w["count"] - before["count"], 1e-12), **{
+                           k: v for k, v in figs.items() if k != "loss"})
+            if w["steps"] >= self.log_every:
+                self._flush_window()
+            if self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
+                self.save_checkpoint(epoch_finished=False)
+                last = time.perf_counter()
+            if self.max_steps is not None and self.global_step >= self.max_steps:
+                self.save_checkpoint(epoch_finished=False)
+                return True
+        self._flush_window()
+        return False
