@@ -1,0 +1,171 @@
+"""``python -m benchmarks``: every arm side by side in one run, written to docs/benchmarks.*.
+
+    .venv/bin/python -m benchmarks                      # full run (about 20 minutes, 2 cores)
+    .venv/bin/python -m benchmarks --tiny --out /tmp/b  # seconds: what the smoke test runs
+    .venv/bin/python -m benchmarks --arms ceiling,bucketrnn_default --steps 20
+
+The parent process loads Penn Treebank once and runs every measurement in a fresh worker
+process (:mod:`benchmarks.worker`), so each arm's peak RSS is its own. The timed steps of each
+arm are split into rounds; round ``r`` runs the arms in alternating order and each arm continues
+from the parameters and optimizer state its previous round saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from benchmarks import report
+from benchmarks.arms import ARMS, TINY, Config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed training steps per arm, over all rounds (default 80; tiny 4)")
+    p.add_argument("--rounds", type=int, default=None, help="rounds (default 2; tiny 1)")
+    p.add_argument("--tiny", action="store_true",
+                   help="smoke run: 640 sentences, 16-unit model, batch 16, a few steps")
+    p.add_argument("--arms", default=",".join(ARMS),
+                   help=f"comma-separated subset of: {','.join(ARMS)}")
+    p.add_argument("--out", default=os.path.join(ROOT, "docs"),
+                   help="directory for benchmarks.md and benchmarks.json")
+    p.add_argument("--extras", default="loader,scaling,compile,profile",
+                   help="comma-separated extras to run (loader,scaling,compile,profile) or ''")
+    p.add_argument("--scaling-steps", type=int, default=None,
+                   help="timed steps per data size for the scaling table (default 12; tiny 2)")
+    p.add_argument("--memory", default="static", choices=("shared", "static", "dynamic"),
+                   help="GraphCache memory policy of the bucketrnn arms and the ceiling")
+    p.add_argument("--note", default="", help="free text for the report (e.g. machine shared)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
+    args = p.parse_args(argv)
+    args.arms = [a for a in args.arms.split(",") if a]
+    unknown = [a for a in args.arms if a not in ARMS]
+    if unknown:
+        p.error(f"unknown arms {unknown}; choose from {list(ARMS)}")
+    args.extras = [e for e in args.extras.split(",") if e]
+    args.steps = args.steps or (4 if args.tiny else 80)
+    args.rounds = args.rounds or (1 if args.tiny else 2)
+    args.scaling_steps = args.scaling_steps or (2 if args.tiny else 12)
+    if args.steps < args.rounds:
+        p.error(f"--steps must be >= --rounds, got steps={args.steps}, rounds={args.rounds}")
+    return args
+
+
+def prepare_data(tiny: bool, folder: str):
+    """Penn Treebank train sentences as ``<eos> words <eos>`` ids, saved once for the workers."""
+    from bucketrnn.datasets import penn_treebank
+
+    data, vocab = penn_treebank("train", limit=640 if tiny else None)
+    path = os.path.join(folder, "data.npz")
+    np.savez(path, tokens=data.tokens, offsets=data.offsets)
+    return path, len(data), len(vocab)
+
+
+def run_worker(spec: dict, folder: str, tag: str, timeout: float) -> dict:
+    spec_path = os.path.join(folder, f"{tag}.spec.json")
+    out_path = os.path.join(folder, f"{tag}.out.json")
+    with open(spec_path, "w") as f:
+        json.dump(spec, f)
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", spec_path, out_path],
+                              cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"worker timed out after {timeout:.0f}s"}
+    wall = time.perf_counter() - started
+    if not os.path.exists(out_path):
+        return {"error": f"worker exited with {proc.returncode} without a result",
+                "stderr": proc.stderr[-3000:]}
+    with open(out_path) as f:
+        result = json.load(f)
+    if isinstance(result, dict):
+        result["process_seconds"] = wall
+    return result
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.perf_counter()
+    cfg = Config(memory=args.memory, **(TINY if args.tiny else {}))
+    machine = report.machine()
+    folder = tempfile.mkdtemp(prefix="bucketrnn-bench-")
+    data_path, sentences, vocab = prepare_data(args.tiny, folder)
+    if vocab != cfg.vocab_size:
+        raise SystemExit(f"the PTB vocabulary has {vocab} entries, the model {cfg.vocab_size}")
+    base = {"config": cfg.as_dict(), "data": data_path}
+
+    per_round = [args.steps // args.rounds + (r < args.steps % args.rounds)
+                 for r in range(args.rounds)]
+    raw = {name: [] for name in args.arms}
+    for r, steps in enumerate(per_round):
+        order = args.arms if r % 2 == 0 else args.arms[::-1]
+        for name in order:
+            ckpt = os.path.join(folder, f"{name}.ckpt")
+            prev = raw[name][-1] if raw[name] else None
+            if prev is not None and "error" in prev:
+                continue
+            spec = dict(base, task="arm", arm=name, args={
+                "steps": steps, "start": sum(per_round[:r]),
+                "load": ckpt if r else None, "save": ckpt if r + 1 < args.rounds else None})
+            res = run_worker(spec, folder, f"{name}.r{r}", args.timeout)
+            raw[name].append(res)
+            log(f"round {r} {name}: " + (res["error"] if "error" in res else
+                f"{res['real_tokens'] / res['seconds']:,.0f} tok/s, "
+                f"{sum(res['warmup_seconds'].values()):.1f}s compile, "
+                f"{res['process_seconds']:.0f}s in all"))
+
+    extras = {}
+    if "loader" in args.extras:
+        extras["loader_alone"] = run_worker(dict(base, task="loader_alone"), folder, "loader",
+                                            args.timeout)
+        log("loader alone done")
+    if "compile" in args.extras:
+        extras["compile_sweep"] = run_worker(dict(base, task="compile_sweep"), folder,
+                                             "compile", args.timeout)
+        log("compile sweep done")
+    if "scaling" in args.extras:
+        extras["scaling"] = [
+            run_worker(dict(base, task="scaling_point",
+                            args={"fraction": f, "steps": args.scaling_steps}),
+                       folder, f"scaling{f}", args.timeout) for f in (0.1, 0.3, 1.0)]
+        log("scaling done")
+    if "profile" in args.extras:
+        extras["profile"] = run_worker(dict(base, task="profile"), folder, "profile",
+                                       args.timeout)
+        log("profile done")
+
+    arms = {name: report.aggregate(rounds) for name, rounds in raw.items()}
+    argv = sys.argv[1:] if argv is None else argv
+    result = {
+        "command": " ".join(["python -m benchmarks"] + [shlex.quote(a) for a in argv]),
+        "machine": machine, "machine_end": {"loadavg": os.getloadavg()}, "note": args.note,
+        "config": cfg.as_dict(), "sentences": sentences, "steps": args.steps,
+        "rounds": args.rounds, "arms": arms, "raw": raw, "extras": extras,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    result["targets"] = report.targets(arms, extras)
+    md, js = report.write(result, args.out)
+    log(f"wrote {md} and {js} in {result['wall_seconds']:.0f}s")
+    failed = [n for n, a in arms.items() if "error" in a]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

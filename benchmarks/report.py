@@ -1,0 +1,283 @@
+"""Turn the raw figures of one run into ``benchmarks.json`` and the ``benchmarks.md`` table.
+
+Everything written here comes from measured figures: the verdict on each target and the reason
+given for a miss are computed, not typed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+
+ORDER = ["ceiling", "bucketrnn_default", "bucketrnn_k16", "bucketrnn_k32", "bucketrnn_fused",
+         "gluonnlp_k10", "gluonnlp_k32", "bucketing_module", "pad_longest"]
+
+
+def machine() -> dict:
+    """nproc, CPU model, memory, load average, versions, git commit and the date."""
+    import gluonnlp
+    import mxnet
+    import numpy
+
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {"nproc": os.cpu_count(), "cpu_model": cpu, "memory_gb": round(mem_kb / 2**20, 1),
+            "loadavg": os.getloadavg(), "python": platform.python_version(),
+            "mxnet": mxnet.__version__, "numpy": numpy.__version__,
+            "gluonnlp": gluonnlp.__version__, "platform": platform.platform(),
+            "git_commit": commit, "date_utc": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                            time.gmtime())}
+
+
+def aggregate(rounds: list[dict]) -> dict:
+    """Sum the rounds of one arm: tokens and seconds add up; compile is the first (cold) round."""
+    ok = [r for r in rounds if "error" not in r]
+    if not ok:
+        return {"error": rounds[0].get("error"), "traceback": rounds[0].get("traceback")}
+    first, last = ok[0], ok[-1]
+    seconds = sum(r["seconds"] for r in ok)
+    real = sum(r["real_tokens"] for r in ok)
+    computed = sum(r["computed_slots"] for r in ok)
+    return {
+        "title": first["title"], "steps": sum(r["steps"] for r in ok), "seconds": seconds,
+        "real_tokens": real, "tokens_per_s": real / seconds,
+        "waste_window": 1 - real / computed, "waste_epoch": first["waste_per_epoch"],
+        "graphs_compiled": len(first["warmup_seconds"]), "shapes_per_epoch":
+            first["shapes_per_epoch"], "compile_seconds": sum(first["warmup_seconds"].values()),
+        "compile_seconds_per_round": [sum(r["warmup_seconds"].values()) for r in ok],
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in ok),
+        "rss_growth_mb": max(r["peak_rss_mb"] - r["rss_base_mb"] for r in ok),
+        "sentences_used": first["sentences_used"], "sentences_total": first["sentences_total"],
+        "loss": last["loss"], "loader_share": sum(r["load_seconds"] for r in ok) / seconds,
+        "rounds": len(ok), "errors": [r["error"] for r in rounds if "error" in r],
+    }
+
+
+def _ratio(arms, a, b):
+    if a in arms and b in arms and "error" not in arms[a] and "error" not in arms[b]:
+        return arms[a]["tokens_per_s"] / arms[b]["tokens_per_s"]
+    return None
+
+
+def targets(arms: dict, extras: dict) -> list[dict]:
+    """Each target of the issue with the measured value, met or not, and the measured reason."""
+    out = []
+    prof = extras.get("profile", {})
+    unrolled = [k for k in ("bucketrnn_default", "bucketrnn_k16", "bucketrnn_k32") if k in arms
+                and "error" not in arms[k]]
+
+    def add(name, value, goal, why=""):
+        if value is None:
+            return
+        out.append({"target": name, "measured": round(value, 3), "goal": goal,
+                    "met": value >= goal, "why_if_missed": "" if value >= goal else why})
+
+    for k in unrolled:
+        a = arms[k]
+        ceiling_why = (f"{100 * a['waste_window']:.1f}% of its computed slots were padding or "
+                       f"fill rows in the timed window ({100 * a['waste_epoch']:.1f}% over an "
+                       f"epoch) and the loader took {100 * a['loader_share']:.1f}% of the step "
+                       "time; the ceiling pays neither")
+        add(f"{a['title']} / ceiling", _ratio(arms, k, "ceiling"), 0.92, ceiling_why)
+        add(f"{a['title']} / pad to the longest", _ratio(arms, k, "pad_longest"), 3.3,
+            "pad-to-longest wastes "
+            f"{100 * arms.get('pad_longest', {}).get('waste_epoch', 0):.0f}% of its slots, but "
+            "its one long graph runs more real tokens per second of compute than short ones "
+            "(per-step overhead is amortised over 83 steps), so the ratio is below "
+            "(1 - waste_bucketrnn) / (1 - waste_pad)")
+        for other in ("gluonnlp_k10", "gluonnlp_k32", "bucketing_module"):
+            if other in arms and "error" not in arms[other]:
+                o = arms[other]
+                add(f"{a['title']} / {o['title']}", _ratio(arms, k, other), 1.0,
+                    f"{o['title']} wasted {100 * o['waste_window']:.1f}% of its slots against "
+                    f"{100 * a['waste_window']:.1f}% here, and ran on "
+                    f"{o['sentences_used']} of {o['sentences_total']} sentences")
+    if "bucketrnn_fused" in arms and "bucketrnn_default" in arms:
+        why = ""
+        if prof:
+            share = prof["output_layer"] / prof["step_unrolled"]
+            bound = prof["step_unrolled"] / (prof["step_unrolled"] - prof["encoder_unrolled"]
+                                             + prof["encoder_fused"])
+            why = (f"profiled at {prof['rows']}x{prof['length']}: the output layer (vocabulary "
+                   f"projection + softmax) alone takes {100 * share:.0f}% of an unrolled step and "
+                   "is the same in both; the fused LSTM makes the recurrent part "
+                   f"{prof['encoder_unrolled'] / prof['encoder_fused']:.1f}x faster, which bounds "
+                   f"the whole step at {bound:.2f}x (Amdahl)")
+        add("bucketrnn fused / bucketrnn unrolled (default plan)",
+            _ratio(arms, "bucketrnn_fused", "bucketrnn_default"), 2.0, why)
+    if "bucketrnn_default" in arms and "error" not in arms["bucketrnn_default"]:
+        share = arms["bucketrnn_default"]["loader_share"]
+        out.append({"target": "loader share of a bucketrnn training step (default plan)",
+                    "measured": round(share, 4), "goal": "<= 0.03", "met": share <= 0.03,
+                    "why_if_missed": "" if share <= 0.03 else
+                    "time waiting in next(loader) (batch assembly in the training process, "
+                    "num_workers=0) against the step time"})
+    return out
+
+
+def _fmt(x, nd=0):
+    return "-" if x is None else f"{x:,.{nd}f}"
+
+
+def markdown(result: dict) -> str:
+    m, arms, extras = result["machine"], result["arms"], result["extras"]
+    lines = ["# Benchmarks: bucketrnn against the alternatives, one run", "",
+             "Written by `python -m benchmarks`; do not edit by hand.", "",
+             f"Command: `{result['command']}`", "",
+             f"Machine: `nproc` = {m['nproc']}, CPU model {m['cpu_model']} (/proc/cpuinfo), "
+             f"{m['memory_gb']} GB RAM, {m['platform']}; "
+             f"load average at start {m['loadavg'][0]:.2f}, at end "
+             f"{result['machine_end']['loadavg'][0]:.2f}. {result.get('note', '')}", "",
+             f"Versions: Python {m['python']}, MXNet {m['mxnet']}, numpy {m['numpy']}, GluonNLP "
+             f"{m['gluonnlp']}; git {m['git_commit']}; {m['date_utc']}; total run "
+             f"{result['wall_seconds'] / 60:.1f} min.", "",
+             "## Setup", ""]
+    c = result["config"]
+    lines += [
+        f"Model: {c['num_layers']}-layer LSTM language model, embedding {c['embed_size']}, hidden "
+        f"{c['hidden_size']}, vocabulary {c['vocab_size']}, batch {c['batch_size']} rows, Adam "
+        f"lr {c['learning_rate']}; data: {result['sentences']} Penn Treebank train sentences "
+        "(`<eos> words <eos>`, language-model targets). Every arm runs "
+        f"{result['steps']} timed steps of its own shuffled epoch-0 schedule (seed "
+        f"{c['seed']}), in {result['rounds']} round(s); each round of each arm is a fresh process "
+        "that reloads the parameters and optimizer state of the previous round, so arms are "
+        "interleaved in time (round order alternates) against machine noise. Before timing, "
+        "each round compiles every shape its window meets (bucketrnn: every bucket of the plan) "
+        "with one forward/backward; that warm-up is the compile column (first round). "
+        "Throughput counts real (non-padding) target tokens; the loader runs inside the timed "
+        "loop, except for the ceiling whose batches are built beforehand.",
+        f"GraphCache memory policy for bucketrnn arms and the ceiling: `{c['memory']}`.", "",
+        "## Training arms", "",
+        "| arm | real tokens/s | x ceiling | slot waste (window / epoch) | graphs compiled "
+        "(window / per epoch) | compile s | peak RSS MB (growth) | sentences used | loss |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    ceiling = arms.get("ceiling", {}).get("tokens_per_s")
+    for name in ORDER:
+        a = arms.get(name)
+        if a is None:
+            continue
+        if "error" in a:
+            lines.append(f"| {name} | failed: {a['error']} |||||||| ")
+            continue
+        rel = a["tokens_per_s"] / ceiling if ceiling else None
+        lines.append(
+            f"| {a['title']} | {_fmt(a['tokens_per_s'])} | {_fmt(rel, 3)} | "
+            f"{100 * a['waste_window']:.1f}% / {100 * a['waste_epoch']:.1f}% | "
+            f"{a['graphs_compiled']} / {a['shapes_per_epoch']} | {a['compile_seconds']:.1f} | "
+            f"{a['peak_rss_mb']:,.0f} ({a['rss_growth_mb']:+,.0f}) | "
+            f"{a['sentences_used']:,} / {a['sentences_total']:,} | {a['loss']:.3f} |")
+    lines += ["", "Peak RSS is each arm's own process high-water mark (VmHWM, max over rounds); "
+              "growth is that peak minus the RSS after imports and data loading.",
+              "Loss: mean per-token cross-entropy over the last 10 timed steps.", "",
+              "## Targets (ratios from this run)", "", "| target | measured | goal | met | "
+              "why, if missed |", "|---|---:|---:|---|---|"]
+    for t in result["targets"]:
+        lines.append(f"| {t['target']} | {t['measured']} | {t['goal']} | "
+                     f"{'yes' if t['met'] else '**no**'} | {t['why_if_missed']} |")
+    lines += _extras_md(extras, arms)
+    return "\n".join(lines) + "\n"
+
+
+def _extras_md(extras, arms):
+    lines = []
+    la = extras.get("loader_alone")
+    if la and "rows" in la:
+        lines += ["", "## Loader alone (one epoch, no model)", "",
+                  "| loader | workers | batches/s | real tokens/s | build s |",
+                  "|---|---:|---:|---:|---:|"]
+        for r in la["rows"]:
+            lines.append(f"| {r['loader']} | {r['workers']} | {r['batches_per_s']:,.0f} | "
+                         f"{r['tokens_per_s']:,.0f} | {r['build_seconds']:.2f} |")
+        d = arms.get("bucketrnn_default", {})
+        if "tokens_per_s" in d:
+            best = max(r["tokens_per_s"] for r in la["rows"] if r["loader"].startswith("bucket")
+                       and r["workers"] == 0)
+            lines += ["", f"Loader share of a training step (default plan): "
+                      f"{100 * d['loader_share']:.2f}% of the timed step time was spent in "
+                      f"`next(loader)`; from the loader-alone rate, assembling the tokens "
+                      f"trained per second costs {100 * d['tokens_per_s'] / best:.2f}% of a "
+                      "core-second per second."]
+    elif la:
+        lines += ["", f"Loader alone: failed: {la.get('error')}"]
+    sc = extras.get("scaling")
+    if sc:
+        lines += ["", "## Scaling with data size (bucketrnn default plan)", "",
+                  "Training time per epoch is extrapolated from the timed steps (seconds per "
+                  "step x batches per epoch); planning, loader construction and one full "
+                  "loader epoch are timed for real.", "",
+                  "| fraction | sentences | batches/epoch | timed steps | s/step | epoch s "
+                  "(extrapolated) | epoch s per 1k sentences | plan + loader build s | "
+                  "loader epoch s | compile s |", "|---:|---:|---:|---:|---:|---:|---:|---:|"
+                  "---:|---:|"]
+        for r in sc:
+            if "error" in r:
+                lines.append(f"| failed: {r['error']} |||||||||")
+                continue
+            lines.append(
+                f"| {r['fraction']:.0%} | {r['sentences']:,} | {r['batches_per_epoch']} | "
+                f"{r['timed_steps']} | {r['seconds_per_step']:.3f} | "
+                f"{r['epoch_seconds_extrapolated']:.1f} | "
+                f"{1000 * r['epoch_seconds_extrapolated'] / r['sentences']:.1f} | "
+                f"{r['plan_and_loader_build_seconds']:.3f} | {r['loader_epoch_seconds']:.2f} | "
+                f"{r['compile_seconds']:.1f} |")
+    cs = extras.get("compile_sweep")
+    if cs and "rows" in cs:
+        lines += ["", "## Compile time against the number of buckets (unrolled, every bucket "
+                  "warmed)", "", "| buckets | graphs | sum of bucket lengths | compile s |",
+                  "|---:|---:|---:|---:|"]
+        rows = list(cs["rows"])
+        for name, k in (("bucketrnn_default", 8), ("bucketrnn_k16", 16),
+                        ("bucketrnn_k32", 32)):
+            a = arms.get(name)
+            if a and "error" not in a:
+                rows.append({"num_buckets": k, "graphs": a["graphs_compiled"],
+                             "compile_seconds": a["compile_seconds"], "sum_of_lengths": None})
+        for r in sorted(rows, key=lambda r: r["num_buckets"]):
+            lines.append(f"| {r['num_buckets']} | {r['graphs']} | "
+                         f"{_fmt(r['sum_of_lengths'])} | {r['compile_seconds']:.1f} |")
+    prof = extras.get("profile")
+    if prof and "step_unrolled" in prof:
+        lines += ["", f"## Profile of one step ({prof['rows']} rows x {prof['length']} steps, "
+                  "by ablation)", "", "| part | ms per training step |", "|---|---:|"]
+        for key, label in (("step_unrolled", "whole step, unrolled"),
+                           ("step_fused", "whole step, fused"),
+                           ("output_layer", "output layer alone (embedding + projection to the "
+                            "vocabulary + log-softmax + masked pick)"),
+                           ("encoder_unrolled", "2-layer LSTM alone, unrolled cells"),
+                           ("encoder_fused", "2-layer LSTM alone, fused layers")):
+            lines.append(f"| {label} | {1000 * prof[key]:.1f} |")
+        if prof.get("top_operators"):
+            lines += ["", "Top operators of the unrolled step (MXNet aggregate profiler, "
+                      "all profiled steps):", "", "| operator | calls | total ms |",
+                      "|---|---:|---:|"]
+            for o in prof["top_operators"]:
+                op = o["operator"] if len(o["operator"]) <= 70 else o["operator"][:67] + "..."
+                lines.append(f"| `{op}` | {o['calls']} | {o['total_ms']} |")
+    for name, value in extras.items():
+        if isinstance(value, dict) and "error" in value:
+            lines += ["", f"{name}: failed: {value['error']}"]
+    return lines
+
+
+def write(result: dict, out_dir: str) -> tuple[str, str]:
+    os.makedirs(out_dir, exist_ok=True)
+    md, js = os.path.join(out_dir, "benchmarks.md"), os.path.join(out_dir, "benchmarks.json")
+    with open(js, "w") as f:
+        json.dump(result, f, indent=1, sort_keys=True)
+    with open(md, "w") as f:
+        f.write(markdown(result))
+    return md, js

@@ -1,0 +1,37 @@
+"""Smoke test of ``python -m benchmarks``: every arm and every extra, tiny, in a temporary dir.
+
+It keeps the benchmark from rotting; it measures nothing. About 30 s on 2 cores.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_benchmarks_tiny_run_writes_every_arm(tmp_path):
+    out = tmp_path / "docs"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "benchmarks.json").read_text())
+    from benchmarks.arms import ARMS
+
+    assert set(result["arms"]) == set(ARMS)
+    for name, arm in result["arms"].items():
+        assert "error" not in arm, (name, arm)
+        assert arm["real_tokens"] > 0 and arm["tokens_per_s"] > 0, name
+        assert 0.0 <= arm["waste_window"] < 1.0, name
+        assert arm["graphs_compiled"] >= 1, name
+    assert result["arms"]["ceiling"]["waste_window"] == 0.0
+    extras = result["extras"]
+    assert len(extras["loader_alone"]["rows"]) == 4
+    assert [r["fraction"] for r in extras["scaling"]] == [0.1, 0.3, 1.0]
+    assert all("error" not in r for r in extras["scaling"])
+    assert [r["num_buckets"] for r in extras["compile_sweep"]["rows"]] == [1, 2, 4]
+    assert extras["profile"]["step_unrolled"] > 0
+    md = (out / "benchmarks.md").read_text()
+    assert "python -m benchmarks --tiny" in md and "| arm |" in md and "nproc" in md
+    assert result["machine"]["nproc"] >= 1 and result["machine"]["cpu_model"]
