@@ -56,6 +56,11 @@ class ModelName(str, Enum):
     classifier = "classifier"
 
 
+class Mode(str, Enum):
+    lstm = "lstm"
+    gru = "gru"
+
+
 class Cell(str, Enum):
     unrolled = "unrolled"
     fused = "fused"
@@ -116,9 +121,14 @@ class DatasetConfig:
 
 @dataclass
 class ModelConfig:
-    """The reference model built for every bucket length (:mod:`bucketrnn.models`)."""
+    """The reference model built for every bucket length (:mod:`bucketrnn.models`).
+
+    ``lstm_lm`` and ``gru_lm`` are :class:`~bucketrnn.models.LanguageModel`; ``classifier`` is
+    :class:`~bucketrnn.models.SequenceClassifier` with ``mode`` (lstm or gru) cells.
+    """
 
     name: ModelName = ModelName.lstm_lm
+    mode: Mode = Mode.lstm
     cell: Cell = Cell.unrolled
     hidden_size: int = 200
     embed_size: Optional[int] = None

@@ -1,0 +1,180 @@
+"""``python -m bucketrnn``: the experiment app (Hydra).
+
+The default trains a 2-layer unrolled LSTM language model on Penn Treebank with 8 length buckets
+on the CPU, then reports validation and test perplexity::
+
+    python -m bucketrnn                                   # the default (make run)
+    python -m bucketrnn model=gru_lm trainer.epochs=3     # any config group / key
+    python -m bucketrnn -m bucketing.num_buckets=1,8,32   # a sweep, one run directory each
+    python -m bucketrnn.compare multirun/<date_time>      # compare the sweep's summary.json
+    python -m bucketrnn resume=true                       # continue the latest interrupted run
+
+Everything a run produces goes to its run directory (Hydra's ``outputs/<date_time>``):
+``metrics.jsonl``, ``checkpoint.npz``, ``vocab.json``, ``summary.json``, ``buckets.png`` and
+``curves.png``. :func:`run` does the work from a composed config, without Hydra's runtime, so
+tests and notebooks can call it.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import time
+
+from bucketrnn.config import fingerprint, parse_context, to_dict, validate
+from bucketrnn.plan import CONF_DIR, load_data, make_loaders, pad_to_max_waste
+
+__all__ = ["build_model", "find_resume_dir", "main", "run"]
+
+SUMMARY = "summary.json"
+
+
+def build_model(model, vocab_size: int, num_classes: int | None = None):
+    """The ``build(length)`` factory a ``model`` config describes (shared parameters)."""
+    from bucketrnn.models import LanguageModel, SequenceClassifier
+
+    m = to_dict(model)
+    common = {"vocab_size": vocab_size, "embed_size": m["embed_size"],
+              "hidden_size": m["hidden_size"], "num_layers": m["num_layers"],
+              "dropout": m["dropout"], "cell": m["cell"]}
+    if m["name"] == "classifier":
+        return SequenceClassifier.factory(num_classes=num_classes, mode=m["mode"],
+                                          bidirectional=m["bidirectional"],
+                                          outputs=("loss", "logits"), **common)
+    mode = "gru" if m["name"] == "gru_lm" else "lstm"
+    return LanguageModel.factory(mode=mode, tie_weights=m["tie_weights"], **common)
+
+
+def find_resume_dir(resume: str, run_dir: str) -> str | None:
+    """The run directory to continue: None for ``resume=""``/``false``; for ``true`` the
+    newest checkpoint among ``run_dir`` and its siblings; otherwise the given directory."""
+    from bucketrnn.checkpoint import FILENAME
+
+    value = str(resume).strip()
+    if value.lower() in ("", "false", "no", "0", "none"):
+        return None
+    if value.lower() in ("true", "yes", "1", "latest"):
+        parent = os.path.dirname(os.path.abspath(run_dir))
+        found = glob.glob(os.path.join(parent, "*", FILENAME))
+        found += glob.glob(os.path.join(parent, "*", "*", FILENAME))
+        if not found:
+            raise FileNotFoundError(f"resume={resume!r}: no {FILENAME} in any run under "
+                                    f"{parent!r}; pass resume=<run directory>")
+        return os.path.dirname(max(found, key=os.path.getmtime))
+    path = os.path.abspath(value)
+    if not os.path.isfile(os.path.join(path, FILENAME)):
+        raise FileNotFoundError(f"resume={resume!r}: no {FILENAME} in {path!r}")
+    return path
+
+
+def _write_json(path, obj):
+    from bucketrnn.checkpoint import atomic_write
+
+    atomic_write(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def run(cfg, run_dir: str, stream=None) -> dict:
+    """Train and evaluate the experiment ``cfg`` (a composed config) in ``run_dir``.
+
+    Returns the summary (also written to ``summary.json``). Raises ``ValueError`` /
+    ``FileNotFoundError`` / ``StateMismatchError`` for bad input before writing anything.
+    """
+    from bucketrnn import checkpoint as ckpt
+    from bucketrnn.train import TrainLoop
+
+    started = time.time()
+    validate(cfg)
+    resume_dir = find_resume_dir(cfg.resume, run_dir)
+    work = resume_dir or os.path.abspath(run_dir)
+    fp = fingerprint(cfg)
+    ckpt_path = os.path.join(work, ckpt.FILENAME)
+    if resume_dir:
+        ckpt.load(ckpt_path, fingerprint=fp)  # refuse another config before touching anything
+    elif os.path.isfile(ckpt_path):
+        raise FileExistsError(f"{work!r} already holds a run with a checkpoint; pass resume=true "
+                              "to continue it or choose another hydra.run.dir")
+    ctx = parse_context(cfg.trainer.context)
+    data = load_data(cfg.dataset, seed=cfg.seed)
+    train_loader, valid_loader, test_loader = make_loaders(data, cfg.bucketing, seed=cfg.seed)
+    os.makedirs(work, exist_ok=True)
+    data.vocab.save(os.path.join(work, "vocab.json"))
+    t = to_dict(cfg.trainer)
+    params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
+    out = stream or sys.stdout
+    print(f"run directory: {work}" + (" (resumed)" if resume_dir else ""), file=out)
+    print(f"dataset: {data.description}; {len(data.train)} training sequences", file=out)
+    print(repr(train_loader.plan), file=out, flush=True)
+    loop = TrainLoop(build_model(cfg.model, len(data.vocab), data.num_classes), train_loader,
+                     ctx=ctx, optimizer=t["optimizer"], optimizer_params=params,
+                     clip_norm=t["clip_norm"], epochs=t["epochs"], max_steps=t["max_steps"],
+                     memory=to_dict(cfg.memory)["policy"], kvstore=t["kvstore"], seed=cfg.seed,
+                     run_dir=work, checkpoint_every=t["checkpoint_every"],
+                     log_every=t["log_every"], progress=t["progress"], fingerprint=fp)
+    history = loop.fit(valid_loader, resume=bool(resume_dir))
+    results = {}
+    for name, loader in (("valid", valid_loader), ("test", test_loader)):
+        if loader is not None:
+            results[name] = loop.evaluate(loader)
+    plan = train_loader.plan
+    seconds = history["train_seconds"]
+    summary = {
+        "run_dir": work, "config": to_dict(cfg), "fingerprint": fp,
+        "dataset": data.description, "train_sequences": len(data.train),
+        "plan": plan.to_dict(), "pad_to_max_waste": pad_to_max_waste(train_loader.lengths),
+        "steps": loop.global_step, "epochs_done": len(history["epochs"]),
+        "train_seconds": seconds, "wall_seconds": time.time() - started,
+        "tokens_per_s": history["real_tokens"] / max(seconds, 1e-9),
+        "padded_fraction": 1.0 - history["real_tokens"] / max(history["slots"], 1),
+        "graphs_compiled": loop.graphs.compiled, "epochs": history["epochs"],
+        **results, "resumed": bool(resume_dir),
+    }
+    if resume_dir and os.path.isfile(os.path.join(work, SUMMARY)):
+        # Time spent before the interruption counts towards the run.
+        with open(os.path.join(work, SUMMARY)) as f:
+            summary["wall_seconds"] += json.load(f).get("wall_seconds", 0.0)
+    if cfg.plots:
+        from bucketrnn import plots
+
+        summary["plots"] = plots.save_all(work, train_loader.lengths, plan)
+    _write_json(os.path.join(work, SUMMARY), summary)
+    print(format_summary(summary), file=out, flush=True)
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    """The human-readable end-of-run report."""
+    lines = ["", "== summary ==", f"dataset        {s['dataset']}",
+             f"model          {s['config']['model']['name']} ({s['config']['model']['cell']}), "
+             f"{s['steps']} steps, {s['epochs_done']} epoch(s)",
+             f"buckets        {len(s['plan']['keys'])} (waste {100 * s['plan']['waste']:.1f}% vs "
+             f"{100 * s['pad_to_max_waste']:.1f}% padding to the longest), "
+             f"{s['graphs_compiled']} graphs compiled",
+             f"speed          {s['tokens_per_s']:,.0f} real tokens/s over "
+             f"{s['train_seconds']:.0f} s of training; wall {s['wall_seconds']:.0f} s"]
+    for name in ("valid", "test"):
+        if name in s:
+            figs = ", ".join(f"{k} {v:.4g}" for k, v in s[name].items() if k != "seconds")
+            lines.append(f"{name:<14} {figs}")
+    lines.append(f"run directory  {s['run_dir']}")
+    return "\n".join(lines)
+
+
+def _hydra_app(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    run(cfg, HydraConfig.get().runtime.output_dir)
+
+
+def main() -> None:
+    """Console entry point (``bucketrnn`` / ``python -m bucketrnn``): Hydra parses argv."""
+    import hydra
+
+    import bucketrnn.config  # noqa: F401  (registers the schema)
+
+    hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")(_hydra_app)()
+
+
+if __name__ == "__main__":
+    main()

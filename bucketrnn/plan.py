@@ -1,0 +1,222 @@
+"""``python -m bucketrnn.plan``: the bucket plan and padding figures of a dataset config, no training.
+
+Takes the same config groups and overrides as ``python -m bucketrnn`` (composed with Hydra's
+compose API, so nothing is written to disk)::
+
+    python -m bucketrnn.plan
+    python -m bucketrnn.plan bucketing.num_buckets=32 bucketing.strategy=quantile
+    python -m bucketrnn.plan dataset=text dataset.path=corpus.txt dataset.tokens=char
+
+This module also holds the config-to-objects step the app shares: :func:`load_data` (datasets
+and vocabulary) and :func:`make_loaders` (train loader, and evaluation loaders on the train
+plan's boundaries so evaluation reuses the training graphs).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from bucketrnn.config import to_dict
+
+__all__ = ["Data", "load_data", "main", "make_loaders", "pad_to_max_waste"]
+
+CONF_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "conf"))
+
+
+@dataclass
+class Data:
+    """Datasets of one experiment (``valid``/``test`` may be None) and what describes them."""
+
+    train: object
+    valid: object
+    test: object
+    vocab: object
+    num_classes: int | None
+    description: str
+
+
+def _labelled(ds, label: str, vocab, classes=None):
+    """``ds`` with a class label per sequence, for ``dataset.label`` (see DatasetConfig)."""
+    from bucketrnn.datasets import FlatSequences
+
+    tokens, offsets = ds.tokens, ds.offsets
+    if label.startswith("contains:"):
+        word = label.split(":", 1)[1]
+        wid = vocab.stoi.get(word)
+        if wid is None:
+            raise ValueError(f"dataset.label={label!r}: the token {word!r} is not in the "
+                             "vocabulary")
+        hits = np.add.reduceat((tokens == wid).astype(np.int64), offsets[:-1]) \
+            if tokens.size else np.zeros(len(ds), np.int64)
+        hits[np.diff(offsets) == 0] = 0
+        return FlatSequences(tokens, offsets, (hits > 0).astype(np.int32)), classes or [0, 1]
+    # first_token: sequences are "<eos> label w1 ... <eos>"; drop the label token.
+    lengths = np.diff(offsets)
+    short = np.flatnonzero(lengths < 3)
+    if short.size:
+        raise ValueError(f"dataset.label='first_token' needs a label and at least one token per "
+                         f"line; sequence {int(short[0])} has none")
+    first = tokens[offsets[:-1] + 1]
+    if classes is None:
+        classes = sorted(set(first.tolist()))
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = [vocab.itos[c] for c in set(first.tolist()) if c not in index]
+    if unknown:
+        raise ValueError(f"dataset.label='first_token': labels {sorted(unknown)[:5]} do not "
+                         "occur in the training split")
+    keep = np.ones(tokens.size, dtype=bool)
+    keep[offsets[:-1] + 1] = False
+    new_offsets = offsets - np.arange(offsets.size)
+    new_offsets[0] = 0
+    labels = np.array([index[c] for c in first.tolist()], dtype=np.int32)
+    return FlatSequences(tokens[keep], new_offsets, labels), classes
+
+
+def _split(ds, fractions, seed):
+    """Seeded held-out subsets of ``ds``: ``(train, valid, test)``, each possibly empty."""
+    n = len(ds)
+    perm = np.random.default_rng([seed, 0x5EED]).permutation(n)
+    n_valid, n_test = (int(round(f * n)) for f in fractions)
+    parts = perm[:n_valid], perm[n_valid:n_valid + n_test], perm[n_valid + n_test:]
+    return [ds.subset(np.sort(p)) if p.size else None for p in (parts[2], parts[0], parts[1])]
+
+
+def load_data(dataset, seed: int = 0, run_dir: str | None = None) -> Data:
+    """Build the datasets a ``dataset`` config (DictConfig or dict) describes.
+
+    The vocabulary is saved as ``vocab.json`` in ``run_dir`` when one is given.
+    """
+    from bucketrnn import datasets
+
+    d = to_dict(dataset)
+    if d["name"] == "ptb":
+        train, vocab = datasets.penn_treebank("train", limit=d["limit"])
+        valid, _ = datasets.penn_treebank("valid", vocab=vocab, limit=d["valid_limit"])
+        test, _ = datasets.penn_treebank("test", vocab=vocab, limit=d["test_limit"])
+        what = "Penn Treebank"
+        if d["limit"]:
+            what += f" (first {len(train)} of the training sentences: dataset.limit={d['limit']})"
+    else:
+        kw = {"tokens": d["tokens"], "max_length": d["max_length"]}
+        try:
+            full, vocab = datasets.text_file(d["path"], min_count=d["min_count"], **kw)
+        except (FileNotFoundError, ValueError) as e:
+            raise type(e)(f"dataset.path={d['path']!r}: {e}") from e
+        if d["valid_path"] or d["test_path"]:
+            train = full
+            valid = test = None
+            for key in ("valid_path", "test_path"):
+                if d[key]:
+                    try:
+                        part, _ = datasets.text_file(d[key], vocab=vocab, **kw)
+                    except (FileNotFoundError, ValueError) as e:
+                        raise type(e)(f"dataset.{key}={d[key]!r}: {e}") from e
+                    valid, test = (part, test) if key == "valid_path" else (valid, part)
+        else:
+            train, valid, test = _split(full, (d["valid_fraction"], d["test_fraction"]), seed)
+            if train is None:
+                raise ValueError(f"dataset.path={d['path']!r} leaves no training sequences "
+                                 f"after holding out valid_fraction={d['valid_fraction']} and "
+                                 f"test_fraction={d['test_fraction']} of {len(full)}")
+        if d["limit"]:
+            train = train.subset(np.arange(min(d["limit"], len(train))))
+        what = f"{d['path']} ({d['tokens']} tokens)"
+    for name, part, key in (("valid", valid, "valid_limit"), ("test", test, "test_limit")):
+        if part is not None and d[key]:
+            part = part.subset(np.arange(min(d[key], len(part))))
+            valid, test = (part, test) if name == "valid" else (valid, part)
+    classes = None
+    if d["label"]:
+        train, classes = _labelled(train, d["label"], vocab)
+        valid = None if valid is None else _labelled(valid, d["label"], vocab, classes)[0]
+        test = None if test is None else _labelled(test, d["label"], vocab, classes)[0]
+        what += f", label {d['label']} ({len(classes)} classes)"
+    if run_dir is not None:
+        os.makedirs(run_dir, exist_ok=True)
+        vocab.save(os.path.join(run_dir, "vocab.json"))
+    return Data(train, valid, test, vocab, None if classes is None else len(classes), what)
+
+
+def make_loaders(data: Data, bucketing, seed: int = 0):
+    """``(train_loader, valid_loader, test_loader)`` for a ``bucketing`` config.
+
+    Evaluation loaders use the training plan's boundaries (plus one for a longer evaluation
+    sequence), the same batch sizes and no shuffling, so they reuse the training graphs.
+    """
+    from bucketrnn.loader import BucketLoader
+
+    b = to_dict(bucketing)
+    sizes = {"batch_size": b["batch_size"], "max_tokens": b["max_tokens"],
+             "batch_size_multiple": b["batch_size_multiple"]}
+    train = BucketLoader(data.train, num_buckets=b["num_buckets"], strategy=b["strategy"],
+                         boundaries=b["boundaries"], shuffle=b["shuffle"], seed=seed,
+                         last_batch=b["last_batch"], on_overflow=b["on_overflow"],
+                         num_workers=b["num_workers"], **sizes)
+    out = [train]
+    for ds in (data.valid, data.test):
+        if ds is None or len(ds) == 0:
+            out.append(None)
+            continue
+        bounds = list(train.plan.boundaries)
+        probe = BucketLoader(ds, batch_size=1, num_buckets=1, shuffle=False)
+        longest = int(probe.lengths.max())
+        if longest > bounds[-1]:
+            bounds.append(longest)
+        out.append(BucketLoader(ds, strategy="fixed", boundaries=bounds, shuffle=False,
+                                seed=0, last_batch="fill", **sizes))
+    return tuple(out)
+
+
+def pad_to_max_waste(lengths) -> float:
+    """Share of slots that are padding when every sequence is padded to the longest."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return 1.0 - lengths.sum() / (lengths.size * lengths.max())
+
+
+def describe(cfg) -> str:
+    """The report ``python -m bucketrnn.plan`` prints."""
+    from bucketrnn.config import validate
+
+    validate(cfg)
+    data = load_data(cfg.dataset, seed=cfg.seed)
+    train, valid, test = make_loaders(data, cfg.bucketing, seed=cfg.seed)
+    plan = train.plan
+    lines = [f"dataset: {data.description}",
+             f"train: {len(data.train)} sequences, {int(train.lengths.sum())} time steps "
+             f"(task {train.task!r})", "", repr(plan), ""]
+    slots_max = train.lengths.size * int(train.lengths.max())
+    lines.append(f"padding to the longest ({int(train.lengths.max())}, one graph): "
+                 f"{100 * pad_to_max_waste(train.lengths):.2f}% of {slots_max} slots")
+    lines.append(f"this plan ({plan.num_buckets} graphs): {100 * plan.waste:.2f}% of "
+                 f"{plan.computed_slots} computed slots are not real tokens "
+                 f"(time padding {100 * plan.padding_fraction:.2f}%, fill rows "
+                 f"{100 * plan.fill_fraction:.2f}%); {len(train)} batches per epoch")
+    for name, loader in (("valid", valid), ("test", test)):
+        if loader is not None:
+            lines.append(f"{name}: {len(loader.lengths)} sequences on the train boundaries, "
+                         f"waste {100 * loader.plan.waste:.2f}%, {len(loader)} batches")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m bucketrnn.plan [override ...]``."""
+    from hydra import compose, initialize_config_dir
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    import bucketrnn.config  # noqa: F401  (registers the schema)
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=argv)
+    print(describe(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
