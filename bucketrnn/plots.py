@@ -17,10 +17,9 @@ True
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-
-import logging
 
 import numpy as np
 

@@ -1,0 +1,128 @@
+"""TrainLoop: a tiny end-to-end run, exact resume after a crash, refusal of another config."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from bucketrnn import StateMismatchError
+from bucketrnn.loader import BucketLoader
+from bucketrnn.models import LanguageModel, SequenceClassifier
+from bucketrnn.train import TrainLoop
+
+
+def _sequences(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(1, 20, size=int(rng.integers(3, 14))).tolist() for _ in range(n)]
+
+
+def _loop(run_dir, seqs, fingerprint=None, **kw):
+    loader = BucketLoader(seqs, batch_size=4, num_buckets=3, seed=5)
+    # dropout > 0: resuming must also reproduce the dropout masks.
+    build = LanguageModel.factory(vocab_size=20, hidden_size=8, num_layers=2, dropout=0.3)
+    args = dict(epochs=3, checkpoint_every=3, log_every=1, progress=False, seed=11,
+                optimizer_params={"learning_rate": 0.01}, clip_norm=1.0,
+                fingerprint=fingerprint or {"model.hidden_size": 8})
+    args.update(kw)
+    return TrainLoop(build, loader, run_dir=str(run_dir), **args)
+
+
+def _params(loop):
+    return {n: p.data().asnumpy() for n, p in loop.params.items()}
+
+
+def _records(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return [(r["kind"], r["global_step"], r.get("loss", r.get("train_loss"))) for r in rows]
+
+
+def test_tiny_run_writes_metrics_and_checkpoint(tmp_path):
+    seqs = _sequences()
+    loop = _loop(tmp_path, seqs, epochs=2, memory="static")
+    valid = BucketLoader(seqs[:8], batch_size=4, strategy="fixed",
+                         boundaries=list(loop.loader.plan.boundaries), shuffle=False)
+    history = loop.fit(valid)
+    assert [r["epoch"] for r in history["epochs"]] == [0, 1]
+    assert history["epochs"][-1]["valid_perplexity"] > 1
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    steps = [r for r in records if r["kind"] == "step"]
+    assert len(steps) == loop.global_step
+    assert {"loss", "perplexity", "tokens_per_s", "padded_fraction", "graphs_compiled"} <= set(
+        steps[0])
+    assert 0 <= steps[0]["padded_fraction"] < 1
+    assert records[-1]["kind"] == "epoch" and records[-1]["graphs_compiled"] <= 4
+    assert (tmp_path / "checkpoint.npz").is_file()
+    result = loop.evaluate(valid)
+    assert result["perplexity"] == pytest.approx(history["epochs"][-1]["valid_perplexity"])
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path):
+    seqs = _sequences()
+    whole = _loop(tmp_path / "whole", seqs)
+    whole.fit()
+
+    crashed = _loop(tmp_path / "crashed", seqs)
+    steps_per_epoch = crashed.loader.sampler.num_batches(0)
+    crash_at = steps_per_epoch + 4  # mid-epoch 1, one logged step after the checkpoint
+    step = crashed.train_step
+
+    def train_step(batch):
+        if crashed.global_step == crash_at:
+            raise KeyboardInterrupt("simulated crash")
+        return step(batch)
+
+    crashed.train_step = train_step
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit()
+    assert crash_at % 3 != 0  # the checkpoint is behind the crash
+
+    resumed = _loop(tmp_path / "crashed", seqs)  # a fresh process would build it like this
+    resumed.fit(resume=True)
+    assert resumed.global_step == whole.global_step
+    a, b = _params(whole), _params(resumed)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert _records(tmp_path / "crashed") == _records(tmp_path / "whole")
+
+
+def test_checkpoint_from_another_config_is_refused_and_kept(tmp_path):
+    seqs = _sequences(16)
+    _loop(tmp_path, seqs, epochs=1).fit()
+    path = tmp_path / "checkpoint.npz"
+    before = path.read_bytes()
+    other = _loop(tmp_path, seqs, fingerprint={"model.hidden_size": 16})
+    with pytest.raises(StateMismatchError, match=r"model\.hidden_size: checkpoint 8, now 16"):
+        other.fit(resume=True)
+    assert path.read_bytes() == before
+
+
+def test_checkpoint_for_other_data_is_refused(tmp_path):
+    _loop(tmp_path, _sequences(16), epochs=1).fit()
+    other = _loop(tmp_path, _sequences(16, seed=1))
+    with pytest.raises(StateMismatchError, match="another dataset or configuration"):
+        other.fit(resume=True)
+
+
+def test_classifier_reports_accuracy(tmp_path):
+    rng = np.random.default_rng(0)
+    data = [(rng.integers(1, 9, size=int(rng.integers(2, 9))), int(i % 2)) for i in range(24)]
+    loader = BucketLoader(data, batch_size=4, num_buckets=2, seed=0)
+    build = SequenceClassifier.factory(num_classes=2, vocab_size=10, hidden_size=8,
+                                       outputs=("loss", "logits"))
+    loop = TrainLoop(build, loader, epochs=1, progress=False)
+    loop.fit()
+    result = loop.evaluate(loader)
+    assert 0.0 <= result["accuracy"] <= 1.0 and result["loss"] > 0
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"epochs": 0}, "epochs must be an integer >= 1, got epochs=0"),
+    ({"max_steps": 0}, "max_steps must be None or an integer >= 1"),
+    ({"clip_norm": -1.0}, "clip_norm must be None or > 0"),
+    ({"checkpoint_every": -1}, "checkpoint_every must be an integer >= 0"),
+])
+def test_bad_arguments(tmp_path, kw, match):
+    with pytest.raises(ValueError, match=match):
+        _loop(tmp_path, _sequences(8), **kw)
