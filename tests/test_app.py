@@ -1,0 +1,168 @@
+"""The Hydra app: composed configs, a tiny run end to end, resume, bad input, plan, compare."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+from bucketrnn import StateMismatchError
+from bucketrnn import checkpoint as ckpt
+from bucketrnn.__main__ import run
+from bucketrnn.compare import collect, table
+from bucketrnn.plan import CONF_DIR, describe
+
+ROOT = os.path.dirname(CONF_DIR)
+TINY = ["dataset.limit=60", "dataset.valid_limit=20", "dataset.test_limit=20",
+        "model.hidden_size=12", "model.num_layers=1", "bucketing.num_buckets=3",
+        "bucketing.batch_size=8", "trainer.epochs=2", "trainer.checkpoint_every=3",
+        "trainer.log_every=2", "trainer.progress=false", "trainer.lr=0.01"]
+
+
+def _compose(*overrides):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=TINY + list(overrides))
+
+
+def _errors(exc):
+    """The message of an exception and of everything that caused it."""
+    parts = []
+    while exc is not None:
+        parts.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    return "\n".join(parts)
+
+
+def test_default_config_is_the_documented_experiment():
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config")
+    assert cfg.dataset.name.value == "ptb"
+    assert cfg.model.name.value == "lstm_lm" and cfg.model.cell.value == "unrolled"
+    assert cfg.model.num_layers == 2 and cfg.trainer.context == "cpu"
+    assert cfg.bucketing.num_buckets > 1
+
+
+def test_tiny_run_end_to_end(tmp_path, capsys):
+    summary = run(_compose(), str(tmp_path))
+    for name in ("metrics.jsonl", "checkpoint.npz", "summary.json", "vocab.json",
+                 "buckets.png", "curves.png"):
+        assert (tmp_path / name).is_file(), name
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["valid"]["perplexity"] == pytest.approx(summary["valid"]["perplexity"])
+    assert summary["test"]["perplexity"] > 1 and summary["epochs_done"] == 2
+    assert summary["graphs_compiled"] >= 1 and summary["tokens_per_s"] > 0
+    kinds = {json.loads(line)["kind"] for line in open(tmp_path / "metrics.jsonl")}
+    assert kinds == {"step", "epoch"}
+    out = capsys.readouterr().out
+    assert "== summary ==" in out and "perplexity" in out
+
+
+def test_resume_continues_the_run_and_matches_an_uninterrupted_one(tmp_path):
+    run(_compose(), str(tmp_path / "whole"))
+    first = tmp_path / "runs" / "a"
+    run(_compose("trainer.max_steps=4"), str(first))  # stops mid-epoch 0 with a checkpoint
+    assert ckpt.load(str(first / "checkpoint.npz")).meta["global_step"] == 4
+    # resume=true finds the newest checkpoint among sibling run directories.
+    summary = run(_compose("resume=true"), str(tmp_path / "runs" / "b"))
+    assert summary["run_dir"] == str(first) and summary["resumed"]
+    a = ckpt.load(str(tmp_path / "whole" / "checkpoint.npz")).params
+    b = ckpt.load(str(first / "checkpoint.npz")).params
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_checkpoint_from_another_config_is_refused(tmp_path):
+    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path))
+    before = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}
+    with pytest.raises(StateMismatchError, match=r"model\.hidden_size: checkpoint 12, now 16"):
+        run(_compose(f"resume={tmp_path}", "model.hidden_size=16"), str(tmp_path / "new"))
+    assert {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)} == before
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        run(_compose("plots=false"), str(tmp_path))
+
+
+@pytest.mark.parametrize("override, key", [
+    ("bucketing.num_bucket=3", "num_bucket"),
+    ("model.cell=lstm", "cell"),
+    ("trainer.lr=fast", "lr"),
+    ("trainr.lr=0.1", "trainr"),
+])
+def test_bad_override_names_the_key(override, key):
+    with pytest.raises(ConfigCompositionException) as e:
+        _compose(override)
+    assert key in _errors(e.value)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["bucketing.num_buckets=0"], "bucketing.num_buckets must be >= 1"),
+    (["model=classifier"], "dataset.label must be set exactly when model=classifier"),
+    (["trainer.context=tpu"], "trainer.context must be 'cpu', 'gpu' or 'gpu\\(i\\)'"),
+    (["bucketing.strategy=fixed"], "bucketing.boundaries must be given"),
+    (["dataset=text"], "dataset.path is required"),
+])
+def test_bad_values_name_the_key(tmp_path, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        run(_compose(*overrides), str(tmp_path))
+    assert not os.listdir(tmp_path)
+
+
+def test_text_dataset_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dataset.path=.*missing.txt"):
+        run(_compose("dataset=text", f"dataset.path={tmp_path}/missing.txt"), str(tmp_path / "r"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(ValueError, match="has no sequences"):
+        run(_compose("dataset=text", f"dataset.path={empty}"), str(tmp_path / "r"))
+    long = tmp_path / "long.txt"
+    long.write_text("a b c d e\nf g h i j k\n")
+    with pytest.raises(ValueError, match="no sequences of at most max_length=2"):
+        run(_compose("dataset=text", f"dataset.path={long}", "dataset.max_length=2"),
+            str(tmp_path / "r"))
+    assert not (tmp_path / "r").exists()
+
+
+def test_text_classifier_run(tmp_path):
+    lines = [("pos " if i % 2 else "neg ") + " ".join("abcdefgh"[: 2 + i % 6]) for i in range(60)]
+    corpus = tmp_path / "labelled.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    summary = run(_compose("dataset=text", f"dataset.path={corpus}", "model=classifier",
+                           "dataset.label=first_token", "model.hidden_size=8", "plots=false"),
+                  str(tmp_path / "run"))
+    assert 0.0 <= summary["valid"]["accuracy"] <= 1.0
+    assert (tmp_path / "run" / "vocab.json").is_file()
+
+
+def test_plan_describes_without_training(tmp_path):
+    text = describe(_compose("bucketing.num_buckets=4"))
+    assert "BucketPlan(strategy='optimal', buckets=4" in text
+    assert "padding to the longest" in text and "valid:" in text
+
+
+def test_cli_multirun_and_compare(tmp_path):
+    """The real command line: a two-run sweep, then the comparison table."""
+    sweep = tmp_path / "multirun"
+    tiny = [o for o in TINY if not o.startswith("bucketing.num_buckets")]
+    cmd = [sys.executable, "-m", "bucketrnn", "-m", "bucketing.num_buckets=1,3",
+           "trainer.max_steps=3", "plots=false", f"hydra.sweep.dir={sweep}"] + tiny
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = collect(str(sweep))
+    assert sorted(r["config"]["bucketing"]["num_buckets"] for r in rows) == [1, 3]
+    text = table(rows)
+    assert "bucketing.num_buckets=1" in text and "bucketing.num_buckets=3" in text
+    out = subprocess.run([sys.executable, "-m", "bucketrnn.compare", str(sweep)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "valid" in out.stdout
+
+
+def test_cli_bad_override_exits_with_the_key(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bucketrnn", "bucketing.num_bucket=3",
+                           f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode != 0
+    assert "num_bucket" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
