@@ -1,7 +1,33 @@
-"""bucketrnn: train recurrent networks on variable-length sequences with MXNet, on static shapes."""
+"""bucketrnn: train recurrent networks on variable-length sequences with MXNet, on static shapes.
 
-from bucketrnn.batchify import Batch
+The data flow, one module per stage: :mod:`~bucketrnn.lengths` -> :mod:`~bucketrnn.buckets`
+(plan) -> :mod:`~bucketrnn.sampler` (schedule) -> :mod:`~bucketrnn.batchify` (pad) ->
+:mod:`~bucketrnn.loader` -> :mod:`~bucketrnn.graphs` (one graph per bucket) -> models / training.
+"""
+
+from bucketrnn.batchify import Batch, PadToBucket
+from bucketrnn.buckets import BucketPlan, plan_buckets
+from bucketrnn.datasets import FlatSequences, Vocabulary
 from bucketrnn.errors import BucketRNNWarning, StateMismatchError
+from bucketrnn.graphs import GraphCache
+from bucketrnn.lengths import sequence_lengths
+from bucketrnn.loader import BucketLoader
+from bucketrnn.sampler import BucketBatchSampler
 
-__all__ = sorted(["Batch", "BucketRNNWarning", "StateMismatchError"])
+__all__ = sorted(
+    [
+        "Batch",
+        "BucketBatchSampler",
+        "BucketLoader",
+        "BucketPlan",
+        "BucketRNNWarning",
+        "FlatSequences",
+        "GraphCache",
+        "PadToBucket",
+        "StateMismatchError",
+        "Vocabulary",
+        "plan_buckets",
+        "sequence_lengths",
+    ]
+)
 __version__ = "0.1.0"
