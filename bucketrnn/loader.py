@@ -10,7 +10,7 @@ import numpy as np
 from bucketrnn.batchify import TASKS, PadToBucket, SlotDataset, to_ndarray
 from bucketrnn.buckets import plan_buckets
 from bucketrnn.lengths import sequence_lengths
-from bucketrnn.sampler import BucketBatchSampler
+from bucketrnn.sampler import BucketBatchSampler, fill_slot
 
 
 def _is_sequence(x) -> bool:
@@ -214,6 +214,30 @@ class BucketLoader:
             yield batch
         if (self.sampler.epoch, self.sampler.step) == (epoch, 0):  # an epoch without batches
             self.sampler._seek(epoch + 1, 0)
+
+    def example_batch(self, bucket: int | None = None):
+        """A full padded batch of one bucket (default: the longest), without moving the
+        loader's position: a template for :meth:`GraphCache.warmup`.
+
+        It holds the bucket's first examples in dataset order, filled with masked rows when the
+        bucket has fewer than a batch.
+        """
+        k = self.plan.num_buckets - 1 if bucket is None else bucket
+        if not isinstance(k, Integral) or not 0 <= k < self.plan.num_buckets:
+            raise ValueError(f"bucket must be an int in [0, {self.plan.num_buckets}), got "
+                             f"bucket={bucket!r}")
+        members = np.flatnonzero(self.sampler.bucket_ids == k)
+        if members.size == 0:
+            raise ValueError(f"bucket {k} (key {self.plan.keys[k]!r}) has no examples")
+        rows = self.plan.batch_sizes[k]
+        slots = list(members[:rows])
+        slots += [fill_slot(int(members[0]))] * (rows - len(slots))
+        batch = self.batchify([self._slots[int(s)] for s in slots])
+        if self.num_workers:
+            batch = to_ndarray(batch, self.ctx)
+        elif self.ctx is not None:
+            batch = batch.as_in_context(self.ctx)
+        return batch
 
     def __len__(self):
         return len(self.sampler)

@@ -270,3 +270,20 @@ def test_breaking_out_continues_where_it_stopped():
     assert got == expected and loader.epoch == 1
     loader.set_epoch(0)
     assert [b.meta["step"] for b in loader] == list(range(len(expected)))
+
+
+def test_example_batch_is_a_full_batch_and_keeps_the_position():
+    from bucketrnn.loader import BucketLoader
+
+    data = [[1] * n for n in (3, 3, 4, 4, 4, 8, 9)]
+    loader = BucketLoader(data, batch_size=4, num_buckets=2, seed=0)
+    before = loader.state_dict()
+    batch = loader.example_batch()
+    assert batch.bucket_key == loader.plan.keys[-1]
+    assert batch.data.shape == (4, loader.plan.keys[-1])
+    real = min(loader.plan.counts[-1], 4)
+    assert real < 4  # the bucket is short of a batch: masked fill rows complete it
+    assert batch.weight.asnumpy().tolist() == [1] * real + [0] * (4 - real)
+    assert loader.state_dict() == before
+    with pytest.raises(ValueError, match=r"bucket must be an int in \[0, 2\), got bucket=5"):
+        loader.example_batch(5)
