@@ -27,16 +27,19 @@ The processes of a job (scheduler, servers, workers) are started by
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
+import traceback
 from typing import NamedTuple
 
 import numpy as np
 
 __all__ = ["KVSTORES", "PlanMismatchError", "Shard", "check_same_plan", "check_shards",
-           "create_kvstore", "default_threads", "is_checkpoint_writer", "plan_fingerprint",
-           "shard_of", "update_on_kvstore"]
+           "create_kvstore", "default_threads", "exit_on_error", "is_checkpoint_writer",
+           "plan_fingerprint", "shard_of", "update_on_kvstore"]
 
 KVSTORES = ("local", "device", "dist_sync", "dist_async")
 # What ps-lite needs in every process of a job; DMLC_ROLE says which process this is.
@@ -115,9 +118,67 @@ def create_kvstore(kvstore="local"):
     import mxnet as mx
 
     try:
-        return mx.kv.create(kvstore)
+        kv = mx.kv.create(kvstore)
     except mx.base.MXNetError as e:
         raise RuntimeError(f"MXNet could not create kvstore={kvstore!r}: {e}") from e
+    if kvstore.startswith("dist"):
+        _install_excepthook()
+    return kv
+
+
+def _die(code: int) -> None:
+    """Print the exception being handled, then leave without finalizing the kvstore."""
+    traceback.print_exc()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _install_excepthook():
+    # A dist worker that ends on an uncaught exception would hang at exit: deleting the
+    # kvstore waits in a barrier for the other workers, which wait for this one's gradients.
+    # Leaving with os._exit skips that, so the launcher sees the failure at once.
+    previous = sys.excepthook
+    if getattr(previous, "_bucketrnn", False):
+        return
+
+    def hook(kind, value, tb):
+        previous(kind, value, tb)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(1)
+
+    hook._bucketrnn = True
+    sys.excepthook = hook
+
+
+@contextlib.contextmanager
+def exit_on_error(kv):
+    """Under a ``dist_*`` kvstore, end the process at once on an exception from the block.
+
+    Uncaught exceptions already do (:func:`create_kvstore` installs a ``sys.excepthook``);
+    this also covers code run by a framework that catches exceptions and exits normally
+    (Hydra turns them into ``sys.exit(1)``), where the exit would wait forever for the other
+    workers. Exit code 1, or the code of a ``SystemExit``. A no-op for other stores.
+
+    Examples
+    --------
+    >>> with exit_on_error(None):
+    ...     pass
+    """
+    if "dist" not in _kv_type(kv):
+        yield
+        return
+    try:
+        yield
+    except SystemExit as e:
+        if e.code not in (None, 0):
+            _die(e.code if isinstance(e.code, int) else 1)
+        raise
+    except BaseException:
+        _die(1)
 
 
 def shard_of(kv) -> Shard:
