@@ -295,7 +295,7 @@ def exchange_fingerprints(kv, fingerprint: dict) -> list:
     ``(num_workers, 1 + MAX_FINGERPRINT_BYTES)`` array. Under ``dist_sync`` the rows are pushed
     to one key, where the servers sum them (the other rows are zeros, so the sum is exact);
     under ``dist_async`` pushes are not summed, so each rank pushes to a key of its own and a
-    barrier waits for all before anyone pulls.
+    barrier waits for all before anyone pulls (the servers get a stand-in optimizer first).
     """
     num, rank = shard_of(kv)
     if num == 1:
@@ -307,6 +307,9 @@ def exchange_fingerprints(kv, fingerprint: dict) -> list:
     row = np.zeros(width, dtype=np.float32)
     row[0], row[1:1 + text.size] = text.size, text
     if "async" in kv.type:
+        # Async servers refuse pushes until they have an updater; mx.optimizer.Test adds the
+        # pushed value to the stored zeros. The Trainer's own optimizer replaces it later.
+        kv.set_optimizer(mx.optimizer.Test(rescale_grad=1.0))
         keys = [FINGERPRINT_KEY + 1 + r for r in range(num)]
         kv.init(keys, [mx.nd.zeros((width,)) for _ in keys])
         kv.push(keys[rank], mx.nd.array(row))

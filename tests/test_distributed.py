@@ -1,0 +1,267 @@
+"""Distributed training: kvstore helpers, the plan check, and real ps-lite jobs on loopback.
+
+The job tests start a scheduler, a server and two workers (``tests/dist_worker.py``) through
+``python -m bucketrnn.launch`` and bound every wait with a subprocess timeout.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bucketrnn import checkpoint as ckpt
+from bucketrnn import distributed, launch
+from bucketrnn.loader import BucketLoader
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "dist_worker.py")
+JOB_TIMEOUT = 90  # the launcher's own --timeout; the subprocess timeout is a little longer
+
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from dist_worker import make_data  # noqa: E402
+
+
+def run_job(out, *worker_args, workers=2, timeout=JOB_TIMEOUT):
+    """Launch a job of ``workers`` dist_worker.py processes; return (code, output, seconds)."""
+    cmd = [sys.executable, "-m", "bucketrnn.launch", "--workers", str(workers), "--servers",
+           "1", "--timeout", str(timeout), "--", sys.executable, WORKER, "--out", str(out),
+           *map(str, worker_args)]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout + 30)
+    return proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started
+
+
+def run_single(out, *worker_args):
+    cmd = [sys.executable, WORKER, "--kvstore", "local", "--out", str(out), *map(str, worker_args)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.load(open(os.path.join(out, "worker-0.json")))
+
+
+def results(out, workers=2):
+    return [json.load(open(os.path.join(out, f"worker-{r}.json"))) for r in range(workers)]
+
+
+# ------------------------------------------------------------------------ kvstore helpers
+def test_local_kvstore_is_one_shard_and_writes_checkpoints():
+    kv = distributed.create_kvstore("local")
+    assert kv.type == "local"
+    assert distributed.shard_of(kv) == (1, 0)
+    assert distributed.is_checkpoint_writer(kv) and distributed.is_checkpoint_writer(None)
+    assert distributed.update_on_kvstore(kv) is False
+    assert distributed.create_kvstore(kv) is kv and distributed.create_kvstore(None) is None
+
+
+def test_unknown_kvstore_name_is_refused():
+    with pytest.raises(ValueError, match=r"kvstore must be one of .*got kvstore='dist'"):
+        distributed.create_kvstore("dist")
+
+
+def test_dist_kvstore_outside_a_job_names_missing_variables(monkeypatch):
+    for name in distributed.DIST_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match=r"kvstore='dist_sync' needs a distributed job, but "
+                                         r"DMLC_ROLE, DMLC_PS_ROOT_URI.* bucketrnn.launch"):
+        distributed.create_kvstore("dist_sync")
+    for name in distributed.DIST_ENV:
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("DMLC_ROLE", "server")
+    with pytest.raises(ValueError, match="workers only, but this process has DMLC_ROLE='server'"):
+        distributed.create_kvstore("dist_async")
+
+
+def test_default_threads_share_the_cores():
+    assert distributed.default_threads(2, cores=8) == 4
+    assert distributed.default_threads(3, cores=2) == 1
+    assert distributed.default_threads(1) >= 1
+    with pytest.raises(ValueError, match="workers_on_host must be an int >= 1, got "
+                                         "workers_on_host=0"):
+        distributed.default_threads(0)
+
+
+def test_exit_on_error_is_a_no_op_without_dist():
+    with pytest.raises(KeyError):
+        with distributed.exit_on_error(None):
+            raise KeyError("passes through")
+
+
+# ------------------------------------------------------------------------ plan and shards
+def loader_for(batch_size=4, num_shards=2, shard_index=0, data=None):
+    return BucketLoader(data or make_data(40), batch_size=batch_size, num_buckets=3, seed=0,
+                        num_shards=num_shards, shard_index=shard_index)
+
+
+def test_plan_fingerprint_is_the_same_on_every_rank_and_catches_other_plans():
+    fps = [distributed.plan_fingerprint(loader_for(shard_index=r), lr=0.1) for r in (0, 1)]
+    assert fps[0] == fps[1]
+    assert distributed.check_same_plan(None, fps[0]) == [json.loads(json.dumps(fps[0]))]
+    other = distributed.plan_fingerprint(loader_for(batch_size=3), lr=0.1)
+    assert other["plan.batch_sizes"] != fps[0]["plan.batch_sizes"]
+    assert distributed.plan_fingerprint(loader_for(), lr=0.2) != fps[0]
+    moved = loader_for()
+    next(iter(moved))
+    assert distributed.plan_fingerprint(moved, lr=0.1)["loader.position"] == [0, 1]
+
+
+def test_check_same_plan_names_the_differing_fields(monkeypatch):
+    fp = distributed.plan_fingerprint(loader_for(), lr=0.1)
+    odd = dict(fp, lr=0.5)
+
+    class FakeKV:
+        type, num_workers, rank = "dist_sync", 2, 0
+
+    monkeypatch.setattr(distributed, "exchange_fingerprints", lambda kv, f: [fp, odd])
+    with pytest.raises(distributed.PlanMismatchError,
+                       match=r"2 workers of this dist_sync job built different plans.*rank 1 "
+                             r"differs from rank 0 in lr: rank 0 0.1, rank 1 0.5"):
+        distributed.check_same_plan(FakeKV(), fp)
+    with pytest.raises(TypeError, match="fingerprint must be a dict"):
+        distributed.check_same_plan(None, [1])
+
+
+def test_long_fingerprints_are_exchanged_as_digests():
+    fp = {"big": "x" * (2 * distributed.MAX_FINGERPRINT_BYTES), "small": 1}
+    text = distributed._encode(fp)
+    assert len(text) <= distributed.MAX_FINGERPRINT_BYTES
+    decoded = json.loads(text)
+    assert decoded["small"].startswith("digest:") and decoded["big"] != fp["big"]
+    row = np.zeros(1 + distributed.MAX_FINGERPRINT_BYTES, dtype=np.float32)
+    row[0], row[1:1 + len(text)] = len(text), np.frombuffer(text, dtype=np.uint8)
+    assert distributed._decode(row) == decoded
+
+
+def test_more_shards_than_batches_is_refused():
+    data = make_data(6)
+    with pytest.raises(ValueError, match=r"num_shards=8 is more than the \d batches of epoch 0 "
+                                         r"on one worker.*fewer workers"):
+        distributed.check_shards(loader_for(batch_size=4, num_shards=8, data=data))
+    distributed.check_shards(loader_for(batch_size=1, num_shards=2, data=data))
+    distributed.check_shards(loader_for(num_shards=1, data=data))
+
+
+def test_a_rank_without_any_real_example_is_refused():
+    # Two buckets of one example each: with 2 shards, both tails go to rank 0.
+    loader = BucketLoader([[1, 2], [1, 2, 3, 4, 5]], batch_size=1, num_buckets=2,
+                          strategy="fixed", boundaries=(1, 4), num_shards=2, shard_index=1)
+    with pytest.raises(ValueError, match=r"rank\(s\) 1 would get no real example"):
+        distributed.check_shards(loader)
+
+
+# ------------------------------------------------------------------------ launcher
+def test_launcher_refuses_a_port_in_use(capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        code = launch.main(["--workers", "2", "--port", str(port), "--", sys.executable, "-V"])
+    assert code == 2 and time.monotonic() - started < 5
+    assert f"--port={port} on 127.0.0.1 is in use" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--workers", "0", "--", "true"], "--workers must be an int >= 1, got --workers=0"),
+    (["--servers", "0", "--", "true"], "--servers must be an int >= 1, got --servers=0"),
+    (["--timeout", "0", "--", "true"], "--timeout must be > 0 seconds"),
+    (["--workers", "2"], "no worker command: put it after `--`"),
+])
+def test_launcher_bad_arguments(argv, message, capsys):
+    assert launch.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_launcher_timeout_kills_the_job(capsys):
+    started = time.monotonic()
+    code = launch.launch([sys.executable, "-c", "import time; time.sleep(60)"], workers=1,
+                         timeout=2, out=sys.stdout)
+    assert code == 124 and time.monotonic() - started < 15
+    assert "timeout: the job ran longer than --timeout=2s" in capsys.readouterr().out
+
+
+def test_describe_exit_codes():
+    assert launch.describe(3) == "exit code 3"
+    assert launch.describe(-9) == "signal SIGKILL"
+
+
+# ------------------------------------------------------------------------ real jobs
+TRAIN = ("--epochs", 2, "--examples", 40, "--batch-size", 4)
+
+
+@pytest.fixture(scope="module")
+def sync_job(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sync")
+    code, output, seconds = run_job(out, *TRAIN, "--run-dir", out / "run",
+                                    "--checkpoint-every", 2)
+    return code, output, seconds, out
+
+
+def test_two_workers_train_in_step(sync_job):
+    code, output, seconds, out = sync_job
+    assert code == 0, output
+    assert seconds < 60, f"the job took {seconds:.0f}s"
+    assert "[worker 0]" in output and "[worker 1]" in output
+    a, b = results(out)
+    assert {a["rank"], b["rank"]} == {0, 1} and a["num_workers"] == 2
+    assert a["param_digest"] == b["param_digest"], "workers ended with different parameters"
+    assert a["steps"] == b["steps"] > 0
+    assert a["buckets"] == b["buckets"], "a step ran different buckets on the two workers"
+    for epoch in ("0", "1"):
+        both = sorted(a["seen"][epoch] + b["seen"][epoch])
+        assert both == list(range(40)), f"epoch {epoch}: not every example exactly once"
+        assert not set(a["seen"][epoch]) & set(b["seen"][epoch])
+    # Only rank 0 writes the checkpoint; it holds the last multiple of 2 steps.
+    state = ckpt.load(str(out / "run" / ckpt.FILENAME))
+    assert state.meta["global_step"] == a["steps"] - a["steps"] % 2
+
+
+def test_a_dead_worker_fails_the_job_fast_and_the_checkpoint_resumes(sync_job, tmp_path):
+    run = tmp_path / "run"
+    code, output, seconds = run_job(tmp_path / "died", *TRAIN, "--run-dir", run,
+                                    "--checkpoint-every", 2, "--die-at-step", 5,
+                                    "--die-rank", 1)
+    assert code == 3, output
+    assert seconds < 30, f"the launcher took {seconds:.0f}s to notice"
+    assert "failed with exit code 3; stopping the 3 other running process(es)" in output
+    assert "job failed: worker" in output
+    state = ckpt.load(str(run / ckpt.FILENAME))
+    assert state.meta["global_step"] == 4
+    assert (state.meta["loader"]["epoch"], state.meta["loader"]["step"]) == (0, 4)
+
+    # Single process, as rank 0 of the same 2-shard plan: continues from step 4.
+    alone = run_single(tmp_path / "alone", *TRAIN, "--run-dir", run, "--resume",
+                       "--num-shards", 2, "--shard-index", 0, "--max-steps", 6)
+    assert (alone["resumed_at"], alone["steps"], alone["steps_this_run"]) == (4, 6, 2)
+
+    # The whole job resumed from it ends where the uninterrupted one did.
+    code, output, _ = run_job(tmp_path / "resumed", *TRAIN, "--run-dir", run, "--resume")
+    assert code == 0, output
+    resumed = results(tmp_path / "resumed")
+    reference = results(sync_job[3])
+    assert [r["resumed_at"] for r in resumed] == [4, 4]
+    assert resumed[0]["steps"] == reference[0]["steps"]
+    ref_sums = reference[0]["param_sums"]
+    for r in resumed:
+        np.testing.assert_allclose([r["param_sums"][k] for k in sorted(ref_sums)],
+                                   [ref_sums[k] for k in sorted(ref_sums)], rtol=1e-5)
+
+
+def test_mismatched_plans_fail_on_every_worker(tmp_path):
+    code, output, seconds = run_job(tmp_path, *TRAIN, "--odd-batch-size", 3)
+    assert code == 1, output
+    assert seconds < 30
+    assert output.count("PlanMismatchError: the 2 workers of this dist_sync job") >= 1
+    assert "plan.batch_sizes: rank 0 [4, 4, 4], rank 1 [3, 3, 3]" in output
+    assert not os.path.exists(tmp_path / "worker-0.json")
+
+
+def test_dist_async_runs_the_same_schedule(tmp_path):
+    code, output, _ = run_job(tmp_path, "--kvstore", "dist_async", *TRAIN)
+    assert code == 0, output
+    a, b = results(tmp_path)
+    assert a["steps"] == b["steps"] and a["buckets"] == b["buckets"]
+    assert sorted(a["seen"]["0"] + b["seen"]["0"]) == list(range(40))
