@@ -392,7 +392,7 @@ class TrainLoop:
         last = time.perf_counter()
         for batch in loader:
             before = dict(self._window)
-            step_loss = self.train_step(batch)
+            self.train_step(batch)
             now = time.perf_counter()
             seconds, last = now - last, now
             w = self._window
@@ -402,9 +402,9 @@ class TrainLoop:
             acc["seconds"] += seconds
             self.history["train_seconds"] += seconds
             figs = self._figures(acc["loss"], acc["count"], acc["correct"], acc["rows"])
+            # Running means over the epoch: a single batch's loss is too noisy to read.
             bar.update(loader.sampler.step or total, tokens_per_s=acc["real"] / acc["seconds"],
-                       loss=step_loss / max(w["count"] - before["count"], 1e-12), **{
-                           k: v for k, v in figs.items() if k != "loss"})
+                       **figs)
             if w["steps"] >= self.log_every:
                 self._flush_window()
             if self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
