@@ -164,7 +164,12 @@ def format_summary(s: dict) -> str:
 def _hydra_app(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    run(cfg, HydraConfig.get().runtime.output_dir)
+    try:
+        run(cfg, HydraConfig.get().runtime.output_dir)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+        # Bad input (StateMismatchError is a ValueError): the message is the whole story.
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main() -> None:

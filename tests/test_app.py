@@ -166,3 +166,12 @@ def test_cli_bad_override_exits_with_the_key(tmp_path):
     assert done.returncode != 0
     assert "num_bucket" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_bad_input_is_one_clear_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "bucketrnn", "dataset=text",
+                           f"dataset.path={tmp_path}/absent.txt", f"hydra.run.dir={tmp_path}/r"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "error: dataset.path=" in done.stderr and "absent.txt" in done.stderr
+    assert "Traceback" not in done.stderr
