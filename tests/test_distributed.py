@@ -244,10 +244,9 @@ def test_a_dead_worker_fails_the_job_fast_and_the_checkpoint_resumes(sync_job, t
     reference = results(sync_job[3])
     assert [r["resumed_at"] for r in resumed] == [4, 4]
     assert resumed[0]["steps"] == reference[0]["steps"]
-    ref_sums = reference[0]["param_sums"]
-    for r in resumed:
-        np.testing.assert_allclose([r["param_sums"][k] for k in sorted(ref_sums)],
-                                   [ref_sums[k] for k in sorted(ref_sums)], rtol=1e-5)
+    # Exact: same parameters at step 4, same batches after it, and a sum of two gradients
+    # does not depend on which arrives first.
+    assert {r["param_digest"] for r in resumed} == {reference[0]["param_digest"]}
 
 
 def test_mismatched_plans_fail_on_every_worker(tmp_path):

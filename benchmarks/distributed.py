@@ -1,0 +1,206 @@
+"""Data-parallel throughput on this machine: 1 vs 2 dist_sync workers, one thread each.
+
+    .venv/bin/python -m benchmarks.distributed             # about two minutes
+    .venv/bin/python -m benchmarks.distributed --steps 10  # a quick look
+
+Three runs of the same LSTM language model on Penn Treebank sentence lengths (synthetic token
+ids), each worker with ``OMP_NUM_THREADS=1``: one process without a kvstore (``local``), then
+``python -m bucketrnn.launch`` jobs of 1 and 2 ``dist_sync`` workers (one server). Every worker
+trains ``--steps`` timed steps on its shard after compiling every bucket. Reported:
+
+``tokens_per_s``
+    Aggregate real (unpadded) tokens per second: the workers' real tokens over the slowest
+    worker's timed seconds.
+``sync_ms_per_step``
+    Mean time per step in ``trainer.allreduce_grads()`` until the summed gradients are back:
+    the push/pull round trip to the server plus waiting for the slower worker.
+``speedup``
+    ``tokens_per_s`` over the 1-worker ``dist_sync`` job's (and over ``local``'s).
+``two_process_ceiling``
+    What 2 busy single-thread processes gain over 1 on this machine at the time of the run
+    (2.0 on two idle cores): the most 2 workers could gain here. Read the speedup against it;
+    ``load_average_before`` shows other load on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = {"vocab_size": 2000, "hidden_size": 128, "num_layers": 1}
+
+
+def lengths(limit: int) -> np.ndarray:
+    """PTB train sentence lengths (with <eos>), or a PTB-like log-normal if it is missing."""
+    try:
+        from benchmarks.plan import ptb_lengths
+
+        out = ptb_lengths(limit)
+    except ImportError:
+        rng = np.random.default_rng(0)
+        out = np.clip(rng.lognormal(3.0, 0.5, size=limit), 2, 82).astype(np.int64)
+    return out[out >= 2]
+
+
+def dataset(limit: int) -> list:
+    rng = np.random.default_rng(1)
+    return [rng.integers(1, MODEL["vocab_size"], size=int(n)).tolist() for n in lengths(limit)]
+
+
+# --------------------------------------------------------------------------- worker
+def worker(args) -> None:
+    import mxnet as mx
+    from mxnet import autograd, gluon
+
+    from bucketrnn import distributed
+    from bucketrnn.graphs import GraphCache
+    from bucketrnn.loader import BucketLoader
+    from bucketrnn.models import LanguageModel
+
+    kv = distributed.create_kvstore(args.kvstore)
+    with distributed.exit_on_error(kv):
+        shard = distributed.shard_of(kv)
+        loader = BucketLoader(dataset(args.examples), batch_size=args.batch_size,
+                              num_buckets=args.buckets, seed=0, num_shards=shard.num_shards,
+                              shard_index=shard.shard_index)
+        distributed.check_same_plan(kv, distributed.plan_fingerprint(loader, **MODEL))
+        distributed.check_shards(loader)
+        mx.random.seed(0)
+        # "static": one graph per bucket, compiled below before the clock starts.
+        graphs = GraphCache(LanguageModel.factory(**MODEL), keys=loader.plan.keys,
+                            memory="static")
+        graphs.initialize(mx.init.Xavier())
+        graphs.warmup(loader.plan, example=loader.example_batch())
+        params = graphs.collect_params()
+        trainer = gluon.Trainer(params, "sgd", {"learning_rate": 0.1}, kvstore=kv,
+                                update_on_kvstore=distributed.update_on_kvstore(kv))
+
+        def batches():
+            while True:
+                yield from loader
+
+        real = steps = 0
+        sync = compute = 0.0
+        stream = batches()
+        for i in range(args.warmup + args.steps):
+            if i == args.warmup:
+                mx.nd.waitall()
+                started = time.perf_counter()
+            batch = next(stream)
+            t0 = time.perf_counter()
+            with autograd.record():
+                loss = graphs(batch)
+                objective = loss.sum() / (batch.batch_size * shard.num_shards)
+            objective.backward()
+            mx.nd.waitall()
+            t1 = time.perf_counter()
+            trainer.allreduce_grads()
+            mx.nd.waitall()
+            t2 = time.perf_counter()
+            trainer.update(1)
+            if i >= args.warmup:
+                vl = batch.valid_length.asnumpy()
+                real += int(vl[np.asarray(batch.indices) >= 0].sum())
+                compute += t1 - t0
+                sync += t2 - t1
+                steps += 1
+        mx.nd.waitall()
+        seconds = time.perf_counter() - started
+    result = {"rank": shard.shard_index, "workers": shard.num_shards, "steps": steps,
+              "real_tokens": real, "seconds": seconds, "compute_seconds": compute,
+              "sync_seconds": sync, "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+    with open(os.path.join(args.out, f"worker-{shard.shard_index}.json"), "w") as f:
+        json.dump(result, f)
+
+
+# --------------------------------------------------------------------------- driver
+BUSY = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(6_000_000): x += i\n" \
+       "print(time.perf_counter() - t)"
+
+
+def parallel_ceiling() -> float:
+    """Throughput of 2 busy single-thread processes over 1, measured now on this machine.
+
+    The most 2 workers could gain over 1 here: 2.0 on two idle cores, less when the cores are
+    shared with other load.
+    """
+    def busy(n):
+        procs = [subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.PIPE,
+                                  text=True) for _ in range(n)]
+        return max(float(p.communicate()[0]) for p in procs)
+
+    one = busy(1)
+    return round(2 * one / busy(2), 2)
+
+
+def run(kind: str, workers: int, args, out: str) -> dict:
+    os.makedirs(out, exist_ok=True)
+    me = [sys.executable, "-m", "benchmarks.distributed", "--role", "worker", "--out", out,
+          "--steps", str(args.steps), "--warmup", str(args.warmup), "--examples",
+          str(args.examples), "--batch-size", str(args.batch_size), "--buckets",
+          str(args.buckets)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if kind == "local":
+        cmd = me + ["--kvstore", "local"]
+    else:
+        cmd = [sys.executable, "-m", "bucketrnn.launch", "--workers", str(workers), "--servers",
+               "1", "--threads", "1", "--timeout", "600", "--"] + me + ["--kvstore", kind]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=700)
+    if proc.returncode:
+        raise RuntimeError(f"{kind} x{workers} failed ({proc.returncode}):\n"
+                           f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    per = [json.load(open(os.path.join(out, f"worker-{r}.json"))) for r in range(workers)]
+    slowest = max(p["seconds"] for p in per)
+    steps = per[0]["steps"]
+    return {"kvstore": kind, "workers": workers, "steps_per_worker": steps,
+            "tokens_per_s": round(sum(p["real_tokens"] for p in per) / slowest, 1),
+            "step_ms": round(1000 * slowest / steps, 2),
+            "compute_ms_per_step": round(1000 * np.mean([p["compute_seconds"] for p in per])
+                                         / steps, 2),
+            "sync_ms_per_step": round(1000 * np.mean([p["sync_seconds"] for p in per])
+                                      / steps, 2),
+            "job_seconds": round(time.perf_counter() - started, 1)}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--role", choices=("driver", "worker"), default="driver")
+    p.add_argument("--kvstore", default="dist_sync")
+    p.add_argument("--out", default=None)
+    p.add_argument("--steps", type=int, default=60, help="timed steps per worker")
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    p.add_argument("--examples", type=int, default=8000, help="PTB sentences used")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--buckets", type=int, default=6)
+    args = p.parse_args(argv)
+    if args.role == "worker":
+        worker(args)
+        return
+    load = [round(x, 2) for x in os.getloadavg()]
+    ceiling = parallel_ceiling()
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [run("local", 1, args, os.path.join(tmp, "local")),
+                run("dist_sync", 1, args, os.path.join(tmp, "sync1")),
+                run("dist_sync", 2, args, os.path.join(tmp, "sync2"))]
+    base_local, base_dist = rows[0]["tokens_per_s"], rows[1]["tokens_per_s"]
+    for r in rows:
+        r["speedup_vs_1_dist_sync"] = round(r["tokens_per_s"] / base_dist, 2)
+        r["speedup_vs_local"] = round(r["tokens_per_s"] / base_local, 2)
+        r["sync_pct_of_step"] = round(100 * r["sync_ms_per_step"] / r["step_ms"], 1)
+    print(json.dumps({"machine_cores": os.cpu_count(), "load_average_before": load,
+                      "two_process_ceiling": ceiling, "model": MODEL,
+                      "batch_size": args.batch_size, "steps_per_worker": args.steps,
+                      "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
