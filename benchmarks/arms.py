@@ -100,14 +100,22 @@ class GluonBlocks:
         return self.reference.collect_params()
 
 
-def gluon_step(trainer, forward, tokens):
-    """One Adam step on the mean per-token loss; ``tokens`` may be a number or an NDArray."""
-    from mxnet import autograd
+def gluon_step(trainer, forward, tokens, settle=False):
+    """One Adam step on the mean per-token loss; ``tokens`` may be a number or an NDArray.
+
+    ``settle=True`` waits for the backward pass before ``trainer.step``: needed with
+    ``GraphCache(memory="shared")`` on this tree, which otherwise deadlocks (the executor's
+    backward, pushed from an autograd callback, reads the weights that the optimizer update,
+    pushed earlier by this thread, writes while it waits for that backward's gradients).
+    """
+    from mxnet import autograd, nd
 
     with autograd.record():
         loss_sum = forward().sum()
         loss = loss_sum / tokens
     loss.backward()
+    if settle:
+        nd.waitall()
     trainer.step(1)
     return loss_sum, tokens
 
@@ -358,9 +366,12 @@ class BucketingModuleArm:
 class BucketRNN(GluonArm):
     """bucketrnn: ``BucketLoader`` + ``GraphCache`` (one graph per bucket, warmed up front)."""
 
-    def __init__(self, cfg, data, num_buckets=8, cell="unrolled"):
+    def __init__(self, cfg, data, num_buckets=8, cell="unrolled", memory=None):
         self.cfg, self.data, self.num_buckets, self.cell = cfg, data, num_buckets, cell
+        self.memory = memory or cfg.memory
         self.title = f"bucketrnn {cell} K={num_buckets}"
+        if memory:
+            self.title += f", memory={memory!r}"
 
     def _loader(self):
         from bucketrnn.loader import BucketLoader
@@ -379,7 +390,7 @@ class BucketRNN(GluonArm):
         self.sentences_used = self.plan.num_examples - loader.num_dropped
         self.shapes_per_epoch = self.plan.num_buckets
         self.waste_per_epoch = self.plan.waste
-        self.graphs = GraphCache(lm_factory(self.cfg, self.cell), memory=self.cfg.memory,
+        self.graphs = GraphCache(lm_factory(self.cfg, self.cell), memory=self.memory,
                                  keys=self.plan.keys)
         self.init_model(self.graphs.collect_params())
 
@@ -408,7 +419,8 @@ class BucketRNN(GluonArm):
         gluon_warm(lambda: self.graphs(batch[0]))
 
     def step(self, batch):
-        return gluon_step(self.trainer, lambda: self.graphs(batch[0]), batch[1])
+        return gluon_step(self.trainer, lambda: self.graphs(batch[0]), batch[1],
+                          settle=self.memory == "shared")
 
 
 class Ceiling(BucketRNN):
@@ -472,6 +484,8 @@ ARMS = {
     "bucketrnn_k16": lambda cfg, data: BucketRNN(cfg, data, 16),
     "bucketrnn_k32": lambda cfg, data: BucketRNN(cfg, data, 32),
     "bucketrnn_fused": lambda cfg, data: BucketRNN(cfg, data, cell="fused"),
+    # The library's defaults throughout: BucketLoader() and GraphCache(memory="shared").
+    "bucketrnn_shared": lambda cfg, data: BucketRNN(cfg, data, memory="shared"),
     "ceiling": lambda cfg, data: Ceiling(cfg, data),
 }
 
