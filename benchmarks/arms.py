@@ -316,8 +316,11 @@ class BucketingModuleArm:
                                           context=mx.cpu())
         self.mod.bind(data_shapes=it.provide_data, label_shapes=it.provide_label)
         self.mod.init_params(initializer=mx.init.Xavier())
+        # Module would set rescale_grad=1/batch_size on top of normalization="valid"; keep the
+        # gradient the per-token mean the gluon arms use.
         self.mod.init_optimizer(optimizer="adam",
-                                optimizer_params={"learning_rate": self.cfg.learning_rate})
+                                optimizer_params={"learning_rate": self.cfg.learning_rate,
+                                                  "rescale_grad": 1.0})
 
     def batches(self):
         it = self._iter()
