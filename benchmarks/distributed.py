@@ -12,7 +12,8 @@ trains ``--steps`` timed steps on its shard after compiling every bucket. Report
     Aggregate real (unpadded) tokens per second: the workers' real tokens over the slowest
     worker's timed seconds.
 ``sync_ms_per_step``
-    Mean time per step in ``trainer.allreduce_grads()`` until the summed gradients are back:
+    Mean time per step in ``trainer.allreduce_grads()`` until the summed gradients are back
+    (measured on ``--probe`` extra steps that wait for each stage; the timed steps do not):
     the push/pull round trip to the server plus waiting for the slower worker.
 ``speedup``
     ``tokens_per_s`` over the 1-worker ``dist_sync`` job's (and over ``local``'s).
@@ -87,42 +88,49 @@ def worker(args) -> None:
             while True:
                 yield from loader
 
-        real = steps = 0
+        real = probes = 0
         sync = compute = 0.0
         stream = batches()
-        for i in range(args.warmup + args.steps):
-            if i == args.warmup:
-                mx.nd.waitall()
-                started = time.perf_counter()
+        end = args.warmup + args.steps
+        for i in range(end + args.probe):
+            if i in (args.warmup, end):
+                mx.nd.waitall()  # phase boundaries: warm-up | timed steps | probed steps
+                now = time.perf_counter()
+                started, seconds = (now, 0.0) if i == args.warmup else (started, now - started)
             batch = next(stream)
+            probe = i >= end
             t0 = time.perf_counter()
             with autograd.record():
                 loss = graphs(batch)
                 objective = loss.sum() / (batch.batch_size * shard.num_shards)
             objective.backward()
-            mx.nd.waitall()
+            # Timed steps run free (the engine may overlap the exchange with the backward
+            # pass); probed steps wait at each stage to split compute from synchronisation.
+            if probe:
+                mx.nd.waitall()
             t1 = time.perf_counter()
             trainer.allreduce_grads()
-            mx.nd.waitall()
-            t2 = time.perf_counter()
+            if probe:
+                mx.nd.waitall()
+                compute += t1 - t0
+                sync += time.perf_counter() - t1
+                probes += 1
             trainer.update(1)
-            if i >= args.warmup:
+            if args.warmup <= i < end:
                 vl = batch.valid_length.asnumpy()
                 real += int(vl[np.asarray(batch.indices) >= 0].sum())
-                compute += t1 - t0
-                sync += t2 - t1
-                steps += 1
         mx.nd.waitall()
-        seconds = time.perf_counter() - started
-    result = {"rank": shard.shard_index, "workers": shard.num_shards, "steps": steps,
-              "real_tokens": real, "seconds": seconds, "compute_seconds": compute,
-              "sync_seconds": sync, "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+        if not args.probe:
+            seconds = time.perf_counter() - started
+    result = {"rank": shard.shard_index, "workers": shard.num_shards, "steps": args.steps,
+              "real_tokens": real, "seconds": seconds, "probes": probes,
+              "compute_seconds": compute, "sync_seconds": sync, "omp_threads": os.environ.get("OMP_NUM_THREADS")}
     with open(os.path.join(args.out, f"worker-{shard.shard_index}.json"), "w") as f:
         json.dump(result, f)
 
 
 # --------------------------------------------------------------------------- driver
-BUSY = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(6_000_000): x += i\n" \
+BUSY = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(15_000_000): x += i\n" \
        "print(time.perf_counter() - t)"
 
 
@@ -144,7 +152,8 @@ def parallel_ceiling() -> float:
 def run(kind: str, workers: int, args, out: str) -> dict:
     os.makedirs(out, exist_ok=True)
     me = [sys.executable, "-m", "benchmarks.distributed", "--role", "worker", "--out", out,
-          "--steps", str(args.steps), "--warmup", str(args.warmup), "--examples",
+          "--steps", str(args.steps), "--warmup", str(args.warmup), "--probe",
+          str(args.probe), "--examples",
           str(args.examples), "--batch-size", str(args.batch_size), "--buckets",
           str(args.buckets)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -165,9 +174,9 @@ def run(kind: str, workers: int, args, out: str) -> dict:
             "tokens_per_s": round(sum(p["real_tokens"] for p in per) / slowest, 1),
             "step_ms": round(1000 * slowest / steps, 2),
             "compute_ms_per_step": round(1000 * np.mean([p["compute_seconds"] for p in per])
-                                         / steps, 2),
+                                         / max(per[0]["probes"], 1), 2),
             "sync_ms_per_step": round(1000 * np.mean([p["sync_seconds"] for p in per])
-                                      / steps, 2),
+                                      / max(per[0]["probes"], 1), 2),
             "job_seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -178,6 +187,8 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=None)
     p.add_argument("--steps", type=int, default=60, help="timed steps per worker")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    p.add_argument("--probe", type=int, default=20,
+                   help="steps after the timed ones that measure compute and sync apart")
     p.add_argument("--examples", type=int, default=8000, help="PTB sentences used")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--buckets", type=int, default=6)
@@ -186,18 +197,20 @@ def main(argv=None) -> None:
         worker(args)
         return
     load = [round(x, 2) for x in os.getloadavg()]
-    ceiling = parallel_ceiling()
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows = [run("local", 1, args, os.path.join(tmp, "local")),
-                run("dist_sync", 1, args, os.path.join(tmp, "sync1")),
-                run("dist_sync", 2, args, os.path.join(tmp, "sync2"))]
+        for kind, workers in (("local", 1), ("dist_sync", 1), ("dist_sync", 2)):
+            # Measured right before each job: other load on the machine changes it.
+            ceiling = parallel_ceiling()
+            row = run(kind, workers, args, os.path.join(tmp, f"{kind}{workers}"))
+            rows.append({**row, "two_process_ceiling": ceiling})
     base_local, base_dist = rows[0]["tokens_per_s"], rows[1]["tokens_per_s"]
     for r in rows:
         r["speedup_vs_1_dist_sync"] = round(r["tokens_per_s"] / base_dist, 2)
         r["speedup_vs_local"] = round(r["tokens_per_s"] / base_local, 2)
         r["sync_pct_of_step"] = round(100 * r["sync_ms_per_step"] / r["step_ms"], 1)
     print(json.dumps({"machine_cores": os.cpu_count(), "load_average_before": load,
-                      "two_process_ceiling": ceiling, "model": MODEL,
+                      "model": MODEL,
                       "batch_size": args.batch_size, "steps_per_worker": args.steps,
                       "rows": rows}, indent=1))
 
