@@ -108,7 +108,8 @@ def run(cfg, run_dir: str, stream=None) -> dict:
     print(repr(train_loader.plan), file=out, flush=True)
     loop = TrainLoop(build_model(cfg.model, len(data.vocab), data.num_classes), train_loader,
                      ctx=ctx, optimizer=t["optimizer"], optimizer_params=params,
-                     clip_norm=t["clip_norm"], epochs=t["epochs"], max_steps=t["max_steps"],
+                     clip_norm=t["clip_norm"], lr_decay=t["lr_decay"], epochs=t["epochs"],
+                     max_steps=t["max_steps"],
                      memory=to_dict(cfg.memory)["policy"], kvstore=t["kvstore"], seed=cfg.seed,
                      run_dir=work, checkpoint_every=t["checkpoint_every"],
                      log_every=t["log_every"], progress=t["progress"], fingerprint=fp)

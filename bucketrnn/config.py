@@ -161,6 +161,7 @@ class TrainerConfig:
     optimizer: str = "adam"
     lr: float = 0.002
     weight_decay: float = 0.0
+    lr_decay: float = 1.0
     optimizer_params: dict[str, Any] = field(default_factory=dict)
     epochs: int = 2
     max_steps: Optional[int] = None
@@ -169,7 +170,6 @@ class TrainerConfig:
     kvstore: str = "device"
     checkpoint_every: int = 200
     log_every: int = 10
-    eval_batch_size: int = 64
     progress: bool = True
 
 
@@ -224,7 +224,8 @@ def to_dict(cfg) -> dict:
 # Keys that change what a run computes. Epoch count, step limits, logging and checkpoint
 # cadence do not: a run may be resumed with more epochs.
 _FINGERPRINT_SECTIONS = ("dataset", "model", "bucketing", "memory")
-_FINGERPRINT_TRAINER = ("optimizer", "lr", "weight_decay", "optimizer_params", "clip_norm")
+_FINGERPRINT_TRAINER = ("optimizer", "lr", "lr_decay", "weight_decay", "optimizer_params",
+                        "clip_norm")
 
 
 def fingerprint(cfg) -> dict:
@@ -264,7 +265,7 @@ def parse_context(text: str):
 
 
 def validate(cfg) -> None:
-    """Check what the types cannot: ranges and combinations. Raises ``ValueError`` naming the key."""
+    """Check ranges and combinations the types cannot; ``ValueError`` naming the key."""
     d = to_dict(cfg)
 
     def need(ok, key, value, what):
@@ -300,6 +301,7 @@ def validate(cfg) -> None:
          b["boundaries"], f"must be given exactly when bucketing.strategy=fixed (strategy="
          f"{b['strategy']})")
     need(t["lr"] > 0, "trainer.lr", t["lr"], "must be > 0")
+    need(0 < t["lr_decay"] <= 1, "trainer.lr_decay", t["lr_decay"], "must be in (0, 1]")
     need(t["epochs"] >= 1, "trainer.epochs", t["epochs"], "must be >= 1")
     need(t["max_steps"] is None or t["max_steps"] >= 1, "trainer.max_steps", t["max_steps"],
          "must be null or >= 1")

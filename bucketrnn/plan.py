@@ -1,4 +1,4 @@
-"""``python -m bucketrnn.plan``: the bucket plan and padding figures of a dataset config, no training.
+"""``python -m bucketrnn.plan``: bucket plan and padding figures of a dataset config, no training.
 
 Takes the same config groups and overrides as ``python -m bucketrnn`` (composed with Hydra's
 compose API, so nothing is written to disk)::

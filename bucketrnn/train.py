@@ -37,6 +37,14 @@ TASKS = ("lm", "classify")
 METRICS = "metrics.jsonl"
 
 
+def _tally(**values) -> dict:
+    """Sums over steps: loss, loss denominator, correct/rows, real tokens, slots, time."""
+    out = {"loss": 0.0, "count": 0, "correct": 0.0, "rows": 0, "real": 0, "slots": 0,
+           "steps": 0, "seconds": 0.0}
+    out.update(values)
+    return out
+
+
 def _step_seed(seed: int, step: int) -> int:
     # MXNet operators draw from one process-wide generator and have no per-call seed; reseeding
     # it from (seed, step) before every step makes dropout a function of the step alone, so a
@@ -64,6 +72,8 @@ class TrainLoop:
         E.g. ``{"learning_rate": 1e-3}``.
     clip_norm : float, optional
         Rescale the gradients when their global L2 norm exceeds this.
+    lr_decay : float
+        The learning rate of epoch ``e`` is ``learning_rate * lr_decay ** e``.
     epochs : int
     max_steps : int, optional
         Stop after this many steps in total (a checkpoint is written there).
@@ -99,9 +109,9 @@ class TrainLoop:
     """
 
     def __init__(self, model, train_loader, *, ctx=None, optimizer="adam", optimizer_params=None,
-                 clip_norm=None, epochs=1, max_steps=None, memory="shared", kvstore="device",
-                 seed=0, run_dir=None, checkpoint_every=0, log_every=10, progress=True,
-                 fingerprint=None, init=None, stream=None):
+                 clip_norm=None, lr_decay=1.0, epochs=1, max_steps=None, memory="shared",
+                 kvstore="device", seed=0, run_dir=None, checkpoint_every=0, log_every=10,
+                 progress=True, fingerprint=None, init=None, stream=None):
         import mxnet as mx
         from mxnet import gluon
 
@@ -116,6 +126,8 @@ class TrainLoop:
                              f"max_steps={max_steps!r}")
         if clip_norm is not None and not clip_norm > 0:
             raise ValueError(f"clip_norm must be None or > 0, got clip_norm={clip_norm!r}")
+        if not 0 < lr_decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got lr_decay={lr_decay!r}")
         task = getattr(train_loader, "task", None)
         if task not in TASKS:
             raise ValueError(f"train_loader.task must be one of {TASKS}, got task={task!r}")
@@ -139,10 +151,11 @@ class TrainLoop:
             self.graphs.initialize(init or mx.init.Xavier())
         self.trainer = gluon.Trainer(self.params, optimizer, dict(optimizer_params or {}),
                                      kvstore=kvstore, update_on_kvstore=False)
+        self.base_lr, self.lr_decay = self.trainer.learning_rate, float(lr_decay)
         self.global_step = 0
         self.epoch = 0
         self.history = {"epochs": [], "train_seconds": 0.0, "real_tokens": 0, "slots": 0}
-        self._window = self._new_window()
+        self._window = _tally()
         self._metrics = None
 
     # -------------------------------------------------------------------- checkpoints
@@ -219,10 +232,11 @@ class TrainLoop:
         os.makedirs(self.run_dir, exist_ok=True)
         path = os.path.join(self.run_dir, METRICS)
         if offset is None:
-            self._metrics = open(path, "w", encoding="utf-8")
+            # Line-buffered so `tail -f metrics.jsonl` follows a run.
+            self._metrics = open(path, "w", encoding="utf-8", buffering=1)
             return
         # Lines written after the checkpoint describe steps that will be run again.
-        self._metrics = open(path, "a+", encoding="utf-8")
+        self._metrics = open(path, "a+", encoding="utf-8", buffering=1)
         self._metrics.truncate(offset)
         self._metrics.seek(offset)
 
@@ -230,18 +244,13 @@ class TrainLoop:
         if self._metrics is not None:
             self._metrics.write(json.dumps(record) + "\n")
 
-    @staticmethod
-    def _new_window():
-        return {"loss": 0.0, "count": 0.0, "correct": 0.0, "rows": 0.0, "real": 0, "slots": 0,
-                "steps": 0, "seconds": 0.0}
-
-    def _figures(self, loss, count, correct, rows):
-        mean = loss / max(count, 1e-12)
+    def _figures(self, t: dict) -> dict:
+        mean = t["loss"] / max(t["count"], 1e-12)
         out = {"loss": mean}
         if self.task == "lm":
             out["perplexity"] = math.exp(min(mean, 50.0))
-        elif rows:
-            out["accuracy"] = correct / rows
+        elif t["rows"]:
+            out["accuracy"] = t["correct"] / t["rows"]
         return out
 
     def _flush_window(self):
@@ -250,11 +259,11 @@ class TrainLoop:
             return
         self._write({"kind": "step", "epoch": self.epoch, "global_step": self.global_step,
                      "steps": w["steps"],
-                     **self._figures(w["loss"], w["count"], w["correct"], w["rows"]),
+                     **self._figures(w),
                      "tokens_per_s": w["real"] / max(w["seconds"], 1e-9),
                      "padded_fraction": 1.0 - w["real"] / max(w["slots"], 1),
                      "graphs_compiled": self.graphs.compiled, "time": time.time()})
-        self._window = self._new_window()
+        self._window = _tally()
 
     # -------------------------------------------------------------------- steps
     def _batch_counts(self, batch):
@@ -273,8 +282,8 @@ class TrainLoop:
     def _grads(self):
         return [p.grad(self.ctx) for p in self.params.values() if p.grad_req != "null"]
 
-    def train_step(self, batch) -> float:
-        """One optimisation step on ``batch``; returns its summed loss."""
+    def train_step(self, batch) -> dict:
+        """One optimisation step on ``batch``; returns its tally (summed loss, counts)."""
         import mxnet as mx
         from mxnet import autograd, gluon
 
@@ -293,36 +302,31 @@ class TrainLoop:
         if self.clip_norm is not None:
             gluon.utils.clip_global_norm(self._grads(), self.clip_norm, check_isfinite=False)
         self.trainer.update(1)
-        total = float(loss.sum().asscalar())
-        w = self._window
-        w["loss"] += total
-        w["count"] += count
-        w["real"] += real
-        w["slots"] += slots
-        w["steps"] += 1
+        tally = _tally(loss=float(loss.sum().asscalar()), count=count, real=real, slots=slots,
+                       steps=1)
         if self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
-            w["correct"] += self._accuracy(out[1], batch, real_rows)
-            w["rows"] += int(real_rows.sum())
+            tally["correct"] = self._accuracy(out[1], batch, real_rows)
+            tally["rows"] = int(real_rows.sum())
         self.global_step += 1
         self.history["real_tokens"] += real
         self.history["slots"] += slots
-        return total
+        return tally
 
     def evaluate(self, loader) -> dict:
         """Loss and perplexity (``lm``) or accuracy (``classify``) over one pass of ``loader``."""
-        loss = count = correct = rows = 0.0
+        t = _tally()
         started = time.perf_counter()
         loader.set_epoch(0)  # evaluation loaders do not shuffle; every pass is epoch 0
         for batch in loader:
-            real, slots, n, real_rows = self._batch_counts(batch)
+            _, _, n, real_rows = self._batch_counts(batch)
             out = self.graphs(batch)
             first = out[0] if isinstance(out, (list, tuple)) else out
-            loss += float(first.sum().asscalar())
-            count += n
+            t["loss"] += float(first.sum().asscalar())
+            t["count"] += n
             if self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
-                correct += self._accuracy(out[1], batch, real_rows)
-                rows += int(real_rows.sum())
-        result = self._figures(loss, count, correct, rows)
+                t["correct"] += self._accuracy(out[1], batch, real_rows)
+                t["rows"] += int(real_rows.sum())
+        result = self._figures(t)
         result["seconds"] = time.perf_counter() - started
         return result
 
@@ -370,9 +374,8 @@ class TrainLoop:
 
     def _epoch_train_figures(self):
         h = self.history
-        seen = h.setdefault("epoch_acc", {"loss": 0.0, "count": 0.0, "correct": 0.0,
-                                          "rows": 0.0, "real": 0, "slots": 0, "seconds": 0.0})
-        figs = self._figures(seen["loss"], seen["count"], seen["correct"], seen["rows"])
+        seen = h.get("epoch_acc") or _tally()
+        figs = self._figures(seen)
         out = {f"train_{k}": v for k, v in figs.items()}
         out.update({"tokens_per_s": seen["real"] / max(seen["seconds"], 1e-9),
                     "padded_fraction": 1.0 - seen["real"] / max(seen["slots"], 1),
@@ -383,29 +386,26 @@ class TrainLoop:
     def _run_epoch(self, bar) -> bool:
         """Train the rest of the current epoch; True if stopped by ``max_steps``."""
         loader = self.loader
-        acc = self.history.get("epoch_acc") or {"loss": 0.0, "count": 0.0, "correct": 0.0,
-                                                "rows": 0.0, "real": 0, "slots": 0,
-                                                "seconds": 0.0}
+        acc = self.history.get("epoch_acc") or _tally()
         self.history["epoch_acc"] = acc
+        # Set from the epoch alone (not decayed in place), so a resumed run gets the same rate.
+        self.trainer.set_learning_rate(self.base_lr * self.lr_decay ** self.epoch)
         total = loader.sampler.num_batches(self.epoch)
         bar.start(f"epoch {self.epoch + 1}/{self.epochs}", total, done=loader.sampler.step)
         last = time.perf_counter()
         for batch in loader:
-            before = dict(self._window)
-            self.train_step(batch)
+            tally = self.train_step(batch)
             now = time.perf_counter()
-            seconds, last = now - last, now
-            w = self._window
-            w["seconds"] += seconds
-            for key in ("loss", "count", "correct", "rows", "real", "slots"):
-                acc[key] += w[key] - before[key]
-            acc["seconds"] += seconds
-            self.history["train_seconds"] += seconds
-            figs = self._figures(acc["loss"], acc["count"], acc["correct"], acc["rows"])
+            tally["seconds"], last = now - last, now
+            for key, value in tally.items():
+                self._window[key] += value
+                acc[key] += value
+            self.history["train_seconds"] += tally["seconds"]
+            figs = self._figures(acc)
             # Running means over the epoch: a single batch's loss is too noisy to read.
             bar.update(loader.sampler.step or total, tokens_per_s=acc["real"] / acc["seconds"],
                        **figs)
-            if w["steps"] >= self.log_every:
+            if self._window["steps"] >= self.log_every:
                 self._flush_window()
             if self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
                 self.save_checkpoint(epoch_finished=False)

@@ -21,7 +21,7 @@ def _loop(run_dir, seqs, fingerprint=None, **kw):
     loader = BucketLoader(seqs, batch_size=4, num_buckets=3, seed=5)
     # dropout > 0: resuming must also reproduce the dropout masks.
     build = LanguageModel.factory(vocab_size=20, hidden_size=8, num_layers=2, dropout=0.3)
-    args = dict(epochs=3, checkpoint_every=3, log_every=1, progress=False, seed=11,
+    args = dict(epochs=3, checkpoint_every=3, log_every=1, progress=False, seed=11, lr_decay=0.5,
                 optimizer_params={"learning_rate": 0.01}, clip_norm=1.0,
                 fingerprint=fingerprint or {"model.hidden_size": 8})
     args.update(kw)
