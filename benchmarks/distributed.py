@@ -12,7 +12,7 @@ trains ``--steps`` timed steps on its shard after compiling every bucket. Report
     Aggregate real (unpadded) tokens per second: the workers' real tokens over the slowest
     worker's timed seconds.
 ``sync_ms_per_step``
-    Mean time per step in ``trainer.allreduce_grads()`` until the summed gradients are back
+    Mean time per step in ``distributed.allreduce_grads(trainer)`` until the summed gradients are back
     (measured on ``--probe`` extra steps that wait for each stage; the timed steps do not):
     the push/pull round trip to the server plus waiting for the slower worker.
 ``speedup``
@@ -109,7 +109,7 @@ def worker(args) -> None:
             if probe:
                 mx.nd.waitall()
             t1 = time.perf_counter()
-            trainer.allreduce_grads()
+            distributed.allreduce_grads(trainer)
             if probe:
                 mx.nd.waitall()
                 compute += t1 - t0

@@ -38,8 +38,8 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["KVSTORES", "PlanMismatchError", "Shard", "check_same_plan", "check_shards",
-           "create_kvstore", "default_threads", "exit_on_error", "is_checkpoint_writer",
-           "plan_fingerprint", "shard_of", "update_on_kvstore"]
+           "allreduce_grads", "create_kvstore", "default_threads", "exit_on_error",
+           "is_checkpoint_writer", "plan_fingerprint", "shard_of", "step", "update_on_kvstore"]
 
 KVSTORES = ("local", "device", "dist_sync", "dist_async")
 # What ps-lite needs in every process of a job; DMLC_ROLE says which process this is.
@@ -208,6 +208,53 @@ def update_on_kvstore(kv) -> bool:
     MXNet requires the servers to run the optimizer.
     """
     return "async" in _kv_type(kv)
+
+
+def allreduce_grads(trainer) -> None:
+    """Sum the gradients over the workers: use instead of ``trainer.allreduce_grads()``.
+
+    Under ``dist_sync`` with ``update_on_kvstore=False``, MXNet 1.9.1's ``Trainer`` exchanges
+    each gradient with one combined push-pull request, and the server answers it from its
+    stored sum without waiting for that sum to be written: now and then one worker gets the
+    previous value and the workers' parameters drift apart (seen here in about 1 run in 3 of
+    the two-worker test). A push answered first and a pull sent after it cannot see a stale
+    sum (the server handles the pull only after it has finished storing the sum), so this
+    sends them separately. Any other kvstore goes through ``trainer.allreduce_grads()``.
+
+    Parameters
+    ----------
+    trainer : mxnet.gluon.Trainer
+    """
+    # The Trainer creates its kvstore and broadcasts rank 0's parameters on first use.
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()
+    kv = trainer._kvstore
+    if kv is None or "dist_sync" not in kv.type or trainer._update_on_kvstore:
+        trainer.allreduce_grads()
+        return
+    for i, param in enumerate(trainer._params):
+        if param.grad_req == "null":
+            continue
+        grads = param.list_grad()
+        kv.push(i, grads, priority=-i)
+        kv.pull(i, out=grads, priority=-i)
+
+
+def step(trainer, batch_size) -> None:
+    """``trainer.step(batch_size)``, exchanging gradients with :func:`allreduce_grads`.
+
+    With ``update_on_kvstore=True`` (``dist_async``) the servers update the parameters and
+    this is ``trainer.step`` itself.
+    """
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._update_on_kvstore:
+        trainer.step(batch_size)
+        return
+    allreduce_grads(trainer)
+    trainer.update(batch_size)
 
 
 def default_threads(workers_on_host: int, cores: int | None = None) -> int:

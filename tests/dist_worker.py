@@ -140,7 +140,7 @@ def train(args, kv):
         ckpt.save(path, {n: p.data().asnumpy() for n, p in params.items()}, states,
                   {"global_step": step, "loader": loader.state_dict()}, fingerprint=config)
 
-    seen, buckets, start_step = {}, [], step
+    seen, buckets, start_step, trace = {}, [], step, []
     done = False
     while loader.epoch < args.epochs and not done:
         epoch = loader.epoch
@@ -158,8 +158,15 @@ def train(args, kv):
                 # update the mean of the workers' per-token means.
                 objective = loss.sum() / max(count, 1.0) / num_shards
             objective.backward()
-            trainer.step(1)
+            # Not trainer.step: see distributed.allreduce_grads (MXNet's combined push-pull
+            # can hand one worker a stale gradient sum).
+            distributed.step(trainer, 1)
+            # Wait for the step's exchange and update: MXNet runs ahead asynchronously, and a
+            # rank told to die at step S must have finished S steps (so rank 0 has pushed step
+            # S, after writing its checkpoint of step S - 1).
+            mx.nd.waitall()
             step += 1
+            trace.append(param_digest(params)[0][:12])  # parameters after every step
             seen.setdefault(str(epoch), []).extend(int(i) for i in real)
             buckets.append(int(batch.bucket_key))
             if args.checkpoint_every and step % args.checkpoint_every == 0:
@@ -171,7 +178,7 @@ def train(args, kv):
     digest, sums = param_digest(params)
     result = {"rank": rank, "num_workers": num_shards, "kvstore": args.kvstore,
               "steps": step, "steps_this_run": step - start_step, "resumed_at": start_step,
-              "seen": seen, "buckets": buckets, "param_digest": digest, "param_sums": sums,
+              "seen": seen, "buckets": buckets, "trace": trace, "param_digest": digest, "param_sums": sums,
               "examples": args.examples}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"worker-{rank}.json"), "w") as f:

@@ -208,6 +208,7 @@ def test_two_workers_train_in_step(sync_job):
     a, b = results(out)
     assert {a["rank"], b["rank"]} == {0, 1} and a["num_workers"] == 2
     assert a["param_digest"] == b["param_digest"], "workers ended with different parameters"
+    assert a["trace"] == b["trace"], "workers' parameters differed after some step"
     assert a["steps"] == b["steps"] > 0
     assert a["buckets"] == b["buckets"], "a step ran different buckets on the two workers"
     for epoch in ("0", "1"):
