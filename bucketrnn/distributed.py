@@ -14,9 +14,11 @@ What a training loop calls, in this order::
     distributed.check_shards(loader)
     trainer = gluon.Trainer(params, ..., kvstore=kv,
                             update_on_kvstore=distributed.update_on_kvstore(kv))
-    ...
-    if distributed.is_checkpoint_writer(kv):
-        save_checkpoint(...)
+    for batch in loader:
+        ...
+        distributed.step(trainer, 1)     # not trainer.step: see ready()
+        if distributed.is_checkpoint_writer(kv):
+            save_checkpoint(...)
 
 :func:`check_same_plan` must run before the ``Trainer`` takes its first step: once the Trainer
 has given its optimizer to the servers (``dist_async``), every pushed value is an update.
@@ -39,7 +41,8 @@ import numpy as np
 
 __all__ = ["KVSTORES", "PlanMismatchError", "Shard", "check_same_plan", "check_shards",
            "allreduce_grads", "create_kvstore", "default_threads", "exit_on_error",
-           "is_checkpoint_writer", "plan_fingerprint", "shard_of", "step", "update_on_kvstore"]
+           "is_checkpoint_writer", "plan_fingerprint", "ready", "shard_of", "step",
+           "update_on_kvstore"]
 
 KVSTORES = ("local", "device", "dist_sync", "dist_async")
 # What ps-lite needs in every process of a job; DMLC_ROLE says which process this is.
@@ -64,6 +67,11 @@ class Shard(NamedTuple):
 
 
 def _kv_type(kv) -> str:
+    if isinstance(kv, str):
+        if kv.startswith("dist"):
+            raise ValueError(f"kvstore={kv!r} is a name: create the store with "
+                             "distributed.create_kvstore first, to know this worker's rank")
+        return kv
     return "none" if kv is None else kv.type
 
 
@@ -182,11 +190,13 @@ def exit_on_error(kv):
 
 
 def shard_of(kv) -> Shard:
-    """``Shard(num_workers, rank)`` of ``kv``; ``Shard(1, 0)`` for None or a local store.
+    """``Shard(num_workers, rank)`` of ``kv``; ``Shard(1, 0)`` for None or a local store (or
+    the name ``'local'``/``'device'``).
 
     The rank is the one ps-lite assigned, which need not be the launch order.
     """
-    if kv is None:
+    if kv is None or isinstance(kv, str):
+        _kv_type(kv)
         return Shard(1, 0)
     return Shard(int(kv.num_workers), int(kv.rank))
 
@@ -207,54 +217,55 @@ def update_on_kvstore(kv) -> bool:
     identical and optimizer states can be saved by rank 0) except for ``dist_async``, where
     MXNet requires the servers to run the optimizer.
     """
+    if isinstance(kv, str):
+        return kv == "dist_async"
     return "async" in _kv_type(kv)
 
 
-def allreduce_grads(trainer) -> None:
-    """Sum the gradients over the workers: use instead of ``trainer.allreduce_grads()``.
+def ready(trainer) -> None:
+    """Create ``trainer``'s kvstore and wait for rank 0's parameters to arrive (idempotent).
 
-    Under ``dist_sync`` with ``update_on_kvstore=False``, MXNet 1.9.1's ``Trainer`` exchanges
-    each gradient with one combined push-pull request, and the server answers it from its
-    stored sum without waiting for that sum to be written: now and then one worker gets the
-    previous value and the workers' parameters drift apart (seen here in about 1 run in 3 of
-    the two-worker test). A push answered first and a pull sent after it cannot see a stale
-    sum (the server handles the pull only after it has finished storing the sum), so this
-    sends them separately. Any other kvstore goes through ``trainer.allreduce_grads()``.
-
-    Parameters
-    ----------
-    trainer : mxnet.gluon.Trainer
+    The ``Trainer`` broadcasts rank 0's parameters on first use (or when loading optimizer
+    states) with an asynchronous pull into the parameters. Under ``dist_*`` MXNet 1.9.1 lets
+    the first gradient push replace the kvstore's receive buffer of a key while that pull is
+    in flight: the pull then never reaches the parameters, that worker keeps its initial
+    weights for one step and the workers drift apart for good (seen here in about 4 runs in
+    10 of the two-worker test). Waiting once for the broadcast avoids it. :func:`step` and
+    :func:`allreduce_grads` call this; call it yourself if you use the Trainer otherwise.
     """
-    # The Trainer creates its kvstore and broadcasts rank 0's parameters on first use.
     if not trainer._kv_initialized:
         trainer._init_kvstore()
     if trainer._params_to_init:
         trainer._init_params()
-    kv = trainer._kvstore
-    if kv is None or "dist_sync" not in kv.type or trainer._update_on_kvstore:
-        trainer.allreduce_grads()
-        return
-    for i, param in enumerate(trainer._params):
-        if param.grad_req == "null":
-            continue
-        grads = param.list_grad()
-        kv.push(i, grads, priority=-i)
-        kv.pull(i, out=grads, priority=-i)
+    if not getattr(trainer, "_bucketrnn_ready", False):
+        if trainer._kvstore is not None and "dist" in trainer._kvstore.type:
+            import mxnet as mx
+
+            mx.nd.waitall()
+        trainer._bucketrnn_ready = True
 
 
 def step(trainer, batch_size) -> None:
-    """``trainer.step(batch_size)``, exchanging gradients with :func:`allreduce_grads`.
+    """``trainer.step(batch_size)`` after :func:`ready`: use it instead of ``trainer.step``."""
+    ready(trainer)
+    trainer.step(batch_size)
 
-    With ``update_on_kvstore=True`` (``dist_async``) the servers update the parameters and
-    this is ``trainer.step`` itself.
+
+def allreduce_grads(trainer) -> None:
+    """``trainer.allreduce_grads()`` after :func:`ready` (then clip, then ``trainer.update``).
+
+    Raises
+    ------
+    ValueError
+        Under ``dist_async``: the servers apply the updates, so the workers never hold the
+        summed gradients (no gradient clipping); use :func:`step`.
     """
-    if not trainer._kv_initialized:
-        trainer._init_kvstore()
+    ready(trainer)
     if trainer._update_on_kvstore:
-        trainer.step(batch_size)
-        return
-    allreduce_grads(trainer)
-    trainer.update(batch_size)
+        raise ValueError(f"the summed gradients are not available with kvstore="
+                         f"{trainer._kvstore.type!r}: its servers update the parameters. Use "
+                         "distributed.step(trainer, batch_size), without gradient clipping")
+    trainer.allreduce_grads()
 
 
 def default_threads(workers_on_host: int, cores: int | None = None) -> int:

@@ -57,6 +57,32 @@ def test_local_kvstore_is_one_shard_and_writes_checkpoints():
     assert distributed.create_kvstore(kv) is kv and distributed.create_kvstore(None) is None
 
 
+def test_kvstore_names_and_the_trainer_helpers_in_one_process():
+    import mxnet as mx
+    from mxnet import autograd, gluon
+
+    assert distributed.shard_of("device") == (1, 0)
+    assert distributed.update_on_kvstore("dist_async") is True
+    assert distributed.update_on_kvstore("dist_sync") is False
+    with pytest.raises(ValueError, match="kvstore='dist_sync' is a name: create the store"):
+        distributed.shard_of("dist_sync")
+    net = gluon.nn.Dense(1, in_units=2)
+    net.initialize(mx.init.One())
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1.0},
+                            kvstore=distributed.create_kvstore("local"), update_on_kvstore=False)
+    with autograd.record():
+        loss = net(mx.nd.ones((1, 2))).sum()
+    loss.backward()
+    distributed.allreduce_grads(trainer)
+    trainer.update(1)
+    assert net.weight.data().asnumpy().tolist() == [[0.0, 0.0]]
+    with autograd.record():
+        loss = net(mx.nd.ones((1, 2))).sum()
+    loss.backward()
+    distributed.step(trainer, 1)
+    assert net.weight.data().asnumpy().tolist() == [[-1.0, -1.0]]
+
+
 def test_unknown_kvstore_name_is_refused():
     with pytest.raises(ValueError, match=r"kvstore must be one of .*got kvstore='dist'"):
         distributed.create_kvstore("dist")
