@@ -134,7 +134,7 @@ class ModelConfig:
     embed_size: Optional[int] = None
     num_layers: int = 2
     dropout: float = 0.0
-    tie_weights: bool = False
+    tie_weights: bool = True
     bidirectional: bool = False
 
 
@@ -159,9 +159,9 @@ class TrainerConfig:
     """Optimisation and bookkeeping (:class:`bucketrnn.train.TrainLoop` arguments)."""
 
     optimizer: str = "adam"
-    lr: float = 0.002
+    lr: float = 0.01
     weight_decay: float = 0.0
-    lr_decay: float = 1.0
+    lr_decay: float = 0.5
     optimizer_params: dict[str, Any] = field(default_factory=dict)
     epochs: int = 2
     max_steps: Optional[int] = None
