@@ -48,14 +48,18 @@ def build_model(model, vocab_size: int, num_classes: int | None = None):
 
 
 def find_resume_dir(resume: str, run_dir: str) -> str | None:
-    """The run directory to continue: None for ``resume=""``/``false``; for ``true`` the
-    newest checkpoint among ``run_dir`` and its siblings; otherwise the given directory."""
+    """The run directory to continue: None for ``resume=""``/``false``; for ``true``
+    ``run_dir`` itself if it holds a checkpoint, else the sibling run with the newest one;
+    otherwise the given directory."""
     from bucketrnn.checkpoint import FILENAME
 
     value = str(resume).strip()
     if value.lower() in ("", "false", "no", "0", "none"):
         return None
     if value.lower() in ("true", "yes", "1", "latest"):
+        if os.path.isfile(os.path.join(run_dir, FILENAME)):
+            # The run's own directory first: a re-launched sweep job finds its own checkpoint.
+            return os.path.abspath(run_dir)
         parent = os.path.dirname(os.path.abspath(run_dir))
         found = glob.glob(os.path.join(parent, "*", FILENAME))
         found += glob.glob(os.path.join(parent, "*", "*", FILENAME))

@@ -175,3 +175,19 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     assert done.returncode == 2
     assert "error: dataset.path=" in done.stderr and "absent.txt" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_find_resume_dir(tmp_path):
+    from bucketrnn.__main__ import find_resume_dir
+
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "a" / "checkpoint.npz").write_bytes(b"")
+    (tmp_path / "b" / "checkpoint.npz").write_bytes(b"")
+    os.utime(tmp_path / "a" / "checkpoint.npz", (1, 1))
+    assert find_resume_dir("", str(tmp_path / "c")) is None
+    assert find_resume_dir("true", str(tmp_path / "c")) == str(tmp_path / "b")  # newest
+    assert find_resume_dir("true", str(tmp_path / "a")) == str(tmp_path / "a")  # its own
+    assert find_resume_dir(str(tmp_path / "a"), str(tmp_path / "c")) == str(tmp_path / "a")
+    with pytest.raises(FileNotFoundError, match="no checkpoint.npz in"):
+        find_resume_dir(str(tmp_path / "c"), str(tmp_path / "c"))
