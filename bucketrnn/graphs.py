@@ -8,9 +8,11 @@ them all. Three memory policies:
 ``"shared"`` (default)
     The way ``BucketingModule`` works: every bucket's symbol is bound to an executor, the
     largest bucket first, the others with ``shared_exec=`` that one, so all buckets of a context
-    draw on one memory pool. The executors take the parameters' own arrays as arguments. Each
-    call is wrapped in an ``autograd.Function`` so it runs under ``autograd.record()`` and
-    ``loss.backward()`` like any Gluon block (see :class:`_ExecutorStep` for the gradient path).
+    draw on one memory pool. The executors take the parameters' own arrays as arguments.
+    Under ``autograd.record()`` a call runs forward and backward at once and links the loss to
+    the parameters so that ``loss.backward()`` and a Gluon ``Trainer`` work as usual (see
+    :class:`_SharedRunner`: the gradient flows through the first output only, for a uniform
+    head gradient such as ``loss.sum()`` or ``loss.mean()``).
 ``"static"``
     One block per bucket hybridized with ``static_alloc=True, static_shape=True``: fast, but
     every bucket keeps its own memory.
@@ -75,7 +77,7 @@ class GraphCache:
     keys : iterable of bucket keys, optional
         Known keys; lets :meth:`collect_params` build the parameter-owning block up front.
     frozen : bool
-        Refuse keys without a graph instead of building one.
+        Build graphs for ``keys`` only; refuse any other key.
 
     Examples
     --------
@@ -156,11 +158,12 @@ class GraphCache:
         """The block of ``key``, built (not compiled) if needed."""
         if key in self._blocks:
             return self._blocks[key]
-        if self.frozen or self._factory is None:
+        if self._factory is None or (self.frozen and key not in self._known_keys):
             why = ("built from a fixed mapping of blocks" if self._factory is None
                    else "frozen (frozen=True)")
+            allowed = set(self._known_keys) if self._factory is not None else set()
             raise ValueError(f"no graph for bucket_key={key!r}: the cache is {why} and holds "
-                             f"keys {sorted(self._blocks, key=key_size)}")
+                             f"keys {sorted(set(self._blocks) | allowed, key=key_size)}")
         cls = self._factory
         if isinstance(cls, type) and self._reference is not None:
             # Gluon's own sharing: same prefix, the first block's ParameterDict.
@@ -286,8 +289,8 @@ class GraphCache:
 
     def __call__(self, batch: Batch):
         """Run the graph of ``batch.bucket_key``; record it if inside ``autograd.record()``."""
-        key = batch.bucket_key
         named = self._named_inputs(batch)
+        key = batch.bucket_key
         self._templates.setdefault(key, batch)
         results = []
         for ctx, part in zip(self.ctx, self._split(named)):
@@ -361,7 +364,7 @@ class GraphCache:
         names = list(self._named_inputs(next(iter(self._templates.values()))))
         paths, files = [], {}
         for key in self.keys:
-            symbol = self._symbols.get(key) or self._symbol(key, names)
+            symbol = self._symbols[key] if key in self._symbols else self._symbol(key, names)
             path = f"{prefix}-{_key_tag(key)}-symbol.json"
             symbol.save(path)
             files[_key_tag(key)] = {"key": list(key) if isinstance(key, tuple) else key,
@@ -492,7 +495,9 @@ def share_parameters(block, reference, key) -> None:
         *parents, attr = path.split(".")
         for part in parents:
             owner = owner._children[part]
-        setattr(owner, attr, ref)
+        # Block.__setattr__ refuses to replace a Parameter; this is that replacement on purpose.
+        owner._reg_params[attr] = ref
+        object.__setattr__(owner, attr, ref)
         table = owner._params._params
         table.pop(param.name, None)
         table[ref.name] = ref
@@ -504,27 +509,19 @@ def share_parameters(block, reference, key) -> None:
 
 
 class SharedPool:
-    """Per context: the executor owning the memory pool, the gradient buffers, who ran last."""
+    """Per context: the executor owning the memory pool, and the gradient buffers all share."""
 
     def __init__(self, ctx):
         self.ctx = ctx
         self.owner = None
         self.runners: dict = {}
         self.grads: dict = {}
-        self.last = None
-        self.waiter = None
 
     def grad(self, param):
         if param.name not in self.grads:
-            self.grads[param.name] = nd.zeros(param.shape, ctx=self.ctx, dtype=param.dtype)
+            like = param.data(self.ctx)
+            self.grads[param.name] = nd.zeros(like.shape, ctx=self.ctx, dtype=like.dtype)
         return self.grads[param.name]
-
-    def settle(self):
-        # A pending loss.backward() runs our executor's backward from an engine callback; the
-        # next forward on this pool must not be pushed before it (they share memory). Its
-        # gradient output completes only after that callback has pushed exe.backward.
-        if self.waiter is not None:
-            self.waiter.wait_to_read()
 
 
 def bind_shared(symbol, key, named, params, pool, on_rebind):
@@ -541,12 +538,32 @@ def bind_shared(symbol, key, named, params, pool, on_rebind):
     else:
         runner.bind(owner.exe)
     pool.runners[key] = runner
-    pool.last = None
     return runner
 
 
 class _SharedRunner:
-    """One bound executor: its data arrays, and the parameter arrays it was bound to."""
+    """One executor of a key on a context, bound to the parameters' own arrays.
+
+    Under ``autograd.record()`` a call runs the executor's forward and, at once, its backward
+    with head gradient 1 on every element of the first output (the loss), into the pool's
+    gradient buffers. It then returns that output joined to the parameters by a recorded
+    linear term, ``(s - stop_gradient(s)) / n`` with ``s = sum_p <param_p, grad_p>``: it adds
+    exactly 0 to the values, and its gradient with respect to each parameter is ``grad_p``
+    times the (uniform) head gradient. So ``loss.backward()`` (or of ``loss.sum()``,
+    ``loss.mean()``, ``loss.sum() / n``) lands the executor's gradients in ``param.grad()``
+    through autograd itself: ``grad_req`` "write"/"add", several calls in one graph and
+    ``Trainer``'s fresh-gradient check all behave as for any Gluon block.
+
+    Why not an ``autograd.Function`` running ``exe.backward`` in its backward: that backward
+    runs later, from an engine callback, and the operators it pushes queue behind work the
+    main thread pushed meanwhile (the optimizer update waiting for these very gradients), a
+    deadlock we hit with ``Trainer(..., "adam")``. Here everything is pushed in program order.
+
+    The price: the gradient only flows through the first output, and only for a head gradient
+    that is the same for all its elements (true of sums and means). Weight rows with
+    ``batch.weight`` inside the model, not by scaling loss rows afterwards; other outputs
+    (states, logits) come back detached.
+    """
 
     def __init__(self, symbol, key, named, params, pool):
         self.symbol, self.key, self.pool, self.ctx = symbol, key, pool, pool.ctx
@@ -562,7 +579,6 @@ class _SharedRunner:
         self.grad_names = [n for n in args if n in params and params[n].grad_req != "null"]
         self.inputs = {n: nd.zeros(a.shape, ctx=self.ctx, dtype=a.dtype)
                        for n, a in named.items()}
-        self.zero_inputs = [nd.zeros(a.shape, ctx=self.ctx, dtype=a.dtype) for a in named.values()]
         self.exe = None
 
     def _finish_deferred(self, shapes):
@@ -590,62 +606,27 @@ class _SharedRunner:
         self.exe = self.symbol.bind(self.ctx, args, args_grad=grads, grad_req=req,
                                     aux_states=aux, shared_exec=shared_exec)
         self.bound = self._param_arrays()
+        self.heads = [nd.full(o.shape, 1.0 if i == 0 else 0.0, ctx=self.ctx, dtype=o.dtype)
+                      for i, o in enumerate(self.exe.outputs)]
 
     def matches(self, named) -> bool:
         spec = [(a.shape, np.dtype(a.dtype)) for a in named.values()]
         return (list(named) == self.names and spec == self.spec
                 and all(a is b for a, b in zip(self._param_arrays(), self.bound)))
 
-    def run(self, arrays, is_train):
-        for name, arr in zip(self.names, arrays):
-            arr.copyto(self.inputs[name])
-        self.exe.forward(is_train=is_train)
-
-    def outputs(self):
-        outs = [o.copy() for o in self.exe.outputs]
-        return outs[0] if len(outs) == 1 else tuple(outs)
-
     def __call__(self, named, params):
-        self.pool.settle()
-        if autograd.is_recording() and self.grad_names:
-            views = [params[n].data(self.ctx).reshape(params[n].shape) for n in self.grad_names]
-            out = _ExecutorStep(self, autograd.is_training())(*views, *named.values())
-            self.pool.waiter = params[self.grad_names[0]].grad(self.ctx)
-            return out
-        self.run(list(named.values()), autograd.is_training())
-        self.pool.last = None
-        return self.outputs()
-
-
-class _ExecutorStep(autograd.Function):
-    """One recorded executor call.
-
-    The parameter arrays enter as (zero-copy, recorded) reshape views, so autograd routes the
-    gradients the executor computes into ``param.grad()`` itself: it honours ``grad_req``
-    ``"write"``/``"add"``, sums over several calls in one graph and marks the gradients fresh
-    for ``Trainer.step``. The executor writes them into one buffer per context (shared by all
-    buckets) instead of straight into ``param.grad()``: a Function's backward runs in an engine
-    callback, and writes it made to arrays that are not its outputs would race the trainer.
-    Data inputs get no gradient.
-    """
-
-    def __init__(self, runner, is_train):
-        super().__init__()
-        self.runner, self.is_train = runner, is_train
-
-    def forward(self, *arrays):
-        runner = self.runner
-        self.data = arrays[len(runner.grad_names):]
-        runner.run(self.data, self.is_train)
-        runner.pool.last = self
-        return runner.outputs()
-
-    def backward(self, *out_grads):
-        runner = self.runner
-        if runner.pool.last is not self:
-            # Another call ran on this memory pool since our forward: recompute ours.
-            runner.run(self.data, self.is_train)
-            runner.pool.last = self
-        runner.exe.backward(list(out_grads))
-        grads = [runner.pool.grads[n] for n in runner.grad_names]
-        return tuple(grads) + tuple(runner.zero_inputs)
+        recording = autograd.is_recording() and bool(self.grad_names)
+        with autograd.pause():
+            for name, arr in named.items():
+                arr.copyto(self.inputs[name])
+            self.exe.forward(is_train=autograd.is_training())
+            outs = [o.copy() for o in self.exe.outputs]
+            if recording:
+                self.exe.backward(self.heads)
+                grads = [self.pool.grads[n].copy() for n in self.grad_names]
+        if recording:
+            total = nd.add_n(*[nd.sum(params[n].data(self.ctx) * g)
+                               for n, g in zip(self.grad_names, grads)])
+            link = (total - nd.BlockGrad(total)) / outs[0].size
+            outs[0] = nd.broadcast_add(outs[0], link.reshape((1,) * outs[0].ndim))
+        return outs[0] if len(outs) == 1 else tuple(outs)

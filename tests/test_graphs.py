@@ -1,0 +1,269 @@
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+
+from bucketrnn import Batch
+from bucketrnn.graphs import GraphCache
+from bucketrnn.models import LanguageModel, SequenceClassifier
+
+MEMORY = ["shared", "static", "dynamic"]
+VOCAB = 20
+
+
+def lm_factory(**kwargs):
+    return LanguageModel.factory(vocab_size=VOCAB, hidden_size=8, **kwargs)
+
+
+def lm_batch(seed, length, rows=3, fill=1, ctx=None):
+    rng = np.random.default_rng(seed)
+    vl = rng.integers(1, length + 1, rows + fill)
+    data = rng.integers(0, VOCAB, (rows + fill, length))
+    label = rng.integers(0, VOCAB, (rows + fill, length))
+    data[np.arange(length)[None, :] >= vl[:, None]] = 0
+    ctx = ctx or mx.cpu()
+    return Batch(
+        bucket_key=length,
+        data=mx.nd.array(data, dtype="int32", ctx=ctx),
+        valid_length=mx.nd.array(vl, dtype="int32", ctx=ctx),
+        label=mx.nd.array(label, dtype="int32", ctx=ctx),
+        weight=mx.nd.array([1] * rows + [0] * fill, ctx=ctx),
+        indices=np.r_[np.arange(rows), -np.ones(fill)].astype("int64"),
+    )
+
+
+def init_same(params, seed=0):
+    rng = np.random.default_rng(seed)
+    for p in params.values():
+        p.set_data(mx.nd.array(rng.uniform(-0.3, 0.3, p.shape)))
+
+
+def make(memory, keys=(4, 6, 9), ctx=None, **kwargs):
+    graphs = GraphCache(lm_factory(**kwargs), ctx=ctx, memory=memory, keys=keys)
+    graphs.initialize()
+    init_same(graphs.collect_params())
+    return graphs
+
+
+def values(params, ctx=None):
+    return {n: p.data(ctx).asnumpy() for n, p in params.items()}
+
+
+def train(graphs, batches, optimizer, **opt):
+    trainer = gluon.Trainer(graphs.collect_params(), optimizer, opt)
+    for batch in batches:
+        with autograd.record():
+            loss = graphs(batch)
+        if isinstance(loss, list):
+            autograd.backward(loss)
+        else:
+            loss.backward()
+        trainer.step(1)
+    return values(graphs.collect_params(), graphs.ctx[0])
+
+
+BATCHES = [lm_batch(s, k) for s, k in enumerate([9, 4, 6, 4, 9, 6])]
+
+
+@pytest.mark.parametrize("optimizer, opt", [("sgd", {"learning_rate": 0.5}),
+                                            ("adam", {"learning_rate": 0.05})])
+def test_memory_policies_train_to_the_same_parameters(optimizer, opt):
+    results = {m: train(make(m), BATCHES, optimizer, **opt) for m in MEMORY}
+    start = values(make("static").collect_params())
+    for name, want in results["static"].items():
+        assert not np.allclose(want, start[name]), f"{name} did not train"
+        for m in ("shared", "dynamic"):
+            np.testing.assert_allclose(results[m][name], want, rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{m}: {name}")
+
+
+@pytest.mark.parametrize("memory", MEMORY)
+def test_one_graph_per_key_and_shared_parameters(memory):
+    graphs = make(memory)
+    for batch in BATCHES:
+        with autograd.record():
+            graphs(batch).backward()
+    assert graphs.compiled == 3 == len({b.bucket_key for b in BATCHES})
+    assert graphs.keys == [9, 6, 4]
+    assert graphs.steps == {9: 2, 4: 2, 6: 2}
+    assert "compiled=3" in repr(graphs) and "steps={4: 2, 6: 2, 9: 2}" in repr(graphs)
+    shared = graphs.collect_params()
+    for key in (4, 6, 9):
+        mine = graphs.block(key).collect_params()
+        assert list(mine) == list(shared)
+        assert all(mine[n] is shared[n] for n in shared)
+
+
+def test_shared_executors_use_the_parameter_arrays():
+    graphs = make("shared")
+    for batch in BATCHES[:3]:
+        graphs(batch)
+    weight = graphs.collect_params()[graphs.block(4).embed_weight.name]
+    weight.data()[:] = 0.25
+    pool = graphs._pools[mx.cpu()]
+    assert pool.owner.key == 9
+    for runner in pool.runners.values():
+        np.testing.assert_array_equal(runner.exe.arg_dict[weight.name].asnumpy(), 0.25)
+
+
+def test_independent_blocks_are_tied_to_one_parameter_set():
+    graphs = GraphCache(lambda n: LanguageModel(n, vocab_size=VOCAB, hidden_size=8),
+                        keys=[9])
+    graphs.initialize()
+    for batch in BATCHES[:3]:
+        graphs(batch)
+    shared = graphs.collect_params()
+    for key in (4, 6):
+        assert all(p is shared[n] for n, p in graphs.block(key).collect_params().items())
+
+
+class Tiny(gluon.HybridBlock):
+    def __init__(self, length, **kwargs):
+        super().__init__(**kwargs)
+        self.length = length
+        with self.name_scope():
+            self.dense = gluon.nn.Dense(2, in_units=1, flatten=False)
+
+    def hybrid_forward(self, F, data, valid_length, label, weight):
+        x = F.expand_dims(F.cast(data, "float32"), axis=2)
+        return F.sum(self.dense(x), axis=(1, 2)) * weight
+
+
+def test_a_block_class_is_built_with_shared_params():
+    graphs = GraphCache(Tiny, keys=[9])
+    graphs.initialize()
+    for batch in BATCHES[:3]:
+        with autograd.record():
+            graphs(batch).backward()
+    assert graphs.block(4).dense.weight is graphs.block(9).dense.weight
+
+
+@pytest.mark.parametrize("memory", ["shared", "static"])
+def test_grad_req_add_accumulates_without_double_counting(memory):
+    ref, graphs = make("dynamic"), make(memory)
+    for g in (ref, graphs):
+        g.collect_params().setattr("grad_req", "add")
+        g.collect_params().zero_grad()
+        for batch in BATCHES[:4]:
+            with autograd.record():
+                g(batch).backward()
+    for name, p in ref.collect_params().items():
+        np.testing.assert_allclose(graphs.collect_params()[name].grad().asnumpy(),
+                                   p.grad().asnumpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_several_buckets_in_one_backward_pass():
+    # Two buckets (and one bucket twice) recorded together: the shared pool is clobbered by
+    # the later forwards, so the executor must recompute; autograd sums the contributions.
+    ref, graphs = make("dynamic"), make("shared")
+    for g in (ref, graphs):
+        with autograd.record():
+            total = sum(g(b).sum() for b in (BATCHES[0], BATCHES[1], BATCHES[3]))
+        total.backward()
+    for name, p in ref.collect_params().items():
+        np.testing.assert_allclose(graphs.collect_params()[name].grad().asnumpy(),
+                                   p.grad().asnumpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("memory", MEMORY)
+def test_inference_outside_record(memory):
+    graphs, ref = make(memory), make("dynamic")
+    for batch in BATCHES[:3]:
+        np.testing.assert_allclose(graphs(batch).asnumpy(), ref(batch).asnumpy(), rtol=1e-5)
+
+
+def test_data_parallel_over_contexts_matches_one_context():
+    batches = [lm_batch(s, k, rows=3, fill=1) for s, k in enumerate([6, 4, 6])]
+    one = train(make("static"), batches, "sgd", learning_rate=0.5)
+    for memory in ("shared", "static"):
+        two = make(memory, ctx=[mx.cpu(0), mx.cpu(1)])
+        got = train(two, batches, "sgd", learning_rate=0.5)
+        for name, want in one.items():
+            np.testing.assert_allclose(got[name], want, rtol=1e-4, atol=1e-6, err_msg=name)
+        assert two.compiled == 2
+    with pytest.raises(ValueError, match="batch size 5 must divide evenly over the 2 contexts"):
+        two(lm_batch(0, 4, rows=4, fill=1))
+
+
+def test_warmup_compiles_largest_first_and_leaves_gradients_alone():
+    class Plan:
+        keys = (4, 12, 6)
+        batch_sizes = (8, 2, 4)
+
+    graphs = make("shared", keys=(4,))
+    before = {n: p.grad().asnumpy().copy() for n, p in graphs.collect_params().items()}
+    report = graphs.warmup(Plan(), example=BATCHES[0])
+    assert list(report) == [12, 6, 4] and all(t > 0 for t in report.values())
+    assert graphs.compiled == 3 and graphs.rebinds == 0
+    assert graphs._runners[(4, mx.cpu())].spec[0][0] == (8, 4)
+    assert all(v == 0 for v in graphs.steps.values())
+    for n, p in graphs.collect_params().items():
+        np.testing.assert_array_equal(p.grad().asnumpy(), before[n])
+    graphs(lm_batch(0, 6, rows=2, fill=1))  # another batch size: rebinds key 6 on the pool
+    assert graphs.compiled == 3 and graphs.rebinds == 1
+
+
+def test_a_larger_key_later_takes_over_the_memory_pool():
+    graphs = make("shared", keys=(4,))
+    graphs(BATCHES[1])
+    graphs(BATCHES[0])
+    assert graphs._pools[mx.cpu()].owner.key == 9 and graphs.rebinds == 1
+
+
+@pytest.mark.parametrize("memory", ["shared", "static"])
+def test_export_round_trip_predicts_the_same(tmp_path, memory):
+    graphs = make(memory, outputs=("loss", "states"))
+    for batch in BATCHES[:3]:
+        graphs(batch)
+    paths = graphs.export(str(tmp_path / "lm"))
+    assert len([p for p in paths if p.endswith("-symbol.json")]) == 3
+    assert sum(p.endswith(".params") for p in paths) == 1
+    loaded = GraphCache.load(str(tmp_path / "lm"), memory=memory)
+    for batch in BATCHES:
+        for got, want in zip(loaded(batch), graphs(batch)):
+            np.testing.assert_array_equal(got.asnumpy(), want.asnumpy())
+    assert loaded.keys == [9, 6, 4]
+    with pytest.raises(ValueError, match=r"no graph for bucket_key=13: the cache is built from "
+                                         r"a fixed mapping of blocks and holds keys \[4, 6, 9\]"):
+        loaded(lm_batch(0, 13))
+
+
+def test_custom_inputs():
+    graphs = GraphCache(
+        SequenceClassifier.factory(num_classes=2, vocab_size=VOCAB, hidden_size=8),
+        keys=[6], inputs=lambda b: {"data": b.data, "valid_length": b.valid_length,
+                                    "label": b.label[:, 0], "weight": b.weight})
+    graphs.initialize()
+    assert graphs(lm_batch(0, 6)).shape == (4,)
+
+
+def test_bad_input_messages():
+    graphs = make("shared", keys=(4,))
+    with pytest.raises(ValueError, match="memory must be one of .* got memory='pooled'"):
+        GraphCache(lm_factory(), memory="pooled")
+    with pytest.raises(TypeError, match="ctx must be an mx.Context .* got ctx='cpu'"):
+        GraphCache(lm_factory(), ctx="cpu")
+    with pytest.raises(TypeError, match="build must be a callable"):
+        GraphCache(3)
+    with pytest.raises(ValueError, match="inputs names Batch attributes .*'tokens'"):
+        GraphCache(lm_factory(), inputs=("tokens",))
+    with pytest.raises(TypeError, match="batch must be a bucketrnn.Batch, got dict"):
+        graphs({"data": 1})
+    with pytest.raises(ValueError, match=r"batch.data is on cpu\(1\) but the graphs run on "
+                                         r"cpu\(0\)"):
+        graphs(lm_batch(0, 4, ctx=mx.cpu(1)))
+    with pytest.raises(ValueError, match="no block built yet.*pass keys="):
+        GraphCache(lm_factory()).collect_params()
+    with pytest.raises(ValueError, match="warmup needs example="):
+        GraphCache(lm_factory()).warmup([4, 6])
+    frozen = GraphCache(lm_factory(), keys=(4,), frozen=True)
+    frozen.initialize()
+    with pytest.raises(ValueError, match=r"bucket_key=6: the cache is frozen \(frozen=True\)"):
+        frozen(lm_batch(0, 6))
+    with pytest.raises(ValueError, match="parameter .* is not initialized .* bucket_key=4"):
+        GraphCache(lm_factory(), keys=(4,))(lm_batch(0, 4))
+    with pytest.raises(ValueError, match="batch.label is None but inputs="):
+        graphs(Batch(4, mx.nd.zeros((1, 4), dtype="int32"), mx.nd.ones(1), None,
+                     mx.nd.ones(1), np.zeros(1, dtype="int64")))
+    with pytest.raises(ValueError, match="nothing to export"):
+        make("static", keys=(4,)).export("/tmp/never")
