@@ -136,7 +136,8 @@ class GraphCache:
         self._runners: dict = {}
         self._symbols: dict = {}
         self._pools = {c: SharedPool(c) for c in self.ctx}
-        self._templates: dict = {}
+        self._template = None
+        self._params = None
         self.steps: dict = {}
         self.compile_seconds: dict = {}
         self.rebinds = 0
@@ -291,14 +292,16 @@ class GraphCache:
         """Run the graph of ``batch.bucket_key``; record it if inside ``autograd.record()``."""
         named = self._named_inputs(batch)
         key = batch.bucket_key
-        self._templates.setdefault(key, batch)
+        if self._template is None:
+            self._template = batch
+        block = self.block(key)
+        params = self._params or self.collect_params()
+        self._params = params
         results = []
         for ctx, part in zip(self.ctx, self._split(named)):
-            runner = self._runner(key, ctx, part)
-            block = self._blocks[key]
             if hasattr(block, "validate_inputs"):
                 block.validate_inputs(ctx, *part.values())
-            results.append(runner(part, self.collect_params()))
+            results.append(self._runner(key, ctx, part)(part, params))
         self.steps[key] = self.steps.get(key, 0) + 1
         return results[0] if len(self.ctx) == 1 else results
 
@@ -325,7 +328,7 @@ class GraphCache:
         keys = list(keys() if callable(keys) else keys)
         if batch_size is None and hasattr(plan, "batch_sizes"):
             batch_size = dict(zip(keys, plan.batch_sizes))
-        example = example or next(iter(self._templates.values()), None)
+        example = example or self._template
         if example is None:
             raise ValueError("warmup needs example= (a Batch) to know the input shapes and "
                              "dtypes: none was given and the cache has seen no batch yet")
@@ -361,7 +364,7 @@ class GraphCache:
         if not self._runners:
             raise ValueError("nothing to export: no graph compiled yet (call warmup() or run a "
                              "batch first)")
-        names = list(self._named_inputs(next(iter(self._templates.values()))))
+        names = list(self._named_inputs(self._template))
         paths, files = [], {}
         for key in self.keys:
             symbol = self._symbols[key] if key in self._symbols else self._symbol(key, names)
@@ -577,6 +580,7 @@ class _SharedRunner:
                              f"neither batch inputs {self.names} nor parameters")
         self._finish_deferred({n: a.shape for n, a in named.items()})
         self.grad_names = [n for n in args if n in params and params[n].grad_req != "null"]
+        self.param_inputs = [n for n in symbol.list_inputs() if n in params]
         self.inputs = {n: nd.zeros(a.shape, ctx=self.ctx, dtype=a.dtype)
                        for n, a in named.items()}
         self.exe = None
@@ -594,8 +598,7 @@ class _SharedRunner:
                 p._finish_deferred_init()
 
     def _param_arrays(self):
-        return [self.params[n].data(self.ctx) for n in self.symbol.list_inputs()
-                if n in self.params]
+        return [self.params[n].data(self.ctx) for n in self.param_inputs]
 
     def bind(self, shared_exec):
         args = {n: self.inputs[n] if n in self.inputs else self.params[n].data(self.ctx)
