@@ -163,27 +163,41 @@ def _install_excepthook():
 
 
 @contextlib.contextmanager
-def exit_on_error(kv):
-    """Under a ``dist_*`` kvstore, end the process at once on an exception from the block.
+def exit_on_error(kv=None):
+    """In a ``dist_*`` worker, end the process at once on an exception from the block.
 
     Uncaught exceptions already do (:func:`create_kvstore` installs a ``sys.excepthook``);
     this also covers code run by a framework that catches exceptions and exits normally
-    (Hydra turns them into ``sys.exit(1)``), where the exit would wait forever for the other
-    workers. Exit code 1, or the code of a ``SystemExit``. A no-op for other stores.
+    (Hydra, or an app turning errors into ``sys.exit(2)``), where the exit would wait forever
+    for the other workers. Exit code 1, or the code of a ``SystemExit``.
+
+    Parameters
+    ----------
+    kv : mxnet.kvstore.KVStore, optional
+        Acts for a ``dist_*`` store; without one, for a process started as a worker of a job
+        (``DMLC_ROLE=worker``), so it can wrap code that creates the store itself. A no-op
+        otherwise.
 
     Examples
     --------
     >>> with exit_on_error(None):
     ...     pass
     """
-    if "dist" not in _kv_type(kv):
+    if kv is None:
+        active = os.environ.get("DMLC_ROLE") == "worker"
+    else:
+        active = not isinstance(kv, str) and "dist" in _kv_type(kv)
+    if not active:
         yield
         return
     try:
         yield
     except SystemExit as e:
         if e.code not in (None, 0):
-            _die(e.code if isinstance(e.code, int) else 1)
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(e.code if isinstance(e.code, int) else 1)
         raise
     except BaseException:
         _die(1)

@@ -110,6 +110,21 @@ def test_default_threads_share_the_cores():
         distributed.default_threads(0)
 
 
+@pytest.mark.parametrize("raise_, code, shown", [
+    ("raise RuntimeError('boom')", 1, "RuntimeError: boom"),
+    ("raise SystemExit(2)", 2, ""),
+])
+def test_exit_on_error_leaves_a_worker_at_once(raise_, code, shown):
+    script = ("import atexit, os\nfrom bucketrnn import distributed\n"
+              "atexit.register(lambda: print('atexit ran'))\n"
+              "with distributed.exit_on_error():\n    " + raise_ + "\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, DMLC_ROLE="worker"))
+    assert proc.returncode == code
+    assert shown in proc.stderr
+    assert "atexit ran" not in proc.stdout  # left without running exit handlers (no barrier)
+
+
 def test_exit_on_error_is_a_no_op_without_dist():
     with pytest.raises(KeyError):
         with distributed.exit_on_error(None):
