@@ -12,8 +12,8 @@ trains ``--steps`` timed steps on its shard after compiling every bucket. Report
     Aggregate real (unpadded) tokens per second: the workers' real tokens over the slowest
     worker's timed seconds.
 ``sync_ms_per_step``
-    Mean time per step in ``distributed.allreduce_grads(trainer)`` until the summed gradients are back
-    (measured on ``--probe`` extra steps that wait for each stage; the timed steps do not):
+    Mean time per step in ``distributed.allreduce_grads(trainer)`` until the summed gradients
+    are back (measured on ``--probe`` extra steps that wait for each stage; the timed steps do not):
     the push/pull round trip to the server plus waiting for the slower worker.
 ``speedup``
     ``tokens_per_s`` over the 1-worker ``dist_sync`` job's (and over ``local``'s).
@@ -124,7 +124,8 @@ def worker(args) -> None:
             seconds = time.perf_counter() - started
     result = {"rank": shard.shard_index, "workers": shard.num_shards, "steps": args.steps,
               "real_tokens": real, "seconds": seconds, "probes": probes,
-              "compute_seconds": compute, "sync_seconds": sync, "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+              "compute_seconds": compute, "sync_seconds": sync,
+              "omp_threads": os.environ.get("OMP_NUM_THREADS")}
     with open(os.path.join(args.out, f"worker-{shard.shard_index}.json"), "w") as f:
         json.dump(result, f)
 

@@ -13,9 +13,9 @@ importing MXNet with ``DMLC_ROLE=scheduler|server`` runs that role until the job
 
 Every line a process prints is echoed with its name: ``[scheduler]``, ``[server 0]``,
 ``[worker 1]`` (the launch slot; the kvstore rank ps-lite assigns may differ). If any process
-fails (or a server or the scheduler stops and a worker is still running 10 s later), the others are killed
-and the launcher exits non-zero, naming the process and its exit code. It exits 0 once every
-worker has exited 0 (then stops what is left of the servers and scheduler).
+fails (or a server or the scheduler stops and a worker still runs 10 s later), the others are
+killed and the launcher exits non-zero, naming the process and its exit code. It exits 0 once
+every worker has exited 0 (then stops what is left of the servers and scheduler).
 
 Exit codes: 0 success; the failed process's code (128 + signal if it was killed by one); 2 for
 bad arguments or a port in use; 124 on ``--timeout``.

@@ -178,8 +178,8 @@ def train(args, kv):
     digest, sums = param_digest(params)
     result = {"rank": rank, "num_workers": num_shards, "kvstore": args.kvstore,
               "steps": step, "steps_this_run": step - start_step, "resumed_at": start_step,
-              "seen": seen, "buckets": buckets, "trace": trace, "param_digest": digest, "param_sums": sums,
-              "examples": args.examples}
+              "seen": seen, "buckets": buckets, "trace": trace, "param_digest": digest,
+              "param_sums": sums, "examples": args.examples}
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"worker-{rank}.json"), "w") as f:
         json.dump(result, f)
