@@ -33,6 +33,7 @@ import contextlib
 import os
 import sys
 import traceback
+import warnings
 from typing import NamedTuple
 
 # The plan check lives in its own module; it is part of this one's surface.
@@ -46,8 +47,8 @@ from bucketrnn.plan_check import (  # noqa: F401
     plan_fingerprint,
 )
 
-__all__ = ["KVSTORES", "PlanMismatchError", "Shard", "check_same_plan", "check_shards",
-           "allreduce_grads", "create_kvstore", "default_threads", "exit_on_error",
+__all__ = ["KVSTORES", "PlanMismatchError", "Shard", "allreduce_grads", "check_same_plan",
+           "check_shards", "check_threads", "create_kvstore", "default_threads", "exit_on_error",
            "is_checkpoint_writer", "plan_fingerprint", "ready", "shard_of", "step",
            "update_on_kvstore"]
 
@@ -119,6 +120,7 @@ def create_kvstore(kvstore="local"):
         if role != "worker":
             raise ValueError(f"kvstore={kvstore!r} is created by workers only, but this "
                              f"process has DMLC_ROLE={role!r}")
+        check_threads()
     import mxnet as mx
 
     try:
@@ -276,6 +278,25 @@ def allreduce_grads(trainer) -> None:
                          f"{trainer._kvstore.type!r}: its servers update the parameters. Use "
                          "distributed.step(trainer, batch_size), without gradient clipping")
     trainer.allreduce_grads()
+
+
+def check_threads(environ=None) -> None:
+    """Warn (``BucketRNNWarning``) if ``OMP_NUM_THREADS`` is not set in a worker's environment.
+
+    Unset, every worker of a machine starts one OpenMP thread per core and the workers fight
+    over the cores. It must be set before MXNet is imported, so this can only warn:
+    ``bucketrnn.launch`` sets it; by hand, set it to :func:`default_threads` of the workers
+    on the machine.
+    """
+    from bucketrnn.errors import BucketRNNWarning
+
+    env = os.environ if environ is None else environ
+    if not env.get("OMP_NUM_THREADS"):
+        warnings.warn("OMP_NUM_THREADS is not set in this distributed worker: every worker on "
+                      "this machine uses all its cores. Set it to cores // workers per machine "
+                      f"(here {default_threads(int(env.get('DMLC_NUM_WORKER') or 1))} if all "
+                      "workers share this machine); python -m bucketrnn.launch does",
+                      BucketRNNWarning, stacklevel=3)
 
 
 def default_threads(workers_on_host: int, cores: int | None = None) -> int:

@@ -121,6 +121,14 @@ def test_exit_on_error_leaves_a_worker_at_once(raise_, code, shown):
     assert "atexit ran" not in proc.stdout  # left without running exit handlers (no barrier)
 
 
+def test_a_worker_without_omp_num_threads_is_warned():
+    from bucketrnn import BucketRNNWarning
+
+    with pytest.warns(BucketRNNWarning, match="OMP_NUM_THREADS is not set"):
+        distributed.check_threads({"DMLC_NUM_WORKER": "2"})
+    distributed.check_threads({"OMP_NUM_THREADS": "1"})
+
+
 def test_exit_on_error_is_a_no_op_without_dist():
     with pytest.raises(KeyError):
         with distributed.exit_on_error(None):
