@@ -78,6 +78,9 @@ def run_worker(spec: dict, folder: str, tag: str, timeout: float) -> dict:
     with open(spec_path, "w") as f:
         json.dump(spec, f)
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # Idle OpenMP threads sleep instead of spinning: spinning burns CPU time that would count
+    # as work whenever other jobs share the cores (the same setting for every arm).
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = time.perf_counter()
     try:
         proc = subprocess.run([sys.executable, "-m", "benchmarks.worker", spec_path, out_path],
@@ -128,6 +131,7 @@ def main(argv=None):
             raw[name].append(res)
             log(f"round {r} {name}: " + (res["error"] if "error" in res else
                 f"{res['real_tokens'] / res['seconds']:,.0f} tok/s, "
+                f"{res['real_tokens'] / res['cpu_seconds']:,.0f} tok/CPU-s, "
                 f"{sum(res['warmup_seconds'].values()):.1f}s compile, "
                 f"{res['process_seconds']:.0f}s in all"))
 

@@ -497,8 +497,11 @@ def run_arm(name: str, cfg: Config, data, steps: int, start: int = 0, load=None,
             loss_window: int = 10) -> dict:
     """Warm up and time one window of an arm's schedule; see the module docstring.
 
-    Returns a dict of raw figures: seconds in steps and in the loader, real tokens and computed
-    slots of the window, warm-up seconds per shape, the loss, and the per-epoch figures.
+    Returns a dict of raw figures: wall and CPU seconds in steps and in the loader, real tokens
+    and computed slots of the window, warm-up seconds per shape, the loss, and the per-epoch
+    figures. CPU seconds are the whole process's (every MXNet thread): unlike wall time they do
+    not grow when other jobs share the machine. The loader's CPU time is the main thread's time
+    inside ``next()`` (the loaders run in the training thread, ``num_workers=0``).
     """
     from mxnet import nd
 
@@ -532,13 +535,14 @@ def run_arm(name: str, cfg: Config, data, steps: int, start: int = 0, load=None,
     for _ in range(start):
         next(it)
     losses, tokens, computed = [], [], 0
-    load_seconds = 0.0
+    load_seconds = load_cpu = 0.0
     nd.waitall()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for i in range(steps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         batch = next(it)
         load_seconds += time.perf_counter() - t
+        load_cpu += time.thread_time() - c
         shape = arm.shape(batch)
         loss_sum, real = arm.step(batch)
         computed += int(np.prod(shape)) if not isinstance(shape, int) else \
@@ -548,6 +552,7 @@ def run_arm(name: str, cfg: Config, data, steps: int, start: int = 0, load=None,
             losses.append((loss_sum, real))
     nd.waitall()
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     real_tokens = sum(int(t) if isinstance(t, (int, np.integer)) else int(t.asscalar())
                       for t in tokens)
     loss = float(sum(float(np.asarray(l.asnumpy()).sum()) for l, _ in losses) /
@@ -558,7 +563,8 @@ def run_arm(name: str, cfg: Config, data, steps: int, start: int = 0, load=None,
     mem = rss_mb()
     return {
         "arm": name, "title": arm.title, "start": start, "steps": steps, "seconds": seconds,
-        "load_seconds": load_seconds, "real_tokens": real_tokens, "computed_slots": computed,
+        "load_seconds": load_seconds, "cpu_seconds": cpu_seconds, "load_cpu_seconds": load_cpu,
+        "real_tokens": real_tokens, "computed_slots": computed,
         "warmup_seconds": warmup, "loss": loss, "sentences_used": int(arm.sentences_used),
         "sentences_total": len(data), "shapes_per_epoch": int(arm.shapes_per_epoch),
         "waste_per_epoch": float(arm.waste_per_epoch),

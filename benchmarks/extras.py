@@ -126,7 +126,7 @@ def scaling_point(cfg, data, fraction=1.0, steps=10, num_buckets=8):
     it = iter(loader)
     steps = min(steps, len(loader))
     nd.waitall()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     tokens = 0
     for _ in range(steps):
         batch = next(it)
@@ -135,10 +135,13 @@ def scaling_point(cfg, data, fraction=1.0, steps=10, num_buckets=8):
         gluon_step(trainer, lambda: graphs(batch), real, settle=cfg.memory == "shared")
     nd.waitall()
     seconds = time.perf_counter() - started
+    cpu_per_step = (time.process_time() - cpu_started) / steps
     per_step = seconds / steps
     return {"fraction": fraction, "sentences": n, "batches_per_epoch": len(loader),
             "timed_steps": steps, "seconds_per_step": per_step,
             "tokens_per_s": tokens / seconds, "epoch_seconds_extrapolated": per_step * len(loader),
+            "cpu_seconds_per_step": cpu_per_step,
+            "epoch_cpu_seconds_extrapolated": cpu_per_step * len(loader),
             "plan_and_loader_build_seconds": build, "loader_epoch_seconds": loader_epoch,
             "compile_seconds": compile_s, "graphs": loader.plan.num_buckets}
 
@@ -161,16 +164,18 @@ def compile_sweep(cfg, data, ks=(1, 2, 4)):
 
 
 def _time(step, n):
+    """CPU seconds of this process per call of ``step`` (after two untimed calls): unlike wall
+    time, not inflated when other jobs share the machine."""
     from mxnet import nd
 
     for _ in range(2):
         step()
     nd.waitall()
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(n):
         step()
     nd.waitall()
-    return (time.perf_counter() - started) / n
+    return (time.process_time() - started) / n
 
 
 def profile(cfg, data, length=None, steps=6):
