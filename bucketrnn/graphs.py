@@ -176,10 +176,14 @@ class GraphCache:
 
     def _ensure_reference(self):
         if self._reference is None:
-            if not self._known_keys:
+            if self._known_keys:
+                self.block(self._known_keys[0])
+            elif hasattr(self._factory, "param_key"):
+                # A factory that can build a parameter owner for any length (Model.factory).
+                self._reference = self._factory(self._factory.param_key)
+            else:
                 raise ValueError("no block built yet, so there are no parameters: pass keys= "
                                  "(e.g. plan.keys) to GraphCache or call warmup() first")
-            self.block(self._known_keys[0])
         return self._reference
 
     def collect_params(self, select=None):

@@ -228,6 +228,19 @@ def test_export_round_trip_predicts_the_same(tmp_path, memory):
         loaded(lm_batch(0, 13))
 
 
+def test_a_model_factory_needs_no_keys():
+    graphs = GraphCache(lm_factory())
+    graphs.initialize()
+    trainer = gluon.Trainer(graphs.collect_params(), "sgd", {"learning_rate": 0.1})
+    with autograd.record():
+        loss = graphs(BATCHES[0])
+    loss.backward()
+    trainer.step(1)
+    assert graphs.compiled == 1
+    assert all(p is graphs.collect_params()[n]
+               for n, p in graphs.block(9).collect_params().items())
+
+
 def test_custom_inputs():
     graphs = GraphCache(
         SequenceClassifier.factory(num_classes=2, vocab_size=VOCAB, hidden_size=8),
@@ -253,7 +266,7 @@ def test_bad_input_messages():
                                          r"cpu\(0\)"):
         graphs(lm_batch(0, 4, ctx=mx.cpu(1)))
     with pytest.raises(ValueError, match="no block built yet.*pass keys="):
-        GraphCache(lm_factory()).collect_params()
+        GraphCache(lambda n: LanguageModel(n, vocab_size=VOCAB, hidden_size=8)).initialize()
     with pytest.raises(ValueError, match="warmup needs example="):
         GraphCache(lm_factory()).warmup([4, 6])
     frozen = GraphCache(lm_factory(), keys=(4,), frozen=True)

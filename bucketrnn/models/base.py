@@ -65,6 +65,9 @@ class BucketModel(gluon.HybridBlock):
             return block
 
         build.__qualname__ = f"{cls.__name__}.factory"
+        # Any length builds the same parameters: GraphCache uses this one to own them before
+        # it knows a bucket key.
+        build.param_key = 1
         return build
 
     def check_context(self, ctx) -> None:
