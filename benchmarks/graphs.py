@@ -90,8 +90,8 @@ def worker(args) -> dict:
     factory = LanguageModel.factory(vocab_size=args.vocab, hidden_size=args.hidden,
                                     num_layers=args.layers, cell=args.cell)
     graphs = GraphCache(factory, ctx=mx.cpu(), memory=memory, keys=keys)
-    graphs.initialize(mx.init.Xavier(rnd_type="uniform", magnitude=1.0))
-    trainer = gluon.Trainer(graphs.collect_params(), "sgd", {"learning_rate": 0.1})
+    graphs.initialize(mx.init.Uniform(0.1))
+    trainer = gluon.Trainer(graphs.collect_params(), "sgd", {"learning_rate": 1.0})
     batches = [make_batch(k, vl, args.vocab, args.seed + i) for i, (k, vl) in enumerate(steps)]
     base = rss_mb()
     started = time.perf_counter()
@@ -128,7 +128,7 @@ def worker(args) -> dict:
 def run(args, **override) -> dict:
     argv = [sys.executable, os.path.abspath(__file__), "--worker"]
     for name, value in {**vars(args), **override}.items():
-        if name == "worker" or value is None:
+        if name in ("worker", "only") or value is None:
             continue
         argv += [f"--{name.replace('_', '-')}", str(value)]
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(
@@ -149,6 +149,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--bucket-counts", default="8,32")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", choices=["policies", "cells"], default=None,
+                        help="run one half of the benchmark")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--policy", default="shared", help=argparse.SUPPRESS)
     parser.add_argument("--buckets", type=int, default=8, help=argparse.SUPPRESS)
@@ -162,7 +164,8 @@ def main(argv=None):
     print(f"{'config':<22}{'graphs':>7}{'peak RSS MB':>13}{'steps/s':>9}{'tokens/s':>10}"
           f"{'warmup s':>10}")
     results = {}
-    for count in [int(c) for c in args.bucket_counts.split(",")]:
+    counts = [int(c) for c in args.bucket_counts.split(",")]
+    for count in counts if args.only != "cells" else []:
         for policy in ("single", "shared", "static", "dynamic"):
             r = run(args, policy=policy, buckets=count)
             results[(policy, count)] = r
@@ -175,7 +178,9 @@ def main(argv=None):
               f"(target <= 1.3x), static = {static['peak_rss_mb'] / single['peak_rss_mb']:.2f}x;"
               f" shared step rate = {shared['steps_per_s'] / static['steps_per_s']:.2f}x static"
               f" (target >= 0.97x)", flush=True)
-    count = int(args.bucket_counts.split(",")[0])
+    if args.only == "policies":
+        return
+    count = counts[0]
     cells = {c: run(args, policy="static", buckets=count, cell=c) for c in ("unrolled", "fused")}
     for cell, r in cells.items():
         print(f"{cell:<9} static, {count} buckets: {r['tokens_per_s']:>9} real tokens/s, "
