@@ -212,9 +212,18 @@ def main(argv=None) -> int:
         return 0
     import bucketrnn.config  # noqa: F401  (registers the schema)
 
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=argv)
-    print(describe(cfg))
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=argv)
+        print(describe(cfg))
+    except (HydraException, ValueError, TypeError, FileNotFoundError) as e:
+        # Hydra's message names the override; its cause names the key and what was expected.
+        cause = e.__cause__ or e.__context__
+        print(f"error: {e}" + (f"\n{cause}" if cause and str(cause) not in str(e) else ""),
+              file=sys.stderr)
+        return 2
     return 0
 
 

@@ -191,3 +191,13 @@ def test_find_resume_dir(tmp_path):
     assert find_resume_dir(str(tmp_path / "a"), str(tmp_path / "c")) == str(tmp_path / "a")
     with pytest.raises(FileNotFoundError, match="no checkpoint.npz in"):
         find_resume_dir(str(tmp_path / "c"), str(tmp_path / "c"))
+
+
+def test_plan_cli_bad_override(capsys):
+    from bucketrnn.plan import main
+
+    assert main(["bucketing.num_bucket=3"]) == 2
+    err = capsys.readouterr().err
+    assert "Key 'num_bucket' not in 'BucketingConfig'" in err
+    assert main(["model.cell=x"]) == 2
+    assert "full_key: model.cell" in capsys.readouterr().err
