@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +42,18 @@ POLL_SECONDS = 0.05
 KILL_GRACE_SECONDS = 3.0
 # After the last worker exits, the servers and scheduler normally stop on their own.
 SHUTDOWN_SECONDS = 10.0
+
+
+# Every child runs under this: it asks Linux to SIGKILL it when the launcher dies (even by
+# SIGKILL, which the launcher cannot catch), then becomes the real command. Without it a killed
+# launcher would leave workers blocked in the kvstore forever.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "try:\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "except (OSError, AttributeError):\n"
+    "    pass\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])\n")
 
 
 class LaunchError(RuntimeError):
@@ -76,6 +89,7 @@ class _Proc:
         self.name = name
         # A session of its own, so that killing it also kills whatever it started (loader
         # workers, shells).
+        argv = [sys.executable, "-c", _DIE_WITH_PARENT, *argv]
         self.popen = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       start_new_session=True)
@@ -163,6 +177,9 @@ def launch(command, workers=2, servers=1, port=None, timeout=None, threads=None,
     if not command:
         raise LaunchError("no worker command: put it after `--`, e.g. "
                           "`python -m bucketrnn.launch --workers 2 -- python train.py`")
+    if shutil.which(command[0]) is None:
+        raise LaunchError(f"worker command {command[0]!r} is not an executable file or on "
+                          "PATH")
     port = free_port() if port is None else check_port(port)
     threads = threads or default_threads(workers)
     base = dict(os.environ if env is None else env)
@@ -194,7 +211,7 @@ def launch(command, workers=2, servers=1, port=None, timeout=None, threads=None,
             worker_procs.append(p)
     except OSError as e:
         _stop(procs)
-        note(f"could not start {command[0]!r}: {e}")
+        note(f"could not start a process: {e}")
         return 2
 
     started = time.monotonic()
@@ -263,6 +280,10 @@ def _parser():
     return p
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -275,4 +296,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM (a CI timeout, `kill`) stops the job like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     sys.exit(main())

@@ -166,6 +166,40 @@ def test_launcher_timeout_kills_the_job(capsys):
     assert "timeout: the job ran longer than --timeout=2s" in capsys.readouterr().out
 
 
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_a_killed_launcher_takes_its_processes_with_it(sig):
+    import signal
+
+    worker = "import os, time; print('pid', os.getpid(), flush=True); time.sleep(120)"
+    proc = subprocess.Popen([sys.executable, "-m", "bucketrnn.launch", "--workers", "1", "--",
+                             sys.executable, "-c", worker], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        pid = None
+        for line in proc.stdout:
+            if line.startswith("[worker 0] pid "):
+                pid = int(line.split()[-1])
+                break
+        assert pid and _alive(pid)
+        proc.send_signal(getattr(signal, sig))
+        proc.wait(timeout=20)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid), f"the worker outlived a launcher killed by {sig}"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_describe_exit_codes():
     assert launch.describe(3) == "exit code 3"
     assert launch.describe(-9) == "signal SIGKILL"
