@@ -175,6 +175,9 @@ def _hydra_app(cfg) -> None:
         # Bad input (StateMismatchError is a ValueError): the message is the whole story.
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as e:
+        print(f"\ninterrupted: {e}", file=sys.stderr)
+        sys.exit(130)
 
 
 def main() -> None:

@@ -19,11 +19,14 @@ are dropped on resume, so the file reads as one run).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -343,6 +346,8 @@ class TrainLoop:
         self._open_metrics(self._resumed_offset)
         loader = self.loader
         bar = Progress(self.stream, enabled=self.progress)
+        stops = self._stop_requests()
+        stops.__enter__()
         try:
             while self.epoch < self.epochs:
                 if self.max_steps is not None and self.global_step >= self.max_steps:
@@ -366,11 +371,36 @@ class TrainLoop:
                 self.epoch += 1
                 self.save_checkpoint(epoch_finished=True)
         finally:
+            stops.__exit__(None, None, None)
             bar.close()
             if self._metrics is not None:
                 self._metrics.close()
                 self._metrics = None
         return self.history
+
+    @contextlib.contextmanager
+    def _stop_requests(self):
+        """Ctrl-C / SIGTERM: finish the current step, write a checkpoint, then stop.
+
+        Stopping between steps keeps parameters, optimizer and loader position consistent; a
+        second signal interrupts at once (the last checkpoint still holds).
+        """
+        self._stop = None
+        if self.run_dir is None or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def ask(signum, frame):
+            if self._stop is not None:
+                raise KeyboardInterrupt(f"second {signal.Signals(signum).name}")
+            self._stop = signal.Signals(signum).name
+
+        previous = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     def _epoch_train_figures(self):
         h = self.history
@@ -413,5 +443,10 @@ class TrainLoop:
             if self.max_steps is not None and self.global_step >= self.max_steps:
                 self.save_checkpoint(epoch_finished=False)
                 return True
+            if self._stop is not None:
+                self.save_checkpoint(epoch_finished=False)
+                raise KeyboardInterrupt(
+                    f"{self._stop} after step {self.global_step}: checkpoint saved in "
+                    f"{self.run_dir}; continue with fit(resume=True) (app: resume=true)")
         self._flush_window()
         return False

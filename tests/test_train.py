@@ -126,3 +126,31 @@ def test_classifier_reports_accuracy(tmp_path):
 def test_bad_arguments(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         _loop(tmp_path, _sequences(8), **kw)
+
+
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path):
+    import signal
+
+    from bucketrnn import checkpoint as ckpt
+
+    seqs = _sequences()
+    whole = _loop(tmp_path / "whole", seqs, epochs=2)
+    whole.fit()
+    loop = _loop(tmp_path / "run", seqs, epochs=2)
+    step = loop.train_step
+
+    def train_step(batch):
+        tally = step(batch)
+        if loop.global_step == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C mid-step
+        return tally
+
+    loop.train_step = train_step
+    with pytest.raises(KeyboardInterrupt, match="SIGINT after step 5: checkpoint saved"):
+        loop.fit()
+    assert ckpt.load(str(tmp_path / "run" / "checkpoint.npz")).meta["global_step"] == 5
+    resumed = _loop(tmp_path / "run", seqs, epochs=2)
+    resumed.fit(resume=True)
+    a, b = _params(whole), _params(resumed)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
