@@ -160,6 +160,7 @@ class TrainLoop:
         self.history = {"epochs": [], "train_seconds": 0.0, "real_tokens": 0, "slots": 0}
         self._window = _tally()
         self._metrics = None
+        self._stop = None
 
     # -------------------------------------------------------------------- checkpoints
     @property
