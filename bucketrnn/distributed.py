@@ -238,12 +238,12 @@ def ready(trainer) -> None:
     """Create ``trainer``'s kvstore and wait for rank 0's parameters to arrive (idempotent).
 
     The ``Trainer`` broadcasts rank 0's parameters on first use (or when loading optimizer
-    states) with an asynchronous pull into the parameters. Under ``dist_*`` MXNet 1.9.1 lets
-    the first gradient push replace the kvstore's receive buffer of a key while that pull is
-    in flight: the pull then never reaches the parameters, that worker keeps its initial
-    weights for one step and the workers drift apart for good (seen here in about 4 runs in
-    10 of the two-worker test). Waiting once for the broadcast avoids it. :func:`step` and
-    :func:`allreduce_grads` call this; call it yourself if you use the Trainer otherwise.
+    states) with an asynchronous pull into the parameters. Under ``dist_sync`` with MXNet
+    1.9.1, letting the first gradient exchange start while that pull is in flight made one
+    worker's parameters differ from the others' after step 1 in about 4 of 10 two-worker runs
+    here (and the workers stayed apart); waiting once for the broadcast removed it (30 of 30
+    runs bit-identical). :func:`step` and :func:`allreduce_grads` call this; call it yourself
+    if you drive the Trainer otherwise.
     """
     if not trainer._kv_initialized:
         trainer._init_kvstore()
