@@ -5,7 +5,7 @@ the token ``N``, so the label is 1 when ``N`` occurs in the sentence (the token 
 input; the LSTM has to notice it anywhere in a sentence of up to 80 words). The majority class
 is printed as the baseline to beat.
 
-    python examples/classify_sentences.py                    # 8000 sentences, 2 epochs, ~1 min
+    python examples/classify_sentences.py                    # 8000 sentences, 2 epochs
     python examples/classify_sentences.py --limit 300 --epochs 1 --hidden 16   # seconds
 """
 

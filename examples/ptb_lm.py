@@ -1,6 +1,6 @@
 """Language modelling on Penn Treebank from the library API alone (no Hydra).
 
-    python examples/ptb_lm.py                       # 2-layer LSTM-200, 1 epoch, ~6 min on 2 cores
+    python examples/ptb_lm.py                # the sizes of `python -m bucketrnn`'s default run
     python examples/ptb_lm.py --limit 500 --hidden 32 --epochs 1   # a smoke run, seconds
 
 Steps: load PTB sentences as token ids (``<eos> w1 ... wn <eos>``), plan length buckets, train one
@@ -21,19 +21,20 @@ from bucketrnn.train import TrainLoop
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--limit", type=int, default=None, help="training sentences (default all)")
+    p.add_argument("--limit", type=int, default=21000, help="training sentences (0: all)")
     p.add_argument("--eval-limit", type=int, default=None, help="valid/test sentences")
     p.add_argument("--hidden", type=int, default=200)
     p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--buckets", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.002)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr-decay", type=float, default=0.5, help="per-epoch factor")
     p.add_argument("--run-dir", default=None, help="write metrics and checkpoints here")
     args = p.parse_args(argv)
 
     started = time.time()
-    train, vocab = penn_treebank("train", limit=args.limit)
+    train, vocab = penn_treebank("train", limit=args.limit or None)
     valid, _ = penn_treebank("valid", vocab=vocab, limit=args.eval_limit)
     test, _ = penn_treebank("test", vocab=vocab, limit=args.eval_limit)
 
@@ -49,9 +50,10 @@ def main(argv=None):
                             boundaries=bounds + extra, shuffle=False)
 
     build = LanguageModel.factory(vocab_size=len(vocab), hidden_size=args.hidden,
-                                  num_layers=args.layers)
+                                  num_layers=args.layers, tie_weights=True)
     loop = TrainLoop(build, loader, ctx=mx.cpu(), optimizer="adam",
                      optimizer_params={"learning_rate": args.lr}, clip_norm=1.0,
+                     lr_decay=args.lr_decay,
                      epochs=args.epochs, run_dir=args.run_dir, seed=0)
     loop.fit(eval_loader(valid))
     for name, ds in (("valid", valid), ("test", test)):
