@@ -11,7 +11,7 @@ RMSprop) on Penn Treebank sentences written as characters, twice:
 Both runs see the same sentences in the same order of epochs and use the same loss (summed over
 real characters, so padding adds no loss), and print their speed, loss and a generated sample.
 
-    python examples/keras_char_lstm.py      # 2000 sentences, 2 epochs each way (docs/keras-mxnet.md)
+    python examples/keras_char_lstm.py     # 2000 sentences, 2 epochs each way (docs/keras-mxnet.md)
     python examples/keras_char_lstm.py --limit 100 --epochs 1 --hidden 16 --generate 20
 """
 
