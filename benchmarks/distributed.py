@@ -17,6 +17,10 @@ trains ``--steps`` timed steps on its shard after compiling every bucket. Report
     the push/pull round trip to the server plus waiting for the slower worker.
 ``speedup``
     ``tokens_per_s`` over the 1-worker ``dist_sync`` job's (and over ``local``'s).
+``tokens_per_cpu_s``
+    Real tokens per CPU-second the workers used (all their threads): unlike tokens/s, barely
+    moved by other load on the machine. ``cpu_efficiency_vs_1_dist_sync`` compares it with
+    the 1-worker job: 1.0 means 2 workers spend no more CPU per token than 1.
 ``two_process_ceiling``
     What 2 busy single-thread processes gain over 1 on this machine right before each job
     (2.0 on two idle cores): the most 2 workers could gain here. Read the speedup against it;
@@ -98,8 +102,11 @@ def worker(args) -> None:
         for i in range(end + args.probe):
             if i in (args.warmup, end):
                 mx.nd.waitall()  # phase boundaries: warm-up | timed steps | probed steps
-                now = time.perf_counter()
-                started, seconds = (now, 0.0) if i == args.warmup else (started, now - started)
+                now, cpu_now = time.perf_counter(), time.process_time()
+                if i == args.warmup:
+                    started, cpu_started = now, cpu_now
+                else:
+                    seconds, cpu = now - started, cpu_now - cpu_started
             batch = next(stream)
             probe = i >= end
             t0 = time.perf_counter()
@@ -125,8 +132,9 @@ def worker(args) -> None:
         mx.nd.waitall()
         if not args.probe:
             seconds = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
     result = {"rank": shard.shard_index, "workers": shard.num_shards, "steps": args.steps,
-              "real_tokens": real, "seconds": seconds, "probes": probes,
+              "real_tokens": real, "seconds": seconds, "cpu_seconds": cpu, "probes": probes,
               "compute_seconds": compute, "sync_seconds": sync,
               "omp_threads": os.environ.get("OMP_NUM_THREADS")}
     with open(os.path.join(args.out, f"worker-{shard.shard_index}.json"), "w") as f:
@@ -177,6 +185,9 @@ def run(kind: str, workers: int, args, out: str) -> dict:
     return {"kvstore": kind, "workers": workers, "steps_per_worker": steps,
             "tokens_per_s": round(sum(p["real_tokens"] for p in per) / slowest, 1),
             "step_ms": round(1000 * slowest / steps, 2),
+            # Every thread of the workers (compute, engine, ps-lite); not the server's.
+            "tokens_per_cpu_s": round(sum(p["real_tokens"] for p in per)
+                                      / sum(p["cpu_seconds"] for p in per), 1),
             "compute_ms_per_step": round(1000 * np.mean([p["compute_seconds"] for p in per])
                                          / max(per[0]["probes"], 1), 2),
             "sync_ms_per_step": round(1000 * np.mean([p["sync_seconds"] for p in per])
@@ -226,6 +237,8 @@ def main(argv=None) -> None:
         r["speedup_vs_1_dist_sync"] = round(r["tokens_per_s"] / base_dist, 2)
         r["speedup_vs_local"] = round(r["tokens_per_s"] / base_local, 2)
         r["sync_pct_of_step"] = round(100 * r["sync_ms_per_step"] / r["step_ms"], 1)
+        r["cpu_efficiency_vs_1_dist_sync"] = round(r["tokens_per_cpu_s"]
+                                                   / rows[1]["tokens_per_cpu_s"], 2)
     two = rows[-1]
     ceiling = two["two_process_ceiling"]
     if ceiling < 1.6:
