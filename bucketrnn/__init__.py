@@ -12,6 +12,7 @@ from bucketrnn.errors import BucketRNNWarning, StateMismatchError
 from bucketrnn.graphs import GraphCache
 from bucketrnn.lengths import sequence_lengths
 from bucketrnn.loader import BucketLoader
+from bucketrnn.models import LanguageModel, SequenceClassifier, loss_normalizer
 from bucketrnn.sampler import BucketBatchSampler
 
 __all__ = sorted(
@@ -23,10 +24,13 @@ __all__ = sorted(
         "BucketRNNWarning",
         "FlatSequences",
         "GraphCache",
+        "LanguageModel",
         "PadToBucket",
+        "SequenceClassifier",
         "StateMismatchError",
         "Vocabulary",
         "plan_buckets",
+        "loss_normalizer",
         "sequence_lengths",
     ]
 )
