@@ -48,6 +48,9 @@ def parse_args(argv=None):
                    help="GraphCache memory policy of the bucketrnn arms and the ceiling")
     p.add_argument("--note", default="", help="free text for the report (e.g. machine shared)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
+    p.add_argument("--from-json", default=None, metavar="PATH",
+                   help="measure nothing: re-render benchmarks.md (and the targets) from the raw "
+                        "figures of an earlier run's benchmarks.json, into --out")
     args = p.parse_args(argv)
     args.arms = [a for a in args.arms.split(",") if a]
     unknown = [a for a in args.arms if a not in ARMS]
@@ -103,8 +106,21 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def rerender(path: str, out_dir: str) -> int:
+    """Rewrite the report of an earlier run from its raw figures (no measurement)."""
+    with open(path) as f:
+        result = json.load(f)
+    result["arms"] = {name: report.aggregate(rounds) for name, rounds in result["raw"].items()}
+    result["targets"] = report.targets(result["arms"], result["extras"])
+    md, js = report.write(result, out_dir)
+    log(f"re-rendered {md} and {js} from {path}")
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.from_json:
+        return rerender(args.from_json, args.out)
     started = time.perf_counter()
     cfg = Config(memory=args.memory, **(TINY if args.tiny else {}))
     machine = report.machine()

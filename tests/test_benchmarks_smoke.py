@@ -35,3 +35,11 @@ def test_benchmarks_tiny_run_writes_every_arm(tmp_path):
     md = (out / "benchmarks.md").read_text()
     assert "python -m benchmarks --tiny" in md and "| arm |" in md and "nproc" in md
     assert result["machine"]["nproc"] >= 1 and result["machine"]["cpu_model"]
+
+    # The report can be re-rendered from the raw figures alone.
+    again = tmp_path / "again"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--from-json",
+                           str(out / "benchmarks.json"), "--out", str(again)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (again / "benchmarks.md").read_text() == md
