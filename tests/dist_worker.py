@@ -107,7 +107,8 @@ def train(args, kv):
     distributed.check_shards(loader)
 
     mx.random.seed(args.seed)
-    # memory="static": the "shared" policy stalls in this loop (reported to graphs.py's owner).
+    # memory="static": chosen when the "shared" policy still stalled in this loop (since fixed
+    # in graphs.py); kept so the figures recorded in docs/distributed.md stay comparable.
     graphs = GraphCache(LanguageModel.factory(vocab_size=VOCAB, hidden_size=8),
                         keys=loader.plan.keys, memory="static")
     graphs.initialize(mx.init.Xavier())
