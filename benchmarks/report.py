@@ -236,6 +236,17 @@ def markdown(result: dict) -> str:
               "ratio within each round (arms of one round ran minutes apart, not in parallel).",
               "", "| target | measured | per round | goal | met | why, if missed |",
               "|---|---:|---|---:|---|---|"]
+    same = [arms[k] for k in ("ceiling", "bucketrnn_default", "bucketrnn_k16", "bucketrnn_k32",
+                              "gluonnlp_k10", "gluonnlp_k32") if k in arms
+            and "error" not in arms[k]]
+    if len(same) > 1:
+        rates = [_slot_rate(a) for a in same]
+        mid = (max(rates) + min(rates)) / 2
+        lines += [f"Noise floor of this run: the arms that run the same unrolled gluon graphs "
+                  f"(ceiling, bucketrnn unrolled, GluonNLP) computed {min(rates):,.0f} to "
+                  f"{max(rates):,.0f} slots per CPU-second (+-"
+                  f"{100 * (max(rates) - mid) / mid:.0f}%), so a ratio within that much of its goal "
+                  "is neither a clear pass nor a clear miss.", ""]
     for t in result["targets"]:
         per = ", ".join(f"{r:.2f}" for r in t["per_round"]) or "-"
         lines.append(f"| {t['target']} | {t['measured']} | {per} | {t['goal']} | "
