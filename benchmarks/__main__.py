@@ -106,10 +106,13 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def rerender(path: str, out_dir: str) -> int:
-    """Rewrite the report of an earlier run from its raw figures (no measurement)."""
+def rerender(path: str, out_dir: str, note: str = "") -> int:
+    """Rewrite the report of an earlier run from its raw figures (no measurement); ``note`` is
+    appended to the run's note."""
     with open(path) as f:
         result = json.load(f)
+    if note:
+        result["note"] = (result.get("note", "") + " " + note).strip()
     result["arms"] = {name: report.aggregate(rounds) for name, rounds in result["raw"].items()}
     result["targets"] = report.targets(result["arms"], result["extras"])
     md, js = report.write(result, out_dir)
@@ -120,7 +123,7 @@ def rerender(path: str, out_dir: str) -> int:
 def main(argv=None):
     args = parse_args(argv)
     if args.from_json:
-        return rerender(args.from_json, args.out)
+        return rerender(args.from_json, args.out, args.note)
     started = time.perf_counter()
     cfg = Config(memory=args.memory, **(TINY if args.tiny else {}))
     machine = report.machine()

@@ -163,6 +163,17 @@ def targets(arms: dict, extras: dict) -> list[dict]:
     return out
 
 
+def _digests(result) -> str:
+    """A warning when the workers imported different bucketrnn sources (edits during the run)."""
+    seen = {r.get("bucketrnn_digest") for rounds in result.get("raw", {}).values()
+            for r in rounds}
+    seen.discard(None)
+    if len(seen) > 1:
+        return (f" **The bucketrnn sources changed during the run**: workers imported "
+                f"{len(seen)} different versions (digests {', '.join(sorted(seen))}).")
+    return ""
+
+
 def _fmt(x, nd=0):
     return "-" if x is None else f"{x:,.{nd}f}"
 
@@ -177,8 +188,8 @@ def markdown(result: dict) -> str:
              f"load average at start {m['loadavg'][0]:.2f}, at end "
              f"{result['machine_end']['loadavg'][0]:.2f}. {result.get('note', '')}", "",
              f"Versions: Python {m['python']}, MXNet {m['mxnet']}, numpy {m['numpy']}, GluonNLP "
-             f"{m['gluonnlp']}; git {m['git_commit']}; {m['date_utc']}; total run "
-             f"{result['wall_seconds'] / 60:.1f} min.", "",
+             f"{m['gluonnlp']}; git {m['git_commit']} at the start; {m['date_utc']}; total run "
+             f"{result['wall_seconds'] / 60:.1f} min.{_digests(result)}", "",
              "## Setup", ""]
     c = result["config"]
     lines += [

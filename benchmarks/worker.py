@@ -21,6 +21,23 @@ def load_data(path):
         return FlatSequences(f["tokens"], f["offsets"])
 
 
+def source_digest() -> str:
+    """Short digest of the bucketrnn sources this process imports: the tree is shared with other
+    engineers, so a run can span edits; the report flags runs whose workers saw different code."""
+    import hashlib
+    import os
+
+    import bucketrnn
+
+    root = os.path.dirname(bucketrnn.__file__)
+    digest = hashlib.sha1()
+    for folder, _, files in sorted(os.walk(root)):
+        for name in sorted(f for f in files if f.endswith(".py")):
+            with open(os.path.join(folder, name), "rb") as f:
+                digest.update(name.encode() + f.read())
+    return digest.hexdigest()[:10]
+
+
 def main(argv=None):
     spec_path, out_path = (argv or sys.argv[1:])[:2]
     with open(spec_path) as f:
@@ -38,6 +55,7 @@ def main(argv=None):
             result.update(arms.rss_mb())
     except Exception as e:  # reported by the parent, with the traceback, as a failed arm
         result = {"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()}
+    result["bucketrnn_digest"] = source_digest()
     with open(out_path, "w") as f:
         json.dump(result, f)
 
