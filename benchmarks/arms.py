@@ -38,8 +38,8 @@ class Config:
     batch_size: int = 64
     learning_rate: float = 1e-3
     seed: int = 0
-    # GraphCache memory policy for the bucketrnn arms and the ceiling (see the report's notes:
-    # "shared" hung on this tree when this benchmark was written).
+    # GraphCache memory policy for the bucketrnn arms and the ceiling. "static" is the fastest
+    # per step; the library default "shared" has its own arm (bucketrnn_shared).
     memory: str = "static"
 
     def as_dict(self) -> dict:
@@ -103,10 +103,12 @@ class GluonBlocks:
 def gluon_step(trainer, forward, tokens, settle=False):
     """One Adam step on the mean per-token loss; ``tokens`` may be a number or an NDArray.
 
-    ``settle=True`` waits for the backward pass before ``trainer.step``: needed with
-    ``GraphCache(memory="shared")`` on this tree, which otherwise deadlocks (the executor's
-    backward, pushed from an autograd callback, reads the weights that the optimizer update,
-    pushed earlier by this thread, writes while it waits for that backward's gradients).
+    ``settle=True`` waits for the backward pass before ``trainer.step``. It was needed with
+    ``GraphCache(memory="shared")`` when the committed docs/benchmarks run was made: the second
+    step hung in ``SharedPool.settle`` (the executor's backward, pushed from an autograd
+    callback, reads the weights that the optimizer update pushed earlier by this thread writes).
+    graphs.py has fixed that since (commit ca0e745 says so); the wait costs about 3% per step
+    and can go once a run confirms the fix.
     """
     from mxnet import autograd, nd
 
