@@ -124,10 +124,16 @@ def main(argv=None):
     args = parse_args(argv)
     if args.from_json:
         return rerender(args.from_json, args.out, args.note)
+    # Checkpoints between rounds and worker specs live here (hundreds of MB for a full run).
+    with tempfile.TemporaryDirectory(prefix="bucketrnn-bench-") as folder:
+        return measure(args, folder, argv)
+
+
+def measure(args, folder: str, argv=None) -> int:
+    """Run every arm and extra with ``folder`` for the data, specs and checkpoints."""
     started = time.perf_counter()
     cfg = Config(memory=args.memory, **(TINY if args.tiny else {}))
     machine = report.machine()
-    folder = tempfile.mkdtemp(prefix="bucketrnn-bench-")
     data_path, sentences, vocab = prepare_data(args.tiny, folder)
     if vocab != cfg.vocab_size:
         raise SystemExit(f"the PTB vocabulary has {vocab} entries, the model {cfg.vocab_size}")
