@@ -72,7 +72,6 @@ def main(argv=None):
     graphs = GraphCache(build, ctx=mx.cpu(), memory=args.memory, keys=loader.plan.keys)
     graphs.initialize(mx.init.Xavier())
     trainer = gluon.Trainer(graphs.collect_params(), "adam", {"learning_rate": 0.005})
-    params = [p for p in graphs.collect_params().values() if p.grad_req != "null"]
 
     for epoch in range(args.epochs):
         loader.set_epoch(epoch)
@@ -83,8 +82,6 @@ def main(argv=None):
                 loss, _ = graphs(batch)
                 mean = loss.sum() / rows
             mean.backward()
-            for param in params:  # gradients complete before the update (see docs/concepts.md)
-                param.grad().wait_to_read()
             trainer.step(1)
             total_loss += float(mean.asscalar()) * rows
             seen += rows

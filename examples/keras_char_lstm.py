@@ -60,7 +60,6 @@ def padded_batches(ds, batch_size, maxlen, rng):
 
 def train(graphs, batches_of_epoch, epochs, lr):
     trainer = gluon.Trainer(graphs.collect_params(), "rmsprop", {"learning_rate": lr})
-    params = [p for p in graphs.collect_params().values() if p.grad_req != "null"]
     history = []
     for epoch in range(epochs):
         started, chars, total = time.perf_counter(), 0, 0.0
@@ -69,8 +68,6 @@ def train(graphs, batches_of_epoch, epochs, lr):
             with autograd.record():
                 loss = graphs(batch).sum() / n
             loss.backward()
-            for p in params:  # gradients complete before the update (see docs/concepts.md)
-                p.grad().wait_to_read()
             trainer.step(1)
             total += float(loss.asscalar()) * n
             chars += n
