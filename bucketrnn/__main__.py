@@ -86,6 +86,7 @@ def run(cfg, run_dir: str, stream=None) -> dict:
     ``FileNotFoundError`` / ``StateMismatchError`` for bad input before writing anything.
     """
     from bucketrnn import checkpoint as ckpt
+    from bucketrnn import distributed
     from bucketrnn.train import TrainLoop
 
     started = time.time()
@@ -100,11 +101,19 @@ def run(cfg, run_dir: str, stream=None) -> dict:
         raise FileExistsError(f"{work!r} already holds a run with a checkpoint; pass resume=true "
                               "to continue it or choose another hydra.run.dir")
     ctx = parse_context(cfg.trainer.context)
-    data = load_data(cfg.dataset, seed=cfg.seed)
-    train_loader, valid_loader, test_loader = make_loaders(data, cfg.bucketing, seed=cfg.seed)
-    os.makedirs(work, exist_ok=True)
-    data.vocab.save(os.path.join(work, "vocab.json"))
     t = to_dict(cfg.trainer)
+    # Every worker of a dist_* job runs this with the same run directory; rank 0 writes.
+    kv = distributed.create_kvstore(t["kvstore"]) if t["kvstore"].startswith("dist") \
+        else t["kvstore"]
+    shard = distributed.shard_of(kv)
+    writer = distributed.is_checkpoint_writer(kv)
+    data = load_data(cfg.dataset, seed=cfg.seed)
+    train_loader, valid_loader, test_loader = make_loaders(
+        data, cfg.bucketing, seed=cfg.seed, num_shards=shard.num_shards,
+        shard_index=shard.shard_index)
+    os.makedirs(work, exist_ok=True)
+    if writer:
+        data.vocab.save(os.path.join(work, "vocab.json"))
     params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
     out = stream or sys.stdout
     print(f"run directory: {work}" + (" (resumed)" if resume_dir else ""), file=out)
@@ -114,7 +123,7 @@ def run(cfg, run_dir: str, stream=None) -> dict:
                      ctx=ctx, optimizer=t["optimizer"], optimizer_params=params,
                      clip_norm=t["clip_norm"], lr_decay=t["lr_decay"], epochs=t["epochs"],
                      max_steps=t["max_steps"],
-                     memory=to_dict(cfg.memory)["policy"], kvstore=t["kvstore"], seed=cfg.seed,
+                     memory=to_dict(cfg.memory)["policy"], kvstore=kv, seed=cfg.seed,
                      run_dir=work, checkpoint_every=t["checkpoint_every"],
                      log_every=t["log_every"], progress=t["progress"], fingerprint=fp)
     history = loop.fit(valid_loader, resume=bool(resume_dir))
@@ -139,11 +148,12 @@ def run(cfg, run_dir: str, stream=None) -> dict:
         # Time spent before the interruption counts towards the run.
         with open(os.path.join(work, SUMMARY)) as f:
             summary["wall_seconds"] += json.load(f).get("wall_seconds", 0.0)
-    if cfg.plots:
+    if cfg.plots and writer:
         from bucketrnn import plots
 
         summary["plots"] = plots.save_all(work, train_loader.lengths, plan)
-    _write_json(os.path.join(work, SUMMARY), summary)
+    if writer:
+        _write_json(os.path.join(work, SUMMARY), summary)
     print(format_summary(summary), file=out, flush=True)
     return summary
 
@@ -169,15 +179,19 @@ def format_summary(s: dict) -> str:
 def _hydra_app(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
 
-    try:
-        run(cfg, HydraConfig.get().runtime.output_dir)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
-        # Bad input (StateMismatchError is a ValueError): the message is the whole story.
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt as e:
-        print(f"\ninterrupted: {e}", file=sys.stderr)
-        sys.exit(130)
+    from bucketrnn import distributed
+
+    # A dist worker must not wait at exit for the others (they would wait for it).
+    with distributed.exit_on_error():
+        try:
+            run(cfg, HydraConfig.get().runtime.output_dir)
+        except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+            # Bad input (StateMismatchError is a ValueError): the message is the whole story.
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt as e:
+            print(f"\ninterrupted: {e}", file=sys.stderr)
+            sys.exit(130)
 
 
 def main() -> None:

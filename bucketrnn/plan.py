@@ -141,8 +141,12 @@ def load_data(dataset, seed: int = 0, run_dir: str | None = None) -> Data:
     return Data(train, valid, test, vocab, None if classes is None else len(classes), what)
 
 
-def make_loaders(data: Data, bucketing, seed: int = 0):
+def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
+                 shard_index: int = 0):
     """``(train_loader, valid_loader, test_loader)`` for a ``bucketing`` config.
+
+    The training loader is shard ``shard_index`` of ``num_shards`` (one per distributed
+    worker); every worker evaluates the whole validation and test sets.
 
     Evaluation loaders use the training plan's boundaries (plus one for a longer evaluation
     sequence), the same batch sizes and no shuffling, so they reuse the training graphs.
@@ -155,7 +159,8 @@ def make_loaders(data: Data, bucketing, seed: int = 0):
     train = BucketLoader(data.train, num_buckets=b["num_buckets"], strategy=b["strategy"],
                          boundaries=b["boundaries"], shuffle=b["shuffle"], seed=seed,
                          last_batch=b["last_batch"], on_overflow=b["on_overflow"],
-                         num_workers=b["num_workers"], **sizes)
+                         num_workers=b["num_workers"], num_shards=num_shards,
+                         shard_index=shard_index, **sizes)
     out = [train]
     for ds in (data.valid, data.test):
         if ds is None or len(ds) == 0:

@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from bucketrnn import checkpoint as ckpt
+from bucketrnn import distributed
 from bucketrnn.progress import Progress
 
 __all__ = ["TrainLoop", "TASKS"]
@@ -136,6 +137,19 @@ class TrainLoop:
             raise ValueError(f"train_loader.task must be one of {TASKS}, got task={task!r}")
         self.task = task
         self.loader = train_loader
+        # A dist_* name becomes a store here; "local"/"device" stay names (one process, and
+        # gluon then needs no kvstore for one context).
+        self.kv = (distributed.create_kvstore(kvstore) if str(kvstore).startswith("dist")
+                   else kvstore)
+        shard = distributed.shard_of(self.kv)
+        mine = (train_loader.sampler.num_shards, train_loader.sampler.shard_index)
+        if mine != tuple(shard):
+            raise ValueError(f"train_loader is shard {mine[1]} of {mine[0]} but kvstore="
+                             f"{kvstore!r} makes this process rank {shard.shard_index} of "
+                             f"{shard.num_shards}: build it with num_shards={shard.num_shards}, "
+                             f"shard_index={shard.shard_index}")
+        self.num_workers = shard.num_shards
+        self.is_writer = distributed.is_checkpoint_writer(self.kv)
         self.ctx = ctx or mx.cpu()
         self.epochs, self.max_steps, self.clip_norm = epochs, max_steps, clip_norm
         self.seed, self.run_dir = seed, run_dir
@@ -153,7 +167,8 @@ class TrainLoop:
         if any(p._data is None for p in self.params.values()):
             self.graphs.initialize(init or mx.init.Xavier())
         self.trainer = gluon.Trainer(self.params, optimizer, dict(optimizer_params or {}),
-                                     kvstore=kvstore, update_on_kvstore=False)
+                                     kvstore=self.kv,
+                                     update_on_kvstore=distributed.update_on_kvstore(self.kv))
         self.base_lr, self.lr_decay = self.trainer.learning_rate, float(lr_decay)
         self.global_step = 0
         self.epoch = 0
@@ -168,8 +183,8 @@ class TrainLoop:
         return None if self.run_dir is None else os.path.join(self.run_dir, ckpt.FILENAME)
 
     def save_checkpoint(self, epoch_finished: bool) -> None:
-        """Write ``checkpoint.npz`` atomically (no-op without ``run_dir``)."""
-        if self.run_dir is None:
+        """Write ``checkpoint.npz`` atomically (no-op without ``run_dir``, and on ranks > 0)."""
+        if self.run_dir is None or not self.is_writer:
             return
         self._flush_window()
         offset = 0
@@ -178,14 +193,17 @@ class TrainLoop:
             os.fsync(self._metrics.fileno())
             offset = self._metrics.tell()
         params = {name: p.data(self.ctx).asnumpy() for name, p in self.params.items()}
-        fd, tmp = tempfile.mkstemp(dir=self.run_dir, suffix=".states")
-        os.close(fd)
-        try:
-            self.trainer.save_states(tmp)
-            with open(tmp, "rb") as f:
-                states = f.read()
-        finally:
-            os.unlink(tmp)
+        states = b""
+        # Under dist_async the optimizer state is on the servers: MXNet cannot save it here.
+        if not distributed.update_on_kvstore(self.kv):
+            fd, tmp = tempfile.mkstemp(dir=self.run_dir, suffix=".states")
+            os.close(fd)
+            try:
+                self.trainer.save_states(tmp)
+                with open(tmp, "rb") as f:
+                    states = f.read()
+            finally:
+                os.unlink(tmp)
         meta = {"epoch": self.epoch, "epoch_finished": epoch_finished,
                 "global_step": self.global_step, "loader": self.loader.state_dict(),
                 "rng": {"seed": self.seed, "scheme": "mx.random.seed(f(seed, global_step))"},
@@ -216,13 +234,14 @@ class TrainLoop:
         self.loader.load_state_dict(state.meta["loader"])  # checks the data fingerprint
         for name, p in self.params.items():
             p.set_data(mx.nd.array(state.params[name], dtype=p.dtype))
-        fd, tmp = tempfile.mkstemp(suffix=".states")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(state.trainer_states)
-            self.trainer.load_states(tmp)
-        finally:
-            os.unlink(tmp)
+        if state.trainer_states and not distributed.update_on_kvstore(self.kv):
+            fd, tmp = tempfile.mkstemp(suffix=".states")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(state.trainer_states)
+                self.trainer.load_states(tmp)
+            finally:
+                os.unlink(tmp)
         meta = state.meta
         self.global_step, self.history = meta["global_step"], meta["history"]
         self.epoch = meta["epoch"] + (1 if meta["epoch_finished"] else 0)
@@ -231,7 +250,7 @@ class TrainLoop:
 
     # -------------------------------------------------------------------- metrics
     def _open_metrics(self, offset=None):
-        if self.run_dir is None:
+        if self.run_dir is None or not self.is_writer:
             return
         os.makedirs(self.run_dir, exist_ok=True)
         path = os.path.join(self.run_dir, METRICS)
@@ -296,16 +315,19 @@ class TrainLoop:
         with autograd.record():
             out = self.graphs(batch)
             loss = out[0] if isinstance(out, (list, tuple)) else out
-            objective = loss.sum() / max(count, 1)
+            # dist_sync sums the workers' gradients: this keeps the update their mean.
+            objective = loss.sum() / max(count, 1) / self.num_workers
         objective.backward()
         # GraphCache's "shared" policy computes gradients in an engine callback; an optimizer
         # update pushed before they are complete deadlocks MXNet 1.9.1's engine, so wait here.
         for grad in self._grads():
             grad.wait_to_read()
-        self.trainer.allreduce_grads()
-        if self.clip_norm is not None:
+        if self.clip_norm is None:
+            distributed.step(self.trainer, 1)
+        else:
+            distributed.allreduce_grads(self.trainer)
             gluon.utils.clip_global_norm(self._grads(), self.clip_norm, check_isfinite=False)
-        self.trainer.update(1)
+            self.trainer.update(1)
         tally = _tally(loss=float(loss.sum().asscalar()), count=count, real=real, slots=slots,
                        steps=1)
         if self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
@@ -344,6 +366,10 @@ class TrainLoop:
         self._resumed_offset = None
         if resume and self.checkpoint_path and os.path.isfile(self.checkpoint_path):
             self.load_checkpoint()
+        # Collective, before the first step: every rank must hold the same plan and position.
+        distributed.check_same_plan(
+            self.kv, distributed.plan_fingerprint(self.loader, **self.fingerprint))
+        distributed.check_shards(self.loader)
         self._open_metrics(self._resumed_offset)
         loader = self.loader
         bar = Progress(self.stream, enabled=self.progress)
