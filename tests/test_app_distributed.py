@@ -1,0 +1,27 @@
+"""The Hydra app itself under the launcher: two dist_sync workers, one server, loopback."""
+
+import json
+import re
+import subprocess
+import sys
+
+from test_app import ROOT, TINY
+
+
+def test_app_trains_on_two_dist_sync_workers(tmp_path):
+    run_dir = tmp_path / "run"
+    app = [sys.executable, "-m", "bucketrnn", "trainer.kvstore=dist_sync", "trainer.max_steps=4",
+           "trainer.epochs=1", "plots=false", f"hydra.run.dir={run_dir}"] + TINY
+    cmd = [sys.executable, "-m", "bucketrnn.launch", "--workers", "2", "--servers", "1",
+           "--timeout", "150", "--"] + app
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    out = done.stdout + done.stderr
+    # Each worker evaluates the same parameters on the whole validation set.
+    valid = {m.group(1): m.group(2)
+             for m in re.finditer(r"\[worker (\d)\]\s+valid\s+(loss [\d.]+)", out)}
+    assert set(valid) == {"0", "1"}, out[-3000:]
+    assert valid["0"] == valid["1"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 4
+    assert summary["config"]["trainer"]["kvstore"] == "dist_sync"
