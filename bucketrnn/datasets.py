@@ -15,7 +15,7 @@ from typing import Iterable
 import numpy as np
 from mxnet.gluon.data import Dataset
 
-__all__ = ["FlatSequences", "Vocabulary", "penn_treebank", "text_file"]
+__all__ = ["FlatSequences", "Vocabulary", "encode_lines", "penn_treebank", "read_lines", "text_file"]
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -172,12 +172,11 @@ def penn_treebank(split: str = "train", vocab: Vocabulary | None = None, limit: 
     return _encode_lines(lines, vocab), vocab
 
 
-def text_file(path: str, tokens: str = "whitespace", vocab: Vocabulary | None = None,
-              min_count: int = 1, max_length: int | None = None):
-    """One sequence per line of a UTF-8 text file; ``tokens`` is ``"whitespace"`` or ``"char"``.
+def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = None):
+    """Tokenized non-blank lines of a UTF-8 text file, and how many lines it had.
 
-    Blank lines are skipped. Returns ``(FlatSequences, Vocabulary)`` in the language-model form of
-    :func:`penn_treebank`; the vocabulary is built from this file unless given.
+    ``tokens`` is ``"whitespace"`` or ``"char"``; lines longer than ``max_length`` tokens are
+    left out. Raises ``FileNotFoundError`` / ``ValueError`` naming the path when nothing is left.
     """
     if tokens not in ("whitespace", "char"):
         raise ValueError(f"tokens must be 'whitespace' or 'char', got tokens={tokens!r}")
@@ -194,6 +193,24 @@ def text_file(path: str, tokens: str = "whitespace", vocab: Vocabulary | None = 
             + (f" of at most max_length={max_length} tokens" if max_length is not None else "")
             + f" (read {len(raw)} lines)"
         )
+    return lines
+
+
+def encode_lines(lines: list[list[str]], vocab: Vocabulary) -> FlatSequences:
+    """Token lines in the language-model form of :func:`penn_treebank`."""
+    return _encode_lines(lines, vocab)
+
+
+def text_file(path: str, tokens: str = "whitespace", vocab: Vocabulary | None = None,
+              min_count: int = 1, max_length: int | None = None):
+    """One sequence per line of a UTF-8 text file; ``tokens`` is ``"whitespace"`` or ``"char"``.
+
+    Blank lines are skipped. Returns ``(FlatSequences, Vocabulary)`` in the language-model form of
+    :func:`penn_treebank`; the vocabulary is built from this file unless given (to hold out
+    lines, build it from the training lines only: :func:`read_lines`, then
+    :meth:`Vocabulary.build` and :func:`encode_lines`).
+    """
+    lines = read_lines(path, tokens, max_length)
     if vocab is None:
         vocab = Vocabulary.build(lines, min_count=min_count)
     return _encode_lines(lines, vocab), vocab

@@ -76,13 +76,12 @@ def _labelled(ds, label: str, vocab, classes=None):
     return FlatSequences(tokens[keep], new_offsets, labels), classes
 
 
-def _split(ds, fractions, seed):
-    """Seeded held-out subsets of ``ds``: ``(train, valid, test)``, each possibly empty."""
-    n = len(ds)
+def _split(n, fractions, seed):
+    """Seeded held-out index sets of ``n`` examples: ``(train, valid, test)``, sorted."""
     perm = np.random.default_rng([seed, 0x5EED]).permutation(n)
     n_valid, n_test = (int(round(f * n)) for f in fractions)
     parts = perm[:n_valid], perm[n_valid:n_valid + n_test], perm[n_valid + n_test:]
-    return [ds.subset(np.sort(p)) if p.size else None for p in (parts[2], parts[0], parts[1])]
+    return [np.sort(p) for p in (parts[2], parts[0], parts[1])]
 
 
 def load_data(dataset, seed: int = 0, run_dir: str | None = None) -> Data:
@@ -103,11 +102,12 @@ def load_data(dataset, seed: int = 0, run_dir: str | None = None) -> Data:
     else:
         kw = {"tokens": d["tokens"], "max_length": d["max_length"]}
         try:
-            full, vocab = datasets.text_file(d["path"], min_count=d["min_count"], **kw)
+            lines = datasets.read_lines(d["path"], **kw)
         except (FileNotFoundError, ValueError) as e:
             raise type(e)(f"dataset.path={d['path']!r}: {e}") from e
         if d["valid_path"] or d["test_path"]:
-            train = full
+            vocab = datasets.Vocabulary.build(lines, min_count=d["min_count"])
+            train = datasets.encode_lines(lines, vocab)
             valid = test = None
             for key in ("valid_path", "test_path"):
                 if d[key]:
@@ -117,11 +117,16 @@ def load_data(dataset, seed: int = 0, run_dir: str | None = None) -> Data:
                         raise type(e)(f"dataset.{key}={d[key]!r}: {e}") from e
                     valid, test = (part, test) if key == "valid_path" else (valid, part)
         else:
-            train, valid, test = _split(full, (d["valid_fraction"], d["test_fraction"]), seed)
-            if train is None:
+            parts = _split(len(lines), (d["valid_fraction"], d["test_fraction"]), seed)
+            if parts[0].size == 0:
                 raise ValueError(f"dataset.path={d['path']!r} leaves no training sequences "
                                  f"after holding out valid_fraction={d['valid_fraction']} and "
-                                 f"test_fraction={d['test_fraction']} of {len(full)}")
+                                 f"test_fraction={d['test_fraction']} of {len(lines)}")
+            # The vocabulary comes from the training lines alone: held-out words stay unknown.
+            vocab = datasets.Vocabulary.build([lines[i] for i in parts[0]],
+                                              min_count=d["min_count"])
+            full = datasets.encode_lines(lines, vocab)
+            train, valid, test = (full.subset(p) if p.size else None for p in parts)
         if d["limit"]:
             train = train.subset(np.arange(min(d["limit"], len(train))))
         what = f"{d['path']} ({d['tokens']} tokens)"

@@ -57,3 +57,18 @@ def test_penn_treebank_sizes():
     ds, vocab = penn_treebank("valid", limit=100)
     assert len(ds) == 100 and len(vocab) == 10000
     assert ds[0][0] == vocab["<eos>"] and ds[0][-1] == vocab["<eos>"]
+
+
+def test_held_out_lines_do_not_leak_into_the_vocabulary(tmp_path):
+    from bucketrnn.plan import load_data
+
+    path = tmp_path / "t.txt"
+    path.write_text("".join(f"common w{i}\n" for i in range(40)), encoding="utf-8")
+    data = load_data({"name": "text", "path": str(path), "tokens": "whitespace",
+                      "max_length": None, "min_count": 1, "valid_path": None, "test_path": None,
+                      "valid_fraction": 0.25, "test_fraction": 0.25, "limit": None,
+                      "valid_limit": None, "test_limit": None, "label": None}, seed=0)
+    train_words = {data.vocab.itos[t] for t in data.train.tokens}
+    assert set(data.vocab.itos) == train_words | {"<unk>", "<eos>"}
+    held = [data.vocab.itos[t] for part in (data.valid, data.test) for t in part.tokens]
+    assert "<unk>" in held  # the held-out lines' own words are unknown to the model
