@@ -245,8 +245,7 @@ def markdown(result: dict) -> str:
               "## Targets (ratios from this run)", "",
               "Measured = ratio of whole-run real tokens per CPU-second; per round = the same "
               "ratio within each round (arms of one round ran minutes apart, not in parallel).",
-              "", "| target | measured | per round | goal | met | why, if missed |",
-              "|---|---:|---|---:|---|---|"]
+              ""]
     same = [arms[k] for k in ("ceiling", "bucketrnn_default", "bucketrnn_k16", "bucketrnn_k32",
                               "gluonnlp_k10", "gluonnlp_k32") if k in arms
             and "error" not in arms[k]]
@@ -258,6 +257,10 @@ def markdown(result: dict) -> str:
                   f"{max(rates):,.0f} slots per CPU-second (+-"
                   f"{100 * (max(rates) - mid) / mid:.0f}%), so a ratio within that much of its goal "
                   "is neither a clear pass nor a clear miss.", ""]
+    # The table header goes after the noise-floor paragraph: text between a header and its
+    # rows would end the Markdown table.
+    lines += ["| target | measured | per round | goal | met | why, if missed |",
+              "|---|---:|---|---:|---|---|"]
     for t in result["targets"]:
         per = ", ".join(f"{r:.2f}" for r in t["per_round"]) or "-"
         lines.append(f"| {t['target']} | {t['measured']} | {per} | {t['goal']} | "
