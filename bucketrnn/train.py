@@ -318,10 +318,6 @@ class TrainLoop:
             # dist_sync sums the workers' gradients: this keeps the update their mean.
             objective = loss.sum() / max(count, 1) / self.num_workers
         objective.backward()
-        # GraphCache's "shared" policy computes gradients in an engine callback; an optimizer
-        # update pushed before they are complete deadlocks MXNet 1.9.1's engine, so wait here.
-        for grad in self._grads():
-            grad.wait_to_read()
         if self.clip_norm is None:
             distributed.step(self.trainer, 1)
         else:
