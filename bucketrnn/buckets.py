@@ -213,6 +213,25 @@ def _check_fixed(boundaries) -> np.ndarray:
     return b.astype(np.int64)
 
 
+def _assign_primary(boundaries, primary, on_overflow: str) -> np.ndarray:
+    """Bucket index of each (source) length under ``on_overflow``; see :meth:`BucketPlan.assign`."""
+    if on_overflow not in OVERFLOW_POLICIES:
+        raise ValueError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got on_overflow={on_overflow!r}")
+    boundaries = np.asarray(boundaries)
+    ids = np.searchsorted(boundaries, primary, side="left").astype(np.int64)
+    over = ids >= len(boundaries)
+    if over.any():
+        if on_overflow == "error":
+            i = int(np.flatnonzero(over)[0])
+            raise ValueError(
+                f"example {i} has length {int(primary[i])}, longer than the largest bucket "
+                f"({int(boundaries[-1])}); {int(over.sum())} example(s) overflow. "
+                "Add a larger boundary or pass on_overflow='truncate' or 'drop'"
+            )
+        ids[over] = len(boundaries) - 1 if on_overflow == "truncate" else -1
+    return ids
+
+
 # ---------------------------------------------------------------------------------------------
 # the plan
 # ---------------------------------------------------------------------------------------------
@@ -303,21 +322,9 @@ class BucketPlan:
         ``"error"`` raises, ``"truncate"`` puts it in the last bucket (batchify cuts it to the
         bucket length), ``"drop"`` marks it -1.
         """
-        if on_overflow not in OVERFLOW_POLICIES:
-            raise ValueError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got on_overflow={on_overflow!r}")
         lengths = np.asarray(lengths, dtype=np.int64)
         primary = lengths[:, 0] if is_pair_lengths(lengths) else lengths
-        ids = np.searchsorted(np.asarray(self.boundaries), primary, side="left").astype(np.int64)
-        over = ids >= len(self.boundaries)
-        if over.any():
-            if on_overflow == "error":
-                i = int(np.flatnonzero(over)[0])
-                raise ValueError(
-                    f"example {i} has length {int(primary[i])}, longer than the largest bucket "
-                    f"({int(self.boundaries[-1])}); {int(over.sum())} example(s) overflow. "
-                    "Add a larger boundary or pass on_overflow='truncate' or 'drop'"
-                )
-            ids[over] = len(self.boundaries) - 1 if on_overflow == "truncate" else -1
+        ids = _assign_primary(self.boundaries, primary, on_overflow)
         if is_pair_lengths(lengths):
             tgt_keys = np.array([k[1] for k in self.keys], dtype=np.int64)
             kept = ids >= 0
@@ -468,9 +475,8 @@ def plan_buckets(
         else:
             bounds = exp_boundaries(values, counts, num_buckets, ratio)
 
-    stub = BucketPlan(strategy, tuple(int(b) for b in bounds), tuple(int(b) for b in bounds),
-                      (0,) * len(bounds), (1,) * len(bounds), (0,) * len(bounds))
-    ids = stub.assign(primary, on_overflow)  # targets never overflow: keys follow from the data
+    # Targets never overflow here: the target keys follow from the data.
+    ids = _assign_primary(bounds, primary, on_overflow)
     kept = ids >= 0
     nb = len(bounds)
     bucket_counts = np.bincount(ids[kept], minlength=nb)
