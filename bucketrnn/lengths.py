@@ -20,21 +20,22 @@ import numbers
 
 import numpy as np
 
-__all__ = ["sequence_lengths", "is_pair_lengths"]
+__all__ = ["is_pair_lengths", "is_sequence", "sequence_lengths"]
 
 
 def _item_length(item, index: int) -> tuple[int, int | None]:
     """Length of one example, and the target length if it is a (src, tgt) pair."""
-    if isinstance(item, tuple) and len(item) == 2 and _is_sequence(item[0]):
+    if isinstance(item, tuple) and len(item) == 2 and is_sequence(item[0]):
         data, label = item
         src = _sequence_length(data, index)
-        if _is_sequence(label):
+        if is_sequence(label):
             return src, _sequence_length(label, index)
         return src, None
     return _sequence_length(item, index), None
 
 
-def _is_sequence(x) -> bool:
+def is_sequence(x) -> bool:
+    """True for a sequence example or target (not a string, scalar or one-element NDArray)."""
     if isinstance(x, (str, bytes, numbers.Number)):
         return False
     if isinstance(x, np.ndarray):

@@ -9,21 +9,15 @@ import numpy as np
 
 from bucketrnn.batchify import TASKS, PadToBucket, SlotDataset, to_ndarray
 from bucketrnn.buckets import plan_buckets
-from bucketrnn.lengths import sequence_lengths
+from bucketrnn.lengths import is_sequence, sequence_lengths
 from bucketrnn.sampler import BucketBatchSampler, fill_slot
-
-
-def _is_sequence(x) -> bool:
-    if isinstance(x, (str, bytes, Real)):
-        return False
-    return np.ndim(x) >= 1 if isinstance(x, np.ndarray) else hasattr(x, "__len__")
 
 
 def detect_task(example):
     """Task implied by one example: ``(seq, scalar)`` is ``'classify'``, ``(src, tgt)`` is
     ``'seq2seq'``, a token-id sequence is ``'lm'``, a float ``(T, F)`` sequence is None."""
-    if isinstance(example, tuple) and len(example) == 2:
-        return "seq2seq" if _is_sequence(example[1]) else "classify"
+    if isinstance(example, tuple) and len(example) == 2 and is_sequence(example[0]):
+        return "seq2seq" if is_sequence(example[1]) else "classify"
     arr = np.asarray(example.asnumpy() if hasattr(example, "asnumpy") else example)
     return "lm" if arr.ndim == 1 and arr.dtype.kind in "iu" else None
 
