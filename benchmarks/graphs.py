@@ -5,12 +5,18 @@ Each configuration runs in a fresh subprocess, so its peak RSS (``ru_maxrss``) i
 * ``shared`` / ``static`` / ``dynamic`` with 8 and 32 buckets, next to one graph of the
   largest bucket alone (``single``): peak RSS and training steps/s on the same schedule of
   Penn-Treebank-like sentence lengths (2..83 tokens, synthetic, seeded);
+* where the memory goes: the same graphs with a tiny model (hidden 8, vocabulary 50), whose
+  tensors are negligible, measure what each bound executor keeps besides the memory pool
+  (MXNet's graph structures and operator state, which grow with the number of unrolled steps);
+  and the fused model under ``shared``, whose RNN operators keep their own workspace;
 * the unrolled and the fused LSTM language model on the same batches: real (unpadded)
-  tokens/s and the losses they compute.
+  tokens/s and the losses they compute, with the real vocabulary and with a 100-word one (where
+  the recurrent layers, not the output layer, take the time).
 
-Run from the repository root::
+The defaults are the app's Penn Treebank model (``conf/model/lstm_lm.yaml``: hidden 200, two
+layers, tied weights) with PTB's 10,000-word vocabulary. Run from the repository root::
 
-    .venv/bin/python benchmarks/graphs.py --hidden 200 --vocab 4000 --steps 40
+    .venv/bin/python benchmarks/graphs.py --steps 30 --repeat 2
 """
 
 from __future__ import annotations
@@ -88,7 +94,8 @@ def worker(args) -> dict:
         keys, steps = [keys[-1]], [(keys[-1], vl) for _, vl in steps]
     memory = "static" if args.policy == "single" else args.policy
     factory = LanguageModel.factory(vocab_size=args.vocab, hidden_size=args.hidden,
-                                    num_layers=args.layers, cell=args.cell)
+                                    num_layers=args.layers, cell=args.cell,
+                                    tie_weights=bool(args.tie_weights))
     graphs = GraphCache(factory, ctx=mx.cpu(), memory=memory, keys=keys)
     graphs.initialize(mx.init.Uniform(0.1))
     trainer = gluon.Trainer(graphs.collect_params(), "sgd", {"learning_rate": 1.0})
@@ -121,7 +128,7 @@ def worker(args) -> dict:
         "slowest_compile_s": round(max(compile_s.values()), 3),
         "first_losses": [round(x, 4) for x in per_token[:3]],
         "mean_loss": round(float(np.mean(per_token)), 4),
-        "graphs": graphs.compiled,
+        "graphs": graphs.compiled, "keys": [int(k) for k in keys],
     }
 
 
@@ -143,8 +150,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hidden", type=int, default=200)
-    parser.add_argument("--vocab", type=int, default=4000)
-    parser.add_argument("--layers", type=int, default=1)
+    parser.add_argument("--vocab", type=int, default=10000)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--tie-weights", type=int, choices=(0, 1), default=1)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--bucket-counts", default="8,32")
@@ -161,36 +169,69 @@ def main(argv=None):
         print(json.dumps(worker(args)))
         return
     print(f"# LSTM LM hidden={args.hidden} vocab={args.vocab} layers={args.layers} "
-          f"batch={args.batch_size} steps={args.steps}, PTB-like lengths {MIN_LEN}..{MAX_LEN}")
-    print(f"{'config':<22}{'graphs':>7}{'peak RSS MB':>13}{'steps/s':>9}{'tokens/s':>10}"
+          f"tied={bool(args.tie_weights)} batch={args.batch_size} steps={args.steps}, "
+          f"PTB-like lengths {MIN_LEN}..{MAX_LEN}")
+    print(f"{'config':<30}{'graphs':>7}{'peak RSS MB':>13}{'steps/s':>9}{'tokens/s':>10}"
           f"{'warmup s':>10}")
-    results = {}
     counts = [int(c) for c in args.bucket_counts.split(",")]
     for count in counts if args.only != "cells" else []:
-        for policy in ("single", "shared", "static", "dynamic"):
-            runs = [run(args, policy=policy, buckets=count) for _ in range(args.repeat)]
-            # Best of the repeats: a shared machine only ever slows a run down.
-            r = max(runs, key=lambda x: x["steps_per_s"])
-            r["peak_rss_mb"] = min(x["peak_rss_mb"] for x in runs)
-            results[(policy, count)] = r
-            print(f"{policy + ' (' + str(count) + ' b.)':<22}{r['graphs']:>7}"
-                  f"{r['peak_rss_mb']:>13}{r['steps_per_s']:>9}{r['tokens_per_s']:>10}"
-                  f"{r['warmup_s']:>10}", flush=True)
-        single, shared, static = (results[(p, count)] for p in ("single", "shared", "static"))
-        print(f"  -> {count} buckets: shared peak RSS = "
-              f"{shared['peak_rss_mb'] / single['peak_rss_mb']:.2f}x single largest graph "
-              f"(target <= 1.3x), static = {static['peak_rss_mb'] / single['peak_rss_mb']:.2f}x;"
-              f" shared step rate = {shared['steps_per_s'] / static['steps_per_s']:.2f}x static"
-              f" (target >= 0.97x)", flush=True)
-    if args.only == "policies":
-        return
-    count = counts[0]
-    cells = {c: run(args, policy="static", buckets=count, cell=c) for c in ("unrolled", "fused")}
-    for cell, r in cells.items():
-        print(f"{cell:<9} static, {count} buckets: {r['tokens_per_s']:>9} real tokens/s, "
-              f"first losses/token {r['first_losses']}, mean {r['mean_loss']}")
-    ratio = cells["fused"]["tokens_per_s"] / cells["unrolled"]["tokens_per_s"]
-    print(f"  -> fused = {ratio:.2f}x unrolled real tokens/s (target >= 2x)")
+        policies(args, count)
+    if args.only != "policies":
+        cells(args, counts[0])
+
+
+def best(args, label, **override) -> dict:
+    """Best of ``--repeat`` runs (a shared machine only ever slows a run down), printed."""
+    runs = [run(args, **override) for _ in range(args.repeat)]
+    r = max(runs, key=lambda x: x["steps_per_s"])
+    r["peak_rss_mb"] = min(x["peak_rss_mb"] for x in runs)
+    print(f"{label:<30}{r['graphs']:>7}{r['peak_rss_mb']:>13}{r['steps_per_s']:>9}"
+          f"{r['tokens_per_s']:>10}{r['warmup_s']:>10}", flush=True)
+    return r
+
+
+def policies(args, count: int) -> None:
+    """Memory and step rate of the policies for ``count`` buckets, and where the memory goes."""
+    r = {p: best(args, f"{p} ({count} b.)", policy=p, buckets=count)
+         for p in ("single", "shared", "static", "dynamic")}
+    single, shared, static = r["single"], r["shared"], r["static"]
+    print(f"  -> {count} buckets: shared peak RSS = "
+          f"{shared['peak_rss_mb'] / single['peak_rss_mb']:.2f}x single largest graph "
+          f"(target <= 1.3x), static = {static['peak_rss_mb'] / single['peak_rss_mb']:.2f}x;"
+          f" shared step rate = {shared['steps_per_s'] / static['steps_per_s']:.2f}x static"
+          f" (target >= 0.97x)", flush=True)
+    # The same graphs with negligible tensors: what every bound executor keeps outside the pool.
+    tiny = dict(hidden=8, vocab=50)
+    t_single = best(args, "single, tiny model", policy="single", buckets=count, **tiny)
+    t_shared = best(args, f"shared ({count} b.), tiny model", policy="shared", buckets=count,
+                    **tiny)
+    keys = shared["keys"]
+    steps = (sum(keys) - max(keys)) * args.layers
+    structure = t_shared["peak_rss_mb"] - t_single["peak_rss_mb"]
+    rest = shared["peak_rss_mb"] - structure
+    print(f"  -> graph structure: the {len(keys) - 1} smaller executors keep {structure:.0f} MB "
+          f"outside the pool with a tiny model ({1024 * structure / max(steps, 1):.0f} kB per "
+          f"unrolled step and layer); without it shared would be "
+          f"{rest / single['peak_rss_mb']:.2f}x single", flush=True)
+    f_single = best(args, "single, fused", policy="single", buckets=count, cell="fused")
+    f_shared = best(args, f"shared ({count} b.), fused", policy="shared", buckets=count,
+                    cell="fused")
+    print(f"  -> fused cells: shared = {f_shared['peak_rss_mb'] / f_single['peak_rss_mb']:.2f}x"
+          f" their single largest graph (each fused RNN operator keeps its own workspace)",
+          flush=True)
+
+
+def cells(args, count: int) -> None:
+    """Unrolled vs fused on the same batches, with the real vocabulary and with a tiny one."""
+    for vocab in (args.vocab, 100):
+        r = {c: run(args, policy="static", buckets=count, cell=c, vocab=vocab)
+             for c in ("unrolled", "fused")}
+        for cell, x in r.items():
+            print(f"{cell:<9} static, {count} buckets, vocab {vocab}: {x['tokens_per_s']:>9} "
+                  f"real tokens/s, first losses/token {x['first_losses']}, mean {x['mean_loss']}")
+        ratio = r["fused"]["tokens_per_s"] / r["unrolled"]["tokens_per_s"]
+        print(f"  -> vocab {vocab}: fused = {ratio:.2f}x unrolled real tokens/s (target >= 2x)",
+              flush=True)
 
 
 if __name__ == "__main__":
