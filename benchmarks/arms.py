@@ -100,24 +100,14 @@ class GluonBlocks:
         return self.reference.collect_params()
 
 
-def gluon_step(trainer, forward, tokens, settle=False):
-    """One Adam step on the mean per-token loss; ``tokens`` may be a number or an NDArray.
-
-    ``settle=True`` waits for the backward pass before ``trainer.step``. It was needed with
-    ``GraphCache(memory="shared")`` when the committed docs/benchmarks run was made: the second
-    step hung in ``SharedPool.settle`` (the executor's backward, pushed from an autograd
-    callback, reads the weights that the optimizer update pushed earlier by this thread writes).
-    graphs.py has fixed that since (commit ca0e745 says so); the wait costs about 3% per step
-    and can go once a run confirms the fix.
-    """
-    from mxnet import autograd, nd
+def gluon_step(trainer, forward, tokens):
+    """One Adam step on the mean per-token loss; ``tokens`` may be a number or an NDArray."""
+    from mxnet import autograd
 
     with autograd.record():
         loss_sum = forward().sum()
         loss = loss_sum / tokens
     loss.backward()
-    if settle:
-        nd.waitall()
     trainer.step(1)
     return loss_sum, tokens
 
@@ -424,8 +414,7 @@ class BucketRNN(GluonArm):
         gluon_warm(lambda: self.graphs(batch[0]))
 
     def step(self, batch):
-        return gluon_step(self.trainer, lambda: self.graphs(batch[0]), batch[1],
-                          settle=self.memory == "shared")
+        return gluon_step(self.trainer, lambda: self.graphs(batch[0]), batch[1])
 
 
 class Ceiling(BucketRNN):

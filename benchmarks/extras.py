@@ -132,7 +132,7 @@ def scaling_point(cfg, data, fraction=1.0, steps=10, num_buckets=8):
         batch = next(it)
         real = int(loader.lengths[batch.indices[batch.indices >= 0]].sum())
         tokens += real
-        gluon_step(trainer, lambda: graphs(batch), real, settle=cfg.memory == "shared")
+        gluon_step(trainer, lambda: graphs(batch), real)
     nd.waitall()
     seconds = time.perf_counter() - started
     cpu_per_step = (time.process_time() - cpu_started) / steps

@@ -97,6 +97,9 @@ def worker(args) -> dict:
                                     num_layers=args.layers, cell=args.cell,
                                     tie_weights=bool(args.tie_weights))
     graphs = GraphCache(factory, ctx=mx.cpu(), memory=memory, keys=keys)
+    # Seeded: unrolled cells and fused layers have the same parameter shapes, drawn in the same
+    # order, so both models start from the same values and must compute the same losses.
+    mx.random.seed(args.seed)
     graphs.initialize(mx.init.Uniform(0.1))
     trainer = gluon.Trainer(graphs.collect_params(), "sgd", {"learning_rate": 1.0})
     batches = [make_batch(k, vl, args.vocab, args.seed + i) for i, (k, vl) in enumerate(steps)]
@@ -174,10 +177,12 @@ def main(argv=None):
     print(f"{'config':<30}{'graphs':>7}{'peak RSS MB':>13}{'steps/s':>9}{'tokens/s':>10}"
           f"{'warmup s':>10}")
     counts = [int(c) for c in args.bucket_counts.split(",")]
+    results = {"policies": {}, "cells": {}}
     for count in counts if args.only != "cells" else []:
-        policies(args, count)
+        results["policies"][count] = policies(args, count)
     if args.only != "policies":
-        cells(args, counts[0])
+        results["cells"] = cells(args, counts[0])
+    return results
 
 
 def best(args, label, **override) -> dict:
@@ -190,7 +195,7 @@ def best(args, label, **override) -> dict:
     return r
 
 
-def policies(args, count: int) -> None:
+def policies(args, count: int) -> dict:
     """Memory and step rate of the policies for ``count`` buckets, and where the memory goes."""
     r = {p: best(args, f"{p} ({count} b.)", policy=p, buckets=count)
          for p in ("single", "shared", "static", "dynamic")}
@@ -219,12 +224,15 @@ def policies(args, count: int) -> None:
     print(f"  -> fused cells: shared = {f_shared['peak_rss_mb'] / f_single['peak_rss_mb']:.2f}x"
           f" their single largest graph (each fused RNN operator keeps its own workspace)",
           flush=True)
+    return {**r, "tiny_single": t_single, "tiny_shared": t_shared, "fused_single": f_single,
+            "fused_shared": f_shared, "structure_mb": structure}
 
 
-def cells(args, count: int) -> None:
+def cells(args, count: int) -> dict:
     """Unrolled vs fused on the same batches, with the real vocabulary and with a tiny one."""
+    results = {}
     for vocab in (args.vocab, 100):
-        r = {c: run(args, policy="static", buckets=count, cell=c, vocab=vocab)
+        r = results[vocab] = {c: run(args, policy="static", buckets=count, cell=c, vocab=vocab)
              for c in ("unrolled", "fused")}
         for cell, x in r.items():
             print(f"{cell:<9} static, {count} buckets, vocab {vocab}: {x['tokens_per_s']:>9} "
@@ -232,6 +240,7 @@ def cells(args, count: int) -> None:
         ratio = r["fused"]["tokens_per_s"] / r["unrolled"]["tokens_per_s"]
         print(f"  -> vocab {vocab}: fused = {ratio:.2f}x unrolled real tokens/s (target >= 2x)",
               flush=True)
+    return results
 
 
 if __name__ == "__main__":
