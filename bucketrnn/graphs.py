@@ -12,12 +12,15 @@ them all. Three memory policies:
     Under ``autograd.record()`` a call runs forward and backward at once and links the loss to
     the parameters so that ``loss.backward()`` and a Gluon ``Trainer`` work as usual (see
     ``bucketrnn/executors.py``: the gradient flows through the first output only, for a
-    uniform head gradient such as ``loss.sum()`` or ``loss.mean()``).
+    uniform head gradient such as ``loss.sum()`` or ``loss.mean()``). Besides the pool, each
+    bound executor keeps MXNet's graph structures (about 170 kB per unrolled step and layer),
+    and a fused RNN operator keeps its own workspace, which the pool cannot share.
 ``"static"``
     One block per bucket hybridized with ``static_alloc=True, static_shape=True``: fast, but
     every bucket keeps its own memory.
 ``"dynamic"``
-    One block per bucket hybridized without static allocation.
+    One block per bucket hybridized without static allocation: memory is drawn per call from
+    MXNet's storage pool, so it stays lowest with many buckets or fused layers, for some speed.
 
 The forward contract: the graph of a key is ``block(*inputs)`` where ``inputs`` are the batch
 arrays named by ``inputs=`` (default ``("data", "valid_length", "label", "weight")``), all
