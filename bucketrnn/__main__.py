@@ -119,11 +119,17 @@ def run(cfg, run_dir: str, stream=None) -> dict:
     print(f"run directory: {work}" + (" (resumed)" if resume_dir else ""), file=out)
     print(f"dataset: {data.description}; {len(data.train)} training sequences", file=out)
     print(repr(train_loader.plan), file=out, flush=True)
+    memory = to_dict(cfg.memory)["policy"]
+    if cfg.model.get("cell") == "fused" and memory == "shared":
+        print("note: model.cell=fused with memory.policy=shared: each bucket's fused RNN operator "
+              "keeps its own workspace outside the shared pool; with many buckets "
+              "memory.policy=dynamic uses far less memory (docs/configuration.md)", file=out,
+              flush=True)
     loop = TrainLoop(build_model(cfg.model, len(data.vocab), data.num_classes), train_loader,
                      ctx=ctx, optimizer=t["optimizer"], optimizer_params=params,
                      clip_norm=t["clip_norm"], lr_decay=t["lr_decay"], epochs=t["epochs"],
                      max_steps=t["max_steps"],
-                     memory=to_dict(cfg.memory)["policy"], kvstore=kv, seed=cfg.seed,
+                     memory=memory, kvstore=kv, seed=cfg.seed,
                      run_dir=work, checkpoint_every=t["checkpoint_every"],
                      log_every=t["log_every"], progress=t["progress"], fingerprint=fp)
     history = loop.fit(valid_loader, resume=bool(resume_dir))

@@ -61,6 +61,15 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     assert "== summary ==" in out and "perplexity" in out
 
 
+@pytest.mark.parametrize("memory, note", [("shared", True), ("dynamic", False)])
+def test_fused_model_runs_and_shared_memory_gets_a_note(tmp_path, capsys, memory, note):
+    summary = run(_compose("model.cell=fused", f"memory={memory}", "trainer.epochs=1",
+                           "plots=false"), str(tmp_path))
+    assert summary["valid"]["perplexity"] > 1
+    out = capsys.readouterr().out
+    assert ("note: model.cell=fused with memory.policy=shared" in out) is note
+
+
 def test_resume_continues_the_run_and_matches_an_uninterrupted_one(tmp_path):
     run(_compose(), str(tmp_path / "whole"))
     first = tmp_path / "runs" / "a"
