@@ -59,6 +59,7 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     assert kinds == {"step", "epoch"}
     out = capsys.readouterr().out
     assert "== summary ==" in out and "perplexity" in out
+    assert "note:" not in out
 
 
 @pytest.mark.parametrize("memory, note", [("shared", True), ("dynamic", False)])
