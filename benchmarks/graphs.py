@@ -246,9 +246,8 @@ def cells(args, count: int) -> dict:
     for vocab in dict.fromkeys((args.vocab, 100)):
         r = results[vocab] = {}
         for cell in ("unrolled", "fused"):
-            runs = [run(args, policy="static", buckets=count, cell=cell, vocab=vocab)
-                    for _ in range(args.repeat)]
-            x = r[cell] = max(runs, key=lambda y: y["tokens_per_s"])
+            x = r[cell] = best(args, f"{cell}, vocab {vocab}", policy="static", buckets=count,
+                               cell=cell, vocab=vocab)
             print(f"{cell:<9} static, {count} buckets, vocab {vocab}: {x['tokens_per_s']:>9} "
                   f"real tokens/s, first losses/token {x['first_losses']}, mean {x['mean_loss']}")
         gap = max(abs(a - b) for a, b in zip(r["unrolled"]["losses"], r["fused"]["losses"]))

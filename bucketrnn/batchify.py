@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-BucketKey = "int | tuple[int, int]"
+from bucketrnn.sampler import decode_slots, fill_slot
 
 
 @dataclass
@@ -146,7 +146,7 @@ class SlotDataset:
         return self.bucket_ids.size
 
     def __getitem__(self, slot):
-        index = slot if slot >= 0 else -1 - slot
+        index = slot if slot >= 0 else fill_slot(slot)
         example = self._flat if self._flat is not None else self.dataset[index]
         return slot, int(self.bucket_ids[index]), example
 
@@ -269,8 +269,7 @@ class PadToBucket:
             raise ValueError(f"bucket {bucket} is not one of the {len(self.keys)} buckets (slots "
                              f"{slots.tolist()}); -1 marks examples dropped by on_overflow")
         key = self.keys[bucket]
-        real = slots >= 0
-        index = np.where(real, slots, -1 - slots)
+        index, real = decode_slots(slots)
         try:
             fields = self._assemble(examples, index, key)
         except (ValueError, TypeError) as e:

@@ -2,15 +2,17 @@
 
 Interval convention. With boundaries ``b_0 < b_1 < ... < b_{K-1}`` (and ``b_{-1} = 0``), bucket ``k``
 holds every example whose length ``l`` satisfies ``b_{k-1} < l <= b_k``, and its batches are padded
-to exactly ``b_k`` time steps: the bucket key. Boundaries are always lengths that occur in the data
-(except for ``fixed``), so the largest bucket is exactly as long as the longest example.
+to exactly ``b_k`` time steps: the bucket key. ``optimal`` and ``quantile`` boundaries are lengths
+that occur in the data (``exp`` edges need not be), and except with ``fixed`` boundaries the
+largest bucket is exactly as long as the longest example.
 
 For ``(src, tgt)`` pairs the boundaries apply to the source length; a bucket's key is
 ``(b_k, longest target in the bucket)``.
 
 Cost model. A bucket of ``n_k`` examples, padded length ``L_k`` and batch size ``B_k`` computes
 ``ceil(n_k / B_k) * B_k * L_k`` slots: the time padding plus the masked rows that fill its last
-batch. ``optimal`` minimises the sum of that over buckets exactly.
+batch. ``optimal`` minimises the sum of that over buckets exactly (for pairs: the source side's
+cost, the one its boundaries are chosen on).
 """
 
 from __future__ import annotations
@@ -103,13 +105,6 @@ def _validate_sizes(batch_size, max_tokens, batch_size_multiple) -> None:
 # ---------------------------------------------------------------------------------------------
 # boundary strategies (pure functions of the histogram)
 # ---------------------------------------------------------------------------------------------
-def _slot_cost(P, values, sizes, i, j):
-    """Computed slots of one bucket covering distinct-length indices i..j (inclusive)."""
-    n = P[j + 1] - P[i]
-    b = sizes[j]
-    return ((n + b - 1) // b) * b * values[j]
-
-
 def optimal_boundaries(values, counts, num_buckets: int, sizes) -> np.ndarray:
     """Boundaries minimising computed slots exactly, with at most ``num_buckets`` buckets.
 

@@ -112,7 +112,7 @@ class Vocabulary:
 
     @classmethod
     def build(cls, sentences: Iterable[list[str]], min_count: int = 1, max_size: int | None = None):
-        """Most frequent tokens first (ties in first-seen order), then ``<unk>`` and ``<eos>``."""
+        """``<unk>`` and ``<eos>`` first, then the most frequent tokens (ties in first-seen order)."""
         counter = Counter()
         for s in sentences:
             counter.update(s)
@@ -144,7 +144,8 @@ class Vocabulary:
             return cls(json.load(f))
 
 
-def _encode_lines(lines: list[list[str]], vocab: Vocabulary) -> FlatSequences:
+def encode_lines(lines: list[list[str]], vocab: Vocabulary) -> FlatSequences:
+    """Token lines in the language-model form of :func:`penn_treebank`."""
     # Language-model form: <eos> w1 ... wn <eos>; the first <eos> acts as begin-of-sentence, so
     # an example of n words gives n + 1 predictions (its length "with <eos>").
     eos = vocab[EOS]
@@ -163,17 +164,18 @@ def penn_treebank(split: str = "train", vocab: Vocabulary | None = None, limit: 
 
     if split not in ("train", "valid", "test"):
         raise ValueError(f"split must be 'train', 'valid' or 'test', got split={split!r}")
-    lines = [ln.split() for ln in treebank.penn[split].split("\n") if ln.strip()]
-    if limit is not None:
-        lines = lines[:limit]
+    def sentences(name):
+        return [ln.split() for ln in treebank.penn[name].split("\n") if ln.strip()]
+
+    everything = sentences(split)
+    lines = everything if limit is None else everything[:limit]
     if vocab is None:
-        train = [ln.split() for ln in treebank.penn["train"].split("\n") if ln.strip()]
-        vocab = Vocabulary.build(train)
-    return _encode_lines(lines, vocab), vocab
+        vocab = Vocabulary.build(everything if split == "train" else sentences("train"))
+    return encode_lines(lines, vocab), vocab
 
 
 def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = None):
-    """Tokenized non-blank lines of a UTF-8 text file, and how many lines it had.
+    """Tokenized non-blank lines of a UTF-8 text file.
 
     ``tokens`` is ``"whitespace"`` or ``"char"``; lines longer than ``max_length`` tokens are
     left out. Raises ``FileNotFoundError`` / ``ValueError`` naming the path when nothing is left.
@@ -196,11 +198,6 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
     return lines
 
 
-def encode_lines(lines: list[list[str]], vocab: Vocabulary) -> FlatSequences:
-    """Token lines in the language-model form of :func:`penn_treebank`."""
-    return _encode_lines(lines, vocab)
-
-
 def text_file(path: str, tokens: str = "whitespace", vocab: Vocabulary | None = None,
               min_count: int = 1, max_length: int | None = None):
     """One sequence per line of a UTF-8 text file; ``tokens`` is ``"whitespace"`` or ``"char"``.
@@ -213,4 +210,4 @@ def text_file(path: str, tokens: str = "whitespace", vocab: Vocabulary | None = 
     lines = read_lines(path, tokens, max_length)
     if vocab is None:
         vocab = Vocabulary.build(lines, min_count=min_count)
-    return _encode_lines(lines, vocab), vocab
+    return encode_lines(lines, vocab), vocab

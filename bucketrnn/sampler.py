@@ -34,7 +34,7 @@ def decode_slots(slots) -> tuple[np.ndarray, np.ndarray]:
     """Split slots into ``(example index to read, is_real mask)``."""
     slots = np.asarray(slots, dtype=np.int64)
     real = slots >= 0
-    return np.where(real, slots, -1 - slots), real
+    return np.where(real, slots, fill_slot(slots)), real
 
 
 def _check_int(name, value, low, high=None):

@@ -100,8 +100,10 @@ def test_truncate_cuts_long_rows_and_otherwise_raises():
 def test_numpy_output_converts_to_ndarray_without_copy():
     batch = PadToBucket((4,), task="lm", output="numpy")(items(SEQS, [0, -1]))
     assert isinstance(batch.data, np.ndarray) and batch.data.dtype == np.int32
-    nd = to_ndarray(batch, mx.cpu(0))
-    assert isinstance(nd.data, mx.nd.NDArray) and nd.data.context == mx.cpu(0)
+    nd = to_ndarray(batch)
+    assert isinstance(nd.data, mx.nd.NDArray) and nd.data.context == mx.cpu()
+    assert not batch.data.flags.writeable  # MXNet took the numpy buffer over: no copy
+    assert to_ndarray(batch, mx.cpu(1)).data.context == mx.cpu(1)
     assert nd.data.asnumpy().tolist() == batch.data.tolist()
     assert nd.label.asnumpy().tolist() == batch.label.tolist() and nd.label_length is None
     assert nd.indices is batch.indices and nd.meta == batch.meta == {"bucket": 0}
