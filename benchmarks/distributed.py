@@ -47,14 +47,10 @@ MODEL = {"vocab_size": 2000, "hidden_size": 128, "num_layers": 1}
 
 
 def lengths(limit: int) -> np.ndarray:
-    """PTB train sentence lengths (with <eos>), or a PTB-like log-normal if it is missing."""
-    try:
-        from benchmarks.plan import ptb_lengths
+    """PTB train sentence lengths (with <eos>), at least 2."""
+    from benchmarks.plan import ptb_lengths
 
-        out = ptb_lengths(limit)
-    except ImportError:
-        rng = np.random.default_rng(0)
-        out = np.clip(rng.lognormal(3.0, 0.5, size=limit), 2, 82).astype(np.int64)
+    out = ptb_lengths(limit)
     return out[out >= 2]
 
 

@@ -1,9 +1,10 @@
 """Data-parallel training over MXNet's kvstore: create it, take a shard, agree on the plan.
 
 Every worker of a job builds the same :class:`~bucketrnn.loader.BucketLoader` plan and takes
-the shard ``kv.rank`` of ``kv.num_workers``. The schedule (DESIGN invariant 4) then gives all
-workers the same number of steps and, at each step, a batch of the same bucket, so every worker
-runs the same graph at the same time and ``dist_sync`` never waits on an uneven tail.
+the shard ``kv.rank`` of ``kv.num_workers``. The schedule (invariant 4 in
+``tests/test_invariants.py``) then gives all workers the same number of steps and, at each
+step, a batch of the same bucket, so every worker runs the same graph at the same time and
+``dist_sync`` never waits on an uneven tail.
 
 What a training loop calls, in this order::
 
@@ -38,12 +39,9 @@ from typing import NamedTuple
 
 # The plan check lives in its own module; it is part of this one's surface.
 from bucketrnn.plan_check import (  # noqa: F401
-    FINGERPRINT_KEY,
-    MAX_FINGERPRINT_BYTES,
     PlanMismatchError,
     check_same_plan,
     check_shards,
-    exchange_fingerprints,
     plan_fingerprint,
 )
 
@@ -135,10 +133,15 @@ def create_kvstore(kvstore="local"):
 def _die(code: int) -> None:
     """Print the exception being handled, then leave without finalizing the kvstore."""
     traceback.print_exc()
+    _flush()
+    os._exit(code)
+
+
+def _flush() -> None:
+    """Flush stdout and stderr before ``os._exit``, which skips Python's own flushing."""
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
-    os._exit(code)
 
 
 def _install_excepthook():
@@ -151,9 +154,7 @@ def _install_excepthook():
 
     def hook(kind, value, tb):
         previous(kind, value, tb)
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
+        _flush()
         os._exit(1)
 
     hook._bucketrnn = True
@@ -192,9 +193,7 @@ def exit_on_error(kv=None):
         yield
     except SystemExit as e:
         if e.code not in (None, 0):
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
+            _flush()
             os._exit(e.code if isinstance(e.code, int) else 1)
         raise
     except BaseException:
@@ -242,8 +241,9 @@ def ready(trainer) -> None:
     1.9.1, letting the first gradient exchange start while that pull is in flight made one
     worker's parameters differ from the others' after step 1 in about 4 of 10 two-worker runs
     here (and the workers stayed apart); waiting once for the broadcast removed it (30 of 30
-    runs bit-identical). :func:`step` and :func:`allreduce_grads` call this; call it yourself
-    if you drive the Trainer otherwise.
+    runs bit-identical; observed while developing tests/dist_worker.py, whose plain
+    ``trainer.step`` variant is not kept). :func:`step` and :func:`allreduce_grads` call this;
+    call it yourself if you drive the Trainer otherwise.
     """
     if not trainer._kv_initialized:
         trainer._init_kvstore()

@@ -26,7 +26,7 @@ from bucketrnn.batchify import Batch
 from bucketrnn.datasets import FlatSequences, Vocabulary, penn_treebank
 from bucketrnn.graphs import GraphCache
 from bucketrnn.loader import BucketLoader
-from bucketrnn.models import LanguageModel
+from bucketrnn.models import LanguageModel, loss_normalizer
 
 
 def char_corpus(limit):
@@ -64,7 +64,7 @@ def train(graphs, batches_of_epoch, epochs, lr):
     for epoch in range(epochs):
         started, chars, total = time.perf_counter(), 0, 0.0
         for batch in batches_of_epoch(epoch):
-            n = float((batch.valid_length.astype("float32") * batch.weight).sum().asscalar())
+            n = loss_normalizer(batch)
             with autograd.record():
                 loss = graphs(batch).sum() / n
             loss.backward()

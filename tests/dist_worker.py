@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bucketrnn import checkpoint as ckpt  # noqa: E402
 from bucketrnn import distributed  # noqa: E402
+from bucketrnn.models import loss_normalizer  # noqa: E402
 
 VOCAB = 20
 
@@ -152,15 +153,15 @@ def train(args, kv):
                 os._exit(3)
             real = np.asarray(batch.indices)
             real = real[real >= 0]
-            count = float((batch.valid_length.astype("float32") * batch.weight).sum().asscalar())
+            count = loss_normalizer(batch)
             with autograd.record():
                 loss = graphs(batch)
                 # dist_sync sums the workers' gradients: dividing by the worker count makes the
                 # update the mean of the workers' per-token means.
                 objective = loss.sum() / max(count, 1.0) / num_shards
             objective.backward()
-            # Not trainer.step: see distributed.allreduce_grads (MXNet's combined push-pull
-            # can hand one worker a stale gradient sum).
+            # Not trainer.step: distributed.step waits for the Trainer's initial parameter
+            # broadcast first (see distributed.ready).
             distributed.step(trainer, 1)
             # Wait for the step's exchange and update: MXNet runs ahead asynchronously, and a
             # rank told to die at step S must have finished S steps (so rank 0 has pushed step

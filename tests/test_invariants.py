@@ -1,4 +1,14 @@
-"""Property tests of DESIGN.md invariants 1-4 over random lengths, batch sizes, tails and shards."""
+"""Property tests of the loader's invariants over random lengths, batch sizes, tails and shards.
+
+1. Every example appears exactly once per epoch, on exactly one rank, unless dropping was asked
+   for (and then counted).
+2. A batch's shape is ``(batch size of its bucket, bucket length, ...)``, always; a partial last
+   batch is filled with masked rows (``weight == 0``) by default.
+3. The schedule is a pure function of (lengths, config, seed, epoch); resuming from
+   ``state_dict()`` yields exactly the batches an uninterrupted run would.
+4. With several shards every rank gets the same number of steps and, at each step, a batch of
+   the same bucket.
+"""
 
 import numpy as np
 from hypothesis import given, settings
