@@ -38,13 +38,12 @@ def build_model(model, vocab_size: int, num_classes: int | None = None):
     m = to_dict(model)
     common = {"vocab_size": vocab_size, "embed_size": m["embed_size"],
               "hidden_size": m["hidden_size"], "num_layers": m["num_layers"],
-              "dropout": m["dropout"], "cell": m["cell"]}
+              "dropout": m["dropout"], "cell": m["cell"], "mode": m["mode"]}
     if m["name"] == "classifier":
-        return SequenceClassifier.factory(num_classes=num_classes, mode=m["mode"],
+        return SequenceClassifier.factory(num_classes=num_classes,
                                           bidirectional=m["bidirectional"],
                                           outputs=("loss", "logits"), **common)
-    mode = "gru" if m["name"] == "gru_lm" else "lstm"
-    return LanguageModel.factory(mode=mode, tie_weights=m["tie_weights"], **common)
+    return LanguageModel.factory(tie_weights=m["tie_weights"], **common)
 
 
 def find_resume_dir(resume: str, run_dir: str) -> str | None:

@@ -109,6 +109,9 @@ def test_bad_override_names_the_key(override, key):
 
 @pytest.mark.parametrize("overrides, match", [
     (["bucketing.num_buckets=0"], "bucketing.num_buckets must be >= 1"),
+    (["model.mode=gru"], "model.mode must be 'lstm' for model=lstm_lm"),
+    (["model.embed_size=5"], "model.embed_size must be null or model.hidden_size=12 while "
+                             "model.tie_weights=true"),
     (["model=classifier"], "dataset.label must be set exactly when model=classifier"),
     (["trainer.context=tpu"], "trainer.context must be 'cpu', 'gpu' or 'gpu\\(i\\)'"),
     (["bucketing.strategy=fixed"], "bucketing.boundaries must be given"),
@@ -211,3 +214,11 @@ def test_plan_cli_bad_override(capsys):
     assert "Key 'num_bucket' not in 'BucketingConfig'" in err
     assert main(["model.cell=x"]) == 2
     assert "full_key: model.cell" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, mode", [("lstm_lm", "lstm"), ("gru_lm", "gru")])
+def test_language_model_cells_follow_the_model_name(name, mode):
+    from bucketrnn.__main__ import build_model
+
+    block = build_model(_compose(f"model={name}").model, vocab_size=20, num_classes=None)(5)
+    assert block.encoder.mode == mode
