@@ -109,7 +109,7 @@ def run(cfg, run_dir: str, stream=None) -> dict:
     data = load_data(cfg.dataset, seed=cfg.seed)
     train_loader, valid_loader, test_loader = make_loaders(
         data, cfg.bucketing, seed=cfg.seed, num_shards=shard.num_shards,
-        shard_index=shard.shard_index)
+        shard_index=shard.shard_index, ctx=ctx)
     os.makedirs(work, exist_ok=True)
     if writer:
         data.vocab.save(os.path.join(work, "vocab.json"))

@@ -147,8 +147,9 @@ def load_data(dataset, seed: int = 0, run_dir: str | None = None) -> Data:
 
 
 def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
-                 shard_index: int = 0):
-    """``(train_loader, valid_loader, test_loader)`` for a ``bucketing`` config.
+                 shard_index: int = 0, ctx=None):
+    """``(train_loader, valid_loader, test_loader)`` for a ``bucketing`` config, delivering
+    batches on ``ctx`` (default: MXNet's current context).
 
     The training loader is shard ``shard_index`` of ``num_shards`` (one per distributed
     worker); every worker evaluates the whole validation and test sets.
@@ -165,7 +166,7 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
                          boundaries=b["boundaries"], shuffle=b["shuffle"], seed=seed,
                          last_batch=b["last_batch"], on_overflow=b["on_overflow"],
                          num_workers=b["num_workers"], num_shards=num_shards,
-                         shard_index=shard_index, **sizes)
+                         shard_index=shard_index, ctx=ctx, **sizes)
     out = [train]
     for ds in (data.valid, data.test):
         if ds is None or len(ds) == 0:
@@ -177,7 +178,7 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
         if longest > bounds[-1]:
             bounds.append(longest)
         out.append(BucketLoader(ds, strategy="fixed", boundaries=bounds, shuffle=False,
-                                seed=0, last_batch="fill", **sizes))
+                                seed=0, last_batch="fill", ctx=ctx, **sizes))
     return tuple(out)
 
 

@@ -69,7 +69,9 @@ class TrainLoop:
         Its ``task`` must be ``"lm"`` (loss per token, perplexity) or ``"classify"`` (loss per
         row, accuracy when the model also returns logits).
     ctx : mx.Context, optional
-        Default ``mx.cpu()``.
+        Default ``mx.cpu()``, or the context of a given ``GraphCache`` (one context: the loop
+        reads states and gradients there). The loaders must deliver batches on it
+        (``BucketLoader(..., ctx=ctx)``).
     optimizer : str
         Any ``mx.optimizer`` name.
     optimizer_params : dict, optional
@@ -150,6 +152,11 @@ class TrainLoop:
                              f"shard_index={shard.shard_index}")
         self.num_workers = shard.num_shards
         self.is_writer = distributed.is_checkpoint_writer(self.kv)
+        if isinstance(model, GraphCache):
+            if len(model.ctx) != 1 or ctx not in (None, model.ctx[0]):
+                raise ValueError(f"TrainLoop runs on one context: got a GraphCache on "
+                                 f"{model.ctx} and ctx={ctx!r}")
+            ctx = model.ctx[0]
         self.ctx = ctx or mx.cpu()
         self.epochs, self.max_steps, self.clip_norm = epochs, max_steps, clip_norm
         self.seed, self.run_dir = seed, run_dir

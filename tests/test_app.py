@@ -71,6 +71,14 @@ def test_fused_model_runs_and_shared_memory_gets_a_note(tmp_path, capsys, memory
     assert ("note: model.cell=fused with memory.policy=shared" in out) is note
 
 
+def test_run_on_another_context(tmp_path):
+    # cpu(1) is a context of its own to MXNet: batches, graphs and checkpoints must all use it
+    # (what a GPU run needs, checked without a GPU).
+    summary = run(_compose("trainer.context=cpu:1", "trainer.epochs=1", "plots=false"),
+                  str(tmp_path))
+    assert summary["valid"]["perplexity"] > 1
+
+
 def test_resume_continues_the_run_and_matches_an_uninterrupted_one(tmp_path):
     run(_compose(), str(tmp_path / "whole"))
     first = tmp_path / "runs" / "a"

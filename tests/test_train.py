@@ -154,3 +154,19 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path):
     a, b = _params(whole), _params(resumed)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_a_graph_cache_brings_its_context_and_must_have_one():
+    import mxnet as mx
+
+    from bucketrnn import GraphCache
+
+    loader = BucketLoader(_sequences(), batch_size=4, num_buckets=2, seed=0, ctx=mx.cpu(1))
+    graphs = GraphCache(LanguageModel.factory(vocab_size=20, hidden_size=8), ctx=mx.cpu(1))
+    loop = TrainLoop(graphs, loader, epochs=1, progress=False, clip_norm=1.0)
+    assert loop.ctx == mx.cpu(1)
+    loop.fit()
+    two = GraphCache(LanguageModel.factory(vocab_size=20, hidden_size=8),
+                     ctx=[mx.cpu(0), mx.cpu(1)])
+    with pytest.raises(ValueError, match="TrainLoop runs on one context"):
+        TrainLoop(two, loader, progress=False)
