@@ -16,8 +16,6 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -240,10 +238,6 @@ def fingerprint(cfg) -> dict:
     for key in _FINGERPRINT_TRAINER:
         flat[f"trainer.{key}"] = d["trainer"][key]
     return flat
-
-
-def fingerprint_digest(flat: dict) -> str:
-    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:16]
 
 
 _CONTEXT = re.compile(r"^(cpu|gpu)(?:[(:](\d+)\)?)?$")

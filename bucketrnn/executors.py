@@ -125,7 +125,7 @@ class _SharedRunner:
         return (list(named) == self.names and spec == self.spec
                 and all(a is b for a, b in zip(self._param_arrays(), self.bound)))
 
-    def __call__(self, named, params):
+    def __call__(self, named):
         recording = autograd.is_recording() and bool(self.grad_names)
         with autograd.pause():
             for name, arr in named.items():
@@ -136,7 +136,7 @@ class _SharedRunner:
                 self.exe.backward(self.heads)
                 grads = [self.pool.grads[n].copy() for n in self.grad_names]
         if recording:
-            total = nd.add_n(*[nd.dot(params[n].data(self.ctx).reshape((-1,)), g.reshape((-1,)))
+            total = nd.add_n(*[nd.dot(self.params[n].data(self.ctx).reshape((-1,)), g.reshape((-1,)))
                                for n, g in zip(self.grad_names, grads)])
             link = (total - nd.BlockGrad(total)) / outs[0].size
             outs[0] = nd.broadcast_add(outs[0], link.reshape((1,) * outs[0].ndim))

@@ -142,9 +142,7 @@ class GraphCache:
         self._symbols: dict = {}
         self._pools = {c: SharedPool(c) for c in self.ctx}
         self._template = None
-        self._params = None
         self.steps: dict = {}
-        self.compile_seconds: dict = {}
         self.rebinds = 0
 
     # -- blocks and parameters -------------------------------------------------------------
@@ -271,7 +269,6 @@ class GraphCache:
         if hasattr(block, "check_context"):
             block.check_context(ctx)
         self._check_initialized(key)
-        started = time.perf_counter()
         if self.memory == "shared":
             if key not in self._symbols:
                 self._symbols[key] = self._symbol(key, list(named))
@@ -286,8 +283,6 @@ class GraphCache:
                                 static_shape=self.memory == "static")
             runner = _BlockRunner(block)
         self._runners[(key, ctx)] = runner
-        self.compile_seconds[key] = self.compile_seconds.get(key, 0.0) + (
-            time.perf_counter() - started)
         return runner
 
     def _count_rebind(self):
@@ -304,13 +299,13 @@ class GraphCache:
         if self._template is None:
             self._template = batch
         block = self.block(key)
-        params = self._params or self.collect_params()
-        self._params = params
+        # Blocks check their inputs in their own forward; a shared executor bypasses it.
+        check = self.memory == "shared" and hasattr(block, "validate_inputs")
         results = []
         for ctx, part in zip(self.ctx, self._split(named)):
-            if hasattr(block, "validate_inputs"):
+            if check:
                 block.validate_inputs(ctx, *part.values())
-            results.append(self._runner(key, ctx, part)(part, params))
+            results.append(self._runner(key, ctx, part)(part))
         self.steps[key] = self.steps.get(key, 0) + 1
         return results[0] if len(self.ctx) == 1 else results
 
@@ -426,7 +421,7 @@ class _BlockRunner:
     def __init__(self, block):
         self.block = block
 
-    def __call__(self, named, params):
+    def __call__(self, named):
         out = self.block(*named.values())
         # A hybridized block returns a list where the plain one returned a tuple.
         return tuple(out) if isinstance(out, list) else out

@@ -84,11 +84,8 @@ def _split(n, fractions, seed):
     return [np.sort(p) for p in (parts[2], parts[0], parts[1])]
 
 
-def load_data(dataset, seed: int = 0, run_dir: str | None = None) -> Data:
-    """Build the datasets a ``dataset`` config (DictConfig or dict) describes.
-
-    The vocabulary is saved as ``vocab.json`` in ``run_dir`` when one is given.
-    """
+def load_data(dataset, seed: int = 0) -> Data:
+    """Build the datasets a ``dataset`` config (DictConfig or dict) describes."""
     from bucketrnn import datasets
 
     d = to_dict(dataset)
@@ -140,9 +137,6 @@ def load_data(dataset, seed: int = 0, run_dir: str | None = None) -> Data:
         valid = None if valid is None else _labelled(valid, d["label"], vocab, classes)[0]
         test = None if test is None else _labelled(test, d["label"], vocab, classes)[0]
         what += f", label {d['label']} ({len(classes)} classes)"
-    if run_dir is not None:
-        os.makedirs(run_dir, exist_ok=True)
-        vocab.save(os.path.join(run_dir, "vocab.json"))
     return Data(train, valid, test, vocab, None if classes is None else len(classes), what)
 
 

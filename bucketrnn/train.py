@@ -323,7 +323,8 @@ class TrainLoop:
             out = self.graphs(batch)
             loss = out[0] if isinstance(out, (list, tuple)) else out
             # dist_sync sums the workers' gradients: this keeps the update their mean.
-            objective = loss.sum() / max(count, 1) / self.num_workers
+            total = loss.sum()
+            objective = total / max(count, 1) / self.num_workers
         objective.backward()
         if self.clip_norm is None:
             distributed.step(self.trainer, 1)
@@ -331,7 +332,7 @@ class TrainLoop:
             distributed.allreduce_grads(self.trainer)
             gluon.utils.clip_global_norm(self._grads(), self.clip_norm, check_isfinite=False)
             self.trainer.update(1)
-        tally = _tally(loss=float(loss.sum().asscalar()), count=count, real=real, slots=slots,
+        tally = _tally(loss=float(total.asscalar()), count=count, real=real, slots=slots,
                        steps=1)
         if self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
             tally["correct"] = self._accuracy(out[1], batch, real_rows)

@@ -75,7 +75,8 @@ class BucketModel(gluon.HybridBlock):
         self.encoder.check_context(ctx)
 
     def validate_inputs(self, ctx, data, *rest) -> None:
-        """Check the arrays a forward receives: called by ``GraphCache`` before every step."""
+        """Check the arrays a forward receives (by :meth:`forward`, and by ``GraphCache`` for a
+        shared executor, which does not go through it)."""
         self.check_context(ctx)
         kind = np.dtype(data.dtype).kind
         if self.embed_ids and kind not in "iu":
