@@ -232,7 +232,8 @@ def policies(args, count: int) -> dict:
           f"unrolled step and layer); without it shared would be "
           f"{rest / single['peak_rss_mb']:.2f}x single", flush=True)
     fused = {p: best(args, f"{p} ({count} b.), fused" if p != "single" else "single, fused",
-                     policy=p, buckets=count, cell="fused") for p in ("single", "shared", "dynamic")}
+                     policy=p, buckets=count, cell="fused")
+             for p in ("single", "shared", "dynamic")}
     one = fused["single"]["peak_rss_mb"]
     print(f"  -> fused layers: shared = {fused['shared']['peak_rss_mb'] / one:.2f}x, dynamic = "
           f"{fused['dynamic']['peak_rss_mb'] / one:.2f}x their single largest graph", flush=True)
@@ -252,8 +253,8 @@ def cells(args, count: int) -> dict:
                   f"real tokens/s, first losses/token {x['first_losses']}, mean {x['mean_loss']}")
         gap = max(abs(a - b) for a, b in zip(r["unrolled"]["losses"], r["fused"]["losses"]))
         print(f"  -> vocab {vocab}: loss per token, first step {r['unrolled']['losses'][0]:.4f}, "
-              f"last step {r['unrolled']['losses'][-1]:.4f}; largest per-step gap fused vs unrolled "
-              f"{gap:.1e}", flush=True)
+              f"last step {r['unrolled']['losses'][-1]:.4f}; largest per-step gap fused vs "
+              f"unrolled {gap:.1e}", flush=True)
         ratio = r["fused"]["tokens_per_s"] / r["unrolled"]["tokens_per_s"]
         print(f"  -> vocab {vocab}: fused = {ratio:.2f}x unrolled real tokens/s (target >= 2x)",
               flush=True)

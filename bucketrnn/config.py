@@ -288,8 +288,9 @@ def validate(cfg) -> None:
     need(lm_mode in (None, model["mode"]), "model.mode", model["mode"],
          f"must be {lm_mode!r} for model={model['name']} (choose model=lstm_lm or gru_lm)")
     tied_ok = model["embed_size"] in (None, model["hidden_size"])
-    need(is_clf or not model["tie_weights"] or tied_ok, "model.embed_size", model["embed_size"], f"must be null or model.hidden_size="
-         f"{model['hidden_size']} while model.tie_weights=true")
+    need(is_clf or not model["tie_weights"] or tied_ok, "model.embed_size", model["embed_size"],
+         f"must be null or model.hidden_size={model['hidden_size']} while "
+         "model.tie_weights=true")
     need(b["num_buckets"] >= 1, "bucketing.num_buckets", b["num_buckets"], "must be >= 1")
     need(b["batch_size"] is not None or b["max_tokens"] is not None, "bucketing.batch_size",
          b["batch_size"], "or bucketing.max_tokens must be set")

@@ -112,7 +112,7 @@ class Vocabulary:
 
     @classmethod
     def build(cls, sentences: Iterable[list[str]], min_count: int = 1, max_size: int | None = None):
-        """``<unk>`` and ``<eos>`` first, then the most frequent tokens (ties in first-seen order)."""
+        """``<unk>`` and ``<eos>`` first, then the most frequent tokens (ties: first seen)."""
         counter = Counter()
         for s in sentences:
             counter.update(s)

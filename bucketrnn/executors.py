@@ -136,7 +136,8 @@ class _SharedRunner:
                 self.exe.backward(self.heads)
                 grads = [self.pool.grads[n].copy() for n in self.grad_names]
         if recording:
-            total = nd.add_n(*[nd.dot(self.params[n].data(self.ctx).reshape((-1,)), g.reshape((-1,)))
+            total = nd.add_n(*[nd.dot(self.params[n].data(self.ctx).reshape((-1,)),
+                                      g.reshape((-1,)))
                                for n, g in zip(self.grad_names, grads)])
             link = (total - nd.BlockGrad(total)) / outs[0].size
             outs[0] = nd.broadcast_add(outs[0], link.reshape((1,) * outs[0].ndim))

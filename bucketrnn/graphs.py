@@ -32,6 +32,7 @@ block's outputs; with a list of contexts they come back as a list, one entry per
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -364,7 +365,10 @@ class GraphCache:
 
     def export(self, prefix: str) -> list:
         """Write ``{prefix}-{key}-symbol.json`` per compiled key, ``{prefix}.params`` once and
-        ``{prefix}-graphs.json`` (the index :meth:`load` reads). Returns the paths written."""
+        ``{prefix}-graphs.json`` (the index :meth:`load` reads). Returns the paths written.
+
+        With a callable ``inputs=``, the graphs' input names are recorded but not how a batch
+        maps onto them: :meth:`load` then needs that callable again."""
         if not self._runners:
             raise ValueError("nothing to export: no graph compiled yet (call warmup() or run a "
                              "batch first)")
@@ -375,40 +379,48 @@ class GraphCache:
             path = f"{prefix}-{_key_tag(key)}-symbol.json"
             symbol.save(path)
             files[_key_tag(key)] = {"key": list(key) if isinstance(key, tuple) else key,
-                                    "symbol": path.rsplit("/", 1)[-1]}
+                                    "symbol": os.path.basename(path)}
             paths.append(path)
         params = {p.name: p.data(self.ctx[0]).copyto(context.cpu())
                   for p in self.collect_params().values()}
         nd.save(f"{prefix}.params", params)
         index = {"format": FORMAT, "inputs": names, "graphs": list(files.values()),
-                 "params": f"{prefix}.params".rsplit("/", 1)[-1]}
+                 "params": os.path.basename(f"{prefix}.params"),
+                 "inputs_are_batch_fields": not callable(self.inputs)}
         with open(f"{prefix}-graphs.json", "w") as f:
             json.dump(index, f, indent=1)
         return paths + [f"{prefix}.params", f"{prefix}-graphs.json"]
 
     @classmethod
-    def load(cls, prefix: str, ctx=None, memory: str = "shared") -> GraphCache:
-        """Read what :meth:`export` wrote: a frozen cache of ``SymbolBlock`` graphs."""
+    def load(cls, prefix: str, ctx=None, memory: str = "shared", inputs=None) -> GraphCache:
+        """Read what :meth:`export` wrote: a frozen cache of ``SymbolBlock`` graphs.
+
+        ``inputs`` is the exporting cache's ``inputs=`` callable when it had one (required
+        then); by default the recorded input names are read from the batch."""
         with open(f"{prefix}-graphs.json") as f:
             index = json.load(f)
         if index.get("format") != FORMAT:
             raise ValueError(f"{prefix}-graphs.json has format={index.get('format')!r}, "
                              f"expected {FORMAT}")
-        folder = prefix.rsplit("/", 1)[0] + "/" if "/" in prefix else ""
+        if inputs is None and not index.get("inputs_are_batch_fields", True):
+            raise ValueError(f"{prefix} was exported from a cache with a callable inputs=: pass "
+                             f"the same callable, GraphCache.load(..., inputs=...), got "
+                             f"inputs=None")
+        folder = os.path.dirname(prefix)
         ctxs = _as_contexts(ctx)
         blocks, shared = {}, None
         for entry in sorted(index["graphs"], key=lambda e: key_size(_key(e["key"])),
                             reverse=True):
-            outputs = sym.load(folder + entry["symbol"])
+            outputs = sym.load(os.path.join(folder, entry["symbol"]))
             used = set(outputs.list_inputs())
             names = [n for n in index["inputs"] if n in used]
             block = gluon.SymbolBlock(outputs, [sym.var(n) for n in names], params=shared)
             if shared is None:
                 shared = block.collect_params()
-                shared.load(folder + index["params"], ctx=ctxs, allow_missing=False,
+                shared.load(os.path.join(folder, index["params"]), ctx=ctxs, allow_missing=False,
                             ignore_extra=True)
             blocks[_key(entry["key"])] = block
-        return cls(blocks, ctx=ctxs, memory=memory, inputs=tuple(index["inputs"]))
+        return cls(blocks, ctx=ctxs, memory=memory, inputs=inputs or tuple(index["inputs"]))
 
 
 def _key(raw):

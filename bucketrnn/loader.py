@@ -46,9 +46,9 @@ class BucketLoader:
     ``batch.meta`` holds its ``bucket`` index, ``epoch`` and ``step``.
 
     An iteration plays the rest of the current epoch and then moves to the next one; breaking
-    out and iterating again continues where it stopped (``set_epoch`` with another epoch restarts there). A bad example
-    (non-integer ids, NaN, ragged features) raises when its batch is assembled, naming its
-    dataset index.
+    out and iterating again continues where it stopped (``set_epoch`` with another epoch
+    restarts there). A bad example (non-integer ids, NaN, ragged features) raises when its
+    batch is assembled, naming its dataset index.
 
     Parameters
     ----------

@@ -17,7 +17,8 @@ def test_flat_sequences_roundtrip_and_subset():
 def test_flat_sequences_validates_offsets():
     with pytest.raises(ValueError, match="offsets must be 1-D, start at 0 and end at len"):
         FlatSequences(np.arange(5), [0, 2, 4])
-    with pytest.raises(ValueError, match=r"offsets must be non-decreasing, got offsets\[1:3\]=\[3, 2\]"):
+    with pytest.raises(ValueError,
+                       match=r"offsets must be non-decreasing, got offsets\[1:3\]=\[3, 2\]"):
         FlatSequences(np.arange(5), [0, 3, 2, 5])
     with pytest.raises(TypeError, match="tokens must be a 1-D integer array"):
         FlatSequences(np.zeros(3, np.float32), [0, 3])

@@ -250,6 +250,23 @@ def test_custom_inputs():
     assert graphs(lm_batch(0, 6)).shape == (4,)
 
 
+def test_export_with_custom_inputs_needs_them_back(tmp_path):
+    def pick(b):
+        return {"data": b.data, "valid_length": b.valid_length, "label": b.label[:, 0],
+                "weight": b.weight}
+
+    graphs = GraphCache(SequenceClassifier.factory(num_classes=2, vocab_size=VOCAB,
+                                                   hidden_size=8), keys=[6], inputs=pick)
+    graphs.initialize()
+    batch = lm_batch(0, 6)
+    want = graphs(batch).asnumpy()
+    graphs.export(str(tmp_path / "clf"))
+    with pytest.raises(ValueError, match="exported from a cache with a callable inputs="):
+        GraphCache.load(str(tmp_path / "clf"))
+    loaded = GraphCache.load(str(tmp_path / "clf"), inputs=pick)
+    np.testing.assert_array_equal(loaded(batch).asnumpy(), want)
+
+
 def test_bad_input_messages():
     graphs = make("shared", keys=(4,))
     with pytest.raises(ValueError, match="memory must be one of .* got memory='pooled'"):
