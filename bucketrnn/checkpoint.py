@@ -2,8 +2,9 @@
 
 A checkpoint is one ``.npz`` file (no pickle of ours): every parameter as an array under
 ``param/<name>``, the optimizer state bytes from ``gluon.Trainer.save_states`` under
-``trainer``, and a JSON document under ``meta`` (loop position, loader ``state_dict``, RNG
-state, metrics so far, and the fingerprint of the configuration that made it).
+``trainer``, and a JSON document under ``meta`` (loop position, loader ``state_dict``, the
+seed the random state is derived from at every step, metrics so far, and the fingerprint of
+the configuration that made it).
 
 Writes go to a temporary file in the same directory, are flushed and ``fsync``-ed, then
 ``os.replace``-d over the target and the directory is ``fsync``-ed: a crash at any moment leaves

@@ -325,8 +325,9 @@ class GraphCache:
         Returns
         -------
         dict
-            Seconds spent compiling and running one forward/backward step, per key. Parameter
-            gradients are left as they were.
+            Seconds spent compiling and running one forward/backward step, per key. The
+            gradients of initialized parameters are left as they were (a parameter whose shape
+            the warmup itself infers keeps the warmup's gradient).
         """
         plan = keys
         keys = getattr(plan, "keys", plan)

@@ -230,3 +230,18 @@ def test_language_model_cells_follow_the_model_name(name, mode):
 
     block = build_model(_compose(f"model={name}").model, vocab_size=20, num_classes=None)(5)
     assert block.encoder.mode == mode
+
+
+def test_config_choices_are_the_library_choices():
+    from bucketrnn import buckets, config, graphs, sampler
+    from bucketrnn.models import encoder
+
+    def values(enum):
+        return tuple(e.value for e in enum)
+
+    assert set(values(config.Strategy)) == set(buckets.STRATEGIES)
+    assert set(values(config.LastBatch)) == set(sampler.LAST_BATCH)
+    assert set(values(config.Overflow)) == set(sampler.ON_OVERFLOW)
+    assert set(values(config.MemoryPolicy)) == set(graphs.MEMORY)
+    assert set(values(config.Mode)) == set(encoder.MODES)
+    assert set(values(config.Cell)) == set(encoder.CELLS)
