@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from benchmarks.arms import (GluonNLPBuckets, gluon_step, gluon_warm, lm_factory,
+from benchmarks.arms import (GluonNLPBuckets, gluon_step, lm_factory,
                              quiet_import_gluonnlp)
 
 
@@ -84,23 +84,6 @@ def _trainer(params, cfg):
     return gluon.Trainer(params, "adam", {"learning_rate": cfg.learning_rate})
 
 
-def _warm_all(graphs, plan):
-    """Compile every bucket of ``plan`` (largest first); seconds per key."""
-    from bucketrnn import Batch
-
-    from mxnet import nd
-
-    out = {}
-    for key, rows in sorted(zip(plan.keys, plan.batch_sizes), reverse=True):
-        ids = nd.zeros((rows, key), dtype="int32")
-        batch = Batch(key, ids, nd.full((rows,), key, dtype="int32"), ids,
-                               nd.ones(rows), np.arange(rows))
-        started = time.perf_counter()
-        gluon_warm(lambda: graphs(batch))
-        out[key] = time.perf_counter() - started
-    return out
-
-
 def scaling_point(cfg, data, fraction=1.0, steps=10, num_buckets=8):
     """Time per epoch-equivalent on a random ``fraction`` of the sentences (default plan).
 
@@ -122,7 +105,7 @@ def scaling_point(cfg, data, fraction=1.0, steps=10, num_buckets=8):
     loader = _bucket_loader(cfg, subset, num_buckets)
     graphs = GraphCache(lm_factory(cfg), memory=cfg.memory, keys=loader.plan.keys)
     trainer = _trainer(graphs.collect_params(), cfg)
-    compile_s = sum(_warm_all(graphs, loader.plan).values())
+    compile_s = sum(graphs.warmup(loader.plan, example=loader.example_batch()).values())
     it = iter(loader)
     steps = min(steps, len(loader))
     nd.waitall()
@@ -152,10 +135,11 @@ def compile_sweep(cfg, data, ks=(1, 2, 4)):
 
     rows = []
     for k in ks:
-        plan = _bucket_loader(cfg, data, k).plan
+        loader = _bucket_loader(cfg, data, k)
+        plan = loader.plan
         graphs = GraphCache(lm_factory(cfg), memory=cfg.memory, keys=plan.keys)
         _trainer(graphs.collect_params(), cfg)
-        per_key = _warm_all(graphs, plan)
+        per_key = graphs.warmup(plan, example=loader.example_batch())
         rows.append({"num_buckets": k, "graphs": graphs.compiled,
                      "compile_seconds": sum(per_key.values()),
                      "sum_of_lengths": int(sum(plan.keys))})
