@@ -208,10 +208,9 @@ def markdown(result: dict) -> str:
         "",
         "**Ratios and targets use real tokens per CPU-second** (CPU time of the arm's whole "
         "process, all MXNet threads, OpenMP threads set to sleep when idle), because on a shared "
-        "machine wall-clock throughput measures the other jobs' load as much as the arm: in a "
-        "check before this run, one fixed training step varied 5x in wall-clock tokens/s "
-        "between quiet and loaded minutes and by +-4% in tokens per CPU-second. Wall-clock "
-        "tokens/s are given alongside. Caveat: per CPU-second, an arm is not credited for "
+        "machine wall-clock throughput measures the other jobs' load as much as the arm (the "
+        "noise floor below is this run's spread in that unit). Wall-clock tokens/s are given "
+        "alongside. Caveat: per CPU-second, an arm is not credited for "
         "keeping both cores busy; the cores column (CPU-s / wall-s) shows how parallel each "
         "arm ran, which the other jobs' load also lowers.",
         f"GraphCache memory policy for bucketrnn arms and the ceiling: `{c['memory']}`.", "",
@@ -265,11 +264,11 @@ def markdown(result: dict) -> str:
         per = ", ".join(f"{r:.2f}" for r in t["per_round"]) or "-"
         lines.append(f"| {t['target']} | {t['measured']} | {per} | {t['goal']} | "
                      f"{'yes' if t['met'] else '**no**'} | {t['why_if_missed']} |")
-    lines += _extras_md(extras, arms)
+    lines += _extras_md(extras, arms, c["num_layers"])
     return "\n".join(lines) + "\n"
 
 
-def _extras_md(extras, arms):
+def _extras_md(extras, arms, layers):
     lines = []
     la = extras.get("loader_alone")
     if la and "rows" in la:
@@ -340,8 +339,8 @@ def _extras_md(extras, arms):
                            ("step_fused", "whole step, fused"),
                            ("output_layer", "output layer alone (embedding + projection to the "
                             "vocabulary + log-softmax + masked pick)"),
-                           ("encoder_unrolled", "2-layer LSTM alone, unrolled cells"),
-                           ("encoder_fused", "2-layer LSTM alone, fused layers")):
+                           ("encoder_unrolled", f"{layers}-layer LSTM alone, unrolled cells"),
+                           ("encoder_fused", f"{layers}-layer LSTM alone, fused layers")):
             lines.append(f"| {label} | {1000 * prof[key]:.1f} |")
         if prof.get("top_operators"):
             lines += ["", "Top operators of the unrolled step (MXNet aggregate profiler, "
