@@ -11,7 +11,7 @@ from bucketrnn.datasets import FlatSequences, Vocabulary
 from bucketrnn.errors import BucketRNNWarning, StateMismatchError
 from bucketrnn.graphs import GraphCache
 from bucketrnn.lengths import sequence_lengths
-from bucketrnn.loader import BucketLoader
+from bucketrnn.loader import BucketLoader, evaluation_loader
 from bucketrnn.models import LanguageModel, SequenceClassifier, loss_normalizer
 from bucketrnn.sampler import BucketBatchSampler
 
@@ -29,6 +29,7 @@ __all__ = sorted(
         "SequenceClassifier",
         "StateMismatchError",
         "Vocabulary",
+        "evaluation_loader",
         "plan_buckets",
         "loss_normalizer",
         "sequence_lengths",

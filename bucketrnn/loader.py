@@ -278,3 +278,19 @@ class BucketLoader:
                 f"epoch={epoch}, step={step}/{s.num_batches(epoch)}, "
                 f"dropped={s.num_dropped})")
         return head + "\n" + "\n".join("  " + line for line in repr(self.plan).splitlines())
+
+
+def evaluation_loader(train: BucketLoader, dataset, **kwargs) -> BucketLoader:
+    """A loader over ``dataset`` on ``train``'s bucket boundaries, so it reuses its graphs.
+
+    The boundaries are the training plan's, plus one for the longest evaluation sequence when
+    it is longer than every training bucket; no shuffling, the training loader's task and
+    ``ctx``. ``kwargs`` go to :class:`BucketLoader` (batch sizes, ``pad_val``, ...).
+    """
+    bounds = list(train.plan.boundaries)
+    probe = BucketLoader(dataset, batch_size=1, num_buckets=1, shuffle=False, task=train.task)
+    longest = int(probe.lengths.max())
+    if longest > bounds[-1]:
+        bounds.append(longest)
+    kwargs = {"shuffle": False, "task": train.task, "ctx": train.ctx, **kwargs}
+    return BucketLoader(dataset, strategy="fixed", boundaries=bounds, **kwargs)

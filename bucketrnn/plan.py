@@ -151,7 +151,7 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
     Evaluation loaders use the training plan's boundaries (plus one for a longer evaluation
     sequence), the same batch sizes and no shuffling, so they reuse the training graphs.
     """
-    from bucketrnn.loader import BucketLoader
+    from bucketrnn.loader import BucketLoader, evaluation_loader
 
     b = to_dict(bucketing)
     sizes = {"batch_size": b["batch_size"], "max_tokens": b["max_tokens"],
@@ -166,13 +166,7 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
         if ds is None or len(ds) == 0:
             out.append(None)
             continue
-        bounds = list(train.plan.boundaries)
-        probe = BucketLoader(ds, batch_size=1, num_buckets=1, shuffle=False)
-        longest = int(probe.lengths.max())
-        if longest > bounds[-1]:
-            bounds.append(longest)
-        out.append(BucketLoader(ds, strategy="fixed", boundaries=bounds, shuffle=False,
-                                seed=0, last_batch="fill", ctx=ctx, **sizes))
+        out.append(evaluation_loader(train, ds, seed=0, last_batch="fill", **sizes))
     return tuple(out)
 
 

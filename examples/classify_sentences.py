@@ -18,7 +18,7 @@ from mxnet import autograd, gluon
 
 from bucketrnn.datasets import FlatSequences, penn_treebank
 from bucketrnn.graphs import GraphCache
-from bucketrnn.loader import BucketLoader
+from bucketrnn.loader import BucketLoader, evaluation_loader
 from bucketrnn.models import SequenceClassifier
 
 
@@ -59,11 +59,7 @@ def main(argv=None):
           f"a number: majority baseline {100 * max(share, 1 - share):.1f}%")
 
     loader = BucketLoader(train, batch_size=args.batch_size, num_buckets=args.buckets, seed=0)
-    bounds = list(loader.plan.boundaries)
-    longest = int(valid.lengths().max())
-    valid_loader = BucketLoader(valid, batch_size=args.batch_size, strategy="fixed",
-                                boundaries=bounds + ([longest] if longest > bounds[-1] else []),
-                                shuffle=False)
+    valid_loader = evaluation_loader(loader, valid, batch_size=args.batch_size)
     print(loader.plan)
 
     mx.random.seed(0)

@@ -14,7 +14,7 @@ import time
 import mxnet as mx
 
 from bucketrnn.datasets import penn_treebank
-from bucketrnn.loader import BucketLoader
+from bucketrnn.loader import BucketLoader, evaluation_loader
 from bucketrnn.models import LanguageModel
 from bucketrnn.train import TrainLoop
 
@@ -41,13 +41,8 @@ def main(argv=None):
     loader = BucketLoader(train, batch_size=args.batch_size, num_buckets=args.buckets, seed=0)
     print(loader.plan)
     # Evaluate on the training boundaries: the same graphs serve (plus one if a sentence is longer).
-    bounds = list(loader.plan.boundaries)
-
     def eval_loader(ds):
-        longest = int(ds.lengths().max()) - 1  # language-model inputs are one shorter
-        extra = [longest] if longest > bounds[-1] else []
-        return BucketLoader(ds, batch_size=args.batch_size, strategy="fixed",
-                            boundaries=bounds + extra, shuffle=False)
+        return evaluation_loader(loader, ds, batch_size=args.batch_size)
 
     build = LanguageModel.factory(vocab_size=len(vocab), hidden_size=args.hidden,
                                   num_layers=args.layers, tie_weights=True)

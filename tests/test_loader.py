@@ -277,3 +277,16 @@ def test_example_batch_is_a_full_batch_and_keeps_the_position():
     assert loader.state_dict() == before
     with pytest.raises(ValueError, match=r"bucket must be an int in \[0, 2\), got bucket=5"):
         loader.example_batch(5)
+
+
+def test_evaluation_loader_reuses_the_training_buckets():
+    from bucketrnn.loader import evaluation_loader
+
+    train = BucketLoader(TOKENS[:100], batch_size=8, num_buckets=3, seed=0)
+    longer = TOKENS[100:] + [list(range(1, 40))]  # longer than every training sequence
+    ev = evaluation_loader(train, longer, batch_size=8)
+    keys = list(train.plan.keys)
+    assert list(ev.plan.keys) == keys + [38] and ev.task == train.task
+    assert sorted(i for b in ev for i in b.indices if i >= 0) == list(range(len(longer)))
+    same = evaluation_loader(train, TOKENS[100:], batch_size=8)
+    assert set(same.plan.keys) <= set(keys)
