@@ -142,6 +142,7 @@ class GraphCache:
         self._runners: dict = {}
         self._symbols: dict = {}
         self._pools = {c: SharedPool(c) for c in self.ctx}
+        self._hybridized: set = set()
         self._template = None
         self.steps: dict = {}
         self.rebinds = 0
@@ -279,7 +280,8 @@ class GraphCache:
             runner = bind_shared(self._symbols[key], key, named, self.collect_params(), pool,
                                  on_rebind=self._count_rebind)
         else:
-            if runner is None:
+            if key not in self._hybridized:  # once per key: hybridize() drops the cached graph
+                self._hybridized.add(key)
                 block.hybridize(active=True, static_alloc=self.memory == "static",
                                 static_shape=self.memory == "static")
             runner = _BlockRunner(block)

@@ -145,9 +145,10 @@ class BucketLoader:
                                  on_overflow=on_overflow)
         self.sampler = BucketBatchSampler(lengths, self.plan, shuffle=shuffle, seed=seed,
                                           last_batch=last_batch, num_shards=num_shards,
-                                          shard_index=shard_index, on_overflow=on_overflow)
-        # The task changes what a batch means, so a checkpoint must not cross it.
-        self.sampler._fingerprint["task"] = self.task
+                                          shard_index=shard_index, on_overflow=on_overflow,
+                                          # The task changes what a batch means, so a
+                                          # checkpoint must not cross it.
+                                          fingerprint_extra={"task": self.task})
         self._slots = SlotDataset(dataset, self.sampler.bucket_ids)
         self.batchify = PadToBucket(self.plan.keys, task=self.task, pad_val=pad_val,
                                     truncate=on_overflow == "truncate",

@@ -17,10 +17,11 @@ from numbers import Integral
 
 import numpy as np
 
+from bucketrnn.buckets import OVERFLOW_POLICIES
 from bucketrnn.errors import StateMismatchError
 
 LAST_BATCH = ("fill", "keep", "discard", "rollover")
-ON_OVERFLOW = ("error", "truncate", "drop")
+ON_OVERFLOW = OVERFLOW_POLICIES
 STATE_VERSION = 1
 _STATE_KEYS = ("version", "seed", "epoch", "step", "fingerprint")
 
@@ -97,6 +98,8 @@ class BucketBatchSampler:
         Policy for sequences longer than the largest bucket (see ``BucketPlan.assign``).
     bucket_ids : array_like of int, optional
         Precomputed bucket of each example (-1 = dropped), instead of ``lengths``.
+    fingerprint_extra : dict, optional
+        More JSON-able fields a saved state must match (e.g. the loader's ``task``).
 
     Examples
     --------
@@ -113,7 +116,7 @@ class BucketBatchSampler:
     """
 
     def __init__(self, lengths, plan, shuffle=True, seed=0, last_batch="fill", num_shards=1,
-                 shard_index=0, on_overflow="error", bucket_ids=None):
+                 shard_index=0, on_overflow="error", bucket_ids=None, fingerprint_extra=None):
         for attr in ("keys", "batch_sizes", "assign"):
             if not hasattr(plan, attr):
                 raise TypeError(f"plan must be a BucketPlan, got plan={type(plan).__name__}")
@@ -165,6 +168,7 @@ class BucketBatchSampler:
             "last_batch": self.last_batch,
             "num_shards": self.num_shards,
             "on_overflow": self.on_overflow,
+            **dict(fingerprint_extra or {}),
         }
         self._epoch = 0
         self._step = 0
