@@ -61,17 +61,13 @@ class Batch:
     def as_in_context(self, ctx) -> "Batch":
         """Copy of the batch with every array on ``ctx`` (an ``mx.Context``)."""
 
-        def move(x):
-            return None if x is None else x.as_in_context(ctx)
+        return self._map_arrays(lambda x: None if x is None else x.as_in_context(ctx))
 
-        return replace(
-            self,
-            data=move(self.data),
-            valid_length=move(self.valid_length),
-            label=move(self.label),
-            weight=move(self.weight),
-            label_length=move(self.label_length),
-        )
+    def _map_arrays(self, fn) -> "Batch":
+        return replace(self, **{name: fn(getattr(self, name)) for name in _ARRAY_FIELDS})
+
+
+_ARRAY_FIELDS = ("data", "valid_length", "label", "weight", "label_length")
 
 
 TASKS = ("lm", "classify", "seq2seq", None)
@@ -92,9 +88,7 @@ def to_ndarray(batch: Batch, ctx=None) -> Batch:
         out = mx.nd.from_numpy(np.ascontiguousarray(x), zero_copy=True)
         return out if ctx is None or ctx == mx.cpu() else out.as_in_context(ctx)
 
-    return replace(batch, data=convert(batch.data), valid_length=convert(batch.valid_length),
-                   label=convert(batch.label), weight=convert(batch.weight),
-                   label_length=convert(batch.label_length))
+    return batch._map_arrays(convert)
 
 
 class _FlatSource:

@@ -202,11 +202,7 @@ class BucketLoader:
             batch.meta.update(epoch=epoch, step=step)
             step += 1
             self.sampler._seek(epoch, step)
-            if self.num_workers:
-                batch = to_ndarray(batch, self.ctx)
-            elif self.ctx is not None:
-                batch = batch.as_in_context(self.ctx)
-            yield batch
+            yield self._deliver(batch)
         if (self.sampler.epoch, self.sampler.step) == (epoch, 0):  # an epoch without batches
             self.sampler._seek(epoch + 1, 0)
 
@@ -228,11 +224,13 @@ class BucketLoader:
         slots = list(members[:rows])
         slots += [fill_slot(int(members[0]))] * (rows - len(slots))
         batch = self.batchify([self._slots[int(s)] for s in slots])
+        return self._deliver(batch)
+
+    def _deliver(self, batch):
+        """The batch as NDArrays on ``ctx`` (workers hand over numpy arrays)."""
         if self.num_workers:
-            batch = to_ndarray(batch, self.ctx)
-        elif self.ctx is not None:
-            batch = batch.as_in_context(self.ctx)
-        return batch
+            return to_ndarray(batch, self.ctx)
+        return batch if self.ctx is None else batch.as_in_context(self.ctx)
 
     def __len__(self):
         return len(self.sampler)
