@@ -377,36 +377,34 @@ class TrainLoop:
         self._open_metrics(self._resumed_offset)
         loader = self.loader
         bar = Progress(self.stream, enabled=self.progress)
-        stops = self._stop_requests()
-        stops.__enter__()
-        try:
-            while self.epoch < self.epochs:
-                if self.max_steps is not None and self.global_step >= self.max_steps:
-                    break
-                if loader.epoch < self.epoch:
-                    loader.set_epoch(self.epoch)
-                stopped = False
-                if loader.epoch == self.epoch:
-                    stopped = self._run_epoch(bar)
-                if stopped:
-                    break
-                record = {"kind": "epoch", "epoch": self.epoch, "global_step": self.global_step,
-                          **self._epoch_train_figures()}
-                if valid_loader is not None:
-                    valid = self.evaluate(valid_loader)
-                    record.update({f"valid_{k}": v for k, v in valid.items()})
-                    bar.note(f"epoch {self.epoch + 1}/{self.epochs}: " + ", ".join(
-                        f"valid {k} {v:.4g}" for k, v in valid.items() if k != "seconds"))
-                self.history["epochs"].append(record)
-                self._write(record)
-                self.epoch += 1
-                self.save_checkpoint(epoch_finished=True)
-        finally:
-            stops.__exit__(None, None, None)
-            bar.close()
-            if self._metrics is not None:
-                self._metrics.close()
-                self._metrics = None
+        with self._stop_requests():
+            try:
+                while self.epoch < self.epochs:
+                    if self.max_steps is not None and self.global_step >= self.max_steps:
+                        break
+                    if loader.epoch < self.epoch:
+                        loader.set_epoch(self.epoch)
+                    stopped = False
+                    if loader.epoch == self.epoch:
+                        stopped = self._run_epoch(bar)
+                    if stopped:
+                        break
+                    record = {"kind": "epoch", "epoch": self.epoch,
+                              "global_step": self.global_step, **self._epoch_train_figures()}
+                    if valid_loader is not None:
+                        valid = self.evaluate(valid_loader)
+                        record.update({f"valid_{k}": v for k, v in valid.items()})
+                        bar.note(f"epoch {self.epoch + 1}/{self.epochs}: " + ", ".join(
+                            f"valid {k} {v:.4g}" for k, v in valid.items() if k != "seconds"))
+                    self.history["epochs"].append(record)
+                    self._write(record)
+                    self.epoch += 1
+                    self.save_checkpoint(epoch_finished=True)
+            finally:
+                bar.close()
+                if self._metrics is not None:
+                    self._metrics.close()
+                    self._metrics = None
         return self.history
 
     @contextlib.contextmanager
@@ -468,14 +466,14 @@ class TrainLoop:
                        **figs)
             if self._window["steps"] >= self.log_every:
                 self._flush_window()
-            if self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
+            done = self.max_steps is not None and self.global_step >= self.max_steps
+            due = self.checkpoint_every and self.global_step % self.checkpoint_every == 0
+            if done or due or self._stop is not None:
                 self.save_checkpoint(epoch_finished=False)
                 last = time.perf_counter()
-            if self.max_steps is not None and self.global_step >= self.max_steps:
-                self.save_checkpoint(epoch_finished=False)
+            if done:
                 return True
             if self._stop is not None:
-                self.save_checkpoint(epoch_finished=False)
                 raise KeyboardInterrupt(
                     f"{self._stop} after step {self.global_step}: checkpoint saved in "
                     f"{self.run_dir}; continue with fit(resume=True) (app: resume=true)")
