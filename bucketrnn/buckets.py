@@ -390,6 +390,12 @@ def _jsonable(x):
     return x
 
 
+def pad_to_max_waste(lengths) -> float:
+    """Share of slots that are padding when every sequence is padded to the longest."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return 1.0 - lengths.sum() / (lengths.size * lengths.max())
+
+
 def plan_buckets(
     lengths,
     num_buckets: int = 8,

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bucketrnn.buckets import pad_to_max_waste
 from bucketrnn.config import to_dict
 
 __all__ = ["Data", "load_data", "main", "make_loaders", "pad_to_max_waste"]
@@ -168,12 +169,6 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
             continue
         out.append(evaluation_loader(train, ds, seed=0, last_batch="fill", **sizes))
     return tuple(out)
-
-
-def pad_to_max_waste(lengths) -> float:
-    """Share of slots that are padding when every sequence is padded to the longest."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    return 1.0 - lengths.sum() / (lengths.size * lengths.max())
 
 
 def describe(cfg) -> str:

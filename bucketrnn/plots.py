@@ -23,6 +23,8 @@ import os
 
 import numpy as np
 
+from bucketrnn.buckets import pad_to_max_waste
+
 __all__ = ["plot_buckets", "plot_curves", "read_metrics", "save_all"]
 
 
@@ -59,7 +61,7 @@ def plot_buckets(lengths, plan, path: str) -> str:
     ax.set_ylabel("sequences")
     ax.set_title(f"{plan.num_buckets} buckets ({plan.strategy}): padding {100 * plan.waste:.1f}% "
                  f"of computed slots; padding to {longest}: "
-                 f"{100 * (1 - lengths.sum() / (lengths.size * longest)):.1f}%  "
+                 f"{100 * pad_to_max_waste(lengths):.1f}%  "
                  "(red: boundaries, per-bucket padding on top)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
