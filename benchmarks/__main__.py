@@ -1,6 +1,6 @@
 """``python -m benchmarks``: every arm side by side in one run, written to docs/benchmarks.*.
 
-    .venv/bin/python -m benchmarks                      # full run (about 20 minutes, 2 cores)
+    .venv/bin/python -m benchmarks                      # full run (11.8 min at 19:16 UTC, 2 cores)
     .venv/bin/python -m benchmarks --tiny --out /tmp/b  # seconds: what the smoke test runs
     .venv/bin/python -m benchmarks --arms ceiling,bucketrnn_default --steps 20
 

@@ -1,6 +1,6 @@
 """Data-parallel throughput on this machine: 1 vs 2 dist_sync workers, one thread each.
 
-    .venv/bin/python -m benchmarks.distributed                          # 3-4 minutes
+    .venv/bin/python -m benchmarks.distributed                          # 2.5-4 minutes
     .venv/bin/python -m benchmarks.distributed --steps 10 --repeat 1    # a quick look
 
 Three runs of the same LSTM language model on Penn Treebank sentence lengths (synthetic token
