@@ -25,6 +25,7 @@ import time
 
 from bucketrnn.config import fingerprint, parse_context, to_dict, validate
 from bucketrnn.plan import CONF_DIR, load_data, make_loaders, pad_to_max_waste
+from bucketrnn.rundir import RunLock, RunLockedError
 
 __all__ = ["build_model", "find_resume_dir", "main", "run"]
 
@@ -82,8 +83,19 @@ def run(cfg, run_dir: str, stream=None) -> dict:
     """Train and evaluate the experiment ``cfg`` (a composed config) in ``run_dir``.
 
     Returns the summary (also written to ``summary.json``). Raises ``ValueError`` /
-    ``FileNotFoundError`` / ``StateMismatchError`` for bad input before writing anything.
+    ``FileNotFoundError`` / ``StateMismatchError`` for bad input before writing anything, and
+    :class:`~bucketrnn.rundir.RunLockedError` when another process is writing the run directory
+    (the lock is held from before the first write until the summary is written).
     """
+    locks = []
+    try:
+        return _run(cfg, run_dir, stream, locks)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _run(cfg, run_dir: str, stream, locks: list) -> dict:
     from bucketrnn import checkpoint as ckpt
     from bucketrnn import distributed
     from bucketrnn.train import TrainLoop
@@ -106,6 +118,9 @@ def run(cfg, run_dir: str, stream=None) -> dict:
         else t["kvstore"]
     shard = distributed.shard_of(kv)
     writer = distributed.is_checkpoint_writer(kv)
+    if writer:
+        # Before anything is read from or written to the directory: one writer at a time.
+        locks.append(RunLock(work).acquire())
     data = load_data(cfg.dataset, seed=cfg.seed)
     train_loader, valid_loader, test_loader = make_loaders(
         data, cfg.bucketing, seed=cfg.seed, num_shards=shard.num_shards,
@@ -191,7 +206,8 @@ def _hydra_app(cfg) -> None:
     with distributed.exit_on_error():
         try:
             run(cfg, HydraConfig.get().runtime.output_dir)
-        except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+        except (ValueError, TypeError, FileNotFoundError, FileExistsError,
+                RunLockedError) as e:
             # Bad input (StateMismatchError is a ValueError): the message is the whole story.
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)

@@ -311,4 +311,8 @@ def validate(cfg) -> None:
     need(t["checkpoint_every"] >= 0, "trainer.checkpoint_every", t["checkpoint_every"],
          "must be >= 0 (0: only at epoch ends)")
     need(t["log_every"] >= 1, "trainer.log_every", t["log_every"], "must be >= 1")
+    from bucketrnn.distributed import KVSTORES
+
+    need(t["kvstore"] in KVSTORES, "trainer.kvstore", t["kvstore"],
+         f"must be one of {', '.join(KVSTORES)}")
     parse_context(t["context"])

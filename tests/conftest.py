@@ -1,6 +1,13 @@
 """Shared test helpers for the data-pipeline stages (sampler, batchify, loader)."""
 
+import os
 import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
 
 from bucketrnn.datasets import FlatSequences
 
@@ -34,3 +41,42 @@ def assert_resumes(make, key=lambda batch: batch):
             if cut < n or n == 0:
                 rest += [key(b) for b in other]
             assert got + rest == expected, f"resuming at step {cut} of {n}"
+
+
+_HOLD = textwrap.dedent("""
+    import os, sys, time
+    from bucketrnn.rundir import RunLock
+    RunLock(sys.argv[1]).acquire()
+    child = os.fork() if len(sys.argv) > 2 else None  # a child, like a loader worker
+    if child == 0:
+        time.sleep(120)
+        os._exit(0)
+    print("locked", child or "", flush=True)
+    time.sleep(120)
+""")
+
+
+@pytest.fixture
+def lock_holder():
+    """``hold(run_dir, fork=False)``: another process that holds the run directory's lock
+    (``.pid``; ``.child``: a forked child when ``fork``). Killed at the end of the test."""
+    procs = []
+
+    def hold(run_dir, fork=False):
+        proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(run_dir)] + ["fork"] * fork,
+                                stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        words = proc.stdout.readline().split()
+        assert words and words[0] == "locked"
+        proc.child = int(words[1]) if len(words) > 1 else None
+        return proc
+
+    yield hold
+    for proc in procs:
+        for pid in (proc.pid, proc.child):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        proc.wait()

@@ -15,6 +15,7 @@ from bucketrnn import checkpoint as ckpt
 from bucketrnn.__main__ import run
 from bucketrnn.compare import collect, table
 from bucketrnn.plan import CONF_DIR, describe
+from bucketrnn.rundir import RunLockedError
 
 ROOT = os.path.dirname(CONF_DIR)
 TINY = ["dataset.limit=60", "dataset.valid_limit=20", "dataset.test_limit=20",
@@ -103,6 +104,22 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
         run(_compose("plots=false"), str(tmp_path))
 
 
+def test_a_second_run_in_a_locked_directory_is_refused(tmp_path, lock_holder):
+    def files():
+        return {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path) if p != ".lock"}
+
+    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path))
+    before = files()
+    holder = lock_holder(tmp_path)  # as if the run were still training
+    with pytest.raises(RunLockedError, match=f"in use by process {holder.pid}"):
+        run(_compose("resume=true", "plots=false"), str(tmp_path))
+    assert files() == before
+    fresh = lock_holder(tmp_path / "fresh")
+    with pytest.raises(RunLockedError, match=f"in use by process {fresh.pid}"):
+        run(_compose("plots=false"), str(tmp_path / "fresh"))
+    assert os.listdir(tmp_path / "fresh") == [".lock"]
+
+
 @pytest.mark.parametrize("override, key", [
     ("bucketing.num_bucket=3", "num_bucket"),
     ("model.cell=lstm", "cell"),
@@ -124,6 +141,7 @@ def test_bad_override_names_the_key(override, key):
     (["trainer.context=tpu"], "trainer.context must be 'cpu', 'gpu' or 'gpu\\(i\\)'"),
     (["bucketing.strategy=fixed"], "bucketing.boundaries must be given"),
     (["dataset=text"], "dataset.path is required"),
+    (["trainer.kvstore=devcie"], "trainer.kvstore must be one of local, device"),
 ])
 def test_bad_values_name_the_key(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
