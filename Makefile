@@ -10,7 +10,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade "pip>=23.2"
+	$(BIN)/python -m pip install -q --upgrade "pip>=23.2" "setuptools==80.9.0" "wheel==0.45.1"
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 

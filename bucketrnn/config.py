@@ -16,6 +16,7 @@ Examples
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -25,6 +26,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 __all__ = [
+    "CONF_DIR",
     "BucketingConfig",
     "Config",
     "DatasetConfig",
@@ -36,6 +38,19 @@ __all__ = [
     "register",
     "validate",
 ]
+
+
+def _conf_dir() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    # A regular install ships the configs as package data in bucketrnn/conf; a source checkout
+    # (and an editable install) keeps them in the repository's top-level conf/.
+    packaged = os.path.join(here, "conf")
+    if os.path.isfile(os.path.join(packaged, "config.yaml")):
+        return packaged
+    return os.path.join(os.path.dirname(here), "conf")
+
+
+CONF_DIR = _conf_dir()
 
 
 class DatasetName(str, Enum):

@@ -21,11 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bucketrnn.buckets import pad_to_max_waste
-from bucketrnn.config import to_dict
+from bucketrnn.config import CONF_DIR, to_dict
 
 __all__ = ["Data", "load_data", "main", "make_loaders", "pad_to_max_waste"]
-
-CONF_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, "conf"))
 
 
 @dataclass
