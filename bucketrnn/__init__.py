@@ -5,6 +5,13 @@ The data flow, one module per stage: :mod:`~bucketrnn.lengths` -> :mod:`~bucketr
 :mod:`~bucketrnn.loader` -> :mod:`~bucketrnn.graphs` (one graph per bucket) -> models / training.
 """
 
+import os as _os
+
+# MXNet prints "Subgraph backend MKLDNN is activated" for every graph it binds (dozens per run,
+# into the progress bar). Silenced unless the user asked for it; MXNet reads the variable at
+# bind time, so setting it here, before any graph exists, is enough.
+_os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
+
 from bucketrnn.batchify import Batch, PadToBucket
 from bucketrnn.buckets import BucketPlan, plan_buckets
 from bucketrnn.datasets import FlatSequences, Vocabulary
@@ -15,24 +22,22 @@ from bucketrnn.loader import BucketLoader, evaluation_loader
 from bucketrnn.models import LanguageModel, SequenceClassifier, loss_normalizer
 from bucketrnn.sampler import BucketBatchSampler
 
-__all__ = sorted(
-    [
-        "Batch",
-        "BucketBatchSampler",
-        "BucketLoader",
-        "BucketPlan",
-        "BucketRNNWarning",
-        "FlatSequences",
-        "GraphCache",
-        "LanguageModel",
-        "PadToBucket",
-        "SequenceClassifier",
-        "StateMismatchError",
-        "Vocabulary",
-        "evaluation_loader",
-        "plan_buckets",
-        "loss_normalizer",
-        "sequence_lengths",
-    ]
-)
+__all__ = [
+    "Batch",
+    "BucketBatchSampler",
+    "BucketLoader",
+    "BucketPlan",
+    "BucketRNNWarning",
+    "FlatSequences",
+    "GraphCache",
+    "LanguageModel",
+    "PadToBucket",
+    "SequenceClassifier",
+    "StateMismatchError",
+    "Vocabulary",
+    "evaluation_loader",
+    "loss_normalizer",
+    "plan_buckets",
+    "sequence_lengths",
+]
 __version__ = "0.1.0"
