@@ -23,9 +23,9 @@ import os
 import sys
 import time
 
-from bucketrnn.config import fingerprint, parse_context, to_dict, validate
+from bucketrnn.config import fingerprint, parse_context, restore, to_dict, validate
 from bucketrnn.plan import CONF_DIR, load_data, make_loaders, pad_to_max_waste
-from bucketrnn.rundir import RunLock, RunLockedError
+from bucketrnn.rundir import CONFIG, RunLock, RunLockedError
 
 __all__ = ["build_model", "find_resume_dir", "main", "run"]
 
@@ -79,8 +79,13 @@ def _write_json(path, obj):
     atomic_write(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 
 
-def run(cfg, run_dir: str, stream=None) -> dict:
+def run(cfg, run_dir: str, stream=None, overrides=None) -> dict:
     """Train and evaluate the experiment ``cfg`` (a composed config) in ``run_dir``.
+
+    ``overrides`` are the command line's ``key=value`` strings. Resuming with them restores the
+    run's own config (``config.json`` in its directory) and applies only those overrides,
+    which may change nothing but :data:`~bucketrnn.config.RESUMABLE` keys; without them
+    (``None``), ``cfg`` itself must match the run's.
 
     Returns the summary (also written to ``summary.json``). Raises ``ValueError`` /
     ``FileNotFoundError`` / ``StateMismatchError`` for bad input before writing anything, and
@@ -89,13 +94,13 @@ def run(cfg, run_dir: str, stream=None) -> dict:
     """
     locks = []
     try:
-        return _run(cfg, run_dir, stream, locks)
+        return _run(cfg, run_dir, stream, locks, overrides)
     finally:
         for lock in locks:
             lock.release()
 
 
-def _run(cfg, run_dir: str, stream, locks: list) -> dict:
+def _run(cfg, run_dir: str, stream, locks: list, overrides) -> dict:
     from bucketrnn import checkpoint as ckpt
     from bucketrnn import distributed
     from bucketrnn.train import TrainLoop
@@ -104,6 +109,11 @@ def _run(cfg, run_dir: str, stream, locks: list) -> dict:
     validate(cfg)
     resume_dir = find_resume_dir(cfg.resume, run_dir)
     work = resume_dir or os.path.abspath(run_dir)
+    saved_config = os.path.join(work, CONFIG)
+    if resume_dir and overrides is not None and os.path.isfile(saved_config):
+        with open(saved_config, encoding="utf-8") as f:
+            cfg = restore(cfg, json.load(f), overrides)
+        validate(cfg)
     fp = fingerprint(cfg)
     ckpt_path = os.path.join(work, ckpt.FILENAME)
     if resume_dir:
@@ -118,15 +128,16 @@ def _run(cfg, run_dir: str, stream, locks: list) -> dict:
         else t["kvstore"]
     shard = distributed.shard_of(kv)
     writer = distributed.is_checkpoint_writer(kv)
-    if writer:
-        # Before anything is read from or written to the directory: one writer at a time.
-        locks.append(RunLock(work).acquire())
     data = load_data(cfg.dataset, seed=cfg.seed)
     train_loader, valid_loader, test_loader = make_loaders(
         data, cfg.bucketing, seed=cfg.seed, num_shards=shard.num_shards,
         shard_index=shard.shard_index, ctx=ctx)
-    os.makedirs(work, exist_ok=True)
     if writer:
+        # Bad input is refused above, before the directory is made; from here on it is written,
+        # by one process at a time.
+        locks.append(RunLock(work).acquire())
+        if not resume_dir:
+            _write_json(saved_config, to_dict(cfg))
         data.vocab.save(os.path.join(work, "vocab.json"))
     params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
     out = stream or sys.stdout
@@ -205,7 +216,8 @@ def _hydra_app(cfg) -> None:
     # A dist worker must not wait at exit for the others (they would wait for it).
     with distributed.exit_on_error():
         try:
-            run(cfg, HydraConfig.get().runtime.output_dir)
+            hydra_cfg = HydraConfig.get()
+            run(cfg, hydra_cfg.runtime.output_dir, overrides=list(hydra_cfg.overrides.task))
         except (ValueError, TypeError, FileNotFoundError, FileExistsError,
                 RunLockedError) as e:
             # Bad input (StateMismatchError is a ValueError): the message is the whole story.

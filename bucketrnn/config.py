@@ -35,7 +35,9 @@ __all__ = [
     "TrainerConfig",
     "fingerprint",
     "parse_context",
+    "RESUMABLE",
     "register",
+    "restore",
     "validate",
 ]
 
@@ -331,3 +333,63 @@ def validate(cfg) -> None:
     need(t["kvstore"] in KVSTORES, "trainer.kvstore", t["kvstore"],
          f"must be one of {', '.join(KVSTORES)}")
     parse_context(t["context"])
+
+
+# Keys a resumed run may change: how long it goes on, how it reports, where it runs. Everything
+# else is part of what the checkpoint was trained with and comes back from the run directory.
+RESUMABLE = ("trainer.epochs", "trainer.max_steps", "trainer.checkpoint_every",
+             "trainer.log_every", "trainer.progress", "trainer.context",
+             "bucketing.num_workers", "bucketing.timeout", "plots", "resume")
+_GROUPS = ("dataset", "model", "bucketing", "trainer", "memory")
+
+
+def _get(d: dict, key: str):
+    for part in key.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return "<absent>"
+        d = d[part]
+    return d
+
+
+def restore(cfg, saved: dict, overrides) -> DictConfig:
+    """The config of a resumed run: ``saved`` (the run's own ``config.json``) with the
+    command line's ``overrides`` applied where :data:`RESUMABLE` allows it.
+
+    Parameters
+    ----------
+    cfg : DictConfig
+        The config composed from the command line (its values of the overridden keys are used).
+    saved : dict
+        The plain config the run was started with.
+    overrides : list of str
+        The command line's overrides (``key=value``; Hydra's own ``hydra.*`` are ignored).
+
+    Raises
+    ------
+    ValueError
+        An override of a key that is not resumable and differs from the saved value, or of a
+        config group (``model=gru_lm``): the message names it.
+    """
+    now = to_dict(cfg)
+    merged = to_dict(saved)
+    for text in overrides:
+        key = str(text).split("=", 1)[0].lstrip("+~")
+        if key.startswith("hydra.") or key == "hydra":
+            continue
+        if key in _GROUPS:
+            raise ValueError(f"{text!r}: a resumed run keeps its config groups; {key}= cannot "
+                             "be given with resume (start a new run instead)")
+        if _get(now, key) == _get(merged, key):
+            continue
+        if key not in RESUMABLE:
+            raise ValueError(f"{key} cannot change when a run is resumed: the run has "
+                             f"{key}={_get(merged, key)!r}, the command line {text!r}. Only "
+                             f"{', '.join(RESUMABLE[:-1])} may be given with resume; start a "
+                             "new run to change anything else")
+        node, *path = key.split(".")
+        target = merged
+        for part in [node, *path][:-1]:
+            target = target.setdefault(part, {})
+        target[key.split(".")[-1]] = _get(now, key)
+    merged["resume"] = now["resume"]
+    return OmegaConf.merge(OmegaConf.structured(Config), merged)

@@ -30,9 +30,11 @@ import fcntl
 import os
 import threading
 
-__all__ = ["CHECKPOINT", "LOCK", "METRICS", "SUMMARY", "VOCAB", "RunLock", "RunLockedError"]
+__all__ = ["CHECKPOINT", "CONFIG", "LOCK", "METRICS", "SUMMARY", "VOCAB", "RunLock",
+           "RunLockedError"]
 
 CHECKPOINT = "checkpoint.npz"
+CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 VOCAB = "vocab.json"

@@ -94,6 +94,28 @@ def test_resume_continues_the_run_and_matches_an_uninterrupted_one(tmp_path):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
+def test_resume_restores_the_runs_own_config(tmp_path):
+    first = TINY + ["trainer.max_steps=2", "plots=false"]
+    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path), overrides=first)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model"]["hidden_size"] == 12 and saved["trainer"]["max_steps"] == 2
+
+    def again(*overrides):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=list(overrides))
+        return run(cfg, str(tmp_path / "elsewhere"), overrides=list(overrides))
+
+    # Only what changes: the original overrides (a 12-unit model, 60 sentences...) come back.
+    summary = again(f"resume={tmp_path}", "trainer.max_steps=4", "trainer.progress=false")
+    assert summary["steps"] == 4 and summary["config"]["model"]["hidden_size"] == 12
+    assert summary["config"]["dataset"]["limit"] == 60
+    with pytest.raises(ValueError, match=r"model.hidden_size cannot change when a run is "
+                                         r"resumed: the run has model.hidden_size=12"):
+        again(f"resume={tmp_path}", "model.hidden_size=16")
+    with pytest.raises(ValueError, match="a resumed run keeps its config groups; model="):
+        again(f"resume={tmp_path}", "model=gru_lm")
+
+
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path))
     before = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}

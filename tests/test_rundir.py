@@ -1,4 +1,4 @@
-"""One writer per run directory: the lock, its release on kill -9, and the app refusing a 2nd run."""
+"""One writer per run directory: the lock, re-entry, its release on kill -9, forked children."""
 
 import os
 import signal
