@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 __all__ = [
     "CONF_DIR",
+    "OPTIMIZERS",
     "BucketingConfig",
     "Config",
     "DatasetConfig",
@@ -257,6 +258,10 @@ def fingerprint(cfg) -> dict:
     return flat
 
 
+# The optimizers the app offers: each one's state is saved as named arrays in a checkpoint.
+OPTIMIZERS = ("sgd", "nag", "adam", "adamax", "nadam", "rmsprop", "adagrad", "adadelta",
+              "ftml", "signum", "lamb")
+
 _CONTEXT = re.compile(r"^(cpu|gpu)(?:[(:](\d+)\)?)?$")
 
 
@@ -328,11 +333,24 @@ def validate(cfg) -> None:
     need(t["checkpoint_every"] >= 0, "trainer.checkpoint_every", t["checkpoint_every"],
          "must be >= 0 (0: only at epoch ends)")
     need(t["log_every"] >= 1, "trainer.log_every", t["log_every"], "must be >= 1")
+    need(t["optimizer"] in OPTIMIZERS, "trainer.optimizer", t["optimizer"],
+         f"must be one of {', '.join(OPTIMIZERS)} (the optimizers whose state a checkpoint "
+         "stores)")
+    need(ds["name"] == "text" or not any(ds[k] for k in ("path", "valid_path", "test_path")),
+         "dataset.path", ds["path"] or ds["valid_path"] or ds["test_path"],
+         f"is read by dataset=text only (dataset={ds['name']} would ignore it): add dataset=text")
     from bucketrnn.distributed import KVSTORES
 
     need(t["kvstore"] in KVSTORES, "trainer.kvstore", t["kvstore"],
          f"must be one of {', '.join(KVSTORES)}")
-    parse_context(t["context"])
+    ctx = parse_context(t["context"])
+    if ctx.device_type == "gpu":
+        import mxnet as mx
+
+        gpus = mx.context.num_gpus()
+        need(ctx.device_id < gpus, "trainer.context", t["context"],
+             f"names a GPU this machine does not have (MXNet sees {gpus} GPU(s)); use "
+             "trainer.context=cpu")
 
 
 # Keys a resumed run may change: how long it goes on, how it reports, where it runs. Everything

@@ -164,6 +164,9 @@ def test_bad_override_names_the_key(override, key):
     (["bucketing.strategy=fixed"], "bucketing.boundaries must be given"),
     (["dataset=text"], "dataset.path is required"),
     (["trainer.kvstore=devcie"], "trainer.kvstore must be one of local, device"),
+    (["trainer.optimizer=adamm"], "trainer.optimizer must be one of sgd, nag, adam"),
+    (["trainer.context=gpu:7"], "trainer.context names a GPU this machine does not have"),
+    (["dataset.path=corpus.txt"], "dataset.path is read by dataset=text only"),
 ])
 def test_bad_values_name_the_key(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
