@@ -121,7 +121,9 @@ def masked_token_loss(F, logits, label, valid_length, weight):
 def loss_normalizer(batch, per: str = "token"):
     """How many real tokens (``per="token"``) or rows (``per="row"``) a batch holds, as a float.
 
-    Divide the summed loss of a batch by it to get a mean that fill rows do not distort.
+    Divide the summed loss of a batch by it to get a mean that fill rows do not distort. The
+    tokens counted are the ones a loss is computed on: ``valid_length`` for a language model,
+    and for a sequence-pair (seq2seq) batch, which has ``label_length``, the target tokens.
 
     Examples
     --------
@@ -135,5 +137,6 @@ def loss_normalizer(batch, per: str = "token"):
     if per == "row":
         return float(batch.weight.sum().asscalar())
     if per == "token":
-        return float((batch.valid_length.astype("float32") * batch.weight).sum().asscalar())
+        lengths = batch.valid_length if batch.label_length is None else batch.label_length
+        return float((lengths.astype("float32") * batch.weight).sum().asscalar())
     raise ValueError(f"per must be 'token' or 'row', got per={per!r}")
