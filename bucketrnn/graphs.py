@@ -40,6 +40,7 @@ from dataclasses import replace
 import numpy as np
 from mxnet import autograd, context, gluon, nd
 from mxnet import symbol as sym
+from mxnet.base import MXNetError
 
 from bucketrnn.batchify import Batch
 from bucketrnn.executors import SharedPool, bind_shared, key_size
@@ -399,31 +400,127 @@ class GraphCache:
         """Read what :meth:`export` wrote: a frozen cache of ``SymbolBlock`` graphs.
 
         ``inputs`` is the exporting cache's ``inputs=`` callable when it had one (required
-        then); by default the recorded input names are read from the batch."""
-        with open(f"{prefix}-graphs.json") as f:
-            index = json.load(f)
-        if index.get("format") != FORMAT:
-            raise ValueError(f"{prefix}-graphs.json has format={index.get('format')!r}, "
-                             f"expected {FORMAT}")
+        then); by default the recorded input names are read from the batch.
+
+        The index ``{prefix}-graphs.json`` is data, and so are the files it lists: each must be
+        a plain file name in the index's own directory (no ``..``, no absolute path, no
+        symbolic link leading out of the directory), or ``load`` refuses it. Nothing is
+        unpickled or evaluated: the symbols are MXNet's graph JSON (``mx.sym.load``) and the
+        parameters MXNet's binary NDArray list format (``mx.nd.load``: a magic number, then
+        shapes, dtypes and raw data, read by C++; a pickle is refused as "not an NDArray
+        file"). A file that does not parse is reported by name only: MXNet's own parse errors
+        quote the file's text, so they are not passed on.
+        """
+        index_path = f"{prefix}-graphs.json"
+        index = _read_index(index_path)
         if inputs is None and not index.get("inputs_are_batch_fields", True):
             raise ValueError(f"{prefix} was exported from a cache with a callable inputs=: pass "
                              f"the same callable, GraphCache.load(..., inputs=...), got "
                              f"inputs=None")
-        folder = os.path.dirname(prefix)
+        folder = os.path.dirname(index_path)
         ctxs = _as_contexts(ctx)
+        params_path = _listed_file(folder, index["params"], index_path)
         blocks, shared = {}, None
         for entry in sorted(index["graphs"], key=lambda e: key_size(_key(e["key"])),
                             reverse=True):
-            outputs = sym.load(os.path.join(folder, entry["symbol"]))
+            path = _listed_file(folder, entry["symbol"], index_path)
+            try:
+                outputs = sym.load(path)
+            except MXNetError:
+                raise ValueError(f"{path} (listed in {index_path}) is not a symbol file MXNet "
+                                 "can read: re-export the graphs") from None
             used = set(outputs.list_inputs())
             names = [n for n in index["inputs"] if n in used]
             block = gluon.SymbolBlock(outputs, [sym.var(n) for n in names], params=shared)
             if shared is None:
                 shared = block.collect_params()
-                shared.load(os.path.join(folder, index["params"]), ctx=ctxs, allow_missing=False,
-                            ignore_extra=True)
+                _load_params(shared, params_path, index_path, ctxs)
             blocks[_key(entry["key"])] = block
         return cls(blocks, ctx=ctxs, memory=memory, inputs=inputs or tuple(index["inputs"]))
+
+
+def _read_index(path: str) -> dict:
+    """The export index at ``path``, checked for the structure :meth:`GraphCache.export`
+    writes; errors name the file and the field, never quote the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            index = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(f"{path} is not a JSON export index (written by GraphCache.export): "
+                         "re-export the graphs") from None
+    if not isinstance(index, dict):
+        raise ValueError(f"{path} must hold a JSON object, got a {type(index).__name__}")
+    if index.get("format") != FORMAT:
+        found = index.get("format")
+        found = found if isinstance(found, int) or found is None else type(found).__name__
+        raise ValueError(f"{path} has format={found!r}, expected {FORMAT}")
+    graphs, names = index.get("graphs"), index.get("inputs")
+    problems = []
+    if not isinstance(index.get("params"), str):
+        problems.append("'params' must be a file name")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        problems.append("'inputs' must be a list of input names")
+    if not isinstance(graphs, list) or not graphs:
+        problems.append("'graphs' must be a non-empty list")
+    else:
+        for i, g in enumerate(graphs):
+            ok = (isinstance(g, dict) and isinstance(g.get("symbol"), str)
+                  and _valid_key(g.get("key")))
+            if not ok:
+                problems.append(f"graphs[{i}] must have a 'symbol' file name and an int or "
+                                "list-of-int 'key'")
+                break
+    if problems:
+        raise ValueError(f"{path} is not a valid export index: {'; '.join(problems)}; "
+                         "re-export the graphs")
+    return index
+
+
+def _valid_key(key) -> bool:
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    return is_int(key) or (isinstance(key, list) and bool(key) and all(map(is_int, key)))
+
+
+def _listed_file(folder: str, name: str, index_path: str) -> str:
+    """The path of file ``name`` listed in the index, refused unless it is a regular file
+    inside ``folder`` (symbolic links resolved)."""
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    if (not name or "\0" in name or name in (".", "..") or os.path.isabs(name)
+            or name != os.path.basename(name)):
+        raise ValueError(f"{index_path} lists the file {shown!r}, which is not a plain file name "
+                         "in the export directory: an export index names files next to it only "
+                         "(re-export the graphs)")
+    path = os.path.join(folder, name)
+    root = os.path.realpath(folder or os.curdir)
+    real = os.path.realpath(path)
+    if os.path.commonpath([root, real]) != root:
+        raise ValueError(f"{index_path} lists {shown!r}, a symbolic link leading out of the "
+                         f"export directory {root}: refused (copy the file into the export "
+                         "directory instead of linking it)")
+    if not os.path.isfile(real):
+        raise FileNotFoundError(f"{path}, listed in {index_path}, is missing or not a regular "
+                                "file: copy the whole export directory")
+    return path
+
+
+def _load_params(params, path: str, index_path: str, ctxs) -> None:
+    try:
+        arrays = nd.load(path)
+    except MXNetError:
+        raise ValueError(f"{path} (listed in {index_path}) is not an MXNet NDArray file: "
+                         "re-export the graphs") from None
+    if not isinstance(arrays, dict):
+        raise ValueError(f"{path} holds unnamed arrays; GraphCache.export writes named "
+                         "parameters: re-export the graphs")
+    try:
+        params.load_dict(arrays, ctx=ctxs, allow_missing=False, ignore_extra=True,
+                         filename=path)
+    except (AssertionError, ValueError) as e:
+        # Names and shapes of the graphs' parameters only: the file parsed as NDArrays.
+        raise ValueError(f"{path} does not hold the parameters of the exported graphs: "
+                         f"{e}") from None
 
 
 def _key(raw):
