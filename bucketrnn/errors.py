@@ -7,3 +7,7 @@ class BucketRNNWarning(UserWarning):
 
 class StateMismatchError(ValueError):
     """A checkpoint or sampler state was made for another dataset or configuration."""
+
+
+class GraphTooLargeError(ValueError):
+    """A bucket's graph is estimated not to fit in the memory available for it."""

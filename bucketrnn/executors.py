@@ -4,14 +4,19 @@ bound on one memory pool per context, the way MXNet's ``BucketingModule`` does.
 The largest bucket's executor is bound first and owns the pool; every other bucket is bound with
 ``shared_exec=`` that executor. Arguments and gradients are the Gluon parameters' own arrays (and
 one gradient buffer per parameter shared by all buckets), so a ``gluon.Trainer`` updates them.
+
+Also here, for the cache's memory check: :func:`graph_bytes` (sizes of a traced graph, from
+inferred shapes, without binding it) and :func:`available_memory` (free bytes on a context).
 """
 
 from __future__ import annotations
 
-import numpy as np
-from mxnet import autograd, nd
+import os
 
-__all__ = ["SharedPool", "bind_shared", "key_size"]
+import numpy as np
+from mxnet import autograd, context, nd
+
+__all__ = ["SharedPool", "available_memory", "bind_shared", "graph_bytes", "key_size"]
 
 
 def key_size(key):
@@ -142,3 +147,70 @@ class _SharedRunner:
             link = (total - nd.BlockGrad(total)) / outs[0].size
             outs[0] = nd.broadcast_add(outs[0], link.reshape((1,) * outs[0].ndim))
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def graph_bytes(symbol, shapes: dict, dtypes: dict) -> dict:
+    """Sizes of one traced graph for the given input shapes, without binding it.
+
+    Returns a dict of ``activations`` (bytes of every internal output: what a bound executor's
+    forward produces), ``params`` (bytes of the arguments that are not inputs, and of the
+    auxiliary states) and ``nodes`` (number of internal outputs). Raises ``ValueError`` if MXNet
+    cannot infer every shape from ``shapes``.
+    """
+    internals = symbol.get_internals()
+    arg_shapes, out_shapes, aux_shapes = internals.infer_shape(**shapes)
+    if out_shapes is None or any(s is None for s in arg_shapes + out_shapes):
+        raise ValueError(f"shapes of the graph cannot be inferred from the inputs {shapes}")
+    try:
+        arg_types, out_types, aux_types = internals.infer_type(**dtypes)
+    except Exception:  # a graph whose dtypes MXNet cannot infer: assume 4 bytes per value
+        arg_types = out_types = aux_types = None
+    variables = set(internals.list_arguments()) | set(internals.list_auxiliary_states())
+
+    def size(shape, dtype):
+        width = np.dtype(dtype).itemsize if dtype is not None else 4
+        return int(np.prod(shape, dtype=np.int64)) * width
+
+    types = out_types or [None] * len(out_shapes)
+    activations = sum(size(s, t) for name, s, t in zip(internals.list_outputs(), out_shapes,
+                                                       types) if name not in variables)
+    params = sum(size(s, t) for name, s, t in zip(internals.list_arguments(), arg_shapes,
+                                                  arg_types or [None] * len(arg_shapes))
+                 if name not in shapes)
+    params += sum(size(s, t) for s, t in zip(aux_shapes, aux_types or [None] * len(aux_shapes)))
+    return {"activations": activations, "params": params, "nodes": len(out_shapes)}
+
+
+def available_memory(ctx) -> int | None:
+    """Bytes free for new arrays on ``ctx``, or None if unknown.
+
+    GPU: the free memory MXNet reports for the device (``mx.context.gpu_memory_info``).
+    CPU: ``MemAvailable`` of ``/proc/meminfo`` (``os.sysconf`` available pages where there is
+    no ``/proc``), lowered to what the cgroup (v2) memory limit leaves, if one is set.
+    """
+    if ctx.device_type == "gpu":
+        free, _ = context.gpu_memory_info(ctx.device_id)
+        return int(free)
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (OSError, ValueError, AttributeError):
+            pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max":
+            found.append(max(0, int(limit) - used))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None

@@ -17,10 +17,29 @@ OUTPUTS = ("loss", "logits", "states")
 class BucketModel(gluon.HybridBlock):
     """Base class: the length, the ``outputs=`` selection, input checks and :meth:`factory`.
 
-    Subclasses set ``self.encoder`` (a :class:`~bucketrnn.models.RecurrentEncoder`) and
-    ``self.embed_ids`` (whether ``data`` holds token ids), and implement ``_compute(F, data,
-    valid_length, label, weight, **params) -> dict`` with keys ``loss``, ``logits`` and
-    ``states`` (a list).
+    Subclasses set ``self.encoder`` (a :class:`~bucketrnn.models.RecurrentEncoder`),
+    ``self.embed_ids`` (whether ``data`` holds token ids), ``self.vocab_size`` and
+    ``self.num_classes``, and implement ``_compute(F, data, valid_length, label, weight,
+    **params) -> dict`` with keys ``loss``, ``logits`` and ``states`` (a list).
+
+    Attributes
+    ----------
+    vocab_size : int or None
+        Token ids in ``data`` (and next-token labels of a language model) must lie in
+        ``[0, vocab_size)``; None for a model of float features.
+    num_classes : int or None
+        Class labels must be integers in ``[0, num_classes)``; None for a language model.
+        Both are also attributes of the :meth:`factory` callable, so a training loop can hand
+        them to the loader's host-side check (``BucketLoader(..., vocab_size=,
+        num_classes=)``) before any model is built.
+
+    Notes
+    -----
+    Out-of-range ids are not caught by MXNet: on CPU ``Embedding`` clips them (an id
+    ``>= vocab_size`` reads the last row, a negative id row 0) and ``pick`` clips a label the
+    same way (and truncates a fractional one), so the loss is silently wrong. Checking an
+    ``NDArray`` would cost a device sync per step, so :meth:`validate_inputs` checks ranges
+    only on numpy arrays; the loader checks each batch on the host while it is still numpy.
     """
 
     def __init__(self, length: int, outputs=("loss",), prefix=None, params=None):
@@ -35,6 +54,8 @@ class BucketModel(gluon.HybridBlock):
         self.length = length
         self.outputs = outputs
         self.embed_ids = True
+        self.vocab_size = None
+        self.num_classes = None
 
     @classmethod
     def factory(cls, prefix: str | None = None, **kwargs):
@@ -42,7 +63,8 @@ class BucketModel(gluon.HybridBlock):
 
         The first model built owns the parameters; the next ones are built with the same
         ``prefix`` and ``params=first.collect_params()``, so every bucket length uses the same
-        arrays. Pass the result to :class:`~bucketrnn.GraphCache`.
+        arrays. Pass the result to :class:`~bucketrnn.GraphCache`. The callable carries the
+        models' ``vocab_size`` and ``num_classes`` (None where they do not apply) as attributes.
 
         Examples
         --------
@@ -51,6 +73,8 @@ class BucketModel(gluon.HybridBlock):
         >>> a, b = build(5), build(9)
         >>> a.collect_params()[a.embed_weight.name] is b.collect_params()[b.embed_weight.name]
         True
+        >>> build.vocab_size, build.num_classes
+        (20, None)
         """
         prefix = prefix or cls.__name__.lower() + "_"
         shared = {}
@@ -68,15 +92,26 @@ class BucketModel(gluon.HybridBlock):
         # Any length builds the same parameters: GraphCache uses this one to own them before
         # it knows a bucket key.
         build.param_key = 1
+        build.vocab_size = kwargs.get("vocab_size")
+        build.num_classes = kwargs.get("num_classes")
         return build
 
     def check_context(self, ctx) -> None:
         """Raise ``ValueError`` if this model cannot run exactly on ``ctx``."""
         self.encoder.check_context(ctx)
 
-    def validate_inputs(self, ctx, data, *rest) -> None:
+    def validate_inputs(self, ctx, data, *rest, indices=None) -> None:
         """Check the arrays a forward receives (by :meth:`forward`, and by ``GraphCache`` for a
-        shared executor, which does not go through it)."""
+        shared executor, which does not go through it).
+
+        ``rest`` is ``(valid_length, label, weight)``. Dtypes and shapes are always checked.
+        The ranges of token ids and labels are checked on the arrays that are numpy (free on
+        the host), never on an ``NDArray`` (that would wait for the device every step): ids
+        at the valid steps of real rows must lie in ``[0, vocab_size)``, class labels must be
+        integers in ``[0, num_classes)``. ``indices`` (``batch.indices``) lets the error name
+        the dataset index of the offending row; real rows are those with ``indices >= 0`` (or
+        a nonzero ``weight``).
+        """
         self.check_context(ctx)
         kind = np.dtype(data.dtype).kind
         if self.embed_ids and kind not in "iu":
@@ -94,6 +129,49 @@ class BucketModel(gluon.HybridBlock):
                 f"data must be shaped (batch, {self.length}, ...) for this model of length "
                 f"{self.length}, got data.shape={data.shape}"
             )
+        self._check_ranges(data, *rest[:3], indices=indices)
+
+    def _check_ranges(self, data, valid_length=None, label=None, weight=None, indices=None):
+        """Ids and labels in range, on whichever of the arrays are numpy (see the class notes)."""
+        host = [a if isinstance(a, np.ndarray) else None
+                for a in (data, valid_length, label, weight)]
+        data, valid_length, label, weight = host
+        real = None
+        if indices is not None:
+            real = np.asarray(indices) >= 0
+        elif weight is not None:
+            real = weight != 0
+
+        def where(row):
+            return (f"dataset index {int(indices[row])}" if indices is not None
+                    else f"row {row} of the batch")
+
+        def steps(arr):
+            mask = np.ones(arr.shape[:2], dtype=bool)
+            if valid_length is not None:
+                mask &= np.arange(arr.shape[1]) < np.asarray(valid_length).reshape(-1, 1)
+            if real is not None and len(real) == arr.shape[0]:
+                mask &= real[:, None]
+            return mask
+
+        if data is not None and self.embed_ids and self.vocab_size is not None:
+            _check_ids("token id", data, steps(data), self.vocab_size, where)
+        if label is None:
+            return
+        if self.num_classes is not None:
+            label = label.reshape(-1)
+            mask = real if real is not None and len(real) == label.size else None
+            mask = np.ones(label.shape, bool) if mask is None else mask
+            fractional = mask & (label != np.floor(label))
+            if fractional.any():
+                row = int(np.flatnonzero(fractional)[0])
+                raise ValueError(f"label {label[row].item()!r} at {where(row)} is not an "
+                                 f"integer: class labels must be integers in "
+                                 f"[0, {self.num_classes}); fix the labels of the dataset")
+            _check_ids("label", label, mask, self.num_classes, where, "num_classes",
+                       "fix the labels of the dataset or build the model with more classes")
+        elif self.vocab_size is not None and label.ndim == 2:
+            _check_ids("next-token label", label, steps(label), self.vocab_size, where)
 
     def forward(self, data, *args):
         if isinstance(data, nd.NDArray):
@@ -111,6 +189,21 @@ class BucketModel(gluon.HybridBlock):
         return out[0] if len(out) == 1 else tuple(out)
 
 
+def _check_ids(what, values, mask, size, where, name="vocab_size",
+               fix="map unknown tokens to an <unk> id or build the model with a larger "
+                   "vocab_size"):
+    """Raise ``ValueError`` naming the first masked entry of ``values`` outside [0, size)."""
+    bad = mask & ((values < 0) | (values >= size))
+    if not bad.any():
+        return
+    first = np.argwhere(bad)[0]
+    at = f", step {int(first[1])}" if len(first) > 1 else ""
+    value = values[tuple(first)]
+    value = value.item() if hasattr(value, "item") else value
+    raise ValueError(f"{what} {value!r} at {where(int(first[0]))}{at} is out of range for "
+                     f"{name}={size}: it must be in [0, {size}); {fix}")
+
+
 def masked_token_loss(F, logits, label, valid_length, weight):
     """Per-row summed cross-entropy over the valid steps, times the row weight: ``(B,)``."""
     nll = -F.pick(F.log_softmax(logits, axis=-1), label, axis=-1)
@@ -121,7 +214,9 @@ def masked_token_loss(F, logits, label, valid_length, weight):
 def loss_normalizer(batch, per: str = "token"):
     """How many real tokens (``per="token"``) or rows (``per="row"``) a batch holds, as a float.
 
-    Divide the summed loss of a batch by it to get a mean that fill rows do not distort.
+    Divide the summed loss of a batch by it to get a mean that fill rows do not distort. The
+    tokens counted are the ones a loss is computed on: ``valid_length`` for a language model,
+    and for a sequence-pair (seq2seq) batch, which has ``label_length``, the target tokens.
 
     Examples
     --------
@@ -135,5 +230,6 @@ def loss_normalizer(batch, per: str = "token"):
     if per == "row":
         return float(batch.weight.sum().asscalar())
     if per == "token":
-        return float((batch.valid_length.astype("float32") * batch.weight).sum().asscalar())
+        lengths = batch.valid_length if batch.label_length is None else batch.label_length
+        return float((lengths.astype("float32") * batch.weight).sum().asscalar())
     raise ValueError(f"per must be 'token' or 'row', got per={per!r}")
