@@ -169,6 +169,7 @@ class TrainerConfig:
     checkpoint_every: int = 200
     log_every: int = 10
     progress: bool = True
+    on_nonfinite: str = "error"
 
 
 @dataclass
@@ -219,8 +220,8 @@ def to_dict(cfg) -> dict:
     return _plain(cfg)
 
 
-# Keys that change what a run computes. Epoch count, step limits, logging and checkpoint
-# cadence do not: a run may be resumed with more epochs.
+# Keys that change what a run computes. Epoch count, step limits, logging, checkpoint
+# cadence and on_nonfinite do not: a run may be resumed with more epochs (or with skip).
 _FINGERPRINT_SECTIONS = ("dataset", "model", "bucketing", "memory")
 _FINGERPRINT_TRAINER = ("optimizer", "lr", "lr_decay", "weight_decay", "optimizer_params",
                         "clip_norm")
@@ -311,4 +312,7 @@ def validate(cfg) -> None:
     need(t["checkpoint_every"] >= 0, "trainer.checkpoint_every", t["checkpoint_every"],
          "must be >= 0 (0: only at epoch ends)")
     need(t["log_every"] >= 1, "trainer.log_every", t["log_every"], "must be >= 1")
+    from bucketrnn.train import ON_NONFINITE
+    need(t["on_nonfinite"] in ON_NONFINITE, "trainer.on_nonfinite", t["on_nonfinite"],
+         f"must be one of {ON_NONFINITE}")
     parse_context(t["context"])

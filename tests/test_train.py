@@ -276,3 +276,18 @@ def test_a_window_of_skipped_steps_has_a_null_loss(tmp_path):
 def test_on_nonfinite_is_checked():
     with pytest.raises(ValueError, match=r"on_nonfinite must be one of \('error', 'skip'\)"):
         _loop(None, _sequences(8), on_nonfinite="ignore")
+
+
+def test_the_app_config_offers_on_nonfinite():
+    from omegaconf import OmegaConf
+
+    from bucketrnn import config
+
+    cfg = OmegaConf.structured(config.Config)
+    assert cfg.trainer.on_nonfinite == "error"
+    assert "trainer.on_nonfinite" not in config.fingerprint(cfg)  # resumable with skip
+    cfg.trainer.on_nonfinite = "skip"
+    config.validate(cfg)
+    cfg.trainer.on_nonfinite = "ignore"
+    with pytest.raises(ValueError, match=r"trainer.on_nonfinite must be one of \('error', "):
+        config.validate(cfg)
