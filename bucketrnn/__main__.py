@@ -157,7 +157,8 @@ def _run(cfg, run_dir: str, stream, locks: list, overrides) -> dict:
                      max_steps=t["max_steps"],
                      memory=memory, kvstore=kv, seed=cfg.seed,
                      run_dir=work, checkpoint_every=t["checkpoint_every"],
-                     log_every=t["log_every"], progress=t["progress"], fingerprint=fp)
+                     log_every=t["log_every"], progress=t["progress"], fingerprint=fp,
+                     on_nonfinite=t["on_nonfinite"])
     history = loop.fit(valid_loader, resume=bool(resume_dir))
     results = {}
     for name, loader in (("valid", valid_loader), ("test", test_loader)):

@@ -1,41 +1,80 @@
-"""Checkpoints that survive a crash: atomic writes, strict loads, a config fingerprint.
+"""Checkpoints that survive a crash and never run code: atomic writes, strict checked loads.
 
-A checkpoint is one ``.npz`` file (no pickle of ours): every parameter as an array under
-``param/<name>``, the optimizer state bytes from ``gluon.Trainer.save_states`` under
-``trainer``, and a JSON document under ``meta`` (loop position, loader ``state_dict``, the
-seed the random state is derived from at every step, metrics so far, and the fingerprint of
-the configuration that made it).
+A checkpoint is one ``.npz`` file of named arrays, read with ``allow_pickle=False``:
 
-Writes go to a temporary file in the same directory, are flushed and ``fsync``-ed, then
-``os.replace``-d over the target and the directory is ``fsync``-ed: a crash at any moment leaves
-either the previous checkpoint or the new one, never a torn file.
+``param/<name>``
+    Every parameter.
+``optim/<param name>/<path>``
+    The optimizer's per-parameter state (:mod:`bucketrnn.optim_state`; never the pickle of
+    ``gluon.Trainer.save_states``).
+``meta``
+    UTF-8 JSON: the format number, the fingerprint of the configuration that made it, the
+    optimizer's structure and counters, and the caller's ``meta`` (loop position, loader
+    ``state_dict``, the seed the random state is derived from at every step, metrics so far).
+    Non-finite numbers are written as ``null``: the document is strict JSON.
+``checksum``
+    SHA-256 (hex, ASCII) over every other array's name, dtype, shape and bytes.
+
+:func:`load` refuses, with one :class:`~bucketrnn.errors.CheckpointError` naming the file and
+what is wrong, anything that is not such a file: truncated or bit-flipped files (the checksum),
+missing or mistyped fields, pickles, object arrays, non-finite parameters. :func:`save` refuses
+to write non-finite values (:class:`~bucketrnn.errors.NonFiniteError`).
+
+Writes go to a temporary file in the same directory (``<name>.XXXXXXXX.tmp``), are flushed and
+``fsync``-ed, then ``os.replace``-d over the target and the directory is ``fsync``-ed: a crash at
+any moment leaves either the previous checkpoint or the new one, never a torn file (and
+:func:`clean_temporaries` removes the temporary file a killed writer leaves).
 
 Examples
 --------
 >>> import os, tempfile, numpy as np
 >>> path = os.path.join(tempfile.mkdtemp(), "checkpoint.npz")
->>> save(path, {"w": np.ones(2)}, b"", {"step": 3}, fingerprint={"lr": 0.1})
->>> ckpt = load(path, fingerprint={"lr": 0.1})
->>> ckpt.meta["step"], ckpt.params["w"].tolist()
-(3, [1.0, 1.0])
+>>> save(path, {"w": np.ones(2)}, None, {"step": 3}, fingerprint={"lr": 0.1})
+>>> ckpt = load(path, fingerprint={"lr": 0.1}, required={"step": int})
+>>> ckpt.meta["step"], ckpt.params["w"].tolist(), ckpt.optimizer
+(3, [1.0, 1.0], None)
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
+import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from bucketrnn.errors import StateMismatchError
+from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
+from bucketrnn.optim_state import PREFIX as OPTIM_PREFIX
+from bucketrnn.optim_state import OptimizerState
 
-__all__ = ["Checkpoint", "atomic_write", "check_fingerprint", "load", "save"]
+__all__ = ["Checkpoint", "atomic_write", "check_fingerprint", "clean_temporaries", "json_dumps",
+           "load", "save"]
 
-FORMAT = 1
+FORMAT = 2
 FILENAME = "checkpoint.npz"
+PARAM_PREFIX = "param/"
+
+
+def _finite_or_none(value):
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+def json_dumps(obj, **kwargs) -> str:
+    """Strict JSON text of ``obj``: NaN and infinities become ``null`` (``json.dumps`` would
+    write ``NaN``/``Infinity``, which JSON parsers other than Python's reject)."""
+    return json.dumps(_finite_or_none(obj), allow_nan=False, **kwargs)
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -46,6 +85,12 @@ def atomic_write(path: str, data: bytes) -> None:
     path : str
         Target file; its directory must exist.
     data : bytes
+
+    Raises
+    ------
+    OSError
+        The write failed (e.g. ``ENOSPC``, disk full); the message names ``path``, the file
+        there is unchanged and no temporary file is left behind.
     """
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
@@ -55,10 +100,14 @@ def atomic_write(path: str, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+        if not isinstance(e, OSError):
+            raise
+        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        msg = f"could not write {path!r}: {why}; the previous file there (if any) is unchanged"
+        raise (OSError(msg) if e.errno is None else OSError(e.errno, msg)) from e
     # The rename itself is durable only once the directory entry is on disk.
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
@@ -67,16 +116,39 @@ def atomic_write(path: str, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def clean_temporaries(directory: str, name: str = FILENAME) -> list:
+    """Remove the temporary files a killed :func:`atomic_write` of ``name`` left in
+    ``directory`` (``<name>.XXXXXXXX.tmp``, nothing else); returns the paths removed."""
+    pattern = re.compile(re.escape(name) + r"\.[a-z0-9_]{8}\.tmp")
+    removed = []
+    for entry in os.listdir(directory) if os.path.isdir(directory) else ():
+        path = os.path.join(directory, entry)
+        if pattern.fullmatch(entry) and os.path.isfile(path) and not os.path.islink(path):
+            os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+def _checksum(arrays: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        if name != "checksum":
+            a = np.ascontiguousarray(arrays[name])
+            h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
 @dataclass
 class Checkpoint:
-    """What :func:`load` returns: parameter arrays, optimizer state bytes, metadata."""
+    """What :func:`load` returns: parameter arrays, optimizer state (or None), metadata."""
 
     params: dict
-    trainer_states: bytes
+    optimizer: OptimizerState | None
     meta: dict
 
 
-def save(path: str, params: dict, trainer_states: bytes, meta: dict,
+def save(path: str, params: dict, optimizer: OptimizerState | None, meta: dict,
          fingerprint: dict | None = None) -> None:
     """Atomically write a checkpoint.
 
@@ -86,19 +158,38 @@ def save(path: str, params: dict, trainer_states: bytes, meta: dict,
         The ``.npz`` file to (over)write.
     params : dict of str to numpy.ndarray
         Parameter values by name.
-    trainer_states : bytes
-        ``gluon.Trainer.save_states`` output (optimizer moments, update counts).
+    optimizer : OptimizerState or None
+        From :func:`bucketrnn.optim_state.capture`; None when there is none to save (the
+        optimizer runs on kvstore servers).
     meta : dict
         JSON-able loop state.
     fingerprint : dict, optional
         Flat description of the configuration; :func:`load` refuses another one.
+
+    Raises
+    ------
+    NonFiniteError
+        A parameter or optimizer array holds NaN or infinity; nothing is written.
     """
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict of name -> array, got {type(params).__name__}")
-    doc = {"format": FORMAT, "fingerprint": fingerprint or {}, "meta": meta}
-    arrays = {f"param/{name}": np.asarray(value) for name, value in params.items()}
-    arrays["trainer"] = np.frombuffer(bytes(trainer_states), dtype=np.uint8)
-    arrays["meta"] = np.frombuffer(json.dumps(doc, sort_keys=True).encode(), dtype=np.uint8)
+    if optimizer is not None and not isinstance(optimizer, OptimizerState):
+        raise TypeError(f"optimizer must be an optim_state.OptimizerState or None, got "
+                        f"{type(optimizer).__name__} (the pickle of Trainer.save_states is "
+                        "never stored)")
+    arrays = {f"{PARAM_PREFIX}{name}": np.asarray(value) for name, value in params.items()}
+    if optimizer is not None:
+        arrays.update(optimizer.arrays)
+    for name, a in arrays.items():
+        if a.dtype.kind == "O":
+            raise TypeError(f"{name} is an object array; a checkpoint holds numbers only")
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            raise NonFiniteError(f"refusing to write {path!r}: {name} holds non-finite values "
+                                 "(NaN or infinity); the previous checkpoint is kept", what=name)
+    doc = {"format": FORMAT, "fingerprint": fingerprint or {}, "meta": meta,
+           "optimizer": None if optimizer is None else optimizer.doc}
+    arrays["meta"] = np.frombuffer(json_dumps(doc, sort_keys=True).encode(), dtype=np.uint8)
+    arrays["checksum"] = np.frombuffer(_checksum(arrays).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write(path, buffer.getvalue())
@@ -116,34 +207,93 @@ def check_fingerprint(saved: dict, current: dict, where: str = "checkpoint") -> 
         )
 
 
-def load(path: str, fingerprint: dict | None = None) -> Checkpoint:
-    """Read a checkpoint written by :func:`save`.
+def _check_fields(meta: dict, required: dict, bad) -> None:
+    for key, kind in required.items():
+        value = meta
+        for part in key.split("."):
+            if not isinstance(value, dict) or part not in value:
+                raise bad(f"field {key!r} is missing")
+            value = value[part]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok:
+            raise bad(f"field {key!r} must be {' or '.join(k.__name__ for k in kinds)}, got "
+                      f"{value!r:.60}")
+        if int in kinds and isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise bad(f"field {key!r} must be >= 0, got {value!r}")
+
+
+def load(path: str, fingerprint: dict | None = None, required: dict | None = None) -> Checkpoint:
+    """Read and verify a checkpoint written by :func:`save`.
 
     Parameters
     ----------
     path : str
     fingerprint : dict, optional
         The current configuration's; a different saved one raises ``StateMismatchError``.
+    required : dict, optional
+        ``{"key" or "key.sub": type or tuple of types}`` the ``meta`` must hold (an ``int``
+        field must also be >= 0; ``bool`` is not an ``int`` here).
 
     Raises
     ------
     FileNotFoundError
         No file at ``path``.
+    CheckpointError
+        Not a readable, intact bucketrnn checkpoint: truncated, bit-flipped (checksum), a
+        pickle or object array, fields missing or mistyped, non-finite parameters.
     StateMismatchError
-        Another format or configuration, or a file that is not a bucketrnn checkpoint.
+        Another format or configuration.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
+
+    def bad(what):
+        return CheckpointError(f"checkpoint {path!r} is corrupted or not a bucketrnn "
+                               f"checkpoint: {what}")
+
     try:
         with np.load(path, allow_pickle=False) as z:
-            doc = json.loads(z["meta"].tobytes().decode())
-            params = {k[len("param/"):]: z[k] for k in z.files if k.startswith("param/")}
-            trainer_states = z["trainer"].tobytes()
-    except (OSError, ValueError, KeyError) as e:
-        raise StateMismatchError(f"{path!r} is not a readable bucketrnn checkpoint: {e}") from e
+            arrays = {k: z[k] for k in z.files}
+    # A damaged zip fails in many ways (BadZipFile, zlib.error, EOFError, ValueError for a
+    # pickle or object array, MemoryError for an absurd header): each is "unreadable".
+    except Exception as e:
+        raise bad(f"unreadable ({type(e).__name__}: {e})") from e
+    meta_bytes = arrays.get("meta")
+    if meta_bytes is None or meta_bytes.dtype != np.uint8 or meta_bytes.ndim != 1:
+        raise bad("no 'meta' record")
+    try:
+        doc = json.loads(meta_bytes.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise bad(f"its 'meta' record is not JSON ({e})") from e
+    if not isinstance(doc, dict):
+        raise bad("its 'meta' record is not a JSON object")
     if doc.get("format") != FORMAT:
-        raise StateMismatchError(f"checkpoint {path!r} has format {doc.get('format')!r}; this "
-                                 f"bucketrnn reads format {FORMAT}")
+        old = (" (an older bucketrnn; its optimizer state is a pickle, which is never loaded: "
+               "start a new run)" if doc.get("format") == 1 else "")
+        raise StateMismatchError(f"checkpoint {path!r} has format {doc.get('format')!r}{old}; "
+                                 f"this bucketrnn reads format {FORMAT}")
+    stored = arrays.get("checksum")
+    if stored is None or stored.dtype != np.uint8 or stored.tobytes() != _checksum(
+            arrays).encode():
+        raise bad("checksum mismatch: the file was damaged or modified after it was written")
+    if not (isinstance(doc.get("meta"), dict) and isinstance(doc.get("fingerprint"), dict)
+            and (doc.get("optimizer") is None or isinstance(doc["optimizer"], dict))):
+        raise bad("'meta', 'fingerprint' or 'optimizer' is missing or has the wrong type")
+    unknown = [k for k in arrays if k not in ("meta", "checksum")
+               and not k.startswith((PARAM_PREFIX, OPTIM_PREFIX))]
+    if unknown:
+        raise bad(f"unexpected arrays {sorted(unknown)[:5]}")
+    for name, a in arrays.items():
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            raise bad(f"{name} holds non-finite values (NaN or infinity)")
+    _check_fields(doc["meta"], required or {}, bad)
     if fingerprint is not None:
-        check_fingerprint(doc.get("fingerprint", {}), fingerprint)
-    return Checkpoint(params=params, trainer_states=trainer_states, meta=doc["meta"])
+        check_fingerprint(doc["fingerprint"], fingerprint)
+    params = {k[len(PARAM_PREFIX):]: a for k, a in arrays.items() if k.startswith(PARAM_PREFIX)}
+    optimizer = None
+    if doc["optimizer"] is not None:
+        optimizer = OptimizerState(
+            arrays={k: a for k, a in arrays.items() if k.startswith(OPTIM_PREFIX)},
+            doc=doc["optimizer"])
+    return Checkpoint(params=params, optimizer=optimizer, meta=doc["meta"])

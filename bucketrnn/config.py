@@ -187,6 +187,7 @@ class TrainerConfig:
     checkpoint_every: int = 200
     log_every: int = 10
     progress: bool = True
+    on_nonfinite: str = "error"
 
 
 @dataclass
@@ -237,8 +238,8 @@ def to_dict(cfg) -> dict:
     return _plain(cfg)
 
 
-# Keys that change what a run computes. Epoch count, step limits, logging and checkpoint
-# cadence do not: a run may be resumed with more epochs.
+# Keys that change what a run computes. Epoch count, step limits, logging, checkpoint
+# cadence and on_nonfinite do not: a run may be resumed with more epochs (or with skip).
 _FINGERPRINT_SECTIONS = ("dataset", "model", "bucketing", "memory")
 _FINGERPRINT_TRAINER = ("optimizer", "lr", "lr_decay", "weight_decay", "optimizer_params",
                         "clip_norm")
@@ -333,6 +334,10 @@ def validate(cfg) -> None:
     need(t["checkpoint_every"] >= 0, "trainer.checkpoint_every", t["checkpoint_every"],
          "must be >= 0 (0: only at epoch ends)")
     need(t["log_every"] >= 1, "trainer.log_every", t["log_every"], "must be >= 1")
+    from bucketrnn.train import ON_NONFINITE
+
+    need(t["on_nonfinite"] in ON_NONFINITE, "trainer.on_nonfinite", t["on_nonfinite"],
+         f"must be one of {ON_NONFINITE}")
     need(t["optimizer"] in OPTIMIZERS, "trainer.optimizer", t["optimizer"],
          f"must be one of {', '.join(OPTIMIZERS)} (the optimizers whose state a checkpoint "
          "stores)")
@@ -356,7 +361,7 @@ def validate(cfg) -> None:
 # Keys a resumed run may change: how long it goes on, how it reports, where it runs. Everything
 # else is part of what the checkpoint was trained with and comes back from the run directory.
 RESUMABLE = ("trainer.epochs", "trainer.max_steps", "trainer.checkpoint_every",
-             "trainer.log_every", "trainer.progress", "trainer.context",
+             "trainer.log_every", "trainer.progress", "trainer.context", "trainer.on_nonfinite",
              "bucketing.num_workers", "bucketing.timeout", "plots", "resume")
 _GROUPS = ("dataset", "model", "bucketing", "trainer", "memory")
 

@@ -11,40 +11,52 @@ settings. It writes, into ``run_dir``:
 ``checkpoint.npz``
     Every ``checkpoint_every`` steps and at each epoch end (:mod:`bucketrnn.checkpoint`).
 
-Resumption is exact: the checkpoint holds the parameters, the optimizer states, the loader's
-``state_dict`` (its schedule is a pure function of ``(seed, epoch)``), the step counter from which
-MXNet's random seed is derived, and the metrics file length (lines written after the checkpoint
-are dropped on resume, so the file reads as one run).
+Resumption is exact from any checkpoint (mid-epoch, epoch end, the last one of a finished run
+given more epochs): the checkpoint holds the parameters, the optimizer states
+(:mod:`bucketrnn.optim_state`, no pickle), the loader's ``state_dict`` (its schedule is a pure
+function of ``(seed, epoch)``), the next epoch to run, the step counter from which MXNet's random
+seed is derived, and the metrics file length (lines written after the checkpoint are dropped on
+resume, so the file reads as one run). Every line of ``metrics.jsonl`` is strict JSON (a
+non-finite number is ``null``).
+
+A non-finite loss (or gradient norm, when ``clip_norm`` computes it) stops training with
+:class:`~bucketrnn.errors.NonFiniteError` naming the step, or with ``on_nonfinite="skip"`` drops
+that step's update; no checkpoint with a non-finite value is ever written.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 
 import numpy as np
 
 from bucketrnn import checkpoint as ckpt
-from bucketrnn import distributed
+from bucketrnn import distributed, optim_state
+from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.progress import Progress
 
-__all__ = ["TrainLoop", "TASKS"]
+__all__ = ["ON_NONFINITE", "TrainLoop", "TASKS"]
 
 TASKS = ("lm", "classify")
+ON_NONFINITE = ("error", "skip")
 METRICS = "metrics.jsonl"
+# What a checkpoint's meta must hold for load_checkpoint (ints are >= 0).
+_META = {"epoch": int, "epoch_finished": bool, "global_step": int, "loader": dict,
+         "metrics_offset": int, "history": dict, "history.epochs": list,
+         "history.train_seconds": (int, float), "history.real_tokens": int, "history.slots": int,
+         "history.skipped_steps": int, "history.epoch_acc": (dict, type(None))}
 
 
 def _tally(**values) -> dict:
     """Sums over steps: loss, loss denominator, correct/rows, real tokens, slots, time."""
     out = {"loss": 0.0, "count": 0, "correct": 0.0, "rows": 0, "real": 0, "slots": 0,
-           "steps": 0, "seconds": 0.0}
+           "steps": 0, "skipped": 0, "seconds": 0.0}
     out.update(values)
     return out
 
@@ -100,6 +112,11 @@ class TrainLoop:
         one raises ``StateMismatchError`` naming what differs.
     init : mx.init.Initializer, optional
         Default ``mx.init.Xavier()``.
+    on_nonfinite : {"error", "skip"}
+        A non-finite loss, or gradient norm (checked when ``clip_norm`` computes it): raise
+        ``NonFiniteError`` naming the step (the last checkpoint stays as it is), or skip that
+        step's update (parameters and optimizer state unchanged; counted as ``skipped_steps``
+        in the history and ``metrics.jsonl``). One process only: ranks would disagree.
 
     Examples
     --------
@@ -117,7 +134,8 @@ class TrainLoop:
     def __init__(self, model, train_loader, *, ctx=None, optimizer="adam", optimizer_params=None,
                  clip_norm=None, lr_decay=1.0, epochs=1, max_steps=None, memory="shared",
                  kvstore="device", seed=0, run_dir=None, checkpoint_every=0, log_every=10,
-                 progress=True, fingerprint=None, init=None, stream=None):
+                 progress=True, fingerprint=None, init=None, stream=None,
+                 on_nonfinite="error"):
         import mxnet as mx
         from mxnet import gluon
 
@@ -134,6 +152,9 @@ class TrainLoop:
             raise ValueError(f"clip_norm must be None or > 0, got clip_norm={clip_norm!r}")
         if not 0 < lr_decay <= 1:
             raise ValueError(f"lr_decay must be in (0, 1], got lr_decay={lr_decay!r}")
+        if on_nonfinite not in ON_NONFINITE:
+            raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got "
+                             f"on_nonfinite={on_nonfinite!r}")
         task = getattr(train_loader, "task", None)
         if task not in TASKS:
             raise ValueError(f"train_loader.task must be one of {TASKS}, got task={task!r}")
@@ -151,6 +172,10 @@ class TrainLoop:
                              f"{shard.num_shards}: build it with num_shards={shard.num_shards}, "
                              f"shard_index={shard.shard_index}")
         self.num_workers = shard.num_shards
+        if on_nonfinite == "skip" and self.num_workers > 1:
+            raise ValueError("on_nonfinite='skip' needs one process (a rank skipping a step "
+                             "alone would leave the ranks' parameters apart); use 'error'")
+        self.on_nonfinite = on_nonfinite
         self.is_writer = distributed.is_checkpoint_writer(self.kv)
         if isinstance(model, GraphCache):
             if len(model.ctx) != 1 or ctx not in (None, model.ctx[0]):
@@ -176,10 +201,13 @@ class TrainLoop:
         self.trainer = gluon.Trainer(self.params, optimizer, dict(optimizer_params or {}),
                                      kvstore=self.kv,
                                      update_on_kvstore=distributed.update_on_kvstore(self.kv))
+        if run_dir is not None and not distributed.update_on_kvstore(self.kv):
+            optim_state.check_supported(self.trainer)  # before training, not at the checkpoint
         self.base_lr, self.lr_decay = self.trainer.learning_rate, float(lr_decay)
         self.global_step = 0
-        self.epoch = 0
-        self.history = {"epochs": [], "train_seconds": 0.0, "real_tokens": 0, "slots": 0}
+        self.epoch = 0  # the epoch being run, or the next one to run between epochs
+        self.history = {"epochs": [], "train_seconds": 0.0, "real_tokens": 0, "slots": 0,
+                        "skipped_steps": 0, "epoch_acc": None}
         self._window = _tally()
         self._metrics = None
         self._stop = None
@@ -190,7 +218,11 @@ class TrainLoop:
         return None if self.run_dir is None else os.path.join(self.run_dir, ckpt.FILENAME)
 
     def save_checkpoint(self, epoch_finished: bool) -> None:
-        """Write ``checkpoint.npz`` atomically (no-op without ``run_dir``, and on ranks > 0)."""
+        """Write ``checkpoint.npz`` atomically (no-op without ``run_dir``, and on ranks > 0).
+
+        ``self.epoch`` is saved as it is: the epoch to continue (mid-epoch) or, at an epoch
+        end, the next one. Raises ``NonFiniteError`` instead of writing non-finite values.
+        """
         if self.run_dir is None or not self.is_writer:
             return
         self._flush_window()
@@ -200,34 +232,32 @@ class TrainLoop:
             os.fsync(self._metrics.fileno())
             offset = self._metrics.tell()
         params = {name: p.data(self.ctx).asnumpy() for name, p in self.params.items()}
-        states = b""
-        # Under dist_async the optimizer state is on the servers: MXNet cannot save it here.
-        if not distributed.update_on_kvstore(self.kv):
-            fd, tmp = tempfile.mkstemp(dir=self.run_dir, suffix=".states")
-            os.close(fd)
-            try:
-                self.trainer.save_states(tmp)
-                with open(tmp, "rb") as f:
-                    states = f.read()
-            finally:
-                os.unlink(tmp)
+        # Under dist_async the optimizer state is on the servers: MXNet cannot read it here.
+        optim = (None if distributed.update_on_kvstore(self.kv)
+                 else optim_state.capture(self.trainer))
         meta = {"epoch": self.epoch, "epoch_finished": epoch_finished,
                 "global_step": self.global_step, "loader": self.loader.state_dict(),
                 "rng": {"seed": self.seed, "scheme": "mx.random.seed(f(seed, global_step))"},
                 "history": self.history, "metrics_offset": offset}
-        ckpt.save(self.checkpoint_path, params, states, meta, fingerprint=self.fingerprint)
+        try:
+            ckpt.save(self.checkpoint_path, params, optim, meta, fingerprint=self.fingerprint)
+        except NonFiniteError as e:
+            raise NonFiniteError(f"after global step {self.global_step}: {e} (with clip_norm "
+                                 "set, non-finite gradients are caught before the update)",
+                                 step=self.global_step, what=e.what) from e
 
     def load_checkpoint(self, path: str | None = None) -> dict:
         """Restore everything :meth:`save_checkpoint` wrote; returns the checkpoint metadata.
 
         Raises ``StateMismatchError`` before changing anything if the checkpoint was made
-        with another fingerprint, parameter set or loader configuration.
+        with another fingerprint, parameter set, optimizer or loader configuration, and
+        ``CheckpointError`` for a damaged or incomplete one (a missing optimizer state is
+        refused, never replaced by fresh moments).
         """
         import mxnet as mx
 
-        from bucketrnn.errors import StateMismatchError
-
-        state = ckpt.load(path or self.checkpoint_path, fingerprint=self.fingerprint)
+        path = path or self.checkpoint_path
+        state = ckpt.load(path, fingerprint=self.fingerprint, required=_META)
         mine = set(self.params.keys())
         if set(state.params) != mine:
             raise StateMismatchError(
@@ -238,22 +268,46 @@ class TrainLoop:
             if tuple(state.params[name].shape) != tuple(p.shape):
                 raise StateMismatchError(f"checkpoint parameter {name} has shape "
                                          f"{state.params[name].shape}, the model's {p.shape}")
-        self.loader.load_state_dict(state.meta["loader"])  # checks the data fingerprint
+        meta = state.meta
+        self._check_metrics_offset(path, meta["metrics_offset"])
+        local = not distributed.update_on_kvstore(self.kv)
+        if local and state.optimizer is None:
+            raise CheckpointError(f"checkpoint {path!r} holds no optimizer state (written where "
+                                  "the kvstore servers ran the optimizer); resuming would "
+                                  "restart it from zero: resume with the same kvstore")
+        if local:
+            optim_state.check(self.trainer, state.optimizer, path)
+        try:
+            self.loader.load_state_dict(meta["loader"])  # checks the data fingerprint
+        except StateMismatchError:
+            raise
+        except (TypeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"checkpoint {path!r} has a broken loader state: {e}") from e
         for name, p in self.params.items():
             p.set_data(mx.nd.array(state.params[name], dtype=p.dtype))
-        if state.trainer_states and not distributed.update_on_kvstore(self.kv):
-            fd, tmp = tempfile.mkstemp(suffix=".states")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(state.trainer_states)
-                self.trainer.load_states(tmp)
-            finally:
-                os.unlink(tmp)
-        meta = state.meta
+        if local:
+            optim_state.restore(self.trainer, state.optimizer, path)
         self.global_step, self.history = meta["global_step"], meta["history"]
-        self.epoch = meta["epoch"] + (1 if meta["epoch_finished"] else 0)
+        self.epoch = meta["epoch"]
         self._resumed_offset = meta["metrics_offset"]
         return meta
+
+    def _check_metrics_offset(self, path, offset):
+        # Truncating beyond the end would pad the file with NUL bytes, and mid-line would
+        # keep a torn line: refuse both before changing anything.
+        if self.run_dir is None or not self.is_writer:
+            return
+        metrics = os.path.join(self.run_dir, METRICS)
+        size = os.path.getsize(metrics) if os.path.isfile(metrics) else 0
+        last = b"\n"
+        if 0 < offset <= size:
+            with open(metrics, "rb") as f:
+                f.seek(offset - 1)
+                last = f.read(1)
+        if offset > size or last != b"\n":
+            raise CheckpointError(f"checkpoint {path!r} has metrics_offset={offset}, which is "
+                                  f"{'beyond the end' if offset > size else 'not a line end'} "
+                                  f"of {metrics!r} ({size} bytes): not this run's metrics file")
 
     # -------------------------------------------------------------------- metrics
     def _open_metrics(self, offset=None):
@@ -272,10 +326,10 @@ class TrainLoop:
 
     def _write(self, record):
         if self._metrics is not None:
-            self._metrics.write(json.dumps(record) + "\n")
+            self._metrics.write(ckpt.json_dumps(record) + "\n")
 
     def _figures(self, t: dict) -> dict:
-        mean = t["loss"] / max(t["count"], 1e-12)
+        mean = t["loss"] / t["count"] if t["count"] else math.nan  # all steps skipped
         out = {"loss": mean}
         if self.task == "lm":
             out["perplexity"] = math.exp(min(mean, 50.0))
@@ -288,7 +342,7 @@ class TrainLoop:
         if not w["steps"]:
             return
         self._write({"kind": "step", "epoch": self.epoch, "global_step": self.global_step,
-                     "steps": w["steps"],
+                     "steps": w["steps"], "skipped_steps": w["skipped"],
                      **self._figures(w),
                      "tokens_per_s": w["real"] / max(w["seconds"], 1e-9),
                      "padded_fraction": 1.0 - w["real"] / max(w["slots"], 1),
@@ -326,15 +380,32 @@ class TrainLoop:
             total = loss.sum()
             objective = total / max(count, 1) / self.num_workers
         objective.backward()
-        if self.clip_norm is None:
-            distributed.step(self.trainer, 1)
-        else:
+        # Checked on the host before the update: the loss is pulled there anyway, and the
+        # gradient norm only when clipping computes it (a finite loss with non-finite
+        # gradients otherwise shows in the next step's loss, or in the parameters at the
+        # next checkpoint, which is then refused).
+        loss_value, norm = float(total.asscalar()), None
+        if self.clip_norm is not None:
             distributed.allreduce_grads(self.trainer)
-            gluon.utils.clip_global_norm(self._grads(), self.clip_norm, check_isfinite=False)
+            norm = float(gluon.utils.clip_global_norm(self._grads(), self.clip_norm,
+                                                      check_isfinite=False).asscalar())
+        bad = next((what for what, v in (("loss", loss_value), ("gradient norm", norm))
+                    if v is not None and not math.isfinite(v)), None)
+        if bad is not None and self.on_nonfinite == "error":
+            raise NonFiniteError(
+                f"non-finite {bad} ({loss_value if bad == 'loss' else norm}) at global step "
+                f"{self.global_step + 1} (epoch {self.epoch}); the last checkpoint is kept as "
+                "it was. Lower the learning rate, set clip_norm, or trainer.on_nonfinite=skip",
+                step=self.global_step + 1, what=bad)
+        if bad is None and self.clip_norm is None:
+            distributed.step(self.trainer, 1)
+        elif bad is None:
             self.trainer.update(1)
-        tally = _tally(loss=float(total.asscalar()), count=count, real=real, slots=slots,
-                       steps=1)
-        if self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
+        tally = _tally(loss=loss_value, count=count, real=real, slots=slots, steps=1)
+        if bad is not None:  # skipped: no update; its loss stays out of the figures
+            tally.update(loss=0.0, count=0, skipped=1)
+            self.history["skipped_steps"] += 1
+        elif self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
             tally["correct"] = self._accuracy(out[1], batch, real_rows)
             tally["rows"] = int(real_rows.sum())
         self.global_step += 1
@@ -368,6 +439,8 @@ class TrainLoop:
         Returns the history: per-epoch records, train seconds, real tokens and slots seen.
         """
         self._resumed_offset = None
+        if self.run_dir is not None and self.is_writer:
+            ckpt.clean_temporaries(self.run_dir)  # of a checkpoint write that was killed
         if resume and self.checkpoint_path and os.path.isfile(self.checkpoint_path):
             self.load_checkpoint()
         # Collective, before the first step: every rank must hold the same plan and position.
@@ -438,7 +511,8 @@ class TrainLoop:
         out = {f"train_{k}": v for k, v in figs.items()}
         out.update({"tokens_per_s": seen["real"] / max(seen["seconds"], 1e-9),
                     "padded_fraction": 1.0 - seen["real"] / max(seen["slots"], 1),
-                    "graphs_compiled": self.graphs.compiled, "seconds": seen["seconds"]})
+                    "graphs_compiled": self.graphs.compiled, "seconds": seen["seconds"],
+                    "skipped_steps": seen["skipped"]})
         h["epoch_acc"] = None
         return out
 

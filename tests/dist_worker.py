@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bucketrnn import checkpoint as ckpt  # noqa: E402
 from bucketrnn import distributed  # noqa: E402
+from bucketrnn import optim_state  # noqa: E402
 from bucketrnn.models import loss_normalizer  # noqa: E402
 
 VOCAB = 20
@@ -123,22 +124,12 @@ def train(args, kv):
         for name, p in params.items():
             p.set_data(mx.nd.array(state.params[name], dtype=p.dtype))
     if state is not None and worker_states:
-        tmp = os.path.join(args.out, f"states-{rank}.tmp")
-        with open(tmp, "wb") as f:
-            f.write(state.trainer_states)
-        trainer.load_states(tmp)
-        os.unlink(tmp)
+        optim_state.restore(trainer, state.optimizer, path)
 
     def save():
         if path is None or not distributed.is_checkpoint_writer(kv):
             return
-        states = b""
-        if worker_states:
-            tmp = os.path.join(args.run_dir, "trainer.states.tmp")
-            trainer.save_states(tmp)
-            with open(tmp, "rb") as f:
-                states = f.read()
-            os.unlink(tmp)
+        states = optim_state.capture(trainer) if worker_states else None
         ckpt.save(path, {n: p.data().asnumpy() for n, p in params.items()}, states,
                   {"global_step": step, "loader": loader.state_dict()}, fingerprint=config)
 

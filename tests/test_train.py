@@ -25,7 +25,7 @@ def _loop(run_dir, seqs, fingerprint=None, **kw):
                 optimizer_params={"learning_rate": 0.01}, clip_norm=1.0,
                 fingerprint=fingerprint or {"model.hidden_size": 8})
     args.update(kw)
-    return TrainLoop(build, loader, run_dir=str(run_dir), **args)
+    return TrainLoop(build, loader, run_dir=None if run_dir is None else str(run_dir), **args)
 
 
 def _params(loop):
@@ -179,3 +179,115 @@ def test_a_graph_cache_brings_its_context_and_must_have_one():
                      ctx=[mx.cpu(0), mx.cpu(1)])
     with pytest.raises(ValueError, match="TrainLoop runs on one context"):
         TrainLoop(two, loader, progress=False)
+
+
+# ---------------------------------------------------------------- non-finite values
+def _strict_json_lines(path):
+    def refuse(name):
+        raise AssertionError(f"{path} holds {name}, which is not JSON")
+
+    with open(path) as f:
+        return [json.loads(line, parse_constant=refuse) for line in f]
+
+
+def _set_lr_after(loop, step_no, lr):
+    step = loop.train_step
+
+    def train_step(batch):
+        if loop.global_step == step_no:
+            loop.trainer.set_learning_rate(lr)
+        return step(batch)
+
+    loop.train_step = train_step
+
+
+def test_an_infinite_learning_rate_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path):
+    from bucketrnn.errors import NonFiniteError
+
+    loop = _loop(tmp_path, _sequences(), epochs=1)
+    _set_lr_after(loop, 3, float("inf"))  # the step-3 checkpoint is good
+    with pytest.raises(NonFiniteError, match=r"non-finite loss \(nan\) at global step 5") as e:
+        loop.fit()
+    assert (e.value.step, e.value.what) == (5, "loss")
+    from bucketrnn import checkpoint as ckpt
+
+    assert ckpt.load(str(tmp_path / "checkpoint.npz")).meta["global_step"] == 3
+    assert len(_strict_json_lines(tmp_path / "metrics.jsonl")) == 4
+
+
+def test_non_finite_parameters_are_never_checkpointed(tmp_path):
+    from bucketrnn.errors import NonFiniteError
+
+    # No clipping: nothing sees the gradients; the parameters are checked before the write.
+    loop = _loop(tmp_path, _sequences(), epochs=1, clip_norm=None, checkpoint_every=1,
+                 optimizer="adam", optimizer_params={"learning_rate": float("inf")})
+    with pytest.raises(NonFiniteError, match=r"after global step 1: .*param/.* holds non-finite"):
+        loop.fit()
+    assert not (tmp_path / "checkpoint.npz").exists()
+
+
+class _Poison:
+    """The model's graphs, with a NaN loss at the given global steps."""
+
+    def __init__(self, loop, steps):
+        self.loop, self.graphs, self.steps = loop, loop.graphs, steps
+
+    def __call__(self, batch):
+        out = self.graphs(batch)
+        return out * float("nan") if self.loop.global_step in self.steps else out
+
+    def __getattr__(self, name):
+        return getattr(self.graphs, name)
+
+
+def test_skip_drops_the_update_counts_it_and_writes_valid_json(tmp_path):
+    loop = _loop(tmp_path, _sequences(), epochs=1, on_nonfinite="skip", log_every=2)
+    loop.graphs = _Poison(loop, {4})
+    seen = {}
+    step = loop.train_step
+
+    def train_step(batch):
+        if loop.global_step in (4, 5):
+            seen[loop.global_step] = ({n: p.data().asnumpy() for n, p in loop.params.items()},
+                                      loop.trainer.optimizer.num_update)
+        return step(batch)
+
+    loop.train_step = train_step
+    history = loop.fit()
+    before, after = seen[4], seen[5]
+    assert after[1] == before[1]  # no optimizer update
+    for name in before[0]:
+        np.testing.assert_array_equal(before[0][name], after[0][name], err_msg=name)
+    assert history["skipped_steps"] == 1 and loop.global_step == loop.loader.sampler.num_batches(0)
+    records = _strict_json_lines(tmp_path / "metrics.jsonl")
+    assert sum(r["skipped_steps"] for r in records if r["kind"] == "step") == 1
+    assert records[-1]["kind"] == "epoch" and records[-1]["skipped_steps"] == 1
+    assert [r for r in records if r["kind"] == "step" and r["global_step"] == 5][0]["loss"] > 0
+
+
+def test_a_window_of_skipped_steps_has_a_null_loss(tmp_path):
+    loop = _loop(tmp_path, _sequences(), epochs=1, on_nonfinite="skip", log_every=1)
+    loop.graphs = _Poison(loop, {0})
+    loop.fit()
+    first = _strict_json_lines(tmp_path / "metrics.jsonl")[0]
+    assert first["skipped_steps"] == 1 and first["loss"] is None
+
+
+def test_on_nonfinite_is_checked():
+    with pytest.raises(ValueError, match=r"on_nonfinite must be one of \('error', 'skip'\)"):
+        _loop(None, _sequences(8), on_nonfinite="ignore")
+
+
+def test_the_app_config_offers_on_nonfinite():
+    from omegaconf import OmegaConf
+
+    from bucketrnn import config
+
+    cfg = OmegaConf.structured(config.Config)
+    assert cfg.trainer.on_nonfinite == "error"
+    assert "trainer.on_nonfinite" not in config.fingerprint(cfg)  # resumable with skip
+    cfg.trainer.on_nonfinite = "skip"
+    config.validate(cfg)
+    cfg.trainer.on_nonfinite = "ignore"
+    with pytest.raises(ValueError, match=r"trainer.on_nonfinite must be one of \('error', "):
+        config.validate(cfg)

@@ -1,0 +1,260 @@
+"""Resume from any checkpoint equals the uninterrupted run; checkpoints that must be refused are.
+
+"Equals" means: the same number of steps, bit-identical parameters, and the same
+``metrics.jsonl`` records apart from timing fields.
+"""
+
+import errno
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from bucketrnn import checkpoint as ckpt
+from bucketrnn.errors import CheckpointError, StateMismatchError
+from bucketrnn.loader import BucketLoader
+from bucketrnn.models import LanguageModel
+from bucketrnn.train import TrainLoop
+
+# Timing, and the graphs compiled by this process (a resumed process compiles its own).
+TIMING = {"time", "tokens_per_s", "seconds", "graphs_compiled"}
+OPTIMIZERS = {"adam": ("adam", {"learning_rate": 0.01}),
+              "sgd-momentum": ("sgd", {"learning_rate": 0.1, "momentum": 0.9})}
+
+
+def _sequences(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(1, 20, size=int(rng.integers(3, 14))).tolist() for _ in range(n)]
+
+
+SEQS = _sequences()
+
+
+def _loop(run_dir, optimizer="adam", **kw):
+    loader = BucketLoader(SEQS, batch_size=4, num_buckets=3, seed=5)
+    # dropout > 0: resuming must also reproduce the dropout masks.
+    build = LanguageModel.factory(vocab_size=20, hidden_size=8, num_layers=2, dropout=0.3)
+    name, params = OPTIMIZERS[optimizer]
+    args = dict(epochs=3, checkpoint_every=4, log_every=3, progress=False, seed=11, lr_decay=0.5,
+                optimizer=name, optimizer_params=params, clip_norm=1.0,
+                fingerprint={"model.hidden_size": 8, "optimizer": optimizer})
+    args.update(kw)
+    return TrainLoop(build, loader, run_dir=str(run_dir), **args)
+
+
+def _params(loop):
+    return {n: p.data().asnumpy() for n, p in loop.params.items()}
+
+
+def _records(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(line, parse_constant=_no_constant) for line in f]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+def _no_constant(name):
+    raise AssertionError(f"metrics.jsonl holds {name}, which is not JSON")
+
+
+def _assert_same_run(a, b, dir_a, dir_b):
+    assert a.global_step == b.global_step
+    pa, pb = _params(a), _params(b)
+    for name in pa:
+        np.testing.assert_array_equal(pa[name], pb[name], err_msg=name)
+    assert _records(dir_b) == _records(dir_a)
+
+
+def _crash(loop, at_step):
+    step = loop.train_step
+
+    def train_step(batch):
+        if loop.global_step == at_step:
+            raise KeyboardInterrupt("simulated crash")
+        return step(batch)
+
+    loop.train_step = train_step
+    with pytest.raises(KeyboardInterrupt):
+        loop.fit()
+
+
+@pytest.fixture(scope="module", params=sorted(OPTIMIZERS))
+def whole(request, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp(f"whole-{request.param}")
+    loop = _loop(run_dir, request.param)
+    loop.fit()
+    return request.param, loop, run_dir
+
+
+@pytest.mark.parametrize("where, crash_at, at_epoch_end", [
+    ("mid-epoch", lambda spe: spe + 4, False),
+    ("end of epoch 0", lambda spe: spe, True),
+    ("end of epoch 1, one step after it", lambda spe: 2 * spe + 1, True),
+])
+def test_resume_from_any_checkpoint_equals_the_uninterrupted_run(tmp_path, whole, where,
+                                                                 crash_at, at_epoch_end):
+    optimizer, ref, ref_dir = whole
+    crashed = _loop(tmp_path, optimizer)
+    spe = crashed.loader.sampler.num_batches(0)
+    assert spe % 4 and (2 * spe + 1) % 4  # the epoch-end checkpoints are the latest ones
+    _crash(crashed, crash_at(spe))
+    meta = ckpt.load(str(tmp_path / "checkpoint.npz")).meta
+    assert meta["epoch_finished"] is at_epoch_end
+    resumed = _loop(tmp_path, optimizer)
+    resumed.fit(resume=True)
+    _assert_same_run(ref, resumed, ref_dir, tmp_path)
+    assert [r["epoch"] for r in resumed.history["epochs"]] == [0, 1, 2]
+
+
+def test_a_finished_run_given_more_epochs_trains_exactly_the_missing_ones(tmp_path, whole):
+    optimizer, ref, ref_dir = whole
+    _loop(tmp_path, optimizer, epochs=1).fit()
+    more = _loop(tmp_path, optimizer, epochs=3)
+    more.fit(resume=True)
+    _assert_same_run(ref, more, ref_dir, tmp_path)
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path, whole):
+    optimizer, ref, ref_dir = whole
+    first = _loop(tmp_path, optimizer)
+    first.fit()
+    again = _loop(tmp_path, optimizer)
+    again.fit(resume=True)
+    _assert_same_run(ref, again, ref_dir, tmp_path)
+    assert _records(tmp_path) == _records(ref_dir)
+
+
+def test_max_steps_at_an_epoch_end_then_the_rest(tmp_path, whole):
+    optimizer, ref, ref_dir = whole
+    stop = _loop(tmp_path, optimizer)
+    stop.max_steps = stop.loader.sampler.num_batches(0)
+    stop.fit()
+    rest = _loop(tmp_path, optimizer)
+    rest.fit(resume=True)
+    _assert_same_run(ref, rest, ref_dir, tmp_path)
+
+
+# ---------------------------------------------------------------- refused checkpoints
+def _edit(path, meta=None, drop_optimizer=False, arrays=None):
+    """Rewrite a checkpoint as an attacker who knows the format would (valid checksum)."""
+    with np.load(path, allow_pickle=False) as z:
+        items = {k: z[k] for k in z.files}
+    doc = json.loads(items["meta"].tobytes())
+    doc["meta"].update(meta or {})
+    if drop_optimizer:
+        doc["optimizer"] = None
+        items = {k: a for k, a in items.items() if not k.startswith("optim/")}
+    items.update(arrays or {})
+    items["meta"] = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8)
+    items["checksum"] = np.frombuffer(ckpt._checksum(items).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **items)
+
+
+def _stopped_run(run_dir):
+    loop = _loop(run_dir, max_steps=6)
+    loop.fit()
+    return str(run_dir / "checkpoint.npz")
+
+
+def test_a_checkpoint_without_optimizer_state_is_refused_not_reset(tmp_path):
+    path = _stopped_run(tmp_path)
+    _edit(path, drop_optimizer=True)
+    with pytest.raises(CheckpointError, match="holds no optimizer state"):
+        _loop(tmp_path).fit(resume=True)
+
+
+@pytest.mark.parametrize("offset, match", [
+    (10**9, r"metrics_offset=1000000000, which is beyond the end of"),
+    (-5, r"field 'metrics_offset' must be >= 0"),
+    (7, "metrics_offset=7, which is not a line end"),
+    ("12", "field 'metrics_offset' must be int"),
+])
+def test_absurd_metrics_offsets_are_refused_and_nothing_changes(tmp_path, offset, match):
+    path = _stopped_run(tmp_path)
+    _edit(path, meta={"metrics_offset": offset})
+    metrics = (tmp_path / "metrics.jsonl").read_bytes()
+    loop = _loop(tmp_path)
+    with pytest.raises(CheckpointError, match=match):
+        loop.fit(resume=True)
+    assert loop.global_step == 0 and loop.loader.sampler.step == 0
+    assert (tmp_path / "metrics.jsonl").read_bytes() == metrics
+
+
+def test_a_broken_loader_state_is_one_clear_error(tmp_path):
+    path = _stopped_run(tmp_path)
+    _edit(path, meta={"loader": {"nothing": 1}})
+    with pytest.raises(StateMismatchError, match="sampler state must have keys"):
+        _loop(tmp_path).fit(resume=True)
+
+
+def test_a_checkpoint_of_the_pickle_format_is_refused_and_runs_no_code(tmp_path):
+    path = _stopped_run(tmp_path)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    with np.load(path, allow_pickle=False) as z:
+        items = {k: z[k] for k in z.files if k.startswith("param/")}
+    doc = json.loads(np.load(path)["meta"].tobytes())
+    doc["format"] = 1  # what bucketrnn wrote before: the Trainer's pickle under "trainer"
+    items["trainer"] = np.frombuffer(pickle.dumps(Payload()), dtype=np.uint8)
+    items["meta"] = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **items)
+    with pytest.raises(StateMismatchError, match="format 1"):
+        _loop(tmp_path).fit(resume=True)
+    assert not marker.exists()
+
+
+def test_a_nan_checkpoint_is_refused_on_resume(tmp_path):
+    path = _stopped_run(tmp_path)
+    with np.load(path) as z:
+        name = sorted(k for k in z.files if k.startswith("param/"))[0]
+        bad = z[name].copy()
+    bad.flat[0] = np.nan
+    _edit(path, arrays={name: bad})
+    with pytest.raises(CheckpointError, match=f"{name} holds non-finite values"):
+        _loop(tmp_path).fit(resume=True)
+
+
+# ---------------------------------------------------------------- files around a run
+def test_a_torn_metrics_line_and_leftover_temporaries_are_cleaned_on_resume(tmp_path, whole):
+    optimizer, ref, ref_dir = whole
+    crashed = _loop(tmp_path, optimizer)
+    _crash(crashed, crashed.loader.sampler.num_batches(0) + 4)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "step", "glo')  # killed mid-write
+    leftover = tmp_path / "checkpoint.npz.k1ll3d_x.tmp"
+    leftover.write_bytes(b"PK\x03\x04 half a checkpoint")
+    resumed = _loop(tmp_path, optimizer)
+    resumed.fit(resume=True)
+    assert not leftover.exists()
+    _assert_same_run(ref, resumed, ref_dir, tmp_path)
+
+
+def test_disk_full_during_training_names_the_path_and_keeps_the_checkpoint(tmp_path,
+                                                                         monkeypatch):
+    loop = _loop(tmp_path)
+    step = loop.train_step
+    path = tmp_path / "checkpoint.npz"
+
+    def train_step(batch):
+        if loop.global_step == 4:  # the step-4 checkpoint is written; fill the disk
+            monkeypatch.setattr(os, "fdopen", full)
+        return step(batch)
+
+    def full(fd, mode):
+        os.close(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    loop.train_step = train_step
+    with pytest.raises(OSError, match=f"could not write '{path}': the disk is full") as e:
+        loop.fit()
+    monkeypatch.undo()
+    assert e.value.errno == errno.ENOSPC
+    assert ckpt.load(str(path)).meta["global_step"] == 4
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz", "metrics.jsonl"]
