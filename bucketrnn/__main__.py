@@ -142,6 +142,7 @@ def run(cfg, run_dir: str, stream=None) -> dict:
     summary = {
         "run_dir": work, "config": to_dict(cfg), "fingerprint": fp,
         "dataset": data.description, "train_sequences": len(data.train),
+        "dataset_overflow": data.overflow,
         "plan": plan.to_dict(), "pad_to_max_waste": pad_to_max_waste(train_loader.lengths),
         "steps": loop.global_step, "epochs_done": len(history["epochs"]),
         "train_seconds": seconds, "wall_seconds": time.time() - started,
