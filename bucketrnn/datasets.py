@@ -205,7 +205,7 @@ class OverflowCounts:
 
     def __add__(self, other: "OverflowCounts") -> "OverflowCounts":
         return OverflowCounts(*(a + b for a, b in zip(asdict(self).values(),
-                                                      asdict(other).values())))
+                                                      asdict(other).values(), strict=True)))
 
     def __bool__(self) -> bool:
         return bool(self.lines_dropped or self.lines_truncated)

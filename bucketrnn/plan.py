@@ -113,10 +113,9 @@ def _refuse_outlier_lines(parts) -> None:
     if not found:
         return
     i, top, need = int(found.indices[0]), int(found.lengths[0]), found.rest_max
-    for (ds, key, path), size in zip(parts, sizes):
-        if i < size.size:
-            break
-        i -= size.size
+    part = int(np.searchsorted(np.cumsum([size.size for size in sizes]), i, side="right"))
+    ds, key, path = parts[part]
+    i -= sum(size.size for size in sizes[:part])
     raise ValueError(
         f"{key}={path!r} line {int(ds.line_numbers[i])} has {top} tokens, far more than the "
         f"rest of the data needs ({need} at most; {found.indices.size} line(s) are longer than "

@@ -53,7 +53,8 @@ def test_max_length_cuts_or_drops_the_line_and_counts_it(corpus, policy):
                    f"dataset.on_overflow={policy}")
     data = load_data(cfg.dataset, seed=0)
     cut = {"truncate": (0, 1, 10**6 - rest), "drop": (1, 0, 10**6)}[policy]
-    assert data.overflow == dict(zip(("lines_dropped", "lines_truncated", "tokens_cut"), cut))
+    names = ("lines_dropped", "lines_truncated", "tokens_cut")
+    assert data.overflow == dict(zip(names, cut, strict=True))
     assert f"max_length={rest} ({policy}: {cut[0]} line(s) dropped, {cut[1]} truncated " \
            f"({cut[2]} tokens cut))" in data.description
     train, valid, test = make_loaders(data, cfg.bucketing, seed=0)
@@ -107,3 +108,14 @@ def test_invalid_utf8_is_a_value_error_naming_the_line_and_byte(tmp_path, key):
 def test_dataset_overflow_keys_are_checked(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
         run(_compose(f"dataset.path={tmp_path}/x.txt", *overrides), str(tmp_path / "run"))
+
+
+def test_an_outlier_in_a_valid_file_names_that_file_and_line(tmp_path):
+    train = tmp_path / "train.txt"
+    train.write_text("".join(f"a b c{i % 9}" + " d" * (i % 13) + "\n" for i in range(60)))
+    valid = tmp_path / "valid.txt"
+    valid.write_text("a b\n\nc d e\n" + "x " * 20_000 + "\nb c\n")
+    with pytest.raises(ValueError, match=rf"dataset.valid_path={str(valid)!r} line 4 has 20000 "
+                                         r"tokens, far more than the rest of the data needs "
+                                         r"\(15 at most"):
+        load_data(_compose(f"dataset.path={train}", f"dataset.valid_path={valid}").dataset)
