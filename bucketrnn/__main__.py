@@ -169,6 +169,7 @@ def _run(cfg, run_dir: str, stream, locks: list, overrides) -> dict:
     summary = {
         "run_dir": work, "config": to_dict(cfg), "fingerprint": fp,
         "dataset": data.description, "train_sequences": len(data.train),
+        "dataset_overflow": data.overflow,
         "plan": plan.to_dict(), "pad_to_max_waste": pad_to_max_waste(train_loader.lengths),
         "steps": loop.global_step, "epochs_done": len(history["epochs"]),
         "train_seconds": seconds, "wall_seconds": time.time() - started,

@@ -4,7 +4,7 @@ Interval convention. With boundaries ``b_0 < b_1 < ... < b_{K-1}`` (and ``b_{-1}
 holds every example whose length ``l`` satisfies ``b_{k-1} < l <= b_k``, and its batches are padded
 to exactly ``b_k`` time steps: the bucket key. ``optimal`` and ``quantile`` boundaries are lengths
 that occur in the data (``exp`` edges need not be), and except with ``fixed`` boundaries the
-largest bucket is exactly as long as the longest example.
+largest bucket is exactly as long as the longest example (or ``max_length``, when given).
 
 For ``(src, tgt)`` pairs the boundaries apply to the source length; a bucket's key is
 ``(b_k, longest target in the bucket)``.
@@ -13,13 +13,25 @@ Cost model. A bucket of ``n_k`` examples, padded length ``L_k`` and batch size `
 ``ceil(n_k / B_k) * B_k * L_k`` slots: the time padding plus the masked rows that fill its last
 batch. ``optimal`` minimises the sum of that over buckets exactly (for pairs: the source side's
 cost, the one its boundaries are chosen on).
+
+Outliers. One pathological example (a 10**6-token line among sentences) would give its bucket a
+10**6-step graph. :func:`find_outliers` judges the lengths before any boundary is chosen: set
+aside the ``max(5, ceil(N / 1000))`` longest examples (at most half of them) and call the longest
+of the rest the *reference*, a p99.9 that a few bad examples cannot move; an example is an
+outlier when its length is above ``max(8 * reference, 1024)``. Natural long tails stay well
+inside that: Penn Treebank's longest sentence is 1.3x its reference, its longest line in
+characters 1.4x; a lognormal tail with sigma 1 reaches 3-5x. :func:`plan_buckets` raises on
+outliers unless told otherwise (``max_length`` + ``on_overflow``, fixed boundaries, or
+``outliers="allow"``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 
@@ -27,9 +39,12 @@ from bucketrnn.lengths import is_pair_lengths
 
 __all__ = [
     "BucketPlan",
+    "OUTLIER_POLICIES",
+    "Outliers",
     "STRATEGIES",
     "bucket_batch_sizes",
     "exp_boundaries",
+    "find_outliers",
     "length_histogram",
     "optimal_boundaries",
     "plan_buckets",
@@ -38,6 +53,33 @@ __all__ = [
 
 STRATEGIES = ("optimal", "quantile", "exp", "fixed")
 OVERFLOW_POLICIES = ("error", "truncate", "drop")
+OUTLIER_POLICIES = ("error", "allow")
+OUTLIER_FACTOR = 8.0
+OUTLIER_FLOOR = 1024
+
+
+def _is_int(value) -> bool:
+    """A true integer: ``bool`` is not one here (``num_buckets=True`` is a mistake, not 1)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value, low: int = 1) -> None:
+    if not _is_int(value) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {name}={value!r}")
+
+
+def _as_lengths(lengths, name: str = "lengths") -> np.ndarray:
+    """``lengths`` as a 1-D ``int64`` array of values >= 1, or a ``TypeError``/``ValueError``."""
+    arr = np.asarray(lengths)
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: got 0 examples")
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64).ravel()
+    if (arr < 1).any():
+        i = int(np.flatnonzero(arr < 1)[0])
+        raise ValueError(f"{name} must be >= 1, got {int(arr[i])} at index {i}")
+    return arr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,9 +87,7 @@ OVERFLOW_POLICIES = ("error", "truncate", "drop")
 # ---------------------------------------------------------------------------------------------
 def length_histogram(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct lengths and how many examples have each; O(N) for bounded lengths."""
-    lengths = np.asarray(lengths, dtype=np.int64).ravel()
-    if lengths.size == 0:
-        raise ValueError("lengths is empty: got 0 examples")
+    lengths = _as_lengths(lengths)
     top = int(lengths.max())
     if top <= 50_000_000:
         counts = np.bincount(lengths, minlength=top + 1)
@@ -71,7 +111,8 @@ def bucket_batch_sizes(
     >>> bucket_batch_sizes([10, 20, 50], max_tokens=200, batch_size_multiple=4).tolist()
     [20, 8, 4]
     """
-    lengths = np.asarray(bucket_lengths, dtype=np.int64)
+    _validate_sizes(batch_size, max_tokens, batch_size_multiple)
+    lengths = _as_lengths(bucket_lengths, "bucket_lengths")
     if max_tokens is None:
         sizes = np.full(lengths.shape, batch_size, dtype=np.int64)
     else:
@@ -94,11 +135,18 @@ def _validate_sizes(batch_size, max_tokens, batch_size_multiple) -> None:
     if batch_size is None and max_tokens is None:
         raise ValueError("give batch_size or max_tokens, got neither")
     for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
-        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
-            raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
-    if not isinstance(batch_size_multiple, (int, np.integer)) or batch_size_multiple < 1:
+        if value is not None:
+            _check_int(name, value)
+    _check_int("batch_size_multiple", batch_size_multiple)
+
+
+def _check_ratio(ratio) -> None:
+    if isinstance(ratio, bool) or not isinstance(ratio, Real) or not math.isfinite(ratio) \
+            or ratio <= 1:
         raise ValueError(
-            f"batch_size_multiple must be an integer >= 1, got batch_size_multiple={batch_size_multiple!r}"
+            f"ratio must be a finite number > 1 (the growth of each exp bucket's width over the "
+            f"previous one), got ratio={ratio!r}; use e.g. ratio=1.2, or strategy='quantile' "
+            "for equal-count buckets"
         )
 
 
@@ -130,6 +178,7 @@ def optimal_boundaries(values, counts, num_buckets: int, sizes) -> np.ndarray:
     numpy.ndarray
         Sorted boundaries, a subset of ``values`` that ends with ``values[-1]``.
     """
+    _check_int("num_buckets", num_buckets)
     values = np.asarray(values, dtype=np.int64)
     d = values.size
     # float64 is exact for these integers (< 2**53) and much faster than int64 floor division.
@@ -178,6 +227,7 @@ def optimal_boundaries(values, counts, num_buckets: int, sizes) -> np.ndarray:
 
 def quantile_boundaries(values, counts, num_buckets: int) -> np.ndarray:
     """Boundaries at the count quantiles ``1/K, 2/K, ..., 1`` of the lengths (duplicates merged)."""
+    _check_int("num_buckets", num_buckets)
     cum = np.cumsum(counts)
     targets = np.ceil(cum[-1] * np.arange(1, num_buckets + 1) / num_buckets)
     idx = np.searchsorted(cum, targets, side="left")
@@ -186,9 +236,16 @@ def quantile_boundaries(values, counts, num_buckets: int) -> np.ndarray:
 
 def exp_boundaries(values, counts, num_buckets: int, ratio: float = 1.2) -> np.ndarray:
     """Boundaries whose widths grow geometrically by ``ratio`` from the shortest to the longest
-    length, as GluonNLP's ``ExpWidthBucket`` does (integer rounding may merge a few)."""
+    length, as GluonNLP's ``ExpWidthBucket`` does (integer rounding may merge a few).
+
+    ``ratio`` must be a finite number > 1 (``ValueError`` otherwise): at 1 the widths are equal
+    and below 1 they shrink, which ``strategy="quantile"`` or ``"fixed"`` express directly.
+    """
+    _check_int("num_buckets", num_buckets)
+    _check_ratio(ratio)
     lo, hi = int(values[0]), int(values[-1])
-    widths = ratio ** np.arange(num_buckets)
+    # Scaled so the widest is 1: a large ratio underflows the narrow ones to 0, never to inf.
+    widths = float(ratio) ** (np.arange(num_buckets) - (num_buckets - 1.0))
     edges = lo + (hi - lo) * np.cumsum(widths) / widths.sum()
     bounds = np.unique(np.clip(np.ceil(edges - 1e-9).astype(np.int64), lo, hi))
     bounds[-1] = hi
@@ -225,6 +282,102 @@ def _assign_primary(boundaries, primary, on_overflow: str) -> np.ndarray:
             )
         ids[over] = len(boundaries) - 1 if on_overflow == "truncate" else -1
     return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# outliers
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outliers:
+    """What :func:`find_outliers` found; false when nothing is an outlier.
+
+    Attributes
+    ----------
+    indices : numpy.ndarray
+        Indices of the outlier examples, longest first (empty when there are none).
+    lengths : numpy.ndarray
+        Their lengths, in the same order.
+    reference : int
+        The longest length once the ``excused`` longest examples are set aside.
+    limit : int
+        Lengths above ``limit = max(factor * reference, floor)`` are outliers.
+    rest_max : int
+        The longest length that is not an outlier: what the rest of the data needs.
+    excused : int
+        How many of the longest examples the reference leaves out.
+    """
+
+    indices: np.ndarray
+    lengths: np.ndarray
+    reference: int
+    limit: int
+    rest_max: int
+    excused: int
+
+    def __bool__(self) -> bool:
+        return bool(self.indices.size)
+
+
+def find_outliers(lengths, factor: float = OUTLIER_FACTOR, floor: int = OUTLIER_FLOOR) -> Outliers:
+    """Examples far longer than what the rest of the data needs (the module's *Outliers* rule).
+
+    The ``excused = min(max(5, ceil(N / 1000)), N // 2)`` longest examples are set aside and the
+    longest of the others is the ``reference`` (about the 99.9th percentile, and one that a few
+    pathological examples cannot raise); an example longer than ``max(factor * reference,
+    floor)`` is an outlier. A single example is never one. O(N), numpy only.
+
+    Parameters
+    ----------
+    lengths : array-like of int
+        ``(N,)`` lengths, each >= 1.
+    factor : float
+        How many times the reference a length may be (> 1).
+    floor : int
+        Lengths up to ``floor`` are never outliers, however short the rest.
+
+    Examples
+    --------
+    >>> found = find_outliers([12, 9, 30, 15] * 100 + [10**6])
+    >>> found.indices.tolist(), found.lengths.tolist(), found.rest_max, found.limit
+    ([400], [1000000], 30, 1024)
+    >>> bool(find_outliers([12, 9, 30, 83]))
+    False
+    """
+    if isinstance(factor, bool) or not isinstance(factor, Real) or not math.isfinite(factor) \
+            or factor <= 1:
+        raise ValueError(f"factor must be a finite number > 1, got factor={factor!r}")
+    _check_int("floor", floor)
+    lengths = _as_lengths(lengths)
+    n = lengths.size
+    excused = min(max(5, -(-n // 1000)), n // 2)
+    reference = int(np.partition(lengths, n - 1 - excused)[n - 1 - excused])
+    limit = int(max(math.floor(factor * reference), floor))
+    idx = np.flatnonzero(lengths > limit)
+    idx = idx[np.argsort(-lengths[idx], kind="stable")]
+    rest = lengths[lengths <= limit]
+    return Outliers(indices=idx, lengths=lengths[idx], reference=reference, limit=limit,
+                    rest_max=int(rest.max()), excused=excused)
+
+
+def _refuse_outliers(lengths, what: str = "length") -> None:
+    """Raise the library's outlier error for ``lengths`` (see :func:`plan_buckets`)."""
+    found = find_outliers(lengths)
+    if not found:
+        return
+    i, top, need = int(found.indices[0]), int(found.lengths[0]), found.rest_max
+    if what == "target length":
+        fix = "cut or remove such targets before bucketing"
+    else:
+        fix = (f"cut or drop such examples: plan_buckets(max_length={need}, on_overflow="
+               f"'truncate' or 'drop'), or fixed boundaries ending at {need} with on_overflow="
+               "'truncate' or 'drop' (BucketLoader(strategy='fixed', boundaries=[...]))")
+    raise ValueError(
+        f"example {i} has {what} {top}, far beyond what the rest of the data needs ({need} at "
+        f"most; {found.indices.size} example(s) are longer than {found.limit} = "
+        f"max({OUTLIER_FACTOR:g} x {found.reference}, {OUTLIER_FLOOR}), {found.reference} being "
+        f"the longest once the {found.excused} longest are set aside): its bucket would unroll "
+        f"a {top}-step graph. Fix: {fix}; outliers='allow' plans them as they are"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,6 +559,8 @@ def plan_buckets(
     boundaries=None,
     on_overflow: str = "error",
     ratio: float = 1.2,
+    max_length: int | None = None,
+    outliers: str = "error",
 ) -> BucketPlan:
     """Plan buckets for ``lengths``.
 
@@ -414,8 +569,10 @@ def plan_buckets(
     lengths : array-like of int
         ``(N,)`` lengths, or ``(N, 2)`` (source, target) lengths (:func:`~bucketrnn.sequence_lengths`).
     num_buckets : int
-        Number of buckets (an upper bound for ``optimal``, which uses fewer when more would add
-        fill rows). Ignored for ``fixed``.
+        Number of buckets: an upper bound, never more than the number of distinct lengths
+        (``ValueError`` otherwise). ``optimal`` uses fewer when more would only add fill rows;
+        ``quantile`` and ``exp`` merge boundaries that round to the same length. Checked but
+        not used for ``fixed``.
     strategy : {"optimal", "quantile", "exp", "fixed"}
         How boundaries are chosen; ``fixed`` takes ``boundaries``.
     batch_size, max_tokens, batch_size_multiple : int
@@ -424,9 +581,20 @@ def plan_buckets(
     boundaries : list of int
         Inclusive upper bounds for ``strategy="fixed"``; strictly increasing.
     on_overflow : {"error", "truncate", "drop"}
-        Examples longer than the largest fixed boundary: see :meth:`BucketPlan.assign`.
+        Examples longer than the largest fixed boundary or than ``max_length``: see
+        :meth:`BucketPlan.assign`; the plan counts them (``num_dropped``, ``num_truncated``).
     ratio : float
-        Width growth factor of ``exp``.
+        Width growth factor of ``exp``: a finite number > 1.
+    max_length : int, optional
+        Longest bucket the planned strategies may choose: boundaries are planned on the
+        (source) lengths capped at ``max_length``, and longer examples go to ``on_overflow``.
+        Not used with ``fixed`` (the last boundary is the longest bucket).
+    outliers : {"error", "allow"}
+        ``"error"`` (default): before choosing boundaries, raise ``ValueError`` naming the
+        example when a (source or target) length is an extreme outlier by
+        :func:`find_outliers` (the lengths capped at ``max_length`` when given), since its
+        bucket would need a graph unrolled that far. ``"allow"`` plans such lengths as they
+        are. ``fixed`` boundaries are explicit and not judged.
 
     Examples
     --------
@@ -438,7 +606,17 @@ def plan_buckets(
         raise ValueError(f"strategy must be one of {STRATEGIES}, got strategy={strategy!r}")
     if on_overflow not in OVERFLOW_POLICIES:
         raise ValueError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got on_overflow={on_overflow!r}")
+    if outliers not in OUTLIER_POLICIES:
+        raise ValueError(f"outliers must be one of {OUTLIER_POLICIES}, got outliers={outliers!r}")
     _validate_sizes(batch_size, max_tokens, batch_size_multiple)
+    _check_int("num_buckets", num_buckets)
+    _check_ratio(ratio)
+    if max_length is not None:
+        _check_int("max_length", max_length)
+        if strategy == "fixed":
+            raise ValueError(f"max_length is not used with strategy='fixed' (the last boundary is "
+                             f"the longest bucket), got max_length={max_length!r}; pass one or "
+                             "the other")
     lengths = np.asarray(lengths)
     if lengths.size == 0:
         raise ValueError("lengths is empty: the dataset has no sequences to bucket")
@@ -452,7 +630,14 @@ def plan_buckets(
         raise ValueError(f"lengths must be >= 1, got length {lengths[i].tolist()} at index {i}")
     pairs = is_pair_lengths(lengths)
     primary = lengths[:, 0] if pairs else lengths
-    values, counts = length_histogram(primary)
+    planned = primary if max_length is None else np.minimum(primary, max_length)
+    if strategy != "fixed" and outliers == "error":
+        # Judged before any boundary is chosen: one 10**6-long example must not become a
+        # bucket (and a graph) of 10**6 steps.
+        _refuse_outliers(planned, "source length" if pairs else "length")
+        if pairs:
+            _refuse_outliers(lengths[:, 1], "target length")
+    values, counts = length_histogram(planned)
 
     if strategy == "fixed":
         if boundaries is None:
@@ -461,8 +646,6 @@ def plan_buckets(
     else:
         if boundaries is not None:
             raise ValueError(f"boundaries are only used with strategy='fixed', got strategy={strategy!r}")
-        if not isinstance(num_buckets, (int, np.integer)) or num_buckets < 1:
-            raise ValueError(f"num_buckets must be an integer >= 1, got num_buckets={num_buckets!r}")
         if num_buckets > values.size:
             raise ValueError(
                 f"num_buckets={num_buckets} is more than the {values.size} distinct lengths in the "

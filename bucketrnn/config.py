@@ -117,7 +117,8 @@ class DatasetConfig:
     ``test_path`` are optional, else ``valid_fraction`` / ``test_fraction`` of the lines are held
     out (seeded). ``label`` turns sentences into a classification task: ``contains:<token>``
     (1 if the token occurs, which is then kept in the input) or ``first_token`` (the first token
-    of each line is its class and is removed from the input).
+    of each line is its class and is removed from the input). ``max_length`` (``text``): a
+    longer line is an error, or cut or dropped by ``on_overflow``, and counted.
     """
 
     name: DatasetName = DatasetName.ptb
@@ -132,6 +133,7 @@ class DatasetConfig:
     tokens: Tokens = Tokens.whitespace
     min_count: int = 1
     max_length: Optional[int] = None
+    on_overflow: Overflow = Overflow.error
     label: Optional[str] = None
 
 
@@ -295,6 +297,10 @@ def validate(cfg) -> None:
              "is required for dataset=text (a UTF-8 file, one sequence per line)")
     for key in ("limit", "valid_limit", "test_limit", "max_length"):
         need(ds[key] is None or ds[key] >= 1, f"dataset.{key}", ds[key], "must be null or >= 1")
+    need(ds["max_length"] is None or ds["name"] == "text", "dataset.max_length",
+         ds["max_length"], "is only used with dataset=text (PTB sentences are at most 82 words)")
+    need(ds["on_overflow"] == "error" or ds["max_length"] is not None, "dataset.on_overflow",
+         ds["on_overflow"], "needs dataset.max_length (the longest line to keep whole)")
     for key in ("valid_fraction", "test_fraction"):
         need(0.0 <= ds[key] < 0.5, f"dataset.{key}", ds[key], "must be in [0, 0.5)")
     label = ds["label"]

@@ -2,7 +2,8 @@
 
 :class:`FlatSequences` keeps a whole corpus as one integer token array plus ``N + 1`` offsets, so
 a million sentences cost two numpy arrays, not a million Python lists; its lengths are
-``np.diff(offsets)``.
+``np.diff(offsets)``. Sequences read from a text file remember their 1-based line numbers
+(``line_numbers``), through subsets and held-out splits, so an error can name the line.
 """
 
 from __future__ import annotations
@@ -10,12 +11,17 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from dataclasses import asdict, dataclass
+from numbers import Integral
 from typing import Iterable
 
 import numpy as np
 from mxnet.gluon.data import Dataset
 
-__all__ = ["FlatSequences", "Vocabulary", "encode_lines", "penn_treebank", "read_lines", "text_file"]
+from bucketrnn.buckets import OVERFLOW_POLICIES
+
+__all__ = ["FlatSequences", "Lines", "OverflowCounts", "Vocabulary", "encode_lines",
+           "penn_treebank", "read_lines", "text_file"]
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -25,7 +31,9 @@ class FlatSequences(Dataset):
     """Integer sequences stored as one flat token array plus offsets.
 
     ``ds[i]`` is ``tokens[offsets[i]:offsets[i + 1]]`` (a view). Pass ``labels`` (one per
-    sequence) to get ``(sequence, label)`` items.
+    sequence) to get ``(sequence, label)`` items, and ``line_numbers`` (one per sequence, where
+    it came from: :func:`encode_lines` passes the file's 1-based line numbers) to keep them
+    through :meth:`subset`; ``line_numbers`` is None otherwise.
 
     Examples
     --------
@@ -34,7 +42,7 @@ class FlatSequences(Dataset):
     ([4, 5], [3, 2])
     """
 
-    def __init__(self, tokens, offsets, labels=None):
+    def __init__(self, tokens, offsets, labels=None, line_numbers=None):
         tokens = np.asarray(tokens)
         offsets = np.asarray(offsets, dtype=np.int64)
         if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
@@ -55,9 +63,15 @@ class FlatSequences(Dataset):
                 raise ValueError(
                     f"labels must have one entry per sequence ({offsets.size - 1}), got {labels.shape[0]}"
                 )
+        if line_numbers is not None:
+            line_numbers = np.asarray(line_numbers, dtype=np.int64)
+            if line_numbers.shape != (offsets.size - 1,):
+                raise ValueError(f"line_numbers must have one entry per sequence "
+                                 f"({offsets.size - 1}), got shape {line_numbers.shape}")
         self.tokens = tokens
         self.offsets = offsets
         self.labels = labels
+        self.line_numbers = line_numbers
 
     @classmethod
     def from_sequences(cls, sequences: Iterable, labels=None, dtype=np.int32) -> "FlatSequences":
@@ -86,7 +100,8 @@ class FlatSequences(Dataset):
         starts = np.repeat(self.offsets[indices] - offsets[:-1], lens)
         tokens = self.tokens[starts + np.arange(offsets[-1])]
         labels = None if self.labels is None else self.labels[indices]
-        return FlatSequences(tokens, offsets, labels)
+        lines = None if self.line_numbers is None else self.line_numbers[indices]
+        return FlatSequences(tokens, offsets, labels, line_numbers=lines)
 
     def __repr__(self) -> str:
         return f"FlatSequences(num_sequences={len(self)}, num_tokens={self.tokens.size})"
@@ -145,12 +160,18 @@ class Vocabulary:
 
 
 def encode_lines(lines: list[list[str]], vocab: Vocabulary) -> FlatSequences:
-    """Token lines in the language-model form of :func:`penn_treebank`."""
+    """Token lines in the language-model form of :func:`penn_treebank`.
+
+    The line numbers of :class:`Lines` (what :func:`read_lines` returns) become the dataset's
+    ``line_numbers``.
+    """
     # Language-model form: <eos> w1 ... wn <eos>; the first <eos> acts as begin-of-sentence, so
     # an example of n words gives n + 1 predictions (its length "with <eos>").
     eos = vocab[EOS]
     seqs = [np.concatenate([[eos], vocab.encode(ws), [eos]]).astype(np.int32) for ws in lines]
-    return FlatSequences.from_sequences(seqs)
+    flat = FlatSequences.from_sequences(seqs)
+    return FlatSequences(flat.tokens, flat.offsets,
+                         line_numbers=getattr(lines, "line_numbers", None))
 
 
 def penn_treebank(split: str = "train", vocab: Vocabulary | None = None, limit: int | None = None):
@@ -174,40 +195,161 @@ def penn_treebank(split: str = "train", vocab: Vocabulary | None = None, limit: 
     return encode_lines(lines, vocab), vocab
 
 
-def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = None):
+@dataclass(frozen=True)
+class OverflowCounts:
+    """Lines longer than ``max_length`` that :func:`read_lines` left out or cut."""
+
+    lines_dropped: int = 0
+    lines_truncated: int = 0
+    tokens_cut: int = 0
+
+    def __add__(self, other: "OverflowCounts") -> "OverflowCounts":
+        return OverflowCounts(*(a + b for a, b in zip(asdict(self).values(),
+                                                      asdict(other).values(), strict=True)))
+
+    def __bool__(self) -> bool:
+        return bool(self.lines_dropped or self.lines_truncated)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (f"{self.lines_dropped} line(s) dropped, {self.lines_truncated} truncated "
+                f"({self.tokens_cut} tokens cut)")
+
+
+class Lines(list):
+    """The token lines of a text file (a list of token lists) and where each came from.
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    line_numbers : numpy.ndarray
+        ``int64``, the 1-based line of the file each entry was read from.
+    overflow : OverflowCounts
+        Lines that ``max_length`` left out or cut.
+    """
+
+    def __init__(self, lines, path: str, line_numbers, overflow: OverflowCounts):
+        super().__init__(lines)
+        self.path = path
+        self.line_numbers = np.asarray(line_numbers, dtype=np.int64)
+        self.overflow = overflow
+
+
+def _decode_utf8(data: bytes, path: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = data[:e.start].decode("utf-8")  # the first bad byte ends the valid prefix
+        line = before.replace("\r\n", "\n").replace("\r", "\n").count("\n") + 1
+        raise ValueError(
+            f"text file {path!r} is not valid UTF-8: line {line}, byte offset {e.start} of the "
+            f"file (0-based) holds byte 0x{data[e.start]:02x} ({e.reason}); re-encode the file "
+            "as UTF-8 (e.g. iconv -f <its encoding> -t UTF-8) or fix that line"
+        ) from e
+
+
+def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = None,
+               on_overflow: str = "error") -> Lines:
     """Tokenized non-blank lines of a UTF-8 text file.
 
-    ``tokens`` is ``"whitespace"`` or ``"char"``; lines longer than ``max_length`` tokens are
-    left out. Raises ``FileNotFoundError`` / ``ValueError`` naming the path when nothing is left.
+    Parameters
+    ----------
+    path : str
+        The file; lines end with ``\\n``, ``\\r\\n`` or ``\\r``, blank ones are skipped.
+    tokens : {"whitespace", "char"}
+        Words or characters.
+    max_length : int, optional
+        Longest line, in tokens; ``on_overflow`` decides what happens to a longer one.
+    on_overflow : {"error", "truncate", "drop"}
+        ``"error"`` (default) raises ``ValueError`` naming the file, the line and its length;
+        ``"truncate"`` keeps the first ``max_length`` tokens; ``"drop"`` leaves the line out.
+        Nothing is lost silently: the result's ``overflow`` counts the lines dropped and
+        truncated and the tokens cut.
+
+    Returns
+    -------
+    Lines
+        A list of token lists, with ``path``, ``line_numbers`` and ``overflow``.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Invalid UTF-8 (naming the line and byte offset), a line longer than ``max_length``
+        under ``on_overflow="error"``, or no sequence left.
     """
     if tokens not in ("whitespace", "char"):
         raise ValueError(f"tokens must be 'whitespace' or 'char', got tokens={tokens!r}")
+    if max_length is not None and (isinstance(max_length, bool)
+                                   or not isinstance(max_length, Integral) or max_length < 1):
+        raise ValueError(f"max_length must be None or an integer >= 1, got "
+                         f"max_length={max_length!r}")
+    if on_overflow not in OVERFLOW_POLICIES:
+        raise ValueError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got "
+                         f"on_overflow={on_overflow!r}")
+    if max_length is None and on_overflow != "error":
+        raise ValueError(f"on_overflow={on_overflow!r} needs max_length (the longest line to "
+                         "keep whole), got max_length=None")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"text file not found: path={path!r}")
-    with open(path, encoding="utf-8") as f:
-        raw = [ln.rstrip("\n") for ln in f]
-    lines = [ln.split() if tokens == "whitespace" else list(ln) for ln in raw if ln.strip()]
+    with open(path, "rb") as f:
+        text = _decode_utf8(f.read(), path)
+    # The line breaks of Python's text mode (universal newlines), so line numbers match it.
+    raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if raw and raw[-1] == "":
+        raw.pop()
+    split = str.split if tokens == "whitespace" else list
+    numbers = [i + 1 for i, ln in enumerate(raw) if ln.strip()]
+    lines = [split(raw[i - 1]) for i in numbers]
+    counts = OverflowCounts()
     if max_length is not None:
-        lines = [ln for ln in lines if len(ln) <= max_length]
+        long = [j for j, ln in enumerate(lines) if len(ln) > max_length]
+        if long and on_overflow == "error":
+            j = long[0]
+            raise ValueError(
+                f"text file {path!r} line {numbers[j]} has {len(lines[j])} tokens, more than "
+                f"max_length={max_length} ({len(long)} line(s) are longer); pass on_overflow="
+                "'truncate' (keep their first max_length tokens) or 'drop' (leave them out), "
+                "or a larger max_length"
+            )
+        if on_overflow == "truncate":
+            cut = sum(len(lines[j]) - max_length for j in long)
+            for j in long:
+                lines[j] = lines[j][:max_length]
+            counts = OverflowCounts(lines_truncated=len(long), tokens_cut=cut)
+        elif long:
+            gone = set(long)
+            cut = sum(len(lines[j]) for j in long)
+            lines = [ln for j, ln in enumerate(lines) if j not in gone]
+            numbers = [n for j, n in enumerate(numbers) if j not in gone]
+            counts = OverflowCounts(lines_dropped=len(long), tokens_cut=cut)
     if not lines:
         raise ValueError(
             f"text file {path!r} has no sequences"
             + (f" of at most max_length={max_length} tokens" if max_length is not None else "")
             + f" (read {len(raw)} lines)"
         )
-    return lines
+    return Lines(lines, path, numbers, counts)
 
 
 def text_file(path: str, tokens: str = "whitespace", vocab: Vocabulary | None = None,
-              min_count: int = 1, max_length: int | None = None):
+              min_count: int = 1, max_length: int | None = None, on_overflow: str = "error"):
     """One sequence per line of a UTF-8 text file; ``tokens`` is ``"whitespace"`` or ``"char"``.
 
-    Blank lines are skipped. Returns ``(FlatSequences, Vocabulary)`` in the language-model form of
-    :func:`penn_treebank`; the vocabulary is built from this file unless given (to hold out
-    lines, build it from the training lines only: :func:`read_lines`, then
-    :meth:`Vocabulary.build` and :func:`encode_lines`).
+    Blank lines are skipped; ``max_length`` and ``on_overflow`` are those of :func:`read_lines`.
+    Returns ``(FlatSequences, Vocabulary)`` in the language-model form of :func:`penn_treebank`;
+    the dataset's ``line_numbers`` are the lines of ``path`` and its ``overflow``
+    (:class:`OverflowCounts`) counts the lines dropped or truncated. The vocabulary is built
+    from this file unless given (to hold out lines, build it from the training lines only:
+    :func:`read_lines`, then :meth:`Vocabulary.build` and :func:`encode_lines`).
     """
-    lines = read_lines(path, tokens, max_length)
+    lines = read_lines(path, tokens, max_length, on_overflow)
     if vocab is None:
         vocab = Vocabulary.build(lines, min_count=min_count)
-    return encode_lines(lines, vocab), vocab
+    ds = encode_lines(lines, vocab)
+    ds.overflow = lines.overflow
+    return ds, vocab

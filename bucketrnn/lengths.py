@@ -80,9 +80,11 @@ def sequence_lengths(dataset) -> np.ndarray:
     Raises
     ------
     ValueError
-        If the dataset is empty or an example has length 0 (the message names its index).
+        If the dataset is empty or an example has length 0 (the message names its index), or a
+        ``lengths()`` method returns another number of lengths than ``len(dataset)`` or another
+        shape than ``(N,)`` / ``(N, 2)``.
     TypeError
-        If an example is not a sequence.
+        If an example is not a sequence, or a ``lengths()`` method returns non-integers.
 
     Examples
     --------
@@ -93,7 +95,7 @@ def sequence_lengths(dataset) -> np.ndarray:
     """
     lengths_fn = getattr(dataset, "lengths", None)
     if callable(lengths_fn):
-        lengths = np.asarray(lengths_fn(), dtype=np.int64)
+        lengths = _checked_method_lengths(dataset, lengths_fn())
     elif isinstance(dataset, np.ndarray) and dataset.dtype != object:
         if dataset.ndim < 2:
             raise ValueError(
@@ -124,6 +126,23 @@ def sequence_lengths(dataset) -> np.ndarray:
         lengths = src if tgt is None else np.stack([src, tgt], axis=1)
     _check_lengths(lengths)
     return lengths
+
+
+def _checked_method_lengths(dataset, raw) -> np.ndarray:
+    """What a dataset's own ``lengths()`` returned, refused unless it is one int per example."""
+    name = type(dataset).__name__
+    lengths = np.asarray(raw)
+    if lengths.size and not np.issubdtype(lengths.dtype, np.integer):
+        # float lengths would be cut silently (2.7 -> 2), NaN would become garbage
+        raise TypeError(f"{name}.lengths() must return integers, got dtype {lengths.dtype}; "
+                        "return the number of steps of each example as an int array")
+    if lengths.ndim != 1 and not (lengths.ndim == 2 and lengths.shape[1] == 2):
+        raise ValueError(f"{name}.lengths() must return shape (N,) or (N, 2) for (src, tgt) "
+                         f"pairs, got shape {lengths.shape}")
+    if hasattr(dataset, "__len__") and lengths.shape[0] != len(dataset):
+        raise ValueError(f"{name}.lengths() returned {lengths.shape[0]} lengths for "
+                         f"{len(dataset)} examples; it must return one per example")
+    return lengths.astype(np.int64)
 
 
 def _check_lengths(lengths: np.ndarray) -> None:

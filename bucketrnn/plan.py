@@ -36,13 +36,14 @@ class Data:
     vocab: object
     num_classes: int | None
     description: str
+    overflow: dict | None = None  # text: lines dropped / truncated and tokens cut (max_length)
 
 
 def _labelled(ds, label: str, vocab, classes=None):
     """``ds`` with a class label per sequence, for ``dataset.label`` (see DatasetConfig)."""
     from bucketrnn.datasets import FlatSequences
 
-    tokens, offsets = ds.tokens, ds.offsets
+    tokens, offsets, lines = ds.tokens, ds.offsets, ds.line_numbers
     if label.startswith("contains:"):
         word = label.split(":", 1)[1]
         wid = vocab.stoi.get(word)
@@ -52,7 +53,8 @@ def _labelled(ds, label: str, vocab, classes=None):
         hits = np.add.reduceat((tokens == wid).astype(np.int64), offsets[:-1]) \
             if tokens.size else np.zeros(len(ds), np.int64)
         hits[np.diff(offsets) == 0] = 0
-        return FlatSequences(tokens, offsets, (hits > 0).astype(np.int32)), classes or [0, 1]
+        labels = (hits > 0).astype(np.int32)
+        return FlatSequences(tokens, offsets, labels, line_numbers=lines), classes or [0, 1]
     # first_token: sequences are "<eos> label w1 ... <eos>"; drop the label token.
     lengths = np.diff(offsets)
     short = np.flatnonzero(lengths < 3)
@@ -72,7 +74,7 @@ def _labelled(ds, label: str, vocab, classes=None):
     new_offsets = offsets - np.arange(offsets.size)
     new_offsets[0] = 0
     labels = np.array([index[c] for c in first.tolist()], dtype=np.int32)
-    return FlatSequences(tokens[keep], new_offsets, labels), classes
+    return FlatSequences(tokens[keep], new_offsets, labels, line_numbers=lines), classes
 
 
 def _split(n, fractions, seed):
@@ -83,11 +85,57 @@ def _split(n, fractions, seed):
     return [np.sort(p) for p in (parts[2], parts[0], parts[1])]
 
 
+def _keyed(key: str, value, e: Exception) -> Exception:
+    """``e``'s message behind the config key that led to it, as a FileNotFoundError or a
+    ValueError: never ``type(e)(message)``, which breaks on exceptions whose constructor takes
+    other arguments (UnicodeDecodeError takes five)."""
+    cls = FileNotFoundError if isinstance(e, FileNotFoundError) else ValueError
+    return cls(f"{key}={value!r}: {e}")
+
+
+def _read(datasets, key: str, path: str, kw: dict):
+    try:
+        return datasets.read_lines(path, **kw)
+    except (FileNotFoundError, ValueError) as e:
+        raise _keyed(key, path, e) from e
+
+
+def _refuse_outlier_lines(parts) -> None:
+    """Refuse a line far longer than the rest (:func:`bucketrnn.buckets.find_outliers`, on
+    tokens per line over every split), naming its file and line, before any plan or graph."""
+    from bucketrnn.buckets import OUTLIER_FACTOR, OUTLIER_FLOOR, find_outliers
+
+    parts = [(ds, key, path) for ds, key, path in parts if ds is not None and len(ds)]
+    sizes = [ds.lengths() - 2 for ds, _, _ in parts]  # without the two <eos> of encode_lines
+    found = find_outliers(np.concatenate(sizes))
+    if not found:
+        return
+    i, top, need = int(found.indices[0]), int(found.lengths[0]), found.rest_max
+    part = int(np.searchsorted(np.cumsum([size.size for size in sizes]), i, side="right"))
+    ds, key, path = parts[part]
+    i -= sum(size.size for size in sizes[:part])
+    raise ValueError(
+        f"{key}={path!r} line {int(ds.line_numbers[i])} has {top} tokens, far more than the "
+        f"rest of the data needs ({need} at most; {found.indices.size} line(s) are longer than "
+        f"{found.limit} = max({OUTLIER_FACTOR:g} x {found.reference}, {OUTLIER_FLOOR}), "
+        f"{found.reference} being the longest once the {found.excused} longest are set aside): "
+        f"bucketing it would unroll a {top}-step graph. Set dataset.max_length={need} with "
+        "dataset.on_overflow=truncate (keep the first max_length tokens) or drop (leave such "
+        "lines out); the run reports how many lines were cut or dropped"
+    )
+
+
 def load_data(dataset, seed: int = 0) -> Data:
-    """Build the datasets a ``dataset`` config (DictConfig or dict) describes."""
+    """Build the datasets a ``dataset`` config (DictConfig or dict) describes.
+
+    A text line far longer than the rest of the data raises ``ValueError`` naming its file and
+    line (see :func:`bucketrnn.buckets.find_outliers`); ``dataset.max_length`` with
+    ``dataset.on_overflow`` cuts or drops long lines, counted in ``Data.overflow``.
+    """
     from bucketrnn import datasets
 
     d = to_dict(dataset)
+    overflow = None
     if d["name"] == "ptb":
         train, vocab = datasets.penn_treebank("train", limit=d["limit"])
         valid, _ = datasets.penn_treebank("valid", vocab=vocab, limit=d["valid_limit"])
@@ -96,22 +144,22 @@ def load_data(dataset, seed: int = 0) -> Data:
         if d["limit"]:
             what += f" (first {len(train)} of the training sentences: dataset.limit={d['limit']})"
     else:
-        kw = {"tokens": d["tokens"], "max_length": d["max_length"]}
-        try:
-            lines = datasets.read_lines(d["path"], **kw)
-        except (FileNotFoundError, ValueError) as e:
-            raise type(e)(f"dataset.path={d['path']!r}: {e}") from e
+        kw = {"tokens": d["tokens"], "max_length": d["max_length"],
+              "on_overflow": d.get("on_overflow", "error")}
+        lines = _read(datasets, "dataset.path", d["path"], kw)
+        counts = lines.overflow
+        sources = {"train": ("dataset.path", d["path"])}
         if d["valid_path"] or d["test_path"]:
             vocab = datasets.Vocabulary.build(lines, min_count=d["min_count"])
             train = datasets.encode_lines(lines, vocab)
             valid = test = None
             for key in ("valid_path", "test_path"):
                 if d[key]:
-                    try:
-                        part, _ = datasets.text_file(d[key], vocab=vocab, **kw)
-                    except (FileNotFoundError, ValueError) as e:
-                        raise type(e)(f"dataset.{key}={d[key]!r}: {e}") from e
+                    part_lines = _read(datasets, f"dataset.{key}", d[key], kw)
+                    counts += part_lines.overflow
+                    part = datasets.encode_lines(part_lines, vocab)
                     valid, test = (part, test) if key == "valid_path" else (valid, part)
+                    sources[key[:-5]] = (f"dataset.{key}", d[key])
         else:
             parts = _split(len(lines), (d["valid_fraction"], d["test_fraction"]), seed)
             if parts[0].size == 0:
@@ -126,17 +174,25 @@ def load_data(dataset, seed: int = 0) -> Data:
         if d["limit"]:
             train = train.subset(np.arange(min(d["limit"], len(train))))
         what = f"{d['path']} ({d['tokens']} tokens)"
+        overflow = counts.to_dict()
+        if d["max_length"] is not None:
+            what += f", max_length={d['max_length']} ({kw['on_overflow']}: {counts})"
     for name, part, key in (("valid", valid, "valid_limit"), ("test", test, "test_limit")):
         if part is not None and d[key]:
             part = part.subset(np.arange(min(d[key], len(part))))
             valid, test = (part, test) if name == "valid" else (valid, part)
+    if d["name"] != "ptb":
+        _refuse_outlier_lines([(part, *sources.get(name, sources["train"]))
+                               for name, part in (("train", train), ("valid", valid),
+                                                  ("test", test))])
     classes = None
     if d["label"]:
         train, classes = _labelled(train, d["label"], vocab)
         valid = None if valid is None else _labelled(valid, d["label"], vocab, classes)[0]
         test = None if test is None else _labelled(test, d["label"], vocab, classes)[0]
         what += f", label {d['label']} ({len(classes)} classes)"
-    return Data(train, valid, test, vocab, None if classes is None else len(classes), what)
+    return Data(train, valid, test, vocab, None if classes is None else len(classes), what,
+                overflow)
 
 
 def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,

@@ -1,4 +1,5 @@
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from hypothesis import strategies as st
 from bucketrnn.buckets import (
     bucket_batch_sizes,
     exp_boundaries,
+    find_outliers,
     length_histogram,
     optimal_boundaries,
     plan_buckets,
@@ -164,3 +166,153 @@ def test_fingerprint_changes_with_what_shapes_batches():
     b = plan_buckets([1, 2, 3, 4], num_buckets=2, batch_size=3)
     assert a.fingerprint() == plan_buckets([1, 2, 3, 4], num_buckets=2, batch_size=2).fingerprint()
     assert a.fingerprint() != b.fingerprint()
+
+
+# ---------------------------------------------------------------------------------------------
+# outliers: judged before any boundary is chosen
+# ---------------------------------------------------------------------------------------------
+def _sentences_and_one_huge_line(n=300, huge=10**6, seed=0):
+    lengths = np.random.default_rng(seed).integers(3, 40, size=n + 1)
+    lengths[123] = huge
+    return lengths
+
+
+def test_one_pathological_length_is_refused_fast_with_the_example_and_the_fix():
+    lengths = _sentences_and_one_huge_line()
+    rest = int(np.delete(lengths, 123).max())
+    start = time.perf_counter()
+    with pytest.raises(ValueError) as info:
+        plan_buckets(lengths, num_buckets=8, batch_size=32)
+    assert time.perf_counter() - start < 2.0
+    msg = str(info.value)
+    assert "example 123 has length 1000000" in msg
+    assert f"rest of the data needs ({rest} at most" in msg
+    assert f"max_length={rest}, on_overflow='truncate' or 'drop'" in msg
+    assert "outliers='allow'" in msg and "strategy='fixed'" in msg
+
+
+@pytest.mark.parametrize("strategy", ["optimal", "quantile", "exp"])
+def test_every_planned_strategy_judges_outliers(strategy):
+    with pytest.raises(ValueError, match="example 123 has length 1000000"):
+        plan_buckets(_sentences_and_one_huge_line(), num_buckets=4, strategy=strategy)
+
+
+def test_outlier_opt_outs_max_length_fixed_boundaries_and_allow():
+    lengths = _sentences_and_one_huge_line()
+    rest = int(np.delete(lengths, 123).max())
+    cut = plan_buckets(lengths, num_buckets=8, max_length=rest, on_overflow="truncate")
+    assert cut.keys[-1] == rest and cut.num_truncated == 1 and cut.num_examples == 301
+    dropped = plan_buckets(lengths, num_buckets=8, max_length=rest, on_overflow="drop")
+    assert dropped.num_dropped == 1 and dropped.num_examples == 300
+    with pytest.raises(ValueError, match="example 123 has length 1000000, longer than the largest"):
+        plan_buckets(lengths, num_buckets=8, max_length=rest)  # on_overflow='error'
+    with pytest.raises(ValueError, match="example 123 has length 5000, far beyond"):
+        plan_buckets(lengths, num_buckets=8, max_length=5000, on_overflow="truncate")
+    fixed = plan_buckets(lengths, strategy="fixed", boundaries=[10, 20, 10**6])
+    assert fixed.keys == (10, 20, 10**6)
+    allowed = plan_buckets(lengths, num_buckets=8, outliers="allow")
+    assert allowed.keys[-1] == 10**6
+    with pytest.raises(ValueError, match=r"outliers must be one of \('error', 'allow'\)"):
+        plan_buckets(lengths, outliers="ignore")
+    with pytest.raises(ValueError, match="max_length is not used with strategy='fixed'"):
+        plan_buckets(lengths, strategy="fixed", boundaries=[10, 40], max_length=40)
+
+
+def test_pair_outliers_name_source_or_target():
+    lengths = np.stack([_sentences_and_one_huge_line(huge=20), _sentences_and_one_huge_line()], 1)
+    with pytest.raises(ValueError, match="example 123 has target length 1000000"):
+        plan_buckets(lengths, num_buckets=4)
+    with pytest.raises(ValueError, match="example 123 has source length 1000000"):
+        plan_buckets(lengths[:, ::-1].copy(), num_buckets=4)
+
+
+def test_outlier_rule_reference_limit_and_rest():
+    found = find_outliers(_sentences_and_one_huge_line())
+    assert found.indices.tolist() == [123] and found.lengths.tolist() == [10**6]
+    assert found.excused == 5 and found.limit == 1024 and found.rest_max == 39
+    # A few pathological examples cannot raise the reference: all three are found.
+    lengths = _sentences_and_one_huge_line()
+    lengths[[7, 8]] = [3000, 2 * 10**6]
+    assert find_outliers(lengths).indices.tolist() == [8, 123, 7]
+    # The floor keeps short data whole; one example is never an outlier.
+    assert not find_outliers([2] * 50 + [1000])
+    assert not find_outliers([10**7])
+    assert find_outliers([5, 10**6]).indices.tolist() == [1]
+    with pytest.raises(ValueError, match="factor must be a finite number > 1, got factor=nan"):
+        find_outliers([1, 2], factor=float("nan"))
+
+
+def test_natural_long_tails_are_not_outliers():
+    rng = np.random.default_rng(0)
+    tails = {
+        "uniform 2..83 (the tests' synthetic data)": rng.integers(2, 84, size=50_000),
+        "lognormal sigma 1": np.maximum(1, rng.lognormal(3.0, 1.0, 1_000_000)).astype(np.int64),
+        "lognormal sigma 1.5, 10**4": np.maximum(1, rng.lognormal(3.0, 1.5, 10_000)).astype(int),
+        "zipf a=3": rng.zipf(3.0, 1_000_000),
+        "zipf a=2.5, 1000 examples": rng.zipf(2.5, 1000),
+    }
+    for name, lengths in tails.items():
+        found = find_outliers(lengths)
+        assert not found, (name, found)
+    plan_buckets(tails["lognormal sigma 1"], num_buckets=8)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad arguments accepted silently before
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("ratio", [1, 1.0, 0.5, 0, -2.0, float("nan"), float("inf"), True, "2"])
+def test_exp_ratio_must_be_finite_and_above_one(ratio):
+    values, counts = length_histogram(np.arange(1, 101))
+    match = rf"ratio must be a finite number > 1 .*got ratio={ratio!r}".replace("(", r"\(")
+    with pytest.raises(ValueError, match=match.replace(")", r"\)")):
+        exp_boundaries(values, counts, 4, ratio=ratio)
+    with pytest.raises(ValueError, match=r"ratio must be a finite number > 1"):
+        plan_buckets(np.arange(1, 101), num_buckets=4, strategy="exp", ratio=ratio)
+
+
+def test_exp_huge_ratio_stays_finite():
+    values, counts = length_histogram(np.arange(1, 101))
+    assert exp_boundaries(values, counts, 8, ratio=1e300).tolist() == [1, 100]
+
+
+@pytest.mark.parametrize("name", ["num_buckets", "batch_size", "max_tokens", "batch_size_multiple"])
+@pytest.mark.parametrize("value", [True, 2.0, float("nan"), -1])
+def test_integer_arguments_refuse_bool_float_nan_and_negative(name, value):
+    with pytest.raises(ValueError, match=rf"{name} must be an integer >= 1, got {name}="):
+        plan_buckets([1, 3, 3, 5], **{"num_buckets": 2, name: value})
+
+
+def test_num_buckets_is_checked_for_fixed_boundaries_too():
+    with pytest.raises(ValueError, match="num_buckets must be an integer >= 1, got num_buckets=0"):
+        plan_buckets([1, 3], num_buckets=0, strategy="fixed", boundaries=[3])
+
+
+@pytest.mark.parametrize("fn", [quantile_boundaries, exp_boundaries])
+def test_public_strategies_refuse_a_bad_num_buckets(fn):
+    values, counts = length_histogram(np.arange(1, 11))
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(ValueError, match=f"num_buckets must be an integer >= 1, got "
+                                             f"num_buckets={bad!r}"):
+            fn(values, counts, bad)
+    sizes = np.full(values.size, 4)
+    with pytest.raises(ValueError, match="num_buckets must be an integer >= 1"):
+        optimal_boundaries(values, counts, 0, sizes)
+
+
+def test_num_buckets_above_distinct_lengths_is_one_rule_for_every_planned_strategy():
+    for strategy in ("optimal", "quantile", "exp"):
+        with pytest.raises(ValueError, match=r"num_buckets=4 is more than the 3 distinct lengths"):
+            plan_buckets([1, 3, 3, 5], num_buckets=4, strategy=strategy)
+
+
+def test_histogram_and_batch_sizes_refuse_bad_lengths():
+    with pytest.raises(TypeError, match="lengths must be integers, got dtype float64"):
+        length_histogram([1.5, 2.7])
+    with pytest.raises(TypeError, match="lengths must be integers, got dtype float64"):
+        length_histogram([float("nan")])
+    with pytest.raises(ValueError, match="lengths must be >= 1, got -3 at index 1"):
+        length_histogram([2, -3])
+    with pytest.raises(ValueError, match="give batch_size or max_tokens, got neither"):
+        bucket_batch_sizes([10, 20])
+    with pytest.raises(TypeError, match="bucket_lengths must be integers"):
+        bucket_batch_sizes([10.5], batch_size=2)

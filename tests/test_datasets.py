@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from bucketrnn.datasets import FlatSequences, Vocabulary, penn_treebank, text_file
+from bucketrnn.buckets import find_outliers
+from bucketrnn.datasets import (
+    FlatSequences,
+    OverflowCounts,
+    Vocabulary,
+    penn_treebank,
+    read_lines,
+    text_file,
+)
 
 
 def test_flat_sequences_roundtrip_and_subset():
@@ -73,3 +81,79 @@ def test_held_out_lines_do_not_leak_into_the_vocabulary(tmp_path):
     assert set(data.vocab.itos) == train_words | {"<unk>", "<eos>"}
     held = [data.vocab.itos[t] for part in (data.valid, data.test) for t in part.tokens]
     assert "<unk>" in held  # the held-out lines' own words are unknown to the model
+
+
+def test_penn_treebank_has_no_outliers_in_words_or_characters():
+    import treebank
+
+    for split in ("train", "valid", "test"):
+        ds, _ = penn_treebank(split)
+        found = find_outliers(ds.lengths() - 1)
+        assert not found and found.rest_max <= 83 and found.limit == 1024, (split, found)
+    chars = [len(s) for s in treebank.penn["train"].split("\n") if s.strip()]
+    found = find_outliers(chars)
+    assert not found and max(chars) < found.limit / 4  # longest 520 chars, limit 8 x 371
+
+
+def test_invalid_utf8_names_the_file_line_and_byte_offset(tmp_path):
+    path = tmp_path / "latin1.txt"
+    good = "first line\r\nzweite Zeile\n\n".encode()
+    path.write_bytes(good + "caf\u00e9 au lait\n".encode("latin-1"))
+    offset = len(good) + 3
+    with pytest.raises(ValueError) as info:
+        read_lines(str(path))
+    msg = str(info.value)
+    assert f"text file {str(path)!r} is not valid UTF-8: line 4, byte offset {offset}" in msg
+    assert "0xe9" in msg and "re-encode the file as UTF-8" in msg
+
+
+def test_long_lines_are_an_error_by_default_naming_file_line_and_length(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("a b\n\nc d e f\ng\nh i j k l\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"t.txt' line 3 has 4 tokens, more than max_length=3 "
+                                         r"\(2 line\(s\) are longer\); pass on_overflow="):
+        read_lines(str(path), max_length=3)
+    with pytest.raises(ValueError, match="on_overflow='drop' needs max_length"):
+        read_lines(str(path), on_overflow="drop")
+    with pytest.raises(ValueError, match="on_overflow must be one of"):
+        read_lines(str(path), max_length=3, on_overflow="skip")
+    with pytest.raises(ValueError, match="max_length must be None or an integer >= 1"):
+        read_lines(str(path), max_length=True)
+
+
+def test_truncate_and_drop_count_what_they_cut(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("a b\n\nc d e f\ng\nh i j k l\n", encoding="utf-8")
+    whole = read_lines(str(path))
+    assert whole.line_numbers.tolist() == [1, 3, 4, 5] and not whole.overflow
+    cut = read_lines(str(path), max_length=3, on_overflow="truncate")
+    assert cut == [["a", "b"], ["c", "d", "e"], ["g"], ["h", "i", "j"]]
+    assert cut.overflow == OverflowCounts(lines_truncated=2, tokens_cut=1 + 2)
+    dropped = read_lines(str(path), max_length=3, on_overflow="drop")
+    assert dropped == [["a", "b"], ["g"]] and dropped.line_numbers.tolist() == [1, 4]
+    assert dropped.overflow.to_dict() == {"lines_dropped": 2, "lines_truncated": 0,
+                                          "tokens_cut": 9}
+    ds, _ = text_file(str(path), max_length=3, on_overflow="drop")
+    assert len(ds) == 2 and ds.line_numbers.tolist() == [1, 4]
+    assert ds.overflow.lines_dropped == 2
+
+
+def test_line_numbers_survive_subsets_and_splits(tmp_path):
+    from bucketrnn.plan import load_data
+
+    path = tmp_path / "t.txt"
+    path.write_text("".join(f"w{i} x\n" + ("\n" if i % 3 == 0 else "") for i in range(40)))
+    data = load_data({"name": "text", "path": str(path), "tokens": "whitespace",
+                      "max_length": None, "min_count": 1, "valid_path": None, "test_path": None,
+                      "valid_fraction": 0.25, "test_fraction": 0.25, "limit": None,
+                      "valid_limit": None, "test_limit": None, "label": "contains:x"}, seed=0)
+    lines = path.read_text().split("\n")
+    seen = []
+    for part in (data.train, data.valid, data.test):  # labelled subsets of a seeded split
+        for i in range(len(part)):
+            number = int(part.line_numbers[i])
+            expect = [w if w in data.vocab.stoi else "<unk>" for w in lines[number - 1].split()]
+            assert [data.vocab.itos[t] for t in part[i][0][1:-1]] == expect
+            seen.append(number)
+    assert sorted(seen) == [n + 1 for n, ln in enumerate(lines) if ln.strip()]
+    assert data.overflow == {"lines_dropped": 0, "lines_truncated": 0, "tokens_cut": 0}

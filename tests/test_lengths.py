@@ -45,3 +45,27 @@ def test_bad_input_messages():
         sequence_lengths([[1], 7])
     with pytest.raises(TypeError, match=r"dataset\[1\] is not a \(src, tgt\) pair"):
         sequence_lengths([([1], [2]), [3]])
+
+
+class _Lengths:
+    def __init__(self, lengths, n):
+        self._lengths, self._n = lengths, n
+
+    def lengths(self):
+        return self._lengths
+
+    def __len__(self):
+        return self._n
+
+
+@pytest.mark.parametrize("lengths, n, error, match", [
+    ([2.7, 3.0], 2, TypeError, r"_Lengths.lengths\(\) must return integers, got dtype float64"),
+    ([float("nan"), 3.0], 2, TypeError, "must return integers"),
+    ([True, False], 2, TypeError, "must return integers, got dtype bool"),
+    ([3, 4, 5], 2, ValueError, r"returned 3 lengths for 2 examples; it must return one per"),
+    ([[1, 2, 3]], 1, ValueError, r"must return shape \(N,\) or \(N, 2\).*got shape \(1, 3\)"),
+])
+def test_a_datasets_own_lengths_method_is_checked(lengths, n, error, match):
+    with pytest.raises(error, match=match):
+        sequence_lengths(_Lengths(lengths, n))
+    assert sequence_lengths(_Lengths([3, 4], 2)).tolist() == [3, 4]
