@@ -13,13 +13,20 @@ import os as _os
 _os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
 
 from bucketrnn.batchify import Batch, PadToBucket
-from bucketrnn.buckets import BucketPlan, plan_buckets
+from bucketrnn.buckets import BucketPlan, find_outliers, plan_buckets
 from bucketrnn.datasets import FlatSequences, Vocabulary
-from bucketrnn.errors import BucketRNNWarning, StateMismatchError
+from bucketrnn.errors import (
+    BucketRNNWarning,
+    CheckpointError,
+    GraphTooLargeError,
+    NonFiniteError,
+    StateMismatchError,
+)
 from bucketrnn.graphs import GraphCache
 from bucketrnn.lengths import sequence_lengths
 from bucketrnn.loader import BucketLoader, evaluation_loader
 from bucketrnn.models import LanguageModel, SequenceClassifier, loss_normalizer
+from bucketrnn.rundir import RunLock, RunLockedError
 from bucketrnn.sampler import BucketBatchSampler
 
 __all__ = [
@@ -28,14 +35,20 @@ __all__ = [
     "BucketLoader",
     "BucketPlan",
     "BucketRNNWarning",
+    "CheckpointError",
     "FlatSequences",
     "GraphCache",
+    "GraphTooLargeError",
     "LanguageModel",
+    "NonFiniteError",
     "PadToBucket",
+    "RunLock",
+    "RunLockedError",
     "SequenceClassifier",
     "StateMismatchError",
     "Vocabulary",
     "evaluation_loader",
+    "find_outliers",
     "loss_normalizer",
     "plan_buckets",
     "sequence_lengths",

@@ -124,8 +124,7 @@ def _run(cfg, run_dir: str, stream, locks: list, overrides) -> dict:
     ctx = parse_context(cfg.trainer.context)
     t = to_dict(cfg.trainer)
     # Every worker of a dist_* job runs this with the same run directory; rank 0 writes.
-    kv = distributed.create_kvstore(t["kvstore"]) if t["kvstore"].startswith("dist") \
-        else t["kvstore"]
+    kv = distributed.kvstore_for_training(t["kvstore"])
     shard = distributed.shard_of(kv)
     writer = distributed.is_checkpoint_writer(kv)
     data = load_data(cfg.dataset, seed=cfg.seed)
@@ -220,9 +219,10 @@ def _hydra_app(cfg) -> None:
         try:
             hydra_cfg = HydraConfig.get()
             run(cfg, hydra_cfg.runtime.output_dir, overrides=list(hydra_cfg.overrides.task))
-        except (ValueError, TypeError, FileNotFoundError, FileExistsError,
-                RunLockedError) as e:
-            # Bad input (StateMismatchError is a ValueError): the message is the whole story.
+        except (ValueError, TypeError, OSError, RunLockedError) as e:
+            # Bad input (StateMismatchError, CheckpointError, NonFiniteError are ValueErrors) or
+            # a file system refusal (a full disk, a file it may not read): the message, which
+            # names the file, is the whole story.
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt as e:

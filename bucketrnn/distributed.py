@@ -47,8 +47,8 @@ from bucketrnn.plan_check import (  # noqa: F401
 
 __all__ = ["KVSTORES", "PlanMismatchError", "Shard", "allreduce_grads", "check_same_plan",
            "check_shards", "check_threads", "create_kvstore", "default_threads", "exit_on_error",
-           "is_checkpoint_writer", "plan_fingerprint", "ready", "shard_of", "step",
-           "update_on_kvstore"]
+           "is_checkpoint_writer", "kvstore_for_training", "plan_fingerprint", "ready",
+           "shard_of", "step", "update_on_kvstore"]
 
 KVSTORES = ("local", "device", "dist_sync", "dist_async")
 # What ps-lite needs in every process of a job; DMLC_ROLE says which process this is.
@@ -128,6 +128,21 @@ def create_kvstore(kvstore="local"):
     if kvstore.startswith("dist"):
         _install_excepthook()
     return kv
+
+
+def kvstore_for_training(kvstore="device"):
+    """What a training loop hands ``gluon.Trainer``: a ``dist_*`` name becomes its store (this
+    process joins the job and learns its rank); ``local``/``device`` stay names (one process:
+    gluon needs no store for one context); a ready store or None is returned as is.
+
+    Raises ``ValueError`` for any other name: gluon would silently train without a store.
+    """
+    if kvstore is None or hasattr(kvstore, "push"):
+        return kvstore
+    if kvstore not in KVSTORES:
+        raise ValueError(f"kvstore must be one of {', '.join(map(repr, KVSTORES))}, got "
+                         f"kvstore={kvstore!r}")
+    return create_kvstore(kvstore) if kvstore.startswith("dist") else kvstore
 
 
 def _die(code: int) -> None:

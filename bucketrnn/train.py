@@ -40,6 +40,7 @@ from bucketrnn import checkpoint as ckpt
 from bucketrnn import distributed, optim_state
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.progress import Progress
+from bucketrnn.rundir import RunLock
 
 __all__ = ["ON_NONFINITE", "TrainLoop", "TASKS"]
 
@@ -162,8 +163,7 @@ class TrainLoop:
         self.loader = train_loader
         # A dist_* name becomes a store here; "local"/"device" stay names (one process, and
         # gluon then needs no kvstore for one context).
-        self.kv = (distributed.create_kvstore(kvstore) if str(kvstore).startswith("dist")
-                   else kvstore)
+        self.kv = distributed.kvstore_for_training(kvstore)
         shard = distributed.shard_of(self.kv)
         mine = (train_loader.sampler.num_shards, train_loader.sampler.shard_index)
         if mine != tuple(shard):
@@ -438,9 +438,15 @@ class TrainLoop:
         With ``resume=True`` and a checkpoint in ``run_dir``, continue from it exactly.
         Returns the history: per-epoch records, train seconds, real tokens and slots seen.
         """
-        self._resumed_offset = None
-        if self.run_dir is not None and self.is_writer:
+        if self.run_dir is None or not self.is_writer:
+            return self._fit(valid_loader, resume)
+        # One writer per run directory, for the whole run (re-entrant: the app holds it too).
+        with RunLock(self.run_dir):
             ckpt.clean_temporaries(self.run_dir)  # of a checkpoint write that was killed
+            return self._fit(valid_loader, resume)
+
+    def _fit(self, valid_loader, resume):
+        self._resumed_offset = None
         if resume and self.checkpoint_path and os.path.isfile(self.checkpoint_path):
             self.load_checkpoint()
         # Collective, before the first step: every rank must hold the same plan and position.

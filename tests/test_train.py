@@ -131,10 +131,22 @@ def test_classifier_reports_accuracy(tmp_path):
     ({"max_steps": 0}, "max_steps must be None or an integer >= 1"),
     ({"clip_norm": -1.0}, "clip_norm must be None or > 0"),
     ({"checkpoint_every": -1}, "checkpoint_every must be an integer >= 0"),
+    # gluon.Trainer takes any string for one context and trains without a store.
+    ({"kvstore": "devcie"}, "kvstore must be one of 'local', 'device'"),
 ])
 def test_bad_arguments(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         _loop(tmp_path, _sequences(8), **kw)
+
+
+def test_a_run_directory_held_by_another_process_is_refused(tmp_path, lock_holder):
+    from bucketrnn.rundir import RunLockedError
+
+    holder = lock_holder(tmp_path)
+    loop = _loop(tmp_path, _sequences(8))
+    with pytest.raises(RunLockedError, match=f"in use by process {holder.pid}"):
+        loop.fit()
+    assert loop.global_step == 0 and not (tmp_path / "metrics.jsonl").exists()
 
 
 def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path):
