@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
+import shutil
 import sys
 import time
 
 from bucketrnn.config import fingerprint, parse_context, restore, to_dict, validate
 from bucketrnn.plan import CONF_DIR, load_data, make_loaders, pad_to_max_waste
-from bucketrnn.rundir import CONFIG, RunLock, RunLockedError
+from bucketrnn.rundir import CONFIG, LOG, SUMMARY, VOCAB, RunLock, RunLockedError
 
 __all__ = ["build_model", "find_resume_dir", "main", "run"]
 
-SUMMARY = "summary.json"
+log = logging.getLogger("bucketrnn.app")
 
 
 def build_model(model, vocab_size: int, num_classes: int | None = None):
@@ -92,15 +94,45 @@ def run(cfg, run_dir: str, stream=None, overrides=None) -> dict:
     :class:`~bucketrnn.rundir.RunLockedError` when another process is writing the run directory
     (the lock is held from before the first write until the summary is written).
     """
-    locks = []
+    locks, handlers = [], []
+    logger = logging.getLogger("bucketrnn")
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    if stream is not None:
+        handlers.append(_attach(logger, logging.StreamHandler(stream), CONSOLE_FORMAT))
     try:
-        return _run(cfg, run_dir, stream, locks, overrides)
+        return _run(cfg, run_dir, locks, overrides, handlers)
     finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level)
         for lock in locks:
             lock.release()
 
 
-def _run(cfg, run_dir: str, stream, locks: list, overrides) -> dict:
+CONSOLE_FORMAT = "%(message)s"
+FILE_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+
+
+def _attach(logger, handler, fmt):
+    handler.setFormatter(logging.Formatter(fmt))
+    logger.addHandler(handler)
+    return handler
+
+
+def _log_file(work: str, handlers: list) -> None:
+    """Log the run into ``<work>/bucketrnn.log`` unless a handler (Hydra's) already does."""
+    path = os.path.abspath(os.path.join(work, LOG))
+    logger = logging.getLogger("bucketrnn")
+    for owner in (logger, logging.getLogger()):
+        if any(getattr(h, "baseFilename", None) == path for h in owner.handlers):
+            return
+    handlers.append(_attach(logger, logging.FileHandler(path, encoding="utf-8"), FILE_FORMAT))
+
+
+def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
     from bucketrnn import checkpoint as ckpt
     from bucketrnn import distributed
     from bucketrnn.train import TrainLoop
@@ -137,19 +169,19 @@ def _run(cfg, run_dir: str, stream, locks: list, overrides) -> dict:
         locks.append(RunLock(work).acquire())
         if not resume_dir:
             _write_json(saved_config, to_dict(cfg))
-        data.vocab.save(os.path.join(work, "vocab.json"))
+        _log_file(work, handlers)
+        data.vocab.save(os.path.join(work, VOCAB))
     params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
-    out = stream or sys.stdout
-    print(f"run directory: {work}" + (" (resumed)" if resume_dir else ""), file=out)
-    print(f"dataset: {data.description}; {len(data.train)} training sequences", file=out)
-    print(repr(train_loader.plan), file=out, flush=True)
+    log.info("run directory: %s%s", work, " (resumed)" if resume_dir else "")
+    log.info("dataset: %s; %d training sequences", data.description, len(data.train))
+    log.info("%r", train_loader.plan)
     memory = to_dict(cfg.memory)["policy"]
     if cfg.model.get("cell") == "fused" and memory == "shared" and ctx.device_type == "cpu":
-        # Measured on CPU (oneDNN's RNN operator): 3.2x one graph at 30 buckets, 1.13x dynamic.
-        print("note: model.cell=fused with memory.policy=shared: on CPU each bucket's fused RNN "
-              "operator keeps memory of its own outside the shared pool; with many buckets "
-              "memory.policy=dynamic uses much less (docs/configuration.md)", file=out,
-              flush=True)
+        # oneDNN's RNN operator allocates its workspace itself (docs/configuration.md has the
+        # measured figures).
+        log.warning("note: model.cell=fused with memory.policy=shared: on CPU each bucket's "
+                    "fused RNN operator keeps memory of its own outside the shared pool; with "
+                    "many buckets memory.policy=dynamic uses much less (docs/configuration.md)")
     loop = TrainLoop(build_model(cfg.model, len(data.vocab), data.num_classes), train_loader,
                      ctx=ctx, optimizer=t["optimizer"], optimizer_params=params,
                      clip_norm=t["clip_norm"], lr_decay=t["lr_decay"], epochs=t["epochs"],
@@ -187,7 +219,7 @@ def _run(cfg, run_dir: str, stream, locks: list, overrides) -> dict:
         summary["plots"] = plots.save_all(work, train_loader.lengths, plan)
     if writer:
         _write_json(os.path.join(work, SUMMARY), summary)
-    print(format_summary(summary), file=out, flush=True)
+    log.info("%s", format_summary(summary))
     return summary
 
 
@@ -216,18 +248,28 @@ def _hydra_app(cfg) -> None:
 
     # A dist worker must not wait at exit for the others (they would wait for it).
     with distributed.exit_on_error():
+        hydra_cfg = HydraConfig.get()
+        output_dir = hydra_cfg.runtime.output_dir
         try:
-            hydra_cfg = HydraConfig.get()
-            run(cfg, hydra_cfg.runtime.output_dir, overrides=list(hydra_cfg.overrides.task))
+            run(cfg, output_dir, overrides=list(hydra_cfg.overrides.task))
         except (ValueError, TypeError, OSError, RunLockedError) as e:
             # Bad input (StateMismatchError, CheckpointError, NonFiniteError are ValueErrors) or
             # a file system refusal (a full disk, a file it may not read): the message, which
             # names the file, is the whole story.
-            print(f"error: {e}", file=sys.stderr)
+            log.error("error: %s", e)
+            _remove_if_untouched(output_dir)
             sys.exit(2)
         except KeyboardInterrupt as e:
-            print(f"\ninterrupted: {e}", file=sys.stderr)
+            log.error("interrupted: %s", e)
             sys.exit(130)
+
+
+def _remove_if_untouched(output_dir: str) -> None:
+    """Hydra makes its output directory before the app runs: a refused run leaves none."""
+    if not os.path.isdir(output_dir) or set(os.listdir(output_dir)) - {".hydra", LOG}:
+        return
+    logging.shutdown()  # closes Hydra's file handler on the log
+    shutil.rmtree(output_dir, ignore_errors=True)
 
 
 def main() -> None:

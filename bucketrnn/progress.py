@@ -93,18 +93,12 @@ class Progress:
             self.stream.write(text + "\n")
         self.stream.flush()
 
-    def note(self, text: str) -> None:
-        """Print a message on its own line (after the bar)."""
-        if not self.enabled:
-            return
-        if self.line_open:
-            self.stream.write("\n")
-            self.line_open = False
-        self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
+    def break_line(self) -> None:
+        """End the bar's open line, so what is printed next (a log line) starts a line."""
         if self.enabled and self.line_open:
             self.stream.write("\n")
             self.stream.flush()
         self.line_open = False
+
+    def close(self) -> None:
+        self.break_line()

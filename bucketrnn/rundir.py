@@ -30,7 +30,7 @@ import fcntl
 import os
 import threading
 
-__all__ = ["CHECKPOINT", "CONFIG", "LOCK", "METRICS", "SUMMARY", "VOCAB", "RunLock",
+__all__ = ["CHECKPOINT", "CONFIG", "LOCK", "LOG", "METRICS", "SUMMARY", "VOCAB", "RunLock",
            "RunLockedError"]
 
 CHECKPOINT = "checkpoint.npz"
@@ -39,6 +39,7 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 VOCAB = "vocab.json"
 LOCK = ".lock"
+LOG = "bucketrnn.log"
 
 
 class RunLockedError(RuntimeError):

@@ -27,6 +27,7 @@ that step's update; no checkpoint with a non-finite value is ever written.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import signal
@@ -45,6 +46,7 @@ from bucketrnn.rundir import RunLock
 __all__ = ["ON_NONFINITE", "TrainLoop", "TASKS"]
 
 TASKS = ("lm", "classify")
+log = logging.getLogger(__name__)
 ON_NONFINITE = ("error", "skip")
 METRICS = "metrics.jsonl"
 # What a checkpoint's meta must hold for load_checkpoint (ints are >= 0).
@@ -60,6 +62,19 @@ def _tally(**values) -> dict:
            "steps": 0, "skipped": 0, "seconds": 0.0}
     out.update(values)
     return out
+
+
+def _epoch_line(record: dict, epochs: int) -> str:
+    """One line of an epoch's figures for the log."""
+    parts = [f"epoch {record['epoch'] + 1}/{epochs}"]
+    for key, value in record.items():
+        if key.startswith(("train_", "valid_")) and not key.endswith("seconds") \
+                and value is not None:
+            parts.append(f"{key.replace('_', ' ', 1)} {value:.4g}")
+    parts.append(f"{record['tokens_per_s']:,.0f} real tokens/s")
+    if record.get("skipped_steps"):
+        parts.append(f"{record['skipped_steps']} steps skipped (non-finite)")
+    return ", ".join(parts)
 
 
 def _step_seed(seed: int, step: int) -> int:
@@ -211,6 +226,7 @@ class TrainLoop:
         self._window = _tally()
         self._metrics = None
         self._stop = None
+        self._bar = None
 
     # -------------------------------------------------------------------- checkpoints
     @property
@@ -245,6 +261,9 @@ class TrainLoop:
             raise NonFiniteError(f"after global step {self.global_step}: {e} (with clip_norm "
                                  "set, non-finite gradients are caught before the update)",
                                  step=self.global_step, what=e.what) from e
+        if self._bar is not None:
+            self._bar.break_line()
+        log.info("checkpoint at global step %d: %s", self.global_step, self.checkpoint_path)
 
     def load_checkpoint(self, path: str | None = None) -> dict:
         """Restore everything :meth:`save_checkpoint` wrote; returns the checkpoint metadata.
@@ -418,7 +437,10 @@ class TrainLoop:
         t = _tally()
         started = time.perf_counter()
         loader.set_epoch(0)  # evaluation loaders do not shuffle; every pass is epoch 0
-        for batch in loader:
+        bar = Progress(self.stream, enabled=self.progress)
+        bar.start("evaluate", len(loader))
+        for done, batch in enumerate(loader, 1):
+            bar.update(done)
             _, _, n, real_rows = self._batch_counts(batch)
             out = self.graphs(batch)
             first = out[0] if isinstance(out, (list, tuple)) else out
@@ -427,6 +449,7 @@ class TrainLoop:
             if self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
                 t["correct"] += self._accuracy(out[1], batch, real_rows)
                 t["rows"] += int(real_rows.sum())
+        bar.close()
         result = self._figures(t)
         result["seconds"] = time.perf_counter() - started
         return result
@@ -455,7 +478,7 @@ class TrainLoop:
         distributed.check_shards(self.loader)
         self._open_metrics(self._resumed_offset)
         loader = self.loader
-        bar = Progress(self.stream, enabled=self.progress)
+        bar = self._bar = Progress(self.stream, enabled=self.progress)
         with self._stop_requests():
             try:
                 while self.epoch < self.epochs:
@@ -471,16 +494,18 @@ class TrainLoop:
                     record = {"kind": "epoch", "epoch": self.epoch,
                               "global_step": self.global_step, **self._epoch_train_figures()}
                     if valid_loader is not None:
+                        bar.break_line()
                         valid = self.evaluate(valid_loader)
                         record.update({f"valid_{k}": v for k, v in valid.items()})
-                        bar.note(f"epoch {self.epoch + 1}/{self.epochs}: " + ", ".join(
-                            f"valid {k} {v:.4g}" for k, v in valid.items() if k != "seconds"))
                     self.history["epochs"].append(record)
                     self._write(record)
+                    bar.break_line()
+                    log.info("%s", _epoch_line(record, self.epochs))
                     self.epoch += 1
                     self.save_checkpoint(epoch_finished=True)
             finally:
                 bar.close()
+                self._bar = None
                 if self._metrics is not None:
                     self._metrics.close()
                     self._metrics = None

@@ -48,7 +48,7 @@ def test_default_config_is_the_documented_experiment():
 
 
 def test_tiny_run_end_to_end(tmp_path, capsys):
-    summary = run(_compose(), str(tmp_path))
+    summary = run(_compose(), str(tmp_path), stream=sys.stdout)
     for name in ("metrics.jsonl", "checkpoint.npz", "summary.json", "vocab.json",
                  "buckets.png", "curves.png"):
         assert (tmp_path / name).is_file(), name
@@ -61,12 +61,20 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "== summary ==" in out and "perplexity" in out
     assert "note:" not in out
+    # The run's log holds the plan, every epoch's figures, the checkpoints and the summary,
+    # with progress off too.
+    log = (tmp_path / "bucketrnn.log").read_text()
+    for line in ("BucketPlan(strategy='optimal', buckets=3", "epoch 1/2, train loss",
+                 "epoch 2/2, train loss", "valid perplexity", "checkpoint at global step 3",
+                 "== summary =="):
+        assert line in log, line
+    assert "[bucketrnn.train][INFO]" in log
 
 
 @pytest.mark.parametrize("memory, note", [("shared", True), ("dynamic", False)])
 def test_fused_model_runs_and_shared_memory_gets_a_note(tmp_path, capsys, memory, note):
     summary = run(_compose("model.cell=fused", f"memory={memory}", "trainer.epochs=1",
-                           "plots=false"), str(tmp_path))
+                           "plots=false"), str(tmp_path), stream=sys.stdout)
     assert summary["valid"]["perplexity"] > 1
     out = capsys.readouterr().out
     assert ("note: model.cell=fused with memory.policy=shared" in out) is note
@@ -242,6 +250,7 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     assert done.returncode == 2
     assert "error: dataset.path=" in done.stderr and "absent.txt" in done.stderr
     assert "Traceback" not in done.stderr
+    assert not (tmp_path / "r").exists()  # Hydra made it; a refused run leaves nothing
 
 
 def test_find_resume_dir(tmp_path):

@@ -1,6 +1,7 @@
 """The app's text data path: outlier lines, max_length + on_overflow, invalid UTF-8."""
 
 import json
+import sys
 import time
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_a_run_prints_and_stores_the_overflow_counts(corpus, tmp_path, capsys):
                            "dataset.on_overflow=truncate", "dataset.limit=40",
                            "dataset.valid_limit=8", "dataset.test_limit=8",
                            "bucketing.num_buckets=2", "trainer.max_steps=2"),
-                  str(tmp_path / "run"))
+                  str(tmp_path / "run"), stream=sys.stdout)
     counts = {"lines_dropped": 0, "lines_truncated": 1, "tokens_cut": 10**6 - rest}
     assert summary["dataset_overflow"] == counts
     with open(tmp_path / "run" / "summary.json") as f:
