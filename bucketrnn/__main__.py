@@ -75,6 +75,21 @@ def find_resume_dir(resume: str, run_dir: str) -> str | None:
     return path
 
 
+def _read_config(path: str) -> dict:
+    """A run's ``config.json``: a JSON object, or a ``ValueError`` naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path!r} is not a config written by bucketrnn ({e}); restore it or "
+                         "start a new run") from None
+    if not isinstance(saved, dict) or not all(isinstance(saved.get(k), dict) for k in (
+            "dataset", "model", "bucketing", "trainer", "memory")):
+        raise ValueError(f"{path!r} is not a config written by bucketrnn (expected an object "
+                         "with dataset, model, bucketing, trainer and memory sections)")
+    return saved
+
+
 def _write_json(path, obj):
     from bucketrnn.checkpoint import atomic_write
 
@@ -143,8 +158,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
     work = resume_dir or os.path.abspath(run_dir)
     saved_config = os.path.join(work, CONFIG)
     if resume_dir and overrides is not None and os.path.isfile(saved_config):
-        with open(saved_config, encoding="utf-8") as f:
-            cfg = restore(cfg, json.load(f), overrides)
+        cfg = restore(cfg, _read_config(saved_config), overrides)
         validate(cfg)
     fp = fingerprint(cfg)
     ckpt_path = os.path.join(work, ckpt.FILENAME)

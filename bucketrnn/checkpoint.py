@@ -52,12 +52,13 @@ import numpy as np
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.optim_state import PREFIX as OPTIM_PREFIX
 from bucketrnn.optim_state import OptimizerState
+from bucketrnn.rundir import CHECKPOINT
 
 __all__ = ["Checkpoint", "atomic_write", "check_fingerprint", "clean_temporaries", "json_dumps",
            "load", "save"]
 
 FORMAT = 2
-FILENAME = "checkpoint.npz"
+FILENAME = CHECKPOINT  # in a run directory (bucketrnn.rundir names its files)
 PARAM_PREFIX = "param/"
 
 

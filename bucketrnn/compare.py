@@ -18,13 +18,15 @@ import json
 import os
 import sys
 
+from bucketrnn.rundir import SUMMARY
+
 __all__ = ["collect", "main", "table"]
 
 
 def collect(directory: str) -> list:
     """``summary.json`` of every run under ``directory``, each with its ``overrides``."""
     rows = []
-    for path in sorted(glob.glob(os.path.join(directory, "**", "summary.json"), recursive=True)):
+    for path in sorted(glob.glob(os.path.join(directory, "**", SUMMARY), recursive=True)):
         with open(path, encoding="utf-8") as f:
             summary = json.load(f)
         overrides = []

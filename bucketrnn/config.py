@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
     "CONF_DIR",
@@ -421,4 +422,8 @@ def restore(cfg, saved: dict, overrides) -> DictConfig:
             target = target.setdefault(part, {})
         target[key.split(".")[-1]] = _get(now, key)
     merged["resume"] = now["resume"]
-    return OmegaConf.merge(OmegaConf.structured(Config), merged)
+    try:
+        return OmegaConf.merge(OmegaConf.structured(Config), merged)
+    except OmegaConfBaseException as e:
+        raise ValueError(f"the run's saved config does not fit this version's schema: "
+                         f"{str(e).splitlines()[0]}") from None

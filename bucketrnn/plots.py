@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from bucketrnn.buckets import pad_to_max_waste
+from bucketrnn.rundir import METRICS
 
 __all__ = ["plot_buckets", "plot_curves", "read_metrics", "save_all"]
 
@@ -107,7 +108,7 @@ def plot_curves(records, path: str) -> str:
 def save_all(run_dir: str, lengths, plan) -> list:
     """Write ``buckets.png`` and (if metrics exist) ``curves.png`` into ``run_dir``."""
     out = [plot_buckets(lengths, plan, os.path.join(run_dir, "buckets.png"))]
-    metrics = os.path.join(run_dir, "metrics.jsonl")
+    metrics = os.path.join(run_dir, METRICS)
     if os.path.isfile(metrics):
         out.append(plot_curves(read_metrics(metrics), os.path.join(run_dir, "curves.png")))
     return [os.path.basename(p) for p in out]

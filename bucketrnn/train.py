@@ -41,14 +41,13 @@ from bucketrnn import checkpoint as ckpt
 from bucketrnn import distributed, optim_state
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.progress import Progress
-from bucketrnn.rundir import RunLock
+from bucketrnn.rundir import METRICS, RunLock
 
 __all__ = ["ON_NONFINITE", "TrainLoop", "TASKS"]
 
 TASKS = ("lm", "classify")
 log = logging.getLogger(__name__)
 ON_NONFINITE = ("error", "skip")
-METRICS = "metrics.jsonl"
 # What a checkpoint's meta must hold for load_checkpoint (ints are >= 0).
 _META = {"epoch": int, "epoch_finished": bool, "global_step": int, "loader": dict,
          "metrics_offset": int, "history": dict, "history.epochs": list,
@@ -300,8 +299,21 @@ class TrainLoop:
             self.loader.load_state_dict(meta["loader"])  # checks the data fingerprint
         except StateMismatchError:
             raise
-        except (TypeError, ValueError, KeyError) as e:
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
             raise CheckpointError(f"checkpoint {path!r} has a broken loader state: {e}") from e
+        # The loop's epoch and the loader's position must describe one moment: mid-epoch the
+        # loader is in that epoch; at an epoch end the loop has moved on to the next one.
+        sampler, epoch = self.loader.sampler, meta["epoch"]
+        if meta["epoch_finished"]:
+            consistent = (sampler.epoch, sampler.step) in (
+                (epoch, 0), (epoch - 1, sampler.num_batches(epoch - 1) if epoch else -1))
+        else:  # at a step of the epoch, or past its last batch (the loader then moved on)
+            consistent = sampler.epoch == epoch or (sampler.epoch, sampler.step) == (epoch + 1, 0)
+        if not consistent:
+            raise CheckpointError(
+                f"checkpoint {path!r} is inconsistent: the loop is at epoch {meta['epoch']} "
+                f"({'end of the previous one' if meta['epoch_finished'] else 'mid-epoch'}) but "
+                f"the loader at epoch {sampler.epoch}, step {sampler.step}")
         for name, p in self.params.items():
             p.set_data(mx.nd.array(state.params[name], dtype=p.dtype))
         if local:

@@ -122,6 +122,12 @@ def test_resume_restores_the_runs_own_config(tmp_path):
         again(f"resume={tmp_path}", "model.hidden_size=16")
     with pytest.raises(ValueError, match="a resumed run keeps its config groups; model="):
         again(f"resume={tmp_path}", "model=gru_lm")
+    for damaged in ('{"model": ', "[1, 2]", '{"dataset": {}, "model": {"hidden": 1}, '
+                    '"bucketing": {}, "trainer": {}, "memory": {}}'):
+        (tmp_path / "config.json").write_text(damaged)
+        with pytest.raises(ValueError, match="config.json' is not a config written by bucketrnn"
+                                             "|saved config does not fit"):
+            again(f"resume={tmp_path}")
 
 
 def test_checkpoint_from_another_config_is_refused(tmp_path):

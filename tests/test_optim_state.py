@@ -142,3 +142,10 @@ def test_another_shape_and_missing_states_are_refused():
 def test_unsupported_optimizers_are_named():
     with pytest.raises(ValueError, match="optimizer LBSGD cannot be checkpointed"):
         optim_state.check_supported(_trainer(_net(), "lbsgd", {}))
+
+
+def test_every_optimizer_the_app_offers_is_one_whose_state_is_saved():
+    from bucketrnn.config import OPTIMIZERS
+
+    for name in OPTIMIZERS:
+        assert type(mx.optimizer.create(name)).__name__ in optim_state.SUPPORTED, name

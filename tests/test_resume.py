@@ -189,6 +189,17 @@ def test_a_broken_loader_state_is_one_clear_error(tmp_path):
         _loop(tmp_path).fit(resume=True)
 
 
+@pytest.mark.parametrize("meta", [{"epoch": 1}, {"epoch": 1, "epoch_finished": True}])
+def test_an_epoch_that_disagrees_with_the_loader_is_refused(tmp_path, meta):
+    # Checksum recomputed: the loop would skip the rest of epoch 0 if it believed the epoch.
+    path = _stopped_run(tmp_path)
+    _edit(path, meta=meta)
+    loop = _loop(tmp_path)
+    with pytest.raises(CheckpointError, match="is inconsistent: the loop is at epoch 1"):
+        loop.fit(resume=True)
+    assert loop.global_step == 0
+
+
 def test_a_checkpoint_of_the_pickle_format_is_refused_and_runs_no_code(tmp_path):
     path = _stopped_run(tmp_path)
     marker = tmp_path / "pwned"
@@ -257,4 +268,4 @@ def test_disk_full_during_training_names_the_path_and_keeps_the_checkpoint(tmp_p
     monkeypatch.undo()
     assert e.value.errno == errno.ENOSPC
     assert ckpt.load(str(path)).meta["global_step"] == 4
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint.npz", "metrics.jsonl"]
+    assert sorted(os.listdir(tmp_path)) == [".lock", "checkpoint.npz", "metrics.jsonl"]
