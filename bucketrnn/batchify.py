@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from bucketrnn.sampler import decode_slots, fill_slot
+from bucketrnn.sampler import FillSlot, decode_slots, fill_slot
 
 
 @dataclass
@@ -103,10 +103,11 @@ class _FlatSource:
 class SlotDataset:
     """Dataset view that answers a sampler slot with ``(slot, bucket, example)``.
 
-    :class:`~bucketrnn.sampler.BucketBatchSampler` yields slots: ``i >= 0`` is example ``i``,
-    ``< 0`` a fill row copying example ``-1 - slot``. Keeping ``bucket_ids`` here (the dataset goes
-    to each worker once) rather than in the batchify function (pickled with every batch) keeps
-    the per-batch traffic small. For a dataset with flat ``tokens`` and ``offsets`` arrays
+    :class:`~bucketrnn.sampler.BucketBatchSampler` yields slots: an int ``i >= 0`` is example
+    ``i``; a :class:`~bucketrnn.sampler.FillSlot` (or its int code ``slot < 0``) a fill row
+    copying example ``-1 - slot``, answered with the int code. Keeping ``bucket_ids`` here (the
+    dataset goes to each worker once) rather than in the batchify function (pickled with every
+    batch) keeps the per-batch traffic small. For a dataset with flat ``tokens`` and ``offsets`` arrays
     (:class:`~bucketrnn.datasets.FlatSequences`) the example is a reference to those arrays, so
     :class:`PadToBucket` can gather the whole batch in one fancy-indexing step.
 
@@ -121,8 +122,8 @@ class SlotDataset:
     --------
     >>> import numpy as np
     >>> ds = SlotDataset([[1, 2], [3, 4, 5]], np.array([0, 1]))
-    >>> ds[1], ds[-1]
-    ((1, 1, [3, 4, 5]), (-1, 0, [1, 2]))
+    >>> ds[1], ds[-1], ds[FillSlot(1)]
+    ((1, 1, [3, 4, 5]), (-1, 0, [1, 2]), (-2, 1, [3, 4, 5]))
     """
 
     def __init__(self, dataset, bucket_ids):
@@ -140,6 +141,8 @@ class SlotDataset:
         return self.bucket_ids.size
 
     def __getitem__(self, slot):
+        if isinstance(slot, FillSlot):
+            slot = slot.code
         index = slot if slot >= 0 else fill_slot(slot)
         example = self._flat if self._flat is not None else self.dataset[index]
         return slot, int(self.bucket_ids[index]), example
