@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
+import signal
+import threading
+import time
 from numbers import Integral, Real
 
 import numpy as np
@@ -22,6 +26,108 @@ def detect_task(example):
     return "lm" if arr.ndim == 1 and arr.dtype.kind in "iu" else None
 
 
+# ------------------------------------------------------------------ MXNet internals
+# The only code that reads private attributes: MXNet's ``DataLoader._worker_pool`` (a
+# ``multiprocessing.Pool``) and that pool's ``_pool`` (its worker processes).
+_POLL_SECONDS = 0.5
+
+
+class _WorkerDied(RuntimeError):
+    def __init__(self, process):
+        super().__init__(process.pid, process.exitcode)
+        self.pid, self.exitcode = process.pid, process.exitcode
+
+
+class _WatchedResult:
+    """A pool task's result whose ``get(timeout)`` waits in short slices and raises
+    ``_WorkerDied`` as soon as a worker of the pool has exited: a task whose worker died is
+    never answered (the pool quietly starts a replacement), so a plain ``get`` would sit out
+    the whole timeout."""
+
+    __slots__ = ("_result", "_workers")
+
+    def __init__(self, result, workers):
+        self._result, self._workers = result, workers
+
+    def ready(self):
+        return self._result.ready()
+
+    def get(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._result.ready():
+            dead = [p for p in self._workers() if p.exitcode is not None]
+            if dead:
+                raise _WorkerDied(dead[0])
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise multiprocessing.TimeoutError
+            self._result.wait(_POLL_SECONDS if left is None else min(_POLL_SECONDS, left))
+        return self._result.get(0)
+
+
+def _worker_pool(dataloader):
+    """The gluon DataLoader's worker pool, or None (no workers, or another MXNet layout)."""
+    return getattr(dataloader, "_worker_pool", None)
+
+
+def _stop_pool(dataloader):
+    """Terminate the DataLoader's worker pool and forget it."""
+    pool = _worker_pool(dataloader)
+    if pool is not None:
+        pool.terminate()
+        dataloader._worker_pool = None
+
+
+def _watch_workers(dataloader):
+    """Make the DataLoader's pool notice a dead worker within ~0.5 s and stop without hanging.
+
+    MXNet waits with ``pool.apply_async(...).get(timeout)``: the pool's ``apply_async`` is
+    wrapped so the result is a :class:`_WatchedResult`. Every worker process ever seen is
+    remembered, so one the pool has already replaced still reports its exit code.
+
+    ``Pool.terminate`` (which MXNet calls on any error) blocks for ever on a queue lock that a
+    killed worker held: it is wrapped to run in a daemon thread for at most 2 s, after which
+    the workers are killed here (the pool has stopped replacing them by then).
+    """
+    pool = _worker_pool(dataloader)
+    if pool is None or not isinstance(getattr(pool, "_pool", None), list):
+        return  # the plain timeout still applies
+    seen = []
+
+    def workers():
+        seen.extend(p for p in list(pool._pool) if p not in seen)
+        return seen
+
+    workers()
+    submit, terminate = pool.apply_async, pool.terminate
+
+    def apply_async(*args, **kwargs):
+        return _WatchedResult(submit(*args, **kwargs), workers)
+
+    def terminate_without_hanging():
+        stopper = threading.Thread(target=terminate, daemon=True, name="bucketrnn-pool-stop")
+        stopper.start()
+        stopper.join(2.0)
+        if stopper.is_alive():
+            for p in workers():
+                if p.exitcode is None:
+                    p.kill()
+                    p.join(1.0)
+
+    pool.apply_async, pool.terminate = apply_async, terminate_without_hanging
+
+
+def _died(pid, exitcode) -> str:
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"loader worker process {pid} was killed by signal {-exitcode} ({name})"
+    return f"loader worker process {pid} exited with code {exitcode}"
+
+
+# ------------------------------------------------------------------ the loader
 class _Window:
     """The slice of the sampler's schedule the DataLoader plays next (read when iterated)."""
 
@@ -64,8 +170,10 @@ class BucketLoader:
         (unlabelled token ids mean ``'lm'``, whose buckets are planned on ``len(seq) - 1``).
     num_workers, prefetch, timeout
         gluon DataLoader worker processes, batches in flight, and seconds to wait for one
-        batch before raising ``TimeoutError`` (a crashed worker never hangs the loop). Workers
-        return numpy batches, made NDArrays in this process. They pay off when reading an
+        batch before raising ``TimeoutError``. A worker that dies (a crash in native code,
+        ``os._exit``, the out-of-memory killer) raises a ``RuntimeError`` naming its exit code
+        or signal within about a second, whatever the timeout. Workers return numpy batches,
+        made NDArrays in this process. They pay off when reading an
         example is costly; for in-memory token arrays ``num_workers=0`` is fastest.
     ctx : mxnet.Context, optional
         Move every batch there.
@@ -113,8 +221,10 @@ class BucketLoader:
         if prefetch is not None and (isinstance(prefetch, bool)
                                      or not isinstance(prefetch, Integral) or prefetch < 0):
             raise ValueError(f"prefetch must be None or an int >= 0, got prefetch={prefetch!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, Real) or not timeout > 0:
-            raise ValueError(f"timeout must be a number of seconds > 0, got timeout={timeout!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, Real) or not timeout > 0 \
+                or not math.isfinite(timeout):
+            raise ValueError(f"timeout must be a finite number of seconds > 0, got "
+                             f"timeout={timeout!r}")
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got task={task!r}")
         if ctx is not None:
@@ -163,15 +273,13 @@ class BucketLoader:
             self._loader = DataLoader(self._slots, batch_sampler=self._window,
                                       batchify_fn=self.batchify, num_workers=self.num_workers,
                                       prefetch=self.prefetch, timeout=self.timeout)
+            _watch_workers(self._loader)
         return self._loader
 
     def close(self):
         """Stop the worker processes (a new iteration starts fresh ones)."""
         loader, self._loader = getattr(self, "_loader", None), None
-        pool = getattr(loader, "_worker_pool", None)
-        if pool is not None:
-            pool.terminate()
-            loader._worker_pool = None
+        _stop_pool(loader)
 
     def __iter__(self):
         epoch, step = self.sampler.epoch, self.sampler.step
@@ -182,12 +290,22 @@ class BucketLoader:
                 batch = next(batches)
             except StopIteration:
                 break
+            except _WorkerDied as e:
+                self.close()
+                raise RuntimeError(
+                    f"{_died(e.pid, e.exitcode)} while the loader was preparing batches (epoch "
+                    f"{epoch}, step {step}); its batches are lost. A worker dies like this from "
+                    "a crash in native code or os._exit in the dataset or batchify, or from the "
+                    "out-of-memory killer (SIGKILL; see dmesg). Run with num_workers=0 to see "
+                    "the failure in this process, or lower num_workers/prefetch if memory is "
+                    "short") from None
             except multiprocessing.TimeoutError as e:
                 self.close()
                 raise TimeoutError(
                     f"no batch from the loader workers within timeout={self.timeout}s (epoch "
-                    f"{epoch}, step {step}): a loader worker crashed or is too slow; check the "
-                    "dataset and batchify in a single process with num_workers=0") from e
+                    f"{epoch}, step {step}): a loader worker is stuck or too slow; check the "
+                    "dataset and batchify in a single process with num_workers=0, or raise "
+                    "timeout (bucketing.timeout in the app)") from e
             except (ConnectionError, EOFError) as e:
                 # A worker that dies during the hand-over breaks the connection instead of
                 # letting the batch time out.

@@ -160,7 +160,8 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
     train = BucketLoader(data.train, num_buckets=b["num_buckets"], strategy=b["strategy"],
                          boundaries=b["boundaries"], shuffle=b["shuffle"], seed=seed,
                          last_batch=b["last_batch"], on_overflow=b["on_overflow"],
-                         num_workers=b["num_workers"], num_shards=num_shards,
+                         num_workers=b["num_workers"], timeout=b["timeout"],
+                         num_shards=num_shards,
                          shard_index=shard_index, ctx=ctx, **sizes)
     out = [train]
     for ds in (data.valid, data.test):
