@@ -11,7 +11,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
-from bucketrnn.batchify import TASKS, PadToBucket, SlotDataset, to_ndarray
+from bucketrnn.batchify import TASKS, PadToBucket, SlotDataset, check_pad_val, to_ndarray
 from bucketrnn.buckets import plan_buckets
 from bucketrnn.lengths import is_sequence, sequence_lengths
 from bucketrnn.sampler import BucketBatchSampler, fill_slot
@@ -178,7 +178,13 @@ class BucketLoader:
     ctx : mxnet.Context, optional
         Move every batch there.
     pad_val : int or float
-        Padding value of ``data``.
+        Padding value of ``data``: a token id in ``[0, vocab_size)`` for token ids, a finite
+        float for features (checked here against ``dataset[0]``).
+    vocab_size, num_classes : int, optional
+        Check every batch on the host, while it is numpy: a token id outside
+        ``[0, vocab_size)`` (inputs and targets) or a label outside ``[0, num_classes)`` or
+        not a whole number raises a ``ValueError`` naming the dataset index and the value.
+        See :meth:`set_id_limits`; costs a min and a max per array.
 
     Attributes
     ----------
@@ -204,7 +210,8 @@ class BucketLoader:
     def __init__(self, dataset, batch_size=64, num_buckets=8, strategy="optimal", max_tokens=None,
                  batch_size_multiple=1, boundaries=None, shuffle=True, seed=0, last_batch="fill",
                  on_overflow="error", task=None, num_shards=1, shard_index=0, num_workers=0,
-                 prefetch=None, timeout=120, ctx=None, pad_val=0):
+                 prefetch=None, timeout=120, ctx=None, pad_val=0, vocab_size=None,
+                 num_classes=None):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"dataset must support len() and indexing, got "
                             f"{type(dataset).__name__}")
@@ -260,9 +267,13 @@ class BucketLoader:
                                           # checkpoint must not cross it.
                                           fingerprint_extra={"task": self.task})
         self._slots = SlotDataset(dataset, self.sampler.bucket_ids)
+        first = dataset[0][0] if self.task in ("classify", "seq2seq") else dataset[0]
+        check_pad_val(pad_val, features=np.ndim(first.asnumpy() if hasattr(first, "asnumpy")
+                                                else first) == 2)
         self.batchify = PadToBucket(self.plan.keys, task=self.task, pad_val=pad_val,
                                     truncate=on_overflow == "truncate",
-                                    output="numpy" if self.num_workers else "ndarray")
+                                    output="numpy" if self.num_workers else "ndarray",
+                                    vocab_size=vocab_size, num_classes=num_classes)
         self._window = _Window(self.sampler)
         self._loader = None
 
@@ -353,6 +364,28 @@ class BucketLoader:
     def __len__(self):
         return len(self.sampler)
 
+    def set_id_limits(self, vocab_size=None, num_classes=None):
+        """Check every later batch's token ids against ``vocab_size`` and labels against
+        ``num_classes`` (None removes a check), e.g. from a training loop that knows its
+        model's vocabulary. Batches already prefetched by workers are not rechecked.
+
+        >>> loader = BucketLoader([[1, 2, 3], [4, 5]], batch_size=2, num_buckets=1)
+        >>> loader.set_id_limits(vocab_size=5)
+        >>> list(loader)
+        Traceback (most recent call last):
+        ...
+        ValueError: example 1 has token id 5, outside [0, 5) for vocab_size=5: ...
+        """
+        self.batchify.set_id_limits(vocab_size=vocab_size, num_classes=num_classes)
+
+    @property
+    def vocab_size(self):
+        return self.batchify.vocab_size
+
+    @property
+    def num_classes(self):
+        return self.batchify.num_classes
+
     def set_epoch(self, epoch):
         """See :meth:`BucketBatchSampler.set_epoch`."""
         self.sampler.set_epoch(epoch)
@@ -401,13 +434,15 @@ def evaluation_loader(train: BucketLoader, dataset, **kwargs) -> BucketLoader:
     """A loader over ``dataset`` on ``train``'s bucket boundaries, so it reuses its graphs.
 
     The boundaries are the training plan's, plus one for the longest evaluation sequence when
-    it is longer than every training bucket; no shuffling, the training loader's task and
-    ``ctx``. ``kwargs`` go to :class:`BucketLoader` (batch sizes, ``pad_val``, ...).
+    it is longer than every training bucket; no shuffling, the training loader's task, ``ctx``,
+    ``timeout``, ``vocab_size`` and ``num_classes``. ``kwargs`` go to :class:`BucketLoader`
+    (batch sizes, ``pad_val``, ...).
     """
     bounds = list(train.plan.boundaries)
     probe = BucketLoader(dataset, batch_size=1, num_buckets=1, shuffle=False, task=train.task)
     longest = int(probe.lengths.max())
     if longest > bounds[-1]:
         bounds.append(longest)
-    kwargs = {"shuffle": False, "task": train.task, "ctx": train.ctx, **kwargs}
+    kwargs = {"shuffle": False, "task": train.task, "ctx": train.ctx, "timeout": train.timeout,
+              "vocab_size": train.vocab_size, "num_classes": train.num_classes, **kwargs}
     return BucketLoader(dataset, strategy="fixed", boundaries=bounds, **kwargs)

@@ -32,3 +32,15 @@ def test_timeout_reaches_the_loader_and_is_not_part_of_the_fingerprint():
     train, _, _ = make_loaders(data, cfg.bucketing)
     assert train.timeout == 7.5
     assert fingerprint(cfg) == fingerprint(config(timeout=30.0, batch_size=8, num_buckets=2))
+
+
+def test_make_loaders_installs_the_id_checks_on_every_loader():
+    flat = FlatSequences.from_sequences(SEQS, labels=np.arange(len(SEQS)) % 2)
+    data = Data(flat, flat.subset(np.arange(10)), None, list(range(7)), 2, "toy")
+    loaders = make_loaders(data, config(batch_size=8, num_buckets=2).bucketing)
+    assert [(x.vocab_size, x.num_classes) for x in loaders[:2]] == [(7, 2), (7, 2)]
+    lm = Data(FlatSequences.from_sequences(SEQS), None, None, list(range(6)), None, "toy")
+    train, _, _ = make_loaders(lm, config(batch_size=8, num_buckets=2).bucketing)
+    assert (train.vocab_size, train.num_classes) == (6, None)
+    with pytest.raises(ValueError, match=r"has token id 6, outside \[0, 6\) for vocab_size=6"):
+        list(train)

@@ -11,7 +11,7 @@ from conftest import assert_resumes, make_flat
 from mxnet.gluon.data import ArrayDataset, SimpleDataset
 
 from bucketrnn.errors import StateMismatchError
-from bucketrnn.loader import BucketLoader
+from bucketrnn.loader import BucketLoader, evaluation_loader
 
 RNG = np.random.default_rng(5)
 TOKENS = [RNG.integers(1, 50, size=n).tolist() for n in RNG.integers(2, 30, size=120)]
@@ -322,3 +322,70 @@ def test_evaluation_loader_reuses_the_training_buckets():
     assert sorted(i for b in ev for i in b.indices if i >= 0) == list(range(len(longer)))
     same = evaluation_loader(train, TOKENS[100:], batch_size=8)
     assert set(same.plan.keys) <= set(keys)
+
+
+# ---------------------------------------------------------------- id and label ranges
+def _with(data, i, value):
+    out = [list(s) for s in data]
+    out[i] = out[i][:1] + [value] + out[i][2:]
+    return out
+
+
+@pytest.mark.parametrize("form", ["lists", "flat"])
+@pytest.mark.parametrize("value, match", [
+    (50, r"example 17 has token id 50, outside \[0, 50\) for vocab_size=50"),
+    (-4, r"example 17 has token id -4"),
+])
+def test_loader_names_the_dataset_index_of_an_out_of_range_token_id(form, value, match):
+    data = _with(TOKENS, 17, value)
+    dataset = make_flat(data) if form == "flat" else data
+    loader = BucketLoader(dataset, batch_size=8, num_buckets=3, vocab_size=50)
+    with pytest.raises(ValueError, match=match):
+        list(loader)
+    assert list(BucketLoader(TOKENS, batch_size=8, num_buckets=3, vocab_size=50))  # clean data
+
+
+@pytest.mark.parametrize("label, match", [
+    (3, r"example 12 has label 3, outside \[0, 3\) for num_classes=3"),
+    (1.5, r"example 12 has label 1\.5; num_classes=3 needs whole-number class labels"),
+])
+def test_loader_names_the_dataset_index_of_a_bad_label(label, match):
+    labels = list(LABELS)
+    labels[12] = label
+    loader = BucketLoader(list(zip(TOKENS, labels)), batch_size=8, num_buckets=2,
+                          vocab_size=50, num_classes=3)
+    with pytest.raises(ValueError, match=match):
+        list(loader)
+
+
+def test_id_check_in_workers_and_installed_later():
+    loader = BucketLoader(TOKENS, batch_size=8, num_buckets=2, num_workers=1, timeout=30)
+    assert loader.vocab_size is None and len(list(loader)) == len(loader)
+    loader.set_id_limits(vocab_size=40)
+    assert loader.vocab_size == 40 and "vocab_size=40" in repr(loader.batchify)
+    with pytest.raises(ValueError, match=r"example \d+ has token id 4\d, outside \[0, 40\) for "
+                                         r"vocab_size=40"):
+        list(loader)
+    loader.set_id_limits()  # None removes the check
+    assert len(list(loader)) == len(loader)
+
+
+def test_evaluation_loader_carries_the_id_limits_and_timeout():
+    pairs = list(zip(TOKENS, LABELS))
+    train = BucketLoader(pairs, batch_size=8, num_buckets=2, vocab_size=50, num_classes=3,
+                         timeout=9)
+    ev = evaluation_loader(train, pairs[:30], batch_size=8)
+    assert (ev.vocab_size, ev.num_classes, ev.timeout) == (50, 3, 9)
+    bad = evaluation_loader(train, [(s, 7) for s in TOKENS[:30]], batch_size=8)
+    with pytest.raises(ValueError, match=r"has label 7, outside \[0, 3\)"):
+        list(bad)
+
+
+@pytest.mark.parametrize("dataset, pad_val, match", [
+    (TOKENS, 1.5, r"pad_val=1\.5 does not fit int32 token ids"),
+    (list(zip(TOKENS, LABELS)), -1, r"pad_val=-1 does not fit int32 token ids"),
+    ([np.ones((3, 2)), np.ones((2, 2))], float("nan"), r"pad_val=nan does not fit float32"),
+])
+def test_loader_refuses_a_pad_val_that_does_not_fit_at_construction(dataset, pad_val, match):
+    with pytest.raises(ValueError, match=match):
+        BucketLoader(dataset, batch_size=2, num_buckets=1, pad_val=pad_val)
