@@ -7,12 +7,14 @@ The product of this stage is a :class:`Batch`: a few arrays with static shapes
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
-from bucketrnn.sampler import decode_slots, fill_slot
+from bucketrnn.sampler import FillSlot, decode_slots, fill_slot
 
 
 @dataclass
@@ -72,6 +74,67 @@ _ARRAY_FIELDS = ("data", "valid_length", "label", "weight", "label_length")
 
 TASKS = ("lm", "classify", "seq2seq", None)
 _INT32_MAX = np.iinfo(np.int32).max
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_pad_val(pad_val, features: bool | None):
+    """Refuse a ``pad_val`` that does not fit the padded array's dtype.
+
+    Token ids are ``int32`` and a pad is an id the embedding looks up (its positions are
+    masked), so it must be a whole number in ``[0, 2**31 - 1]``; ``float32`` features take any
+    finite float32. ``features=None`` (not known yet) checks what both need. Returns
+    ``pad_val``.
+
+    >>> check_pad_val(0, features=False)
+    0
+    >>> check_pad_val(1.5, features=False)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: pad_val=1.5 does not fit int32 token ids: ... e.g. pad_val=0
+    """
+    if isinstance(pad_val, (bool, np.bool_)) or not isinstance(pad_val, Real):
+        raise TypeError(f"pad_val must be a number, got pad_val={pad_val!r}")
+    value = float(pad_val)
+    if features is not False:
+        if not (math.isfinite(value) and abs(value) <= _FLOAT32_MAX):
+            what = "float32 features" if features else "the data (int32 ids or float32 features)"
+            raise ValueError(f"pad_val={pad_val!r} does not fit {what}: give a finite value, "
+                             "e.g. pad_val=0")
+    elif not (math.isfinite(value) and value.is_integer() and 0 <= pad_val <= _INT32_MAX):
+        raise ValueError(f"pad_val={pad_val!r} does not fit int32 token ids: it must be a whole "
+                         f"number in [0, {_INT32_MAX}] (an id the embedding can look up; padded "
+                         "positions are masked), e.g. pad_val=0")
+    return pad_val
+
+
+def _check_limit(name, value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ValueError(f"{name} must be None or an int >= 1, got {name}={value!r}")
+    return int(value)
+
+
+def _out_of_range(values, index, high, what, arg):
+    """Raise naming the first row of ``values`` (rows = examples ``index``) outside
+    ``[0, high)``; vectorised min/max first, the row search only on failure."""
+    if values.size == 0 or (values.min() >= 0 and values.max() < high):
+        return
+    rows = values.reshape(len(values), -1)
+    bad = (rows < 0) | (rows >= high)
+    row = int(np.flatnonzero(bad.any(axis=1))[0])
+    value = rows[row][bad[row]][0]
+    raise ValueError(f"example {int(index[row])} has {what} {value.item()!r}, outside [0, {high}) "
+                     f"for {arg}={high}: {_FIXES[arg]}")
+
+
+_FIXES = {
+    "vocab_size": "encode the data with the model's vocabulary, or give the vocab_size the "
+                  "model was built with",
+    "target vocab_size": "encode the targets with the model's target vocabulary, or give the "
+                         "vocab_size the model was built with",
+    "num_classes": "labels must be class indices 0 .. num_classes - 1",
+}
 
 
 def to_ndarray(batch: Batch, ctx=None) -> Batch:
@@ -103,12 +166,14 @@ class _FlatSource:
 class SlotDataset:
     """Dataset view that answers a sampler slot with ``(slot, bucket, example)``.
 
-    :class:`~bucketrnn.sampler.BucketBatchSampler` yields slots: ``i >= 0`` is example ``i``,
-    ``< 0`` a fill row copying example ``-1 - slot``. Keeping ``bucket_ids`` here (the dataset goes
-    to each worker once) rather than in the batchify function (pickled with every batch) keeps
-    the per-batch traffic small. For a dataset with flat ``tokens`` and ``offsets`` arrays
-    (:class:`~bucketrnn.datasets.FlatSequences`) the example is a reference to those arrays, so
-    :class:`PadToBucket` can gather the whole batch in one fancy-indexing step.
+    :class:`~bucketrnn.sampler.BucketBatchSampler` yields slots: an int ``i >= 0`` is example
+    ``i``; a :class:`~bucketrnn.sampler.FillSlot` (or its int code ``slot < 0``) a fill row
+    copying example ``-1 - slot``, answered with the int code. Keeping ``bucket_ids`` here (the
+    dataset goes to each worker once) rather than in the batchify function (pickled with every
+    batch) keeps the per-batch traffic small. For a dataset with flat ``tokens`` and
+    ``offsets`` arrays (:class:`~bucketrnn.datasets.FlatSequences`) the example is a reference
+    to those arrays, so :class:`PadToBucket` can gather the whole batch in one fancy-indexing
+    step.
 
     Parameters
     ----------
@@ -121,8 +186,8 @@ class SlotDataset:
     --------
     >>> import numpy as np
     >>> ds = SlotDataset([[1, 2], [3, 4, 5]], np.array([0, 1]))
-    >>> ds[1], ds[-1]
-    ((1, 1, [3, 4, 5]), (-1, 0, [1, 2]))
+    >>> ds[1], ds[-1], ds[FillSlot(1)]
+    ((1, 1, [3, 4, 5]), (-1, 0, [1, 2]), (-2, 1, [3, 4, 5]))
     """
 
     def __init__(self, dataset, bucket_ids):
@@ -140,6 +205,8 @@ class SlotDataset:
         return self.bucket_ids.size
 
     def __getitem__(self, slot):
+        if isinstance(slot, FillSlot):
+            slot = slot.code
         index = slot if slot >= 0 else fill_slot(slot)
         example = self._flat if self._flat is not None else self.dataset[index]
         return slot, int(self.bucket_ids[index]), example
@@ -224,6 +291,12 @@ class PadToBucket:
         Array type of the Batch fields (``indices`` is always numpy). DataLoader workers should
         return ``'numpy'`` and let the main process call :func:`to_ndarray`: pickled numpy
         crosses the process boundary 3-8x faster than MXNet's shared-memory NDArrays.
+    vocab_size : int or (int, int), optional
+        Check every batch's token ids (``data``, and the targets of ``'lm'`` and
+        ``'seq2seq'``; a ``(source, target)`` pair for ``'seq2seq'``) are in
+        ``[0, vocab_size)``, on the numpy batch: a ``ValueError`` names the dataset index.
+    num_classes : int, optional
+        Check ``'classify'`` labels are whole numbers in ``[0, num_classes)``.
 
     Examples
     --------
@@ -235,7 +308,8 @@ class PadToBucket:
     ([1.0, 1.0, 0.0], [0, 1, -1])
     """
 
-    def __init__(self, keys, task=None, pad_val=0, truncate=False, output="ndarray"):
+    def __init__(self, keys, task=None, pad_val=0, truncate=False, output="ndarray",
+                 vocab_size=None, num_classes=None):
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got task={task!r}")
         if output not in ("ndarray", "numpy"):
@@ -247,8 +321,35 @@ class PadToBucket:
         if pairs != (task == "seq2seq"):
             raise ValueError(f"task={task!r} needs {'(src, tgt)' if task == 'seq2seq' else 'int'}"
                              f" bucket keys, got keys={keys!r}")
+        # Token ids or features: known here for 'lm' only, otherwise at each batch.
+        check_pad_val(pad_val, features=False if task == "lm" else None)
         self.keys, self.task, self.pad_val = keys, task, pad_val
         self.truncate, self.output = bool(truncate), output
+        self.vocab_size = self.num_classes = None
+        self.set_id_limits(vocab_size, num_classes)
+
+    def set_id_limits(self, vocab_size=None, num_classes=None):
+        """Install (or, with None, remove) the token-id and label range checks.
+
+        See the ``vocab_size`` and ``num_classes`` parameters. ``pad_val`` must be a token id
+        below ``vocab_size``.
+        """
+        pair = isinstance(vocab_size, (tuple, list))
+        if pair and (self.task != "seq2seq" or len(vocab_size) != 2):
+            raise ValueError(f"vocab_size must be an int (a (source, target) pair for task="
+                             f"'seq2seq' only), got vocab_size={vocab_size!r}")
+        vocab = tuple(_check_limit("vocab_size", v) for v in vocab_size) if pair \
+            else _check_limit("vocab_size", vocab_size)
+        classes = _check_limit("num_classes", num_classes)
+        if classes is not None and self.task != "classify":
+            raise ValueError(f"num_classes is for task='classify' labels, got num_classes="
+                             f"{num_classes!r} with task={self.task!r}")
+        source = vocab[0] if pair else vocab
+        if source is not None and isinstance(self.pad_val, Real) \
+                and not 0 <= self.pad_val < source:
+            raise ValueError(f"pad_val={self.pad_val!r} is not a token id of vocab_size={source}:"
+                             f" give a pad_val in [0, {source}), e.g. pad_val=0")
+        self.vocab_size, self.num_classes = vocab, classes
 
     def __call__(self, items) -> Batch:
         if not items:
@@ -270,10 +371,36 @@ class PadToBucket:
             if "example" in str(e):
                 raise
             raise type(e)(f"bucket {bucket} (key {key}), examples {index.tolist()}: {e}") from e
+        self._check_ids(fields, index)
         fields["weight"] = real.astype(np.float32)
         batch = self._finish(key, fields, np.where(real, slots, -1))
         batch.meta["bucket"] = bucket
         return batch
+
+    def _check_ids(self, fields, index):
+        """Token ids and labels against ``vocab_size`` / ``num_classes``, on the numpy batch."""
+        vocab, classes = self.vocab_size, self.num_classes
+        if vocab is not None:
+            source, target = vocab if isinstance(vocab, tuple) else (vocab, vocab)
+            if fields["data"].dtype.kind == "f":
+                raise ValueError(f"vocab_size={vocab!r} checks token ids, but examples "
+                                 f"{index.tolist()} are float features; pass vocab_size=None")
+            _out_of_range(fields["data"], index, source, "token id", "vocab_size")
+            if self.task == "lm":
+                _out_of_range(fields["label"], index, source, "token id", "vocab_size")
+            elif self.task == "seq2seq":
+                _out_of_range(fields["label"], index, target, "target token id",
+                              "target vocab_size" if isinstance(vocab, tuple) else "vocab_size")
+        if classes is not None:
+            label = fields["label"]
+            if label.dtype.kind == "f":
+                bad = np.flatnonzero(~np.isfinite(label) | (label != np.floor(label)))
+                if bad.size:
+                    j = int(bad[0])
+                    raise ValueError(f"example {int(index[j])} has label {label[j].item()!r}; "
+                                     f"num_classes={classes} needs whole-number class labels")
+                fields["label"] = label = label.astype(np.int32)
+            _out_of_range(label, index, classes, "label", "num_classes")
 
     # ------------------------------------------------------------- assembly
     def _assemble(self, examples, index, key):
@@ -335,6 +462,7 @@ class PadToBucket:
         if (lengths > width).any() and not self.truncate:
             self._overflow(index, lengths, width, "")
         first = np.asarray(inputs[0])
+        check_pad_val(self.pad_val, features=first.ndim == 2)
         if first.ndim == 2:
             return self._features(inputs, index, lengths, width)
         return _pad_rows(inputs, lengths, width, index, self.pad_val)
@@ -360,6 +488,7 @@ class PadToBucket:
 
     def _gather(self, flat, index, width):
         # One fancy-indexing gather for the whole batch: no Python object per row.
+        check_pad_val(self.pad_val, features=False)
         starts = flat.offsets[index]
         lengths = flat.offsets[index + 1] - starts
         if (lengths < 1).any():
@@ -403,5 +532,8 @@ class PadToBucket:
         return to_ndarray(batch) if self.output == "ndarray" else batch
 
     def __repr__(self):
+        limits = "".join(f", {name}={value!r}" for name, value in
+                         (("vocab_size", self.vocab_size), ("num_classes", self.num_classes))
+                         if value is not None)
         return (f"PadToBucket(keys={self.keys}, task={self.task!r}, pad_val={self.pad_val!r}, "
-                f"truncate={self.truncate})")
+                f"truncate={self.truncate}{limits})")

@@ -171,6 +171,8 @@ class BucketingConfig:
     on_overflow: Overflow = Overflow.error
     shuffle: bool = True
     num_workers: int = 0
+    # Seconds to wait for one batch from the loader workers (a dead worker is noticed sooner).
+    timeout: float = 120.0
 
 
 @dataclass
@@ -254,7 +256,7 @@ def fingerprint(cfg) -> dict:
     flat = {"seed": d["seed"]}
     for section in _FINGERPRINT_SECTIONS:
         for key, value in d[section].items():
-            if section == "bucketing" and key == "num_workers":
+            if section == "bucketing" and key in ("num_workers", "timeout"):
                 continue
             flat[f"{section}.{key}"] = value
     for key in _FINGERPRINT_TRAINER:
@@ -331,6 +333,8 @@ def validate(cfg) -> None:
     need((b["strategy"] == "fixed") == (b["boundaries"] is not None), "bucketing.boundaries",
          b["boundaries"], f"must be given exactly when bucketing.strategy=fixed (strategy="
          f"{b['strategy']})")
+    need(0 < b["timeout"] < float("inf"), "bucketing.timeout", b["timeout"],
+         "must be a finite number of seconds > 0")
     need(t["lr"] > 0, "trainer.lr", t["lr"], "must be > 0")
     need(0 < t["lr_decay"] <= 1, "trainer.lr_decay", t["lr_decay"], "must be in (0, 1]")
     need(t["epochs"] >= 1, "trainer.epochs", t["epochs"], "must be >= 1")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing
+import signal
+import threading
+import time
 from numbers import Integral, Real
 
 import numpy as np
 
-from bucketrnn.batchify import TASKS, PadToBucket, SlotDataset, to_ndarray
+from bucketrnn.batchify import TASKS, PadToBucket, SlotDataset, check_pad_val, to_ndarray
 from bucketrnn.buckets import plan_buckets
 from bucketrnn.lengths import is_sequence, sequence_lengths
 from bucketrnn.sampler import BucketBatchSampler, fill_slot
@@ -22,6 +26,108 @@ def detect_task(example):
     return "lm" if arr.ndim == 1 and arr.dtype.kind in "iu" else None
 
 
+# ------------------------------------------------------------------ MXNet internals
+# The only code that reads private attributes: MXNet's ``DataLoader._worker_pool`` (a
+# ``multiprocessing.Pool``) and that pool's ``_pool`` (its worker processes).
+_POLL_SECONDS = 0.5
+
+
+class _WorkerDied(RuntimeError):
+    def __init__(self, process):
+        super().__init__(process.pid, process.exitcode)
+        self.pid, self.exitcode = process.pid, process.exitcode
+
+
+class _WatchedResult:
+    """A pool task's result whose ``get(timeout)`` waits in short slices and raises
+    ``_WorkerDied`` as soon as a worker of the pool has exited: a task whose worker died is
+    never answered (the pool quietly starts a replacement), so a plain ``get`` would sit out
+    the whole timeout."""
+
+    __slots__ = ("_result", "_workers")
+
+    def __init__(self, result, workers):
+        self._result, self._workers = result, workers
+
+    def ready(self):
+        return self._result.ready()
+
+    def get(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._result.ready():
+            dead = [p for p in self._workers() if p.exitcode is not None]
+            if dead:
+                raise _WorkerDied(dead[0])
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise multiprocessing.TimeoutError
+            self._result.wait(_POLL_SECONDS if left is None else min(_POLL_SECONDS, left))
+        return self._result.get(0)
+
+
+def _worker_pool(dataloader):
+    """The gluon DataLoader's worker pool, or None (no workers, or another MXNet layout)."""
+    return getattr(dataloader, "_worker_pool", None)
+
+
+def _stop_pool(dataloader):
+    """Terminate the DataLoader's worker pool and forget it."""
+    pool = _worker_pool(dataloader)
+    if pool is not None:
+        pool.terminate()
+        dataloader._worker_pool = None
+
+
+def _watch_workers(dataloader):
+    """Make the DataLoader's pool notice a dead worker within ~0.5 s and stop without hanging.
+
+    MXNet waits with ``pool.apply_async(...).get(timeout)``: the pool's ``apply_async`` is
+    wrapped so the result is a :class:`_WatchedResult`. Every worker process ever seen is
+    remembered, so one the pool has already replaced still reports its exit code.
+
+    ``Pool.terminate`` (which MXNet calls on any error) blocks for ever on a queue lock that a
+    killed worker held: it is wrapped to run in a daemon thread for at most 2 s, after which
+    the workers are killed here (the pool has stopped replacing them by then).
+    """
+    pool = _worker_pool(dataloader)
+    if pool is None or not isinstance(getattr(pool, "_pool", None), list):
+        return  # the plain timeout still applies
+    seen = []
+
+    def workers():
+        seen.extend(p for p in list(pool._pool) if p not in seen)
+        return seen
+
+    workers()
+    submit, terminate = pool.apply_async, pool.terminate
+
+    def apply_async(*args, **kwargs):
+        return _WatchedResult(submit(*args, **kwargs), workers)
+
+    def terminate_without_hanging():
+        stopper = threading.Thread(target=terminate, daemon=True, name="bucketrnn-pool-stop")
+        stopper.start()
+        stopper.join(2.0)
+        if stopper.is_alive():
+            for p in workers():
+                if p.exitcode is None:
+                    p.kill()
+                    p.join(1.0)
+
+    pool.apply_async, pool.terminate = apply_async, terminate_without_hanging
+
+
+def _died(pid, exitcode) -> str:
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"loader worker process {pid} was killed by signal {-exitcode} ({name})"
+    return f"loader worker process {pid} exited with code {exitcode}"
+
+
+# ------------------------------------------------------------------ the loader
 class _Window:
     """The slice of the sampler's schedule the DataLoader plays next (read when iterated)."""
 
@@ -64,13 +170,21 @@ class BucketLoader:
         (unlabelled token ids mean ``'lm'``, whose buckets are planned on ``len(seq) - 1``).
     num_workers, prefetch, timeout
         gluon DataLoader worker processes, batches in flight, and seconds to wait for one
-        batch before raising ``TimeoutError`` (a crashed worker never hangs the loop). Workers
-        return numpy batches, made NDArrays in this process. They pay off when reading an
+        batch before raising ``TimeoutError``. A worker that dies (a crash in native code,
+        ``os._exit``, the out-of-memory killer) raises a ``RuntimeError`` naming its exit code
+        or signal within about a second, whatever the timeout. Workers return numpy batches,
+        made NDArrays in this process. They pay off when reading an
         example is costly; for in-memory token arrays ``num_workers=0`` is fastest.
     ctx : mxnet.Context, optional
         Move every batch there.
     pad_val : int or float
-        Padding value of ``data``.
+        Padding value of ``data``: a token id in ``[0, vocab_size)`` for token ids, a finite
+        float for features (checked here against ``dataset[0]``).
+    vocab_size, num_classes : int, optional
+        Check every batch on the host, while it is numpy: a token id outside
+        ``[0, vocab_size)`` (inputs and targets) or a label outside ``[0, num_classes)`` or
+        not a whole number raises a ``ValueError`` naming the dataset index and the value.
+        See :meth:`set_id_limits`; costs a min and a max per array.
 
     Attributes
     ----------
@@ -96,7 +210,8 @@ class BucketLoader:
     def __init__(self, dataset, batch_size=64, num_buckets=8, strategy="optimal", max_tokens=None,
                  batch_size_multiple=1, boundaries=None, shuffle=True, seed=0, last_batch="fill",
                  on_overflow="error", task=None, num_shards=1, shard_index=0, num_workers=0,
-                 prefetch=None, timeout=120, ctx=None, pad_val=0):
+                 prefetch=None, timeout=120, ctx=None, pad_val=0, vocab_size=None,
+                 num_classes=None):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"dataset must support len() and indexing, got "
                             f"{type(dataset).__name__}")
@@ -113,8 +228,10 @@ class BucketLoader:
         if prefetch is not None and (isinstance(prefetch, bool)
                                      or not isinstance(prefetch, Integral) or prefetch < 0):
             raise ValueError(f"prefetch must be None or an int >= 0, got prefetch={prefetch!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, Real) or not timeout > 0:
-            raise ValueError(f"timeout must be a number of seconds > 0, got timeout={timeout!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, Real) or not timeout > 0 \
+                or not math.isfinite(timeout):
+            raise ValueError(f"timeout must be a finite number of seconds > 0, got "
+                             f"timeout={timeout!r}")
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got task={task!r}")
         if ctx is not None:
@@ -150,9 +267,13 @@ class BucketLoader:
                                           # checkpoint must not cross it.
                                           fingerprint_extra={"task": self.task})
         self._slots = SlotDataset(dataset, self.sampler.bucket_ids)
+        first = dataset[0][0] if self.task in ("classify", "seq2seq") else dataset[0]
+        check_pad_val(pad_val, features=np.ndim(first.asnumpy() if hasattr(first, "asnumpy")
+                                                else first) == 2)
         self.batchify = PadToBucket(self.plan.keys, task=self.task, pad_val=pad_val,
                                     truncate=on_overflow == "truncate",
-                                    output="numpy" if self.num_workers else "ndarray")
+                                    output="numpy" if self.num_workers else "ndarray",
+                                    vocab_size=vocab_size, num_classes=num_classes)
         self._window = _Window(self.sampler)
         self._loader = None
 
@@ -163,15 +284,13 @@ class BucketLoader:
             self._loader = DataLoader(self._slots, batch_sampler=self._window,
                                       batchify_fn=self.batchify, num_workers=self.num_workers,
                                       prefetch=self.prefetch, timeout=self.timeout)
+            _watch_workers(self._loader)
         return self._loader
 
     def close(self):
         """Stop the worker processes (a new iteration starts fresh ones)."""
         loader, self._loader = getattr(self, "_loader", None), None
-        pool = getattr(loader, "_worker_pool", None)
-        if pool is not None:
-            pool.terminate()
-            loader._worker_pool = None
+        _stop_pool(loader)
 
     def __iter__(self):
         epoch, step = self.sampler.epoch, self.sampler.step
@@ -182,12 +301,22 @@ class BucketLoader:
                 batch = next(batches)
             except StopIteration:
                 break
+            except _WorkerDied as e:
+                self.close()
+                raise RuntimeError(
+                    f"{_died(e.pid, e.exitcode)} while the loader was preparing batches (epoch "
+                    f"{epoch}, step {step}); its batches are lost. A worker dies like this from "
+                    "a crash in native code or os._exit in the dataset or batchify, or from the "
+                    "out-of-memory killer (SIGKILL; see dmesg). Run with num_workers=0 to see "
+                    "the failure in this process, or lower num_workers/prefetch if memory is "
+                    "short") from None
             except multiprocessing.TimeoutError as e:
                 self.close()
                 raise TimeoutError(
                     f"no batch from the loader workers within timeout={self.timeout}s (epoch "
-                    f"{epoch}, step {step}): a loader worker crashed or is too slow; check the "
-                    "dataset and batchify in a single process with num_workers=0") from e
+                    f"{epoch}, step {step}): a loader worker is stuck or too slow; check the "
+                    "dataset and batchify in a single process with num_workers=0, or raise "
+                    "timeout (bucketing.timeout in the app)") from e
             except (ConnectionError, EOFError) as e:
                 # A worker that dies during the hand-over breaks the connection instead of
                 # letting the batch time out.
@@ -234,6 +363,28 @@ class BucketLoader:
 
     def __len__(self):
         return len(self.sampler)
+
+    def set_id_limits(self, vocab_size=None, num_classes=None):
+        """Check every later batch's token ids against ``vocab_size`` and labels against
+        ``num_classes`` (None removes a check), e.g. from a training loop that knows its
+        model's vocabulary. Batches already prefetched by workers are not rechecked.
+
+        >>> loader = BucketLoader([[1, 2, 3], [4, 5]], batch_size=2, num_buckets=1)
+        >>> loader.set_id_limits(vocab_size=5)
+        >>> list(loader)
+        Traceback (most recent call last):
+        ...
+        ValueError: example 1 has token id 5, outside [0, 5) for vocab_size=5: ...
+        """
+        self.batchify.set_id_limits(vocab_size=vocab_size, num_classes=num_classes)
+
+    @property
+    def vocab_size(self):
+        return self.batchify.vocab_size
+
+    @property
+    def num_classes(self):
+        return self.batchify.num_classes
 
     def set_epoch(self, epoch):
         """See :meth:`BucketBatchSampler.set_epoch`."""
@@ -283,13 +434,15 @@ def evaluation_loader(train: BucketLoader, dataset, **kwargs) -> BucketLoader:
     """A loader over ``dataset`` on ``train``'s bucket boundaries, so it reuses its graphs.
 
     The boundaries are the training plan's, plus one for the longest evaluation sequence when
-    it is longer than every training bucket; no shuffling, the training loader's task and
-    ``ctx``. ``kwargs`` go to :class:`BucketLoader` (batch sizes, ``pad_val``, ...).
+    it is longer than every training bucket; no shuffling, the training loader's task, ``ctx``,
+    ``timeout``, ``vocab_size`` and ``num_classes``. ``kwargs`` go to :class:`BucketLoader`
+    (batch sizes, ``pad_val``, ...).
     """
     bounds = list(train.plan.boundaries)
     probe = BucketLoader(dataset, batch_size=1, num_buckets=1, shuffle=False, task=train.task)
     longest = int(probe.lengths.max())
     if longest > bounds[-1]:
         bounds.append(longest)
-    kwargs = {"shuffle": False, "task": train.task, "ctx": train.ctx, **kwargs}
+    kwargs = {"shuffle": False, "task": train.task, "ctx": train.ctx, "timeout": train.timeout,
+              "vocab_size": train.vocab_size, "num_classes": train.num_classes, **kwargs}
     return BucketLoader(dataset, strategy="fixed", boundaries=bounds, **kwargs)

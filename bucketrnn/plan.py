@@ -205,6 +205,8 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
 
     Evaluation loaders use the training plan's boundaries (plus one for a longer evaluation
     sequence), the same batch sizes and no shuffling, so they reuse the training graphs.
+    Every loader checks token ids against ``len(data.vocab)`` and, for a classifier, labels
+    against ``data.num_classes`` (an out-of-range id raises naming the dataset index).
     """
     from bucketrnn.loader import BucketLoader, evaluation_loader
 
@@ -214,8 +216,9 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
     train = BucketLoader(data.train, num_buckets=b["num_buckets"], strategy=b["strategy"],
                          boundaries=b["boundaries"], shuffle=b["shuffle"], seed=seed,
                          last_batch=b["last_batch"], on_overflow=b["on_overflow"],
-                         num_workers=b["num_workers"], num_shards=num_shards,
-                         shard_index=shard_index, ctx=ctx, **sizes)
+                         num_workers=b["num_workers"], timeout=b["timeout"],
+                         num_shards=num_shards, shard_index=shard_index, ctx=ctx,
+                         vocab_size=len(data.vocab), num_classes=data.num_classes, **sizes)
     out = [train]
     for ds in (data.valid, data.test):
         if ds is None or len(ds) == 0:

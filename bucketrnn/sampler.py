@@ -4,14 +4,19 @@ A schedule is a list of *steps*. A step belongs to one bucket and holds ``num_sh
 that bucket, one per rank, so every rank runs the same graph at the same step. Rank ``r`` yields
 batch ``r`` of every step.
 
-Each yielded batch is a ``list`` of *slots*: a slot ``i >= 0`` is dataset example ``i``; a slot
-``< 0`` is a fill row that copies example ``~slot`` (``-1 - slot``) with weight 0. Every slot thus
-names a real example of the batch's bucket, which is how :class:`~bucketrnn.batchify.PadToBucket`
-knows the bucket and keeps fill rows' lengths >= 1, and plain ints survive DataLoader workers.
+Each yielded batch is a ``list`` of *slots*: an int ``i`` is dataset example ``i``; a
+:class:`FillSlot` is a fill row (``last_batch='fill'``, or ``'keep'`` on an idle rank) that copies
+example ``slot.index`` with weight 0. Every slot thus names a real example of the batch's bucket,
+which is how :class:`~bucketrnn.batchify.PadToBucket` knows the bucket and keeps fill rows'
+lengths >= 1. A fill slot is not an int on purpose: a plain dataset indexed with it raises,
+where a negative int would silently read another example. Read the batches through
+:class:`~bucketrnn.batchify.SlotDataset` (or use :class:`~bucketrnn.BucketLoader`), which passes
+a fill row on as the int ``fill_slot(index) < 0``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from numbers import Integral
 
@@ -24,15 +29,84 @@ LAST_BATCH = ("fill", "keep", "discard", "rollover")
 ON_OVERFLOW = OVERFLOW_POLICIES
 STATE_VERSION = 1
 _STATE_KEYS = ("version", "seed", "epoch", "step", "fingerprint")
+_STATE_INT_MAX = np.iinfo(np.int64).max
 
 
 def fill_slot(index):
-    """Slot of a fill row that copies dataset example ``index`` (works on ints and arrays)."""
+    """Int code (``< 0``) of a fill row that copies dataset example ``index``; its own inverse
+    (works on ints and arrays). The schedule and :class:`~bucketrnn.batchify.SlotDataset` use
+    it; the batches the sampler hands out carry :class:`FillSlot` instead."""
     return -1 - index
 
 
+_MISUSE = ("a fill row of a partial batch, not a dataset index: iterate with BucketLoader, or read "
+           "the sampler's batches through SlotDataset, e.g. DataLoader(SlotDataset(dataset, "
+           "sampler.bucket_ids), batch_sampler=sampler, batchify_fn=PadToBucket(plan.keys, "
+           "task)); or choose last_batch='discard' or 'rollover', which have no fill rows")
+
+
+@functools.total_ordering
+class FillSlot:
+    """A fill row in a sampler batch: a weight-0 copy of dataset example ``index``.
+
+    It orders like its int code ``fill_slot(index) < 0`` (so ``slot >= 0`` still means "a real
+    example"), but it is no index: ``dataset[slot]`` raises a ``TypeError`` that says how to
+    read the batch (a gluon ``DataLoader(dataset, batch_sampler=sampler)`` would otherwise
+    read example ``len(dataset) - 1 - index`` without a word).
+
+    Examples
+    --------
+    >>> slot = FillSlot(3)
+    >>> slot.index, slot.code, slot < 0
+    (3, -4, True)
+    >>> [10, 20, 30, 40][slot]  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: FillSlot(3) is a fill row of a partial batch, not a dataset index: ...
+    """
+
+    __slots__ = ("index",)
+
+    def __init__(self, index):
+        self.index = _check_int("index", index, 0)
+
+    @property
+    def code(self) -> int:
+        """The int code ``fill_slot(index)``."""
+        return fill_slot(self.index)
+
+    def __index__(self):
+        raise TypeError(f"{self!r} is {_MISUSE}")
+
+    def __eq__(self, other):
+        return isinstance(other, FillSlot) and other.index == self.index
+
+    def __lt__(self, other):
+        if isinstance(other, FillSlot):
+            return self.code < other.code
+        if isinstance(other, Integral):
+            return self.code < other
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((FillSlot, self.index))
+
+    def __reduce__(self):
+        return FillSlot, (self.index,)
+
+    def __repr__(self):
+        return f"FillSlot({self.index})"
+
+
+def _slot_code(slot) -> int:
+    return slot.code if isinstance(slot, FillSlot) else slot
+
+
 def decode_slots(slots) -> tuple[np.ndarray, np.ndarray]:
-    """Split slots into ``(example index to read, is_real mask)``."""
+    """Split slots (ints, int codes ``< 0`` or :class:`FillSlot`) into ``(example index to read,
+    is_real mask)``."""
+    if not isinstance(slots, np.ndarray):
+        slots = [_slot_code(s) for s in slots]
     slots = np.asarray(slots, dtype=np.int64)
     real = slots >= 0
     return np.where(real, slots, fill_slot(slots)), real
@@ -44,6 +118,18 @@ def _check_int(name, value, low, high=None):
     if value < low or (high is not None and value >= high):
         bound = f">= {low}" if high is None else f"in [{low}, {high})"
         raise ValueError(f"{name} must be {bound}, got {name}={value!r}")
+    return int(value)
+
+
+def _state_int(state, name, high=None):
+    value = state[name]
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise StateMismatchError(f"sampler state {name} must be an int, got {name}={value!r} "
+                                 f"({type(value).__name__}): the state is damaged")
+    high = _STATE_INT_MAX if high is None else high
+    if not 0 <= value <= high:
+        raise StateMismatchError(f"sampler state {name} must be in [0, {high}], got "
+                                 f"{name}={value!r}: the state is damaged")
     return int(value)
 
 
@@ -257,11 +343,14 @@ class BucketBatchSampler:
     def batches(self, epoch=None, start=0):
         """Iterate the batches of ``epoch`` (default: the current one) from step ``start``.
 
-        Does not move the sampler's position.
+        Does not move the sampler's position. Fill rows are :class:`FillSlot` objects.
         """
         epoch = self._epoch if epoch is None else _check_int("epoch", epoch, 0)
         for batch in self._schedule(epoch)[0][start:]:
-            yield batch.tolist()
+            slots = batch.tolist()
+            if slots and min(slots) < 0:
+                slots = [s if s >= 0 else FillSlot(fill_slot(s)) for s in slots]
+            yield slots
 
     def buckets(self, epoch=None) -> np.ndarray:
         """Bucket index of every step of ``epoch`` (default: the current one)."""
@@ -334,12 +423,14 @@ class BucketBatchSampler:
                 "fingerprint": dict(self._fingerprint)}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a position in O(1); refuse state made for other data or another config.
+        """Restore a position in O(1); refuse state made for other data, another config or
+        another seed, and state with damaged fields.
 
         Raises
         ------
         StateMismatchError
-            Unknown version, or a fingerprint that differs (the message names the fields).
+            Unknown version, a fingerprint or seed that differs (the message names the fields,
+            saved and here), or an epoch or step that is not a position of this schedule.
         """
         if not isinstance(state, dict):
             raise TypeError(f"state must be a dict from state_dict(), got {type(state).__name__}")
@@ -347,23 +438,29 @@ class BucketBatchSampler:
         if keys != sorted(_STATE_KEYS):
             raise StateMismatchError(f"sampler state must have keys {sorted(_STATE_KEYS)}, "
                                      f"got {keys}")
-        if state["version"] != STATE_VERSION:
-            raise StateMismatchError(f"sampler state version {state['version']!r} is not "
-                                     f"supported (this bucketrnn reads version {STATE_VERSION})")
+        version = state["version"]
+        if isinstance(version, bool) or version != STATE_VERSION:
+            raise StateMismatchError(f"sampler state version {version!r} is not supported "
+                                     f"(this bucketrnn reads version {STATE_VERSION})")
         theirs, ours = state["fingerprint"], self._fingerprint
+        if not isinstance(theirs, dict):
+            raise StateMismatchError(f"sampler state fingerprint must be a dict, got "
+                                     f"{type(theirs).__name__}: the state is damaged")
         diff = [f"{name}: state {theirs.get(name)!r}, here {ours.get(name)!r}"
                 for name in sorted(set(theirs) | set(ours)) if theirs.get(name) != ours.get(name)]
         if diff:
             raise StateMismatchError("sampler state was made for another dataset or "
                                      "configuration; differs in " + "; ".join(diff))
-        seed = _check_int("seed", state["seed"], 0)
-        epoch = _check_int("epoch", state["epoch"], 0)
-        step = _check_int("step", state["step"], 0)
-        old = self._seed
-        self._seed = seed
+        seed = _state_int(state, "seed", high=max(self._seed, _STATE_INT_MAX))
+        epoch, step = _state_int(state, "epoch"), _state_int(state, "step")
+        if seed != self._seed:
+            # Adopting the saved seed would play another schedule than the one asked for.
+            raise StateMismatchError(
+                f"sampler state was made with another seed; differs in seed: state {seed}, here "
+                f"{self._seed}. Build the sampler (or loader) with seed={seed} to resume that "
+                "run, or start afresh without the state")
         total = self.num_batches(epoch)
         if step > total:
-            self._seed = old
             raise StateMismatchError(f"sampler state step={step} is past the end of epoch "
                                      f"{epoch}, which has {total} batches")
         self._seek(epoch, step)

@@ -30,10 +30,10 @@ def test_pads_to_bucket_length_not_batch_max():
 
 
 def test_fill_rows_copy_a_real_row_and_weigh_zero():
-    batch = PadToBucket((6,), pad_val=-1)(items(SEQS, [1, 0, -2, -1]))
+    batch = PadToBucket((6,), pad_val=99)(items(SEQS, [1, 0, -2, -1]))
     data = batch.data.asnumpy()
     np.testing.assert_array_equal(data[2], data[0])  # -2 copies example 1
-    np.testing.assert_array_equal(data[3], [5, 6, 7, -1, -1, -1])
+    np.testing.assert_array_equal(data[3], [5, 6, 7, 99, 99, 99])
     assert batch.weight.asnumpy().tolist() == [1, 1, 0, 0]
     assert batch.indices.tolist() == [1, 0, -1, -1] and batch.indices.dtype == np.int64
     assert batch.valid_length.asnumpy().min() >= 1
@@ -201,3 +201,101 @@ def test_dropped_examples_and_empty_batches_are_refused():
         PadToBucket((4, 8))(items(SEQS, [0], buckets=[-1, 0, 0, 0]))
     with pytest.raises(ValueError, match=r"cannot batchify an empty list"):
         PadToBucket((4,))([])
+
+
+# ---------------------------------------------------------------- pad_val must fit the dtype
+@pytest.mark.parametrize("pad_val", [1.5, 2**40, -1, float("nan"), float("inf")])
+def test_pad_val_that_does_not_fit_token_ids_is_refused_at_construction(pad_val):
+    with pytest.raises(ValueError, match=rf"pad_val={pad_val!r} does not fit int32 token ids: "
+                                         r"it must be a whole number in \[0, 2147483647\]"):
+        PadToBucket((4,), task="lm", pad_val=pad_val)
+
+
+@pytest.mark.parametrize("pad_val", [1.5, -1, 2**40])
+def test_pad_val_is_checked_at_the_first_batch_when_the_dtype_is_not_known(pad_val):
+    pad = PadToBucket((4,), pad_val=pad_val)  # token ids or features: not known yet
+    with pytest.raises(ValueError, match=rf"pad_val={pad_val!r} does not fit int32 token ids"):
+        pad(items(SEQS, [0, 3]))
+    with pytest.raises(ValueError, match=rf"pad_val={pad_val!r} does not fit int32 token ids"):
+        pad(items(make_flat(SEQS), [0, 3]))
+    features = [np.ones((3, 2)), np.ones((2, 2))]
+    np.testing.assert_array_equal(pad(items(features, [1])).data.asnumpy()[0, 2:],
+                                  np.full((2, 2), float(pad_val), np.float32))
+
+
+@pytest.mark.parametrize("pad_val, error, match", [
+    (float("nan"), ValueError, r"pad_val=nan does not fit the data \(int32 ids or float32"),
+    (1e39, ValueError, r"pad_val=1e\+39 does not fit"),
+    (True, TypeError, r"pad_val must be a number, got pad_val=True"),
+    ("0", TypeError, r"pad_val must be a number, got pad_val='0'"),
+])
+def test_pad_val_that_fits_no_dtype_is_refused_at_construction(pad_val, error, match):
+    with pytest.raises(error, match=match):
+        PadToBucket((4,), pad_val=pad_val)
+
+
+# ---------------------------------------------------------------- id and label ranges
+def test_token_ids_beyond_vocab_size_name_the_dataset_index():
+    ds = [[5, 6, 7], [1, 2, 3, 4, 10], [9], [3, 4]]
+    pad = PadToBucket((8,), vocab_size=10)
+    with pytest.raises(ValueError, match=r"example 1 has token id 10, outside \[0, 10\) for "
+                                         r"vocab_size=10: encode the data with the model's"):
+        pad(items(ds, [0, 1, 3]))
+    pad(items(ds, [0, 3]))  # the others pass
+    lm = PadToBucket((4,), task="lm", vocab_size=10)  # the last token is only a target
+    with pytest.raises(ValueError, match=r"example 1 has token id 10"):
+        lm(items(make_flat(ds), [3, 1]))
+
+
+def test_negative_token_ids_name_the_dataset_index():
+    ds = [[5, 6, 7], [1, -3, 2]]
+    with pytest.raises(ValueError, match=r"example 1 has token id -3"):
+        PadToBucket((4,), vocab_size=10)(items(ds, [0, 1]))
+
+
+def test_target_ids_of_pairs_are_checked_against_the_target_vocabulary():
+    ds = [([1, 2], [7, 8, 9]), ([3], [6])]
+    pad = PadToBucket(((3, 4),), task="seq2seq", vocab_size=(4, 9))
+    with pytest.raises(ValueError, match=r"example 0 has target token id 9, outside \[0, 9\) "
+                                         r"for target vocab_size=9"):
+        pad(items(ds, [1, 0]))
+    with pytest.raises(ValueError, match=r"example 0 has target token id 9, outside \[0, 9\) for "
+                                         r"vocab_size=9"):
+        PadToBucket(((3, 4),), task="seq2seq", vocab_size=9)(items(ds, [1, 0]))
+
+
+@pytest.mark.parametrize("label, match", [
+    (3, r"example 2 has label 3, outside \[0, 3\) for num_classes=3: labels must be class"),
+    (-1, r"example 2 has label -1, outside \[0, 3\)"),
+    (1.5, r"example 2 has label 1\.5; num_classes=3 needs whole-number class labels"),
+    (float("nan"), r"example 2 has label nan"),
+])
+def test_labels_outside_the_classes_name_the_dataset_index(label, match):
+    ds = [([1, 2], 0), ([4], 2), ([5, 6], label)]
+    pad = PadToBucket((3,), task="classify", num_classes=3)
+    with pytest.raises(ValueError, match=match):
+        pad(items(ds, [0, 2, 1]))
+
+
+def test_whole_float_labels_become_int_class_ids():
+    ds = [([1, 2], 0.0), ([4], 2.0)]
+    batch = PadToBucket((3,), task="classify", num_classes=3)(items(ds, [0, 1]))
+    assert batch.label.dtype == np.int32 and batch.label.asnumpy().tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(vocab_size=0), r"vocab_size must be None or an int >= 1, got vocab_size=0"),
+    (dict(vocab_size=2.5), r"vocab_size must be None or an int >= 1, got vocab_size=2\.5"),
+    (dict(vocab_size=(3, 4)), r"a \(source, target\) pair for task='seq2seq' only"),
+    (dict(num_classes=3), r"num_classes is for task='classify' labels"),
+    (dict(vocab_size=5, pad_val=5), r"pad_val=5 is not a token id of vocab_size=5"),
+])
+def test_bad_id_limits_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PadToBucket((4,), **kwargs)
+
+
+def test_vocab_size_on_float_features_is_refused():
+    with pytest.raises(ValueError, match=r"vocab_size=5 checks token ids, but examples \[0\] are "
+                                         r"float features"):
+        PadToBucket((4,), vocab_size=5)(items([np.ones((3, 2))], [0]))

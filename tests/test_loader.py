@@ -1,5 +1,7 @@
+import multiprocessing
 import os
 import pickle
+import signal
 import time
 
 import mxnet as mx
@@ -9,7 +11,7 @@ from conftest import assert_resumes, make_flat
 from mxnet.gluon.data import ArrayDataset, SimpleDataset
 
 from bucketrnn.errors import StateMismatchError
-from bucketrnn.loader import BucketLoader
+from bucketrnn.loader import BucketLoader, evaluation_loader
 
 RNG = np.random.default_rng(5)
 TOKENS = [RNG.integers(1, 50, size=n).tolist() for n in RNG.integers(2, 30, size=120)]
@@ -145,42 +147,68 @@ def test_truncate_cuts_overlong_sequences():
 
 
 class _Crashes:
-    """Kills the worker process that reads example 5; fine in the main process."""
+    """Ends the worker process that reads example 5 (``os._exit(3)`` or a signal to itself);
+    fine in the main process. ``slow``: seconds each worker read of another example takes."""
 
-    def __init__(self, data):
-        self.data, self.parent = data, os.getpid()
+    def __init__(self, data, how="exit", slow=0.0):
+        self.data, self.parent, self.how, self.slow = data, os.getpid(), how, slow
 
     def __len__(self):
         return len(self.data)
 
     def __getitem__(self, i):
-        if i == 5 and os.getpid() != self.parent:
-            os._exit(3)
+        if os.getpid() != self.parent:
+            if i == 5 and self.how == "exit":
+                os._exit(3)
+            if i == 5 and self.how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(self.slow)
         return self.data[i]
 
 
-def test_crashed_worker_raises_within_timeout():
-    # prefetch=0: the worker is idle when its finished batch is fetched, so the only symptom
-    # of the crash is the missing batch.
-    loader = BucketLoader(_Crashes(TOKENS), batch_size=8, num_buckets=2, num_workers=2,
-                          prefetch=0, timeout=3, shuffle=False)
+@pytest.mark.parametrize("how, prefetch, match", [
+    ("exit", 0, r"loader worker process \d+ exited with code 3 while the loader was preparing "
+                r"batches \(epoch 0, step \d+\); its batches are lost.*num_workers=0"),
+    ("exit", None, r"exited with code 3"),
+    ("kill", 2, r"loader worker process \d+ was killed by signal 9 \(SIGKILL\)"),
+])
+def test_dead_worker_is_noticed_within_seconds_not_after_the_timeout(how, prefetch, match):
+    # With the default 120 s timeout the loop used to wait it out; the batch of the dead
+    # worker is never answered (the pool replaces the worker without a word).
+    loader = BucketLoader(_Crashes(TOKENS, how), batch_size=8, num_buckets=2, num_workers=2,
+                          prefetch=prefetch, timeout=120, shuffle=False)
     start = time.monotonic()
-    with pytest.raises(TimeoutError, match=r"no batch from the loader workers within "
-                                           r"timeout=3s .*a loader worker crashed"):
+    with pytest.raises(RuntimeError, match=match):
         for _ in loader:
             pass
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 20
     assert loader._loader is None  # the broken pool is gone; a new iteration starts afresh
 
 
-def test_crashed_worker_with_prefetch_raises_never_hangs():
-    loader = BucketLoader(_Crashes(TOKENS), batch_size=8, num_buckets=2, num_workers=2,
-                          timeout=3, shuffle=False)
+def test_worker_killed_from_outside_is_noticed():
+    loader = BucketLoader(_Crashes(TOKENS, how="none", slow=0.01), batch_size=8, num_buckets=2,
+                          num_workers=2, prefetch=2, timeout=120, shuffle=False)
+    it = iter(loader)
+    next(it)
+    workers = multiprocessing.active_children()
     start = time.monotonic()
-    with pytest.raises((TimeoutError, RuntimeError), match=r"loader worker (crashed|died)"):
-        for _ in loader:
+    os.kill(workers[0].pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match=rf"loader worker process {workers[0].pid} was killed "
+                                           r"by signal 9 \(SIGKILL\)"):
+        for _ in it:
             pass
-    assert time.monotonic() - start < 30
+    assert time.monotonic() - start < 20
+    assert not any(p.is_alive() for p in workers)  # no orphaned worker left behind
+
+
+def test_stuck_worker_raises_after_the_timeout():
+    loader = BucketLoader(_Crashes(TOKENS, how="none", slow=5.0), batch_size=8, num_buckets=2,
+                          num_workers=1, prefetch=0, timeout=1, shuffle=False)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"no batch from the loader workers within "
+                                           r"timeout=1s .*a loader worker is stuck or too slow"):
+        next(iter(loader))
+    assert time.monotonic() - start < 20
 
 
 def test_worker_errors_reach_the_training_process():
@@ -197,7 +225,11 @@ def test_worker_errors_reach_the_training_process():
     (TOKENS, dict(batch_size=2.5), TypeError, r"batch_size must be an int, got batch_size=2.5"),
     (TOKENS, dict(num_workers=-1), ValueError, r"num_workers must be an int >= 0"),
     (TOKENS, dict(prefetch=-2), ValueError, r"prefetch must be None or an int >= 0"),
-    (TOKENS, dict(timeout=0), ValueError, r"timeout must be a number of seconds > 0"),
+    (TOKENS, dict(timeout=0), ValueError, r"timeout must be a finite number of seconds > 0"),
+    (TOKENS, dict(timeout=-5), ValueError, r"got timeout=-5"),
+    (TOKENS, dict(timeout=float("nan")), ValueError, r"got timeout=nan"),
+    (TOKENS, dict(timeout=float("inf")), ValueError, r"got timeout=inf"),
+    (TOKENS, dict(timeout=True), ValueError, r"got timeout=True"),
     (TOKENS, dict(task="mlm"), ValueError, r"task must be one of .*got task='mlm'"),
     (TOKENS, dict(ctx="gpu"), TypeError, r"ctx must be an mxnet Context .*got ctx='gpu'"),
     (TOKENS, dict(task="seq2seq"), ValueError, r"task='seq2seq' does not fit the dataset"),
@@ -290,3 +322,70 @@ def test_evaluation_loader_reuses_the_training_buckets():
     assert sorted(i for b in ev for i in b.indices if i >= 0) == list(range(len(longer)))
     same = evaluation_loader(train, TOKENS[100:], batch_size=8)
     assert set(same.plan.keys) <= set(keys)
+
+
+# ---------------------------------------------------------------- id and label ranges
+def _with(data, i, value):
+    out = [list(s) for s in data]
+    out[i] = out[i][:1] + [value] + out[i][2:]
+    return out
+
+
+@pytest.mark.parametrize("form", ["lists", "flat"])
+@pytest.mark.parametrize("value, match", [
+    (50, r"example 17 has token id 50, outside \[0, 50\) for vocab_size=50"),
+    (-4, r"example 17 has token id -4"),
+])
+def test_loader_names_the_dataset_index_of_an_out_of_range_token_id(form, value, match):
+    data = _with(TOKENS, 17, value)
+    dataset = make_flat(data) if form == "flat" else data
+    loader = BucketLoader(dataset, batch_size=8, num_buckets=3, vocab_size=50)
+    with pytest.raises(ValueError, match=match):
+        list(loader)
+    assert list(BucketLoader(TOKENS, batch_size=8, num_buckets=3, vocab_size=50))  # clean data
+
+
+@pytest.mark.parametrize("label, match", [
+    (3, r"example 12 has label 3, outside \[0, 3\) for num_classes=3"),
+    (1.5, r"example 12 has label 1\.5; num_classes=3 needs whole-number class labels"),
+])
+def test_loader_names_the_dataset_index_of_a_bad_label(label, match):
+    labels = list(LABELS)
+    labels[12] = label
+    loader = BucketLoader(list(zip(TOKENS, labels)), batch_size=8, num_buckets=2,
+                          vocab_size=50, num_classes=3)
+    with pytest.raises(ValueError, match=match):
+        list(loader)
+
+
+def test_id_check_in_workers_and_installed_later():
+    loader = BucketLoader(TOKENS, batch_size=8, num_buckets=2, num_workers=1, timeout=30)
+    assert loader.vocab_size is None and len(list(loader)) == len(loader)
+    loader.set_id_limits(vocab_size=40)
+    assert loader.vocab_size == 40 and "vocab_size=40" in repr(loader.batchify)
+    with pytest.raises(ValueError, match=r"example \d+ has token id 4\d, outside \[0, 40\) for "
+                                         r"vocab_size=40"):
+        list(loader)
+    loader.set_id_limits()  # None removes the check
+    assert len(list(loader)) == len(loader)
+
+
+def test_evaluation_loader_carries_the_id_limits_and_timeout():
+    pairs = list(zip(TOKENS, LABELS))
+    train = BucketLoader(pairs, batch_size=8, num_buckets=2, vocab_size=50, num_classes=3,
+                         timeout=9)
+    ev = evaluation_loader(train, pairs[:30], batch_size=8)
+    assert (ev.vocab_size, ev.num_classes, ev.timeout) == (50, 3, 9)
+    bad = evaluation_loader(train, [(s, 7) for s in TOKENS[:30]], batch_size=8)
+    with pytest.raises(ValueError, match=r"has label 7, outside \[0, 3\)"):
+        list(bad)
+
+
+@pytest.mark.parametrize("dataset, pad_val, match", [
+    (TOKENS, 1.5, r"pad_val=1\.5 does not fit int32 token ids"),
+    (list(zip(TOKENS, LABELS)), -1, r"pad_val=-1 does not fit int32 token ids"),
+    ([np.ones((3, 2)), np.ones((2, 2))], float("nan"), r"pad_val=nan does not fit float32"),
+])
+def test_loader_refuses_a_pad_val_that_does_not_fit_at_construction(dataset, pad_val, match):
+    with pytest.raises(ValueError, match=match):
+        BucketLoader(dataset, batch_size=2, num_buckets=1, pad_val=pad_val)

@@ -7,7 +7,7 @@ from conftest import assert_resumes
 
 from bucketrnn.buckets import plan_buckets
 from bucketrnn.errors import StateMismatchError
-from bucketrnn.sampler import BucketBatchSampler, decode_slots
+from bucketrnn.sampler import BucketBatchSampler, FillSlot, decode_slots
 
 LENGTHS = np.random.default_rng(7).integers(1, 40, size=203)
 BOUNDS = (8, 16, 30, 40)
@@ -42,13 +42,18 @@ def test_resume_equals_uninterrupted(config):
         assert_resumes(lambda: make(shard_index=rank, seed=3, **config))  # noqa: B023
 
 
-def test_state_carries_the_seed():
+def test_state_from_another_seed_is_refused():
     run = make(seed=3)
     it = iter(run)
     head = [next(it) for _ in range(3)]
-    resumed = make(seed=99)
+    other = make(seed=99)
+    with pytest.raises(StateMismatchError, match=r"differs in seed: state 3, here 99\. Build "
+                                                 r"the sampler \(or loader\) with seed=3"):
+        other.load_state_dict(run.state_dict())
+    assert (other.seed, other.epoch, other.step) == (99, 0, 0)  # untouched
+    resumed = make(seed=3)
     resumed.load_state_dict(run.state_dict())
-    assert resumed.seed == 3 and head + list(resumed) == list(make(seed=3))
+    assert head + list(resumed) == list(make(seed=3))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=config_id)
@@ -202,20 +207,107 @@ def test_state_from_other_data_or_config_is_refused(change, match):
         make(**change).load_state_dict(state)
 
 
+def test_state_with_numpy_ints_and_at_an_epoch_end_is_accepted():
+    run = make(seed=5)
+    n = len(run)
+    state = dict(run.state_dict(), epoch=np.int64(0), step=np.int64(n))
+    resumed = make(seed=5)
+    resumed.load_state_dict(state)
+    assert (resumed.epoch, resumed.step) == (1, 0)
+
+
 def test_state_shard_index_is_not_part_of_fingerprint():
     make(num_shards=2, shard_index=1).load_state_dict(make(num_shards=2).state_dict())
 
 
 @pytest.mark.parametrize("mutate, match", [
     (lambda s: s.update(version=2), r"version 2 is not supported"),
+    (lambda s: s.update(version=True), r"version True is not supported"),
+    (lambda s: s.update(version="1"), r"version '1' is not supported"),
     (lambda s: s.pop("step"), r"must have keys"),
+    (lambda s: s.update(extra=1), r"must have keys"),
     (lambda s: s.update(step=10_000), r"step=10000 is past the end of epoch 0"),
+    (lambda s: s.update(step=-1), r"step must be in \[0, 9223372036854775807\], got step=-1"),
+    (lambda s: s.update(epoch=-2), r"epoch must be in \[0, .*\], got epoch=-2: the state is "
+                                   r"damaged"),
+    (lambda s: s.update(epoch=2**70), r"epoch must be in \[0, .*\], got epoch=1180591620717"),
+    (lambda s: s.update(step=2.0), r"step must be an int, got step=2\.0 \(float\)"),
+    (lambda s: s.update(epoch="1"), r"epoch must be an int, got epoch='1' \(str\)"),
+    (lambda s: s.update(step=True), r"step must be an int, got step=True \(bool\)"),
+    (lambda s: s.update(seed=None), r"seed must be an int, got seed=None"),
+    (lambda s: s.update(fingerprint="abc"), r"fingerprint must be a dict, got str"),
 ])
 def test_bad_state_is_refused(mutate, match):
     state = make().state_dict()
     mutate(state)
     with pytest.raises(StateMismatchError, match=match):
         make().load_state_dict(state)
+
+
+# ---------------------------------------------------------------- as a gluon batch_sampler
+SEQS = [list(range(1, n + 1)) for n in LENGTHS.tolist()]
+
+
+def test_fill_slots_order_like_negative_codes_but_index_nothing():
+    sampler = make(seed=0)
+    fills = [s for b in sampler.batches(0) for s in b if isinstance(s, FillSlot)]
+    assert fills and all(s < 0 and not s >= 0 and s.code == -1 - s.index for s in fills)
+    assert pickle.loads(pickle.dumps(fills[0])) == fills[0]
+    with pytest.raises(TypeError, match=r"FillSlot\(\d+\) is a fill row of a partial batch, "
+                                        r"not a dataset index: iterate with BucketLoader"):
+        SEQS[fills[0]]
+    index, real = decode_slots([3, fills[0]])
+    assert index.tolist() == [3, fills[0].index] and real.tolist() == [True, False]
+
+
+def _gluon(dataset, **kwargs):
+    from mxnet.gluon.data import DataLoader
+
+    return DataLoader(dataset, batch_sampler=make(seed=0, **kwargs),
+                      batchify_fn=lambda rows: rows)
+
+
+@pytest.mark.parametrize("wrap", ["list", "SimpleDataset"])
+def test_sampler_as_gluon_batch_sampler_fails_loudly_not_silently(wrap):
+    # The GluonNLP habit: DataLoader(dataset, batch_sampler=sampler, batchify_fn=...). A fill
+    # row used to be a negative int, which Python indexing wraps to another real example.
+    from mxnet.gluon.data import SimpleDataset
+
+    dataset = SimpleDataset(SEQS) if wrap == "SimpleDataset" else SEQS
+    with pytest.raises(TypeError, match=r"not a dataset index: iterate with BucketLoader, or "
+                                        r"read the sampler's batches through SlotDataset"):
+        for _ in _gluon(dataset):
+            pass
+
+
+def test_sampler_as_gluon_batch_sampler_over_an_array_dataset_fails_loudly():
+    with pytest.raises(IndexError):
+        for _ in _gluon(np.zeros((LENGTHS.size, 40), dtype=np.int32)):
+            pass
+
+
+def test_sampler_as_gluon_batch_sampler_without_fill_rows_just_works():
+    rows = [len(b) for b in _gluon(SEQS, last_batch="discard")]
+    assert rows and set(rows) == {8}
+
+
+def test_sampler_as_gluon_batch_sampler_over_slot_dataset_is_right():
+    from mxnet.gluon.data import DataLoader
+
+    from bucketrnn.batchify import PadToBucket, SlotDataset
+
+    sampler = make(seed=0)
+    loader = DataLoader(SlotDataset(SEQS, sampler.bucket_ids), batch_sampler=sampler,
+                        batchify_fn=PadToBucket(sampler.plan.keys))
+    seen, fills = [], 0
+    for batch in loader:
+        data, weight = batch.data.asnumpy(), batch.weight.asnumpy()
+        for row, i, w in zip(data, batch.indices.tolist(), weight, strict=True):
+            fills += w == 0
+            if i >= 0:
+                seen.append(i)
+                assert w == 1 and row[:len(SEQS[i])].tolist() == SEQS[i]
+    assert sorted(seen) == list(range(LENGTHS.size)) and fills > 0
 
 
 # ---------------------------------------------------------------- overflow

@@ -1,0 +1,46 @@
+"""The bucketing config as the app wires it: ``bucketing.*`` keys reach the loaders."""
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from bucketrnn.config import Config, fingerprint, validate
+from bucketrnn.datasets import FlatSequences
+from bucketrnn.plan import Data, make_loaders
+
+SEQS = [np.arange(1, n + 1) % 7 for n in np.random.default_rng(0).integers(2, 20, size=60)]
+
+
+def config(**bucketing):
+    cfg = OmegaConf.structured(Config)
+    for key, value in bucketing.items():
+        cfg.bucketing[key] = value
+    return cfg
+
+
+@pytest.mark.parametrize("timeout", [0.0, -3.0, float("nan"), float("inf")])
+def test_timeout_must_be_finite_and_positive(timeout):
+    with pytest.raises(ValueError, match=r"bucketing\.timeout must be a finite number of seconds "
+                                         rf"> 0, got bucketing\.timeout={timeout!r}"):
+        validate(config(timeout=timeout))
+
+
+def test_timeout_reaches_the_loader_and_is_not_part_of_the_fingerprint():
+    cfg = config(timeout=7.5, batch_size=8, num_buckets=2)
+    validate(cfg)
+    data = Data(FlatSequences.from_sequences(SEQS), None, None, list(range(7)), None, "toy")
+    train, _, _ = make_loaders(data, cfg.bucketing)
+    assert train.timeout == 7.5
+    assert fingerprint(cfg) == fingerprint(config(timeout=30.0, batch_size=8, num_buckets=2))
+
+
+def test_make_loaders_installs_the_id_checks_on_every_loader():
+    flat = FlatSequences.from_sequences(SEQS, labels=np.arange(len(SEQS)) % 2)
+    data = Data(flat, flat.subset(np.arange(10)), None, list(range(7)), 2, "toy")
+    loaders = make_loaders(data, config(batch_size=8, num_buckets=2).bucketing)
+    assert [(x.vocab_size, x.num_classes) for x in loaders[:2]] == [(7, 2), (7, 2)]
+    lm = Data(FlatSequences.from_sequences(SEQS), None, None, list(range(6)), None, "toy")
+    train, _, _ = make_loaders(lm, config(batch_size=8, num_buckets=2).bucketing)
+    assert (train.vocab_size, train.num_classes) == (6, None)
+    with pytest.raises(ValueError, match=r"has token id 6, outside \[0, 6\) for vocab_size=6"):
+        list(train)
