@@ -368,9 +368,8 @@ def _refuse_outliers(lengths, what: str = "length") -> None:
     if what == "target length":
         fix = "cut or remove such targets before bucketing"
     else:
-        fix = (f"cut or drop such examples: plan_buckets(max_length={need}, on_overflow="
-               f"'truncate' or 'drop'), or fixed boundaries ending at {need} with on_overflow="
-               "'truncate' or 'drop' (BucketLoader(strategy='fixed', boundaries=[...]))")
+        fix = (f"cut or drop such examples: max_length={need} with on_overflow='truncate' or "
+               "'drop' (BucketLoader and plan_buckets take both)")
     raise ValueError(
         f"example {i} has {what} {top}, far beyond what the rest of the data needs ({need} at "
         f"most; {found.indices.size} example(s) are longer than {found.limit} = "

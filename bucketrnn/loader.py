@@ -163,8 +163,14 @@ class BucketLoader:
         ``(T, F)`` feature arrays, ``(data, label)`` tuples, or ``(src, tgt)`` pairs.
     batch_size, num_buckets, strategy, max_tokens, batch_size_multiple, boundaries
         Passed to :func:`~bucketrnn.buckets.plan_buckets`.
+    max_length, outliers
+        Passed to :func:`~bucketrnn.buckets.plan_buckets`: an extreme outlier length (one
+        line of 10^6 tokens among sentences) is refused before any graph exists unless
+        ``max_length`` caps the lengths (with ``on_overflow='truncate'`` or ``'drop'``) or
+        ``outliers='allow'``.
     shuffle, seed, last_batch, on_overflow, num_shards, shard_index
-        Passed to :class:`~bucketrnn.sampler.BucketBatchSampler`.
+        Passed to :class:`~bucketrnn.sampler.BucketBatchSampler` (``on_overflow`` also to the
+        plan).
     task : {'lm', 'classify', 'seq2seq', None}, optional
         See :class:`~bucketrnn.batchify.PadToBucket`; detected from ``dataset[0]`` when None
         (unlabelled token ids mean ``'lm'``, whose buckets are planned on ``len(seq) - 1``).
@@ -211,7 +217,7 @@ class BucketLoader:
                  batch_size_multiple=1, boundaries=None, shuffle=True, seed=0, last_batch="fill",
                  on_overflow="error", task=None, num_shards=1, shard_index=0, num_workers=0,
                  prefetch=None, timeout=120, ctx=None, pad_val=0, vocab_size=None,
-                 num_classes=None):
+                 num_classes=None, max_length=None, outliers="error"):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"dataset must support len() and indexing, got "
                             f"{type(dataset).__name__}")
@@ -259,7 +265,8 @@ class BucketLoader:
         self.plan = plan_buckets(lengths, num_buckets=num_buckets, strategy=strategy,
                                  batch_size=batch_size, max_tokens=max_tokens,
                                  batch_size_multiple=batch_size_multiple, boundaries=boundaries,
-                                 on_overflow=on_overflow)
+                                 on_overflow=on_overflow, max_length=max_length,
+                                 outliers=outliers)
         self.sampler = BucketBatchSampler(lengths, self.plan, shuffle=shuffle, seed=seed,
                                           last_batch=last_batch, num_shards=num_shards,
                                           shard_index=shard_index, on_overflow=on_overflow,

@@ -208,6 +208,11 @@ class TrainLoop:
         else:
             self.graphs = GraphCache(model, ctx=self.ctx, memory=memory,
                                      keys=train_loader.plan.keys)
+        # The reference models declare their id ranges: the loaders check every batch on the
+        # host against them (a limit the user gave the loader stays).
+        build = model if not isinstance(model, GraphCache) else getattr(model, "_build", None)
+        self._id_limits = {k: getattr(build, k, None) for k in ("vocab_size", "num_classes")}
+        self._install_id_limits(train_loader)
         self.params = self.graphs.collect_params()
         mx.random.seed(seed)
         if any(p._data is None for p in self.params.values()):
@@ -226,6 +231,15 @@ class TrainLoop:
         self._metrics = None
         self._stop = None
         self._bar = None
+
+    def _install_id_limits(self, loader) -> None:
+        set_limits = getattr(loader, "set_id_limits", None)
+        if set_limits is None:
+            return
+        mine = {k: getattr(loader, k, None) for k in self._id_limits}
+        wanted = {k: mine[k] if mine[k] is not None else v for k, v in self._id_limits.items()}
+        if wanted != mine:
+            set_limits(**wanted)
 
     # -------------------------------------------------------------------- checkpoints
     @property
@@ -449,6 +463,7 @@ class TrainLoop:
         t = _tally()
         started = time.perf_counter()
         loader.set_epoch(0)  # evaluation loaders do not shuffle; every pass is epoch 0
+        self._install_id_limits(loader)
         bar = Progress(self.stream, enabled=self.progress)
         bar.start("evaluate", len(loader))
         for done, batch in enumerate(loader, 1):

@@ -187,8 +187,8 @@ def test_one_pathological_length_is_refused_fast_with_the_example_and_the_fix():
     msg = str(info.value)
     assert "example 123 has length 1000000" in msg
     assert f"rest of the data needs ({rest} at most" in msg
-    assert f"max_length={rest}, on_overflow='truncate' or 'drop'" in msg
-    assert "outliers='allow'" in msg and "strategy='fixed'" in msg
+    assert f"max_length={rest} with on_overflow='truncate' or 'drop'" in msg
+    assert "outliers='allow'" in msg and "BucketLoader and plan_buckets take both" in msg
 
 
 @pytest.mark.parametrize("strategy", ["optimal", "quantile", "exp"])

@@ -389,3 +389,18 @@ def test_evaluation_loader_carries_the_id_limits_and_timeout():
 def test_loader_refuses_a_pad_val_that_does_not_fit_at_construction(dataset, pad_val, match):
     with pytest.raises(ValueError, match=match):
         BucketLoader(dataset, batch_size=2, num_buckets=1, pad_val=pad_val)
+
+
+def test_an_outlier_is_refused_unless_max_length_caps_it_or_it_is_allowed():
+    seqs = [[1 + i % 5] * (3 + i % 9) for i in range(60)] + [[2] * 100_000]
+    with pytest.raises(ValueError, match="example 60 has length 99999.*max_length=10 with "
+                                         "on_overflow=.truncate. or .drop."):
+        BucketLoader(seqs, batch_size=8, num_buckets=3)
+    for policy, rows in (("truncate", 61), ("drop", 60)):
+        loader = BucketLoader(seqs, batch_size=8, num_buckets=3, max_length=16,
+                              on_overflow=policy)
+        assert loader.plan.keys[-1] <= 16
+        seen = [i for b in loader for i in b.indices.tolist() if i >= 0]
+        assert len(seen) == rows and max(b.data.shape[1] for b in loader) <= 16
+    assert BucketLoader(seqs, batch_size=8, num_buckets=3, outliers="allow").plan.keys[-1] \
+        == 100_000 - 1

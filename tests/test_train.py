@@ -149,6 +149,17 @@ def test_a_run_directory_held_by_another_process_is_refused(tmp_path, lock_holde
     assert loop.global_step == 0 and not (tmp_path / "metrics.jsonl").exists()
 
 
+@pytest.mark.parametrize("bad, match", [(25, "token id 25, outside \\[0, 20\\)"),
+                                        (-2, "token id -2")])
+def test_the_models_vocabulary_guards_the_loaders_batches(tmp_path, bad, match):
+    seqs = _sequences(12)
+    seqs[7] = seqs[7][:2] + [bad] + seqs[7][3:]
+    loop = _loop(tmp_path, seqs)  # a loader built without vocab_size, the model's is 20
+    assert loop.loader.vocab_size == 20
+    with pytest.raises(ValueError, match=f"example 7 has {match}"):
+        loop.fit()
+
+
 def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path):
     import signal
 

@@ -38,8 +38,8 @@ class BucketModel(gluon.HybridBlock):
     Out-of-range ids are not caught by MXNet: on CPU ``Embedding`` clips them (an id
     ``>= vocab_size`` reads the last row, a negative id row 0) and ``pick`` clips a label the
     same way (and truncates a fractional one), so the loss is silently wrong. Checking an
-    ``NDArray`` would cost a device sync per step, so :meth:`validate_inputs` checks ranges
-    only on numpy arrays; the loader checks each batch on the host while it is still numpy.
+    ``NDArray`` would cost a device sync per step: the loader checks each batch on the host
+    while it is still numpy, with the limits these attributes give.
     """
 
     def __init__(self, length: int, outputs=("loss",), prefix=None, params=None):
@@ -100,17 +100,15 @@ class BucketModel(gluon.HybridBlock):
         """Raise ``ValueError`` if this model cannot run exactly on ``ctx``."""
         self.encoder.check_context(ctx)
 
-    def validate_inputs(self, ctx, data, *rest, indices=None) -> None:
+    def validate_inputs(self, ctx, data, *rest) -> None:
         """Check the arrays a forward receives (by :meth:`forward`, and by ``GraphCache`` for a
-        shared executor, which does not go through it).
+        shared executor, which does not go through it): context, dtype and shape.
 
-        ``rest`` is ``(valid_length, label, weight)``. Dtypes and shapes are always checked.
-        The ranges of token ids and labels are checked on the arrays that are numpy (free on
-        the host), never on an ``NDArray`` (that would wait for the device every step): ids
-        at the valid steps of real rows must lie in ``[0, vocab_size)``, class labels must be
-        integers in ``[0, num_classes)``. ``indices`` (``batch.indices``) lets the error name
-        the dataset index of the offending row; real rows are those with ``indices >= 0`` (or
-        a nonzero ``weight``).
+        ``rest`` is ``(valid_length, label, weight)``. The ranges of token ids and labels are
+        not checked here (on an ``NDArray`` that would wait for the device every step): the
+        loader checks them on the host while the batch is still numpy
+        (``BucketLoader(..., vocab_size=, num_classes=)``, which ``TrainLoop`` sets from
+        :attr:`vocab_size` and :attr:`num_classes`).
         """
         self.check_context(ctx)
         kind = np.dtype(data.dtype).kind
@@ -129,49 +127,6 @@ class BucketModel(gluon.HybridBlock):
                 f"data must be shaped (batch, {self.length}, ...) for this model of length "
                 f"{self.length}, got data.shape={data.shape}"
             )
-        self._check_ranges(data, *rest[:3], indices=indices)
-
-    def _check_ranges(self, data, valid_length=None, label=None, weight=None, indices=None):
-        """Ids and labels in range, on whichever of the arrays are numpy (see the class notes)."""
-        host = [a if isinstance(a, np.ndarray) else None
-                for a in (data, valid_length, label, weight)]
-        data, valid_length, label, weight = host
-        real = None
-        if indices is not None:
-            real = np.asarray(indices) >= 0
-        elif weight is not None:
-            real = weight != 0
-
-        def where(row):
-            return (f"dataset index {int(indices[row])}" if indices is not None
-                    else f"row {row} of the batch")
-
-        def steps(arr):
-            mask = np.ones(arr.shape[:2], dtype=bool)
-            if valid_length is not None:
-                mask &= np.arange(arr.shape[1]) < np.asarray(valid_length).reshape(-1, 1)
-            if real is not None and len(real) == arr.shape[0]:
-                mask &= real[:, None]
-            return mask
-
-        if data is not None and self.embed_ids and self.vocab_size is not None:
-            _check_ids("token id", data, steps(data), self.vocab_size, where)
-        if label is None:
-            return
-        if self.num_classes is not None:
-            label = label.reshape(-1)
-            mask = real if real is not None and len(real) == label.size else None
-            mask = np.ones(label.shape, bool) if mask is None else mask
-            fractional = mask & (label != np.floor(label))
-            if fractional.any():
-                row = int(np.flatnonzero(fractional)[0])
-                raise ValueError(f"label {label[row].item()!r} at {where(row)} is not an "
-                                 f"integer: class labels must be integers in "
-                                 f"[0, {self.num_classes}); fix the labels of the dataset")
-            _check_ids("label", label, mask, self.num_classes, where, "num_classes",
-                       "fix the labels of the dataset or build the model with more classes")
-        elif self.vocab_size is not None and label.ndim == 2:
-            _check_ids("next-token label", label, steps(label), self.vocab_size, where)
 
     def forward(self, data, *args):
         if isinstance(data, nd.NDArray):
@@ -187,21 +142,6 @@ class BucketModel(gluon.HybridBlock):
             else:
                 out.append(result[name])
         return out[0] if len(out) == 1 else tuple(out)
-
-
-def _check_ids(what, values, mask, size, where, name="vocab_size",
-               fix="map unknown tokens to an <unk> id or build the model with a larger "
-                   "vocab_size"):
-    """Raise ``ValueError`` naming the first masked entry of ``values`` outside [0, size)."""
-    bad = mask & ((values < 0) | (values >= size))
-    if not bad.any():
-        return
-    first = np.argwhere(bad)[0]
-    at = f", step {int(first[1])}" if len(first) > 1 else ""
-    value = values[tuple(first)]
-    value = value.item() if hasattr(value, "item") else value
-    raise ValueError(f"{what} {value!r} at {where(int(first[0]))}{at} is out of range for "
-                     f"{name}={size}: it must be in [0, {size}); {fix}")
 
 
 def masked_token_loss(F, logits, label, valid_length, weight):

@@ -1,6 +1,5 @@
 import mxnet as mx
 import numpy as np
-import pytest
 
 from bucketrnn import BucketLoader
 from bucketrnn.models import LanguageModel, SequenceClassifier, loss_normalizer
@@ -60,54 +59,3 @@ def lm_arrays(rows=3, length=5, seed=0):
     label = rng.integers(0, VOCAB, (rows, length)).astype(np.int32)
     vl = np.array([length, 2, 3][:rows], dtype=np.int32)
     return data, vl, label, np.ones(rows, np.float32)
-
-
-def test_validate_inputs_checks_token_ids_on_numpy_batches():
-    lm = LanguageModel(5, vocab_size=VOCAB, hidden_size=8)
-    data, vl, label, weight = lm_arrays()
-    indices = np.array([10, 11, 12])
-    lm.validate_inputs(mx.cpu(), data, vl, label, weight, indices=indices)
-    bad = data.copy()
-    bad[1, 1] = VOCAB
-    with pytest.raises(ValueError, match=r"token id 20 at dataset index 11, step 1 is out of "
-                                         r"range for vocab_size=20: it must be in \[0, 20\); "
-                                         r"map unknown tokens"):
-        lm.validate_inputs(mx.cpu(), bad, vl, label, weight, indices=indices)
-    bad = data.copy()
-    bad[2, 0] = -3
-    with pytest.raises(ValueError, match="token id -3 at dataset index 12, step 0"):
-        lm.validate_inputs(mx.cpu(), bad, vl, label, weight, indices=indices)
-    bad = label.copy()
-    bad[0, 4] = 99
-    with pytest.raises(ValueError, match="next-token label 99 at row 0 of the batch, step 4"):
-        lm.validate_inputs(mx.cpu(), data, vl, bad, weight)
-    # Padded steps (past valid_length) and fill rows (index -1) may hold anything.
-    pad = data.copy()
-    pad[1, 3] = 999
-    pad[2] = -1
-    lm.validate_inputs(mx.cpu(), pad, vl, label, weight, indices=np.array([10, 11, -1]))
-
-
-def test_validate_inputs_checks_class_labels_on_numpy_batches():
-    clf = SequenceClassifier(5, num_classes=3, vocab_size=VOCAB, hidden_size=8)
-    data, vl, _, weight = lm_arrays()
-    indices = np.array([4, 5, 6])
-    clf.validate_inputs(mx.cpu(), data, vl, np.array([0, 2, 1]), weight, indices=indices)
-    with pytest.raises(ValueError, match=r"label 3 at dataset index 5 is out of range for "
-                                         r"num_classes=3: it must be in \[0, 3\); fix the labels"):
-        clf.validate_inputs(mx.cpu(), data, vl, np.array([0, 3, 1]), weight, indices=indices)
-    with pytest.raises(ValueError, match="label -1 at dataset index 6 is out of range"):
-        clf.validate_inputs(mx.cpu(), data, vl, np.array([0, 1, -1]), weight, indices=indices)
-    with pytest.raises(ValueError, match=r"label 1.5 at dataset index 4 is not an integer"):
-        clf.validate_inputs(mx.cpu(), data, vl, np.array([1.5, 1, 0], np.float32), weight,
-                            indices=indices)
-
-
-def test_ndarray_inputs_get_no_range_check_and_no_sync():
-    # Ranges of NDArrays are the loader's job (on the host): reading them here would block on
-    # the device every step. The shape and dtype checks still run.
-    lm = LanguageModel(5, vocab_size=VOCAB, hidden_size=8)
-    data, vl, label, weight = lm_arrays()
-    data[0, 0] = VOCAB + 5
-    lm.validate_inputs(mx.cpu(), *(mx.nd.array(a, dtype=a.dtype)
-                                   for a in (data, vl, label, weight)))
