@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 plan: $(STAMP)
-	$(BIN)/python -m bucketrnn.plan $(ARGS)
+	$(BIN)/python -m bucketrnn.app.plan $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -11,8 +11,7 @@ import time
 
 import numpy as np
 
-from benchmarks.arms import (GluonNLPBuckets, gluon_step, lm_factory,
-                             quiet_import_gluonnlp)
+from benchmarks.arms import GluonNLPBuckets, gluon_step, lm_factory, quiet_import_gluonnlp
 
 
 def _bucket_loader(cfg, data, num_buckets=8, num_workers=0):

@@ -11,7 +11,7 @@ them all. Three memory policies:
     draw on one memory pool. The executors take the parameters' own arrays as arguments.
     Under ``autograd.record()`` a call runs forward and backward at once and links the loss to
     the parameters so that ``loss.backward()`` and a Gluon ``Trainer`` work as usual (see
-    ``bucketrnn/executors.py``: the gradient flows through the first output only, for a
+    ``bucketrnn/memory.py``: the gradient flows through the first output only, for a
     uniform head gradient such as ``loss.sum()`` or ``loss.mean()``). Besides the pool, each
     bound executor keeps MXNet's graph structures (measured for an LSTM on CPU: about 170 kB
     per unrolled step and layer), and on CPU a fused RNN operator keeps memory of its own:
@@ -50,8 +50,7 @@ from mxnet.base import MXNetError
 
 from bucketrnn.batchify import Batch
 from bucketrnn.errors import GraphTooLargeError
-from bucketrnn.executors import (SharedPool, available_memory, bind_shared, graph_bytes,
-                                 key_size)
+from bucketrnn.memory import SharedPool, available_memory, bind_shared, graph_bytes, key_size
 
 MEMORY = ("shared", "static", "dynamic")
 DEFAULT_INPUTS = ("data", "valid_length", "label", "weight")
@@ -420,7 +419,7 @@ class GraphCache:
         exact for an unrolled graph. The fit is cached per batch size, so estimating costs two
         small traces once and nothing per key after. For a fixed mapping of blocks (or a
         factory that fails on the probe lengths) the key's own graph is traced when its
-        :func:`~bucketrnn.executors.key_size` is at most :data:`TRACE_MAX` steps; a larger key
+        :func:`~bucketrnn.memory.key_size` is at most :data:`TRACE_MAX` steps; a larger key
         gets None (no estimate, and the cache does not refuse it).
 
         Parameters

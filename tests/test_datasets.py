@@ -69,7 +69,7 @@ def test_penn_treebank_sizes():
 
 
 def test_held_out_lines_do_not_leak_into_the_vocabulary(tmp_path):
-    from bucketrnn.plan import load_data
+    from bucketrnn.app.experiment import load_data
 
     path = tmp_path / "t.txt"
     path.write_text("".join(f"common w{i}\n" for i in range(40)), encoding="utf-8")
@@ -139,7 +139,7 @@ def test_truncate_and_drop_count_what_they_cut(tmp_path):
 
 
 def test_line_numbers_survive_subsets_and_splits(tmp_path):
-    from bucketrnn.plan import load_data
+    from bucketrnn.app.experiment import load_data
 
     path = tmp_path / "t.txt"
     path.write_text("".join(f"w{i} x\n" + ("\n" if i % 3 == 0 else "") for i in range(40)))

@@ -145,7 +145,7 @@ def test_unsupported_optimizers_are_named():
 
 
 def test_every_optimizer_the_app_offers_is_one_whose_state_is_saved():
-    from bucketrnn.config import OPTIMIZERS
+    from bucketrnn.app.config import OPTIMIZERS
 
     for name in OPTIMIZERS:
         assert type(mx.optimizer.create(name)).__name__ in optim_state.SUPPORTED, name

@@ -7,12 +7,12 @@ import zipfile
 
 import pytest
 
-from bucketrnn.config import CONF_DIR
+from bucketrnn.app.config import CONF_DIR
 
 ROOT = os.path.dirname(CONF_DIR)
-SCRIPTS = {"bucketrnn": "bucketrnn.__main__:main", "bucketrnn-plan": "bucketrnn.plan:main",
-           "bucketrnn-compare": "bucketrnn.compare:main",
-           "bucketrnn-launch": "bucketrnn.launch:main"}
+SCRIPTS = {"bucketrnn": "bucketrnn.app.run:main", "bucketrnn-plan": "bucketrnn.app.plan:main",
+           "bucketrnn-compare": "bucketrnn.app.compare:main",
+           "bucketrnn-launch": "bucketrnn.distributed.launch:main"}
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +52,14 @@ def _outside(site, tmp_path, *args):
 
 def test_installed_app_composes_its_config_from_the_package(installed, tmp_path):
     _, _, site = installed
-    where = _outside(site, tmp_path, "-c", "import bucketrnn.config as c; print(c.CONF_DIR)")
+    where = _outside(site, tmp_path, "-c", "import bucketrnn.app.config as c; print(c.CONF_DIR)")
     assert where.returncode == 0, where.stderr[-2000:]
     assert where.stdout.strip() == str(site / "bucketrnn" / "conf")
     job = _outside(site, tmp_path, "-m", "bucketrnn", "--cfg", "job",
                    "bucketing.num_buckets=5")
     assert job.returncode == 0, job.stderr[-2000:]
     assert "num_buckets: 5" in job.stdout and "name: lstm_lm" in job.stdout
-    plan = _outside(site, tmp_path, "-m", "bucketrnn.plan", "dataset.limit=200",
+    plan = _outside(site, tmp_path, "-m", "bucketrnn.app.plan", "dataset.limit=200",
                     "bucketing.num_buckets=3")
     assert plan.returncode == 0, plan.stderr[-2000:]
     assert "BucketPlan(strategy='optimal', buckets=3" in plan.stdout

@@ -304,7 +304,7 @@ def test_on_nonfinite_is_checked():
 def test_the_app_config_offers_on_nonfinite():
     from omegaconf import OmegaConf
 
-    from bucketrnn import config
+    from bucketrnn.app import config
 
     cfg = OmegaConf.structured(config.Config)
     assert cfg.trainer.on_nonfinite == "error"

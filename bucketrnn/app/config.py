@@ -45,13 +45,13 @@ __all__ = [
 
 
 def _conf_dir() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # A regular install ships the configs as package data in bucketrnn/conf; a source checkout
     # (and an editable install) keeps them in the repository's top-level conf/.
-    packaged = os.path.join(here, "conf")
+    packaged = os.path.join(package, "conf")
     if os.path.isfile(os.path.join(packaged, "config.yaml")):
         return packaged
-    return os.path.join(os.path.dirname(here), "conf")
+    return os.path.join(os.path.dirname(package), "conf")
 
 
 CONF_DIR = _conf_dir()

@@ -1,31 +1,8 @@
-"""Data-parallel training over MXNet's kvstore: create it, take a shard, agree on the plan.
+"""The kvstore side of data-parallel training: create the store, take a shard, step, threads.
 
-Every worker of a job builds the same :class:`~bucketrnn.loader.BucketLoader` plan and takes
-the shard ``kv.rank`` of ``kv.num_workers``. The schedule (invariant 4 in
-``tests/test_invariants.py``) then gives all workers the same number of steps and, at each
-step, a batch of the same bucket, so every worker runs the same graph at the same time and
-``dist_sync`` never waits on an uneven tail.
-
-What a training loop calls, in this order::
-
-    kv = distributed.create_kvstore("dist_sync")          # or "local", "device", "dist_async"
-    shard = distributed.shard_of(kv)
-    loader = BucketLoader(..., num_shards=shard.num_shards, shard_index=shard.shard_index)
-    distributed.check_same_plan(kv, distributed.plan_fingerprint(loader, model=..., lr=...))
-    distributed.check_shards(loader)
-    trainer = gluon.Trainer(params, ..., kvstore=kv,
-                            update_on_kvstore=distributed.update_on_kvstore(kv))
-    for batch in loader:
-        ...
-        distributed.step(trainer, 1)     # not trainer.step: see ready()
-        if distributed.is_checkpoint_writer(kv):
-            save_checkpoint(...)
-
-:func:`check_same_plan` must run before the ``Trainer`` takes its first step: once the Trainer
-has given its optimizer to the servers (``dist_async``), every pushed value is an update.
-
-The processes of a job (scheduler, servers, workers) are started by
-:mod:`bucketrnn.launch` on one machine, or by hand across machines (``docs/distributed.md``).
+Used through :mod:`bucketrnn.distributed`, which re-exports it with the plan agreement
+(:mod:`bucketrnn.distributed.agreement`); the processes of a job are started by
+:mod:`bucketrnn.distributed.launch`.
 """
 
 from __future__ import annotations
@@ -37,18 +14,21 @@ import traceback
 import warnings
 from typing import NamedTuple
 
-# The plan check lives in its own module; it is part of this one's surface.
-from bucketrnn.plan_check import (  # noqa: F401
-    PlanMismatchError,
-    check_same_plan,
-    check_shards,
-    plan_fingerprint,
-)
-
-__all__ = ["KVSTORES", "PlanMismatchError", "Shard", "allreduce_grads", "check_same_plan",
-           "check_shards", "check_threads", "create_kvstore", "default_threads", "exit_on_error",
-           "is_checkpoint_writer", "kvstore_for_training", "plan_fingerprint", "ready",
-           "shard_of", "step", "update_on_kvstore"]
+__all__ = [
+    "KVSTORES",
+    "Shard",
+    "allreduce_grads",
+    "check_threads",
+    "create_kvstore",
+    "default_threads",
+    "exit_on_error",
+    "is_checkpoint_writer",
+    "kvstore_for_training",
+    "ready",
+    "shard_of",
+    "step",
+    "update_on_kvstore",
+]
 
 KVSTORES = ("local", "device", "dist_sync", "dist_async")
 # What ps-lite needs in every process of a job; DMLC_ROLE says which process this is.
@@ -111,7 +91,7 @@ def create_kvstore(kvstore="local"):
             raise ValueError(
                 f"kvstore={kvstore!r} needs a distributed job, but {', '.join(missing)} "
                 "is not set in this process. Start the job with "
-                "`python -m bucketrnn.launch --workers N --servers 1 -- <command>`, or set the "
+                "`bucketrnn-launch --workers N --servers 1 -- <command>`, or set the "
                 "DMLC_* variables by hand (docs/distributed.md); use kvstore='local' for one "
                 "process")
         role = os.environ["DMLC_ROLE"]
@@ -300,7 +280,7 @@ def check_threads(environ=None) -> None:
 
     Unset, every worker of a machine starts one OpenMP thread per core and the workers fight
     over the cores. It must be set before MXNet is imported, so this can only warn:
-    ``bucketrnn.launch`` sets it; by hand, set it to :func:`default_threads` of the workers
+    ``bucketrnn.distributed.launch`` sets it; by hand, set it to :func:`default_threads` of the workers
     on the machine.
     """
     from bucketrnn.errors import BucketRNNWarning
@@ -310,7 +290,7 @@ def check_threads(environ=None) -> None:
         warnings.warn("OMP_NUM_THREADS is not set in this distributed worker: every worker on "
                       "this machine uses all its cores. Set it to cores // workers per machine "
                       f"(here {default_threads(int(env.get('DMLC_NUM_WORKER') or 1))} if all "
-                      "workers share this machine); python -m bucketrnn.launch does",
+                      "workers share this machine); python -m bucketrnn.distributed.launch does",
                       BucketRNNWarning, stacklevel=3)
 
 

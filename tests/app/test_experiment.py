@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bucketrnn.__main__ import run
-from bucketrnn.plan import CONF_DIR, load_data, make_loaders
+from bucketrnn.app.config import CONF_DIR
+from bucketrnn.app.experiment import load_data, make_loaders
+from bucketrnn.app.run import run
 
 SMALL = ["dataset=text", "model.hidden_size=8", "model.num_layers=1", "bucketing.batch_size=16",
          "trainer.epochs=1", "trainer.progress=false", "plots=false"]

@@ -5,14 +5,14 @@ import re
 import subprocess
 import sys
 
-from test_app import ROOT, TINY
+from test_run import ROOT, TINY
 
 
 def test_app_trains_on_two_dist_sync_workers(tmp_path):
     run_dir = tmp_path / "run"
     app = [sys.executable, "-m", "bucketrnn", "trainer.kvstore=dist_sync", "trainer.max_steps=4",
            "trainer.epochs=1", "plots=false", f"hydra.run.dir={run_dir}"] + TINY
-    cmd = [sys.executable, "-m", "bucketrnn.launch", "--workers", "2", "--servers", "1",
+    cmd = [sys.executable, "-m", "bucketrnn.distributed.launch", "--workers", "2", "--servers", "1",
            "--timeout", "150", "--"] + app
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])

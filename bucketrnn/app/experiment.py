@@ -1,29 +1,20 @@
-"""``python -m bucketrnn.plan``: bucket plan and padding figures of a dataset config, no training.
+"""From a composed config to the objects an experiment runs on: datasets, vocabulary, loaders.
 
-Takes the same config groups and overrides as ``python -m bucketrnn`` (composed with Hydra's
-compose API, so nothing is written to disk)::
-
-    python -m bucketrnn.plan
-    python -m bucketrnn.plan bucketing.num_buckets=32 bucketing.strategy=quantile
-    python -m bucketrnn.plan dataset=text dataset.path=corpus.txt dataset.tokens=char
-
-This module also holds the config-to-objects step the app shares: :func:`load_data` (datasets
-and vocabulary) and :func:`make_loaders` (train loader, and evaluation loaders on the train
-plan's boundaries so evaluation reuses the training graphs).
+:func:`load_data` builds the datasets and vocabulary a ``dataset`` config describes (and refuses
+an outlier line by file and line number); :func:`make_loaders` builds the training loader and
+evaluation loaders on the training plan's boundaries, so evaluation reuses the training graphs.
+The app (:mod:`bucketrnn.app.run`) and the plan command (:mod:`bucketrnn.app.plan`) share them.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from bucketrnn.buckets import pad_to_max_waste
-from bucketrnn.config import CONF_DIR, to_dict
+from bucketrnn.app.config import to_dict
 
-__all__ = ["Data", "load_data", "main", "make_loaders", "pad_to_max_waste"]
+__all__ = ["Data", "load_data", "make_loaders"]
 
 
 @dataclass
@@ -226,57 +217,3 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
             continue
         out.append(evaluation_loader(train, ds, seed=0, last_batch="fill", **sizes))
     return tuple(out)
-
-
-def describe(cfg) -> str:
-    """The report ``python -m bucketrnn.plan`` prints."""
-    from bucketrnn.config import validate
-
-    validate(cfg)
-    data = load_data(cfg.dataset, seed=cfg.seed)
-    train, valid, test = make_loaders(data, cfg.bucketing, seed=cfg.seed)
-    plan = train.plan
-    lines = [f"dataset: {data.description}",
-             f"train: {len(data.train)} sequences, {int(train.lengths.sum())} time steps "
-             f"(task {train.task!r})", "", repr(plan), ""]
-    slots_max = train.lengths.size * int(train.lengths.max())
-    lines.append(f"padding to the longest ({int(train.lengths.max())}, one graph): "
-                 f"{100 * pad_to_max_waste(train.lengths):.2f}% of {slots_max} slots")
-    lines.append(f"this plan ({plan.num_buckets} graphs): {100 * plan.waste:.2f}% of "
-                 f"{plan.computed_slots} computed slots are not real tokens "
-                 f"(time padding {100 * plan.padding_fraction:.2f}%, fill rows "
-                 f"{100 * plan.fill_fraction:.2f}%); {len(train)} batches per epoch")
-    for name, loader in (("valid", valid), ("test", test)):
-        if loader is not None:
-            lines.append(f"{name}: {len(loader.lengths)} sequences on the train boundaries, "
-                         f"waste {100 * loader.plan.waste:.2f}%, {len(loader)} batches")
-    return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    """Entry point of ``python -m bucketrnn.plan [override ...]``."""
-    from hydra import compose, initialize_config_dir
-
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__)
-        return 0
-    import bucketrnn.config  # noqa: F401  (registers the schema)
-
-    from hydra.errors import HydraException
-
-    try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            cfg = compose(config_name="config", overrides=argv)
-        print(describe(cfg))
-    except (HydraException, ValueError, TypeError, FileNotFoundError) as e:
-        # Hydra's message names the override; its cause names the key and what was expected.
-        cause = e.__cause__ or e.__context__
-        print(f"error: {e}" + (f"\n{cause}" if cause and str(cause) not in str(e) else ""),
-              file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

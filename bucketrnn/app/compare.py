@@ -1,9 +1,9 @@
-"""``python -m bucketrnn.compare DIR``: one table row per run under ``DIR`` (its ``summary.json``).
+"""``python -m bucketrnn.app.compare DIR``: one table row per run under ``DIR`` (its ``summary.json``).
 
 Made for sweeps::
 
     python -m bucketrnn -m bucketing.num_buckets=1,8,32 trainer.max_steps=200
-    python -m bucketrnn.compare multirun/2026-11-28_17-00-00
+    python -m bucketrnn.app.compare multirun/2026-11-28_17-00-00
 
 The first columns are the overrides that differ between runs (from Hydra's
 ``.hydra/overrides.yaml``), then padding waste, graphs compiled, real tokens/s, training
@@ -70,7 +70,7 @@ def table(rows: list) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bucketrnn.compare", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bucketrnn.app.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory", help="a multirun directory (or any folder of runs)")
     args = parser.parse_args(argv)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from bucketrnn.config import Config, fingerprint, validate
+from bucketrnn.app.config import Config, fingerprint, validate
+from bucketrnn.app.experiment import Data, make_loaders
 from bucketrnn.datasets import FlatSequences
-from bucketrnn.plan import Data, make_loaders
 
 SEQS = [np.arange(1, n + 1) % 7 for n in np.random.default_rng(0).integers(2, 20, size=60)]
 

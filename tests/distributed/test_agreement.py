@@ -1,6 +1,6 @@
 """The plan check of distributed jobs: fingerprints, their exchange format, shard counts.
 
-The exchange through a real kvstore is tested by the jobs in tests/test_distributed.py.
+The exchange through a real kvstore is tested by the jobs in tests/distributed/test_launch.py.
 """
 
 import json
@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from bucketrnn import distributed, plan_check
+from bucketrnn import distributed
+from bucketrnn.distributed import agreement as plan_check
 from bucketrnn.loader import BucketLoader
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -1,7 +1,7 @@
 """Distributed training: kvstore helpers, the plan check, and real ps-lite jobs on loopback.
 
-The job tests start a scheduler, a server and two workers (``tests/dist_worker.py``) through
-``python -m bucketrnn.launch`` and bound every wait with a subprocess timeout.
+The job tests start a scheduler, a server and two workers (``tests/distributed/dist_worker.py``) through
+``python -m bucketrnn.distributed.launch`` and bound every wait with a subprocess timeout.
 """
 
 import json
@@ -14,17 +14,18 @@ import time
 import pytest
 
 from bucketrnn import checkpoint as ckpt
-from bucketrnn import distributed, launch
+from bucketrnn import distributed
+from bucketrnn.distributed import kvstore, launch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKER = os.path.join(ROOT, "tests", "dist_worker.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WORKER = os.path.join(ROOT, "tests", "distributed", "dist_worker.py")
 JOB_TIMEOUT = 90  # the launcher's own --timeout; the subprocess timeout is a little longer
 
 
 
 def run_job(out, *worker_args, workers=2, timeout=JOB_TIMEOUT):
     """Launch a job of ``workers`` dist_worker.py processes; return (code, output, seconds)."""
-    cmd = [sys.executable, "-m", "bucketrnn.launch", "--workers", str(workers), "--servers",
+    cmd = [sys.executable, "-m", "bucketrnn.distributed.launch", "--workers", str(workers), "--servers",
            "1", "--timeout", str(timeout), "--", sys.executable, WORKER, "--out", str(out),
            *map(str, worker_args)]
     started = time.monotonic()
@@ -85,12 +86,12 @@ def test_unknown_kvstore_name_is_refused():
 
 
 def test_dist_kvstore_outside_a_job_names_missing_variables(monkeypatch):
-    for name in distributed.DIST_ENV:
+    for name in kvstore.DIST_ENV:
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(ValueError, match=r"kvstore='dist_sync' needs a distributed job, but "
-                                         r"DMLC_ROLE, DMLC_PS_ROOT_URI.* bucketrnn.launch"):
+                                         r"DMLC_ROLE, DMLC_PS_ROOT_URI.* `bucketrnn-launch "):
         distributed.create_kvstore("dist_sync")
-    for name in distributed.DIST_ENV:
+    for name in kvstore.DIST_ENV:
         monkeypatch.setenv(name, "1")
     monkeypatch.setenv("DMLC_ROLE", "server")
     with pytest.raises(ValueError, match="workers only, but this process has DMLC_ROLE='server'"):
@@ -179,7 +180,7 @@ def test_a_killed_launcher_takes_its_processes_with_it(sig):
     import signal
 
     worker = "import os, time; print('pid', os.getpid(), flush=True); time.sleep(120)"
-    proc = subprocess.Popen([sys.executable, "-m", "bucketrnn.launch", "--workers", "1", "--",
+    proc = subprocess.Popen([sys.executable, "-m", "bucketrnn.distributed.launch", "--workers", "1", "--",
                              sys.executable, "-c", worker], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True)
     try:

@@ -12,9 +12,10 @@ from hydra.errors import ConfigCompositionException
 
 from bucketrnn import StateMismatchError
 from bucketrnn import checkpoint as ckpt
-from bucketrnn.__main__ import run
-from bucketrnn.compare import collect, table
-from bucketrnn.plan import CONF_DIR, describe
+from bucketrnn.app.compare import collect, table
+from bucketrnn.app.config import CONF_DIR
+from bucketrnn.app.plan import describe
+from bucketrnn.app.run import run
 from bucketrnn.rundir import RunLockedError
 
 ROOT = os.path.dirname(CONF_DIR)
@@ -235,7 +236,7 @@ def test_cli_multirun_and_compare(tmp_path):
     assert sorted(r["config"]["bucketing"]["num_buckets"] for r in rows) == [1, 3]
     text = table(rows)
     assert "bucketing.num_buckets=1" in text and "bucketing.num_buckets=3" in text
-    out = subprocess.run([sys.executable, "-m", "bucketrnn.compare", str(sweep)], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "bucketrnn.app.compare", str(sweep)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "valid" in out.stdout
 
@@ -260,7 +261,7 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
 
 
 def test_find_resume_dir(tmp_path):
-    from bucketrnn.__main__ import find_resume_dir
+    from bucketrnn.app.run import find_resume_dir
 
     for name in ("a", "b", "c"):
         (tmp_path / name).mkdir()
@@ -276,7 +277,7 @@ def test_find_resume_dir(tmp_path):
 
 
 def test_plan_cli_bad_override(capsys):
-    from bucketrnn.plan import main
+    from bucketrnn.app.plan import main
 
     assert main(["bucketing.num_bucket=3"]) == 2
     err = capsys.readouterr().err
@@ -287,14 +288,15 @@ def test_plan_cli_bad_override(capsys):
 
 @pytest.mark.parametrize("name, mode", [("lstm_lm", "lstm"), ("gru_lm", "gru")])
 def test_language_model_cells_follow_the_model_name(name, mode):
-    from bucketrnn.__main__ import build_model
+    from bucketrnn.app.run import build_model
 
     block = build_model(_compose(f"model={name}").model, vocab_size=20, num_classes=None)(5)
     assert block.encoder.mode == mode
 
 
 def test_config_choices_are_the_library_choices():
-    from bucketrnn import buckets, config, graphs, sampler
+    from bucketrnn import buckets, graphs, sampler
+    from bucketrnn.app import config
     from bucketrnn.models import encoder
 
     def values(enum):

@@ -1,6 +1,6 @@
-"""A tiny data-parallel training script on the library API, for tests/test_distributed.py.
+"""A tiny data-parallel training script on the library API, for tests/distributed/test_launch.py.
 
-Run it under ``python -m bucketrnn.launch ... -- python tests/dist_worker.py --out DIR ...``
+Run it under ``python -m bucketrnn.distributed.launch ... -- python tests/distributed/dist_worker.py --out DIR ...``
 (or alone with ``--kvstore local``). Each worker trains a small LSTM language model on its shard
 of a synthetic dataset and writes ``DIR/worker-<rank>.json``: the example indices it saw per
 epoch, the bucket of every step, its step count and a digest of its final parameters. Rank 0
@@ -17,11 +17,13 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from bucketrnn import checkpoint as ckpt  # noqa: E402
-from bucketrnn import distributed  # noqa: E402
-from bucketrnn import optim_state  # noqa: E402
+from bucketrnn import (
+    distributed,  # noqa: E402
+    optim_state,  # noqa: E402
+)
 from bucketrnn.models import loss_normalizer  # noqa: E402
 
 VOCAB = 20

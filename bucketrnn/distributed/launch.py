@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m bucketrnn.launch --workers 2 --servers 1 [--port P] [--timeout S] [--threads T] \\
+    python -m bucketrnn.distributed.launch --workers 2 --servers 1 [--port P] [--timeout S] [--threads T] \\
         -- python -m bucketrnn kvstore=dist_sync ...
 
 Every process gets the ps-lite variables (``DMLC_ROLE``, ``DMLC_PS_ROOT_URI=127.0.0.1``,
@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 
-from bucketrnn.distributed import default_threads
+from bucketrnn.distributed.kvstore import default_threads
 
 HOST = "127.0.0.1"
 POLL_SECONDS = 0.05
@@ -176,7 +176,7 @@ def launch(command, workers=2, servers=1, port=None, timeout=None, threads=None,
         raise LaunchError(f"--timeout must be > 0 seconds, got --timeout={timeout!r}")
     if not command:
         raise LaunchError("no worker command: put it after `--`, e.g. "
-                          "`python -m bucketrnn.launch --workers 2 -- python train.py`")
+                          "`python -m bucketrnn.distributed.launch --workers 2 -- python train.py`")
     if shutil.which(command[0]) is None:
         raise LaunchError(f"worker command {command[0]!r} is not an executable file or on "
                           "PATH")
@@ -265,7 +265,7 @@ def launch(command, workers=2, servers=1, port=None, timeout=None, threads=None,
 
 def _parser():
     p = argparse.ArgumentParser(
-        prog="python -m bucketrnn.launch",
+        prog="python -m bucketrnn.distributed.launch",
         description="Run a distributed MXNet (ps-lite) job on this machine, on loopback.")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--servers", type=int, default=1, help="server processes (default 1)")

@@ -1,0 +1,74 @@
+"""``bucketrnn-plan`` / ``python -m bucketrnn.app.plan``: the bucket plan and padding figures of a
+dataset config, no training.
+
+Takes the same config groups and overrides as the app (composed with Hydra's compose API, so
+nothing is written to disk)::
+
+    bucketrnn-plan
+    bucketrnn-plan bucketing.num_buckets=32 bucketing.strategy=quantile
+    bucketrnn-plan dataset=text dataset.path=corpus.txt dataset.tokens=char
+"""
+
+from __future__ import annotations
+
+import sys
+
+from bucketrnn.app.config import CONF_DIR
+from bucketrnn.app.experiment import load_data, make_loaders
+from bucketrnn.buckets import pad_to_max_waste
+
+__all__ = ["describe", "main"]
+
+
+def describe(cfg) -> str:
+    """The report ``python -m bucketrnn.app.plan`` prints."""
+    from bucketrnn.app.config import validate
+
+    validate(cfg)
+    data = load_data(cfg.dataset, seed=cfg.seed)
+    train, valid, test = make_loaders(data, cfg.bucketing, seed=cfg.seed)
+    plan = train.plan
+    lines = [f"dataset: {data.description}",
+             f"train: {len(data.train)} sequences, {int(train.lengths.sum())} time steps "
+             f"(task {train.task!r})", "", repr(plan), ""]
+    slots_max = train.lengths.size * int(train.lengths.max())
+    lines.append(f"padding to the longest ({int(train.lengths.max())}, one graph): "
+                 f"{100 * pad_to_max_waste(train.lengths):.2f}% of {slots_max} slots")
+    lines.append(f"this plan ({plan.num_buckets} graphs): {100 * plan.waste:.2f}% of "
+                 f"{plan.computed_slots} computed slots are not real tokens "
+                 f"(time padding {100 * plan.padding_fraction:.2f}%, fill rows "
+                 f"{100 * plan.fill_fraction:.2f}%); {len(train)} batches per epoch")
+    for name, loader in (("valid", valid), ("test", test)):
+        if loader is not None:
+            lines.append(f"{name}: {len(loader.lengths)} sequences on the train boundaries, "
+                         f"waste {100 * loader.plan.waste:.2f}%, {len(loader)} batches")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m bucketrnn.app.plan [override ...]``."""
+    from hydra import compose, initialize_config_dir
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    from hydra.errors import HydraException
+
+    import bucketrnn.app.config  # noqa: F401  (registers the schema)
+
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=argv)
+        print(describe(cfg))
+    except (HydraException, ValueError, TypeError, FileNotFoundError) as e:
+        # Hydra's message names the override; its cause names the key and what was expected.
+        cause = e.__cause__ or e.__context__
+        print(f"error: {e}" + (f"\n{cause}" if cause and str(cause) not in str(e) else ""),
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""``python -m bucketrnn``: the experiment app (Hydra).
+
+The default trains a 2-layer unrolled LSTM language model on Penn Treebank with 8 length buckets
+on the CPU, then reports validation and test perplexity::
+
+    python -m bucketrnn                                   # the default (make run)
+    python -m bucketrnn model=gru_lm trainer.epochs=3     # any config group / key
+    python -m bucketrnn -m bucketing.num_buckets=1,8,32   # a sweep, one run directory each
+    python -m bucketrnn.app.compare multirun/<date_time>      # compare the sweep's summary.json
+    python -m bucketrnn resume=true                       # continue the latest interrupted run
+
+Everything a run produces goes to its run directory (Hydra's ``outputs/<date_time>``):
+``metrics.jsonl``, ``checkpoint.npz``, ``vocab.json``, ``summary.json``, ``buckets.png`` and
+``curves.png``. :func:`run` does the work from a composed config, without Hydra's runtime, so
+tests and notebooks can call it.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+
+from bucketrnn.app.config import CONF_DIR, fingerprint, parse_context, restore, to_dict, validate
+from bucketrnn.app.experiment import load_data, make_loaders
+from bucketrnn.buckets import pad_to_max_waste
+from bucketrnn.rundir import CONFIG, LOG, SUMMARY, VOCAB, RunLock, RunLockedError
+
+__all__ = ["build_model", "find_resume_dir", "main", "run"]
+
+log = logging.getLogger("bucketrnn.app")
+
+
+def build_model(model, vocab_size: int, num_classes: int | None = None):
+    """The ``build(length)`` factory a ``model`` config describes (shared parameters)."""
+    from bucketrnn.models import LanguageModel, SequenceClassifier
+
+    m = to_dict(model)
+    common = {"vocab_size": vocab_size, "embed_size": m["embed_size"],
+              "hidden_size": m["hidden_size"], "num_layers": m["num_layers"],
+              "dropout": m["dropout"], "cell": m["cell"], "mode": m["mode"]}
+    if m["name"] == "classifier":
+        return SequenceClassifier.factory(num_classes=num_classes,
+                                          bidirectional=m["bidirectional"],
+                                          outputs=("loss", "logits"), **common)
+    return LanguageModel.factory(tie_weights=m["tie_weights"], **common)
+
+
+def find_resume_dir(resume: str, run_dir: str) -> str | None:
+    """The run directory to continue: None for ``resume=""``/``false``; for ``true``
+    ``run_dir`` itself if it holds a checkpoint, else the sibling run with the newest one;
+    otherwise the given directory."""
+    from bucketrnn.checkpoint import FILENAME
+
+    value = str(resume).strip()
+    if value.lower() in ("", "false", "no", "0", "none"):
+        return None
+    if value.lower() in ("true", "yes", "1", "latest"):
+        if os.path.isfile(os.path.join(run_dir, FILENAME)):
+            # The run's own directory first: a re-launched sweep job finds its own checkpoint.
+            return os.path.abspath(run_dir)
+        parent = os.path.dirname(os.path.abspath(run_dir))
+        found = glob.glob(os.path.join(parent, "*", FILENAME))
+        found += glob.glob(os.path.join(parent, "*", "*", FILENAME))
+        if not found:
+            raise FileNotFoundError(f"resume={resume!r}: no {FILENAME} in any run under "
+                                    f"{parent!r}; pass resume=<run directory>")
+        return os.path.dirname(max(found, key=os.path.getmtime))
+    path = os.path.abspath(value)
+    if not os.path.isfile(os.path.join(path, FILENAME)):
+        raise FileNotFoundError(f"resume={resume!r}: no {FILENAME} in {path!r}")
+    return path
+
+
+def _read_config(path: str) -> dict:
+    """A run's ``config.json``: a JSON object, or a ``ValueError`` naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path!r} is not a config written by bucketrnn ({e}); restore it or "
+                         "start a new run") from None
+    if not isinstance(saved, dict) or not all(isinstance(saved.get(k), dict) for k in (
+            "dataset", "model", "bucketing", "trainer", "memory")):
+        raise ValueError(f"{path!r} is not a config written by bucketrnn (expected an object "
+                         "with dataset, model, bucketing, trainer and memory sections)")
+    return saved
+
+
+def _write_json(path, obj):
+    from bucketrnn.checkpoint import atomic_write
+
+    atomic_write(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+
+
+def run(cfg, run_dir: str, stream=None, overrides=None) -> dict:
+    """Train and evaluate the experiment ``cfg`` (a composed config) in ``run_dir``.
+
+    ``overrides`` are the command line's ``key=value`` strings. Resuming with them restores the
+    run's own config (``config.json`` in its directory) and applies only those overrides,
+    which may change nothing but :data:`~bucketrnn.app.config.RESUMABLE` keys; without them
+    (``None``), ``cfg`` itself must match the run's.
+
+    Returns the summary (also written to ``summary.json``). Raises ``ValueError`` /
+    ``FileNotFoundError`` / ``StateMismatchError`` for bad input before writing anything, and
+    :class:`~bucketrnn.rundir.RunLockedError` when another process is writing the run directory
+    (the lock is held from before the first write until the summary is written).
+    """
+    locks, handlers = [], []
+    logger = logging.getLogger("bucketrnn")
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    if stream is not None:
+        handlers.append(_attach(logger, logging.StreamHandler(stream), CONSOLE_FORMAT))
+    try:
+        return _run(cfg, run_dir, locks, overrides, handlers)
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level)
+        for lock in locks:
+            lock.release()
+
+
+CONSOLE_FORMAT = "%(message)s"
+FILE_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+
+
+def _attach(logger, handler, fmt):
+    handler.setFormatter(logging.Formatter(fmt))
+    logger.addHandler(handler)
+    return handler
+
+
+def _log_file(work: str, handlers: list) -> None:
+    """Log the run into ``<work>/bucketrnn.log`` unless a handler (Hydra's) already does."""
+    path = os.path.abspath(os.path.join(work, LOG))
+    logger = logging.getLogger("bucketrnn")
+    for owner in (logger, logging.getLogger()):
+        if any(getattr(h, "baseFilename", None) == path for h in owner.handlers):
+            return
+    handlers.append(_attach(logger, logging.FileHandler(path, encoding="utf-8"), FILE_FORMAT))
+
+
+def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
+    from bucketrnn import checkpoint as ckpt
+    from bucketrnn import distributed
+    from bucketrnn.train import TrainLoop
+
+    started = time.time()
+    validate(cfg)
+    resume_dir = find_resume_dir(cfg.resume, run_dir)
+    work = resume_dir or os.path.abspath(run_dir)
+    saved_config = os.path.join(work, CONFIG)
+    if resume_dir and overrides is not None and os.path.isfile(saved_config):
+        cfg = restore(cfg, _read_config(saved_config), overrides)
+        validate(cfg)
+    fp = fingerprint(cfg)
+    ckpt_path = os.path.join(work, ckpt.FILENAME)
+    if resume_dir:
+        ckpt.load(ckpt_path, fingerprint=fp)  # refuse another config before touching anything
+    elif os.path.isfile(ckpt_path):
+        raise FileExistsError(f"{work!r} already holds a run with a checkpoint; pass resume=true "
+                              "to continue it or choose another hydra.run.dir")
+    ctx = parse_context(cfg.trainer.context)
+    t = to_dict(cfg.trainer)
+    # Every worker of a dist_* job runs this with the same run directory; rank 0 writes.
+    kv = distributed.kvstore_for_training(t["kvstore"])
+    shard = distributed.shard_of(kv)
+    writer = distributed.is_checkpoint_writer(kv)
+    data = load_data(cfg.dataset, seed=cfg.seed)
+    train_loader, valid_loader, test_loader = make_loaders(
+        data, cfg.bucketing, seed=cfg.seed, num_shards=shard.num_shards,
+        shard_index=shard.shard_index, ctx=ctx)
+    if writer:
+        # Bad input is refused above, before the directory is made; from here on it is written,
+        # by one process at a time.
+        locks.append(RunLock(work).acquire())
+        if not resume_dir:
+            _write_json(saved_config, to_dict(cfg))
+        _log_file(work, handlers)
+        data.vocab.save(os.path.join(work, VOCAB))
+    params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
+    log.info("run directory: %s%s", work, " (resumed)" if resume_dir else "")
+    log.info("dataset: %s; %d training sequences", data.description, len(data.train))
+    log.info("%r", train_loader.plan)
+    memory = to_dict(cfg.memory)["policy"]
+    if cfg.model.get("cell") == "fused" and memory == "shared" and ctx.device_type == "cpu":
+        # oneDNN's RNN operator allocates its workspace itself (docs/configuration.md has the
+        # measured figures).
+        log.warning("note: model.cell=fused with memory.policy=shared: on CPU each bucket's "
+                    "fused RNN operator keeps memory of its own outside the shared pool; with "
+                    "many buckets memory.policy=dynamic uses much less (docs/configuration.md)")
+    loop = TrainLoop(build_model(cfg.model, len(data.vocab), data.num_classes), train_loader,
+                     ctx=ctx, optimizer=t["optimizer"], optimizer_params=params,
+                     clip_norm=t["clip_norm"], lr_decay=t["lr_decay"], epochs=t["epochs"],
+                     max_steps=t["max_steps"],
+                     memory=memory, kvstore=kv, seed=cfg.seed,
+                     run_dir=work, checkpoint_every=t["checkpoint_every"],
+                     log_every=t["log_every"], progress=t["progress"], fingerprint=fp,
+                     on_nonfinite=t["on_nonfinite"])
+    history = loop.fit(valid_loader, resume=bool(resume_dir))
+    results = {}
+    for name, loader in (("valid", valid_loader), ("test", test_loader)):
+        if loader is not None:
+            results[name] = loop.evaluate(loader)
+    plan = train_loader.plan
+    seconds = history["train_seconds"]
+    summary = {
+        "run_dir": work, "config": to_dict(cfg), "fingerprint": fp,
+        "dataset": data.description, "train_sequences": len(data.train),
+        "dataset_overflow": data.overflow,
+        "plan": plan.to_dict(), "pad_to_max_waste": pad_to_max_waste(train_loader.lengths),
+        "steps": loop.global_step, "epochs_done": len(history["epochs"]),
+        "train_seconds": seconds, "wall_seconds": time.time() - started,
+        "tokens_per_s": history["real_tokens"] / max(seconds, 1e-9),
+        "padded_fraction": 1.0 - history["real_tokens"] / max(history["slots"], 1),
+        "graphs_compiled": loop.graphs.compiled, "epochs": history["epochs"],
+        **results, "resumed": bool(resume_dir),
+    }
+    if resume_dir and os.path.isfile(os.path.join(work, SUMMARY)):
+        # Time spent before the interruption counts towards the run.
+        with open(os.path.join(work, SUMMARY)) as f:
+            summary["wall_seconds"] += json.load(f).get("wall_seconds", 0.0)
+    if cfg.plots and writer:
+        from bucketrnn.app import plots
+
+        summary["plots"] = plots.save_all(work, train_loader.lengths, plan)
+    if writer:
+        _write_json(os.path.join(work, SUMMARY), summary)
+    log.info("%s", format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    """The human-readable end-of-run report."""
+    lines = ["", "== summary ==", f"dataset        {s['dataset']}",
+             f"model          {s['config']['model']['name']} ({s['config']['model']['cell']}), "
+             f"{s['steps']} steps, {s['epochs_done']} epoch(s)",
+             f"buckets        {len(s['plan']['keys'])} (waste {100 * s['plan']['waste']:.1f}% vs "
+             f"{100 * s['pad_to_max_waste']:.1f}% padding to the longest), "
+             f"{s['graphs_compiled']} graphs compiled",
+             f"speed          {s['tokens_per_s']:,.0f} real tokens/s over "
+             f"{s['train_seconds']:.0f} s of training; wall {s['wall_seconds']:.0f} s"]
+    for name in ("valid", "test"):
+        if name in s:
+            figs = ", ".join(f"{k} {v:.4g}" for k, v in s[name].items() if k != "seconds")
+            lines.append(f"{name:<14} {figs}")
+    lines.append(f"run directory  {s['run_dir']}")
+    return "\n".join(lines)
+
+
+def _hydra_app(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from bucketrnn import distributed
+
+    # A dist worker must not wait at exit for the others (they would wait for it).
+    with distributed.exit_on_error():
+        hydra_cfg = HydraConfig.get()
+        output_dir = hydra_cfg.runtime.output_dir
+        try:
+            run(cfg, output_dir, overrides=list(hydra_cfg.overrides.task))
+        except (ValueError, TypeError, OSError, RunLockedError) as e:
+            # Bad input (StateMismatchError, CheckpointError, NonFiniteError are ValueErrors) or
+            # a file system refusal (a full disk, a file it may not read): the message, which
+            # names the file, is the whole story.
+            log.error("error: %s", e)
+            _remove_if_untouched(output_dir)
+            sys.exit(2)
+        except KeyboardInterrupt as e:
+            log.error("interrupted: %s", e)
+            sys.exit(130)
+
+
+def _remove_if_untouched(output_dir: str) -> None:
+    """Hydra makes its output directory before the app runs: a refused run leaves none."""
+    if not os.path.isdir(output_dir) or set(os.listdir(output_dir)) - {".hydra", LOG}:
+        return
+    logging.shutdown()  # closes Hydra's file handler on the log
+    shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def main() -> None:
+    """Console entry point (``bucketrnn`` / ``python -m bucketrnn``): Hydra parses argv."""
+    import hydra
+
+    import bucketrnn.app.config  # noqa: F401  (registers the schema)
+
+    hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")(_hydra_app)()
+
+
+if __name__ == "__main__":
+    main()
