@@ -337,10 +337,10 @@ class BucketLoader:
                 raise
             batch.meta.update(epoch=epoch, step=step)
             step += 1
-            self.sampler._seek(epoch, step)
+            # The position counts batches delivered (not prefetched): move past this one.
+            self.sampler.seek(epoch, step)
             yield self._deliver(batch)
-        if (self.sampler.epoch, self.sampler.step) == (epoch, 0):  # an epoch without batches
-            self.sampler._seek(epoch + 1, 0)
+        self.sampler.end_epoch(epoch)
 
     def example_batch(self, bucket: int | None = None):
         """A full padded batch of one bucket (default: the longest), without moving the
@@ -399,7 +399,42 @@ class BucketLoader:
 
     @property
     def epoch(self) -> int:
+        """Epoch of the next batch."""
         return self.sampler.epoch
+
+    @property
+    def step(self) -> int:
+        """Step (within the epoch) of the next batch."""
+        return self.sampler.step
+
+    def num_batches(self, epoch=None) -> int:
+        """Batches this rank plays in ``epoch`` (default: the current one)."""
+        return self.sampler.num_batches(epoch)
+
+    @property
+    def num_shards(self) -> int:
+        return self.sampler.num_shards
+
+    @property
+    def shard_index(self) -> int:
+        return self.sampler.shard_index
+
+    @property
+    def last_batch(self) -> str:
+        return self.sampler.last_batch
+
+    @property
+    def bucket_sizes(self) -> tuple:
+        """See :attr:`BucketBatchSampler.bucket_sizes`."""
+        return self.sampler.bucket_sizes
+
+    def buckets(self, epoch=None):
+        """Bucket index of every step of ``epoch`` (default: the current one)."""
+        return self.sampler.buckets(epoch)
+
+    def real_rows_per_rank(self, epoch=None):
+        """See :meth:`BucketBatchSampler.real_rows_per_rank`."""
+        return self.sampler.real_rows_per_rank(epoch)
 
     @property
     def num_dropped(self) -> int:

@@ -283,10 +283,11 @@ class BucketBatchSampler:
             return members
         return _rng(self._seed, epoch, 0, k).permutation(members)
 
-    def _bucket_steps(self, epoch, k):
-        """Batches of bucket ``k`` for this rank in ``epoch``, and examples dropped."""
-        n, batch, shards, rank = len(self._members[k]), self.batch_sizes[k], \
-            self.num_shards, self.shard_index
+    def _bucket_steps(self, epoch, k, rank=None):
+        """Batches of bucket ``k`` for ``rank`` (default: this one) in ``epoch``, and examples
+        dropped. The one place the tail policy and the split over ranks are decided."""
+        n, batch, shards = len(self._members[k]), self.batch_sizes[k], self.num_shards
+        rank = self.shard_index if rank is None else rank
         unit = batch * shards
         if n == 0:
             return [], 0
@@ -362,13 +363,41 @@ class BucketBatchSampler:
         epoch = self._epoch if epoch is None else _check_int("epoch", epoch, 0)
         return len(self._schedule(epoch)[0])
 
+    @property
+    def bucket_sizes(self) -> tuple:
+        """Examples in each bucket (overflow ``'drop'`` left out), before sharding."""
+        return tuple(len(m) for m in self._members)
+
+    def real_rows_per_rank(self, epoch=None) -> np.ndarray:
+        """Real (non-fill) examples each rank trains on in ``epoch`` (default: the current
+        one), ``(num_shards,)``: what every rank computes the same way, from the plan alone."""
+        epoch = self._epoch if epoch is None else _check_int("epoch", epoch, 0)
+        real = np.zeros(self.num_shards, dtype=np.int64)
+        for rank in range(self.num_shards):
+            for k in range(len(self._members)):
+                steps, _ = self._bucket_steps(epoch, k, rank)
+                real[rank] += sum(int((np.asarray(s) >= 0).sum()) for s in steps)
+        return real
+
     # ----------------------------------------------------------------- position
-    def _seek(self, epoch, step):
-        # A finished epoch is the start of the next one, so a state saved after the last
-        # batch resumes into the next epoch, as an uninterrupted run would.
+    def seek(self, epoch, step) -> None:
+        """Move to ``step`` of ``epoch``: the next batch played is that one.
+
+        A position at or past the end of an epoch's batches is the start of the next epoch, so
+        a state saved after the last batch resumes into the next epoch, as an uninterrupted run
+        would.
+        """
+        epoch = _check_int("epoch", epoch, 0)
+        step = _check_int("step", step, 0)
         if step > 0 and step >= len(self._schedule(epoch)[0]):
             epoch, step = epoch + 1, 0
         self._epoch, self._step = epoch, step
+
+    def end_epoch(self, epoch) -> None:
+        """An iteration over ``epoch`` ended: an epoch with no batches for this rank is over
+        at once (the position moves to the next one); otherwise nothing changes."""
+        if (self._epoch, self._step) == (epoch, 0) and self.num_batches(epoch) == 0:
+            self.seek(epoch + 1, 0)
 
     @property
     def epoch(self) -> int:
@@ -398,7 +427,7 @@ class BucketBatchSampler:
         """
         epoch = _check_int("epoch", epoch, 0)
         if epoch != self.epoch:
-            self._seek(epoch, 0)
+            self.seek(epoch, 0)
 
     def __len__(self):
         return self.num_batches()
@@ -409,10 +438,9 @@ class BucketBatchSampler:
             step += 1
             # Move before handing the batch out: a state saved while it is being used resumes
             # after it.
-            self._seek(epoch, step)
+            self.seek(epoch, step)
             yield batch
-        if (self._epoch, self._step) == (epoch, 0):  # an epoch without batches
-            self._seek(epoch + 1, 0)
+        self.end_epoch(epoch)
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -463,7 +491,7 @@ class BucketBatchSampler:
         if step > total:
             raise StateMismatchError(f"sampler state step={step} is past the end of epoch "
                                      f"{epoch}, which has {total} batches")
-        self._seek(epoch, step)
+        self.seek(epoch, step)
 
     def __getstate__(self):
         state = self.__dict__.copy()

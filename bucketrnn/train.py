@@ -179,7 +179,7 @@ class TrainLoop:
         # gluon then needs no kvstore for one context).
         self.kv = distributed.kvstore_for_training(kvstore)
         shard = distributed.shard_of(self.kv)
-        mine = (train_loader.sampler.num_shards, train_loader.sampler.shard_index)
+        mine = (train_loader.num_shards, train_loader.shard_index)
         if mine != tuple(shard):
             raise ValueError(f"train_loader is shard {mine[1]} of {mine[0]} but kvstore="
                              f"{kvstore!r} makes this process rank {shard.shard_index} of "
@@ -317,17 +317,17 @@ class TrainLoop:
             raise CheckpointError(f"checkpoint {path!r} has a broken loader state: {e}") from e
         # The loop's epoch and the loader's position must describe one moment: mid-epoch the
         # loader is in that epoch; at an epoch end the loop has moved on to the next one.
-        sampler, epoch = self.loader.sampler, meta["epoch"]
+        loader, epoch = self.loader, meta["epoch"]
         if meta["epoch_finished"]:
-            consistent = (sampler.epoch, sampler.step) in (
-                (epoch, 0), (epoch - 1, sampler.num_batches(epoch - 1) if epoch else -1))
+            consistent = (loader.epoch, loader.step) in (
+                (epoch, 0), (epoch - 1, loader.num_batches(epoch - 1) if epoch else -1))
         else:  # at a step of the epoch, or past its last batch (the loader then moved on)
-            consistent = sampler.epoch == epoch or (sampler.epoch, sampler.step) == (epoch + 1, 0)
+            consistent = loader.epoch == epoch or (loader.epoch, loader.step) == (epoch + 1, 0)
         if not consistent:
             raise CheckpointError(
                 f"checkpoint {path!r} is inconsistent: the loop is at epoch {meta['epoch']} "
                 f"({'end of the previous one' if meta['epoch_finished'] else 'mid-epoch'}) but "
-                f"the loader at epoch {sampler.epoch}, step {sampler.step}")
+                f"the loader at epoch {loader.epoch}, step {loader.step}")
         for name, p in self.params.items():
             p.set_data(mx.nd.array(state.params[name], dtype=p.dtype))
         if local:
@@ -581,8 +581,8 @@ class TrainLoop:
         self.history["epoch_acc"] = acc
         # Set from the epoch alone (not decayed in place), so a resumed run gets the same rate.
         self.trainer.set_learning_rate(self.base_lr * self.lr_decay ** self.epoch)
-        total = loader.sampler.num_batches(self.epoch)
-        bar.start(f"epoch {self.epoch + 1}/{self.epochs}", total, done=loader.sampler.step)
+        total = loader.num_batches(self.epoch)
+        bar.start(f"epoch {self.epoch + 1}/{self.epochs}", total, done=loader.step)
         last = time.perf_counter()
         for batch in loader:
             tally = self.train_step(batch)
@@ -594,7 +594,7 @@ class TrainLoop:
             self.history["train_seconds"] += tally["seconds"]
             figs = self._figures(acc)
             # Running means over the epoch: a single batch's loss is too noisy to read.
-            bar.update(loader.sampler.step or total, tokens_per_s=acc["real"] / acc["seconds"],
+            bar.update(loader.step or total, tokens_per_s=acc["real"] / acc["seconds"],
                        **figs)
             if self._window["steps"] >= self.log_every:
                 self._flush_window()

@@ -372,3 +372,32 @@ def test_rollover_epoch_without_a_full_step_still_advances():
                    shuffle=False)
     assert len(sampler) == 0 and list(sampler) == [] and sampler.epoch == 1
     assert list(sampler) == [[0, 1, 2, 0]] and sampler.epoch == 2
+
+
+@pytest.mark.parametrize("last_batch", ["fill", "keep", "discard", "rollover"])
+@pytest.mark.parametrize("shards", [1, 2, 3])
+def test_real_rows_per_rank_is_what_each_rank_plays(last_batch, shards):
+    # The distributed check asks for these counts instead of re-deriving the tail split.
+    lengths = np.random.default_rng(3).integers(1, 30, size=53)
+    plan = plan_buckets(lengths, num_buckets=3, batch_size=4)
+    for epoch in (0, 1):
+        played = []
+        for rank in range(shards):
+            s = BucketBatchSampler(lengths, plan, seed=2, last_batch=last_batch,
+                                   num_shards=shards, shard_index=rank)
+            played.append(sum(int(i >= 0) for b in s.batches(epoch) for i in b))
+        mine = BucketBatchSampler(lengths, plan, seed=2, last_batch=last_batch,
+                                  num_shards=shards, shard_index=0)
+        assert mine.real_rows_per_rank(epoch).tolist() == played
+
+
+def test_seek_and_end_epoch_are_the_public_position():
+    lengths = [3, 4, 5, 6, 7, 8]
+    plan = plan_buckets(lengths, num_buckets=2, batch_size=2)
+    s = BucketBatchSampler(lengths, plan, seed=0)
+    s.seek(0, s.num_batches(0))  # past the last batch: the start of the next epoch
+    assert (s.epoch, s.step) == (1, 0)
+    s.end_epoch(1)  # epoch 1 has batches: nothing moves
+    assert (s.epoch, s.step) == (1, 0)
+    with pytest.raises(ValueError, match="step must be >= 0, got step=-1"):
+        s.seek(0, -1)

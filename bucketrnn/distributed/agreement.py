@@ -50,8 +50,8 @@ def plan_fingerprint(loader, **extra) -> dict:
         JSON-able values, e.g. ``model="lstm-2x200"``, ``learning_rate=0.1``.
     """
     state = loader.state_dict()
-    sampler, plan = loader.sampler, loader.plan
-    buckets = np.ascontiguousarray(sampler.buckets(state["epoch"]), dtype=np.int64)
+    plan = loader.plan
+    buckets = np.ascontiguousarray(loader.buckets(state["epoch"]), dtype=np.int64)
     fp = {f"loader.{k}": v for k, v in state["fingerprint"].items()}
     fp.update({
         "loader.seed": state["seed"],
@@ -176,30 +176,17 @@ def check_shards(loader) -> None:
     rank would get no real example. Computed from the plan, the same on every rank, so every
     rank raises.
     """
-    sampler = loader.sampler
-    shards = sampler.num_shards
+    shards = loader.num_shards
     if shards == 1:
         return
-    counts = np.bincount(sampler.bucket_ids[sampler.bucket_ids >= 0],
-                         minlength=len(sampler.batch_sizes))
-    epoch = sampler.epoch
-    real = np.zeros(shards, dtype=np.int64)
-    for n, batch in zip(counts.tolist(), sampler.batch_sizes):
-        unit = batch * shards
-        if sampler.last_batch == "rollover":
-            real += (((epoch + 1) * n) // unit - (epoch * n) // unit) * batch
-            continue
-        q, rem = divmod(n, unit)
-        real += q * batch
-        if rem and sampler.last_batch != "discard":
-            # The tail is split as np.array_split does: the first rem % shards ranks get one more.
-            real += rem // shards + (np.arange(shards) < rem % shards)
-    single = int(sum(-(-n // b) for n, b in zip(counts.tolist(), sampler.batch_sizes)))
+    epoch = loader.epoch
+    real = loader.real_rows_per_rank(epoch)
+    single = int(sum(-(-n // b) for n, b in zip(loader.bucket_sizes, loader.plan.batch_sizes)))
     idle = np.flatnonzero(real == 0)
     if single < shards or idle.size:
         why = (f"rank(s) {', '.join(map(str, idle.tolist()))} would get no real example"
                if idle.size else "every rank's batches would be mostly fill rows")
         raise ValueError(
             f"num_shards={shards} is more than the {single} batches of epoch {epoch} on one "
-            f"worker (last_batch={sampler.last_batch!r}): {why}. Use fewer workers, a "
+            f"worker (last_batch={loader.last_batch!r}): {why}. Use fewer workers, a "
             "smaller batch_size, or more data")
