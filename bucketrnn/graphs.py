@@ -48,6 +48,7 @@ from mxnet import name as mx_name
 from mxnet import symbol as sym
 from mxnet.base import MXNetError
 
+from bucketrnn import compat
 from bucketrnn.batchify import Batch
 from bucketrnn.errors import GraphTooLargeError
 from bucketrnn.memory import SharedPool, available_memory, bind_shared, graph_bytes, key_size
@@ -288,7 +289,7 @@ class GraphCache:
 
     def _check_initialized(self, key):
         for p in self.collect_params().values():
-            if p._data is None and not p._deferred_init:
+            if not compat.is_initialized(p) and not compat.is_deferred(p):
                 raise ValueError(f"parameter {p.name} is not initialized (needed by the graph "
                                  f"of bucket_key={key!r}): call graphs.initialize(...) first")
 
@@ -716,17 +717,18 @@ class _grads_kept:
     """Context manager: restore every gradient (and its freshness) on exit."""
 
     def __init__(self, params):
-        self.params = [p for p in params.values() if p.grad_req != "null" and p._data]
+        self.params = [p for p in params.values()
+                       if p.grad_req != "null" and compat.is_initialized(p)]
 
     def __enter__(self):
-        self.saved = [[(g.copy(), d._fresh_grad) for g, d in zip(p.list_grad(), p.list_data())]
-                      for p in self.params]
+        self.saved = [[(g.copy(), compat.grad_is_fresh(d))
+                       for g, d in zip(p.list_grad(), p.list_data())] for p in self.params]
 
     def __exit__(self, *exc):
         for p, saved in zip(self.params, self.saved):
             for g, d, (copy, fresh) in zip(p.list_grad(), p.list_data(), saved):
                 g[:] = copy
-                d._fresh_grad = fresh
+                compat.set_grad_fresh(d, fresh)
         return False
 
 
@@ -736,8 +738,8 @@ def share_parameters(block, reference, key) -> None:
     Factories written the Gluon way (same ``prefix``, ``params=``) already share; this ties the
     parameters of blocks built independently, e.g. ``lambda n: MyNet(n)``.
     """
-    theirs = reference._collect_params_with_prefix()
-    mine = block._collect_params_with_prefix()
+    theirs = compat.collect_params_with_prefix(reference)
+    mine = compat.collect_params_with_prefix(block)
     if set(mine) != set(theirs):
         diff = sorted(set(mine) ^ set(theirs))
         raise ValueError(f"the block for bucket_key={key!r} does not have the parameters of the "
@@ -750,16 +752,7 @@ def share_parameters(block, reference, key) -> None:
         if param.shape and ref.shape and 0 not in param.shape and param.shape != ref.shape:
             raise ValueError(f"parameter {path} of bucket_key={key!r} has shape {param.shape}, "
                              f"the shared one {ref.shape}")
-        owner = block
-        *parents, attr = path.split(".")
-        for part in parents:
-            owner = owner._children[part]
-        # Block.__setattr__ refuses to replace a Parameter; this is that replacement on purpose.
-        owner._reg_params[attr] = ref
-        object.__setattr__(owner, attr, ref)
-        table = owner._params._params
-        table.pop(param.name, None)
-        table[ref.name] = ref
+        compat.replace_parameter(block, path, ref)
     ref_params = reference.collect_params()
     for name, param in block.collect_params().items():
         if name in ref_params and ref_params[name] is not param:

@@ -11,6 +11,7 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from bucketrnn import compat
 from bucketrnn.batchify import TASKS, PadToBucket, SlotDataset, check_pad_val, to_ndarray
 from bucketrnn.buckets import plan_buckets
 from bucketrnn.lengths import is_sequence, sequence_lengths
@@ -26,9 +27,8 @@ def detect_task(example):
     return "lm" if arr.ndim == 1 and arr.dtype.kind in "iu" else None
 
 
-# ------------------------------------------------------------------ MXNet internals
-# The only code that reads private attributes: MXNet's ``DataLoader._worker_pool`` (a
-# ``multiprocessing.Pool``) and that pool's ``_pool`` (its worker processes).
+# ------------------------------------------------------------------ worker watch
+# The pool and its processes come through bucketrnn.compat (MXNet's private attributes).
 _POLL_SECONDS = 0.5
 
 
@@ -65,17 +65,12 @@ class _WatchedResult:
         return self._result.get(0)
 
 
-def _worker_pool(dataloader):
-    """The gluon DataLoader's worker pool, or None (no workers, or another MXNet layout)."""
-    return getattr(dataloader, "_worker_pool", None)
-
-
 def _stop_pool(dataloader):
     """Terminate the DataLoader's worker pool and forget it."""
-    pool = _worker_pool(dataloader)
+    pool = compat.dataloader_pool(dataloader)
     if pool is not None:
         pool.terminate()
-        dataloader._worker_pool = None
+        compat.forget_dataloader_pool(dataloader)
 
 
 def _watch_workers(dataloader):
@@ -89,13 +84,13 @@ def _watch_workers(dataloader):
     killed worker held: it is wrapped to run in a daemon thread for at most 2 s, after which
     the workers are killed here (the pool has stopped replacing them by then).
     """
-    pool = _worker_pool(dataloader)
-    if pool is None or not isinstance(getattr(pool, "_pool", None), list):
+    pool = compat.dataloader_pool(dataloader)
+    if pool is None or compat.pool_processes(pool) is None:
         return  # the plain timeout still applies
     seen = []
 
     def workers():
-        seen.extend(p for p in list(pool._pool) if p not in seen)
+        seen.extend(p for p in list(compat.pool_processes(pool)) if p not in seen)
         return seen
 
     workers()

@@ -16,6 +16,8 @@ import os
 import numpy as np
 from mxnet import autograd, context, nd
 
+from bucketrnn import compat
+
 __all__ = ["SharedPool", "available_memory", "bind_shared", "graph_bytes", "key_size"]
 
 
@@ -99,7 +101,7 @@ class _SharedRunner:
         self.exe = None
 
     def _finish_deferred(self, shapes):
-        deferred = [p for p in self.params.values() if p._deferred_init]
+        deferred = [p for p in self.params.values() if compat.is_deferred(p)]
         if not deferred:
             return
         arg_shapes, _, aux_shapes = self.symbol.infer_shape(**shapes)
@@ -108,7 +110,7 @@ class _SharedRunner:
         for p in deferred:
             if p.name in found:
                 p.shape = found[p.name]
-                p._finish_deferred_init()
+                compat.finish_deferred_init(p)
 
     def _param_arrays(self):
         return [self.params[n].data(self.ctx) for n in self.param_inputs]

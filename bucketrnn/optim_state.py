@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bucketrnn import compat
 from bucketrnn.errors import CheckpointError, StateMismatchError
 
 __all__ = ["SUPPORTED", "OptimizerState", "capture", "check", "check_supported", "restore"]
@@ -60,39 +61,25 @@ class OptimizerState:
     doc: dict
 
 
-# ---------------------------------------------------------------- MXNet internals (1.9.1)
-# Every private attribute of gluon.Trainer / mx.optimizer this module reads or writes is here.
+# ---------------------------------------------------------------- the Trainer, by name
+# (the MXNet private attributes behind these are in bucketrnn.compat)
 
 def _param_names(trainer) -> list:
     """Parameter names in the Trainer's index order (the updater keys states by index)."""
-    return [p.name for p in trainer._params]
+    return [p.name for p in compat.trainer_params(trainer)]
 
 
 def _trainable(trainer) -> dict:
-    return {p.name: i for i, p in enumerate(trainer._params) if p.grad_req != "null"}
+    return {p.name: i for i, p in enumerate(compat.trainer_params(trainer))
+            if p.grad_req != "null"}
 
 
 def _weight(trainer, index, ctx_pos=0):
-    return trainer._params[index].list_data()[ctx_pos]
-
-
-def _updaters(trainer) -> list:
-    """One updater per context; each holds ``states`` (index -> state) and ``states_synced``."""
-    return list(trainer._updaters)
+    return compat.trainer_params(trainer)[index].list_data()[ctx_pos]
 
 
 def _device_ids(trainer) -> list:
-    return [ctx.device_id for ctx in trainer._contexts]
-
-
-def _get_counts(opt) -> dict:
-    """device id -> {index: update count} (the optimizer keeps one dict per device)."""
-    return opt._all_index_update_counts
-
-
-def _set_counts(opt, counts: dict, current: int) -> None:
-    opt._all_index_update_counts = counts
-    opt._index_update_count = counts[current]
+    return [ctx.device_id for ctx in compat.trainer_contexts(trainer)]
 
 
 # ---------------------------------------------------------------- checks
@@ -131,8 +118,8 @@ def capture(trainer) -> OptimizerState:
     names = _param_names(trainer)
     arrays: dict = {}
     states = {names[i]: _describe(s, f"{PREFIX}{names[i]}/s", arrays)
-              for i, s in sorted(_updaters(trainer)[0].states.items())}
-    counts = _get_counts(opt)
+              for i, s in sorted(compat.trainer_updaters(trainer)[0].states.items())}
+    counts = compat.get_index_update_counts(opt)
     doc = {"optimizer": type(opt).__name__, "num_update": int(opt.num_update),
            "begin_num_update": int(opt.begin_num_update),
            # One dict per context, in the Trainer's context order (device ids may differ on
@@ -271,7 +258,7 @@ def restore(trainer, state: OptimizerState, where: str) -> None:
     check(trainer, state, where)
     doc, opt = state.doc, trainer.optimizer
     trainable = _trainable(trainer)
-    for pos, upd in enumerate(_updaters(trainer)):
+    for pos, upd in enumerate(compat.trainer_updaters(trainer)):
         states = {}
         for name, saved in doc["states"].items():
             ctx = _weight(trainer, trainable[name], pos).context
@@ -281,7 +268,7 @@ def restore(trainer, state: OptimizerState, where: str) -> None:
     devices = _device_ids(trainer)
     counts = {dev: {trainable[n]: c for n, c in doc["update_counts"][pos].items()}
               for pos, dev in enumerate(devices)}
-    _set_counts(opt, counts, devices[0])
+    compat.set_index_update_counts(opt, counts, devices[0])
     opt.num_update, opt.begin_num_update = doc["num_update"], doc["begin_num_update"]
     for attr, value in doc["extra"].items():
         setattr(opt, attr, value)

@@ -38,7 +38,7 @@ import time
 import numpy as np
 
 from bucketrnn import checkpoint as ckpt
-from bucketrnn import distributed, optim_state
+from bucketrnn import compat, distributed, optim_state
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.progress import Progress
 from bucketrnn.rundir import METRICS, RunLock
@@ -215,7 +215,7 @@ class TrainLoop:
         self._install_id_limits(train_loader)
         self.params = self.graphs.collect_params()
         mx.random.seed(seed)
-        if any(p._data is None for p in self.params.values()):
+        if not all(compat.is_initialized(p) for p in self.params.values()):
             self.graphs.initialize(init or mx.init.Xavier())
         self.trainer = gluon.Trainer(self.params, optimizer, dict(optimizer_params or {}),
                                      kvstore=self.kv,

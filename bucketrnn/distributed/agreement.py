@@ -14,6 +14,8 @@ import json
 
 import numpy as np
 
+from bucketrnn import compat
+
 __all__ = ["FINGERPRINT_KEY", "MAX_FINGERPRINT_BYTES", "PlanMismatchError", "check_same_plan",
            "check_shards", "exchange_fingerprints", "plan_fingerprint"]
 
@@ -110,7 +112,7 @@ def exchange_fingerprints(kv, fingerprint: dict) -> list:
         kv.init(keys, [mx.nd.zeros((width,)) for _ in keys])
         kv.push(keys[rank], mx.nd.array(row))
         mx.nd.waitall()  # the push must have reached its server before the barrier
-        kv._barrier()
+        compat.kvstore_barrier(kv)
         outs = [mx.nd.zeros((width,)) for _ in keys]
         kv.pull(keys, out=outs)
         table = np.stack([o.asnumpy() for o in outs])

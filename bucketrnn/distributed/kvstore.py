@@ -14,6 +14,8 @@ import traceback
 import warnings
 from typing import NamedTuple
 
+from bucketrnn import compat
+
 __all__ = [
     "KVSTORES",
     "Shard",
@@ -240,16 +242,12 @@ def ready(trainer) -> None:
     ``trainer.step`` variant is not kept). :func:`step` and :func:`allreduce_grads` call this;
     call it yourself if you drive the Trainer otherwise.
     """
-    if not trainer._kv_initialized:
-        trainer._init_kvstore()
-    if trainer._params_to_init:
-        trainer._init_params()
-    if not getattr(trainer, "_bucketrnn_ready", False):
-        if trainer._kvstore is not None and "dist" in trainer._kvstore.type:
+    if compat.trainer_prepare(trainer):
+        kv = compat.trainer_kvstore(trainer)
+        if kv is not None and "dist" in kv.type:
             import mxnet as mx
 
             mx.nd.waitall()
-        trainer._bucketrnn_ready = True
 
 
 def step(trainer, batch_size) -> None:
@@ -268,9 +266,10 @@ def allreduce_grads(trainer) -> None:
         summed gradients (no gradient clipping); use :func:`step`.
     """
     ready(trainer)
-    if trainer._update_on_kvstore:
+    if compat.trainer_updates_on_kvstore(trainer):
         raise ValueError(f"the summed gradients are not available with kvstore="
-                         f"{trainer._kvstore.type!r}: its servers update the parameters. Use "
+                         f"{compat.trainer_kvstore(trainer).type!r}: its servers update the "
+                         "parameters. Use "
                          "distributed.step(trainer, batch_size), without gradient clipping")
     trainer.allreduce_grads()
 
