@@ -38,8 +38,9 @@ import time
 import numpy as np
 
 from bucketrnn import checkpoint as ckpt
-from bucketrnn import compat, distributed, optim_state
+from bucketrnn import compat, distributed, metrics, optim_state
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
+from bucketrnn.metrics import MetricsLog, figures
 from bucketrnn.progress import Progress
 from bucketrnn.rundir import METRICS, RunLock
 
@@ -53,14 +54,6 @@ _META = {"epoch": int, "epoch_finished": bool, "global_step": int, "loader": dic
          "metrics_offset": int, "history": dict, "history.epochs": list,
          "history.train_seconds": (int, float), "history.real_tokens": int, "history.slots": int,
          "history.skipped_steps": int, "history.epoch_acc": (dict, type(None))}
-
-
-def _tally(**values) -> dict:
-    """Sums over steps: loss, loss denominator, correct/rows, real tokens, slots, time."""
-    out = {"loss": 0.0, "count": 0, "correct": 0.0, "rows": 0, "real": 0, "slots": 0,
-           "steps": 0, "skipped": 0, "seconds": 0.0}
-    out.update(values)
-    return out
 
 
 def _epoch_line(record: dict, epochs: int) -> str:
@@ -227,8 +220,8 @@ class TrainLoop:
         self.epoch = 0  # the epoch being run, or the next one to run between epochs
         self.history = {"epochs": [], "train_seconds": 0.0, "real_tokens": 0, "slots": 0,
                         "skipped_steps": 0, "epoch_acc": None}
-        self._window = _tally()
-        self._metrics = None
+        self._window = metrics.tally()
+        self.metrics_log = MetricsLog(os.path.join(run_dir or "", METRICS))
         self._stop = None
         self._bar = None
 
@@ -255,11 +248,7 @@ class TrainLoop:
         if self.run_dir is None or not self.is_writer:
             return
         self._flush_window()
-        offset = 0
-        if self._metrics is not None:
-            self._metrics.flush()
-            os.fsync(self._metrics.fileno())
-            offset = self._metrics.tell()
+        offset = self.metrics_log.sync()
         params = {name: p.data(self.ctx).asnumpy() for name, p in self.params.items()}
         # Under dist_async the optimizer state is on the servers: MXNet cannot read it here.
         optim = (None if distributed.update_on_kvstore(self.kv)
@@ -301,7 +290,8 @@ class TrainLoop:
                 raise StateMismatchError(f"checkpoint parameter {name} has shape "
                                          f"{state.params[name].shape}, the model's {p.shape}")
         meta = state.meta
-        self._check_metrics_offset(path, meta["metrics_offset"])
+        if self.run_dir is not None and self.is_writer:
+            self.metrics_log.check_offset(meta["metrics_offset"], path)
         local = not distributed.update_on_kvstore(self.kv)
         if local and state.optimizer is None:
             raise CheckpointError(f"checkpoint {path!r} holds no optimizer state (written where "
@@ -337,50 +327,12 @@ class TrainLoop:
         self._resumed_offset = meta["metrics_offset"]
         return meta
 
-    def _check_metrics_offset(self, path, offset):
-        # Truncating beyond the end would pad the file with NUL bytes, and mid-line would
-        # keep a torn line: refuse both before changing anything.
-        if self.run_dir is None or not self.is_writer:
-            return
-        metrics = os.path.join(self.run_dir, METRICS)
-        size = os.path.getsize(metrics) if os.path.isfile(metrics) else 0
-        last = b"\n"
-        if 0 < offset <= size:
-            with open(metrics, "rb") as f:
-                f.seek(offset - 1)
-                last = f.read(1)
-        if offset > size or last != b"\n":
-            raise CheckpointError(f"checkpoint {path!r} has metrics_offset={offset}, which is "
-                                  f"{'beyond the end' if offset > size else 'not a line end'} "
-                                  f"of {metrics!r} ({size} bytes): not this run's metrics file")
-
     # -------------------------------------------------------------------- metrics
-    def _open_metrics(self, offset=None):
-        if self.run_dir is None or not self.is_writer:
-            return
-        os.makedirs(self.run_dir, exist_ok=True)
-        path = os.path.join(self.run_dir, METRICS)
-        if offset is None:
-            # Line-buffered so `tail -f metrics.jsonl` follows a run.
-            self._metrics = open(path, "w", encoding="utf-8", buffering=1)
-            return
-        # Lines written after the checkpoint describe steps that will be run again.
-        self._metrics = open(path, "a+", encoding="utf-8", buffering=1)
-        self._metrics.truncate(offset)
-        self._metrics.seek(offset)
-
     def _write(self, record):
-        if self._metrics is not None:
-            self._metrics.write(ckpt.json_dumps(record) + "\n")
+        self.metrics_log.write(record)
 
     def _figures(self, t: dict) -> dict:
-        mean = t["loss"] / t["count"] if t["count"] else math.nan  # all steps skipped
-        out = {"loss": mean}
-        if self.task == "lm":
-            out["perplexity"] = math.exp(min(mean, 50.0))
-        elif t["rows"]:
-            out["accuracy"] = t["correct"] / t["rows"]
-        return out
+        return figures(self.task, t)
 
     def _flush_window(self):
         w = self._window
@@ -392,7 +344,7 @@ class TrainLoop:
                      "tokens_per_s": w["real"] / max(w["seconds"], 1e-9),
                      "padded_fraction": 1.0 - w["real"] / max(w["slots"], 1),
                      "graphs_compiled": self.graphs.compiled, "time": time.time()})
-        self._window = _tally()
+        self._window = metrics.tally()
 
     # -------------------------------------------------------------------- steps
     def _batch_counts(self, batch):
@@ -446,7 +398,7 @@ class TrainLoop:
             distributed.step(self.trainer, 1)
         elif bad is None:
             self.trainer.update(1)
-        tally = _tally(loss=loss_value, count=count, real=real, slots=slots, steps=1)
+        tally = metrics.tally(loss=loss_value, count=count, real=real, slots=slots, steps=1)
         if bad is not None:  # skipped: no update; its loss stays out of the figures
             tally.update(loss=0.0, count=0, skipped=1)
             self.history["skipped_steps"] += 1
@@ -460,7 +412,7 @@ class TrainLoop:
 
     def evaluate(self, loader) -> dict:
         """Loss and perplexity (``lm``) or accuracy (``classify``) over one pass of ``loader``."""
-        t = _tally()
+        t = metrics.tally()
         started = time.perf_counter()
         loader.set_epoch(0)  # evaluation loaders do not shuffle; every pass is epoch 0
         self._install_id_limits(loader)
@@ -503,7 +455,8 @@ class TrainLoop:
         distributed.check_same_plan(
             self.kv, distributed.plan_fingerprint(self.loader, **self.fingerprint))
         distributed.check_shards(self.loader)
-        self._open_metrics(self._resumed_offset)
+        if self.run_dir is not None and self.is_writer:
+            self.metrics_log.open(self._resumed_offset)
         loader = self.loader
         bar = self._bar = Progress(self.stream, enabled=self.progress)
         with self._stop_requests():
@@ -533,9 +486,7 @@ class TrainLoop:
             finally:
                 bar.close()
                 self._bar = None
-                if self._metrics is not None:
-                    self._metrics.close()
-                    self._metrics = None
+                self.metrics_log.close()
         return self.history
 
     @contextlib.contextmanager
@@ -564,7 +515,7 @@ class TrainLoop:
 
     def _epoch_train_figures(self):
         h = self.history
-        seen = h.get("epoch_acc") or _tally()
+        seen = h.get("epoch_acc") or metrics.tally()
         figs = self._figures(seen)
         out = {f"train_{k}": v for k, v in figs.items()}
         out.update({"tokens_per_s": seen["real"] / max(seen["seconds"], 1e-9),
@@ -577,7 +528,7 @@ class TrainLoop:
     def _run_epoch(self, bar) -> bool:
         """Train the rest of the current epoch; True if stopped by ``max_steps``."""
         loader = self.loader
-        acc = self.history.get("epoch_acc") or _tally()
+        acc = self.history.get("epoch_acc") or metrics.tally()
         self.history["epoch_acc"] = acc
         # Set from the epoch alone (not decayed in place), so a resumed run gets the same rate.
         self.trainer.set_learning_rate(self.base_lr * self.lr_decay ** self.epoch)

@@ -1,0 +1,114 @@
+"""What a training run counts and where it writes it: tallies and the ``metrics.jsonl`` log.
+
+A *tally* is a plain dict of sums over steps (so it can live in a checkpoint's JSON):
+summed loss and its denominator, correct predictions and rows, real tokens, computed slots,
+steps, skipped steps and seconds. :func:`figures` turns one into the numbers a user reads.
+
+:class:`MetricsLog` owns ``metrics.jsonl``: one strict-JSON object per line (non-finite numbers
+are written as ``null``), line-buffered so ``tail -f`` follows a run, ``fsync``-ed at every
+checkpoint so the checkpoint can record the file's length, and cut back to that length on resume
+(lines written after the checkpoint describe steps that will run again).
+
+Examples
+--------
+>>> t = tally(loss=6.0, count=3, real=3, slots=4, steps=1)
+>>> figures("lm", t)["loss"]
+2.0
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from bucketrnn.checkpoint import json_dumps
+from bucketrnn.errors import CheckpointError
+
+__all__ = ["MetricsLog", "figures", "tally"]
+
+TALLY_KEYS = ("loss", "count", "correct", "rows", "real", "slots", "steps", "skipped", "seconds")
+
+
+def tally(**values) -> dict:
+    """Sums over steps, all zero except ``values``: loss, loss denominator (tokens or rows),
+    correct/rows, real tokens, slots, steps, skipped steps, seconds."""
+    out = {"loss": 0.0, "count": 0, "correct": 0.0, "rows": 0, "real": 0, "slots": 0,
+           "steps": 0, "skipped": 0, "seconds": 0.0}
+    unknown = set(values) - set(out)
+    if unknown:
+        raise KeyError(f"not a tally field: {sorted(unknown)}")
+    out.update(values)
+    return out
+
+
+def figures(task: str, t: dict) -> dict:
+    """Mean loss, and perplexity (``task='lm'``) or accuracy (when rows were counted)."""
+    mean = t["loss"] / t["count"] if t["count"] else math.nan  # all steps skipped
+    out = {"loss": mean}
+    if task == "lm":
+        out["perplexity"] = math.exp(min(mean, 50.0))
+    elif t["rows"]:
+        out["accuracy"] = t["correct"] / t["rows"]
+    return out
+
+
+class MetricsLog:
+    """``metrics.jsonl`` of a run: :meth:`open`, :meth:`write`, :meth:`sync`, :meth:`close`.
+
+    Parameters
+    ----------
+    path : str
+        The file (its directory is created on :meth:`open`).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._file = None
+
+    def check_offset(self, offset: int, where: str) -> None:
+        """Refuse a resume ``offset`` that is beyond the end of the file or not at a line end
+        (truncating there would pad the file with NUL bytes or keep a torn line);
+        ``where`` names the checkpoint in the message."""
+        size = os.path.getsize(self.path) if os.path.isfile(self.path) else 0
+        last = b"\n"
+        if 0 < offset <= size:
+            with open(self.path, "rb") as f:
+                f.seek(offset - 1)
+                last = f.read(1)
+        if offset > size or last != b"\n":
+            raise CheckpointError(f"checkpoint {where!r} has metrics_offset={offset}, which is "
+                                  f"{'beyond the end' if offset > size else 'not a line end'} "
+                                  f"of {self.path!r} ({size} bytes): not this run's metrics file")
+
+    def open(self, offset: int | None = None) -> None:
+        """Start a new file (``offset=None``) or continue one cut back to ``offset`` bytes."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        if offset is None:
+            self._file = open(self.path, "w", encoding="utf-8", buffering=1)
+            return
+        self.check_offset(offset, self.path)
+        self._file = open(self.path, "a+", encoding="utf-8", buffering=1)
+        self._file.truncate(offset)
+        self._file.seek(offset)
+
+    @property
+    def is_open(self) -> bool:
+        return self._file is not None
+
+    def write(self, record: dict) -> None:
+        """Append one record as a line of strict JSON (nothing when the log is not open)."""
+        if self._file is not None:
+            self._file.write(json_dumps(record) + "\n")
+
+    def sync(self) -> int:
+        """Flush and ``fsync`` the file; its length in bytes (0 when not open)."""
+        if self._file is None:
+            return 0
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        return self._file.tell()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
