@@ -18,6 +18,7 @@ run: $(STAMP)
 	$(BIN)/python -m bucketrnn $(ARGS)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(ARGS)
 
 plan: $(STAMP)

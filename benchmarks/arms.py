@@ -56,7 +56,8 @@ def rss_mb() -> dict:
         for line in f:
             if line.startswith(("VmRSS:", "VmHWM:")):
                 out[line.split(":")[0]] = int(line.split()[1]) / 1024
-    return {"rss_mb": round(out.get("VmRSS", 0.0), 1), "peak_rss_mb": round(out.get("VmHWM", 0.0), 1)}
+    return {"rss_mb": round(out.get("VmRSS", 0.0), 1),
+            "peak_rss_mb": round(out.get("VmHWM", 0.0), 1)}
 
 
 def quiet_import_gluonnlp():
@@ -405,7 +406,8 @@ class BucketRNN(GluonArm):
         out = {}
         for key, rows in zip(self.plan.keys, self.plan.batch_sizes):
             ids = nd.zeros((rows, key), dtype=template.data.dtype)
-            batch = type(template)(key, ids, nd.full((rows,), key, dtype=template.valid_length.dtype),
+            batch = type(template)(key, ids,
+                                   nd.full((rows,), key, dtype=template.valid_length.dtype),
                                    ids, nd.ones(rows), np.arange(rows))
             out[key] = (batch, rows * key)
         return out
@@ -546,7 +548,7 @@ def run_arm(name: str, cfg: Config, data, steps: int, start: int = 0, load=None,
     cpu_seconds = time.process_time() - cpu_started
     real_tokens = sum(int(t) if isinstance(t, (int, np.integer)) else int(t.asscalar())
                       for t in tokens)
-    loss = float(sum(float(np.asarray(l.asnumpy()).sum()) for l, _ in losses) /
+    loss = float(sum(float(np.asarray(s.asnumpy()).sum()) for s, _ in losses) /
                  sum(float(r) if isinstance(r, (int, np.integer)) else float(r.asscalar())
                      for _, r in losses))
     if save:

@@ -5,7 +5,7 @@
 
 Three runs of the same LSTM language model on Penn Treebank sentence lengths (synthetic token
 ids), each worker with ``OMP_NUM_THREADS=1``: one process without a kvstore (``local``), then
-``python -m bucketrnn.distributed.launch`` jobs of 1 and 2 ``dist_sync`` workers (one server). Every worker
+``bucketrnn-launch`` jobs of 1 and 2 ``dist_sync`` workers (one server). Every worker
 trains ``--steps`` timed steps on its shard after compiling every bucket. Reported:
 
 ``tokens_per_s``
@@ -168,7 +168,8 @@ def run(kind: str, workers: int, args, out: str) -> dict:
     if kind == "local":
         cmd = me + ["--kvstore", "local"]
     else:
-        cmd = [sys.executable, "-m", "bucketrnn.distributed.launch", "--workers", str(workers), "--servers",
+        cmd = [sys.executable, "-m", "bucketrnn.distributed.launch", "--workers", str(workers),
+               "--servers",
                "1", "--threads", "1", "--timeout", "600", "--"] + me + ["--kvstore", kind]
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=700)

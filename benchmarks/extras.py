@@ -44,7 +44,8 @@ def loader_alone(cfg, data, workers=(0, 2), epochs=1):
         lengths = loader.lengths
         total = [0, 0, 0.0]
         for _ in range(epochs):
-            n, tok, sec = _drain(loader, lambda b: int(lengths[b.indices[b.indices >= 0]].sum()))
+            n, tok, sec = _drain(
+                loader, lambda b, lengths=lengths: int(lengths[b.indices[b.indices >= 0]].sum()))
             total = [total[0] + n, total[1] + tok, total[2] + sec]
         loader.close()
         rows.append({"loader": "bucketrnn BucketLoader (K=8)", "workers": w, "batches": total[0],
@@ -114,7 +115,7 @@ def scaling_point(cfg, data, fraction=1.0, steps=10, num_buckets=8):
         batch = next(it)
         real = int(loader.lengths[batch.indices[batch.indices >= 0]].sum())
         tokens += real
-        gluon_step(trainer, lambda: graphs(batch), real)
+        gluon_step(trainer, lambda batch=batch: graphs(batch), real)
     nd.waitall()
     seconds = time.perf_counter() - started
     cpu_per_step = (time.process_time() - cpu_started) / steps

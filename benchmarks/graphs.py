@@ -123,7 +123,7 @@ def worker(args) -> dict:
         losses.append(loss)
     mx.nd.waitall()
     elapsed = time.perf_counter() - started
-    per_token = [float(l.sum().asscalar()) / n for l, n in zip(losses, counts)]
+    per_token = [float(loss.sum().asscalar()) / n for loss, n in zip(losses, counts)]
     return {
         "policy": args.policy, "cell": args.cell, "buckets": len(keys),
         "peak_rss_mb": round(rss_mb(), 1), "rss_before_warmup_mb": round(base, 1),

@@ -180,15 +180,18 @@ def assembly_throughput(limit=None, batch_size=64, repeats=3):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tiny", action="store_true", help="a 2,000-sentence slice and small scale tests")
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tiny", action="store_true",
+                    help="a 2,000-sentence slice and small scale tests")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
 
     lengths = ptb_lengths(2000 if args.tiny else None)
     ks = (8, 16, 32)
-    print(f"Penn Treebank train: {len(lengths)} sentences (with <eos>), {int(lengths.sum())} tokens, "
+    print(f"Penn Treebank train: {len(lengths)} sentences (with <eos>), "
+          f"{int(lengths.sum())} tokens, "
           f"lengths {int(lengths.min())}..{int(lengths.max())}, batch size {args.batch_size}\n")
     rows = bucketrnn_rows(lengths, args.batch_size, ks)
     rows += gluonnlp_rows(lengths, args.batch_size, ks)

@@ -254,8 +254,8 @@ def markdown(result: dict) -> str:
         lines += [f"Noise floor of this run: the arms that run the same unrolled gluon graphs "
                   f"(ceiling, bucketrnn unrolled, GluonNLP) computed {min(rates):,.0f} to "
                   f"{max(rates):,.0f} slots per CPU-second (+-"
-                  f"{100 * (max(rates) - mid) / mid:.0f}%), so a ratio within that much of its goal "
-                  "is neither a clear pass nor a clear miss.", ""]
+                  f"{100 * (max(rates) - mid) / mid:.0f}%), so a ratio within that much of its "
+                  "goal is neither a clear pass nor a clear miss.", ""]
     # The table header goes after the noise-floor paragraph: text between a header and its
     # rows would end the Markdown table.
     lines += ["| target | measured | per round | goal | met | why, if missed |",

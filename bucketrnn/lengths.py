@@ -99,7 +99,8 @@ def sequence_lengths(dataset) -> np.ndarray:
     elif isinstance(dataset, np.ndarray) and dataset.dtype != object:
         if dataset.ndim < 2:
             raise ValueError(
-                f"a numeric numpy dataset must be 2-D (N, T) or 3-D (N, T, F), got shape {dataset.shape}"
+                "a numeric numpy dataset must be 2-D (N, T) or 3-D (N, T, F), got shape "
+                f"{dataset.shape}"
             )
         lengths = np.full(dataset.shape[0], dataset.shape[1], dtype=np.int64)
     else:

@@ -1,4 +1,4 @@
-"""``python -m bucketrnn.app.compare DIR``: one table row per run under ``DIR`` (its ``summary.json``).
+"""``bucketrnn-compare DIR``: one table row per run under ``DIR`` (its ``summary.json``).
 
 Made for sweeps::
 

@@ -279,7 +279,7 @@ def check_threads(environ=None) -> None:
 
     Unset, every worker of a machine starts one OpenMP thread per core and the workers fight
     over the cores. It must be set before MXNet is imported, so this can only warn:
-    ``bucketrnn.distributed.launch`` sets it; by hand, set it to :func:`default_threads` of the workers
+    ``bucketrnn-launch`` sets it; by hand, set it to :func:`default_threads` of the workers
     on the machine.
     """
     from bucketrnn.errors import BucketRNNWarning

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m bucketrnn.distributed.launch --workers 2 --servers 1 [--port P] [--timeout S] [--threads T] \\
+    bucketrnn-launch --workers 2 --servers 1 [--port P] [--timeout S] [--threads T] \\
         -- python -m bucketrnn kvstore=dist_sync ...
 
 Every process gets the ps-lite variables (``DMLC_ROLE``, ``DMLC_PS_ROOT_URI=127.0.0.1``,

@@ -5,13 +5,11 @@ from bucketrnn.models.classifier import SequenceClassifier
 from bucketrnn.models.encoder import RecurrentEncoder
 from bucketrnn.models.language_model import LanguageModel
 
-__all__ = sorted(
-    [
-        "BucketModel",
-        "LanguageModel",
-        "RecurrentEncoder",
-        "SequenceClassifier",
-        "loss_normalizer",
-        "masked_token_loss",
-    ]
-)
+__all__ = [
+    "BucketModel",
+    "LanguageModel",
+    "RecurrentEncoder",
+    "SequenceClassifier",
+    "loss_normalizer",
+    "masked_token_loss",
+]

@@ -1,6 +1,6 @@
 """A tiny data-parallel training script on the library API, for tests/distributed/test_launch.py.
 
-Run it under ``python -m bucketrnn.distributed.launch ... -- python tests/distributed/dist_worker.py --out DIR ...``
+Run it under ``bucketrnn-launch ... -- python tests/distributed/dist_worker.py --out DIR ...``
 (or alone with ``--kvstore local``). Each worker trains a small LSTM language model on its shard
 of a synthetic dataset and writes ``DIR/worker-<rank>.json``: the example indices it saw per
 epoch, the bucket of every step, its step count and a digest of its final parameters. Rank 0

@@ -1,6 +1,6 @@
 """Distributed training: kvstore helpers, the plan check, and real ps-lite jobs on loopback.
 
-The job tests start a scheduler, a server and two workers (``tests/distributed/dist_worker.py``) through
+The job tests start a scheduler, a server and two workers (``dist_worker.py`` here) through
 ``python -m bucketrnn.distributed.launch`` and bound every wait with a subprocess timeout.
 """
 
@@ -25,7 +25,8 @@ JOB_TIMEOUT = 90  # the launcher's own --timeout; the subprocess timeout is a li
 
 def run_job(out, *worker_args, workers=2, timeout=JOB_TIMEOUT):
     """Launch a job of ``workers`` dist_worker.py processes; return (code, output, seconds)."""
-    cmd = [sys.executable, "-m", "bucketrnn.distributed.launch", "--workers", str(workers), "--servers",
+    cmd = [sys.executable, "-m", "bucketrnn.distributed.launch", "--workers", str(workers),
+           "--servers",
            "1", "--timeout", str(timeout), "--", sys.executable, WORKER, "--out", str(out),
            *map(str, worker_args)]
     started = time.monotonic()
@@ -180,7 +181,8 @@ def test_a_killed_launcher_takes_its_processes_with_it(sig):
     import signal
 
     worker = "import os, time; print('pid', os.getpid(), flush=True); time.sleep(120)"
-    proc = subprocess.Popen([sys.executable, "-m", "bucketrnn.distributed.launch", "--workers", "1", "--",
+    proc = subprocess.Popen([sys.executable, "-m", "bucketrnn.distributed.launch", "--workers", "1",
+                             "--",
                              sys.executable, "-c", worker], cwd=ROOT, stdout=subprocess.PIPE,
                             text=True)
     try:

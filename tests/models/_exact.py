@@ -92,7 +92,7 @@ def assert_exact(factory, memory, task, float_data=False, length=8, rows=4, seed
     # The reference: plain imperative blocks (no cache, no hybridization), one row at a time.
     alone = GraphCache(factory, memory="dynamic", keys=[length])
     set_params(alone.collect_params(), seed)
-    for name, p in alone.collect_params().items():
+    for p in alone.collect_params().values():
         p.grad_req = "add"
     alone.collect_params().zero_grad()
     for i in range(rows):
