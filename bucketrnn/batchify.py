@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from bucketrnn.sampler import FillSlot, decode_slots, fill_slot
+from bucketrnn.validation import empty_sequence
 
 
 @dataclass
@@ -493,7 +494,7 @@ class PadToBucket:
         lengths = flat.offsets[index + 1] - starts
         if (lengths < 1).any():
             i = int(index[np.flatnonzero(lengths < 1)[0]])
-            raise ValueError(f"example {i} is an empty sequence (length 0)")
+            raise ValueError(empty_sequence(i))
         if (lengths > width).any():
             if not self.truncate:
                 self._overflow(index, lengths, width, "")
@@ -516,8 +517,7 @@ class PadToBucket:
         lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         if (lengths < 1).any():
             i = int(index[np.flatnonzero(lengths < 1)[0]])
-            raise ValueError(f"example {i} is an empty sequence (length 0); remove it from "
-                             "the dataset")
+            raise ValueError(empty_sequence(i))
         return lengths
 
     def _overflow(self, index, lengths, width, what):

@@ -20,6 +20,8 @@ import numbers
 
 import numpy as np
 
+from bucketrnn.validation import check_lengths
+
 __all__ = ["is_pair_lengths", "is_sequence", "sequence_lengths"]
 
 
@@ -125,8 +127,7 @@ def sequence_lengths(dataset) -> np.ndarray:
                     "mix of example forms"
                 )
         lengths = src if tgt is None else np.stack([src, tgt], axis=1)
-    _check_lengths(lengths)
-    return lengths
+    return check_lengths(lengths, "dataset lengths")
 
 
 def _checked_method_lengths(dataset, raw) -> np.ndarray:
@@ -144,18 +145,6 @@ def _checked_method_lengths(dataset, raw) -> np.ndarray:
         raise ValueError(f"{name}.lengths() returned {lengths.shape[0]} lengths for "
                          f"{len(dataset)} examples; it must return one per example")
     return lengths.astype(np.int64)
-
-
-def _check_lengths(lengths: np.ndarray) -> None:
-    if lengths.shape[0] == 0:
-        raise ValueError("dataset is empty: got 0 examples; bucketing needs at least one sequence")
-    bad = np.flatnonzero((lengths <= 0).reshape(lengths.shape[0], -1).any(axis=1))
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(
-            f"dataset[{i}] is an empty sequence (length {lengths[i].tolist()}); "
-            f"{bad.size} example(s) have length 0: remove them before bucketing"
-        )
 
 
 def is_pair_lengths(lengths: np.ndarray) -> bool:

@@ -16,6 +16,7 @@ from bucketrnn.batchify import TASKS, PadToBucket, SlotDataset, check_pad_val, t
 from bucketrnn.buckets import plan_buckets
 from bucketrnn.lengths import is_sequence, sequence_lengths
 from bucketrnn.sampler import BucketBatchSampler, fill_slot
+from bucketrnn.validation import EMPTY_DATASET, check_int
 
 
 def detect_task(example):
@@ -217,18 +218,10 @@ class BucketLoader:
             raise TypeError(f"dataset must support len() and indexing, got "
                             f"{type(dataset).__name__}")
         if len(dataset) == 0:
-            raise ValueError("dataset is empty: got 0 examples; BucketLoader needs at least one")
-        if batch_size is not None and (isinstance(batch_size, bool)
-                                       or not isinstance(batch_size, Integral)):
-            raise TypeError(f"batch_size must be an int, got batch_size={batch_size!r}")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got batch_size={batch_size}")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, Integral) \
-                or num_workers < 0:
-            raise ValueError(f"num_workers must be an int >= 0, got num_workers={num_workers!r}")
-        if prefetch is not None and (isinstance(prefetch, bool)
-                                     or not isinstance(prefetch, Integral) or prefetch < 0):
-            raise ValueError(f"prefetch must be None or an int >= 0, got prefetch={prefetch!r}")
+            raise ValueError(EMPTY_DATASET)
+        check_int("batch_size", batch_size, low=1, allow_none=True)
+        check_int("num_workers", num_workers, low=0)
+        check_int("prefetch", prefetch, low=0, allow_none=True)
         if isinstance(timeout, bool) or not isinstance(timeout, Real) or not timeout > 0 \
                 or not math.isfinite(timeout):
             raise ValueError(f"timeout must be a finite number of seconds > 0, got "

@@ -24,6 +24,13 @@ import numpy as np
 
 from bucketrnn.buckets import OVERFLOW_POLICIES
 from bucketrnn.errors import StateMismatchError
+from bucketrnn.validation import (
+    EMPTY_DATASET,
+    check_choice,
+    check_int,
+    check_lengths,
+    differences,
+)
 
 LAST_BATCH = ("fill", "keep", "discard", "rollover")
 ON_OVERFLOW = OVERFLOW_POLICIES
@@ -68,7 +75,7 @@ class FillSlot:
     __slots__ = ("index",)
 
     def __init__(self, index):
-        self.index = _check_int("index", index, 0)
+        self.index = check_int("index", index, 0)
 
     @property
     def code(self) -> int:
@@ -112,15 +119,6 @@ def decode_slots(slots) -> tuple[np.ndarray, np.ndarray]:
     return np.where(real, slots, fill_slot(slots)), real
 
 
-def _check_int(name, value, low, high=None):
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {name}={value!r}")
-    if value < low or (high is not None and value >= high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high})"
-        raise ValueError(f"{name} must be {bound}, got {name}={value!r}")
-    return int(value)
-
-
 def _state_int(state, name, high=None):
     value = state[name]
     if isinstance(value, bool) or not isinstance(value, Integral):
@@ -131,13 +129,6 @@ def _state_int(state, name, high=None):
         raise StateMismatchError(f"sampler state {name} must be in [0, {high}], got "
                                  f"{name}={value!r}: the state is damaged")
     return int(value)
-
-
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, "
-                         f"got {name}={value!r}")
-    return value
 
 
 def _digest(array: np.ndarray) -> str:
@@ -208,23 +199,24 @@ class BucketBatchSampler:
                 raise TypeError(f"plan must be a BucketPlan, got plan={type(plan).__name__}")
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be a bool, got shuffle={shuffle!r}")
-        self._seed = _check_int("seed", seed, 0)
+        self._seed = check_int("seed", seed, 0)
         self.shuffle = bool(shuffle)
-        self.last_batch = _check_choice("last_batch", last_batch, LAST_BATCH)
-        self.on_overflow = _check_choice("on_overflow", on_overflow, ON_OVERFLOW)
-        self.num_shards = _check_int("num_shards", num_shards, 1)
-        self.shard_index = _check_int("shard_index", shard_index, 0, self.num_shards)
+        self.last_batch = check_choice("last_batch", last_batch, LAST_BATCH)
+        self.on_overflow = check_choice("on_overflow", on_overflow, ON_OVERFLOW)
+        self.num_shards = check_int("num_shards", num_shards, 1)
+        self.shard_index = check_int("shard_index", shard_index, 0, self.num_shards)
         self.plan = plan
         self.batch_sizes = tuple(int(b) for b in plan.batch_sizes)
         for k, b in enumerate(self.batch_sizes):
             if b < 1:
-                raise ValueError(f"batch_size must be >= 1, got batch_size={b} for bucket {k}")
+                raise ValueError(f"batch_size must be an integer >= 1, got batch_size={b} for "
+                                 f"bucket {k}")
         num_buckets = len(self.batch_sizes)
 
         if bucket_ids is None:
             if lengths is None:
                 raise TypeError("pass lengths or bucket_ids, got lengths=None and bucket_ids=None")
-            lengths = self._check_lengths(lengths)
+            lengths = check_lengths(lengths)
             ids = np.asarray(plan.assign(lengths, on_overflow=self.on_overflow), dtype=np.int64)
             data_digest = _digest(lengths)
         else:
@@ -235,7 +227,7 @@ class BucketBatchSampler:
             ids = ids.astype(np.int64)
             data_digest = _digest(ids)
         if ids.size == 0:
-            raise ValueError("empty dataset: there are no examples to batch")
+            raise ValueError(EMPTY_DATASET)
         bad = np.flatnonzero((ids < -1) | (ids >= num_buckets))
         if bad.size:
             i = int(bad[0])
@@ -259,22 +251,6 @@ class BucketBatchSampler:
         self._epoch = 0
         self._step = 0
         self._cache = {}
-
-    @staticmethod
-    def _check_lengths(lengths):
-        arr = np.asarray(lengths)
-        if arr.dtype.kind not in "iu":
-            raise TypeError(f"lengths must be integers, got dtype={arr.dtype}")
-        if arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[1] != 2):
-            raise ValueError(f"lengths must have shape (N,) or (N, 2), got shape={arr.shape}")
-        if arr.shape[0] == 0:
-            raise ValueError("empty dataset: lengths has no entries")
-        bad = np.flatnonzero((arr < 1).reshape(arr.shape[0], -1).any(axis=1))
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"example {i} has length {arr[i].tolist()}; empty sequences cannot "
-                             "be batched (remove them or give them at least one token)")
-        return arr.astype(np.int64)
 
     # ----------------------------------------------------------------- schedule
     def _perm(self, epoch, k):
@@ -346,7 +322,7 @@ class BucketBatchSampler:
 
         Does not move the sampler's position. Fill rows are :class:`FillSlot` objects.
         """
-        epoch = self._epoch if epoch is None else _check_int("epoch", epoch, 0)
+        epoch = self._epoch if epoch is None else check_int("epoch", epoch, 0)
         for batch in self._schedule(epoch)[0][start:]:
             slots = batch.tolist()
             if slots and min(slots) < 0:
@@ -355,12 +331,12 @@ class BucketBatchSampler:
 
     def buckets(self, epoch=None) -> np.ndarray:
         """Bucket index of every step of ``epoch`` (default: the current one)."""
-        epoch = self._epoch if epoch is None else _check_int("epoch", epoch, 0)
+        epoch = self._epoch if epoch is None else check_int("epoch", epoch, 0)
         return self._schedule(epoch)[1].copy()
 
     def num_batches(self, epoch=None) -> int:
         """Number of batches this rank yields in ``epoch`` (default: the current one)."""
-        epoch = self._epoch if epoch is None else _check_int("epoch", epoch, 0)
+        epoch = self._epoch if epoch is None else check_int("epoch", epoch, 0)
         return len(self._schedule(epoch)[0])
 
     @property
@@ -371,7 +347,7 @@ class BucketBatchSampler:
     def real_rows_per_rank(self, epoch=None) -> np.ndarray:
         """Real (non-fill) examples each rank trains on in ``epoch`` (default: the current
         one), ``(num_shards,)``: what every rank computes the same way, from the plan alone."""
-        epoch = self._epoch if epoch is None else _check_int("epoch", epoch, 0)
+        epoch = self._epoch if epoch is None else check_int("epoch", epoch, 0)
         real = np.zeros(self.num_shards, dtype=np.int64)
         for rank in range(self.num_shards):
             for k in range(len(self._members)):
@@ -387,8 +363,8 @@ class BucketBatchSampler:
         a state saved after the last batch resumes into the next epoch, as an uninterrupted run
         would.
         """
-        epoch = _check_int("epoch", epoch, 0)
-        step = _check_int("step", step, 0)
+        epoch = check_int("epoch", epoch, 0)
+        step = check_int("step", step, 0)
         if step > 0 and step >= len(self._schedule(epoch)[0]):
             epoch, step = epoch + 1, 0
         self._epoch, self._step = epoch, step
@@ -425,7 +401,7 @@ class BucketBatchSampler:
         Setting the epoch the sampler is already in keeps its position, so a training loop that
         calls ``set_epoch`` at the top of every epoch does not rewind a resumed sampler.
         """
-        epoch = _check_int("epoch", epoch, 0)
+        epoch = check_int("epoch", epoch, 0)
         if epoch != self.epoch:
             self.seek(epoch, 0)
 
@@ -474,8 +450,7 @@ class BucketBatchSampler:
         if not isinstance(theirs, dict):
             raise StateMismatchError(f"sampler state fingerprint must be a dict, got "
                                      f"{type(theirs).__name__}: the state is damaged")
-        diff = [f"{name}: state {theirs.get(name)!r}, here {ours.get(name)!r}"
-                for name in sorted(set(theirs) | set(ours)) if theirs.get(name) != ours.get(name)]
+        diff = differences(theirs, ours, "state", "here")
         if diff:
             raise StateMismatchError("sampler state was made for another dataset or "
                                      "configuration; differs in " + "; ".join(diff))

@@ -35,9 +35,9 @@ def test_src_tgt_pairs_give_pairs_of_lengths():
 
 
 def test_bad_input_messages():
-    with pytest.raises(ValueError, match="dataset is empty"):
+    with pytest.raises(ValueError, match="the dataset is empty"):
         sequence_lengths([])
-    with pytest.raises(ValueError, match=r"dataset\[1\] is an empty sequence"):
+    with pytest.raises(ValueError, match=r"example 1 is an empty sequence"):
         sequence_lengths([[1], [], [2]])
     with pytest.raises(TypeError, match=r"dataset\[0\] is a string"):
         sequence_lengths(["a sentence"])

@@ -219,12 +219,14 @@ def test_worker_errors_reach_the_training_process():
 
 
 @pytest.mark.parametrize("dataset, kwargs, error, match", [
-    ([], {}, ValueError, r"dataset is empty: got 0 examples"),
+    ([], {}, ValueError, r"the dataset is empty: got 0 examples"),
     (42, {}, TypeError, r"dataset must support len\(\) and indexing, got int"),
-    (TOKENS, dict(batch_size=0), ValueError, r"batch_size must be >= 1, got batch_size=0"),
-    (TOKENS, dict(batch_size=2.5), TypeError, r"batch_size must be an int, got batch_size=2.5"),
-    (TOKENS, dict(num_workers=-1), ValueError, r"num_workers must be an int >= 0"),
-    (TOKENS, dict(prefetch=-2), ValueError, r"prefetch must be None or an int >= 0"),
+    (TOKENS, dict(batch_size=0), ValueError, r"batch_size must be an integer >= 1, got "
+                                             r"batch_size=0"),
+    (TOKENS, dict(batch_size=2.5), TypeError, r"batch_size must be None or an int, got batch_size=2.5"),
+    (TOKENS, dict(num_workers=-1), ValueError, r"num_workers must be an integer >= 0"),
+    (TOKENS, dict(prefetch=-2), ValueError, r"prefetch must be an integer >= 0"),
+    (TOKENS, dict(prefetch=1.5), TypeError, r"prefetch must be None or an int, got "),
     (TOKENS, dict(timeout=0), ValueError, r"timeout must be a finite number of seconds > 0"),
     (TOKENS, dict(timeout=-5), ValueError, r"got timeout=-5"),
     (TOKENS, dict(timeout=float("nan")), ValueError, r"got timeout=nan"),
@@ -234,12 +236,12 @@ def test_worker_errors_reach_the_training_process():
     (TOKENS, dict(ctx="gpu"), TypeError, r"ctx must be an mxnet Context .*got ctx='gpu'"),
     (TOKENS, dict(task="seq2seq"), ValueError, r"task='seq2seq' does not fit the dataset"),
     ([[1, 2], [3], [4, 5]], {}, ValueError, r"example 1 has 1 token; task='lm' needs at least 2"),
-    ([[1, 2], [], [4, 5]], {}, ValueError, r"dataset\[1\] is an empty sequence"),
+    ([[1, 2], [], [4, 5]], {}, ValueError, r"example 1 is an empty sequence"),
     (TOKENS, dict(strategy="fixed", boundaries=[5, 10]), ValueError,
      r"example \d+ has length \d+, longer than the largest bucket \(10\)"),
     (TOKENS, dict(num_buckets=200), ValueError, r"num_buckets=200 is more than the"),
     (TOKENS, dict(last_batch="pad"), ValueError, r"last_batch must be one of"),
-    (TOKENS, dict(num_shards=2, shard_index=5), ValueError, r"shard_index must be in \[0, 2\)"),
+    (TOKENS, dict(num_shards=2, shard_index=5), ValueError, r"shard_index must be an integer in \[0, 2\)"),
 ])
 def test_bad_arguments(dataset, kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -183,7 +183,7 @@ def test_set_epoch():
     sampler.set_epoch(3)
     assert (sampler.epoch, sampler.step) == (3, 0)
     assert list(sampler) == list(make(seed=1).batches(3))
-    with pytest.raises(ValueError, match=r"epoch must be >= 0, got epoch=-1"):
+    with pytest.raises(ValueError, match=r"epoch must be an integer >= 0, got epoch=-1"):
         sampler.set_epoch(-1)
 
 
@@ -326,18 +326,18 @@ PLAN = plan_buckets(LENGTHS, strategy="fixed", boundaries=BOUNDS, batch_size=8)
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(seed=-1), ValueError, r"seed must be >= 0, got seed=-1"),
+    (dict(seed=-1), ValueError, r"seed must be an integer >= 0, got seed=-1"),
     (dict(seed=1.5), TypeError, r"seed must be an int, got seed=1.5"),
     (dict(last_batch="pad"), ValueError, r"last_batch must be one of .*got last_batch='pad'"),
-    (dict(num_shards=0), ValueError, r"num_shards must be >= 1, got num_shards=0"),
+    (dict(num_shards=0), ValueError, r"num_shards must be an integer >= 1, got num_shards=0"),
     (dict(num_shards=2, shard_index=2), ValueError,
-     r"shard_index must be in \[0, 2\), got shard_index=2"),
+     r"shard_index must be an integer in \[0, 2\), got shard_index=2"),
     (dict(on_overflow="clip"), ValueError, r"on_overflow must be one of .*'clip'"),
     (dict(shuffle="yes"), TypeError, r"shuffle must be a bool, got shuffle='yes'"),
     (dict(plan=None), TypeError, r"plan must be a BucketPlan, got plan=NoneType"),
-    (dict(lengths=np.array([], dtype=np.int64)), ValueError, r"empty dataset"),
+    (dict(lengths=np.array([], dtype=np.int64)), ValueError, r"the dataset is empty"),
     (dict(lengths=np.array([1.5, 2.0])), TypeError, r"lengths must be integers"),
-    (dict(lengths=np.array([3, 0, 2])), ValueError, r"example 1 has length 0"),
+    (dict(lengths=np.array([3, 0, 2])), ValueError, r"example 1 is an empty sequence \(length 0\)"),
     (dict(lengths=None, bucket_ids=np.array([0, 7])), ValueError,
      r"bucket_ids\[1\]=7 is not a bucket of a plan with 4 buckets"),
     (dict(lengths=None), TypeError, r"pass lengths or bucket_ids"),
@@ -356,7 +356,7 @@ def test_bad_batch_size_in_plan():
         def assign(self, lengths, on_overflow):
             return np.zeros(len(lengths), dtype=np.int64)
 
-    with pytest.raises(ValueError, match=r"batch_size must be >= 1, got batch_size=0"):
+    with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1, got batch_size=0"):
         BucketBatchSampler(np.array([1, 2]), Plan())
 
 
@@ -399,5 +399,5 @@ def test_seek_and_end_epoch_are_the_public_position():
     assert (s.epoch, s.step) == (1, 0)
     s.end_epoch(1)  # epoch 1 has batches: nothing moves
     assert (s.epoch, s.step) == (1, 0)
-    with pytest.raises(ValueError, match="step must be >= 0, got step=-1"):
+    with pytest.raises(ValueError, match="step must be an integer >= 0, got step=-1"):
         s.seek(0, -1)

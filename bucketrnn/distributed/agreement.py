@@ -15,6 +15,7 @@ import json
 import numpy as np
 
 from bucketrnn import compat
+from bucketrnn.validation import differences
 
 __all__ = ["FINGERPRINT_KEY", "MAX_FINGERPRINT_BYTES", "PlanMismatchError", "check_same_plan",
            "check_shards", "exchange_fingerprints", "plan_fingerprint"]
@@ -157,9 +158,7 @@ def check_same_plan(kv, fingerprint: dict) -> list:
     ref = table[0]
     problems = []
     for rank, other in enumerate(table[1:], start=1):
-        diff = [f"{k}: rank 0 {ref.get(k, '<absent>')!r}, rank {rank} "
-                f"{other.get(k, '<absent>')!r}"
-                for k in sorted(set(ref) | set(other)) if ref.get(k) != other.get(k)]
+        diff = differences(ref, other, "rank 0", f"rank {rank}")
         if diff:
             problems.append(f"rank {rank} differs from rank 0 in " + "; ".join(diff))
     if problems:

@@ -17,24 +17,18 @@ that outputs at valid steps and final states equal those of the unpadded sequenc
 
 from __future__ import annotations
 
-import numpy as np
 from mxnet import gluon
 from mxnet.gluon import rnn
+
+from bucketrnn.validation import check_choice, check_int
 
 MODES = ("lstm", "gru")
 CELLS = ("unrolled", "fused")
 
 
-def check_choice(name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {name}={value!r}")
-
-
 def check_positive(name: str, value, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {name}={value!r}")
+    """An integer >= 1 (or None when ``allow_none``): the models' size arguments."""
+    check_int(name, value, low=1, allow_none=allow_none)
 
 
 def reverse_valid(F, x, valid_length):
