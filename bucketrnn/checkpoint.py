@@ -20,10 +20,11 @@ what is wrong, anything that is not such a file: truncated or bit-flipped files 
 missing or mistyped fields, pickles, object arrays, non-finite parameters. :func:`save` refuses
 to write non-finite values (:class:`~bucketrnn.errors.NonFiniteError`).
 
-Writes go to a temporary file in the same directory (``<name>.XXXXXXXX.tmp``), are flushed and
-``fsync``-ed, then ``os.replace``-d over the target and the directory is ``fsync``-ed: a crash at
-any moment leaves either the previous checkpoint or the new one, never a torn file (and
-:func:`clean_temporaries` removes the temporary file a killed writer leaves).
+Writes go through :func:`~bucketrnn.rundir.atomic_write` (re-exported here): a temporary file in
+the same directory (``<name>.XXXXXXXX.tmp``), flushed and ``fsync``-ed, then ``os.replace``-d
+over the target, and the directory ``fsync``-ed: a crash at any moment leaves either the previous
+checkpoint or the new one, never a torn file (and :func:`clean_temporaries` removes the
+temporary file a killed writer leaves).
 
 Examples
 --------
@@ -37,14 +38,11 @@ Examples
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
 import math
 import os
-import re
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +50,7 @@ import numpy as np
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.optim_state import PREFIX as OPTIM_PREFIX
 from bucketrnn.optim_state import OptimizerState
-from bucketrnn.rundir import CHECKPOINT
+from bucketrnn.rundir import CHECKPOINT, atomic_write, clean_temporaries
 
 __all__ = ["Checkpoint", "atomic_write", "check_fingerprint", "clean_temporaries", "json_dumps",
            "load", "save"]
@@ -76,58 +74,6 @@ def json_dumps(obj, **kwargs) -> str:
     """Strict JSON text of ``obj``: NaN and infinities become ``null`` (``json.dumps`` would
     write ``NaN``/``Infinity``, which JSON parsers other than Python's reject)."""
     return json.dumps(_finite_or_none(obj), allow_nan=False, **kwargs)
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, nothing else.
-
-    Parameters
-    ----------
-    path : str
-        Target file; its directory must exist.
-    data : bytes
-
-    Raises
-    ------
-    OSError
-        The write failed (e.g. ``ENOSPC``, disk full); the message names ``path``, the file
-        there is unchanged and no temporary file is left behind.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if not isinstance(e, OSError):
-            raise
-        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        msg = f"could not write {path!r}: {why}; the previous file there (if any) is unchanged"
-        raise (OSError(msg) if e.errno is None else OSError(e.errno, msg)) from e
-    # The rename itself is durable only once the directory entry is on disk.
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def clean_temporaries(directory: str, name: str = FILENAME) -> list:
-    """Remove the temporary files a killed :func:`atomic_write` of ``name`` left in
-    ``directory`` (``<name>.XXXXXXXX.tmp``, nothing else); returns the paths removed."""
-    pattern = re.compile(re.escape(name) + r"\.[a-z0-9_]{8}\.tmp")
-    removed = []
-    for entry in os.listdir(directory) if os.path.isdir(directory) else ():
-        path = os.path.join(directory, entry)
-        if pattern.fullmatch(entry) and os.path.isfile(path) and not os.path.islink(path):
-            os.unlink(path)
-            removed.append(path)
-    return removed
 
 
 def _checksum(arrays: dict) -> str:
