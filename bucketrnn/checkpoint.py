@@ -16,9 +16,14 @@ A checkpoint is one ``.npz`` file of named arrays, read with ``allow_pickle=Fals
     SHA-256 (hex, ASCII) over every other array's name, dtype, shape and bytes.
 
 :func:`load` refuses, with one :class:`~bucketrnn.errors.CheckpointError` naming the file and
-what is wrong, anything that is not such a file: truncated or bit-flipped files (the checksum),
-missing or mistyped fields, pickles, object arrays, non-finite parameters. :func:`save` refuses
-to write non-finite values (:class:`~bucketrnn.errors.NonFiniteError`).
+what is wrong (and the member, for one of the zip), anything that is not such a file: truncated
+or bit-flipped files (the checksum), missing or mistyped fields, pickles, object arrays,
+non-finite parameters. The zip's directory is checked before any member is read, so a crafted
+file costs no more memory or time than its size: ``np.savez`` stores members uncompressed, so a
+compressed member (a zip bomb), one larger than the file, members that overlap, an unexpected
+name or more than :data:`MAX_MEMBERS` members are refused unread. Each member must be a ``.npy``
+array of a numeric dtype whose header's shape matches its bytes. :func:`save` refuses to write
+non-finite values (:class:`~bucketrnn.errors.NonFiniteError`).
 
 Writes go through :func:`~bucketrnn.rundir.atomic_write` (re-exported here): a temporary file in
 the same directory (``<name>.XXXXXXXX.tmp``), flushed and ``fsync``-ed, then ``os.replace``-d
@@ -43,6 +48,7 @@ import io
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +64,11 @@ __all__ = ["Checkpoint", "atomic_write", "check_fingerprint", "clean_temporaries
 FORMAT = 2
 FILENAME = CHECKPOINT  # in a run directory (bucketrnn.rundir names its files)
 PARAM_PREFIX = "param/"
+# Bounds on what load reads: members (parameters and optimizer states, with room to spare) and
+# the dtypes an array may have (numbers: bool, integers, floats, complex).
+MAX_MEMBERS = 10_000
+NUMERIC_KINDS = "biufc"
+LEGACY = "trainer"  # format 1's pickled Trainer state: named in the refusal, never read
 
 
 def _finite_or_none(value):
@@ -128,8 +139,8 @@ def save(path: str, params: dict, optimizer: OptimizerState | None, meta: dict,
     if optimizer is not None:
         arrays.update(optimizer.arrays)
     for name, a in arrays.items():
-        if a.dtype.kind == "O":
-            raise TypeError(f"{name} is an object array; a checkpoint holds numbers only")
+        if a.dtype.kind not in NUMERIC_KINDS or a.dtype.hasobject:
+            raise TypeError(f"{name} has dtype {a.dtype}; a checkpoint holds numbers only")
         if a.dtype.kind in "fc" and not np.isfinite(a).all():
             raise NonFiniteError(f"refusing to write {path!r}: {name} holds non-finite values "
                                  "(NaN or infinity); the previous checkpoint is kept", what=name)
@@ -170,6 +181,97 @@ def _check_fields(meta: dict, required: dict, bad) -> None:
             raise bad(f"field {key!r} must be >= 0, got {value!r}")
 
 
+def _member_name(name: str) -> str | None:
+    """The array name of a zip member ``np.savez`` wrote for :func:`save` (or a format 1 one's
+    pickled ``trainer``, which is never read), else None."""
+    if not name.endswith(".npy"):
+        return None
+    key = name[:-4]
+    if key in ("meta", "checksum", LEGACY):
+        return key
+    prefix = next((p for p in (PARAM_PREFIX, OPTIM_PREFIX) if key.startswith(p)), None)
+    parts = key.split("/")
+    if prefix is None or len(key) == len(prefix) or "" in parts or ".." in parts:
+        return None
+    return key
+
+
+def _read_npy(f, size: int) -> np.ndarray:
+    """The array of one ``.npy`` member of ``size`` bytes; ``ValueError`` saying what is wrong
+    with anything else (never a pickle: object dtypes are refused from the header)."""
+    try:
+        version = np.lib.format.read_magic(f)
+    except ValueError:
+        raise ValueError("not a .npy array (no .npy magic string)") from None
+    if version != (1, 0):  # np.savez writes 1.0 for every header of ours
+        raise ValueError(f".npy format {version[0]}.{version[1]}, not 1.0")
+    shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+    if dtype.kind not in NUMERIC_KINDS or dtype.hasobject or dtype.subdtype is not None:
+        raise ValueError(f"dtype {dtype.str} is not numeric")
+    nbytes = math.prod(shape) * dtype.itemsize
+    left = size - f.tell()
+    if nbytes != left:
+        raise ValueError(f"its header declares shape {shape} of {dtype}: {nbytes} bytes, it "
+                         f"holds {left}")
+    data = bytearray(f.read(nbytes))
+    if len(data) != nbytes or f.read(1):  # reading to the end also checks the zip's CRC-32
+        raise ValueError("its size changed while it was read")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape, order="F" if fortran_order else "C")
+
+
+def _read_members(path: str, bad) -> dict:
+    """Every array of the checkpoint at ``path`` (None for a :data:`LEGACY` member, unread);
+    the zip's directory is checked before any member is read, so a crafted file costs no more
+    memory and time than its own size."""
+    size = os.path.getsize(path)
+    # A damaged zip fails in many ways (BadZipFile, EOFError, ValueError, OSError...): each is
+    # "unreadable", one CheckpointError.
+    try:
+        archive = zipfile.ZipFile(path)
+    except Exception as e:
+        raise bad(f"unreadable ({type(e).__name__}: {e})") from e
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise bad(f"{len(infos)} members, more than {MAX_MEMBERS}")
+        keys = {}
+        for info in infos:
+            member = info.filename
+            key = _member_name(member)
+            if key is None:
+                raise bad(f"unexpected member {member!r} (a checkpoint holds param/..., "
+                          "optim/..., meta and checksum)")
+            if key in keys:
+                raise bad(f"member {member!r} appears twice")
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise bad(f"member {member!r} is compressed (method {info.compress_type}); "
+                          "a checkpoint's members are stored, never inflated")
+            if info.file_size > size or info.compress_size != info.file_size:
+                raise bad(f"member {member!r} declares {info.file_size} bytes, in a file of "
+                          f"{size}")
+            keys[key] = info
+        total = sum(info.file_size for info in infos)
+        if total > size:
+            raise bad(f"members overlap: together they declare {total} bytes, in a file of "
+                      f"{size}")
+        arrays = {}
+        for key, info in keys.items():
+            if key == LEGACY:
+                arrays[key] = None
+                continue
+            try:
+                with archive.open(info) as f:
+                    arrays[key] = _read_npy(f, info.file_size)
+            # Whatever a member holds (raw bytes, a pickle, a lying header, a bad CRC), reading
+            # it is one CheckpointError naming it, never a traceback from deep inside numpy.
+            except Exception as e:
+                why = str(e) if isinstance(e, ValueError) and not isinstance(
+                    e, zipfile.BadZipFile) else f"{type(e).__name__}: {e}"
+                raise bad(f"member {info.filename!r} is unreadable ({why})") from e
+    return arrays
+
+
 def load(path: str, fingerprint: dict | None = None, required: dict | None = None) -> Checkpoint:
     """Read and verify a checkpoint written by :func:`save`.
 
@@ -188,7 +290,8 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
         No file at ``path``.
     CheckpointError
         Not a readable, intact bucketrnn checkpoint: truncated, bit-flipped (checksum), a
-        pickle or object array, fields missing or mistyped, non-finite parameters.
+        pickle or object array, a compressed, oversized, overlapping, misnamed or non-array
+        member, fields missing or mistyped, non-finite parameters.
     StateMismatchError
         Another format or configuration.
     """
@@ -199,13 +302,7 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
         return CheckpointError(f"checkpoint {path!r} is corrupted or not a bucketrnn "
                                f"checkpoint: {what}")
 
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    # A damaged zip fails in many ways (BadZipFile, zlib.error, EOFError, ValueError for a
-    # pickle or object array, MemoryError for an absurd header): each is "unreadable".
-    except Exception as e:
-        raise bad(f"unreadable ({type(e).__name__}: {e})") from e
+    arrays = _read_members(path, bad)
     meta_bytes = arrays.get("meta")
     if meta_bytes is None or meta_bytes.dtype != np.uint8 or meta_bytes.ndim != 1:
         raise bad("no 'meta' record")
@@ -220,6 +317,8 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
                "start a new run)" if doc.get("format") == 1 else "")
         raise StateMismatchError(f"checkpoint {path!r} has format {doc.get('format')!r}{old}; "
                                  f"this bucketrnn reads format {FORMAT}")
+    if LEGACY in arrays:
+        raise bad(f"unexpected member '{LEGACY}.npy' (a pickle; never read)")
     stored = arrays.get("checksum")
     if stored is None or stored.dtype != np.uint8 or stored.tobytes() != _checksum(
             arrays).encode():
@@ -227,10 +326,6 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
     if not (isinstance(doc.get("meta"), dict) and isinstance(doc.get("fingerprint"), dict)
             and (doc.get("optimizer") is None or isinstance(doc["optimizer"], dict))):
         raise bad("'meta', 'fingerprint' or 'optimizer' is missing or has the wrong type")
-    unknown = [k for k in arrays if k not in ("meta", "checksum")
-               and not k.startswith((PARAM_PREFIX, OPTIM_PREFIX))]
-    if unknown:
-        raise bad(f"unexpected arrays {sorted(unknown)[:5]}")
     for name, a in arrays.items():
         if a.dtype.kind in "fc" and not np.isfinite(a).all():
             raise bad(f"{name} holds non-finite values (NaN or infinity)")
