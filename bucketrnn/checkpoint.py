@@ -25,6 +25,15 @@ name or more than :data:`MAX_MEMBERS` members are refused unread. Each member mu
 array of a numeric dtype whose header's shape matches its bytes. :func:`save` refuses to write
 non-finite values (:class:`~bucketrnn.errors.NonFiniteError`).
 
+Trust: a checkpoint is trusted data. Loading one can never run code (nothing is unpickled or
+evaluated: invariant 7), and damage (truncation, bit flips, a torn copy) is caught by the zip's
+CRC-32 and the checksum. The checksum is not a MAC: whoever can write the file can recompute it,
+so a deliberately forged checkpoint (other parameters, a moved loader position, an edited
+history) is not detected. :func:`load` checks cheap structural invariants (types, ranges,
+shapes, the history's structure) so that a forged value fails at load with a
+:class:`~bucketrnn.errors.CheckpointError` rather than mid-training, but it cannot tell a forged
+value of the right shape from a real one: resume only from checkpoints your own runs wrote.
+
 Writes go through :func:`~bucketrnn.rundir.atomic_write` (re-exported here): a temporary file in
 the same directory (``<name>.XXXXXXXX.tmp``), flushed and ``fsync``-ed, then ``os.replace``-d
 over the target, and the directory ``fsync``-ed: a crash at any moment leaves either the previous
@@ -69,6 +78,9 @@ PARAM_PREFIX = "param/"
 MAX_MEMBERS = 10_000
 NUMERIC_KINDS = "biufc"
 LEGACY = "trainer"  # format 1's pickled Trainer state: named in the refusal, never read
+# The sums the training loop keeps over an epoch (``history.epoch_acc``, bucketrnn.train._tally).
+HISTORY_TALLY = ("loss", "count", "correct", "rows", "real", "slots", "steps", "skipped",
+                 "seconds")
 
 
 def _finite_or_none(value):
@@ -165,6 +177,48 @@ def check_fingerprint(saved: dict, current: dict, where: str = "checkpoint") -> 
         )
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_counts(key: str, value, bad) -> None:
+    """Every number inside ``value`` is finite and >= 0 (a count, a sum of losses, seconds)."""
+    stack = [(key, value)]
+    while stack:  # no recursion: the JSON may nest as deep as the parser allowed
+        where, v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend((f"{where}.{k}", x) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+        elif _is_number(v) and not (v >= 0 and (isinstance(v, int) or math.isfinite(v))):
+            raise bad(f"field {where!r} must be a finite number >= 0, got {v!r}")
+
+
+def _check_epochs(key: str, value, bad) -> None:
+    for i, record in enumerate(value):
+        if not isinstance(record, dict):
+            raise bad(f"field '{key}[{i}]' must be a dict, got {record!r:.60}")
+
+
+def _check_tally(key: str, value, bad) -> None:
+    if value is None:
+        return
+    if set(value) != set(HISTORY_TALLY):
+        raise bad(f"field {key!r} must have the keys {sorted(HISTORY_TALLY)}: missing "
+                  f"{sorted(set(HISTORY_TALLY) - set(value))}, unexpected "
+                  f"{sorted(set(value) - set(HISTORY_TALLY))[:5]}")
+    for name, v in value.items():
+        if not _is_number(v):
+            raise bad(f"field '{key}.{name}' must be a number, got {v!r:.60}")
+    _check_counts(key, value, bad)
+
+
+# The training loop's history, checked further when ``required`` names these fields: a forged
+# value of the right type must fail here, not mid-training.
+_STRUCTURE = {"history": _check_counts, "history.epochs": _check_epochs,
+              "history.epoch_acc": _check_tally}
+
+
 def _check_fields(meta: dict, required: dict, bad) -> None:
     for key, kind in required.items():
         value = meta
@@ -179,6 +233,21 @@ def _check_fields(meta: dict, required: dict, bad) -> None:
                       f"{value!r:.60}")
         if int in kinds and isinstance(value, int) and not isinstance(value, bool) and value < 0:
             raise bad(f"field {key!r} must be >= 0, got {value!r}")
+        if key in _STRUCTURE:
+            _STRUCTURE[key](key, value, bad)
+        elif key.startswith("history."):
+            _check_counts(key, value, bad)
+
+
+def _strict_constant(name):
+    raise ValueError(f"{name} is not strict JSON (save writes non-finite numbers as null)")
+
+
+def _strict_float(text):
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: Python would read infinity
+        _strict_constant(text)
+    return value
 
 
 def _member_name(name: str) -> str | None:
@@ -282,7 +351,10 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
         The current configuration's; a different saved one raises ``StateMismatchError``.
     required : dict, optional
         ``{"key" or "key.sub": type or tuple of types}`` the ``meta`` must hold (an ``int``
-        field must also be >= 0; ``bool`` is not an ``int`` here).
+        field must also be >= 0; ``bool`` is not an ``int`` here). The training loop's
+        ``history`` fields are checked further: every number in ``history`` or a
+        ``history.<field>`` is finite and >= 0, ``history.epochs`` is a list of dicts and
+        ``history.epoch_acc`` is None or maps exactly :data:`HISTORY_TALLY` to numbers.
 
     Raises
     ------
@@ -307,7 +379,8 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
     if meta_bytes is None or meta_bytes.dtype != np.uint8 or meta_bytes.ndim != 1:
         raise bad("no 'meta' record")
     try:
-        doc = json.loads(meta_bytes.tobytes().decode("utf-8"))
+        doc = json.loads(meta_bytes.tobytes().decode("utf-8"), parse_constant=_strict_constant,
+                         parse_float=_strict_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise bad(f"its 'meta' record is not JSON ({e})") from e
     if not isinstance(doc, dict):

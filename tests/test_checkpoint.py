@@ -426,3 +426,71 @@ def test_members_in_fortran_order_load_as_the_arrays_they_are(tmp_path):
     got = ckpt.load(path).params["m"]
     np.testing.assert_array_equal(got, arrays["param/m"])
     got += 1  # writable, like np.load's arrays
+
+
+# ---------------------------------------------------------------- forged but well-typed meta
+# As the training loop asks for them (bucketrnn.train._META): the history's structure is checked
+# by load itself, so a forged value fails at load, not mid-training.
+_HISTORY_REQUIRED = {"history": dict, "history.epochs": list,
+                     "history.train_seconds": (int, float), "history.epoch_acc": (dict, type(None))}
+
+
+def _history(**changes):
+    acc = {key: 0 for key in ckpt.HISTORY_TALLY}
+    acc.update(loss=12.5, seconds=0.25)
+    history = {"epochs": [{"kind": "epoch", "epoch": 0, "train_loss": 4.5, "valid_loss": None}],
+               "train_seconds": 3.5, "real_tokens": 10, "slots": 12, "skipped_steps": 0,
+               "epoch_acc": acc}
+    history.update(changes)
+    return history
+
+
+def test_the_tally_keys_are_the_training_loops():
+    from bucketrnn.train import _tally
+
+    assert sorted(_tally()) == sorted(ckpt.HISTORY_TALLY)
+
+
+def test_a_well_formed_history_loads(tmp_path):
+    path = str(tmp_path / "c.npz")
+    for history in (_history(), _history(epoch_acc=None, epochs=[])):
+        ckpt.save(path, {}, None, {"history": history})
+        assert ckpt.load(path, required=_HISTORY_REQUIRED).meta["history"] == history
+
+
+def _acc(**changes):
+    return {**_history()["epoch_acc"], **changes}
+
+
+@pytest.mark.parametrize("history, match", [
+    # The tester's: "can only concatenate str (not "float") to str" mid-training.
+    (_history(epoch_acc=_acc(loss="12.5")), r"'history\.epoch_acc\.loss' must be a number"),
+    (_history(epoch_acc=_acc(rows=True)), r"'history\.epoch_acc\.rows' must be a number"),
+    (_history(epoch_acc={k: v for k, v in _acc().items() if k != "slots"}),
+     r"'history\.epoch_acc' must have the keys .*missing \['slots'\]"),
+    (_history(epoch_acc=_acc(extra=1)), r"'history\.epoch_acc' .*unexpected \['extra'\]"),
+    (_history(epoch_acc=_acc(seconds=-1.0)), r"'history\.epoch_acc\.seconds' must be a finite "
+                                             r"number >= 0, got -1\.0"),
+    (_history(epochs=[{"epoch": 0}, 3]), r"'history\.epochs\[1\]' must be a dict, got 3"),
+    (_history(epochs=[{"train_loss": -2.0}]), r"'history\.epochs\[0\]\.train_loss' must be a "
+                                              "finite number >= 0"),
+    (_history(train_seconds=-5.0), r"'history\.train_seconds' must be a finite number >= 0"),
+])
+def test_a_forged_history_is_refused_at_load(tmp_path, history, match):
+    path = str(tmp_path / "c.npz")
+    ckpt.save(path, {}, None, {"history": history})
+    with pytest.raises(CheckpointError, match=re.escape(repr(path)) + ".*field " + match):
+        ckpt.load(path, required=_HISTORY_REQUIRED)
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_non_finite_numbers_in_meta_are_refused(tmp_path, text):
+    """save writes them as null; Python's json would read these back as floats."""
+    path = _saved(tmp_path)
+    arrays = _arrays(path)
+    doc = json.loads(arrays["meta"].tobytes())
+    doc["meta"]["history"] = {"train_seconds": "@"}
+    arrays["meta"] = np.frombuffer(json.dumps(doc).replace('"@"', text).encode(), np.uint8)
+    _rewrite(path, arrays, fix_checksum=True)
+    with pytest.raises(CheckpointError, match=f"{text} is not strict JSON"):
+        ckpt.load(path)
