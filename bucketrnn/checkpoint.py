@@ -316,9 +316,12 @@ def _read_members(path: str, bad) -> dict:
             if info.compress_type != zipfile.ZIP_STORED:
                 raise bad(f"member {member!r} is compressed (method {info.compress_type}); "
                           "a checkpoint's members are stored, never inflated")
-            if info.file_size > size or info.compress_size != info.file_size:
+            if info.file_size > size:
                 raise bad(f"member {member!r} declares {info.file_size} bytes, in a file of "
                           f"{size}")
+            if info.compress_size != info.file_size:  # stored: the two are one number
+                raise bad(f"member {member!r} declares {info.file_size} bytes and stores "
+                          f"{info.compress_size}")
             keys[key] = info
         total = sum(info.file_size for info in infos)
         if total > size:
@@ -335,8 +338,7 @@ def _read_members(path: str, bad) -> dict:
             # Whatever a member holds (raw bytes, a pickle, a lying header, a bad CRC), reading
             # it is one CheckpointError naming it, never a traceback from deep inside numpy.
             except Exception as e:
-                why = str(e) if isinstance(e, ValueError) and not isinstance(
-                    e, zipfile.BadZipFile) else f"{type(e).__name__}: {e}"
+                why = str(e) if type(e) is ValueError else f"{type(e).__name__}: {e}"
                 raise bad(f"member {info.filename!r} is unreadable ({why})") from e
     return arrays
 
