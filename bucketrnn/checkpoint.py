@@ -16,14 +16,29 @@ A checkpoint is one ``.npz`` file of named arrays, read with ``allow_pickle=Fals
     SHA-256 (hex, ASCII) over every other array's name, dtype, shape and bytes.
 
 :func:`load` refuses, with one :class:`~bucketrnn.errors.CheckpointError` naming the file and
-what is wrong, anything that is not such a file: truncated or bit-flipped files (the checksum),
-missing or mistyped fields, pickles, object arrays, non-finite parameters. :func:`save` refuses
-to write non-finite values (:class:`~bucketrnn.errors.NonFiniteError`).
+what is wrong (and the member, for one of the zip), anything that is not such a file: truncated
+or bit-flipped files (the checksum), missing or mistyped fields, pickles, object arrays,
+non-finite parameters. The zip's directory is checked before any member is read, so a crafted
+file costs no more memory or time than its size: ``np.savez`` stores members uncompressed, so a
+compressed member (a zip bomb), one larger than the file, members that overlap, an unexpected
+name or more than :data:`MAX_MEMBERS` members are refused unread. Each member must be a ``.npy``
+array of a numeric dtype whose header's shape matches its bytes. :func:`save` refuses to write
+non-finite values (:class:`~bucketrnn.errors.NonFiniteError`).
 
-Writes go to a temporary file in the same directory (``<name>.XXXXXXXX.tmp``), are flushed and
-``fsync``-ed, then ``os.replace``-d over the target and the directory is ``fsync``-ed: a crash at
-any moment leaves either the previous checkpoint or the new one, never a torn file (and
-:func:`clean_temporaries` removes the temporary file a killed writer leaves).
+Trust: a checkpoint is trusted data. Loading one can never run code (nothing is unpickled or
+evaluated: invariant 7), and damage (truncation, bit flips, a torn copy) is caught by the zip's
+CRC-32 and the checksum. The checksum is not a MAC: whoever can write the file can recompute it,
+so a deliberately forged checkpoint (other parameters, a moved loader position, an edited
+history) is not detected. :func:`load` checks cheap structural invariants (types, ranges,
+shapes, the history's structure) so that a forged value fails at load with a
+:class:`~bucketrnn.errors.CheckpointError` rather than mid-training, but it cannot tell a forged
+value of the right shape from a real one: resume only from checkpoints your own runs wrote.
+
+Writes go through :func:`~bucketrnn.rundir.atomic_write` (re-exported here): a temporary file in
+the same directory (``<name>.XXXXXXXX.tmp``), flushed and ``fsync``-ed, then ``os.replace``-d
+over the target, and the directory ``fsync``-ed: a crash at any moment leaves either the previous
+checkpoint or the new one, never a torn file (and :func:`clean_temporaries` removes the
+temporary file a killed writer leaves).
 
 Examples
 --------
@@ -37,14 +52,12 @@ Examples
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import io
 import json
 import math
 import os
-import re
-import tempfile
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +65,7 @@ import numpy as np
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.optim_state import PREFIX as OPTIM_PREFIX
 from bucketrnn.optim_state import OptimizerState
-from bucketrnn.rundir import CHECKPOINT
+from bucketrnn.rundir import CHECKPOINT, atomic_write, clean_temporaries
 
 __all__ = ["Checkpoint", "atomic_write", "check_fingerprint", "clean_temporaries", "json_dumps",
            "load", "save"]
@@ -60,6 +73,14 @@ __all__ = ["Checkpoint", "atomic_write", "check_fingerprint", "clean_temporaries
 FORMAT = 2
 FILENAME = CHECKPOINT  # in a run directory (bucketrnn.rundir names its files)
 PARAM_PREFIX = "param/"
+# Bounds on what load reads: members (parameters and optimizer states, with room to spare) and
+# the dtypes an array may have (numbers: bool, integers, floats, complex).
+MAX_MEMBERS = 10_000
+NUMERIC_KINDS = "biufc"
+LEGACY = "trainer"  # format 1's pickled Trainer state: named in the refusal, never read
+# The sums the training loop keeps over an epoch (``history.epoch_acc``, bucketrnn.train._tally).
+HISTORY_TALLY = ("loss", "count", "correct", "rows", "real", "slots", "steps", "skipped",
+                 "seconds")
 
 
 def _finite_or_none(value):
@@ -76,58 +97,6 @@ def json_dumps(obj, **kwargs) -> str:
     """Strict JSON text of ``obj``: NaN and infinities become ``null`` (``json.dumps`` would
     write ``NaN``/``Infinity``, which JSON parsers other than Python's reject)."""
     return json.dumps(_finite_or_none(obj), allow_nan=False, **kwargs)
-
-
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, nothing else.
-
-    Parameters
-    ----------
-    path : str
-        Target file; its directory must exist.
-    data : bytes
-
-    Raises
-    ------
-    OSError
-        The write failed (e.g. ``ENOSPC``, disk full); the message names ``path``, the file
-        there is unchanged and no temporary file is left behind.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if not isinstance(e, OSError):
-            raise
-        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        msg = f"could not write {path!r}: {why}; the previous file there (if any) is unchanged"
-        raise (OSError(msg) if e.errno is None else OSError(e.errno, msg)) from e
-    # The rename itself is durable only once the directory entry is on disk.
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def clean_temporaries(directory: str, name: str = FILENAME) -> list:
-    """Remove the temporary files a killed :func:`atomic_write` of ``name`` left in
-    ``directory`` (``<name>.XXXXXXXX.tmp``, nothing else); returns the paths removed."""
-    pattern = re.compile(re.escape(name) + r"\.[a-z0-9_]{8}\.tmp")
-    removed = []
-    for entry in os.listdir(directory) if os.path.isdir(directory) else ():
-        path = os.path.join(directory, entry)
-        if pattern.fullmatch(entry) and os.path.isfile(path) and not os.path.islink(path):
-            os.unlink(path)
-            removed.append(path)
-    return removed
 
 
 def _checksum(arrays: dict) -> str:
@@ -182,8 +151,8 @@ def save(path: str, params: dict, optimizer: OptimizerState | None, meta: dict,
     if optimizer is not None:
         arrays.update(optimizer.arrays)
     for name, a in arrays.items():
-        if a.dtype.kind == "O":
-            raise TypeError(f"{name} is an object array; a checkpoint holds numbers only")
+        if a.dtype.kind not in NUMERIC_KINDS or a.dtype.hasobject:
+            raise TypeError(f"{name} has dtype {a.dtype}; a checkpoint holds numbers only")
         if a.dtype.kind in "fc" and not np.isfinite(a).all():
             raise NonFiniteError(f"refusing to write {path!r}: {name} holds non-finite values "
                                  "(NaN or infinity); the previous checkpoint is kept", what=name)
@@ -208,6 +177,48 @@ def check_fingerprint(saved: dict, current: dict, where: str = "checkpoint") -> 
         )
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_counts(key: str, value, bad) -> None:
+    """Every number inside ``value`` is finite and >= 0 (a count, a sum of losses, seconds)."""
+    stack = [(key, value)]
+    while stack:  # no recursion: the JSON may nest as deep as the parser allowed
+        where, v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend((f"{where}.{k}", x) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+        elif _is_number(v) and not (v >= 0 and (isinstance(v, int) or math.isfinite(v))):
+            raise bad(f"field {where!r} must be a finite number >= 0, got {v!r}")
+
+
+def _check_epochs(key: str, value, bad) -> None:
+    for i, record in enumerate(value):
+        if not isinstance(record, dict):
+            raise bad(f"field '{key}[{i}]' must be a dict, got {record!r:.60}")
+
+
+def _check_tally(key: str, value, bad) -> None:
+    if value is None:
+        return
+    if set(value) != set(HISTORY_TALLY):
+        raise bad(f"field {key!r} must have the keys {sorted(HISTORY_TALLY)}: missing "
+                  f"{sorted(set(HISTORY_TALLY) - set(value))}, unexpected "
+                  f"{sorted(set(value) - set(HISTORY_TALLY))[:5]}")
+    for name, v in value.items():
+        if not _is_number(v):
+            raise bad(f"field '{key}.{name}' must be a number, got {v!r:.60}")
+    _check_counts(key, value, bad)
+
+
+# The training loop's history, checked further when ``required`` names these fields: a forged
+# value of the right type must fail here, not mid-training.
+_STRUCTURE = {"history": _check_counts, "history.epochs": _check_epochs,
+              "history.epoch_acc": _check_tally}
+
+
 def _check_fields(meta: dict, required: dict, bad) -> None:
     for key, kind in required.items():
         value = meta
@@ -222,6 +233,114 @@ def _check_fields(meta: dict, required: dict, bad) -> None:
                       f"{value!r:.60}")
         if int in kinds and isinstance(value, int) and not isinstance(value, bool) and value < 0:
             raise bad(f"field {key!r} must be >= 0, got {value!r}")
+        if key in _STRUCTURE:
+            _STRUCTURE[key](key, value, bad)
+        elif key.startswith("history."):
+            _check_counts(key, value, bad)
+
+
+def _strict_constant(name):
+    raise ValueError(f"{name} is not strict JSON (save writes non-finite numbers as null)")
+
+
+def _strict_float(text):
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: Python would read infinity
+        _strict_constant(text)
+    return value
+
+
+def _member_name(name: str) -> str | None:
+    """The array name of a zip member ``np.savez`` wrote for :func:`save` (or a format 1 one's
+    pickled ``trainer``, which is never read), else None."""
+    if not name.endswith(".npy"):
+        return None
+    key = name[:-4]
+    if key in ("meta", "checksum", LEGACY):
+        return key
+    prefix = next((p for p in (PARAM_PREFIX, OPTIM_PREFIX) if key.startswith(p)), None)
+    parts = key.split("/")
+    if prefix is None or len(key) == len(prefix) or "" in parts or ".." in parts:
+        return None
+    return key
+
+
+def _read_npy(f, size: int) -> np.ndarray:
+    """The array of one ``.npy`` member of ``size`` bytes; ``ValueError`` saying what is wrong
+    with anything else (never a pickle: object dtypes are refused from the header)."""
+    try:
+        version = np.lib.format.read_magic(f)
+    except ValueError:
+        raise ValueError("not a .npy array (no .npy magic string)") from None
+    if version != (1, 0):  # np.savez writes 1.0 for every header of ours
+        raise ValueError(f".npy format {version[0]}.{version[1]}, not 1.0")
+    shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+    if dtype.kind not in NUMERIC_KINDS or dtype.hasobject or dtype.subdtype is not None:
+        raise ValueError(f"dtype {dtype.str} is not numeric")
+    nbytes = math.prod(shape) * dtype.itemsize
+    left = size - f.tell()
+    if nbytes != left:
+        raise ValueError(f"its header declares shape {shape} of {dtype}: {nbytes} bytes, it "
+                         f"holds {left}")
+    data = bytearray(f.read(nbytes))
+    if len(data) != nbytes or f.read(1):  # reading to the end also checks the zip's CRC-32
+        raise ValueError("its size changed while it was read")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape, order="F" if fortran_order else "C")
+
+
+def _read_members(path: str, bad) -> dict:
+    """Every array of the checkpoint at ``path`` (None for a :data:`LEGACY` member, unread);
+    the zip's directory is checked before any member is read, so a crafted file costs no more
+    memory and time than its own size."""
+    size = os.path.getsize(path)
+    # A damaged zip fails in many ways (BadZipFile, EOFError, ValueError, OSError...): each is
+    # "unreadable", one CheckpointError.
+    try:
+        archive = zipfile.ZipFile(path)
+    except Exception as e:
+        raise bad(f"unreadable ({type(e).__name__}: {e})") from e
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise bad(f"{len(infos)} members, more than {MAX_MEMBERS}")
+        keys = {}
+        for info in infos:
+            member = info.filename
+            key = _member_name(member)
+            if key is None:
+                raise bad(f"unexpected member {member!r} (a checkpoint holds param/..., "
+                          "optim/..., meta and checksum)")
+            if key in keys:
+                raise bad(f"member {member!r} appears twice")
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise bad(f"member {member!r} is compressed (method {info.compress_type}); "
+                          "a checkpoint's members are stored, never inflated")
+            if info.file_size > size:
+                raise bad(f"member {member!r} declares {info.file_size} bytes, in a file of "
+                          f"{size}")
+            if info.compress_size != info.file_size:  # stored: the two are one number
+                raise bad(f"member {member!r} declares {info.file_size} bytes and stores "
+                          f"{info.compress_size}")
+            keys[key] = info
+        total = sum(info.file_size for info in infos)
+        if total > size:
+            raise bad(f"members overlap: together they declare {total} bytes, in a file of "
+                      f"{size}")
+        arrays = {}
+        for key, info in keys.items():
+            if key == LEGACY:
+                arrays[key] = None
+                continue
+            try:
+                with archive.open(info) as f:
+                    arrays[key] = _read_npy(f, info.file_size)
+            # Whatever a member holds (raw bytes, a pickle, a lying header, a bad CRC), reading
+            # it is one CheckpointError naming it, never a traceback from deep inside numpy.
+            except Exception as e:
+                why = str(e) if type(e) is ValueError else f"{type(e).__name__}: {e}"
+                raise bad(f"member {info.filename!r} is unreadable ({why})") from e
+    return arrays
 
 
 def load(path: str, fingerprint: dict | None = None, required: dict | None = None) -> Checkpoint:
@@ -234,7 +353,10 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
         The current configuration's; a different saved one raises ``StateMismatchError``.
     required : dict, optional
         ``{"key" or "key.sub": type or tuple of types}`` the ``meta`` must hold (an ``int``
-        field must also be >= 0; ``bool`` is not an ``int`` here).
+        field must also be >= 0; ``bool`` is not an ``int`` here). The training loop's
+        ``history`` fields are checked further: every number in ``history`` or a
+        ``history.<field>`` is finite and >= 0, ``history.epochs`` is a list of dicts and
+        ``history.epoch_acc`` is None or maps exactly :data:`HISTORY_TALLY` to numbers.
 
     Raises
     ------
@@ -242,7 +364,8 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
         No file at ``path``.
     CheckpointError
         Not a readable, intact bucketrnn checkpoint: truncated, bit-flipped (checksum), a
-        pickle or object array, fields missing or mistyped, non-finite parameters.
+        pickle or object array, a compressed, oversized, overlapping, misnamed or non-array
+        member, fields missing or mistyped, non-finite parameters.
     StateMismatchError
         Another format or configuration.
     """
@@ -253,18 +376,13 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
         return CheckpointError(f"checkpoint {path!r} is corrupted or not a bucketrnn "
                                f"checkpoint: {what}")
 
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    # A damaged zip fails in many ways (BadZipFile, zlib.error, EOFError, ValueError for a
-    # pickle or object array, MemoryError for an absurd header): each is "unreadable".
-    except Exception as e:
-        raise bad(f"unreadable ({type(e).__name__}: {e})") from e
+    arrays = _read_members(path, bad)
     meta_bytes = arrays.get("meta")
     if meta_bytes is None or meta_bytes.dtype != np.uint8 or meta_bytes.ndim != 1:
         raise bad("no 'meta' record")
     try:
-        doc = json.loads(meta_bytes.tobytes().decode("utf-8"))
+        doc = json.loads(meta_bytes.tobytes().decode("utf-8"), parse_constant=_strict_constant,
+                         parse_float=_strict_float)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise bad(f"its 'meta' record is not JSON ({e})") from e
     if not isinstance(doc, dict):
@@ -274,6 +392,8 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
                "start a new run)" if doc.get("format") == 1 else "")
         raise StateMismatchError(f"checkpoint {path!r} has format {doc.get('format')!r}{old}; "
                                  f"this bucketrnn reads format {FORMAT}")
+    if LEGACY in arrays:
+        raise bad(f"unexpected member '{LEGACY}.npy' (a pickle; never read)")
     stored = arrays.get("checksum")
     if stored is None or stored.dtype != np.uint8 or stored.tobytes() != _checksum(
             arrays).encode():
@@ -281,10 +401,6 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
     if not (isinstance(doc.get("meta"), dict) and isinstance(doc.get("fingerprint"), dict)
             and (doc.get("optimizer") is None or isinstance(doc["optimizer"], dict))):
         raise bad("'meta', 'fingerprint' or 'optimizer' is missing or has the wrong type")
-    unknown = [k for k in arrays if k not in ("meta", "checksum")
-               and not k.startswith((PARAM_PREFIX, OPTIM_PREFIX))]
-    if unknown:
-        raise bad(f"unexpected arrays {sorted(unknown)[:5]}")
     for name, a in arrays.items():
         if a.dtype.kind in "fc" and not np.isfinite(a).all():
             raise bad(f"{name} holds non-finite values (NaN or infinity)")

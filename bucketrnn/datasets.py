@@ -19,6 +19,7 @@ import numpy as np
 from mxnet.gluon.data import Dataset
 
 from bucketrnn.buckets import OVERFLOW_POLICIES
+from bucketrnn.rundir import atomic_write
 
 __all__ = ["FlatSequences", "Lines", "OverflowCounts", "Vocabulary", "encode_lines",
            "penn_treebank", "read_lines", "text_file"]
@@ -148,10 +149,9 @@ class Vocabulary:
         return np.fromiter((get(t, 0) for t in tokens), dtype=np.int32, count=len(tokens))
 
     def save(self, path: str) -> None:
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.itos, f)
-        os.replace(tmp, path)
+        """Write the tokens as a JSON list, atomically (:func:`bucketrnn.rundir.atomic_write`:
+        never through a link planted at ``path`` or at a temporary name)."""
+        atomic_write(path, json.dumps(self.itos).encode("utf-8"))
 
     @classmethod
     def load(cls, path: str) -> "Vocabulary":

@@ -1,7 +1,14 @@
-"""A run directory: the names of the files a run writes, and the lock that gives it one writer.
+"""A run directory: the names of the files a run writes, how it writes them, and the lock that
+gives it one writer.
 
 Every file a training run keeps lives in its run directory under a name defined here, so the
 training loop, the app and the commands that read a finished run agree on them.
+
+No link planted in a run directory makes a run write outside it. Whole files are written with
+:func:`atomic_write` (a fresh temporary file, then ``os.replace``: a symbolic link at the target
+is replaced, its target is never written). Files written in place (the lock, ``metrics.jsonl``)
+are opened with :func:`open_regular`, which refuses a symbolic link (``O_NOFOLLOW``), a file with
+other hard links and anything that is not a regular file, before it changes a byte.
 
 One writer at a time (invariant 8): :class:`RunLock` holds an exclusive POSIX record lock
 (``fcntl.lockf``) on ``<run_dir>/.lock`` for the life of a run. The kernel drops the lock when
@@ -28,10 +35,13 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
+import stat
+import tempfile
 import threading
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOCK", "LOG", "METRICS", "SUMMARY", "VOCAB", "RunLock",
-           "RunLockedError"]
+           "RunLockedError", "atomic_write", "clean_temporaries", "open_regular"]
 
 CHECKPOINT = "checkpoint.npz"
 CONFIG = "config.json"
@@ -56,13 +66,147 @@ _HELD: dict = {}
 _GUARD = threading.Lock()
 
 
-def _holder(path: str) -> int | None:
+def _holder(fd: int) -> int | None:
     try:
-        with open(path, "rb") as f:
-            text = f.read(32).decode("ascii", "replace").strip()
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, nothing else.
+
+    The data goes to a new temporary file in the same directory (``<name>.XXXXXXXX.tmp``, made
+    by ``mkstemp``: never an existing file or link), is flushed and ``fsync``-ed, then
+    ``os.replace``-d over ``path`` and the directory is ``fsync``-ed. A symbolic link at
+    ``path`` is replaced by the file; what it pointed to is not touched.
+
+    Parameters
+    ----------
+    path : str
+        Target file; its directory must exist.
+    data : bytes
+
+    Raises
+    ------
+    OSError
+        The write failed (e.g. ``ENOSPC``, disk full); the message names ``path``, the file
+        there is unchanged and no temporary file is left behind.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        if not isinstance(e, OSError):
+            raise
+        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
+        msg = f"could not write {path!r}: {why}; the previous file there (if any) is unchanged"
+        raise (OSError(msg) if e.errno is None else OSError(e.errno, msg)) from e
+    # The rename itself is durable only once the directory entry is on disk.
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def clean_temporaries(directory: str, name: str = CHECKPOINT) -> list:
+    """Remove the temporary files a killed :func:`atomic_write` of ``name`` left in
+    ``directory`` (``<name>.XXXXXXXX.tmp``, nothing else); returns the paths removed."""
+    pattern = re.compile(re.escape(name) + r"\.[a-z0-9_]{8}\.tmp")
+    removed = []
+    for entry in os.listdir(directory) if os.path.isdir(directory) else ():
+        path = os.path.join(directory, entry)
+        if pattern.fullmatch(entry) and os.path.isfile(path) and not os.path.islink(path):
+            os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+# Text or binary is the caller's choice ("b" is added by os.fdopen's mode); "w" truncates only
+# once the file is known to be a plain file of its own.
+_OPEN_FLAGS = {"r": os.O_RDONLY, "r+": os.O_RDWR, "w": os.O_WRONLY | os.O_CREAT,
+               "w+": os.O_RDWR | os.O_CREAT, "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+               "a+": os.O_RDWR | os.O_CREAT | os.O_APPEND}
+
+
+def _open_fd(path: str, flags: int, perm: int = 0o644) -> int:
+    """``os.open`` that refuses a symbolic link, a non-regular file, a file with other hard
+    links (each an ``OSError`` naming ``path``); a FIFO never blocks the open."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, perm)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, f"{path!r} is a symbolic link; refusing to write "
+                          "through it (a run writes nothing outside its run directory): "
+                          "remove it") from None
+        if e.errno == errno.ENXIO:  # a FIFO with no reader, opened to write
+            raise OSError(errno.ENXIO, f"{path!r} is not a regular file; refusing to write "
+                          "it: remove it") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"{path!r} is not a regular file; refusing to write "
+                          "it: remove it")
+        if st.st_nlink > 1:
+            raise OSError(errno.EMLINK, f"{path!r} has {st.st_nlink} hard links; refusing to "
+                          "write it (that would change the other files too): remove it")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_regular(path: str, mode: str = "r", encoding: str | None = None, buffering: int = -1):
+    """``open(path, mode)`` for a file of the run directory that is written in place, such as
+    ``metrics.jsonl``: a symbolic link, a file with other hard links or anything but a regular
+    file is refused before a byte changes (a planted ``metrics.jsonl -> ~/.bashrc`` is never
+    truncated nor appended to).
+
+    Parameters
+    ----------
+    path : str
+    mode : str
+        One of ``r``, ``r+``, ``w``, ``w+``, ``a``, ``a+``, each optionally with ``b``; as for
+        :func:`open` (``w`` creates or truncates, ``a`` appends).
+    encoding, buffering
+        As for :func:`open`.
+
+    Raises
+    ------
+    OSError
+        ``path`` is a symbolic link (``errno.ELOOP``), not a regular file, has other hard links,
+        or cannot be opened; the message names it.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "metrics.jsonl")
+    >>> with open_regular(path, "w", encoding="utf-8", buffering=1) as f:
+    ...     _ = f.write("{}\\n")
+    """
+    base = mode.replace("b", "")
+    if base not in _OPEN_FLAGS or mode.count("b") > 1:
+        raise ValueError(f"mode must be one of {sorted(_OPEN_FLAGS)} (optionally with 'b'), "
+                         f"got mode={mode!r}")
+    fd = _open_fd(path, _OPEN_FLAGS[base])
+    try:
+        if base.startswith("w"):
+            os.ftruncate(fd, 0)
+        return os.fdopen(fd, mode, buffering=buffering, encoding=encoding)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class RunLock:
@@ -104,14 +248,15 @@ class RunLock:
                 _HELD[key][1] += 1
                 self._key = key
                 return self
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # Never through a planted link: the PID is written into the file.
+            fd = _open_fd(self.path, os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
+                pid = _holder(fd)
                 os.close(fd)
                 if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise
-                pid = _holder(self.path)
                 who = f"process {pid}" if pid else "another process"
                 raise RunLockedError(
                     f"run directory {self.run_dir!r} is in use by {who} (lock {self.path!r}); "

@@ -1,11 +1,19 @@
 """Checkpoint files: round trip, strict fingerprint, atomic writes, no code from a file, one clear
-error for a corrupted file, no non-finite values, clean temporaries, disk full."""
+error for a corrupted file, no non-finite values, clean temporaries, disk full; hostile zips
+(bombs, overlapping or unexpected members, raw bytes) refused before or while reading, naming the
+member."""
 
 import errno
+import io
 import json
 import os
 import pickle
 import re
+import struct
+import time
+import tracemalloc
+import zipfile
+import zlib
 
 import numpy as np
 import pytest
@@ -256,3 +264,233 @@ def test_leftover_temporaries_of_a_killed_write_are_cleaned(tmp_path):
     removed = ckpt.clean_temporaries(str(tmp_path))
     assert removed == [str(tmp_path / "checkpoint.npz.ab_d1234.tmp")]
     assert sorted(os.listdir(tmp_path)) == sorted(names[1:])
+
+
+# ---------------------------------------------------------------- hostile zip structure
+def _npy(array):
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _zip(path, members):
+    """Write a zip by hand: ``members`` are ``(name, payload)`` (stored) or ``(name, payload,
+    method, declared_size)``; the CRCs are those of the payloads as given."""
+    out, central = bytearray(), bytearray()
+    for name, payload, *rest in members:
+        method, size = rest or (zipfile.ZIP_STORED, len(payload))
+        crc, raw = zlib.crc32(payload), name.encode()
+        fields = (method, 0, 0, crc, len(payload), size, len(raw))
+        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, *fields, 0, 0, 0, 0, 0,
+                               len(out)) + raw
+        out += struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, *fields, 0) + raw + payload
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(central),
+                      len(out), 0)
+    with open(path, "wb") as f:
+        f.write(bytes(out + central + end))
+
+
+def _members(path):
+    """The members of a saved checkpoint as ``(name, payload)``, stored."""
+    return [(f"{k}.npy", _npy(a)) for k, a in _arrays(path).items()]
+
+
+def _bomb(floats_mb=2861):
+    """A raw DEFLATE stream of a .npy of ``floats_mb`` MiB of float64 zeros (2861: ~375M
+    floats, 3.0 GB), made in a blink: full-flushed blocks are independent, so one compressed
+    MiB of zeros repeats."""
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    count = floats_mb * 2**20 // 8
+    head = np.lib.format.header_data_from_array_1_0(np.zeros(1))
+    head["shape"] = (count,)
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, head)
+    npy_head = buffer.getvalue()
+    first = z.compress(npy_head) + z.flush(zlib.Z_FULL_FLUSH)
+    block = z.compress(bytes(2**20)) + z.flush(zlib.Z_FULL_FLUSH)
+    return first + block * floats_mb + z.flush(), len(npy_head) + count * 8
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_inflated(tmp_path):
+    path = _saved(tmp_path)
+    payload, size = _bomb()
+    members = [m for m in _members(path) if m[0] != "param/w.npy"]
+    _zip(path, members + [("param/w.npy", payload, zipfile.ZIP_DEFLATED, size)])
+    assert os.path.getsize(path) < 4_000_000 and size > 2.9e9
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(CheckpointError, match=re.escape(repr(path)) + ".*member "
+                           "'param/w.npy' is compressed"):
+            ckpt.load(path)
+        elapsed = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 2 and peak < 20_000_000
+
+
+def test_sizes_names_and_counts_of_members_are_checked_before_reading(tmp_path):
+    path = _saved(tmp_path)
+    members = _members(path)
+    size = os.path.getsize(path)
+    # A stored member declaring more bytes than the whole file holds.
+    name, payload = members[0]
+    _zip(path, [(name, payload, zipfile.ZIP_STORED, size * 10)] + members[1:])
+    with pytest.raises(CheckpointError, match=f"member {name!r} declares {size * 10} bytes"):
+        ckpt.load(path)
+    for name in ("evil.npy", "param/w", "meta", "../param/x.npy", "optim"):
+        _zip(path, members + [(name, _npy(np.zeros(1)))])
+        with pytest.raises(CheckpointError, match=f"unexpected member {re.escape(repr(name))}"):
+            ckpt.load(path)
+    _zip(path, members + [members[0]])
+    with pytest.raises(CheckpointError, match=f"member {members[0][0]!r} appears twice"):
+        ckpt.load(path)
+    many = [(f"param/p{i}.npy", b"") for i in range(ckpt.MAX_MEMBERS + 1 - len(members))]
+    _zip(path, members + many)
+    with pytest.raises(CheckpointError, match=f"{ckpt.MAX_MEMBERS + 1} members, more than "
+                                              f"{ckpt.MAX_MEMBERS}"):
+        ckpt.load(path)
+
+
+def test_overlapping_members_are_refused(tmp_path):
+    """Stored members that quote each other (one member's data holds the next one whole):
+    each is no bigger than the file, together they are many times it."""
+    path = str(tmp_path / "checkpoint.npz")
+    inner = _npy(np.zeros(100_000))
+    quoted = b""
+    for depth in range(4):
+        name = f"param/p{depth}.npy".encode()
+        body = inner if depth == 0 else quoted
+        quoted = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0, zlib.crc32(body),
+                             len(body), len(body), len(name), 0) + name + body
+    # Central directory: each member starts inside the previous one's data.
+    central, offset, entries = bytearray(), 0, []
+    body = quoted
+    for depth in reversed(range(4)):
+        name = f"param/p{depth}.npy".encode()
+        data = body[30 + len(name):]
+        entries.append((name, offset, data))
+        offset += 30 + len(name)
+        body = data
+    for name, at, data in entries:
+        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0,
+                               zlib.crc32(data), len(data), len(data), len(name), 0, 0, 0, 0, 0,
+                               at) + name
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 4, 4, len(central), len(quoted), 0)
+    with open(path, "wb") as f:
+        f.write(quoted + bytes(central) + end)
+    assert len(zipfile.ZipFile(path).read("param/p3.npy")) > 0  # a valid zip, as far as it goes
+    with pytest.raises(CheckpointError, match="members overlap"):
+        ckpt.load(path)
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"\x01\x02raw bytes, not an array", "not a .npy array"),
+    (_npy(np.array(["abc"])), "dtype <U3 is not numeric"),
+    (_npy(np.zeros(2, dtype=[("a", "<f4")])), "is not numeric"),
+    (_npy(np.zeros(4))[:-8], "header declares shape \\(4,\\) of float64: 32 bytes, it holds 24"),
+    (_npy(np.zeros(4)) + b"\0" * 8, "32 bytes, it holds 40"),
+])
+def test_every_broken_member_is_one_error_naming_the_file_and_member(tmp_path, content, match):
+    path = _saved(tmp_path)
+    members = [m for m in _members(path) if m[0] != "param/w.npy"]
+    _zip(path, members + [("param/w.npy", content)])
+    with pytest.raises(CheckpointError, match=re.escape(repr(path)) + ".*member 'param/w.npy'.*"
+                       + match):
+        ckpt.load(path)
+
+
+@pytest.mark.parametrize("key", ["param/raw", "param/w", "meta", "checksum"])
+def test_a_member_stored_as_raw_bytes_is_a_checkpoint_error(tmp_path, key):
+    # The tester's file: np.load hands back ``bytes`` for a member without the .npy suffix;
+    # with the checksum made to match, loading died with "AttributeError: 'bytes' object has no
+    # attribute 'dtype'".
+    path = _saved(tmp_path)
+    raw = b"\x00" * 16
+    arrays = {k: a for k, a in _arrays(path).items() if k != key}
+    arrays["checksum"] = np.frombuffer(ckpt._checksum(
+        {**arrays, key: np.ascontiguousarray(raw)}).encode(), dtype=np.uint8)
+    if key == "checksum":
+        del arrays["checksum"]
+    _zip(path, [(f"{k}.npy", _npy(a)) for k, a in arrays.items()] + [(key, raw)])
+    with pytest.raises(CheckpointError, match=re.escape(repr(path)) + f".*member '{key}'"):
+        ckpt.load(path)
+
+
+def test_members_in_fortran_order_load_as_the_arrays_they_are(tmp_path):
+    path = _saved(tmp_path)
+    arrays = _arrays(path)
+    arrays["param/m"] = np.asfortranarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+    _rewrite(path, arrays, fix_checksum=True)
+    got = ckpt.load(path).params["m"]
+    np.testing.assert_array_equal(got, arrays["param/m"])
+    got += 1  # writable, like np.load's arrays
+
+
+# ---------------------------------------------------------------- forged but well-typed meta
+# As the training loop asks for them (bucketrnn.train._META): the history's structure is checked
+# by load itself, so a forged value fails at load, not mid-training.
+_HISTORY_REQUIRED = {"history": dict, "history.epochs": list,
+                     "history.train_seconds": (int, float), "history.epoch_acc": (dict, type(None))}
+
+
+def _history(**changes):
+    acc = {key: 0 for key in ckpt.HISTORY_TALLY}
+    acc.update(loss=12.5, seconds=0.25)
+    history = {"epochs": [{"kind": "epoch", "epoch": 0, "train_loss": 4.5, "valid_loss": None}],
+               "train_seconds": 3.5, "real_tokens": 10, "slots": 12, "skipped_steps": 0,
+               "epoch_acc": acc}
+    history.update(changes)
+    return history
+
+
+def test_the_tally_keys_are_the_training_loops():
+    from bucketrnn.train import _tally
+
+    assert sorted(_tally()) == sorted(ckpt.HISTORY_TALLY)
+
+
+def test_a_well_formed_history_loads(tmp_path):
+    path = str(tmp_path / "c.npz")
+    for history in (_history(), _history(epoch_acc=None, epochs=[])):
+        ckpt.save(path, {}, None, {"history": history})
+        assert ckpt.load(path, required=_HISTORY_REQUIRED).meta["history"] == history
+
+
+def _acc(**changes):
+    return {**_history()["epoch_acc"], **changes}
+
+
+@pytest.mark.parametrize("history, match", [
+    # The tester's: "can only concatenate str (not "float") to str" mid-training.
+    (_history(epoch_acc=_acc(loss="12.5")), r"'history\.epoch_acc\.loss' must be a number"),
+    (_history(epoch_acc=_acc(rows=True)), r"'history\.epoch_acc\.rows' must be a number"),
+    (_history(epoch_acc={k: v for k, v in _acc().items() if k != "slots"}),
+     r"'history\.epoch_acc' must have the keys .*missing \['slots'\]"),
+    (_history(epoch_acc=_acc(extra=1)), r"'history\.epoch_acc' .*unexpected \['extra'\]"),
+    (_history(epoch_acc=_acc(seconds=-1.0)), r"'history\.epoch_acc\.seconds' must be a finite "
+                                             r"number >= 0, got -1\.0"),
+    (_history(epochs=[{"epoch": 0}, 3]), r"'history\.epochs\[1\]' must be a dict, got 3"),
+    (_history(epochs=[{"train_loss": -2.0}]), r"'history\.epochs\[0\]\.train_loss' must be a "
+                                              "finite number >= 0"),
+    (_history(train_seconds=-5.0), r"'history\.train_seconds' must be a finite number >= 0"),
+])
+def test_a_forged_history_is_refused_at_load(tmp_path, history, match):
+    path = str(tmp_path / "c.npz")
+    ckpt.save(path, {}, None, {"history": history})
+    with pytest.raises(CheckpointError, match=re.escape(repr(path)) + ".*field " + match):
+        ckpt.load(path, required=_HISTORY_REQUIRED)
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_non_finite_numbers_in_meta_are_refused(tmp_path, text):
+    """save writes them as null; Python's json would read these back as floats."""
+    path = _saved(tmp_path)
+    arrays = _arrays(path)
+    doc = json.loads(arrays["meta"].tobytes())
+    doc["meta"]["history"] = {"train_seconds": "@"}
+    arrays["meta"] = np.frombuffer(json.dumps(doc).replace('"@"', text).encode(), np.uint8)
+    _rewrite(path, arrays, fix_checksum=True)
+    with pytest.raises(CheckpointError, match=f"{text} is not strict JSON"):
+        ckpt.load(path)

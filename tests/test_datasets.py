@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -38,6 +40,24 @@ def test_vocabulary_save_load(tmp_path):
     vocab.save(str(tmp_path / "v.json"))
     assert Vocabulary.load(str(tmp_path / "v.json")).itos == vocab.itos
     assert vocab.encode(["a", "zz"]).tolist() == [3, 0]
+
+
+def test_vocabulary_save_writes_no_file_outside_through_a_planted_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    path = run_dir / "vocab.json"
+    (run_dir / "vocab.json.tmp").symlink_to(victim)  # the old fixed temporary name
+    Vocabulary.build([["a"]]).save(str(path))
+    assert victim.read_text() == "precious\n"
+    assert not path.is_symlink() and Vocabulary.load(str(path)).itos == ["<unk>", "<eos>", "a"]
+    path.unlink()
+    path.symlink_to(victim)  # a link at the target itself is replaced, not written through
+    Vocabulary.build([["b"]]).save(str(path))
+    assert victim.read_text() == "precious\n"
+    assert not path.is_symlink() and Vocabulary.load(str(path)).itos == ["<unk>", "<eos>", "b"]
+    assert sorted(os.listdir(run_dir)) == ["vocab.json", "vocab.json.tmp"]  # no temporary left
 
 
 def test_text_file_whitespace_and_char(tmp_path):

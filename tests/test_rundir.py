@@ -1,11 +1,13 @@
-"""One writer per run directory: the lock, re-entry, its release on kill -9, forked children."""
+"""One writer per run directory: the lock, re-entry, its release on kill -9, forked children;
+no planted link makes a run write outside its directory."""
 
+import errno
 import os
 import signal
 
 import pytest
 
-from bucketrnn.rundir import RunLock, RunLockedError
+from bucketrnn.rundir import RunLock, RunLockedError, atomic_write, clean_temporaries, open_regular
 
 
 def test_lock_is_reentrant_in_one_process(tmp_path, lock_holder):
@@ -47,3 +49,78 @@ def test_forked_children_do_not_keep_the_lock(tmp_path, lock_holder):
 def test_bad_run_dir_is_refused():
     with pytest.raises(TypeError, match="run_dir must be a directory path"):
         RunLock(None)
+
+
+# ---------------------------------------------------------------- planted links
+def _victim(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    return victim, run_dir
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(tmp_path):
+    victim, run_dir = _victim(tmp_path)
+    (run_dir / ".lock").symlink_to(victim)
+    with pytest.raises(OSError, match=r"\.lock' is a symbolic link") as info:
+        RunLock(run_dir).acquire()
+    assert info.value.errno == errno.ELOOP
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_hard_linked_lock_file_is_refused_and_its_target_untouched(tmp_path):
+    victim, run_dir = _victim(tmp_path)
+    os.link(victim, run_dir / ".lock")
+    with pytest.raises(OSError, match=r"\.lock' has 2 hard links"):
+        RunLock(run_dir).acquire()
+    assert victim.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("mode", ["w", "a+"])
+def test_open_regular_refuses_links_and_non_regular_files(tmp_path, mode):
+    victim, run_dir = _victim(tmp_path)
+    link = run_dir / "metrics.jsonl"
+    link.symlink_to(victim)
+    with pytest.raises(OSError, match=r"metrics\.jsonl' is a symbolic link"):
+        open_regular(str(link), mode)
+    link.unlink()
+    os.link(victim, link)
+    with pytest.raises(OSError, match=r"metrics\.jsonl' has 2 hard links"):
+        open_regular(str(link), mode)
+    link.unlink()
+    os.mkfifo(link)  # opening a FIFO to write would block until a reader comes
+    with pytest.raises(OSError, match=r"metrics\.jsonl' is not a regular file"):
+        open_regular(str(link), mode)
+    assert victim.read_text() == "precious\n"
+
+
+def test_open_regular_writes_and_resumes_a_plain_file(tmp_path):
+    path = str(tmp_path / "metrics.jsonl")
+    with open_regular(path, "w", encoding="utf-8", buffering=1) as f:
+        f.write("one\ntwo\n")
+    with open_regular(path, "w", encoding="utf-8") as f:  # "w" truncates, as open() does
+        f.write("a\nb\n")
+    with open_regular(path, "a+", encoding="utf-8") as f:  # the resume: cut, then append
+        f.truncate(2)
+        f.seek(2)
+        f.write("c\n")
+    assert open(path).read() == "a\nc\n"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        open_regular(path, "x")
+
+
+def test_atomic_write_replaces_a_symlinked_target_not_its_target(tmp_path):
+    victim, run_dir = _victim(tmp_path)
+    path = run_dir / "summary.json"
+    path.symlink_to(victim)
+    atomic_write(str(path), b"{}\n")
+    assert victim.read_text() == "precious\n"
+    assert not path.is_symlink() and path.read_bytes() == b"{}\n"
+
+
+def test_atomic_write_is_the_one_the_checkpoint_uses():
+    from bucketrnn import checkpoint
+
+    assert checkpoint.atomic_write is atomic_write
+    assert checkpoint.clean_temporaries is clean_temporaries
