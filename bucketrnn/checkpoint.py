@@ -66,6 +66,7 @@ from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.optim_state import PREFIX as OPTIM_PREFIX
 from bucketrnn.optim_state import OptimizerState
 from bucketrnn.rundir import CHECKPOINT, atomic_write, clean_temporaries
+from bucketrnn.validation import differences
 
 __all__ = ["Checkpoint", "atomic_write", "check_fingerprint", "clean_temporaries", "json_dumps",
            "load", "save"]
@@ -78,7 +79,8 @@ PARAM_PREFIX = "param/"
 MAX_MEMBERS = 10_000
 NUMERIC_KINDS = "biufc"
 LEGACY = "trainer"  # format 1's pickled Trainer state: named in the refusal, never read
-# The sums the training loop keeps over an epoch (``history.epoch_acc``, bucketrnn.train._tally).
+# The sums the training loop keeps over an epoch (``history.epoch_acc``): the fields of a
+# bucketrnn.metrics tally, defined here because a checkpoint's format depends on them.
 HISTORY_TALLY = ("loss", "count", "correct", "rows", "real", "slots", "steps", "skipped",
                  "seconds")
 
@@ -167,8 +169,7 @@ def save(path: str, params: dict, optimizer: OptimizerState | None, meta: dict,
 
 def check_fingerprint(saved: dict, current: dict, where: str = "checkpoint") -> None:
     """Raise :class:`~bucketrnn.StateMismatchError` listing every key whose value differs."""
-    diff = [f"{k}: {where} {saved.get(k, '<absent>')!r}, now {current.get(k, '<absent>')!r}"
-            for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+    diff = differences(saved, current, where, "now")
     if diff:
         raise StateMismatchError(
             f"the {where} was made with another configuration; it differs in "

@@ -21,19 +21,17 @@ from __future__ import annotations
 import math
 import os
 
+from bucketrnn.checkpoint import HISTORY_TALLY as TALLY_KEYS
 from bucketrnn.checkpoint import json_dumps
 from bucketrnn.errors import CheckpointError
+from bucketrnn.rundir import open_regular
 
 __all__ = ["MetricsLog", "figures", "tally"]
-
-TALLY_KEYS = ("loss", "count", "correct", "rows", "real", "slots", "steps", "skipped", "seconds")
-
 
 def tally(**values) -> dict:
     """Sums over steps, all zero except ``values``: loss, loss denominator (tokens or rows),
     correct/rows, real tokens, slots, steps, skipped steps, seconds."""
-    out = {"loss": 0.0, "count": 0, "correct": 0.0, "rows": 0, "real": 0, "slots": 0,
-           "steps": 0, "skipped": 0, "seconds": 0.0}
+    out = {key: 0.0 if key in ("loss", "correct", "seconds") else 0 for key in TALLY_KEYS}
     unknown = set(values) - set(out)
     if unknown:
         raise KeyError(f"not a tally field: {sorted(unknown)}")
@@ -72,7 +70,7 @@ class MetricsLog:
         size = os.path.getsize(self.path) if os.path.isfile(self.path) else 0
         last = b"\n"
         if 0 < offset <= size:
-            with open(self.path, "rb") as f:
+            with open_regular(self.path, "rb") as f:
                 f.seek(offset - 1)
                 last = f.read(1)
         if offset > size or last != b"\n":
@@ -84,10 +82,10 @@ class MetricsLog:
         """Start a new file (``offset=None``) or continue one cut back to ``offset`` bytes."""
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         if offset is None:
-            self._file = open(self.path, "w", encoding="utf-8", buffering=1)
+            self._file = open_regular(self.path, "w", encoding="utf-8", buffering=1)
             return
         self.check_offset(offset, self.path)
-        self._file = open(self.path, "a+", encoding="utf-8", buffering=1)
+        self._file = open_regular(self.path, "a+", encoding="utf-8", buffering=1)
         self._file.truncate(offset)
         self._file.seek(offset)
 

@@ -36,3 +36,14 @@ def test_the_log_is_strict_json_and_resumes_at_a_line_end(tmp_path):
     for bad in (offset + 1000, offset - 1):
         with pytest.raises(CheckpointError, match="metrics_offset"):
             log.open(bad)
+
+
+def test_a_planted_link_is_never_written_through(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "metrics.jsonl").symlink_to(victim)
+    log = MetricsLog(str(tmp_path / "metrics.jsonl"))
+    for offset in (None, 0):
+        with pytest.raises(OSError, match="metrics.jsonl"):
+            log.open(offset)
+    assert victim.read_text() == "precious\n"
