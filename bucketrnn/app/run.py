@@ -25,7 +25,15 @@ import shutil
 import sys
 import time
 
-from bucketrnn.app.config import CONF_DIR, fingerprint, parse_context, restore, to_dict, validate
+from bucketrnn.app.config import (
+    CONF_DIR,
+    check_vocab_size,
+    fingerprint,
+    parse_context,
+    restore,
+    to_dict,
+    validate,
+)
 from bucketrnn.app.experiment import load_data, make_loaders
 from bucketrnn.buckets import pad_to_max_waste
 from bucketrnn.rundir import CONFIG, LOG, SUMMARY, VOCAB, RunLock, RunLockedError
@@ -175,6 +183,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
     shard = distributed.shard_of(kv)
     writer = distributed.is_checkpoint_writer(kv)
     data = load_data(cfg.dataset, seed=cfg.seed)
+    check_vocab_size(cfg.model, len(data.vocab), data.num_classes)
     train_loader, valid_loader, test_loader = make_loaders(
         data, cfg.bucketing, seed=cfg.seed, num_shards=shard.num_shards,
         shard_index=shard.shard_index, ctx=ctx)

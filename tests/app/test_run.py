@@ -182,6 +182,31 @@ def test_bad_override_names_the_key(override, key):
     (["trainer.optimizer=adamm"], "trainer.optimizer must be one of sgd, nag, adam"),
     (["trainer.context=gpu:7"], "trainer.context names a GPU this machine does not have"),
     (["dataset.path=corpus.txt"], "dataset.path is read by dataset=text only"),
+    (["seed=-5"], r"seed must be an integer >= 0, got seed=-5"),
+    (["dataset.min_count=0"], r"dataset.min_count must be >= 1 .*, got dataset.min_count=0"),
+    (["model.embed_size=0"], r"model.embed_size must be null \(model.hidden_size\) or >= 1, "
+                             r"got model.embed_size=0"),
+    (["+trainer.optimizer_params.foo=1"], r"trainer.optimizer_params=\{'foo': 1\} do not fit "
+                                          r"trainer.optimizer='adam': .*'foo'"),
+    (["+trainer.optimizer_params.lr_scheduler=x"],
+     r"trainer.optimizer_params.lr_scheduler cannot be given: a checkpoint cannot hold it"),
+    (["+trainer.optimizer_params.beta1=x"],
+     r"trainer.optimizer_params.beta1 must be a number or true/false, got "
+     r"trainer.optimizer_params.beta1='x'"),
+    (["+trainer.optimizer_params.learning_rate=0.1"],
+     r"trainer.optimizer_params.learning_rate is set by trainer.lr"),
+    (["model.hidden_size=100000"], r"model.hidden_size makes a lstm weight matrix of 4 gates x "
+                                   r"100000 x 100000 = 40000000000 elements, more than MXNet's "
+                                   r"limit of 2147483647"),
+    (["model=gru_lm", "model.cell=fused", "model.hidden_size=8000", "model.num_layers=12"],
+     r"model.hidden_size with model.cell=fused makes the fused operator's one parameter array"),
+    (["bucketing.batch_size=1000000000"],
+     r"bucketing.batch_size makes each step's lstm gate array 1000000000 rows x 4 gates x 12 = "
+     r"48000000000 elements, more than MXNet's limit"),
+    # Known once the data gave the vocabulary, still before anything is written.
+    (["model.tie_weights=false", "model.hidden_size=1", "model.embed_size=300000000"],
+     r"model.embed_size=300000000 with \d+ words makes a \d+ x 300000000 = \d+ element "
+     r"weight matrix, more than MXNet's limit"),
 ])
 def test_bad_values_name_the_key(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
