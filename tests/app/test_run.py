@@ -333,3 +333,25 @@ def test_config_choices_are_the_library_choices():
     assert set(values(config.MemoryPolicy)) == set(graphs.MEMORY)
     assert set(values(config.Mode)) == set(encoder.MODES)
     assert set(values(config.Cell)) == set(encoder.CELLS)
+
+
+@pytest.mark.parametrize("label, lines, extra, match", [
+    ("first_token", ["pos a b", "pos c d e", "pos b c"] * 20, [],
+     "every training line starts with 'pos'"),
+    ("contains:a", ["a b c", "c a", "b a d"] * 20, [], "every training sequence contains 'a'"),
+    # z is in the vocabulary (the whole training file) but not in the first 30 lines kept.
+    ("contains:z", ["a b c", "c a", "b a d"] * 10 + ["z a b"] * 3, ["dataset.limit=30"],
+     "every training sequence lacks 'z'"),
+])
+def test_a_classifier_with_one_class_is_refused(tmp_path, label, lines, extra, match):
+    corpus = tmp_path / "one.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    held = tmp_path / "held.txt"
+    held.write_text("pos a b\nneg a z\n" if label == "first_token" else "a b z\nb c\n")
+    with pytest.raises(ValueError, match=rf"dataset.label='{label}' gives 1 class in the "
+                                         rf"training split \({match}\): a classifier needs at "
+                                         "least 2 classes"):
+        run(_compose("dataset=text", f"dataset.path={corpus}", f"dataset.valid_path={held}",
+                     "model=classifier", f"dataset.label={label}", *extra),
+            str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
