@@ -96,7 +96,30 @@ def _read_config(path: str) -> dict:
             "dataset", "model", "bucketing", "trainer", "memory")):
         raise ValueError(f"{path!r} is not a config written by bucketrnn (expected an object "
                          "with dataset, model, bucketing, trainer and memory sections)")
+    key = _interpolation(saved)
+    if key is not None:
+        # OmegaConf would resolve it (an environment variable, a resolver): data read from a run
+        # directory is never evaluated, and bucketrnn writes plain values only.
+        raise ValueError(f"{path!r} is not a config written by bucketrnn: {key} holds an "
+                         "interpolation ('${'), which is never evaluated from a run directory; "
+                         "restore the file or start a new run")
     return saved
+
+
+def _interpolation(value, key: str = "") -> str | None:
+    """The dotted key of the first string (value or key) holding ``${``, else None."""
+    if isinstance(value, str):
+        return key or "<top>" if "${" in value else None
+    items = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        name = f"{key}.{k}" if key else str(k)
+        if isinstance(k, str) and "${" in k:
+            return name
+        found = _interpolation(v, name)
+        if found is not None:
+            return found
+    return None
 
 
 def _write_json(path, obj):

@@ -131,6 +131,23 @@ def test_resume_restores_the_runs_own_config(tmp_path):
             again(f"resume={tmp_path}")
 
 
+def test_a_saved_config_is_never_evaluated(tmp_path, monkeypatch):
+    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path), overrides=TINY)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    monkeypatch.setenv("BUCKETRNN_SECRET", "s3cr3t")
+    for section, key, value in (("dataset", "path", "${oc.env:BUCKETRNN_SECRET}/x.txt"),
+                                ("trainer", "optimizer_params", {"beta1": "${seed}"})):
+        crafted = json.loads(json.dumps(saved))
+        crafted[section][key] = value
+        (tmp_path / "config.json").write_text(json.dumps(crafted))
+        with pytest.raises(ValueError, match=rf"config.json' is not a config written by "
+                                             rf"bucketrnn: {section}.{key}.* holds an "
+                                             r"interpolation") as e:
+            run(_compose(f"resume={tmp_path}"), str(tmp_path / "new"),
+                overrides=[f"resume={tmp_path}"])
+        assert "s3cr3t" not in str(e.value)
+
+
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path))
     before = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}
