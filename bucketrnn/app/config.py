@@ -481,6 +481,16 @@ def _get(d: dict, key: str):
     return d
 
 
+def _flat(d, prefix: str) -> dict:
+    """``{"prefix.key.sub": leaf}`` of a nested dict (lists are leaves)."""
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out = {}
+    for key, value in d.items():
+        out.update(_flat(value, f"{prefix}.{key}"))
+    return out
+
+
 def restore(cfg, saved: dict, overrides) -> DictConfig:
     """The config of a resumed run: ``saved`` (the run's own ``config.json``) with the
     command line's ``overrides`` applied where :data:`RESUMABLE` allows it.
@@ -498,17 +508,33 @@ def restore(cfg, saved: dict, overrides) -> DictConfig:
     ------
     ValueError
         An override of a key that is not resumable and differs from the saved value, or of a
-        config group (``model=gru_lm``): the message names it.
+        config group (``model=gru_lm``) whose values differ from the run's: the message names
+        the keys. A group override that composes the run's own values is accepted (the same
+        command again with ``resume=true``); keys that a dotted override on the same command
+        line sets are judged by that override, as above.
     """
     now = to_dict(cfg)
     merged = to_dict(saved)
-    for text in overrides:
-        key = str(text).split("=", 1)[0].lstrip("+~")
+    keys = [str(text).split("=", 1)[0].lstrip("+~") for text in overrides]
+    dotted = [key for key in keys if "." in key and not key.startswith("hydra.")]
+    for text, key in zip(overrides, keys):
         if key.startswith("hydra.") or key == "hydra":
             continue
         if key in _GROUPS:
-            raise ValueError(f"{text!r}: a resumed run keeps its config groups; {key}= cannot "
-                             "be given with resume (start a new run instead)")
+            # The group as composed now must be the run's: rerunning the same command (or
+            # relaunching a sweep) with resume=true names the groups the run already has.
+            names = {**_flat(now[key], key), **_flat(merged.get(key, {}), key)}
+            differ = [name for name in names
+                      if not any(name == d or name.startswith(d + ".") for d in dotted)
+                      and _get(now, name) != _get(merged, name)]
+            if differ:
+                shown = ", ".join(f"{name}={_get(merged, name)!r} (now {_get(now, name)!r})"
+                                  for name in differ[:5])
+                raise ValueError(f"{text!r} does not fit the resumed run: its {key} group "
+                                 f"differs in {shown}{' ...' if len(differ) > 5 else ''}; a "
+                                 "resumed run keeps its config groups (start a new run to "
+                                 "change them)")
+            continue
         if _get(now, key) == _get(merged, key):
             continue
         if key not in RESUMABLE:

@@ -121,8 +121,17 @@ def test_resume_restores_the_runs_own_config(tmp_path):
     with pytest.raises(ValueError, match=r"model.hidden_size cannot change when a run is "
                                          r"resumed: the run has model.hidden_size=12"):
         again(f"resume={tmp_path}", "model.hidden_size=16")
-    with pytest.raises(ValueError, match="a resumed run keeps its config groups; model="):
+    with pytest.raises(ValueError, match=r"'model=gru_lm' does not fit the resumed run: its "
+                                         r"model group differs in model.name='lstm_lm' \(now "
+                                         r"'gru_lm'\), model.mode='lstm' \(now 'gru'\), "
+                                         r"model.hidden_size=12 \(now 200\)"):
         again(f"resume={tmp_path}", "model=gru_lm")
+    # The groups the run has are fine: its own command again, with resume=true.
+    summary = again(*first, "model=lstm_lm", "trainer.max_steps=6", f"resume={tmp_path}")
+    assert summary["steps"] == 6 and summary["config"]["model"]["hidden_size"] == 12
+    with pytest.raises(ValueError, match=r"model group differs in model.hidden_size=12 "
+                                         r"\(now 200\), model.num_layers=1 \(now 2\)"):
+        again("model=lstm_lm", f"resume={tmp_path}")
     for damaged in ('{"model": ', "[1, 2]", '{"dataset": {}, "model": {"hidden": 1}, '
                     '"bucketing": {}, "trainer": {}, "memory": {}}'):
         (tmp_path / "config.json").write_text(damaged)
