@@ -122,6 +122,30 @@ def _interpolation(value, key: str = "") -> str | None:
     return None
 
 
+def _check_saved_vocab(path: str, vocab) -> None:
+    """Refuse to resume when the run's ``vocab.json`` is not the vocabulary built now: the data
+    changed, and the checkpoint's token ids would mean other words."""
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path!r} is not a vocabulary written by bucketrnn ({e}); restore it "
+                         "or start a new run") from None
+    if saved == list(vocab.itos):
+        return
+    if not isinstance(saved, list):
+        raise ValueError(f"{path!r} is not a vocabulary written by bucketrnn (expected a list "
+                         "of tokens); restore it or start a new run")
+    first = next((i for i, (a, b) in enumerate(zip(saved, vocab.itos)) if a != b),
+                 min(len(saved), len(vocab)))
+    raise ValueError(f"{path!r} does not match the vocabulary built from the data now "
+                     f"({len(saved)} tokens saved, {len(vocab)} now; first difference at id "
+                     f"{first}): the data changed since the run started, so the checkpoint's "
+                     "token ids would mean other words; restore the data or start a new run")
+
+
 def _write_json(path, obj):
     from bucketrnn.checkpoint import atomic_write
 
@@ -207,6 +231,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
     writer = distributed.is_checkpoint_writer(kv)
     data = load_data(cfg.dataset, seed=cfg.seed)
     check_vocab_size(cfg.model, len(data.vocab), data.num_classes)
+    if resume_dir:
+        _check_saved_vocab(os.path.join(work, VOCAB), data.vocab)
     train_loader, valid_loader, test_loader = make_loaders(
         data, cfg.bucketing, seed=cfg.seed, num_shards=shard.num_shards,
         shard_index=shard.shard_index, ctx=ctx)
@@ -217,7 +243,9 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
         if not resume_dir:
             _write_json(saved_config, to_dict(cfg))
         _log_file(work, handlers)
-        data.vocab.save(os.path.join(work, VOCAB))
+        if not resume_dir:
+            # A resumed run keeps the vocabulary its checkpoint's ids refer to (checked above).
+            data.vocab.save(os.path.join(work, VOCAB))
     params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
     log.info("run directory: %s%s", work, " (resumed)" if resume_dir else "")
     log.info("dataset: %s; %d training sequences", data.description, len(data.train))

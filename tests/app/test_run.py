@@ -381,3 +381,24 @@ def test_a_classifier_with_one_class_is_refused(tmp_path, label, lines, extra, m
                      "model=classifier", f"dataset.label={label}", *extra),
             str(tmp_path / "run"))
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_never_rewrites_the_vocabulary(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join("abcdefgh"[: 2 + i % 6]) for i in range(60)) + "\n")
+    text = ["dataset=text", f"dataset.path={corpus}", "plots=false"]
+    run_dir = tmp_path / "run"
+    run(_compose(*text, "trainer.max_steps=2"), str(run_dir))
+    vocab = run_dir / "vocab.json"
+    # The same words in another layout: resuming checks it and leaves it as it is.
+    vocab.write_text(json.dumps(json.loads(vocab.read_text()), indent=2))
+    kept = vocab.read_bytes()
+    assert run(_compose(*text, "trainer.max_steps=3", "resume=true"), str(run_dir))["steps"] == 3
+    assert vocab.read_bytes() == kept
+    # The data changed: new words, other ids. Refused naming the file, which stays as it was.
+    corpus.write_text("\n".join(" ".join("zyxwvuts"[: 2 + i % 6]) for i in range(60)) + "\n")
+    with pytest.raises(ValueError, match=r"vocab.json' does not match the vocabulary built from "
+                                         r"the data now .* the data changed since the run "
+                                         "started"):
+        run(_compose(*text, "trainer.max_steps=4", "resume=true"), str(run_dir))
+    assert vocab.read_bytes() == kept
