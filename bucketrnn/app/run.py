@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -144,6 +145,28 @@ def _check_saved_vocab(path: str, vocab) -> None:
                      f"({len(saved)} tokens saved, {len(vocab)} now; first difference at id "
                      f"{first}): the data changed since the run started, so the checkpoint's "
                      "token ids would mean other words; restore the data or start a new run")
+
+
+def _previous_wall_seconds(path: str) -> float:
+    """``wall_seconds`` of the resumed run's earlier ``summary.json``; 0 with a warning when it
+    is damaged (read after training: a bad summary must not lose a finished training)."""
+    if not os.path.isfile(path):
+        return 0.0
+    try:
+        with open(path, encoding="utf-8") as f:
+            previous = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("warning: ignoring the earlier %s (%s); wall_seconds counts this session "
+                    "only", path, e)
+        return 0.0
+    value = previous.get("wall_seconds", 0.0) if isinstance(previous, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        log.warning("warning: ignoring the earlier %s (%s): wall_seconds counts this session "
+                    "only", path, "not a JSON object" if not isinstance(previous, dict) else
+                    f"wall_seconds={value!r} is not a number of seconds")
+        return 0.0
+    return float(value)
 
 
 def _write_json(path, obj):
@@ -284,10 +307,9 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
         "graphs_compiled": loop.graphs.compiled, "epochs": history["epochs"],
         **results, "resumed": bool(resume_dir),
     }
-    if resume_dir and os.path.isfile(os.path.join(work, SUMMARY)):
+    if resume_dir:
         # Time spent before the interruption counts towards the run.
-        with open(os.path.join(work, SUMMARY)) as f:
-            summary["wall_seconds"] += json.load(f).get("wall_seconds", 0.0)
+        summary["wall_seconds"] += _previous_wall_seconds(os.path.join(work, SUMMARY))
     if cfg.plots and writer:
         from bucketrnn.app import plots
 

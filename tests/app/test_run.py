@@ -402,3 +402,14 @@ def test_resume_never_rewrites_the_vocabulary(tmp_path):
                                          "started"):
         run(_compose(*text, "trainer.max_steps=4", "resume=true"), str(run_dir))
     assert vocab.read_bytes() == kept
+
+
+@pytest.mark.parametrize("damaged", ["[]", '{"wall_seconds": "1e9"}', '{"wall_seconds": NaN}',
+                                     '{"wall', "\xff"])
+def test_a_damaged_earlier_summary_does_not_lose_the_training(tmp_path, caplog, damaged):
+    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path))
+    (tmp_path / "summary.json").write_bytes(damaged.encode("latin-1"))
+    summary = run(_compose("trainer.max_steps=3", "plots=false", "resume=true"), str(tmp_path))
+    assert summary["steps"] == 3 and 0 < summary["wall_seconds"] < 1e6
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 3
+    assert "ignoring the earlier" in caplog.text and "summary.json" in caplog.text
