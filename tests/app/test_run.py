@@ -274,22 +274,49 @@ def test_plan_describes_without_training(tmp_path):
 
 
 def test_cli_multirun_and_compare(tmp_path):
-    """The real command line: a two-run sweep, then the comparison table."""
+    """The real command line: a two-run sweep, the comparison table, then the documented
+    relaunch of the sweep with resume=true (each job continues its own directory)."""
     sweep = tmp_path / "multirun"
     tiny = [o for o in TINY if not o.startswith("bucketing.num_buckets")]
-    cmd = [sys.executable, "-m", "bucketrnn", "-m", "bucketing.num_buckets=1,3",
-           "trainer.max_steps=3", "plots=false", f"hydra.sweep.dir={sweep}"] + tiny
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    cmd = [sys.executable, "-m", "bucketrnn", "-m", "dataset=ptb", "bucketing.num_buckets=1,3",
+           "plots=false", f"hydra.sweep.dir={sweep}"] + tiny
+    done = subprocess.run(cmd + ["trainer.max_steps=3"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     # MXNet's "Subgraph backend MKLDNN is activated", once per bound graph, is silenced.
     assert "Subgraph backend" not in done.stderr + done.stdout
+    # Hydra writes no .hydra/ into a run directory (it would before the app takes the lock).
+    assert not any((sweep / job / ".hydra").exists() for job in ("0", "1"))
     rows = collect(str(sweep))
     assert sorted(r["config"]["bucketing"]["num_buckets"] for r in rows) == [1, 3]
     text = table(rows)
+    # The settings that differ between the runs, from their own summaries; nothing common.
     assert "bucketing.num_buckets=1" in text and "bucketing.num_buckets=3" in text
+    assert "trainer.max_steps" not in text and "dataset.limit" not in text
+    # The same command with resume=true (a group override included) continues both jobs.
+    again = subprocess.run(cmd + ["trainer.max_steps=4", "resume=true"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stderr[-2000:]
+    rows = collect(str(sweep))
+    assert [(r["steps"], r["resumed"]) for r in rows] == [(4, True), (4, True)]
     out = subprocess.run([sys.executable, "-m", "bucketrnn.app.compare", str(sweep)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "valid" in out.stdout
+    assert "bucketing.num_buckets=3" in out.stdout
+
+
+def test_compare_shows_the_settings_that_differ():
+    from bucketrnn.app.compare import settings
+
+    base = {"plan": {"waste": 0.1}, "graphs_compiled": 1, "tokens_per_s": 10.0,
+            "train_seconds": 2.0}
+    rows = [{**base, "name": str(i), "config": {"model": {"hidden_size": h, "cell": "unrolled"},
+                                                "trainer": {"optimizer_params": p},
+                                                "resume": r}}
+            for i, (h, p, r) in enumerate([(8, {}, ""), (16, {"beta1": 0.8}, "true")])]
+    assert settings(rows) == [["model.hidden_size=8", "trainer.optimizer_params.beta1=<absent>"],
+                              ["model.hidden_size=16", "trainer.optimizer_params.beta1=0.8"]]
+    assert "model.hidden_size=16 trainer.optimizer_params.beta1=0.8" in table(rows)
 
 
 def test_cli_bad_override_exits_with_the_key(tmp_path):
@@ -413,3 +440,17 @@ def test_a_damaged_earlier_summary_does_not_lose_the_training(tmp_path, caplog, 
     assert summary["steps"] == 3 and 0 < summary["wall_seconds"] < 1e6
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 3
     assert "ignoring the earlier" in caplog.text and "summary.json" in caplog.text
+
+
+def test_cli_on_a_live_run_directory_writes_nothing_there(tmp_path, lock_holder):
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "config.json").write_text("{}")
+    holder = lock_holder(live)  # a run training in there
+    done = subprocess.run([sys.executable, "-m", "bucketrnn", *TINY, "plots=false",
+                           f"hydra.run.dir={live}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and f"in use by process {holder.pid}" in done.stderr
+    # Hydra's .hydra/ (config.yaml, overrides.yaml) is not written over the live run's files.
+    assert sorted(p for p in os.listdir(live) if p != "bucketrnn.log") == [".lock", "config.json"]
+    assert (live / "config.json").read_text() == "{}"
