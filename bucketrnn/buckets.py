@@ -56,6 +56,11 @@ OVERFLOW_POLICIES = ("error", "truncate", "drop")
 OUTLIER_POLICIES = ("error", "allow")
 OUTLIER_FACTOR = 8.0
 OUTLIER_FLOOR = 1024
+# MXNet 1.9.1 (built without large-tensor support) indexes an array's elements with int32: an
+# array of more than 2**31 - 1 elements is refused when an operator makes it ("larger than 2^31
+# elements"). One batch's token array is (rows, bucket length), and the model's arrays of that
+# batch are at least as large, so a bucket whose batch exceeds this can never run.
+MAX_BATCH_ELEMENTS = 2**31 - 1
 
 
 def _is_int(value) -> bool:
@@ -542,6 +547,25 @@ def _jsonable(x):
     return x
 
 
+def _refuse_oversized_batches(keys, sizes, batch_size, max_tokens) -> None:
+    """Refuse a bucket whose one batch array, rows x bucket length (for pairs, the longer of
+    source and target), has more than :data:`MAX_BATCH_ELEMENTS` elements: MXNet could not
+    make it, and the sampler would first allocate that many rows of fill slots."""
+    for key, rows in zip(keys, sizes):
+        length = max(key) if isinstance(key, tuple) else key
+        elements = int(rows) * int(length)
+        if elements > MAX_BATCH_ELEMENTS:
+            given = f"batch_size={batch_size}" if max_tokens is None else \
+                f"max_tokens={max_tokens}" + ("" if batch_size is None else
+                                              f" (batch_size={batch_size})")
+            raise ValueError(
+                f"{given} gives bucket {key} batches of {int(rows)} rows x {int(length)} steps = "
+                f"{elements} elements, more than MXNet's limit of {MAX_BATCH_ELEMENTS} (2**31 - 1)"
+                f" per array; use a batch size of at most {MAX_BATCH_ELEMENTS // int(length)} "
+                "rows for this bucket"
+            )
+
+
 def pad_to_max_waste(lengths) -> float:
     """Share of slots that are padding when every sequence is padded to the longest."""
     lengths = np.asarray(lengths, dtype=np.int64)
@@ -594,6 +618,16 @@ def plan_buckets(
         :func:`find_outliers` (the lengths capped at ``max_length`` when given), since its
         bucket would need a graph unrolled that far. ``"allow"`` plans such lengths as they
         are. ``fixed`` boundaries are explicit and not judged.
+
+    Raises
+    ------
+    ValueError
+        Besides bad arguments: a bucket whose one batch, rows x bucket length (for pairs the
+        longer side), would exceed :data:`MAX_BATCH_ELEMENTS` = 2**31 - 1 elements, MXNet's
+        limit on one array; the message names ``batch_size`` (or ``max_tokens``), the bucket and
+        the product. Checked on the plan, before a sampler allocates any batch: a
+        ``batch_size=10**9`` is refused for every bucket of length 3 or more (a model's own
+        arrays, rows x hidden units per step, are checked by whoever knows the model).
 
     Examples
     --------
@@ -677,6 +711,7 @@ def plan_buckets(
     real_per_bucket = np.bincount(ids[kept], weights=real[kept], minlength=nb).astype(np.int64)
     sizes = bucket_batch_sizes(key_len if max_tokens is not None else bounds, batch_size, max_tokens,
                                batch_size_multiple)
+    _refuse_oversized_batches(keys, sizes, batch_size, max_tokens)
     return BucketPlan(
         strategy=strategy,
         boundaries=tuple(int(b) for b in bounds),

@@ -316,3 +316,20 @@ def test_histogram_and_batch_sizes_refuse_bad_lengths():
         bucket_batch_sizes([10, 20])
     with pytest.raises(TypeError, match="bucket_lengths must be integers"):
         bucket_batch_sizes([10.5], batch_size=2)
+
+
+def test_a_batch_larger_than_mxnet_can_hold_is_refused_before_any_allocation():
+    # 10**9 rows x 5 steps: no array of the batch could exist (MXNet: 2**31 - 1 elements); the
+    # plan refuses it, so no sampler ever allocates 10**9 fill slots.
+    with pytest.raises(ValueError, match=r"batch_size=1000000000 gives bucket 5 batches of "
+                                         r"1000000000 rows x 5 steps = 5000000000 elements, more "
+                                         r"than MXNet's limit of 2147483647"):
+        plan_buckets([3, 4, 5], num_buckets=2, batch_size=10**9)
+    with pytest.raises(ValueError, match=r"max_tokens=4294967296 gives bucket 1 batches of "
+                                         r"4294967296 rows x 1 steps"):
+        plan_buckets([1, 1], num_buckets=1, max_tokens=2**32, batch_size=None)
+    with pytest.raises(ValueError, match=r"bucket \(3, 9\) batches of 300000000 rows x 9 steps"):
+        plan_buckets(np.array([[3, 9], [3, 2]]), num_buckets=1, batch_size=3 * 10**8)
+    # At the limit itself a plan is made (an ordinary batch size stays far below it).
+    plan = plan_buckets([1, 2], num_buckets=1, batch_size=(2**31 - 1) // 2)
+    assert plan.batch_sizes == ((2**31 - 1) // 2,)

@@ -5,9 +5,9 @@ Made for sweeps::
     python -m bucketrnn -m bucketing.num_buckets=1,8,32 trainer.max_steps=200
     python -m bucketrnn.app.compare multirun/2026-11-28_17-00-00
 
-The first columns are the overrides that differ between runs (from Hydra's
-``.hydra/overrides.yaml``), then padding waste, graphs compiled, real tokens/s, training
-seconds and the validation/test figures.
+The first columns are the settings that differ between the runs (the config each run saved in
+its ``summary.json``: ``bucketing.num_buckets=8``), then padding waste, graphs compiled, real
+tokens/s, training seconds and the validation/test figures.
 """
 
 from __future__ import annotations
@@ -20,25 +20,45 @@ import sys
 
 from bucketrnn.rundir import SUMMARY
 
-__all__ = ["collect", "main", "table"]
+__all__ = ["collect", "main", "settings", "table"]
 
 
 def collect(directory: str) -> list:
-    """``summary.json`` of every run under ``directory``, each with its ``overrides``."""
+    """``summary.json`` of every run under ``directory``, each with its ``name`` (its folder
+    relative to ``directory``)."""
     rows = []
     for path in sorted(glob.glob(os.path.join(directory, "**", SUMMARY), recursive=True)):
         with open(path, encoding="utf-8") as f:
             summary = json.load(f)
-        overrides = []
-        hydra_overrides = os.path.join(os.path.dirname(path), ".hydra", "overrides.yaml")
-        if os.path.isfile(hydra_overrides):
-            from omegaconf import OmegaConf
-
-            overrides = list(OmegaConf.load(hydra_overrides))
-        summary["overrides"] = overrides
         summary["name"] = os.path.relpath(os.path.dirname(path), directory)
         rows.append(summary)
     return rows
+
+
+# Keys that say how a run was launched, not what it computed.
+_NOT_SETTINGS = ("resume",)
+
+
+def _flat(d, prefix: str = "") -> dict:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out = {}
+    for key, value in d.items():
+        out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _shown(value) -> str:
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def settings(rows: list) -> list:
+    """Per run, the ``key=value`` config settings whose values differ between the runs."""
+    flats = [_flat(r.get("config") or {}) for r in rows]
+    keys = sorted({k for f in flats for k in f if k not in _NOT_SETTINGS})
+    differ = [k for k in keys if len({json.dumps(f.get(k, "<absent>"), sort_keys=True)
+                                      for f in flats}) > 1]
+    return [[f"{k}={_shown(f.get(k, '<absent>'))}" for k in differ] for f in flats]
 
 
 def _metric(s: dict, split: str) -> str:
@@ -53,19 +73,16 @@ def table(rows: list) -> str:
     """A plain-text table of the runs."""
     if not rows:
         return "no runs"
-    common = set(rows[0]["overrides"]).intersection(*(set(r["overrides"]) for r in rows))
-    head = ["run", "overrides", "waste%", "graphs", "tok/s", "train s", "valid", "test"]
+    head = ["run", "settings", "waste%", "graphs", "tok/s", "train s", "valid", "test"]
     body = []
-    for s in rows:
-        body.append([s["name"], " ".join(o for o in s["overrides"] if o not in common) or "-",
+    for s, differ in zip(rows, settings(rows)):
+        body.append([s["name"], " ".join(differ) or "-",
                      f"{100 * s['plan']['waste']:.1f}", str(s["graphs_compiled"]),
                      f"{s['tokens_per_s']:,.0f}", f"{s['train_seconds']:.0f}",
                      _metric(s, "valid"), _metric(s, "test")])
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + body]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    if common:
-        lines.append(f"(common to all runs: {' '.join(sorted(common))})")
     return "\n".join(lines)
 
 

@@ -286,6 +286,94 @@ def parse_context(text: str):
     return mx.cpu(index) if kind == "cpu" else mx.gpu(index)
 
 
+# MXNet 1.9.1 indexes an array's elements with int32: no array may exceed 2**31 - 1 elements.
+MAX_ELEMENTS = 2**31 - 1
+# Optimizer arguments the app sets itself, or that a checkpoint cannot hold (optim_state saves
+# named arrays and scalars, not schedulers or symbols).
+_OPTIMIZER_OWN = {"learning_rate": "trainer.lr", "wd": "trainer.weight_decay"}
+_OPTIMIZER_REFUSED = ("lr_scheduler", "param_dict", "param_idx2name", "sym")
+
+
+def _gates(model: dict) -> int:
+    return 4 if model["mode"] == "lstm" else 3
+
+
+def _check_model_size(model: dict, b: dict, need) -> None:
+    """Refuse a model or batch whose arrays MXNet cannot make (more than :data:`MAX_ELEMENTS`):
+    each layer's input-to-hidden weights are (gates x hidden, layer input), its hidden-to-hidden
+    ones (gates x hidden, hidden), and a batch's per-step gate array is (rows, gates x hidden).
+    The output and embedding layers depend on the vocabulary: see :func:`check_vocab_size`."""
+    gates, hidden = _gates(model), model["hidden_size"]
+    embed = model["embed_size"] or hidden
+    inputs = hidden * (2 if model["name"] == "classifier" and model["bidirectional"]
+                       and model["num_layers"] > 1 else 1)
+    widest = max(embed, inputs, hidden)
+    need(gates * hidden * widest <= MAX_ELEMENTS, "model.hidden_size", hidden,
+         f"makes a {model['mode']} weight matrix of {gates} gates x {hidden} x {widest} = "
+         f"{gates * hidden * widest} elements, more than MXNet's limit of {MAX_ELEMENTS} "
+         "(2**31 - 1) per array; use a smaller model.hidden_size (or model.embed_size)")
+    if model["cell"] == "fused":
+        # The fused operator takes every layer's weights and biases as one flat array.
+        directions = 2 if model["name"] == "classifier" and model["bidirectional"] else 1
+        total = sum(directions * gates * hidden * (size + hidden + 2) for size in
+                    [embed] + [hidden * directions] * (model["num_layers"] - 1))
+        need(total <= MAX_ELEMENTS, "model.hidden_size", hidden,
+             f"with model.cell=fused makes the fused operator's one parameter array "
+             f"{total} elements ({model['num_layers']} layers), more than MXNet's limit of "
+             f"{MAX_ELEMENTS} (2**31 - 1); use a smaller model or model.cell=unrolled")
+    rows = b["batch_size"]
+    if b["max_tokens"] is None and rows is not None and rows >= 1:
+        # Every bucket's batches have exactly batch_size rows.
+        need(rows * gates * hidden <= MAX_ELEMENTS, "bucketing.batch_size", rows,
+             f"makes each step's {model['mode']} gate array {rows} rows x {gates} gates x "
+             f"{hidden} = {rows * gates * hidden} elements, more than MXNet's limit of "
+             f"{MAX_ELEMENTS} (2**31 - 1) per array; use at most "
+             f"{MAX_ELEMENTS // (gates * hidden)} rows")
+
+
+def check_vocab_size(model, vocab_size: int, num_classes: int | None = None) -> None:
+    """Refuse an embedding (vocabulary x embed) or output layer (vocabulary, or classes, x
+    hidden) MXNet cannot make, once the data gave the vocabulary: ``ValueError`` naming the
+    model key and the product."""
+    m = to_dict(model)
+    hidden = m["hidden_size"]
+    embed = m["embed_size"] or hidden
+    if m["name"] == "classifier":
+        out = ("model.hidden_size", hidden, num_classes or 0, hidden * (1 + m["bidirectional"]),
+               "classes")
+    else:
+        out = ("model.hidden_size", hidden, vocab_size, hidden, "words")
+    for key, value, rows, width, what in (
+            ("model.embed_size", embed, vocab_size, embed, "words"), out):
+        if rows * width > MAX_ELEMENTS:
+            raise ValueError(f"{key}={value} with {rows} {what} makes a {rows} x {width} = "
+                             f"{rows * width} element weight matrix, more than MXNet's limit of "
+                             f"{MAX_ELEMENTS} (2**31 - 1) per array; use a smaller {key} (or a "
+                             "larger dataset.min_count for a smaller vocabulary)")
+
+
+def _check_optimizer(t: dict, need) -> None:
+    """Make the optimizer once, as the trainer will: an unknown argument or a value it cannot
+    take is named under trainer.optimizer_params before anything is written."""
+    import mxnet as mx
+
+    params = t["optimizer_params"]
+    for key, value in params.items():
+        need(key not in _OPTIMIZER_OWN, f"trainer.optimizer_params.{key}", value,
+             f"is set by {_OPTIMIZER_OWN.get(key)}: give that key instead")
+        need(key not in _OPTIMIZER_REFUSED, f"trainer.optimizer_params.{key}", value,
+             f"cannot be given: a checkpoint cannot hold it (refused: "
+             f"{', '.join(_OPTIMIZER_REFUSED)}); use trainer.lr_decay for a schedule")
+        need(isinstance(value, (int, float)), f"trainer.optimizer_params.{key}", value,
+             "must be a number or true/false")
+    try:
+        mx.optimizer.create(t["optimizer"], learning_rate=t["lr"], wd=t["weight_decay"],
+                            **params)
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"trainer.optimizer_params={params!r} do not fit trainer.optimizer="
+                         f"{t['optimizer']!r}: {e}") from None
+
+
 def validate(cfg) -> None:
     """Check ranges and combinations the types cannot; ``ValueError`` naming the key."""
     d = to_dict(cfg)
@@ -295,6 +383,10 @@ def validate(cfg) -> None:
             raise ValueError(f"{key} {what}, got {key}={value!r}")
 
     ds, model, b, t = d["dataset"], d["model"], d["bucketing"], d["trainer"]
+    need(isinstance(d["seed"], int) and d["seed"] >= 0, "seed", d["seed"],
+         "must be an integer >= 0")
+    need(ds["min_count"] >= 1, "dataset.min_count", ds["min_count"],
+         "must be >= 1 (words seen fewer times become <unk>)")
     if ds["name"] == "text":
         need(bool(ds["path"]), "dataset.path", ds["path"],
              "is required for dataset=text (a UTF-8 file, one sequence per line)")
@@ -315,6 +407,8 @@ def validate(cfg) -> None:
          f"model none; model={model['name']})")
     need(model["hidden_size"] >= 1, "model.hidden_size", model["hidden_size"], "must be >= 1")
     need(model["num_layers"] >= 1, "model.num_layers", model["num_layers"], "must be >= 1")
+    need(model["embed_size"] is None or model["embed_size"] >= 1, "model.embed_size",
+         model["embed_size"], "must be null (model.hidden_size) or >= 1")
     need(0.0 <= model["dropout"] < 1.0, "model.dropout", model["dropout"], "must be in [0, 1)")
     lm_mode = {"lstm_lm": "lstm", "gru_lm": "gru"}.get(model["name"])
     need(lm_mode in (None, model["mode"]), "model.mode", model["mode"],
@@ -323,6 +417,7 @@ def validate(cfg) -> None:
     need(is_clf or not model["tie_weights"] or tied_ok, "model.embed_size", model["embed_size"],
          f"must be null or model.hidden_size={model['hidden_size']} while "
          "model.tie_weights=true")
+    _check_model_size(model, b, need)
     need(b["num_buckets"] >= 1, "bucketing.num_buckets", b["num_buckets"], "must be >= 1")
     need(b["batch_size"] is not None or b["max_tokens"] is not None, "bucketing.batch_size",
          b["batch_size"], "or bucketing.max_tokens must be set")
@@ -352,6 +447,7 @@ def validate(cfg) -> None:
     need(t["optimizer"] in OPTIMIZERS, "trainer.optimizer", t["optimizer"],
          f"must be one of {', '.join(OPTIMIZERS)} (the optimizers whose state a checkpoint "
          "stores)")
+    _check_optimizer(t, need)
     need(ds["name"] == "text" or not any(ds[k] for k in ("path", "valid_path", "test_path")),
          "dataset.path", ds["path"] or ds["valid_path"] or ds["test_path"],
          f"is read by dataset=text only (dataset={ds['name']} would ignore it): add dataset=text")
@@ -385,6 +481,16 @@ def _get(d: dict, key: str):
     return d
 
 
+def _flat(d, prefix: str) -> dict:
+    """``{"prefix.key.sub": leaf}`` of a nested dict (lists are leaves)."""
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out = {}
+    for key, value in d.items():
+        out.update(_flat(value, f"{prefix}.{key}"))
+    return out
+
+
 def restore(cfg, saved: dict, overrides) -> DictConfig:
     """The config of a resumed run: ``saved`` (the run's own ``config.json``) with the
     command line's ``overrides`` applied where :data:`RESUMABLE` allows it.
@@ -402,17 +508,33 @@ def restore(cfg, saved: dict, overrides) -> DictConfig:
     ------
     ValueError
         An override of a key that is not resumable and differs from the saved value, or of a
-        config group (``model=gru_lm``): the message names it.
+        config group (``model=gru_lm``) whose values differ from the run's: the message names
+        the keys. A group override that composes the run's own values is accepted (the same
+        command again with ``resume=true``); keys that a dotted override on the same command
+        line sets are judged by that override, as above.
     """
     now = to_dict(cfg)
     merged = to_dict(saved)
-    for text in overrides:
-        key = str(text).split("=", 1)[0].lstrip("+~")
+    keys = [str(text).split("=", 1)[0].lstrip("+~") for text in overrides]
+    dotted = [key for key in keys if "." in key and not key.startswith("hydra.")]
+    for text, key in zip(overrides, keys):
         if key.startswith("hydra.") or key == "hydra":
             continue
         if key in _GROUPS:
-            raise ValueError(f"{text!r}: a resumed run keeps its config groups; {key}= cannot "
-                             "be given with resume (start a new run instead)")
+            # The group as composed now must be the run's: rerunning the same command (or
+            # relaunching a sweep) with resume=true names the groups the run already has.
+            names = {**_flat(now[key], key), **_flat(merged.get(key, {}), key)}
+            differ = [name for name in names
+                      if not any(name == d or name.startswith(d + ".") for d in dotted)
+                      and _get(now, name) != _get(merged, name)]
+            if differ:
+                shown = ", ".join(f"{name}={_get(merged, name)!r} (now {_get(now, name)!r})"
+                                  for name in differ[:5])
+                raise ValueError(f"{text!r} does not fit the resumed run: its {key} group "
+                                 f"differs in {shown}{' ...' if len(differ) > 5 else ''}; a "
+                                 "resumed run keeps its config groups (start a new run to "
+                                 "change them)")
+            continue
         if _get(now, key) == _get(merged, key):
             continue
         if key not in RESUMABLE:

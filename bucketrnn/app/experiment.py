@@ -68,6 +68,23 @@ def _labelled(ds, label: str, vocab, classes=None):
     return FlatSequences(tokens[keep], new_offsets, labels, line_numbers=lines), classes
 
 
+def _refuse_one_class(label: str, labels, classes, vocab) -> None:
+    """A classifier learns nothing from one class: refuse training labels that take one value."""
+    seen = np.unique(np.asarray(labels))
+    if seen.size >= 2:
+        return
+    if seen.size == 0:
+        what = "no sequences"
+    elif label == "first_token":
+        what = f"every training line starts with {vocab.itos[classes[int(seen[0])]]!r}"
+    else:
+        word = label.split(":", 1)[1]
+        what = f"every training sequence {'contains' if seen[0] else 'lacks'} {word!r}"
+    raise ValueError(f"dataset.label={label!r} gives {seen.size} class in the training split "
+                     f"({what}): a classifier needs at least 2 classes; choose another "
+                     "dataset.label or data with more than one label")
+
+
 def _split(n, fractions, seed):
     """Seeded held-out index sets of ``n`` examples: ``(train, valid, test)``, sorted."""
     perm = np.random.default_rng([seed, 0x5EED]).permutation(n)
@@ -179,6 +196,7 @@ def load_data(dataset, seed: int = 0) -> Data:
     classes = None
     if d["label"]:
         train, classes = _labelled(train, d["label"], vocab)
+        _refuse_one_class(d["label"], train.labels, classes, vocab)
         valid = None if valid is None else _labelled(valid, d["label"], vocab, classes)[0]
         test = None if test is None else _labelled(test, d["label"], vocab, classes)[0]
         what += f", label {d['label']} ({len(classes)} classes)"

@@ -20,12 +20,21 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import math
 import os
 import shutil
 import sys
 import time
 
-from bucketrnn.app.config import CONF_DIR, fingerprint, parse_context, restore, to_dict, validate
+from bucketrnn.app.config import (
+    CONF_DIR,
+    check_vocab_size,
+    fingerprint,
+    parse_context,
+    restore,
+    to_dict,
+    validate,
+)
 from bucketrnn.app.experiment import load_data, make_loaders
 from bucketrnn.buckets import pad_to_max_waste
 from bucketrnn.rundir import CONFIG, LOG, SUMMARY, VOCAB, RunLock, RunLockedError
@@ -88,7 +97,76 @@ def _read_config(path: str) -> dict:
             "dataset", "model", "bucketing", "trainer", "memory")):
         raise ValueError(f"{path!r} is not a config written by bucketrnn (expected an object "
                          "with dataset, model, bucketing, trainer and memory sections)")
+    key = _interpolation(saved)
+    if key is not None:
+        # OmegaConf would resolve it (an environment variable, a resolver): data read from a run
+        # directory is never evaluated, and bucketrnn writes plain values only.
+        raise ValueError(f"{path!r} is not a config written by bucketrnn: {key} holds an "
+                         "interpolation ('${'), which is never evaluated from a run directory; "
+                         "restore the file or start a new run")
     return saved
+
+
+def _interpolation(value, key: str = "") -> str | None:
+    """The dotted key of the first string (value or key) holding ``${``, else None."""
+    if isinstance(value, str):
+        return key or "<top>" if "${" in value else None
+    items = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        name = f"{key}.{k}" if key else str(k)
+        if isinstance(k, str) and "${" in k:
+            return name
+        found = _interpolation(v, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _check_saved_vocab(path: str, vocab) -> None:
+    """Refuse to resume when the run's ``vocab.json`` is not the vocabulary built now: the data
+    changed, and the checkpoint's token ids would mean other words."""
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path!r} is not a vocabulary written by bucketrnn ({e}); restore it "
+                         "or start a new run") from None
+    if saved == list(vocab.itos):
+        return
+    if not isinstance(saved, list):
+        raise ValueError(f"{path!r} is not a vocabulary written by bucketrnn (expected a list "
+                         "of tokens); restore it or start a new run")
+    first = next((i for i, (a, b) in enumerate(zip(saved, vocab.itos)) if a != b),
+                 min(len(saved), len(vocab)))
+    raise ValueError(f"{path!r} does not match the vocabulary built from the data now "
+                     f"({len(saved)} tokens saved, {len(vocab)} now; first difference at id "
+                     f"{first}): the data changed since the run started, so the checkpoint's "
+                     "token ids would mean other words; restore the data or start a new run")
+
+
+def _previous_wall_seconds(path: str) -> float:
+    """``wall_seconds`` of the resumed run's earlier ``summary.json``; 0 with a warning when it
+    is damaged (read after training: a bad summary must not lose a finished training)."""
+    if not os.path.isfile(path):
+        return 0.0
+    try:
+        with open(path, encoding="utf-8") as f:
+            previous = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        log.warning("warning: ignoring the earlier %s (%s); wall_seconds counts this session "
+                    "only", path, e)
+        return 0.0
+    value = previous.get("wall_seconds", 0.0) if isinstance(previous, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        log.warning("warning: ignoring the earlier %s (%s): wall_seconds counts this session "
+                    "only", path, "not a JSON object" if not isinstance(previous, dict) else
+                    f"wall_seconds={value!r} is not a number of seconds")
+        return 0.0
+    return float(value)
 
 
 def _write_json(path, obj):
@@ -175,6 +253,9 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
     shard = distributed.shard_of(kv)
     writer = distributed.is_checkpoint_writer(kv)
     data = load_data(cfg.dataset, seed=cfg.seed)
+    check_vocab_size(cfg.model, len(data.vocab), data.num_classes)
+    if resume_dir:
+        _check_saved_vocab(os.path.join(work, VOCAB), data.vocab)
     train_loader, valid_loader, test_loader = make_loaders(
         data, cfg.bucketing, seed=cfg.seed, num_shards=shard.num_shards,
         shard_index=shard.shard_index, ctx=ctx)
@@ -185,7 +266,9 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
         if not resume_dir:
             _write_json(saved_config, to_dict(cfg))
         _log_file(work, handlers)
-        data.vocab.save(os.path.join(work, VOCAB))
+        if not resume_dir:
+            # A resumed run keeps the vocabulary its checkpoint's ids refer to (checked above).
+            data.vocab.save(os.path.join(work, VOCAB))
     params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
     log.info("run directory: %s%s", work, " (resumed)" if resume_dir else "")
     log.info("dataset: %s; %d training sequences", data.description, len(data.train))
@@ -224,10 +307,9 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
         "graphs_compiled": loop.graphs.compiled, "epochs": history["epochs"],
         **results, "resumed": bool(resume_dir),
     }
-    if resume_dir and os.path.isfile(os.path.join(work, SUMMARY)):
+    if resume_dir:
         # Time spent before the interruption counts towards the run.
-        with open(os.path.join(work, SUMMARY)) as f:
-            summary["wall_seconds"] += json.load(f).get("wall_seconds", 0.0)
+        summary["wall_seconds"] += _previous_wall_seconds(os.path.join(work, SUMMARY))
     if cfg.plots and writer:
         from bucketrnn.app import plots
 

@@ -121,14 +121,40 @@ def test_resume_restores_the_runs_own_config(tmp_path):
     with pytest.raises(ValueError, match=r"model.hidden_size cannot change when a run is "
                                          r"resumed: the run has model.hidden_size=12"):
         again(f"resume={tmp_path}", "model.hidden_size=16")
-    with pytest.raises(ValueError, match="a resumed run keeps its config groups; model="):
+    with pytest.raises(ValueError, match=r"'model=gru_lm' does not fit the resumed run: its "
+                                         r"model group differs in model.name='lstm_lm' \(now "
+                                         r"'gru_lm'\), model.mode='lstm' \(now 'gru'\), "
+                                         r"model.hidden_size=12 \(now 200\)"):
         again(f"resume={tmp_path}", "model=gru_lm")
+    # The groups the run has are fine: its own command again, with resume=true.
+    summary = again(*first, "model=lstm_lm", "trainer.max_steps=6", f"resume={tmp_path}")
+    assert summary["steps"] == 6 and summary["config"]["model"]["hidden_size"] == 12
+    with pytest.raises(ValueError, match=r"model group differs in model.hidden_size=12 "
+                                         r"\(now 200\), model.num_layers=1 \(now 2\)"):
+        again("model=lstm_lm", f"resume={tmp_path}")
     for damaged in ('{"model": ', "[1, 2]", '{"dataset": {}, "model": {"hidden": 1}, '
                     '"bucketing": {}, "trainer": {}, "memory": {}}'):
         (tmp_path / "config.json").write_text(damaged)
         with pytest.raises(ValueError, match="config.json' is not a config written by bucketrnn"
                                              "|saved config does not fit"):
             again(f"resume={tmp_path}")
+
+
+def test_a_saved_config_is_never_evaluated(tmp_path, monkeypatch):
+    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path), overrides=TINY)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    monkeypatch.setenv("BUCKETRNN_SECRET", "s3cr3t")
+    for section, key, value in (("dataset", "path", "${oc.env:BUCKETRNN_SECRET}/x.txt"),
+                                ("trainer", "optimizer_params", {"beta1": "${seed}"})):
+        crafted = json.loads(json.dumps(saved))
+        crafted[section][key] = value
+        (tmp_path / "config.json").write_text(json.dumps(crafted))
+        with pytest.raises(ValueError, match=rf"config.json' is not a config written by "
+                                             rf"bucketrnn: {section}.{key}.* holds an "
+                                             r"interpolation") as e:
+            run(_compose(f"resume={tmp_path}"), str(tmp_path / "new"),
+                overrides=[f"resume={tmp_path}"])
+        assert "s3cr3t" not in str(e.value)
 
 
 def test_checkpoint_from_another_config_is_refused(tmp_path):
@@ -182,6 +208,31 @@ def test_bad_override_names_the_key(override, key):
     (["trainer.optimizer=adamm"], "trainer.optimizer must be one of sgd, nag, adam"),
     (["trainer.context=gpu:7"], "trainer.context names a GPU this machine does not have"),
     (["dataset.path=corpus.txt"], "dataset.path is read by dataset=text only"),
+    (["seed=-5"], r"seed must be an integer >= 0, got seed=-5"),
+    (["dataset.min_count=0"], r"dataset.min_count must be >= 1 .*, got dataset.min_count=0"),
+    (["model.embed_size=0"], r"model.embed_size must be null \(model.hidden_size\) or >= 1, "
+                             r"got model.embed_size=0"),
+    (["+trainer.optimizer_params.foo=1"], r"trainer.optimizer_params=\{'foo': 1\} do not fit "
+                                          r"trainer.optimizer='adam': .*'foo'"),
+    (["+trainer.optimizer_params.lr_scheduler=x"],
+     r"trainer.optimizer_params.lr_scheduler cannot be given: a checkpoint cannot hold it"),
+    (["+trainer.optimizer_params.beta1=x"],
+     r"trainer.optimizer_params.beta1 must be a number or true/false, got "
+     r"trainer.optimizer_params.beta1='x'"),
+    (["+trainer.optimizer_params.learning_rate=0.1"],
+     r"trainer.optimizer_params.learning_rate is set by trainer.lr"),
+    (["model.hidden_size=100000"], r"model.hidden_size makes a lstm weight matrix of 4 gates x "
+                                   r"100000 x 100000 = 40000000000 elements, more than MXNet's "
+                                   r"limit of 2147483647"),
+    (["model=gru_lm", "model.cell=fused", "model.hidden_size=8000", "model.num_layers=12"],
+     r"model.hidden_size with model.cell=fused makes the fused operator's one parameter array"),
+    (["bucketing.batch_size=1000000000"],
+     r"bucketing.batch_size makes each step's lstm gate array 1000000000 rows x 4 gates x 12 = "
+     r"48000000000 elements, more than MXNet's limit"),
+    # Known once the data gave the vocabulary, still before anything is written.
+    (["model.tie_weights=false", "model.hidden_size=1", "model.embed_size=300000000"],
+     r"model.embed_size=300000000 with \d+ words makes a \d+ x 300000000 = \d+ element "
+     r"weight matrix, more than MXNet's limit"),
 ])
 def test_bad_values_name_the_key(tmp_path, overrides, match):
     with pytest.raises(ValueError, match=match):
@@ -223,22 +274,49 @@ def test_plan_describes_without_training(tmp_path):
 
 
 def test_cli_multirun_and_compare(tmp_path):
-    """The real command line: a two-run sweep, then the comparison table."""
+    """The real command line: a two-run sweep, the comparison table, then the documented
+    relaunch of the sweep with resume=true (each job continues its own directory)."""
     sweep = tmp_path / "multirun"
     tiny = [o for o in TINY if not o.startswith("bucketing.num_buckets")]
-    cmd = [sys.executable, "-m", "bucketrnn", "-m", "bucketing.num_buckets=1,3",
-           "trainer.max_steps=3", "plots=false", f"hydra.sweep.dir={sweep}"] + tiny
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    cmd = [sys.executable, "-m", "bucketrnn", "-m", "dataset=ptb", "bucketing.num_buckets=1,3",
+           "plots=false", f"hydra.sweep.dir={sweep}"] + tiny
+    done = subprocess.run(cmd + ["trainer.max_steps=3"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     # MXNet's "Subgraph backend MKLDNN is activated", once per bound graph, is silenced.
     assert "Subgraph backend" not in done.stderr + done.stdout
+    # Hydra writes no .hydra/ into a run directory (it would before the app takes the lock).
+    assert not any((sweep / job / ".hydra").exists() for job in ("0", "1"))
     rows = collect(str(sweep))
     assert sorted(r["config"]["bucketing"]["num_buckets"] for r in rows) == [1, 3]
     text = table(rows)
+    # The settings that differ between the runs, from their own summaries; nothing common.
     assert "bucketing.num_buckets=1" in text and "bucketing.num_buckets=3" in text
+    assert "trainer.max_steps" not in text and "dataset.limit" not in text
+    # The same command with resume=true (a group override included) continues both jobs.
+    again = subprocess.run(cmd + ["trainer.max_steps=4", "resume=true"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stderr[-2000:]
+    rows = collect(str(sweep))
+    assert [(r["steps"], r["resumed"]) for r in rows] == [(4, True), (4, True)]
     out = subprocess.run([sys.executable, "-m", "bucketrnn.app.compare", str(sweep)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "valid" in out.stdout
+    assert "bucketing.num_buckets=3" in out.stdout
+
+
+def test_compare_shows_the_settings_that_differ():
+    from bucketrnn.app.compare import settings
+
+    base = {"plan": {"waste": 0.1}, "graphs_compiled": 1, "tokens_per_s": 10.0,
+            "train_seconds": 2.0}
+    rows = [{**base, "name": str(i), "config": {"model": {"hidden_size": h, "cell": "unrolled"},
+                                                "trainer": {"optimizer_params": p},
+                                                "resume": r}}
+            for i, (h, p, r) in enumerate([(8, {}, ""), (16, {"beta1": 0.8}, "true")])]
+    assert settings(rows) == [["model.hidden_size=8", "trainer.optimizer_params.beta1=<absent>"],
+                              ["model.hidden_size=16", "trainer.optimizer_params.beta1=0.8"]]
+    assert "model.hidden_size=16 trainer.optimizer_params.beta1=0.8" in table(rows)
 
 
 def test_cli_bad_override_exits_with_the_key(tmp_path):
@@ -308,3 +386,71 @@ def test_config_choices_are_the_library_choices():
     assert set(values(config.MemoryPolicy)) == set(graphs.MEMORY)
     assert set(values(config.Mode)) == set(encoder.MODES)
     assert set(values(config.Cell)) == set(encoder.CELLS)
+
+
+@pytest.mark.parametrize("label, lines, extra, match", [
+    ("first_token", ["pos a b", "pos c d e", "pos b c"] * 20, [],
+     "every training line starts with 'pos'"),
+    ("contains:a", ["a b c", "c a", "b a d"] * 20, [], "every training sequence contains 'a'"),
+    # z is in the vocabulary (the whole training file) but not in the first 30 lines kept.
+    ("contains:z", ["a b c", "c a", "b a d"] * 10 + ["z a b"] * 3, ["dataset.limit=30"],
+     "every training sequence lacks 'z'"),
+])
+def test_a_classifier_with_one_class_is_refused(tmp_path, label, lines, extra, match):
+    corpus = tmp_path / "one.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    held = tmp_path / "held.txt"
+    held.write_text("pos a b\nneg a z\n" if label == "first_token" else "a b z\nb c\n")
+    with pytest.raises(ValueError, match=rf"dataset.label='{label}' gives 1 class in the "
+                                         rf"training split \({match}\): a classifier needs at "
+                                         "least 2 classes"):
+        run(_compose("dataset=text", f"dataset.path={corpus}", f"dataset.valid_path={held}",
+                     "model=classifier", f"dataset.label={label}", *extra),
+            str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_never_rewrites_the_vocabulary(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join("abcdefgh"[: 2 + i % 6]) for i in range(60)) + "\n")
+    text = ["dataset=text", f"dataset.path={corpus}", "plots=false"]
+    run_dir = tmp_path / "run"
+    run(_compose(*text, "trainer.max_steps=2"), str(run_dir))
+    vocab = run_dir / "vocab.json"
+    # The same words in another layout: resuming checks it and leaves it as it is.
+    vocab.write_text(json.dumps(json.loads(vocab.read_text()), indent=2))
+    kept = vocab.read_bytes()
+    assert run(_compose(*text, "trainer.max_steps=3", "resume=true"), str(run_dir))["steps"] == 3
+    assert vocab.read_bytes() == kept
+    # The data changed: new words, other ids. Refused naming the file, which stays as it was.
+    corpus.write_text("\n".join(" ".join("zyxwvuts"[: 2 + i % 6]) for i in range(60)) + "\n")
+    with pytest.raises(ValueError, match=r"vocab.json' does not match the vocabulary built from "
+                                         r"the data now .* the data changed since the run "
+                                         "started"):
+        run(_compose(*text, "trainer.max_steps=4", "resume=true"), str(run_dir))
+    assert vocab.read_bytes() == kept
+
+
+@pytest.mark.parametrize("damaged", ["[]", '{"wall_seconds": "1e9"}', '{"wall_seconds": NaN}',
+                                     '{"wall', "\xff"])
+def test_a_damaged_earlier_summary_does_not_lose_the_training(tmp_path, caplog, damaged):
+    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path))
+    (tmp_path / "summary.json").write_bytes(damaged.encode("latin-1"))
+    summary = run(_compose("trainer.max_steps=3", "plots=false", "resume=true"), str(tmp_path))
+    assert summary["steps"] == 3 and 0 < summary["wall_seconds"] < 1e6
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 3
+    assert "ignoring the earlier" in caplog.text and "summary.json" in caplog.text
+
+
+def test_cli_on_a_live_run_directory_writes_nothing_there(tmp_path, lock_holder):
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / "config.json").write_text("{}")
+    holder = lock_holder(live)  # a run training in there
+    done = subprocess.run([sys.executable, "-m", "bucketrnn", *TINY, "plots=false",
+                           f"hydra.run.dir={live}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and f"in use by process {holder.pid}" in done.stderr
+    # Hydra's .hydra/ (config.yaml, overrides.yaml) is not written over the live run's files.
+    assert sorted(p for p in os.listdir(live) if p != "bucketrnn.log") == [".lock", "config.json"]
+    assert (live / "config.json").read_text() == "{}"
