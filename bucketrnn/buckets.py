@@ -1,8 +1,8 @@
 """Bucket plans: boundaries and per-bucket batch sizes, as pure functions of the lengths.
 
-Interval convention. With boundaries ``b_0 < b_1 < ... < b_{K-1}`` (and ``b_{-1} = 0``), bucket ``k``
-holds every example whose length ``l`` satisfies ``b_{k-1} < l <= b_k``, and its batches are padded
-to exactly ``b_k`` time steps: the bucket key. ``optimal`` and ``quantile`` boundaries are lengths
+Interval convention. With boundaries ``b_0 < b_1 < ... < b_{K-1}`` (and ``b_{-1} = 0``),
+bucket ``k`` holds every example whose length ``l`` satisfies ``b_{k-1} < l <= b_k``, and its
+batches are padded to exactly ``b_k`` time steps: the bucket key. ``optimal`` and ``quantile`` boundaries are lengths
 that occur in the data (``exp`` edges need not be), and except with ``fixed`` boundaries the
 largest bucket is exactly as long as the longest example (or ``max_length``, when given).
 
@@ -30,12 +30,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
-from numbers import Integral, Real
+from dataclasses import dataclass, field
+from numbers import Real
 
 import numpy as np
 
 from bucketrnn.lengths import is_pair_lengths
+from bucketrnn.validation import check_choice, check_int, is_int
 
 __all__ = [
     "BucketPlan",
@@ -45,6 +46,7 @@ __all__ = [
     "bucket_batch_sizes",
     "exp_boundaries",
     "find_outliers",
+    "key_length",
     "length_histogram",
     "optimal_boundaries",
     "plan_buckets",
@@ -63,14 +65,17 @@ OUTLIER_FLOOR = 1024
 MAX_BATCH_ELEMENTS = 2**31 - 1
 
 
-def _is_int(value) -> bool:
-    """A true integer: ``bool`` is not one here (``num_buckets=True`` is a mistake, not 1)."""
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
 def _check_int(name: str, value, low: int = 1) -> None:
-    if not _is_int(value) or value < low:
+    # ValueError for a non-integer too: these are counts a config gives, and one error type
+    # keeps plan_buckets' contract (bucketrnn.validation words the message).
+    if not is_int(value):
         raise ValueError(f"{name} must be an integer >= {low}, got {name}={value!r}")
+    check_int(name, value, low=low)
+
+
+def key_length(key) -> int:
+    """Time steps of a bucket key: the length, or source + target steps of a pair key."""
+    return int(sum(key)) if isinstance(key, tuple) else int(key)
 
 
 def _as_lengths(lengths, name: str = "lengths") -> np.ndarray:
@@ -260,20 +265,21 @@ def exp_boundaries(values, counts, num_buckets: int, ratio: float = 1.2) -> np.n
 def _check_fixed(boundaries) -> np.ndarray:
     b = np.asarray(boundaries)
     if b.ndim != 1 or b.size == 0 or not np.issubdtype(b.dtype, np.integer):
-        raise ValueError(f"boundaries must be a non-empty list of integers, got boundaries={boundaries!r}")
+        raise ValueError(f"boundaries must be a non-empty list of integers, got "
+                         f"boundaries={boundaries!r}")
     if (b < 1).any():
         raise ValueError(f"boundaries must be >= 1, got boundaries={list(map(int, b))}")
     if (np.diff(b) <= 0).any():
         raise ValueError(
-            f"boundaries must be strictly increasing (sorted, no duplicates), got boundaries={list(map(int, b))}"
+            "boundaries must be strictly increasing (sorted, no duplicates), got "
+            f"boundaries={list(map(int, b))}"
         )
     return b.astype(np.int64)
 
 
 def _assign_primary(boundaries, primary, on_overflow: str) -> np.ndarray:
     """Bucket index of each (source) length under ``on_overflow``; see :meth:`BucketPlan.assign`."""
-    if on_overflow not in OVERFLOW_POLICIES:
-        raise ValueError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got on_overflow={on_overflow!r}")
+    check_choice("on_overflow", on_overflow, OVERFLOW_POLICIES)
     boundaries = np.asarray(boundaries)
     ids = np.searchsorted(boundaries, primary, side="left").astype(np.int64)
     over = ids >= len(boundaries)
@@ -412,14 +418,16 @@ class BucketPlan:
     bucket_real_tokens: tuple
     num_dropped: int = 0
     num_truncated: int = 0
+    # The bucket of every planned example (-1: dropped), as plan_buckets assigned it: the
+    # sampler takes it instead of assigning the lengths again. Not part of equality or repr.
+    example_buckets: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_buckets(self) -> int:
         return len(self.keys)
 
     def _key_len(self, k) -> int:
-        key = self.keys[k]
-        return int(sum(key)) if isinstance(key, tuple) else int(key)
+        return key_length(self.keys[k])
 
     @property
     def bucket_slots(self) -> tuple:
@@ -590,7 +598,8 @@ def plan_buckets(
     Parameters
     ----------
     lengths : array-like of int
-        ``(N,)`` lengths, or ``(N, 2)`` (source, target) lengths (:func:`~bucketrnn.sequence_lengths`).
+        ``(N,)`` lengths, or ``(N, 2)`` (source, target) lengths
+        (:func:`~bucketrnn.sequence_lengths`).
     num_buckets : int
         Number of buckets: an upper bound, never more than the number of distinct lengths
         (``ValueError`` otherwise). ``optimal`` uses fewer when more would only add fill rows;
@@ -637,10 +646,8 @@ def plan_buckets(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got strategy={strategy!r}")
-    if on_overflow not in OVERFLOW_POLICIES:
-        raise ValueError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got on_overflow={on_overflow!r}")
-    if outliers not in OUTLIER_POLICIES:
-        raise ValueError(f"outliers must be one of {OUTLIER_POLICIES}, got outliers={outliers!r}")
+    check_choice("on_overflow", on_overflow, OVERFLOW_POLICIES)
+    check_choice("outliers", outliers, OUTLIER_POLICIES)
     _validate_sizes(batch_size, max_tokens, batch_size_multiple)
     _check_int("num_buckets", num_buckets)
     _check_ratio(ratio)
@@ -678,7 +685,8 @@ def plan_buckets(
         bounds = _check_fixed(boundaries)
     else:
         if boundaries is not None:
-            raise ValueError(f"boundaries are only used with strategy='fixed', got strategy={strategy!r}")
+            raise ValueError(f"boundaries are only used with strategy='fixed', got "
+                             f"strategy={strategy!r}")
         if num_buckets > values.size:
             raise ValueError(
                 f"num_buckets={num_buckets} is more than the {values.size} distinct lengths in the "
@@ -709,8 +717,8 @@ def plan_buckets(
         real = np.minimum(primary, bounds[np.maximum(ids, 0)])
         key_len = bounds
     real_per_bucket = np.bincount(ids[kept], weights=real[kept], minlength=nb).astype(np.int64)
-    sizes = bucket_batch_sizes(key_len if max_tokens is not None else bounds, batch_size, max_tokens,
-                               batch_size_multiple)
+    sizes = bucket_batch_sizes(key_len if max_tokens is not None else bounds, batch_size,
+                               max_tokens, batch_size_multiple)
     _refuse_oversized_batches(keys, sizes, batch_size, max_tokens)
     return BucketPlan(
         strategy=strategy,
@@ -721,4 +729,5 @@ def plan_buckets(
         bucket_real_tokens=tuple(int(r) for r in real_per_bucket),
         num_dropped=int((~kept).sum()),
         num_truncated=int(truncated.sum()),
+        example_buckets=ids,
     )

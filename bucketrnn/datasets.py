@@ -53,16 +53,19 @@ class FlatSequences(Dataset):
         if offsets.ndim != 1 or offsets.size < 1 or offsets[0] != 0 or offsets[-1] != tokens.size:
             raise ValueError(
                 "offsets must be 1-D, start at 0 and end at len(tokens)="
-                f"{tokens.size}, got offsets[:1]={offsets[:1].tolist()} offsets[-1:]={offsets[-1:].tolist()}"
+                f"{tokens.size}, got offsets[:1]={offsets[:1].tolist()} "
+                f"offsets[-1:]={offsets[-1:].tolist()}"
             )
         if (np.diff(offsets) < 0).any():
             i = int(np.flatnonzero(np.diff(offsets) < 0)[0])
-            raise ValueError(f"offsets must be non-decreasing, got offsets[{i}:{i + 2}]={offsets[i:i + 2].tolist()}")
+            raise ValueError(f"offsets must be non-decreasing, got "
+                             f"offsets[{i}:{i + 2}]={offsets[i:i + 2].tolist()}")
         if labels is not None:
             labels = np.asarray(labels)
             if labels.shape[0] != offsets.size - 1:
                 raise ValueError(
-                    f"labels must have one entry per sequence ({offsets.size - 1}), got {labels.shape[0]}"
+                    f"labels must have one entry per sequence ({offsets.size - 1}), got "
+                    f"{labels.shape[0]}"
                 )
         if line_numbers is not None:
             line_numbers = np.asarray(line_numbers, dtype=np.int64)

@@ -258,6 +258,7 @@ class BucketLoader:
         self.sampler = BucketBatchSampler(lengths, self.plan, shuffle=shuffle, seed=seed,
                                           last_batch=last_batch, num_shards=num_shards,
                                           shard_index=shard_index, on_overflow=on_overflow,
+                                          bucket_ids=self.plan.example_buckets,
                                           # The task changes what a batch means, so a
                                           # checkpoint must not cross it.
                                           fingerprint_extra={"task": self.task})

@@ -17,13 +17,14 @@ import numpy as np
 from mxnet import autograd, context, nd
 
 from bucketrnn import compat
+from bucketrnn.buckets import key_length
 
 __all__ = ["SharedPool", "available_memory", "bind_shared", "graph_bytes", "key_size"]
 
 
 def key_size(key):
-    """Sort key for "largest bucket": the length, or the summed lengths of a tuple key."""
-    return (sum(key), key) if isinstance(key, tuple) else (key, (key,))
+    """Sort key for "largest bucket": :func:`~bucketrnn.buckets.key_length`, then the key."""
+    return (key_length(key), key if isinstance(key, tuple) else (key,))
 
 
 class SharedPool:

@@ -174,7 +174,9 @@ class BucketBatchSampler:
     on_overflow : {'error', 'truncate', 'drop'}
         Policy for sequences longer than the largest bucket (see ``BucketPlan.assign``).
     bucket_ids : array_like of int, optional
-        Precomputed bucket of each example (-1 = dropped), instead of ``lengths``.
+        Precomputed bucket of each example (-1 = dropped), e.g. ``plan.example_buckets``: the
+        sampler then does not assign the lengths again (``lengths``, when also given, still
+        fingerprint the data).
     fingerprint_extra : dict, optional
         More JSON-able fields a saved state must match (e.g. the loader's ``task``).
 
@@ -213,19 +215,22 @@ class BucketBatchSampler:
                                  f"bucket {k}")
         num_buckets = len(self.batch_sizes)
 
-        if bucket_ids is None:
-            if lengths is None:
-                raise TypeError("pass lengths or bucket_ids, got lengths=None and bucket_ids=None")
+        if bucket_ids is None and lengths is None:
+            raise TypeError("pass lengths or bucket_ids, got lengths=None and bucket_ids=None")
+        if lengths is not None:
             lengths = check_lengths(lengths)
+        if bucket_ids is None:
             ids = np.asarray(plan.assign(lengths, on_overflow=self.on_overflow), dtype=np.int64)
-            data_digest = _digest(lengths)
         else:
             ids = np.asarray(bucket_ids)
             if ids.dtype.kind not in "iu" or ids.ndim != 1:
                 raise TypeError(f"bucket_ids must be a 1-d int array, got dtype={ids.dtype} "
                                 f"shape={ids.shape}")
             ids = ids.astype(np.int64)
-            data_digest = _digest(ids)
+            if lengths is not None and ids.size != lengths.shape[0]:
+                raise ValueError(f"bucket_ids has {ids.size} entries for {lengths.shape[0]} "
+                                 "lengths: one bucket per example")
+        data_digest = _digest(lengths if lengths is not None else ids)
         if ids.size == 0:
             raise ValueError(EMPTY_DATASET)
         bad = np.flatnonzero((ids < -1) | (ids >= num_buckets))

@@ -122,7 +122,8 @@ def test_pairs_key_is_source_boundary_and_longest_target():
 
 def test_overflow_policies():
     lengths = [2, 3, 9]
-    with pytest.raises(ValueError, match=r"example 2 has length 9, longer than the largest bucket \(5\)"):
+    with pytest.raises(ValueError,
+                       match=r"example 2 has length 9, longer than the largest bucket \(5\)"):
         plan_buckets(lengths, strategy="fixed", boundaries=[3, 5])
     dropped = plan_buckets(lengths, strategy="fixed", boundaries=[3, 5], on_overflow="drop")
     assert dropped.num_dropped == 1 and dropped.counts == (2, 0)
@@ -143,7 +144,8 @@ def test_overflow_policies():
         (dict(strategy="fixed"), r"needs boundaries"),
         (dict(boundaries=[3]), r"only used with strategy='fixed'"),
         (dict(on_overflow="ignore"), r"on_overflow must be one of"),
-        (dict(max_tokens=4, batch_size=None), r"max_tokens=4 leaves no room for a bucket of length 5"),
+        (dict(max_tokens=4, batch_size=None),
+         r"max_tokens=4 leaves no room for a bucket of length 5"),
         (dict(batch_size_multiple=0), r"batch_size_multiple must be an integer >= 1"),
     ],
 )

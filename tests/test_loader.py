@@ -223,7 +223,8 @@ def test_worker_errors_reach_the_training_process():
     (42, {}, TypeError, r"dataset must support len\(\) and indexing, got int"),
     (TOKENS, dict(batch_size=0), ValueError, r"batch_size must be an integer >= 1, got "
                                              r"batch_size=0"),
-    (TOKENS, dict(batch_size=2.5), TypeError, r"batch_size must be None or an int, got batch_size=2.5"),
+    (TOKENS, dict(batch_size=2.5), TypeError,
+     r"batch_size must be None or an int, got batch_size=2.5"),
     (TOKENS, dict(num_workers=-1), ValueError, r"num_workers must be an integer >= 0"),
     (TOKENS, dict(prefetch=-2), ValueError, r"prefetch must be an integer >= 0"),
     (TOKENS, dict(prefetch=1.5), TypeError, r"prefetch must be None or an int, got "),
@@ -241,7 +242,8 @@ def test_worker_errors_reach_the_training_process():
      r"example \d+ has length \d+, longer than the largest bucket \(10\)"),
     (TOKENS, dict(num_buckets=200), ValueError, r"num_buckets=200 is more than the"),
     (TOKENS, dict(last_batch="pad"), ValueError, r"last_batch must be one of"),
-    (TOKENS, dict(num_shards=2, shard_index=5), ValueError, r"shard_index must be an integer in \[0, 2\)"),
+    (TOKENS, dict(num_shards=2, shard_index=5), ValueError,
+     r"shard_index must be an integer in \[0, 2\)"),
 ])
 def test_bad_arguments(dataset, kwargs, error, match):
     with pytest.raises(error, match=match):
