@@ -3,8 +3,9 @@
 Interval convention. With boundaries ``b_0 < b_1 < ... < b_{K-1}`` (and ``b_{-1} = 0``),
 bucket ``k`` holds every example whose length ``l`` satisfies ``b_{k-1} < l <= b_k``, and its
 batches are padded to exactly ``b_k`` time steps: the bucket key. ``optimal`` and
-``quantile`` boundaries are lengths that occur in the data (``exp`` edges need not be), and except with ``fixed`` boundaries the
-largest bucket is exactly as long as the longest example (or ``max_length``, when given).
+``quantile`` boundaries are lengths that occur in the data (``exp`` edges need not be), and
+except with ``fixed`` boundaries the largest bucket is exactly as long as the longest example
+(or ``max_length``, when given).
 
 For ``(src, tgt)`` pairs the boundaries apply to the source length; a bucket's key is
 ``(b_k, longest target in the bucket)``.
