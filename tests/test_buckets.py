@@ -214,7 +214,7 @@ def test_outlier_opt_outs_max_length_fixed_boundaries_and_allow():
     assert fixed.keys == (10, 20, 10**6)
     allowed = plan_buckets(lengths, num_buckets=8, outliers="allow")
     assert allowed.keys[-1] == 10**6
-    with pytest.raises(ValueError, match=r"outliers must be one of \('error', 'allow'\)"):
+    with pytest.raises(ValueError, match=r"outliers must be one of 'error', 'allow', got"):
         plan_buckets(lengths, outliers="ignore")
     with pytest.raises(ValueError, match="max_length is not used with strategy='fixed'"):
         plan_buckets(lengths, strategy="fixed", boundaries=[10, 40], max_length=40)

@@ -162,7 +162,8 @@ def test_line_numbers_survive_subsets_and_splits(tmp_path):
     from bucketrnn.app.experiment import load_data
 
     path = tmp_path / "t.txt"
-    path.write_text("".join(f"w{i} x\n" + ("\n" if i % 3 == 0 else "") for i in range(40)))
+    path.write_text("".join(f"w{i}{' x' if i % 2 else ''}\n" + ("\n" if i % 3 == 0 else "")
+                            for i in range(40)))
     data = load_data({"name": "text", "path": str(path), "tokens": "whitespace",
                       "max_length": None, "min_count": 1, "valid_path": None, "test_path": None,
                       "valid_fraction": 0.25, "test_fraction": 0.25, "limit": None,
