@@ -209,7 +209,7 @@ class BucketLoader:
     [(1, (2, 1)), (3, (2, 3))]
     """
 
-    def __init__(self, dataset, batch_size=64, num_buckets=8, strategy="optimal", max_tokens=None,
+    def __init__(self, dataset, batch_size=32, num_buckets=8, strategy="optimal", max_tokens=None,
                  batch_size_multiple=1, boundaries=None, shuffle=True, seed=0, last_batch="fill",
                  on_overflow="error", task=None, num_shards=1, shard_index=0, num_workers=0,
                  prefetch=None, timeout=120, ctx=None, pad_val=0, vocab_size=None,

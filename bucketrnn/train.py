@@ -44,11 +44,14 @@ from bucketrnn.metrics import MetricsLog, figures
 from bucketrnn.progress import Progress
 from bucketrnn.rundir import METRICS, RunLock
 
-__all__ = ["ON_NONFINITE", "TrainLoop", "TASKS"]
+__all__ = ["LEARNING_RATE", "ON_NONFINITE", "TrainLoop", "TASKS"]
 
 TASKS = ("lm", "classify")
 log = logging.getLogger(__name__)
 ON_NONFINITE = ("error", "skip")
+# The defaults of TrainLoop are the app's (conf/trainer/default.yaml); tests/app/test_config.py
+# holds the two together.
+LEARNING_RATE = 0.01
 # What a checkpoint's meta must hold for load_checkpoint (ints are >= 0).
 _META = {"epoch": int, "epoch_finished": bool, "global_step": int, "loader": dict,
          "metrics_offset": int, "history": dict, "history.epochs": list,
@@ -95,9 +98,10 @@ class TrainLoop:
     optimizer : str
         Any ``mx.optimizer`` name.
     optimizer_params : dict, optional
-        E.g. ``{"learning_rate": 1e-3}``.
+        E.g. ``{"learning_rate": 1e-3}``; the learning rate defaults to :data:`LEARNING_RATE`
+        (0.01, the app's ``trainer.lr``).
     clip_norm : float, optional
-        Rescale the gradients when their global L2 norm exceeds this.
+        Rescale the gradients when their global L2 norm exceeds this (None: never).
     lr_decay : float
         The learning rate of epoch ``e`` is ``learning_rate * lr_decay ** e``.
     epochs : int
@@ -140,8 +144,8 @@ class TrainLoop:
     """
 
     def __init__(self, model, train_loader, *, ctx=None, optimizer="adam", optimizer_params=None,
-                 clip_norm=None, lr_decay=1.0, epochs=1, max_steps=None, memory="shared",
-                 kvstore="device", seed=0, run_dir=None, checkpoint_every=0, log_every=10,
+                 clip_norm=1.0, lr_decay=0.5, epochs=2, max_steps=None, memory="shared",
+                 kvstore="device", seed=0, run_dir=None, checkpoint_every=200, log_every=10,
                  progress=True, fingerprint=None, init=None, stream=None,
                  on_nonfinite="error"):
         import mxnet as mx
@@ -210,7 +214,8 @@ class TrainLoop:
         mx.random.seed(seed)
         if not all(compat.is_initialized(p) for p in self.params.values()):
             self.graphs.initialize(init or mx.init.Xavier())
-        self.trainer = gluon.Trainer(self.params, optimizer, dict(optimizer_params or {}),
+        self.trainer = gluon.Trainer(self.params, optimizer,
+                                     {"learning_rate": LEARNING_RATE, **(optimizer_params or {})},
                                      kvstore=self.kv,
                                      update_on_kvstore=distributed.update_on_kvstore(self.kv))
         if run_dir is not None and not distributed.update_on_kvstore(self.kv):

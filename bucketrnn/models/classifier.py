@@ -56,7 +56,7 @@ class SequenceClassifier(BucketModel):
         vocab_size: int | None = None,
         input_size: int | None = None,
         embed_size: int | None = None,
-        hidden_size: int = 200,
+        hidden_size: int = 128,
         num_layers: int = 1,
         mode: str = "lstm",
         bidirectional: bool = False,

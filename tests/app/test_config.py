@@ -44,3 +44,44 @@ def test_make_loaders_installs_the_id_checks_on_every_loader():
     assert (train.vocab_size, train.num_classes) == (6, None)
     with pytest.raises(ValueError, match=r"has token id 6, outside \[0, 6\) for vocab_size=6"):
         list(train)
+
+
+def test_the_library_defaults_are_the_apps():
+    """One set of defaults: what the app runs with no override is what the library builds
+    when given nothing (model shape, loader, optimisation)."""
+    import inspect
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from bucketrnn import BucketLoader
+    from bucketrnn.app.config import CONF_DIR, Config, to_dict
+    from bucketrnn.models import LanguageModel, SequenceClassifier
+    from bucketrnn.train import LEARNING_RATE, TrainLoop
+
+    def defaults(fn):
+        return {k: p.default for k, p in inspect.signature(fn).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        app = to_dict(compose(config_name="config"))
+        clf = to_dict(compose(config_name="config", overrides=["model=classifier",
+                                                               "dataset.label=first_token"]))
+    assert to_dict(OmegaConf.structured(Config))["bucketing"]["batch_size"] == \
+        app["bucketing"]["batch_size"]
+    lm = defaults(LanguageModel.__init__)
+    for key in ("hidden_size", "num_layers", "tie_weights", "dropout", "cell", "embed_size"):
+        assert lm[key] == app["model"][key], key
+    cl = defaults(SequenceClassifier.__init__)
+    for key in ("hidden_size", "num_layers", "bidirectional", "dropout", "cell", "mode"):
+        assert cl[key] == clf["model"][key], key
+    loader = defaults(BucketLoader.__init__)
+    for key in ("batch_size", "num_buckets", "strategy", "last_batch", "on_overflow",
+                "shuffle", "timeout"):
+        assert loader[key] == app["bucketing"][key], key
+    loop = defaults(TrainLoop.__init__)
+    assert LEARNING_RATE == app["trainer"]["lr"]
+    for key in ("optimizer", "clip_norm", "lr_decay", "epochs", "checkpoint_every", "log_every",
+                "kvstore", "on_nonfinite"):
+        assert loop[key] == app["trainer"][key], key
+    assert loop["memory"] == app["memory"]["policy"]

@@ -102,7 +102,8 @@ def test_wrong_length_is_refused():
 
 
 def test_dropout_is_active_in_training_only():
-    lm = LanguageModel(6, vocab_size=VOCAB, hidden_size=8, dropout=0.5)
+    lm = LanguageModel(6, vocab_size=VOCAB, hidden_size=8, dropout=0.5, num_layers=1,
+                       tie_weights=False)
     lm.initialize()
     b = random_batch(0, 6, 3, "lm")
     args = (b.data, b.valid_length, b.label, b.weight)
