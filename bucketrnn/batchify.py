@@ -8,6 +8,7 @@ The product of this stage is a :class:`Batch`: a few arrays with static shapes
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from numbers import Integral, Real
 from typing import Any
@@ -309,8 +310,9 @@ class PadToBucket:
     ([1.0, 1.0, 0.0], [0, 1, -1])
     """
 
-    def __init__(self, keys, task=None, pad_val=0, truncate=False, output="ndarray",
-                 vocab_size=None, num_classes=None):
+    def __init__(self, keys: Sequence, task: str | None = None, pad_val: int | float = 0,
+                 truncate: bool = False, output: str = "ndarray",
+                 vocab_size: int | tuple[int, int] | None = None, num_classes: int | None = None):
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got task={task!r}")
         if output not in ("ndarray", "numpy"):

@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -127,7 +127,8 @@ class GraphCache:
     """
 
     def __init__(self, build, ctx=None, memory: str = "shared", inputs=DEFAULT_INPUTS,
-                 keys=None, frozen: bool = False, memory_limit="auto"):
+                 keys: Iterable | None = None, frozen: bool = False,
+                 memory_limit: int | str | None = "auto"):
         if memory not in MEMORY:
             raise ValueError(f"memory must be one of {MEMORY}, got memory={memory!r}")
         if not (memory_limit is None or memory_limit == "auto" or (

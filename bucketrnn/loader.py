@@ -7,6 +7,7 @@ import multiprocessing
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from numbers import Integral, Real
 
 import numpy as np
@@ -209,11 +210,15 @@ class BucketLoader:
     [(1, (2, 1)), (3, (2, 3))]
     """
 
-    def __init__(self, dataset, batch_size=32, num_buckets=8, strategy="optimal", max_tokens=None,
-                 batch_size_multiple=1, boundaries=None, shuffle=True, seed=0, last_batch="fill",
-                 on_overflow="error", task=None, num_shards=1, shard_index=0, num_workers=0,
-                 prefetch=None, timeout=120, ctx=None, pad_val=0, vocab_size=None,
-                 num_classes=None, max_length=None, outliers="error"):
+    def __init__(self, dataset, batch_size: int | None = 32, num_buckets: int = 8,
+                 strategy: str = "optimal", max_tokens: int | None = None,
+                 batch_size_multiple: int = 1, boundaries: Sequence[int] | None = None,
+                 shuffle: bool = True, seed: int = 0, last_batch: str = "fill",
+                 on_overflow: str = "error", task: str | None = None, num_shards: int = 1,
+                 shard_index: int = 0, num_workers: int = 0, prefetch: int | None = None,
+                 timeout: float = 120, ctx=None, pad_val: int | float = 0,
+                 vocab_size: int | tuple[int, int] | None = None, num_classes: int | None = None,
+                 max_length: int | None = None, outliers: str = "error"):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"dataset must support len() and indexing, got "
                             f"{type(dataset).__name__}")

@@ -22,7 +22,7 @@ from numbers import Integral
 
 import numpy as np
 
-from bucketrnn.buckets import OVERFLOW_POLICIES
+from bucketrnn.buckets import OVERFLOW_POLICIES, BucketPlan
 from bucketrnn.errors import StateMismatchError
 from bucketrnn.validation import (
     EMPTY_DATASET,
@@ -194,8 +194,10 @@ class BucketBatchSampler:
     [0, 1, 2, 3, 4, 5, 6]
     """
 
-    def __init__(self, lengths, plan, shuffle=True, seed=0, last_batch="fill", num_shards=1,
-                 shard_index=0, on_overflow="error", bucket_ids=None, fingerprint_extra=None):
+    def __init__(self, lengths, plan: BucketPlan, shuffle: bool = True, seed: int = 0,
+                 last_batch: str = "fill", num_shards: int = 1, shard_index: int = 0,
+                 on_overflow: str = "error", bucket_ids=None,
+                 fingerprint_extra: dict | None = None):
         for attr in ("keys", "batch_sizes", "assign"):
             if not hasattr(plan, attr):
                 raise TypeError(f"plan must be a BucketPlan, got plan={type(plan).__name__}")

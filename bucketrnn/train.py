@@ -143,11 +143,13 @@ class TrainLoop:
     (2, 8)
     """
 
-    def __init__(self, model, train_loader, *, ctx=None, optimizer="adam", optimizer_params=None,
-                 clip_norm=1.0, lr_decay=0.5, epochs=2, max_steps=None, memory="shared",
-                 kvstore="device", seed=0, run_dir=None, checkpoint_every=200, log_every=10,
-                 progress=True, fingerprint=None, init=None, stream=None,
-                 on_nonfinite="error"):
+    def __init__(self, model, train_loader, *, ctx=None, optimizer: str = "adam",
+                 optimizer_params: dict | None = None, clip_norm: float | None = 1.0,
+                 lr_decay: float = 0.5, epochs: int = 2, max_steps: int | None = None,
+                 memory: str = "shared", kvstore="device", seed: int = 0,
+                 run_dir: str | None = None, checkpoint_every: int = 200, log_every: int = 10,
+                 progress: bool = True, fingerprint: dict | None = None, init=None, stream=None,
+                 on_nonfinite: str = "error"):
         import mxnet as mx
         from mxnet import gluon
 
