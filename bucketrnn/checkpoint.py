@@ -157,7 +157,7 @@ def save(path: str, params: dict, optimizer: OptimizerState | None, meta: dict,
             raise TypeError(f"{name} has dtype {a.dtype}; a checkpoint holds numbers only")
         if a.dtype.kind in "fc" and not np.isfinite(a).all():
             raise NonFiniteError(f"refusing to write {path!r}: {name} holds non-finite values "
-                                 "(NaN or infinity); the previous checkpoint is kept", what=name)
+                                 "(NaN or infinity); any previous checkpoint is kept", what=name)
     doc = {"format": FORMAT, "fingerprint": fingerprint or {}, "meta": meta,
            "optimizer": None if optimizer is None else optimizer.doc}
     arrays["meta"] = np.frombuffer(json_dumps(doc, sort_keys=True).encode(), dtype=np.uint8)

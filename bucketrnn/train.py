@@ -395,12 +395,23 @@ class TrainLoop:
                                                       check_isfinite=False).asscalar())
         bad = next((what for what, v in (("loss", loss_value), ("gradient norm", norm))
                     if v is not None and not math.isfinite(v)), None)
+        if bad is not None and self.on_nonfinite == "skip":
+            # Skipping helps when this batch is at fault, not when an earlier update already
+            # broke the parameters (every later step would be skipped): then stop.
+            broken = next((name for name, p in self.params.items()
+                           if not np.isfinite(p.data(self.ctx).asnumpy()).all()), None)
+            if broken is not None:
+                raise NonFiniteError(
+                    f"parameter {broken} is non-finite at global step {self.global_step + 1} "
+                    f"(epoch {self.epoch}): an earlier update broke it, so skipping steps cannot "
+                    "recover; any earlier checkpoint is kept as it was. Lower the learning rate "
+                    "or set clip_norm", step=self.global_step + 1, what=broken)
         if bad is not None and self.on_nonfinite == "error":
             raise NonFiniteError(
                 f"non-finite {bad} ({loss_value if bad == 'loss' else norm}) at global step "
-                f"{self.global_step + 1} (epoch {self.epoch}); the last checkpoint is kept as "
-                "it was. Lower the learning rate, set clip_norm, or trainer.on_nonfinite=skip",
-                step=self.global_step + 1, what=bad)
+                f"{self.global_step + 1} (epoch {self.epoch}); any earlier checkpoint is kept "
+                "as it was. Lower the learning rate, set clip_norm, or "
+                "trainer.on_nonfinite=skip", step=self.global_step + 1, what=bad)
         if bad is None and self.clip_norm is None:
             distributed.step(self.trainer, 1)
         elif bad is None:

@@ -238,6 +238,19 @@ def test_an_infinite_learning_rate_stops_naming_the_step_and_keeps_the_checkpoin
     assert len(_strict_json_lines(tmp_path / "metrics.jsonl")) == 4
 
 
+def test_skip_stops_when_an_update_broke_the_parameters(tmp_path):
+    from bucketrnn.errors import NonFiniteError
+
+    loop = _loop(tmp_path, _sequences(), epochs=1, on_nonfinite="skip")
+    _set_lr_after(loop, 3, float("inf"))  # step 4's update makes the parameters non-finite
+    with pytest.raises(NonFiniteError, match=r"is non-finite at global step 5 .* an earlier "
+                                             r"update broke it, so skipping steps cannot recover"):
+        loop.fit()
+    from bucketrnn import checkpoint as ckpt
+
+    assert ckpt.load(str(tmp_path / "checkpoint.npz")).meta["global_step"] == 3
+
+
 def test_non_finite_parameters_are_never_checkpointed(tmp_path):
     from bucketrnn.errors import NonFiniteError
 
