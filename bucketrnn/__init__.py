@@ -5,13 +5,9 @@ The data flow, one module per stage: :mod:`~bucketrnn.lengths` -> :mod:`~bucketr
 :mod:`~bucketrnn.loader` -> :mod:`~bucketrnn.graphs` (one graph per bucket) -> models / training.
 """
 
-import os as _os
-
-# MXNet prints "Subgraph backend MKLDNN is activated" for every graph it binds (dozens per run,
-# into the progress bar). Silenced unless the user asked for it; MXNet reads the variable at
-# bind time, so setting it here, before any graph exists, is enough.
-_os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
-
+# First: bucketrnn.cores sets MXNet's environment (threads, quiet graph binding) before any
+# module below imports MXNet, which reads it once.
+from bucketrnn import cores  # noqa: F401  isort: skip
 from bucketrnn.batchify import Batch, PadToBucket
 from bucketrnn.buckets import BucketPlan, find_outliers, plan_buckets
 from bucketrnn.datasets import FlatSequences, Vocabulary

@@ -26,6 +26,7 @@ import shutil
 import sys
 import time
 
+from bucketrnn import cores
 from bucketrnn.app.config import (
     CONF_DIR,
     check_vocab_size,
@@ -305,6 +306,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
         "tokens_per_s": history["real_tokens"] / max(seconds, 1e-9),
         "padded_fraction": 1.0 - history["real_tokens"] / max(history["slots"], 1),
         "graphs_compiled": loop.graphs.compiled, "epochs": history["epochs"],
+        "threads": cores.threads_note(),
         **results, "resumed": bool(resume_dir),
     }
     if resume_dir:
@@ -329,7 +331,8 @@ def format_summary(s: dict) -> str:
              f"{100 * s['pad_to_max_waste']:.1f}% padding to the longest), "
              f"{s['graphs_compiled']} graphs compiled",
              f"speed          {s['tokens_per_s']:,.0f} real tokens/s over "
-             f"{s['train_seconds']:.0f} s of training; wall {s['wall_seconds']:.0f} s"]
+             f"{s['train_seconds']:.0f} s of training; wall {s['wall_seconds']:.0f} s",
+             f"threads        {s.get('threads', 'unknown')}"]
     for name in ("valid", "test"):
         if name in s:
             figs = ", ".join(f"{k} {v:.4g}" for k, v in s[name].items() if k != "seconds")

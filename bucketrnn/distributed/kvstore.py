@@ -301,7 +301,8 @@ def default_threads(workers_on_host: int, cores: int | None = None) -> int:
     workers_on_host : int
         Worker processes started on this machine.
     cores : int, optional
-        Default: the cores this process may run on.
+        Default: the physical cores this process may run on
+        (:func:`bucketrnn.cores.physical_cores`).
 
     Examples
     --------
@@ -313,8 +314,7 @@ def default_threads(workers_on_host: int, cores: int | None = None) -> int:
         raise ValueError(f"workers_on_host must be an int >= 1, got "
                          f"workers_on_host={workers_on_host!r}")
     if cores is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            cores = os.cpu_count() or 1
+        from bucketrnn.cores import physical_cores
+
+        cores = physical_cores()
     return max(1, int(cores) // workers_on_host)

@@ -65,6 +65,7 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     # The run's log holds the plan, every epoch's figures, the checkpoints and the summary,
     # with progress off too.
     log = (tmp_path / "bucketrnn.log").read_text()
+    assert summary["threads"] and "threads        " in log
     for line in ("BucketPlan(strategy='optimal', buckets=3", "epoch 1/2, train loss",
                  "epoch 2/2, train loss", "valid perplexity", "checkpoint at global step 3",
                  "== summary =="):
