@@ -202,6 +202,25 @@ class GraphCache:
                              f"keys {sorted(set(self._blocks) | allowed, key=key_size)}")
         return self._adopt(key, self._build(key))
 
+    @property
+    def vocab_size(self):
+        """The token-id range the graphs' model declares (its factory's or blocks'
+        ``vocab_size``, as the reference models do), or None: what a training loop hands the
+        loader's host-side id check."""
+        return self._declared("vocab_size")
+
+    @property
+    def num_classes(self):
+        """The class-label range the graphs' model declares, or None (see :attr:`vocab_size`)."""
+        return self._declared("num_classes")
+
+    def _declared(self, name):
+        for source in (self._factory, self._reference):
+            value = getattr(source, name, None)
+            if value is not None:
+                return value
+        return None
+
     def _build(self, key):
         cls = self._factory
         if isinstance(cls, type) and self._reference is not None:

@@ -34,6 +34,7 @@ import signal
 import sys
 import threading
 import time
+from numbers import Real
 
 import numpy as np
 
@@ -43,6 +44,7 @@ from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.metrics import MetricsLog, figures
 from bucketrnn.progress import Progress
 from bucketrnn.rundir import METRICS, RunLock
+from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["LEARNING_RATE", "ON_NONFINITE", "TrainLoop", "TASKS"]
 
@@ -155,20 +157,17 @@ class TrainLoop:
 
         from bucketrnn.graphs import GraphCache
 
-        for name, value, low in (("epochs", epochs, 1), ("checkpoint_every", checkpoint_every, 0),
-                                 ("log_every", log_every, 1), ("seed", seed, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {name}={value!r}")
-        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-            raise ValueError(f"max_steps must be None or an integer >= 1, got "
-                             f"max_steps={max_steps!r}")
-        if clip_norm is not None and not clip_norm > 0:
-            raise ValueError(f"clip_norm must be None or > 0, got clip_norm={clip_norm!r}")
-        if not 0 < lr_decay <= 1:
+        epochs = check_int("epochs", epochs, low=1)
+        checkpoint_every = check_int("checkpoint_every", checkpoint_every, low=0)
+        log_every = check_int("log_every", log_every, low=1)
+        seed = check_int("seed", seed, low=0)
+        max_steps = check_int("max_steps", max_steps, low=1, allow_none=True)
+        if clip_norm is not None and not (isinstance(clip_norm, Real) and 0 < clip_norm < math.inf):
+            raise ValueError(f"clip_norm must be None or a finite number > 0, got "
+                             f"clip_norm={clip_norm!r}")
+        if not (isinstance(lr_decay, Real) and 0 < lr_decay <= 1):
             raise ValueError(f"lr_decay must be in (0, 1], got lr_decay={lr_decay!r}")
-        if on_nonfinite not in ON_NONFINITE:
-            raise ValueError(f"on_nonfinite must be one of {ON_NONFINITE}, got "
-                             f"on_nonfinite={on_nonfinite!r}")
+        check_choice("on_nonfinite", on_nonfinite, ON_NONFINITE)
         task = getattr(train_loader, "task", None)
         if task not in TASKS:
             raise ValueError(f"train_loader.task must be one of {TASKS}, got task={task!r}")
@@ -209,8 +208,7 @@ class TrainLoop:
                                      keys=train_loader.plan.keys)
         # The reference models declare their id ranges: the loaders check every batch on the
         # host against them (a limit the user gave the loader stays).
-        build = model if not isinstance(model, GraphCache) else getattr(model, "_build", None)
-        self._id_limits = {k: getattr(build, k, None) for k in ("vocab_size", "num_classes")}
+        self._id_limits = {k: getattr(model, k, None) for k in ("vocab_size", "num_classes")}
         self._install_id_limits(train_loader)
         self.params = self.graphs.collect_params()
         mx.random.seed(seed)

@@ -126,17 +126,23 @@ def test_classifier_reports_accuracy(tmp_path):
     assert result["accuracy"] == pytest.approx(right / rows) and result["loss"] > 0
 
 
-@pytest.mark.parametrize("kw, match", [
-    ({"epochs": 0}, "epochs must be an integer >= 1, got epochs=0"),
-    ({"max_steps": 0}, "max_steps must be None or an integer >= 1"),
-    ({"clip_norm": -1.0}, "clip_norm must be None or > 0"),
-    ({"checkpoint_every": -1}, "checkpoint_every must be an integer >= 0"),
+@pytest.mark.parametrize("kw, error, match", [
+    ({"epochs": 0}, ValueError, "epochs must be an integer >= 1, got epochs=0"),
+    ({"max_steps": 0}, ValueError, "max_steps must be an integer >= 1, got max_steps=0"),
+    ({"max_steps": True}, TypeError, "max_steps must be None or an int, got max_steps=True"),
+    ({"clip_norm": -1.0}, ValueError, "clip_norm must be None or a finite number > 0"),
+    ({"checkpoint_every": -1}, ValueError, "checkpoint_every must be an integer >= 0"),
     # gluon.Trainer takes any string for one context and trains without a store.
-    ({"kvstore": "devcie"}, "kvstore must be one of 'local', 'device'"),
+    ({"kvstore": "devcie"}, ValueError, "kvstore must be one of 'local', 'device'"),
 ])
-def test_bad_arguments(tmp_path, kw, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_arguments(tmp_path, kw, error, match):
+    with pytest.raises(error, match=match):
         _loop(tmp_path, _sequences(8), **kw)
+
+
+def test_numpy_integers_are_integers(tmp_path):
+    loop = _loop(tmp_path, _sequences(8), epochs=np.int64(2), max_steps=np.int32(3))
+    assert loop.epochs == 2 and loop.max_steps == 3 and type(loop.epochs) is int
 
 
 def test_a_run_directory_held_by_another_process_is_refused(tmp_path, lock_holder):
@@ -151,10 +157,16 @@ def test_a_run_directory_held_by_another_process_is_refused(tmp_path, lock_holde
 
 @pytest.mark.parametrize("bad, match", [(25, "token id 25, outside \\[0, 20\\)"),
                                         (-2, "token id -2")])
-def test_the_models_vocabulary_guards_the_loaders_batches(tmp_path, bad, match):
+@pytest.mark.parametrize("as_cache", [False, True])
+def test_the_models_vocabulary_guards_the_loaders_batches(tmp_path, bad, match, as_cache):
+    from bucketrnn.graphs import GraphCache
+
     seqs = _sequences(12)
     seqs[7] = seqs[7][:2] + [bad] + seqs[7][3:]
-    loop = _loop(tmp_path, seqs)  # a loader built without vocab_size, the model's is 20
+    loader = BucketLoader(seqs, batch_size=4, num_buckets=3, seed=5)  # no vocab_size given
+    build = LanguageModel.factory(vocab_size=20, hidden_size=8, num_layers=1)
+    model = GraphCache(build) if as_cache else build  # the model's vocabulary is 20 either way
+    loop = TrainLoop(model, loader, run_dir=str(tmp_path), progress=False)
     assert loop.loader.vocab_size == 20
     with pytest.raises(ValueError, match=f"example 7 has {match}"):
         loop.fit()
@@ -310,7 +322,7 @@ def test_a_window_of_skipped_steps_has_a_null_loss(tmp_path):
 
 
 def test_on_nonfinite_is_checked():
-    with pytest.raises(ValueError, match=r"on_nonfinite must be one of \('error', 'skip'\)"):
+    with pytest.raises(ValueError, match=r"on_nonfinite must be one of 'error', 'skip', got"):
         _loop(None, _sequences(8), on_nonfinite="ignore")
 
 

@@ -291,8 +291,14 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
                      on_nonfinite=t["on_nonfinite"])
     history = loop.fit(valid_loader, resume=bool(resume_dir))
     results = {}
+    last = history["epochs"][-1] if history["epochs"] else {}
+    if valid_loader is not None and last.get("global_step") == loop.global_step \
+            and "valid_loss" in last:
+        # The last epoch ended on the final parameters and was evaluated then: not again.
+        results["valid"] = {k[len("valid_"):]: v for k, v in last.items()
+                            if k.startswith("valid_")}
     for name, loader in (("valid", valid_loader), ("test", test_loader)):
-        if loader is not None:
+        if loader is not None and name not in results:
             results[name] = loop.evaluate(loader)
     plan = train_loader.plan
     seconds = history["train_seconds"]
@@ -351,7 +357,7 @@ def _hydra_app(cfg) -> None:
         hydra_cfg = HydraConfig.get()
         output_dir = hydra_cfg.runtime.output_dir
         try:
-            run(cfg, output_dir, overrides=list(hydra_cfg.overrides.task))
+            summary = run(cfg, output_dir, overrides=list(hydra_cfg.overrides.task))
         except (ValueError, TypeError, OSError, RunLockedError) as e:
             # Bad input (StateMismatchError, CheckpointError, NonFiniteError are ValueErrors) or
             # a file system refusal (a full disk, a file it may not read): the message, which
@@ -362,14 +368,43 @@ def _hydra_app(cfg) -> None:
         except KeyboardInterrupt as e:
             log.error("interrupted: %s", e)
             sys.exit(130)
+        if os.path.realpath(summary["run_dir"]) != os.path.realpath(output_dir):
+            # A resumed run lives in its own directory; the one Hydra made for this command
+            # holds nothing but a copy of the log.
+            _remove_if_untouched(output_dir)
+
+
+# Directories that existed before Hydra ran (filled by main()): never removed.
+_PREEXISTING: set = set()
 
 
 def _remove_if_untouched(output_dir: str) -> None:
-    """Hydra makes its output directory before the app runs: a refused run leaves none."""
-    if not os.path.isdir(output_dir) or set(os.listdir(output_dir)) - {".hydra", LOG}:
+    """Hydra makes its output directory before the app runs: a refused run (or a resume, which
+    writes into the run it continues) leaves none behind. Only a directory Hydra made in this
+    process and holding nothing but its log is removed, and the default root it made with it
+    (``outputs/``) when that is left empty; never one that existed before, nor the working
+    directory or one of its parents."""
+    path = os.path.realpath(output_dir)
+    cwd = os.path.realpath(os.getcwd())
+    if (path in _PREEXISTING or cwd == path or cwd.startswith(path + os.sep)
+            or not os.path.isdir(path) or set(os.listdir(path)) - {LOG}):
         return
     logging.shutdown()  # closes Hydra's file handler on the log
-    shutil.rmtree(output_dir, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
+    parent = os.path.dirname(path)
+    if parent not in _PREEXISTING and os.path.basename(parent) in ("outputs", "multirun") \
+            and os.path.isdir(parent) and not os.listdir(parent):
+        os.rmdir(parent)
+
+
+def _remember_existing(argv) -> None:
+    cwd = os.getcwd()
+    candidates = [os.path.join(cwd, "outputs"), os.path.join(cwd, "multirun")]
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir") and value:
+            candidates.append(os.path.abspath(value))
+    _PREEXISTING.update(os.path.realpath(c) for c in candidates if os.path.isdir(c))
 
 
 def main() -> None:
@@ -378,6 +413,7 @@ def main() -> None:
 
     import bucketrnn.app.config  # noqa: F401  (registers the schema)
 
+    _remember_existing(sys.argv[1:])
     hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")(_hydra_app)()
 
 

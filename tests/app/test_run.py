@@ -337,6 +337,27 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     assert "error: dataset.path=" in done.stderr and "absent.txt" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "r").exists()  # Hydra made it; a refused run leaves nothing
+    mine = tmp_path / "mine"  # a directory the user had: kept, whatever happens
+    mine.mkdir()
+    done = subprocess.run([sys.executable, "-m", "bucketrnn", "trainer.optimizer=adamx",
+                           f"hydra.run.dir={mine}"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and mine.is_dir()
+    done = subprocess.run([sys.executable, "-m", "bucketrnn", "trainer.optimizer=adamx"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and not (tmp_path / "outputs").exists()
+
+
+def test_cli_resume_leaves_no_directory_of_its_own(tmp_path):
+    first = tmp_path / "first"
+    run(_compose("trainer.max_steps=2", "plots=false"), str(first),
+        overrides=TINY + ["trainer.max_steps=2", "plots=false"])
+    done = subprocess.run([sys.executable, "-m", "bucketrnn", f"resume={first}",
+                           "trainer.max_steps=3"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((first / "summary.json").read_text())["steps"] == 3
+    assert sorted(os.listdir(tmp_path)) == ["first"]  # no outputs/<date>/ beside it
 
 
 def test_find_resume_dir(tmp_path):
