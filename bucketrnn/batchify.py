@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
 
 from bucketrnn.sampler import FillSlot, decode_slots, fill_slot
-from bucketrnn.validation import empty_sequence
+from bucketrnn.validation import check_int, empty_sequence
 
 
 @dataclass
@@ -109,12 +109,9 @@ def check_pad_val(pad_val, features: bool | None):
     return pad_val
 
 
-def _check_limit(name, value):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be None or an int >= 1, got {name}={value!r}")
-    return int(value)
+def _limit(name, value):
+    """``vocab_size`` or ``num_classes``: None or an integer >= 1 (the library's integer rule)."""
+    return check_int(name, value, low=1, allow_none=True)
 
 
 def _out_of_range(values, index, high, what, arg):
@@ -341,9 +338,9 @@ class PadToBucket:
         if pair and (self.task != "seq2seq" or len(vocab_size) != 2):
             raise ValueError(f"vocab_size must be an int (a (source, target) pair for task="
                              f"'seq2seq' only), got vocab_size={vocab_size!r}")
-        vocab = tuple(_check_limit("vocab_size", v) for v in vocab_size) if pair \
-            else _check_limit("vocab_size", vocab_size)
-        classes = _check_limit("num_classes", num_classes)
+        vocab = tuple(_limit("vocab_size", v) for v in vocab_size) if pair \
+            else _limit("vocab_size", vocab_size)
+        classes = _limit("num_classes", num_classes)
         if classes is not None and self.task != "classify":
             raise ValueError(f"num_classes is for task='classify' labels, got num_classes="
                              f"{num_classes!r} with task={self.task!r}")

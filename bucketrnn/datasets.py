@@ -12,7 +12,6 @@ import json
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
-from numbers import Integral
 from typing import Iterable
 
 import numpy as np
@@ -20,6 +19,7 @@ from mxnet.gluon.data import Dataset
 
 from bucketrnn.buckets import OVERFLOW_POLICIES
 from bucketrnn.rundir import atomic_write
+from bucketrnn.validation import check_int
 
 __all__ = ["FlatSequences", "Lines", "OverflowCounts", "Vocabulary", "encode_lines",
            "penn_treebank", "read_lines", "text_file"]
@@ -287,10 +287,7 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
     """
     if tokens not in ("whitespace", "char"):
         raise ValueError(f"tokens must be 'whitespace' or 'char', got tokens={tokens!r}")
-    if max_length is not None and (isinstance(max_length, bool)
-                                   or not isinstance(max_length, Integral) or max_length < 1):
-        raise ValueError(f"max_length must be None or an integer >= 1, got "
-                         f"max_length={max_length!r}")
+    check_int("max_length", max_length, low=1, allow_none=True)
     if on_overflow not in OVERFLOW_POLICIES:
         raise ValueError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got "
                          f"on_overflow={on_overflow!r}")

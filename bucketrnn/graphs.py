@@ -52,6 +52,7 @@ from bucketrnn import compat
 from bucketrnn.batchify import Batch
 from bucketrnn.errors import GraphTooLargeError
 from bucketrnn.memory import SharedPool, available_memory, bind_shared, graph_bytes, key_size
+from bucketrnn.validation import is_int
 
 MEMORY = ("shared", "static", "dynamic")
 DEFAULT_INPUTS = ("data", "valid_length", "label", "weight")
@@ -623,9 +624,6 @@ def _read_index(path: str) -> dict:
 
 
 def _valid_key(key) -> bool:
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
     return is_int(key) or (isinstance(key, list) and bool(key) and all(map(is_int, key)))
 
 

@@ -15,6 +15,7 @@ import warnings
 from typing import NamedTuple
 
 from bucketrnn import compat
+from bucketrnn.validation import check_int
 
 __all__ = [
     "KVSTORES",
@@ -309,10 +310,7 @@ def default_threads(workers_on_host: int, cores: int | None = None) -> int:
     >>> default_threads(2, cores=8), default_threads(4, cores=2)
     (4, 1)
     """
-    if isinstance(workers_on_host, bool) or not isinstance(workers_on_host, int) \
-            or workers_on_host < 1:
-        raise ValueError(f"workers_on_host must be an int >= 1, got "
-                         f"workers_on_host={workers_on_host!r}")
+    workers_on_host = check_int("workers_on_host", workers_on_host, low=1)
     if cores is None:
         from bucketrnn.cores import physical_cores
 
