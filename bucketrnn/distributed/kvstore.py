@@ -44,13 +44,16 @@ class Shard(NamedTuple):
     shard_index: int
 
 
+def _is_store(kv) -> bool:
+    """A ready kvstore, as opposed to None or a name: the one name-or-store test."""
+    return hasattr(kv, "push")
+
+
 def _kv_type(kv) -> str:
-    if isinstance(kv, str):
-        if kv.startswith("dist"):
-            raise ValueError(f"kvstore={kv!r} is a name: create the store with "
-                             "distributed.create_kvstore first, to know this worker's rank")
-        return kv
-    return "none" if kv is None else kv.type
+    """A store's ``type``, a name as given, ``'none'`` for None."""
+    if _is_store(kv):
+        return kv.type
+    return "none" if kv is None else kv
 
 
 def create_kvstore(kvstore="local"):
@@ -83,11 +86,9 @@ def create_kvstore(kvstore="local"):
     >>> kv.type, shard_of(kv), is_checkpoint_writer(kv)
     ('local', Shard(num_shards=1, shard_index=0), True)
     """
-    if kvstore is None or hasattr(kvstore, "push"):
+    if kvstore is None or _is_store(kvstore):
         return kvstore
-    if kvstore not in KVSTORES:
-        raise ValueError(f"kvstore must be one of {', '.join(map(repr, KVSTORES))}, got "
-                         f"kvstore={kvstore!r}")
+    _check_name(kvstore)
     if kvstore.startswith("dist"):
         missing = [name for name in DIST_ENV if not os.environ.get(name)]
         if missing:
@@ -120,12 +121,16 @@ def kvstore_for_training(kvstore="device"):
 
     Raises ``ValueError`` for any other name: gluon would silently train without a store.
     """
-    if kvstore is None or hasattr(kvstore, "push"):
+    if kvstore is None or _is_store(kvstore):
         return kvstore
+    _check_name(kvstore)
+    return create_kvstore(kvstore) if kvstore.startswith("dist") else kvstore
+
+
+def _check_name(kvstore) -> None:
     if kvstore not in KVSTORES:
         raise ValueError(f"kvstore must be one of {', '.join(map(repr, KVSTORES))}, got "
                          f"kvstore={kvstore!r}")
-    return create_kvstore(kvstore) if kvstore.startswith("dist") else kvstore
 
 
 def _die(code: int) -> None:
@@ -183,7 +188,7 @@ def exit_on_error(kv=None):
     if kv is None:
         active = os.environ.get("DMLC_ROLE") == "worker"
     else:
-        active = not isinstance(kv, str) and "dist" in _kv_type(kv)
+        active = _is_store(kv) and "dist" in kv.type
     if not active:
         yield
         return
@@ -204,10 +209,12 @@ def shard_of(kv) -> Shard:
 
     The rank is the one ps-lite assigned, which need not be the launch order.
     """
-    if kv is None or isinstance(kv, str):
-        _kv_type(kv)
-        return Shard(1, 0)
-    return Shard(int(kv.num_workers), int(kv.rank))
+    if _is_store(kv):
+        return Shard(int(kv.num_workers), int(kv.rank))
+    if _kv_type(kv).startswith("dist"):
+        raise ValueError(f"kvstore={kv!r} is a name: create the store with "
+                         "distributed.create_kvstore first, to know this worker's rank")
+    return Shard(1, 0)
 
 
 def is_checkpoint_writer(kv) -> bool:
@@ -226,8 +233,6 @@ def update_on_kvstore(kv) -> bool:
     identical and optimizer states can be saved by rank 0) except for ``dist_async``, where
     MXNet requires the servers to run the optimizer.
     """
-    if isinstance(kv, str):
-        return kv == "dist_async"
     return "async" in _kv_type(kv)
 
 
