@@ -18,6 +18,8 @@ import numpy as np
 from bucketrnn.sampler import FillSlot, decode_slots, fill_slot
 from bucketrnn.validation import check_int, empty_sequence
 
+__all__ = ["Batch", "PadToBucket", "SlotDataset", "TASKS", "check_pad_val", "to_ndarray"]
+
 
 @dataclass
 class Batch:

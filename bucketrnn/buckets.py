@@ -47,7 +47,10 @@ from bucketrnn.validation import (
 
 __all__ = [
     "BucketPlan",
+    "OUTLIER_FACTOR",
+    "OUTLIER_FLOOR",
     "OUTLIER_POLICIES",
+    "OVERFLOW_POLICIES",
     "Outliers",
     "STRATEGIES",
     "bucket_batch_sizes",
@@ -56,6 +59,7 @@ __all__ = [
     "key_length",
     "length_histogram",
     "optimal_boundaries",
+    "pad_to_max_waste",
     "plan_buckets",
     "quantile_boundaries",
 ]

@@ -54,6 +54,8 @@ from bucketrnn.errors import GraphTooLargeError
 from bucketrnn.memory import SharedPool, available_memory, bind_shared, graph_bytes, key_size
 from bucketrnn.validation import is_int
 
+__all__ = ["GraphCache", "MEMORY", "NODE_BYTES", "share_parameters"]
+
 MEMORY = ("shared", "static", "dynamic")
 DEFAULT_INPUTS = ("data", "valid_length", "label", "weight")
 FORMAT = 1

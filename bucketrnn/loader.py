@@ -19,6 +19,8 @@ from bucketrnn.lengths import is_sequence, sequence_lengths
 from bucketrnn.sampler import BucketBatchSampler, fill_slot
 from bucketrnn.validation import EMPTY_DATASET, check_int, is_int
 
+__all__ = ["BucketLoader", "detect_task", "evaluation_loader"]
+
 
 def detect_task(example):
     """Task implied by one example: ``(seq, scalar)`` is ``'classify'``, ``(src, tgt)`` is

@@ -40,7 +40,8 @@ from bucketrnn import compat
 from bucketrnn.errors import CheckpointError, StateMismatchError
 from bucketrnn.validation import is_int
 
-__all__ = ["SUPPORTED", "OptimizerState", "capture", "check", "check_supported", "restore"]
+__all__ = ["PREFIX", "SUPPORTED", "OptimizerState", "capture", "check", "check_supported",
+           "restore"]
 
 PREFIX = "optim/"
 

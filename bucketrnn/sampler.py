@@ -33,6 +33,16 @@ from bucketrnn.validation import (
     is_int,
 )
 
+__all__ = [
+    "BucketBatchSampler",
+    "FillSlot",
+    "LAST_BATCH",
+    "ON_OVERFLOW",
+    "STATE_VERSION",
+    "decode_slots",
+    "fill_slot",
+]
+
 LAST_BATCH = ("fill", "keep", "discard", "rollover")
 ON_OVERFLOW = OVERFLOW_POLICIES
 STATE_VERSION = 1

@@ -37,6 +37,8 @@ import time
 from bucketrnn.distributed.kvstore import default_threads
 from bucketrnn.validation import is_int
 
+__all__ = ["LaunchError", "check_port", "describe", "free_port", "launch", "main"]
+
 HOST = "127.0.0.1"
 POLL_SECONDS = 0.05
 # How long a process gets to exit after SIGTERM before SIGKILL.
