@@ -19,9 +19,10 @@ Outliers. One pathological example (a 10**6-token line among sentences) would gi
 10**6-step graph. :func:`find_outliers` judges the lengths before any boundary is chosen: set
 aside the ``max(5, ceil(N / 1000))`` longest examples (at most half of them) and call the longest
 of the rest the *reference*, a p99.9 that a few bad examples cannot move; an example is an
-outlier when its length is above ``max(8 * reference, 1024)``. Natural long tails stay well
-inside that: Penn Treebank's longest sentence is 1.3x its reference, its longest line in
-characters 1.4x; a lognormal tail with sigma 1 reaches 3-5x. :func:`plan_buckets` raises on
+outlier when its length is above ``max(8 * reference, 1024)``. The factor is chosen far above
+what a natural long tail reaches past its p99.9 (a corpus's longest sentence or line, a
+heavy-tailed synthetic distribution), so only a broken example trips it
+(``docs/concepts.md`` has the figures). :func:`plan_buckets` raises on
 outliers unless told otherwise (``max_length`` + ``on_overflow``, fixed boundaries, or
 ``outliers="allow"``).
 """

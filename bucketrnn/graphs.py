@@ -13,9 +13,9 @@ them all. Three memory policies:
     the parameters so that ``loss.backward()`` and a Gluon ``Trainer`` work as usual (see
     ``bucketrnn/memory.py``: the gradient flows through the first output only, for a
     uniform head gradient such as ``loss.sum()`` or ``loss.mean()``). Besides the pool, each
-    bound executor keeps MXNet's graph structures (measured for an LSTM on CPU: about 170 kB
-    per unrolled step and layer), and on CPU a fused RNN operator keeps memory of its own:
-    neither is shared.
+    bound executor keeps MXNet's graph structures, which grow with the unrolled steps and
+    layers, and on CPU a fused RNN operator keeps memory of its own: neither is shared
+    (``docs/concepts.md``, *Memory policies*, gives the figures).
 ``"static"``
     One block per bucket hybridized with ``static_alloc=True, static_shape=True``: fast, but
     every bucket keeps its own memory.
@@ -60,9 +60,10 @@ MEMORY = ("shared", "static", "dynamic")
 DEFAULT_INPUTS = ("data", "valid_length", "label", "weight")
 FORMAT = 1
 # Memory estimate (see GraphCache.estimate_memory). Bytes a bound graph keeps per node besides
-# its arrays, measured for unrolled LSTMs on CPU with MXNet 1.9.1: 9.3 kB ("shared", "static";
-# "dynamic" keeps about half). Probe lengths for the linear fit, and the largest key a fixed
-# mapping of blocks is traced at to estimate it.
+# its arrays: a round figure just above what unrolled LSTMs keep on CPU under "shared" and
+# "static" ("dynamic" keeps less), so the estimate errs high rather than admit a graph that
+# does not fit (measured figures: docs/concepts.md, "Memory policies"). Probe lengths for the
+# linear fit, and the largest key a fixed mapping of blocks is traced at to estimate it.
 NODE_BYTES = 10_000
 PROBE = 8
 TRACE_MAX = 4096
@@ -412,11 +413,10 @@ class GraphCache:
         The sum of: every internal output of the graph (its activations) for ``batch_size``
         rows, the parameters and their gradients (twice the parameter bytes), and
         :data:`NODE_BYTES` per graph node (what a bound executor keeps per node besides its
-        arrays). Against the growth of resident memory over building a graph and running one
-        training step in a fresh process on CPU (unrolled LSTM language models and a 2-layer
-        bidirectional classifier, 100-800 steps), the estimate was 0.8-1.4x the measured figure
-        under ``"shared"`` and ``"static"``, up to 2x under ``"dynamic"`` (which frees more).
-        A fused RNN layer's own workspace is not counted.
+        arrays). It is meant to be right in magnitude, not exact: it counts what a step holds at
+        most, so it reads high under ``"dynamic"``, which frees intermediate arrays sooner
+        (measured figures: ``docs/concepts.md``, *Memory policies*). A fused RNN layer's own
+        workspace is not counted.
 
         A graph of a long key is not traced: the factory builds the key's block at two (for a
         tuple key: one plus one per component) short lengths, whose shapes are inferred

@@ -241,12 +241,11 @@ def ready(trainer) -> None:
 
     The ``Trainer`` broadcasts rank 0's parameters on first use (or when loading optimizer
     states) with an asynchronous pull into the parameters. Under ``dist_sync`` with MXNet
-    1.9.1, letting the first gradient exchange start while that pull is in flight made one
-    worker's parameters differ from the others' after step 1 in about 4 of 10 two-worker runs
-    here (and the workers stayed apart); waiting once for the broadcast removed it (30 of 30
-    runs bit-identical; observed while developing tests/dist_worker.py, whose plain
-    ``trainer.step`` variant is not kept). :func:`step` and :func:`allreduce_grads` call this;
-    call it yourself if you drive the Trainer otherwise.
+    1.9.1, a first gradient exchange that starts while that pull is in flight can race it, and
+    a worker's parameters then differ from the others' from step 1 on, for good; waiting once
+    for the broadcast rules the race out (``docs/distributed.md``, *In a training loop*, has the
+    runs). :func:`step` and :func:`allreduce_grads` call this; call it yourself if you drive
+    the Trainer otherwise.
     """
     if compat.trainer_prepare(trainer):
         kv = compat.trainer_kvstore(trainer)
