@@ -12,10 +12,11 @@ import json
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 from mxnet.gluon.data import Dataset
+from numpy.typing import ArrayLike
 
 from bucketrnn.buckets import OVERFLOW_POLICIES
 from bucketrnn.rundir import atomic_write
@@ -43,7 +44,8 @@ class FlatSequences(Dataset):
     ([4, 5], [3, 2])
     """
 
-    def __init__(self, tokens, offsets, labels=None, line_numbers=None):
+    def __init__(self, tokens: ArrayLike, offsets: ArrayLike, labels: ArrayLike | None = None,
+                 line_numbers: ArrayLike | None = None):
         tokens = np.asarray(tokens)
         offsets = np.asarray(offsets, dtype=np.int64)
         if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
@@ -121,7 +123,7 @@ class Vocabulary:
     (2, 0, 4)
     """
 
-    def __init__(self, tokens: list[str]):
+    def __init__(self, tokens: Sequence[str]):
         if not tokens or tokens[0] != UNK:
             raise ValueError(f"a vocabulary must start with {UNK!r}, got {tokens[:3]!r}")
         self.itos = list(tokens)
@@ -234,7 +236,8 @@ class Lines(list):
         Lines that ``max_length`` left out or cut.
     """
 
-    def __init__(self, lines, path: str, line_numbers, overflow: OverflowCounts):
+    def __init__(self, lines: Iterable[list[str]], path: str, line_numbers: ArrayLike,
+                 overflow: OverflowCounts):
         super().__init__(lines)
         self.path = path
         self.line_numbers = np.asarray(line_numbers, dtype=np.int64)
