@@ -39,8 +39,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from mxnet import autograd, context, gluon, nd
@@ -130,7 +131,12 @@ class GraphCache:
     (1, {4: 1})
     """
 
-    def __init__(self, build, ctx=None, memory: str = "shared", inputs=DEFAULT_INPUTS,
+    def __init__(self,
+                 build: Callable[[Any], gluon.HybridBlock] | type[gluon.HybridBlock]
+                 | Mapping[Any, gluon.HybridBlock],
+                 ctx: context.Context | Sequence[context.Context] | None = None,
+                 memory: str = "shared",
+                 inputs: Sequence[str] | Callable[[Batch], Any] = DEFAULT_INPUTS,
                  keys: Iterable | None = None, frozen: bool = False,
                  memory_limit: int | str | None = "auto"):
         if memory not in MEMORY:
