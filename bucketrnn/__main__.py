@@ -2,5 +2,7 @@
 
 from bucketrnn.app.run import main
 
+__all__: list = []
+
 if __name__ == "__main__":
     main()

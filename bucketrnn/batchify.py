@@ -10,13 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
 
 from bucketrnn.sampler import FillSlot, decode_slots, fill_slot
-from bucketrnn.validation import empty_sequence
+from bucketrnn.validation import check_int, empty_sequence
+
+__all__ = ["Batch", "PadToBucket", "SlotDataset", "TASKS", "check_pad_val", "to_ndarray"]
 
 
 @dataclass
@@ -109,12 +111,9 @@ def check_pad_val(pad_val, features: bool | None):
     return pad_val
 
 
-def _check_limit(name, value):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{name} must be None or an int >= 1, got {name}={value!r}")
-    return int(value)
+def _limit(name, value):
+    """``vocab_size`` or ``num_classes``: None or an integer >= 1 (the library's integer rule)."""
+    return check_int(name, value, low=1, allow_none=True)
 
 
 def _out_of_range(values, index, high, what, arg):
@@ -292,7 +291,8 @@ class PadToBucket:
     output : {'ndarray', 'numpy'}
         Array type of the Batch fields (``indices`` is always numpy). DataLoader workers should
         return ``'numpy'`` and let the main process call :func:`to_ndarray`: pickled numpy
-        crosses the process boundary 3-8x faster than MXNet's shared-memory NDArrays.
+        crosses the process boundary faster than MXNet's shared-memory NDArrays, which pay for
+        a shared-memory segment per array (``docs/benchmarks.md`` has the loader's figures).
     vocab_size : int or (int, int), optional
         Check every batch's token ids (``data``, and the targets of ``'lm'`` and
         ``'seq2seq'``; a ``(source, target)`` pair for ``'seq2seq'``) are in
@@ -341,9 +341,9 @@ class PadToBucket:
         if pair and (self.task != "seq2seq" or len(vocab_size) != 2):
             raise ValueError(f"vocab_size must be an int (a (source, target) pair for task="
                              f"'seq2seq' only), got vocab_size={vocab_size!r}")
-        vocab = tuple(_check_limit("vocab_size", v) for v in vocab_size) if pair \
-            else _check_limit("vocab_size", vocab_size)
-        classes = _check_limit("num_classes", num_classes)
+        vocab = tuple(_limit("vocab_size", v) for v in vocab_size) if pair \
+            else _limit("vocab_size", vocab_size)
+        classes = _limit("num_classes", num_classes)
         if classes is not None and self.task != "classify":
             raise ValueError(f"num_classes is for task='classify' labels, got num_classes="
                              f"{num_classes!r} with task={self.task!r}")

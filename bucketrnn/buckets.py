@@ -19,9 +19,10 @@ Outliers. One pathological example (a 10**6-token line among sentences) would gi
 10**6-step graph. :func:`find_outliers` judges the lengths before any boundary is chosen: set
 aside the ``max(5, ceil(N / 1000))`` longest examples (at most half of them) and call the longest
 of the rest the *reference*, a p99.9 that a few bad examples cannot move; an example is an
-outlier when its length is above ``max(8 * reference, 1024)``. Natural long tails stay well
-inside that: Penn Treebank's longest sentence is 1.3x its reference, its longest line in
-characters 1.4x; a lognormal tail with sigma 1 reaches 3-5x. :func:`plan_buckets` raises on
+outlier when its length is above ``max(8 * reference, 1024)``. The factor is chosen far above
+what a natural long tail reaches past its p99.9 (a corpus's longest sentence or line, a
+heavy-tailed synthetic distribution), so only a broken example trips it
+(``docs/concepts.md`` has the figures). :func:`plan_buckets` raises on
 outliers unless told otherwise (``max_length`` + ``on_overflow``, fixed boundaries, or
 ``outliers="allow"``).
 """
@@ -37,11 +38,20 @@ from numbers import Real
 import numpy as np
 
 from bucketrnn.lengths import is_pair_lengths
-from bucketrnn.validation import check_choice, check_int, is_int
+from bucketrnn.validation import (
+    EMPTY_DATASET,
+    check_choice,
+    check_int,
+    check_lengths,
+    empty_sequence,
+)
 
 __all__ = [
     "BucketPlan",
+    "OUTLIER_FACTOR",
+    "OUTLIER_FLOOR",
     "OUTLIER_POLICIES",
+    "OVERFLOW_POLICIES",
     "Outliers",
     "STRATEGIES",
     "bucket_batch_sizes",
@@ -50,6 +60,7 @@ __all__ = [
     "key_length",
     "length_histogram",
     "optimal_boundaries",
+    "pad_to_max_waste",
     "plan_buckets",
     "quantile_boundaries",
 ]
@@ -66,14 +77,6 @@ OUTLIER_FLOOR = 1024
 MAX_BATCH_ELEMENTS = 2**31 - 1
 
 
-def _check_int(name: str, value, low: int = 1) -> None:
-    # ValueError for a non-integer too: these are counts a config gives, and one error type
-    # keeps plan_buckets' contract (bucketrnn.validation words the message).
-    if not is_int(value):
-        raise ValueError(f"{name} must be an integer >= {low}, got {name}={value!r}")
-    check_int(name, value, low=low)
-
-
 def key_length(key) -> int:
     """Time steps of a bucket key: the length, or source + target steps of a pair key."""
     return int(sum(key)) if isinstance(key, tuple) else int(key)
@@ -83,12 +86,15 @@ def _as_lengths(lengths, name: str = "lengths") -> np.ndarray:
     """``lengths`` as a 1-D ``int64`` array of values >= 1, or a ``TypeError``/``ValueError``."""
     arr = np.asarray(lengths)
     if arr.size == 0:
-        raise ValueError(f"{name} is empty: got 0 examples")
+        raise ValueError(EMPTY_DATASET if name == "lengths" else f"{name} is empty")
     if not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
     arr = arr.astype(np.int64).ravel()
     if (arr < 1).any():
-        i = int(np.flatnonzero(arr < 1)[0])
+        bad = np.flatnonzero(arr < 1)
+        i = int(bad[0])
+        if name == "lengths":
+            raise ValueError(empty_sequence(i, int(arr[i]), bad.size))
         raise ValueError(f"{name} must be >= 1, got {int(arr[i])} at index {i}")
     return arr
 
@@ -147,8 +153,8 @@ def _validate_sizes(batch_size, max_tokens, batch_size_multiple) -> None:
         raise ValueError("give batch_size or max_tokens, got neither")
     for name, value in (("batch_size", batch_size), ("max_tokens", max_tokens)):
         if value is not None:
-            _check_int(name, value)
-    _check_int("batch_size_multiple", batch_size_multiple)
+            check_int(name, value, low=1)
+    check_int("batch_size_multiple", batch_size_multiple, low=1)
 
 
 def _check_ratio(ratio) -> None:
@@ -164,6 +170,20 @@ def _check_ratio(ratio) -> None:
 # ---------------------------------------------------------------------------------------------
 # boundary strategies (pure functions of the histogram)
 # ---------------------------------------------------------------------------------------------
+def _check_num_buckets(num_buckets, values) -> int:
+    """The one ``num_buckets`` rule of every planned strategy: an integer >= 1 and no more than
+    the distinct lengths (a bucket per distinct length is the finest split there is; more would
+    be empty buckets, or silently fewer than asked)."""
+    num_buckets = check_int("num_buckets", num_buckets, low=1)
+    distinct = int(np.asarray(values).size)
+    if num_buckets > distinct:
+        raise ValueError(
+            f"num_buckets={num_buckets} is more than the {distinct} distinct lengths in the "
+            f"data; use num_buckets <= {distinct}"
+        )
+    return num_buckets
+
+
 def optimal_boundaries(values, counts, num_buckets: int, sizes) -> np.ndarray:
     """Boundaries minimising computed slots exactly, with at most ``num_buckets`` buckets.
 
@@ -180,7 +200,9 @@ def optimal_boundaries(values, counts, num_buckets: int, sizes) -> np.ndarray:
     values, counts : numpy.ndarray
         Sorted distinct lengths and their counts (:func:`length_histogram`).
     num_buckets : int
-        Maximum number of buckets (fewer are used when more would add fill rows).
+        Maximum number of buckets (fewer are used when more would add fill rows), at most
+        ``len(values)``: more than the distinct lengths is a ``ValueError``, the rule
+        :func:`plan_buckets` applies.
     sizes : numpy.ndarray
         Batch size of a bucket whose key would be ``values[j]``.
 
@@ -189,7 +211,7 @@ def optimal_boundaries(values, counts, num_buckets: int, sizes) -> np.ndarray:
     numpy.ndarray
         Sorted boundaries, a subset of ``values`` that ends with ``values[-1]``.
     """
-    _check_int("num_buckets", num_buckets)
+    _check_num_buckets(num_buckets, values)
     values = np.asarray(values, dtype=np.int64)
     d = values.size
     # float64 is exact for these integers (< 2**53) and much faster than int64 floor division.
@@ -237,8 +259,12 @@ def optimal_boundaries(values, counts, num_buckets: int, sizes) -> np.ndarray:
 
 
 def quantile_boundaries(values, counts, num_buckets: int) -> np.ndarray:
-    """Boundaries at the count quantiles ``1/K, 2/K, ..., 1`` of the lengths (duplicates merged)."""
-    _check_int("num_buckets", num_buckets)
+    """Boundaries at the count quantiles ``1/K, 2/K, ..., 1`` of the lengths (duplicates merged).
+
+    ``num_buckets`` (``K``) must be at most ``len(values)``, the distinct lengths: more is a
+    ``ValueError``, the rule :func:`plan_buckets` applies.
+    """
+    _check_num_buckets(num_buckets, values)
     cum = np.cumsum(counts)
     targets = np.ceil(cum[-1] * np.arange(1, num_buckets + 1) / num_buckets)
     idx = np.searchsorted(cum, targets, side="left")
@@ -251,8 +277,11 @@ def exp_boundaries(values, counts, num_buckets: int, ratio: float = 1.2) -> np.n
 
     ``ratio`` must be a finite number > 1 (``ValueError`` otherwise): at 1 the widths are equal
     and below 1 they shrink, which ``strategy="quantile"`` or ``"fixed"`` express directly.
+    ``num_buckets`` must be at most ``len(values)``, the distinct lengths: more is a
+    ``ValueError``, the rule :func:`plan_buckets` applies (edges between the lengths would
+    otherwise make empty buckets).
     """
-    _check_int("num_buckets", num_buckets)
+    _check_num_buckets(num_buckets, values)
     _check_ratio(ratio)
     lo, hi = int(values[0]), int(values[-1])
     # Scaled so the widest is 1: a large ratio underflows the narrow ones to 0, never to inf.
@@ -358,7 +387,7 @@ def find_outliers(lengths, factor: float = OUTLIER_FACTOR, floor: int = OUTLIER_
     if isinstance(factor, bool) or not isinstance(factor, Real) or not math.isfinite(factor) \
             or factor <= 1:
         raise ValueError(f"factor must be a finite number > 1, got factor={factor!r}")
-    _check_int("floor", floor)
+    check_int("floor", floor, low=1)
     lengths = _as_lengths(lengths)
     n = lengths.size
     excused = min(max(5, -(-n // 1000)), n // 2)
@@ -650,25 +679,15 @@ def plan_buckets(
     check_choice("on_overflow", on_overflow, OVERFLOW_POLICIES)
     check_choice("outliers", outliers, OUTLIER_POLICIES)
     _validate_sizes(batch_size, max_tokens, batch_size_multiple)
-    _check_int("num_buckets", num_buckets)
+    check_int("num_buckets", num_buckets, low=1)
     _check_ratio(ratio)
     if max_length is not None:
-        _check_int("max_length", max_length)
+        check_int("max_length", max_length, low=1)
         if strategy == "fixed":
             raise ValueError(f"max_length is not used with strategy='fixed' (the last boundary is "
                              f"the longest bucket), got max_length={max_length!r}; pass one or "
                              "the other")
-    lengths = np.asarray(lengths)
-    if lengths.size == 0:
-        raise ValueError("lengths is empty: the dataset has no sequences to bucket")
-    if not np.issubdtype(lengths.dtype, np.integer):
-        raise TypeError(f"lengths must be integers, got dtype {lengths.dtype}")
-    if lengths.ndim not in (1, 2) or (lengths.ndim == 2 and lengths.shape[1] != 2):
-        raise ValueError(f"lengths must be shaped (N,) or (N, 2), got shape {lengths.shape}")
-    lengths = lengths.astype(np.int64)
-    if (lengths < 1).any():
-        i = int(np.flatnonzero((lengths < 1).reshape(len(lengths), -1).any(axis=1))[0])
-        raise ValueError(f"lengths must be >= 1, got length {lengths[i].tolist()} at index {i}")
+    lengths = check_lengths(lengths)
     pairs = is_pair_lengths(lengths)
     primary = lengths[:, 0] if pairs else lengths
     planned = primary if max_length is None else np.minimum(primary, max_length)
@@ -688,11 +707,7 @@ def plan_buckets(
         if boundaries is not None:
             raise ValueError(f"boundaries are only used with strategy='fixed', got "
                              f"strategy={strategy!r}")
-        if num_buckets > values.size:
-            raise ValueError(
-                f"num_buckets={num_buckets} is more than the {values.size} distinct lengths in the "
-                f"data; use num_buckets <= {values.size}"
-            )
+        _check_num_buckets(num_buckets, values)
         if strategy == "optimal":
             sizes = bucket_batch_sizes(values, batch_size, max_tokens, batch_size_multiple)
             bounds = optimal_boundaries(values, counts, num_buckets, sizes)

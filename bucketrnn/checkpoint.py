@@ -68,8 +68,8 @@ from bucketrnn.optim_state import OptimizerState
 from bucketrnn.rundir import CHECKPOINT, atomic_write, clean_temporaries
 from bucketrnn.validation import differences
 
-__all__ = ["Checkpoint", "atomic_write", "check_fingerprint", "clean_temporaries", "json_dumps",
-           "load", "save"]
+__all__ = ["Checkpoint", "FILENAME", "HISTORY_TALLY", "atomic_write", "check_fingerprint",
+           "clean_temporaries", "json_dumps", "load", "save"]
 
 FORMAT = 2
 FILENAME = CHECKPOINT  # in a run directory (bucketrnn.rundir names its files)

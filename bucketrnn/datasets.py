@@ -12,14 +12,15 @@ import json
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass
-from numbers import Integral
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 from mxnet.gluon.data import Dataset
+from numpy.typing import ArrayLike
 
 from bucketrnn.buckets import OVERFLOW_POLICIES
 from bucketrnn.rundir import atomic_write
+from bucketrnn.validation import check_int
 
 __all__ = ["FlatSequences", "Lines", "OverflowCounts", "Vocabulary", "encode_lines",
            "penn_treebank", "read_lines", "text_file"]
@@ -43,7 +44,8 @@ class FlatSequences(Dataset):
     ([4, 5], [3, 2])
     """
 
-    def __init__(self, tokens, offsets, labels=None, line_numbers=None):
+    def __init__(self, tokens: ArrayLike, offsets: ArrayLike, labels: ArrayLike | None = None,
+                 line_numbers: ArrayLike | None = None):
         tokens = np.asarray(tokens)
         offsets = np.asarray(offsets, dtype=np.int64)
         if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
@@ -121,7 +123,7 @@ class Vocabulary:
     (2, 0, 4)
     """
 
-    def __init__(self, tokens: list[str]):
+    def __init__(self, tokens: Sequence[str]):
         if not tokens or tokens[0] != UNK:
             raise ValueError(f"a vocabulary must start with {UNK!r}, got {tokens[:3]!r}")
         self.itos = list(tokens)
@@ -234,7 +236,8 @@ class Lines(list):
         Lines that ``max_length`` left out or cut.
     """
 
-    def __init__(self, lines, path: str, line_numbers, overflow: OverflowCounts):
+    def __init__(self, lines: Iterable[list[str]], path: str, line_numbers: ArrayLike,
+                 overflow: OverflowCounts):
         super().__init__(lines)
         self.path = path
         self.line_numbers = np.asarray(line_numbers, dtype=np.int64)
@@ -287,10 +290,7 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
     """
     if tokens not in ("whitespace", "char"):
         raise ValueError(f"tokens must be 'whitespace' or 'char', got tokens={tokens!r}")
-    if max_length is not None and (isinstance(max_length, bool)
-                                   or not isinstance(max_length, Integral) or max_length < 1):
-        raise ValueError(f"max_length must be None or an integer >= 1, got "
-                         f"max_length={max_length!r}")
+    check_int("max_length", max_length, low=1, allow_none=True)
     if on_overflow not in OVERFLOW_POLICIES:
         raise ValueError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got "
                          f"on_overflow={on_overflow!r}")

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "BucketRNNWarning",
+    "CheckpointError",
+    "GraphTooLargeError",
+    "NonFiniteError",
+    "StateMismatchError",
+]
+
 
 class BucketRNNWarning(UserWarning):
     """Warning category for everything bucketrnn warns about (tests turn it into errors)."""

@@ -13,9 +13,9 @@ them all. Three memory policies:
     the parameters so that ``loss.backward()`` and a Gluon ``Trainer`` work as usual (see
     ``bucketrnn/memory.py``: the gradient flows through the first output only, for a
     uniform head gradient such as ``loss.sum()`` or ``loss.mean()``). Besides the pool, each
-    bound executor keeps MXNet's graph structures (measured for an LSTM on CPU: about 170 kB
-    per unrolled step and layer), and on CPU a fused RNN operator keeps memory of its own:
-    neither is shared.
+    bound executor keeps MXNet's graph structures, which grow with the unrolled steps and
+    layers, and on CPU a fused RNN operator keeps memory of its own: neither is shared
+    (``docs/concepts.md``, *Memory policies*, gives the figures).
 ``"static"``
     One block per bucket hybridized with ``static_alloc=True, static_shape=True``: fast, but
     every bucket keeps its own memory.
@@ -39,8 +39,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 from mxnet import autograd, context, gluon, nd
@@ -52,14 +53,18 @@ from bucketrnn import compat
 from bucketrnn.batchify import Batch
 from bucketrnn.errors import GraphTooLargeError
 from bucketrnn.memory import SharedPool, available_memory, bind_shared, graph_bytes, key_size
+from bucketrnn.validation import is_int
+
+__all__ = ["GraphCache", "MEMORY", "NODE_BYTES", "share_parameters"]
 
 MEMORY = ("shared", "static", "dynamic")
 DEFAULT_INPUTS = ("data", "valid_length", "label", "weight")
 FORMAT = 1
 # Memory estimate (see GraphCache.estimate_memory). Bytes a bound graph keeps per node besides
-# its arrays, measured for unrolled LSTMs on CPU with MXNet 1.9.1: 9.3 kB ("shared", "static";
-# "dynamic" keeps about half). Probe lengths for the linear fit, and the largest key a fixed
-# mapping of blocks is traced at to estimate it.
+# its arrays: a round figure just above what unrolled LSTMs keep on CPU under "shared" and
+# "static" ("dynamic" keeps less), so the estimate errs high rather than admit a graph that
+# does not fit (measured figures: docs/concepts.md, "Memory policies"). Probe lengths for the
+# linear fit, and the largest key a fixed mapping of blocks is traced at to estimate it.
 NODE_BYTES = 10_000
 PROBE = 8
 TRACE_MAX = 4096
@@ -126,7 +131,12 @@ class GraphCache:
     (1, {4: 1})
     """
 
-    def __init__(self, build, ctx=None, memory: str = "shared", inputs=DEFAULT_INPUTS,
+    def __init__(self,
+                 build: Callable[[Any], gluon.HybridBlock] | type[gluon.HybridBlock]
+                 | Mapping[Any, gluon.HybridBlock],
+                 ctx: context.Context | Sequence[context.Context] | None = None,
+                 memory: str = "shared",
+                 inputs: Sequence[str] | Callable[[Batch], Any] = DEFAULT_INPUTS,
                  keys: Iterable | None = None, frozen: bool = False,
                  memory_limit: int | str | None = "auto"):
         if memory not in MEMORY:
@@ -428,11 +438,10 @@ class GraphCache:
         The sum of: every internal output of the graph (its activations) for ``batch_size``
         rows, the parameters and their gradients (twice the parameter bytes), and
         :data:`NODE_BYTES` per graph node (what a bound executor keeps per node besides its
-        arrays). Against the growth of resident memory over building a graph and running one
-        training step in a fresh process on CPU (unrolled LSTM language models and a 2-layer
-        bidirectional classifier, 100-800 steps), the estimate was 0.8-1.4x the measured figure
-        under ``"shared"`` and ``"static"``, up to 2x under ``"dynamic"`` (which frees more).
-        A fused RNN layer's own workspace is not counted.
+        arrays). It is meant to be right in magnitude, not exact: it counts what a step holds at
+        most, so it reads high under ``"dynamic"``, which frees intermediate arrays sooner
+        (measured figures: ``docs/concepts.md``, *Memory policies*). A fused RNN layer's own
+        workspace is not counted.
 
         A graph of a long key is not traced: the factory builds the key's block at two (for a
         tuple key: one plus one per component) short lengths, whose shapes are inferred
@@ -642,9 +651,6 @@ def _read_index(path: str) -> dict:
 
 
 def _valid_key(key) -> bool:
-    def is_int(v):
-        return isinstance(v, int) and not isinstance(v, bool)
-
     return is_int(key) or (isinstance(key, list) and bool(key) and all(map(is_int, key)))
 
 

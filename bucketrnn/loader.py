@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 
@@ -17,7 +17,9 @@ from bucketrnn.batchify import TASKS, PadToBucket, SlotDataset, check_pad_val, t
 from bucketrnn.buckets import plan_buckets
 from bucketrnn.lengths import is_sequence, sequence_lengths
 from bucketrnn.sampler import BucketBatchSampler, fill_slot
-from bucketrnn.validation import EMPTY_DATASET, check_int
+from bucketrnn.validation import EMPTY_DATASET, check_int, is_int
+
+__all__ = ["BucketLoader", "detect_task", "evaluation_loader"]
 
 
 def detect_task(example):
@@ -344,7 +346,7 @@ class BucketLoader:
         bucket has fewer than a batch.
         """
         k = self.plan.num_buckets - 1 if bucket is None else bucket
-        if not isinstance(k, Integral) or not 0 <= k < self.plan.num_buckets:
+        if not is_int(k) or not 0 <= k < self.plan.num_buckets:
             raise ValueError(f"bucket must be an int in [0, {self.plan.num_buckets}), got "
                              f"bucket={bucket!r}")
         members = np.flatnonzero(self.sampler.bucket_ids == k)

@@ -38,8 +38,10 @@ import numpy as np
 
 from bucketrnn import compat
 from bucketrnn.errors import CheckpointError, StateMismatchError
+from bucketrnn.validation import is_int
 
-__all__ = ["SUPPORTED", "OptimizerState", "capture", "check", "check_supported", "restore"]
+__all__ = ["PREFIX", "SUPPORTED", "OptimizerState", "capture", "check", "check_supported",
+           "restore"]
 
 PREFIX = "optim/"
 
@@ -132,7 +134,7 @@ def capture(trainer) -> OptimizerState:
 
 
 def _counter(value, what: str, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_int(value) or value < 0:
         raise CheckpointError(f"{where}: {what} must be a non-negative integer, got {value!r}")
     return value
 

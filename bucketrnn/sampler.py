@@ -30,7 +30,18 @@ from bucketrnn.validation import (
     check_int,
     check_lengths,
     differences,
+    is_int,
 )
+
+__all__ = [
+    "BucketBatchSampler",
+    "FillSlot",
+    "LAST_BATCH",
+    "ON_OVERFLOW",
+    "STATE_VERSION",
+    "decode_slots",
+    "fill_slot",
+]
 
 LAST_BATCH = ("fill", "keep", "discard", "rollover")
 ON_OVERFLOW = OVERFLOW_POLICIES
@@ -121,7 +132,7 @@ def decode_slots(slots) -> tuple[np.ndarray, np.ndarray]:
 
 def _state_int(state, name, high=None):
     value = state[name]
-    if isinstance(value, bool) or not isinstance(value, Integral):
+    if not is_int(value):
         raise StateMismatchError(f"sampler state {name} must be an int, got {name}={value!r} "
                                  f"({type(value).__name__}): the state is damaged")
     high = _STATE_INT_MAX if high is None else high
@@ -129,6 +140,14 @@ def _state_int(state, name, high=None):
         raise StateMismatchError(f"sampler state {name} must be in [0, {high}], got "
                                  f"{name}={value!r}: the state is damaged")
     return int(value)
+
+
+def _bucket_batch_size(k: int, value) -> int:
+    """A plan's batch size of bucket ``k``, checked by the library's one integer rule."""
+    try:
+        return check_int("batch_size", value, low=1)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{e} for bucket {k}") from None
 
 
 def _digest(array: np.ndarray) -> str:
@@ -210,11 +229,7 @@ class BucketBatchSampler:
         self.num_shards = check_int("num_shards", num_shards, 1)
         self.shard_index = check_int("shard_index", shard_index, 0, self.num_shards)
         self.plan = plan
-        self.batch_sizes = tuple(int(b) for b in plan.batch_sizes)
-        for k, b in enumerate(self.batch_sizes):
-            if b < 1:
-                raise ValueError(f"batch_size must be an integer >= 1, got batch_size={b} for "
-                                 f"bucket {k}")
+        self.batch_sizes = tuple(_bucket_batch_size(k, b) for k, b in enumerate(plan.batch_sizes))
         num_buckets = len(self.batch_sizes)
 
         if bucket_ids is None and lengths is None:

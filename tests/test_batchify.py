@@ -284,8 +284,7 @@ def test_whole_float_labels_become_int_class_ids():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(vocab_size=0), r"vocab_size must be None or an int >= 1, got vocab_size=0"),
-    (dict(vocab_size=2.5), r"vocab_size must be None or an int >= 1, got vocab_size=2\.5"),
+    (dict(vocab_size=0), r"vocab_size must be an integer >= 1, got vocab_size=0"),
     (dict(vocab_size=(3, 4)), r"a \(source, target\) pair for task='seq2seq' only"),
     (dict(num_classes=3), r"num_classes is for task='classify' labels"),
     (dict(vocab_size=5, pad_val=5), r"pad_val=5 is not a token id of vocab_size=5"),
@@ -293,6 +292,15 @@ def test_whole_float_labels_become_int_class_ids():
 def test_bad_id_limits_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PadToBucket((4,), **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(vocab_size=2.5), r"vocab_size must be None or an int, got vocab_size=2\.5"),
+    (dict(num_classes=True), r"num_classes must be None or an int, got num_classes=True"),
+])
+def test_id_limits_that_are_not_integers_are_a_type_error(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        PadToBucket((4,), task="classify", **kwargs)
 
 
 def test_vocab_size_on_float_features_is_refused():

@@ -155,9 +155,9 @@ def test_bad_arguments_name_the_argument_and_value(kwargs, message):
 
 
 def test_bad_lengths():
-    with pytest.raises(ValueError, match="lengths is empty"):
+    with pytest.raises(ValueError, match=r"the dataset is empty: got 0 examples"):
         plan_buckets([])
-    with pytest.raises(ValueError, match=r"lengths must be >= 1, got length 0 at index 1"):
+    with pytest.raises(ValueError, match=r"example 1 is an empty sequence \(length 0\)"):
         plan_buckets([3, 0])
     with pytest.raises(TypeError, match="lengths must be integers"):
         plan_buckets([1.5, 2.0])
@@ -278,10 +278,17 @@ def test_exp_huge_ratio_stays_finite():
 
 
 @pytest.mark.parametrize("name", ["num_buckets", "batch_size", "max_tokens", "batch_size_multiple"])
-@pytest.mark.parametrize("value", [True, 2.0, float("nan"), -1])
-def test_integer_arguments_refuse_bool_float_nan_and_negative(name, value):
-    with pytest.raises(ValueError, match=rf"{name} must be an integer >= 1, got {name}="):
+@pytest.mark.parametrize("value", [True, 2.0, float("nan")])
+def test_integer_arguments_refuse_bool_float_and_nan_with_a_type_error(name, value):
+    # The library's one policy: not an integer is a TypeError, out of range a ValueError.
+    with pytest.raises(TypeError, match=rf"{name} must be an int, got {name}="):
         plan_buckets([1, 3, 3, 5], **{"num_buckets": 2, name: value})
+
+
+@pytest.mark.parametrize("name", ["num_buckets", "batch_size", "max_tokens", "batch_size_multiple"])
+def test_integer_arguments_refuse_negative_with_a_value_error(name):
+    with pytest.raises(ValueError, match=rf"{name} must be an integer >= 1, got {name}=-1"):
+        plan_buckets([1, 3, 3, 5], **{"num_buckets": 2, name: -1})
 
 
 def test_num_buckets_is_checked_for_fixed_boundaries_too():
@@ -292,9 +299,13 @@ def test_num_buckets_is_checked_for_fixed_boundaries_too():
 @pytest.mark.parametrize("fn", [quantile_boundaries, exp_boundaries])
 def test_public_strategies_refuse_a_bad_num_buckets(fn):
     values, counts = length_histogram(np.arange(1, 11))
-    for bad in (0, -1, True, 2.5):
+    for bad in (0, -1):
         with pytest.raises(ValueError, match=f"num_buckets must be an integer >= 1, got "
                                              f"num_buckets={bad!r}"):
+            fn(values, counts, bad)
+    for bad in (True, 2.5):
+        with pytest.raises(TypeError, match=f"num_buckets must be an int, got "
+                                            f"num_buckets={bad!r}"):
             fn(values, counts, bad)
     sizes = np.full(values.size, 4)
     with pytest.raises(ValueError, match="num_buckets must be an integer >= 1"):
@@ -307,13 +318,31 @@ def test_num_buckets_above_distinct_lengths_is_one_rule_for_every_planned_strate
             plan_buckets([1, 3, 3, 5], num_buckets=4, strategy=strategy)
 
 
+@pytest.mark.parametrize("fn", [optimal_boundaries, quantile_boundaries, exp_boundaries])
+def test_public_strategies_refuse_more_buckets_than_distinct_lengths(fn):
+    # The rule plan_buckets applies, in the public strategy functions too: no silently fewer
+    # boundaries, no empty exp buckets (3 distinct lengths and 5 buckets once gave 5 edges).
+    values, counts = length_histogram([4, 4, 6, 9])
+    args = (np.ones(values.size, dtype=np.int64),) if fn is optimal_boundaries else ()
+    with pytest.raises(ValueError, match=r"num_buckets=5 is more than the 3 distinct lengths in "
+                                         r"the data; use num_buckets <= 3"):
+        fn(values, counts, 5, *args)
+    bounds = fn(values, counts, 3, *args).tolist()
+    # exp edges need not be lengths of the data; the others choose among them.
+    assert bounds == ([6, 8, 9] if fn is exp_boundaries else [4, 6, 9])
+
+
 def test_histogram_and_batch_sizes_refuse_bad_lengths():
     with pytest.raises(TypeError, match="lengths must be integers, got dtype float64"):
         length_histogram([1.5, 2.7])
     with pytest.raises(TypeError, match="lengths must be integers, got dtype float64"):
         length_histogram([float("nan")])
-    with pytest.raises(ValueError, match="lengths must be >= 1, got -3 at index 1"):
+    with pytest.raises(ValueError, match=r"example 1 is an empty sequence \(length -3\)"):
         length_histogram([2, -3])
+    with pytest.raises(ValueError, match=r"the dataset is empty: got 0 examples"):
+        length_histogram([])
+    with pytest.raises(ValueError, match=r"bucket_lengths must be >= 1, got 0 at index 0"):
+        bucket_batch_sizes([0], batch_size=2)
     with pytest.raises(ValueError, match="give batch_size or max_tokens, got neither"):
         bucket_batch_sizes([10, 20])
     with pytest.raises(TypeError, match="bucket_lengths must be integers"):

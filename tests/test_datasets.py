@@ -137,8 +137,10 @@ def test_long_lines_are_an_error_by_default_naming_file_line_and_length(tmp_path
         read_lines(str(path), on_overflow="drop")
     with pytest.raises(ValueError, match="on_overflow must be one of"):
         read_lines(str(path), max_length=3, on_overflow="skip")
-    with pytest.raises(ValueError, match="max_length must be None or an integer >= 1"):
+    with pytest.raises(TypeError, match="max_length must be None or an int, got max_length=True"):
         read_lines(str(path), max_length=True)
+    with pytest.raises(ValueError, match="max_length must be an integer >= 1, got max_length=0"):
+        read_lines(str(path), max_length=0)
 
 
 def test_truncate_and_drop_count_what_they_cut(tmp_path):

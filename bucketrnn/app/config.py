@@ -35,11 +35,13 @@ __all__ = [
     "MemoryConfig",
     "ModelConfig",
     "TrainerConfig",
+    "check_vocab_size",
     "fingerprint",
     "parse_context",
     "RESUMABLE",
     "register",
     "restore",
+    "to_dict",
     "validate",
 ]
 

@@ -15,6 +15,7 @@ import json
 import numpy as np
 
 from bucketrnn import compat
+from bucketrnn.distributed.kvstore import shard_of
 from bucketrnn.validation import differences
 
 __all__ = ["FINGERPRINT_KEY", "MAX_FINGERPRINT_BYTES", "PlanMismatchError", "check_same_plan",
@@ -29,12 +30,6 @@ MAX_FINGERPRINT_BYTES = 4096
 
 class PlanMismatchError(ValueError):
     """The workers of a distributed job built different plans or configurations."""
-
-
-def _workers(kv) -> tuple[int, int]:
-    if kv is None or isinstance(kv, str):
-        return 1, 0
-    return int(kv.num_workers), int(kv.rank)
 
 
 def plan_fingerprint(loader, **extra) -> dict:
@@ -96,7 +91,7 @@ def exchange_fingerprints(kv, fingerprint: dict) -> list:
     under ``dist_async`` pushes are not summed, so each rank pushes to a key of its own and a
     barrier waits for all before anyone pulls (the servers get a stand-in optimizer first).
     """
-    num, rank = _workers(kv)
+    num, rank = shard_of(kv)
     if num == 1:
         return [json.loads(_encode(fingerprint).decode())]
     import mxnet as mx

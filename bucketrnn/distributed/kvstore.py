@@ -15,6 +15,7 @@ import warnings
 from typing import NamedTuple
 
 from bucketrnn import compat
+from bucketrnn.validation import check_int
 
 __all__ = [
     "KVSTORES",
@@ -43,13 +44,16 @@ class Shard(NamedTuple):
     shard_index: int
 
 
+def _is_store(kv) -> bool:
+    """A ready kvstore, as opposed to None or a name: the one name-or-store test."""
+    return hasattr(kv, "push")
+
+
 def _kv_type(kv) -> str:
-    if isinstance(kv, str):
-        if kv.startswith("dist"):
-            raise ValueError(f"kvstore={kv!r} is a name: create the store with "
-                             "distributed.create_kvstore first, to know this worker's rank")
-        return kv
-    return "none" if kv is None else kv.type
+    """A store's ``type``, a name as given, ``'none'`` for None."""
+    if _is_store(kv):
+        return kv.type
+    return "none" if kv is None else kv
 
 
 def create_kvstore(kvstore="local"):
@@ -82,11 +86,9 @@ def create_kvstore(kvstore="local"):
     >>> kv.type, shard_of(kv), is_checkpoint_writer(kv)
     ('local', Shard(num_shards=1, shard_index=0), True)
     """
-    if kvstore is None or hasattr(kvstore, "push"):
+    if kvstore is None or _is_store(kvstore):
         return kvstore
-    if kvstore not in KVSTORES:
-        raise ValueError(f"kvstore must be one of {', '.join(map(repr, KVSTORES))}, got "
-                         f"kvstore={kvstore!r}")
+    _check_name(kvstore)
     if kvstore.startswith("dist"):
         missing = [name for name in DIST_ENV if not os.environ.get(name)]
         if missing:
@@ -119,12 +121,16 @@ def kvstore_for_training(kvstore="device"):
 
     Raises ``ValueError`` for any other name: gluon would silently train without a store.
     """
-    if kvstore is None or hasattr(kvstore, "push"):
+    if kvstore is None or _is_store(kvstore):
         return kvstore
+    _check_name(kvstore)
+    return create_kvstore(kvstore) if kvstore.startswith("dist") else kvstore
+
+
+def _check_name(kvstore) -> None:
     if kvstore not in KVSTORES:
         raise ValueError(f"kvstore must be one of {', '.join(map(repr, KVSTORES))}, got "
                          f"kvstore={kvstore!r}")
-    return create_kvstore(kvstore) if kvstore.startswith("dist") else kvstore
 
 
 def _die(code: int) -> None:
@@ -182,7 +188,7 @@ def exit_on_error(kv=None):
     if kv is None:
         active = os.environ.get("DMLC_ROLE") == "worker"
     else:
-        active = not isinstance(kv, str) and "dist" in _kv_type(kv)
+        active = _is_store(kv) and "dist" in kv.type
     if not active:
         yield
         return
@@ -203,10 +209,12 @@ def shard_of(kv) -> Shard:
 
     The rank is the one ps-lite assigned, which need not be the launch order.
     """
-    if kv is None or isinstance(kv, str):
-        _kv_type(kv)
-        return Shard(1, 0)
-    return Shard(int(kv.num_workers), int(kv.rank))
+    if _is_store(kv):
+        return Shard(int(kv.num_workers), int(kv.rank))
+    if _kv_type(kv).startswith("dist"):
+        raise ValueError(f"kvstore={kv!r} is a name: create the store with "
+                         "distributed.create_kvstore first, to know this worker's rank")
+    return Shard(1, 0)
 
 
 def is_checkpoint_writer(kv) -> bool:
@@ -225,8 +233,6 @@ def update_on_kvstore(kv) -> bool:
     identical and optimizer states can be saved by rank 0) except for ``dist_async``, where
     MXNet requires the servers to run the optimizer.
     """
-    if isinstance(kv, str):
-        return kv == "dist_async"
     return "async" in _kv_type(kv)
 
 
@@ -235,12 +241,11 @@ def ready(trainer) -> None:
 
     The ``Trainer`` broadcasts rank 0's parameters on first use (or when loading optimizer
     states) with an asynchronous pull into the parameters. Under ``dist_sync`` with MXNet
-    1.9.1, letting the first gradient exchange start while that pull is in flight made one
-    worker's parameters differ from the others' after step 1 in about 4 of 10 two-worker runs
-    here (and the workers stayed apart); waiting once for the broadcast removed it (30 of 30
-    runs bit-identical; observed while developing tests/dist_worker.py, whose plain
-    ``trainer.step`` variant is not kept). :func:`step` and :func:`allreduce_grads` call this;
-    call it yourself if you drive the Trainer otherwise.
+    1.9.1, a first gradient exchange that starts while that pull is in flight can race it, and
+    a worker's parameters then differ from the others' from step 1 on, for good; waiting once
+    for the broadcast rules the race out (``docs/distributed.md``, *In a training loop*, has the
+    runs). :func:`step` and :func:`allreduce_grads` call this; call it yourself if you drive
+    the Trainer otherwise.
     """
     if compat.trainer_prepare(trainer):
         kv = compat.trainer_kvstore(trainer)
@@ -309,10 +314,7 @@ def default_threads(workers_on_host: int, cores: int | None = None) -> int:
     >>> default_threads(2, cores=8), default_threads(4, cores=2)
     (4, 1)
     """
-    if isinstance(workers_on_host, bool) or not isinstance(workers_on_host, int) \
-            or workers_on_host < 1:
-        raise ValueError(f"workers_on_host must be an int >= 1, got "
-                         f"workers_on_host={workers_on_host!r}")
+    workers_on_host = check_int("workers_on_host", workers_on_host, low=1)
     if cores is None:
         from bucketrnn.cores import physical_cores
 

@@ -35,6 +35,9 @@ import threading
 import time
 
 from bucketrnn.distributed.kvstore import default_threads
+from bucketrnn.validation import is_int
+
+__all__ = ["LaunchError", "check_port", "describe", "free_port", "launch", "main"]
 
 HOST = "127.0.0.1"
 POLL_SECONDS = 0.05
@@ -168,9 +171,9 @@ def launch(command, workers=2, servers=1, port=None, timeout=None, threads=None,
     """
     out = out or sys.stdout
     for name, value, low in (("workers", workers, 1), ("servers", servers, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if not is_int(value) or value < low:
             raise LaunchError(f"--{name} must be an int >= {low}, got --{name}={value!r}")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
+    if threads is not None and (not is_int(threads) or threads < 1):
         raise LaunchError(f"--threads must be an int >= 1, got --threads={threads!r}")
     if timeout is not None and not timeout > 0:
         raise LaunchError(f"--timeout must be > 0 seconds, got --timeout={timeout!r}")

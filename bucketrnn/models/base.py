@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from mxnet import gluon, nd
 
+__all__ = ["BucketModel", "OUTPUTS", "loss_normalizer", "masked_token_loss"]
+
 OUTPUTS = ("loss", "logits", "states")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from bucketrnn.models.base import BucketModel
 from bucketrnn.models.encoder import RecurrentEncoder, check_positive
 
+__all__ = ["SequenceClassifier"]
+
 
 class SequenceClassifier(BucketModel):
     """Embedding (or float features), stacked (bi)directional LSTM/GRU, dense softmax.

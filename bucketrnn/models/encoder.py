@@ -22,6 +22,8 @@ from mxnet.gluon import rnn
 
 from bucketrnn.validation import check_choice, check_int
 
+__all__ = ["CELLS", "MODES", "RecurrentEncoder", "check_positive", "reverse_valid"]
+
 MODES = ("lstm", "gru")
 CELLS = ("unrolled", "fused")
 

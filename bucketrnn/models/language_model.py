@@ -5,6 +5,8 @@ from __future__ import annotations
 from bucketrnn.models.base import BucketModel, masked_token_loss
 from bucketrnn.models.encoder import RecurrentEncoder, check_positive
 
+__all__ = ["LanguageModel"]
+
 
 class LanguageModel(BucketModel):
     """Embedding, stacked LSTM/GRU, tied or untied softmax; the graph for one bucket length.

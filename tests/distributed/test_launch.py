@@ -103,7 +103,7 @@ def test_default_threads_share_the_cores():
     assert distributed.default_threads(2, cores=8) == 4
     assert distributed.default_threads(3, cores=2) == 1
     assert distributed.default_threads(1) >= 1
-    with pytest.raises(ValueError, match="workers_on_host must be an int >= 1, got "
+    with pytest.raises(ValueError, match="workers_on_host must be an integer >= 1, got "
                                          "workers_on_host=0"):
         distributed.default_threads(0)
 
