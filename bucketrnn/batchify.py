@@ -292,7 +292,7 @@ class PadToBucket:
         Array type of the Batch fields (``indices`` is always numpy). DataLoader workers should
         return ``'numpy'`` and let the main process call :func:`to_ndarray`: pickled numpy
         crosses the process boundary faster than MXNet's shared-memory NDArrays, which pay for
-        a shared-memory segment per array (``docs/benchmarks.md`` has the loader's figures).
+        a shared-memory segment per array.
     vocab_size : int or (int, int), optional
         Check every batch's token ids (``data``, and the targets of ``'lm'`` and
         ``'seq2seq'``; a ``(source, target)`` pair for ``'seq2seq'``) are in

@@ -21,8 +21,8 @@ aside the ``max(5, ceil(N / 1000))`` longest examples (at most half of them) and
 of the rest the *reference*, a p99.9 that a few bad examples cannot move; an example is an
 outlier when its length is above ``max(8 * reference, 1024)``. The factor is chosen far above
 what a natural long tail reaches past its p99.9 (a corpus's longest sentence or line, a
-heavy-tailed synthetic distribution), so only a broken example trips it
-(``docs/concepts.md`` has the figures). :func:`plan_buckets` raises on
+heavy-tailed synthetic distribution), so only a broken example trips it (the figures for the
+built-in data: ``docs/concepts.md``, *Outliers*). :func:`plan_buckets` raises on
 outliers unless told otherwise (``max_length`` + ``on_overflow``, fixed boundaries, or
 ``outliers="allow"``).
 """
