@@ -306,8 +306,8 @@ class TrainLoop:
             optim_state.check(self.trainer, state.optimizer, path)
         try:
             self.loader.load_state_dict(meta["loader"])  # checks the data fingerprint
-        except StateMismatchError:
-            raise
+        except StateMismatchError as e:
+            raise StateMismatchError(f"checkpoint {path!r}: {e}") from None
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
             raise CheckpointError(f"checkpoint {path!r} has a broken loader state: {e}") from e
         # The loop's epoch and the loader's position must describe one moment: mid-epoch the

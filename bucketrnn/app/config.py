@@ -270,6 +270,7 @@ def fingerprint(cfg) -> dict:
 OPTIMIZERS = ("sgd", "nag", "adam", "adamax", "nadam", "rmsprop", "adagrad", "adadelta",
               "ftml", "signum", "lamb")
 
+MAX_DEVICE_ID = 1024
 _CONTEXT = re.compile(r"^(cpu|gpu)(?:[(:](\d+)\)?)?$")
 
 
@@ -285,6 +286,10 @@ def parse_context(text: str):
     if not m:
         raise ValueError(f"trainer.context must be 'cpu', 'gpu' or 'gpu(i)', got {text!r}")
     kind, index = m.group(1), int(m.group(2) or 0)
+    if index >= MAX_DEVICE_ID:
+        # MXNet keeps per-device state indexed by the id: cpu(2**32) spins and eats memory.
+        raise ValueError(f"trainer.context device index must be < {MAX_DEVICE_ID}, got "
+                         f"{text!r}")
     return mx.cpu(index) if kind == "cpu" else mx.gpu(index)
 
 
@@ -493,7 +498,7 @@ def _flat(d, prefix: str) -> dict:
     return out
 
 
-def restore(cfg, saved: dict, overrides) -> DictConfig:
+def restore(cfg, saved: dict, overrides, source: str = "config.json") -> DictConfig:
     """The config of a resumed run: ``saved`` (the run's own ``config.json``) with the
     command line's ``overrides`` applied where :data:`RESUMABLE` allows it.
 
@@ -505,6 +510,8 @@ def restore(cfg, saved: dict, overrides) -> DictConfig:
         The plain config the run was started with.
     overrides : list of str
         The command line's overrides (``key=value``; Hydra's own ``hydra.*`` are ignored).
+    source : str
+        The saved config's file, named in errors.
 
     Raises
     ------
@@ -553,5 +560,5 @@ def restore(cfg, saved: dict, overrides) -> DictConfig:
     try:
         return OmegaConf.merge(OmegaConf.structured(Config), merged)
     except OmegaConfBaseException as e:
-        raise ValueError(f"the run's saved config does not fit this version's schema: "
-                         f"{str(e).splitlines()[0]}") from None
+        raise ValueError(f"the run's saved config {source!r} does not fit this version's "
+                         f"schema: {str(e).splitlines()[0]}") from None

@@ -25,6 +25,10 @@ def describe(cfg) -> str:
     from bucketrnn.app.config import validate
 
     validate(cfg)
+    if str(cfg.resume).strip():
+        raise ValueError(f"resume={cfg.resume!r} continues a run in the app; bucketrnn-plan "
+                         "plans the config its command line composes (the run's own settings "
+                         "are in its config.json)")
     data = load_data(cfg.dataset, seed=cfg.seed)
     train, valid, test = make_loaders(data, cfg.bucketing, seed=cfg.seed)
     plan = train.plan

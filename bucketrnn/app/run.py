@@ -38,7 +38,15 @@ from bucketrnn.app.config import (
 )
 from bucketrnn.app.experiment import load_data, make_loaders
 from bucketrnn.buckets import pad_to_max_waste
-from bucketrnn.rundir import CONFIG, LOG, SUMMARY, VOCAB, RunLock, RunLockedError
+from bucketrnn.rundir import (
+    CONFIG,
+    LOG,
+    SUMMARY,
+    VOCAB,
+    RunLock,
+    RunLockedError,
+    open_regular,
+)
 
 __all__ = ["build_model", "find_resume_dir", "main", "run"]
 
@@ -73,6 +81,13 @@ def find_resume_dir(resume: str, run_dir: str) -> str | None:
         if os.path.isfile(os.path.join(run_dir, FILENAME)):
             # The run's own directory first: a re-launched sweep job finds its own checkpoint.
             return os.path.abspath(run_dir)
+        if os.path.isfile(os.path.join(run_dir, CONFIG)):
+            # A run lives here but has no checkpoint yet: continuing a sibling run instead
+            # would train the wrong run.
+            raise FileNotFoundError(
+                f"resume={resume!r}: the run in {os.path.abspath(run_dir)!r} has no "
+                f"{FILENAME} yet (it is still starting, or stopped before its first "
+                "checkpoint); wait for it, or start it afresh without resume")
         parent = os.path.dirname(os.path.abspath(run_dir))
         found = glob.glob(os.path.join(parent, "*", FILENAME))
         found += glob.glob(os.path.join(parent, "*", "*", FILENAME))
@@ -189,7 +204,7 @@ def run(cfg, run_dir: str, stream=None, overrides=None) -> dict:
     :class:`~bucketrnn.rundir.RunLockedError` when another process is writing the run directory
     (the lock is held from before the first write until the summary is written).
     """
-    locks, handlers = [], []
+    locks, handlers, owned = [], [], set()
     logger = logging.getLogger("bucketrnn")
     level = logger.level
     if logger.getEffectiveLevel() > logging.INFO:
@@ -197,11 +212,13 @@ def run(cfg, run_dir: str, stream=None, overrides=None) -> dict:
     if stream is not None:
         handlers.append(_attach(logger, logging.StreamHandler(stream), CONSOLE_FORMAT))
     try:
-        return _run(cfg, run_dir, locks, overrides, handlers)
+        return _run(cfg, run_dir, locks, overrides, handlers, owned)
     finally:
         for handler in handlers:
             logger.removeHandler(handler)
             handler.close()
+            if handler in owned:
+                handler.stream.close()  # the log file _log_file opened
         logger.setLevel(level)
         for lock in locks:
             lock.release()
@@ -217,17 +234,17 @@ def _attach(logger, handler, fmt):
     return handler
 
 
-def _log_file(work: str, handlers: list) -> None:
-    """Log the run into ``<work>/bucketrnn.log`` unless a handler (Hydra's) already does."""
-    path = os.path.abspath(os.path.join(work, LOG))
-    logger = logging.getLogger("bucketrnn")
-    for owner in (logger, logging.getLogger()):
-        if any(getattr(h, "baseFilename", None) == path for h in owner.handlers):
-            return
-    handlers.append(_attach(logger, logging.FileHandler(path, encoding="utf-8"), FILE_FORMAT))
+def _log_file(work: str, handlers: list, owned: set) -> None:
+    """Log the run into ``<work>/bucketrnn.log``: opened only once the run holds the directory's
+    lock (so a refused command never writes into a live run's log), appended to, and never
+    through a planted link (``open_regular``)."""
+    stream = open_regular(os.path.join(work, LOG), "a", encoding="utf-8")
+    handler = _attach(logging.getLogger("bucketrnn"), logging.StreamHandler(stream), FILE_FORMAT)
+    handlers.append(handler)
+    owned.add(handler)
 
 
-def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
+def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) -> dict:
     from bucketrnn import checkpoint as ckpt
     from bucketrnn import distributed
     from bucketrnn.train import TrainLoop
@@ -238,7 +255,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
     work = resume_dir or os.path.abspath(run_dir)
     saved_config = os.path.join(work, CONFIG)
     if resume_dir and overrides is not None and os.path.isfile(saved_config):
-        cfg = restore(cfg, _read_config(saved_config), overrides)
+        cfg = restore(cfg, _read_config(saved_config), overrides, source=saved_config)
         validate(cfg)
     fp = fingerprint(cfg)
     ckpt_path = os.path.join(work, ckpt.FILENAME)
@@ -266,7 +283,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list) -> dict:
         locks.append(RunLock(work).acquire())
         if not resume_dir:
             _write_json(saved_config, to_dict(cfg))
-        _log_file(work, handlers)
+        _log_file(work, handlers, owned)
         if not resume_dir:
             # A resumed run keeps the vocabulary its checkpoint's ids refer to (checked above).
             data.vocab.save(os.path.join(work, VOCAB))
@@ -389,7 +406,6 @@ def _remove_if_untouched(output_dir: str) -> None:
     if (path in _PREEXISTING or cwd == path or cwd.startswith(path + os.sep)
             or not os.path.isdir(path) or set(os.listdir(path)) - {LOG}):
         return
-    logging.shutdown()  # closes Hydra's file handler on the log
     shutil.rmtree(path, ignore_errors=True)
     parent = os.path.dirname(path)
     if parent not in _PREEXISTING and os.path.basename(parent) in ("outputs", "multirun") \

@@ -137,7 +137,7 @@ def test_resume_restores_the_runs_own_config(tmp_path):
                     '"bucketing": {}, "trainer": {}, "memory": {}}'):
         (tmp_path / "config.json").write_text(damaged)
         with pytest.raises(ValueError, match="config.json' is not a config written by bucketrnn"
-                                             "|saved config does not fit"):
+                                             "|config.json. does not fit"):
             again(f"resume={tmp_path}")
 
 
@@ -208,6 +208,7 @@ def test_bad_override_names_the_key(override, key):
     (["trainer.kvstore=devcie"], "trainer.kvstore must be one of local, device"),
     (["trainer.optimizer=adamm"], "trainer.optimizer must be one of sgd, nag, adam"),
     (["trainer.context=gpu:7"], "trainer.context names a GPU this machine does not have"),
+    (["trainer.context=cpu:4294967297"], "trainer.context device index must be < 1024"),
     (["dataset.path=corpus.txt"], "dataset.path is read by dataset=text only"),
     (["seed=-5"], r"seed must be an integer >= 0, got seed=-5"),
     (["dataset.min_count=0"], r"dataset.min_count must be >= 1 .*, got dataset.min_count=0"),
@@ -348,6 +349,24 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     assert done.returncode == 2 and not (tmp_path / "outputs").exists()
 
 
+def test_the_log_is_written_by_the_lock_holder_only_and_never_through_a_link(tmp_path,
+                                                                          lock_holder):
+    live = tmp_path / "live"
+    lock_holder(live)
+    (live / "bucketrnn.log").write_text("the live run's log\n")
+    done = subprocess.run([sys.executable, "-m", "bucketrnn", f"hydra.run.dir={live}"] + TINY,
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "in use by process" in done.stderr
+    assert (live / "bucketrnn.log").read_text() == "the live run's log\n"
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "bucketrnn.log").symlink_to(victim)
+    with pytest.raises(OSError, match="bucketrnn.log"):
+        run(_compose("plots=false"), str(tmp_path / "run"))
+    assert victim.read_text() == "precious\n"
+
+
 def test_cli_resume_leaves_no_directory_of_its_own(tmp_path):
     first = tmp_path / "first"
     run(_compose("trainer.max_steps=2", "plots=false"), str(first),
@@ -374,10 +393,17 @@ def test_find_resume_dir(tmp_path):
     assert find_resume_dir(str(tmp_path / "a"), str(tmp_path / "c")) == str(tmp_path / "a")
     with pytest.raises(FileNotFoundError, match="no checkpoint.npz in"):
         find_resume_dir(str(tmp_path / "c"), str(tmp_path / "c"))
+    # A run that has not written its first checkpoint is not swapped for a sibling run.
+    (tmp_path / "c" / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="has no checkpoint.npz yet"):
+        find_resume_dir("true", str(tmp_path / "c"))
 
 
 def test_plan_cli_bad_override(capsys):
     from bucketrnn.app.plan import main
+
+    assert main(["resume=true"]) == 2
+    assert "continues a run in the app" in capsys.readouterr().err
 
     assert main(["bucketing.num_bucket=3"]) == 2
     err = capsys.readouterr().err
