@@ -1,6 +1,7 @@
 """A regular install: the wheel carries the configs and the app composes them from the package."""
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,8 +20,16 @@ SCRIPTS = {"bucketrnn": "bucketrnn.app.run:main", "bucketrnn-plan": "bucketrnn.a
 def installed(tmp_path_factory):
     """The wheel of this checkout, and its contents unpacked as site-packages would hold them."""
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of what the repository tracks: a build/ left in the checkout by an
+    # earlier build could add modules that no longer exist.
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(ROOT, name), src / name)
+    for name in ("bucketrnn", "conf"):
+        shutil.copytree(os.path.join(ROOT, name), src / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
-                           "--no-build-isolation", "-w", str(out), ROOT],
+                           "--no-build-isolation", "-w", str(out), str(src)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     (wheel,) = [p for p in out.iterdir() if p.suffix == ".whl"]
