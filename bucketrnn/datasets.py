@@ -284,10 +284,9 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
     ------
     FileNotFoundError
         No such file.
-    IsADirectoryError, OSError
-        ``path`` is a directory, or not a regular file (a FIFO, a device): never read.
     ValueError
-        Invalid UTF-8 (naming the line and byte offset), a line longer than ``max_length``
+        ``path`` is a directory or not a regular file (a FIFO, a device: never read),
+        invalid UTF-8 (naming the line and byte offset), a line longer than ``max_length``
         under ``on_overflow="error"``, or no sequence left.
     """
     if tokens not in ("whitespace", "char"):
@@ -304,14 +303,14 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
     except FileNotFoundError:
         raise FileNotFoundError(f"text file not found: path={path!r}") from None
     except IsADirectoryError:
-        raise IsADirectoryError(f"text file path={path!r} is a directory: name a UTF-8 text "
-                                "file") from None
+        raise ValueError(f"text file path={path!r} is a directory: name a UTF-8 text "
+                         "file") from None
     except OSError as e:
         if e.errno != errno.EINVAL:
             raise
         # e.strerror names the path and says what it is (a FIFO, a character device...).
-        raise OSError(errno.EINVAL, f"text file {e.strerror}; it is not read (a FIFO could "
-                      "block, a device never end): name a UTF-8 text file") from None
+        raise ValueError(f"text file {e.strerror}; it is not read (a FIFO could block, a "
+                         "device never end): name a UTF-8 text file") from None
     text = _decode_utf8(data, path)
     # The line breaks of Python's text mode (universal newlines), so line numbers match it.
     raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
