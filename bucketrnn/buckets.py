@@ -682,7 +682,9 @@ def plan_buckets(
     check_int("num_buckets", num_buckets, low=1)
     _check_ratio(ratio)
     if max_length is not None:
-        check_int("max_length", max_length, low=1)
+        # Lengths are int64 arrays and MXNet indexes with int32: a longer cap means no cap and
+        # would turn the lengths into Python objects (np.minimum with 10**30).
+        check_int("max_length", max_length, low=1, high=MAX_BATCH_ELEMENTS + 1)
         if strategy == "fixed":
             raise ValueError(f"max_length is not used with strategy='fixed' (the last boundary is "
                              f"the longest bucket), got max_length={max_length!r}; pass one or "

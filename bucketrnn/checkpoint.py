@@ -66,7 +66,7 @@ from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.optim_state import PREFIX as OPTIM_PREFIX
 from bucketrnn.optim_state import OptimizerState
 from bucketrnn.rundir import CHECKPOINT, atomic_write, clean_temporaries
-from bucketrnn.validation import differences
+from bucketrnn.validation import differences, is_int
 
 __all__ = ["Checkpoint", "FILENAME", "HISTORY_TALLY", "atomic_write", "check_fingerprint",
            "clean_temporaries", "json_dumps", "load", "save"]
@@ -196,9 +196,27 @@ def _check_counts(key: str, value, bad) -> None:
 
 
 def _check_epochs(key: str, value, bad) -> None:
+    """One record per finished epoch, as the training loop appends them: ``kind`` "epoch",
+    epochs numbered 0, 1, ... in order, ``global_step`` an int that never decreases, every
+    other figure a number or null (finiteness: ``_check_counts`` on ``history``)."""
+    last_step = 0
     for i, record in enumerate(value):
+        where = f"{key}[{i}]"
         if not isinstance(record, dict):
-            raise bad(f"field '{key}[{i}]' must be a dict, got {record!r:.60}")
+            raise bad(f"field {where!r} must be a dict, got {record!r:.60}")
+        if record.get("kind") != "epoch":
+            raise bad(f"field '{where}.kind' must be 'epoch', got {record.get('kind')!r:.60}")
+        if record.get("epoch") != i or not is_int(record.get("epoch")):
+            raise bad(f"field '{where}.epoch' must be {i} (records number the epochs 0, 1, ... "
+                      f"in order), got {record.get('epoch')!r:.60}")
+        step = record.get("global_step")
+        if not is_int(step) or step < last_step:
+            raise bad(f"field '{where}.global_step' must be an int >= {last_step} (steps never "
+                      f"go back), got {step!r:.60}")
+        last_step = step
+        for name, v in record.items():
+            if name != "kind" and v is not None and not _is_number(v):
+                raise bad(f"field '{where}.{name}' must be a number or null, got {v!r:.60}")
 
 
 def _check_tally(key: str, value, bad) -> None:
@@ -238,6 +256,22 @@ def _check_fields(meta: dict, required: dict, bad) -> None:
             _STRUCTURE[key](key, value, bad)
         elif key.startswith("history."):
             _check_counts(key, value, bad)
+    if "history.epochs" in required:
+        _check_epochs_done(meta, required, bad)
+
+
+def _check_epochs_done(meta: dict, required: dict, bad) -> None:
+    """The training loop appends one record per finished epoch and then counts ``epoch`` up,
+    so at any checkpoint (mid-epoch, at an epoch end, at the end of a run) the records are the
+    epochs before ``epoch``, none of them past ``global_step``."""
+    records = meta["history"]["epochs"]
+    if "epoch" in required and len(records) != meta["epoch"]:
+        raise bad(f"field 'history.epochs' holds {len(records)} epoch records, but field "
+                  f"'epoch' says {meta['epoch']} epochs are done")
+    if "global_step" in required and records and records[-1]["global_step"] > meta["global_step"]:
+        raise bad(f"field 'history.epochs[{len(records) - 1}].global_step' is "
+                  f"{records[-1]['global_step']}, past field 'global_step' "
+                  f"({meta['global_step']})")
 
 
 def _strict_constant(name):
@@ -356,8 +390,11 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
         ``{"key" or "key.sub": type or tuple of types}`` the ``meta`` must hold (an ``int``
         field must also be >= 0; ``bool`` is not an ``int`` here). The training loop's
         ``history`` fields are checked further: every number in ``history`` or a
-        ``history.<field>`` is finite and >= 0, ``history.epochs`` is a list of dicts and
-        ``history.epoch_acc`` is None or maps exactly :data:`HISTORY_TALLY` to numbers.
+        ``history.<field>`` is finite and >= 0; ``history.epochs`` is a list of the records
+        the loop appends at each epoch end (``kind`` "epoch", ``epoch`` 0, 1, ... in order, an
+        int ``global_step`` that never decreases, numbers or null), as many as ``epoch`` when
+        that is required too, none past ``global_step``; ``history.epoch_acc`` is None or maps
+        exactly :data:`HISTORY_TALLY` to numbers.
 
     Raises
     ------

@@ -8,8 +8,8 @@ a million sentences cost two numpy arrays, not a million Python lists; its lengt
 
 from __future__ import annotations
 
+import errno
 import json
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Iterable, Sequence
@@ -19,7 +19,7 @@ from mxnet.gluon.data import Dataset
 from numpy.typing import ArrayLike
 
 from bucketrnn.buckets import OVERFLOW_POLICIES
-from bucketrnn.rundir import atomic_write
+from bucketrnn.rundir import atomic_write, read_regular
 from bucketrnn.validation import check_int
 
 __all__ = ["FlatSequences", "Lines", "OverflowCounts", "Vocabulary", "encode_lines",
@@ -285,7 +285,8 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
     FileNotFoundError
         No such file.
     ValueError
-        Invalid UTF-8 (naming the line and byte offset), a line longer than ``max_length``
+        ``path`` is a directory or not a regular file (a FIFO, a device: never read),
+        invalid UTF-8 (naming the line and byte offset), a line longer than ``max_length``
         under ``on_overflow="error"``, or no sequence left.
     """
     if tokens not in ("whitespace", "char"):
@@ -297,10 +298,20 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
     if max_length is None and on_overflow != "error":
         raise ValueError(f"on_overflow={on_overflow!r} needs max_length (the longest line to "
                          "keep whole), got max_length=None")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"text file not found: path={path!r}")
-    with open(path, "rb") as f:
-        text = _decode_utf8(f.read(), path)
+    try:
+        data = read_regular(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"text file not found: path={path!r}") from None
+    except IsADirectoryError:
+        raise ValueError(f"text file path={path!r} is a directory: name a UTF-8 text "
+                         "file") from None
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise
+        # e.strerror names the path and says what it is (a FIFO, a character device...).
+        raise ValueError(f"text file {e.strerror}; it is not read (a FIFO could block, a "
+                         "device never end): name a UTF-8 text file") from None
+    text = _decode_utf8(data, path)
     # The line breaks of Python's text mode (universal newlines), so line numbers match it.
     raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if raw and raw[-1] == "":

@@ -36,6 +36,7 @@ block's outputs; with a list of contexts they come back as a list, one entry per
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -53,6 +54,7 @@ from bucketrnn import compat
 from bucketrnn.batchify import Batch
 from bucketrnn.errors import GraphTooLargeError
 from bucketrnn.memory import SharedPool, available_memory, bind_shared, graph_bytes, key_size
+from bucketrnn.rundir import read_regular
 from bucketrnn.validation import is_int
 
 __all__ = ["GraphCache", "MEMORY", "NODE_BYTES", "share_parameters"]
@@ -613,13 +615,30 @@ class GraphCache:
         return cls(blocks, ctx=ctxs, memory=memory, inputs=inputs or tuple(index["inputs"]))
 
 
+# Limits of an export index (_read_index): a bucket key is a length MXNet can index (int32) or a
+# (source, target) pair of them; an index of more graphs than this is no export of a real plan.
+MAX_KEY = 2**31 - 1
+MAX_INDEX_GRAPHS = 100_000
+MAX_INDEX_BYTES = 64 * 2**20
+
+
 def _read_index(path: str) -> dict:
     """The export index at ``path``, checked for the structure :meth:`GraphCache.export`
     writes; errors name the file and the field, never quote the file."""
     try:
-        with open(path, encoding="utf-8") as f:
-            index = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        # Only a regular file, of bounded size: a FIFO would block, /dev/zero never end.
+        data = read_regular(path, limit=MAX_INDEX_BYTES)
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EISDIR, errno.EFBIG):
+            raise
+        what = e.strerror.replace(repr(path), "it", 1)  # "it is a directory", ...
+        raise ValueError(f"{path} is not a JSON export index: {what}; re-export the "
+                         "graphs") from None
+    try:
+        index = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError, MemoryError):
+        # ValueError: bad UTF-8, bad JSON, an int of more than 4300 digits; RecursionError:
+        # deeply nested JSON. None of these quote the file.
         raise ValueError(f"{path} is not a JSON export index (written by GraphCache.export): "
                          "re-export the graphs") from None
     if not isinstance(index, dict):
@@ -636,14 +655,23 @@ def _read_index(path: str) -> dict:
         problems.append("'inputs' must be a list of input names")
     if not isinstance(graphs, list) or not graphs:
         problems.append("'graphs' must be a non-empty list")
+    elif len(graphs) > MAX_INDEX_GRAPHS:
+        problems.append(f"'graphs' lists {len(graphs)} graphs, more than {MAX_INDEX_GRAPHS}")
     else:
+        seen = set()
         for i, g in enumerate(graphs):
             ok = (isinstance(g, dict) and isinstance(g.get("symbol"), str)
                   and _valid_key(g.get("key")))
             if not ok:
-                problems.append(f"graphs[{i}] must have a 'symbol' file name and an int or "
-                                "list-of-int 'key'")
+                problems.append(f"graphs[{i}] must have a 'symbol' file name and a bucket "
+                                f"'key': a length in [1, {MAX_KEY}] or a [source, target] "
+                                "pair of them")
                 break
+            key = _key(g["key"])
+            if key in seen:
+                problems.append(f"graphs[{i}] repeats the key {key!r}")
+                break
+            seen.add(key)
     if problems:
         raise ValueError(f"{path} is not a valid export index: {'; '.join(problems)}; "
                          "re-export the graphs")
@@ -651,7 +679,10 @@ def _read_index(path: str) -> dict:
 
 
 def _valid_key(key) -> bool:
-    return is_int(key) or (isinstance(key, list) and bool(key) and all(map(is_int, key)))
+    def length(n) -> bool:
+        return is_int(n) and 1 <= n <= MAX_KEY
+
+    return length(key) or (isinstance(key, list) and len(key) == 2 and all(map(length, key)))
 
 
 def _listed_file(folder: str, name: str, index_path: str) -> str:

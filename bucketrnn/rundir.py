@@ -41,7 +41,8 @@ import tempfile
 import threading
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOCK", "LOG", "METRICS", "SUMMARY", "VOCAB", "RunLock",
-           "RunLockedError", "atomic_write", "clean_temporaries", "open_regular"]
+           "RunLockedError", "atomic_write", "clean_temporaries", "file_kind", "open_regular",
+           "read_regular"]
 
 CHECKPOINT = "checkpoint.npz"
 CONFIG = "config.json"
@@ -207,6 +208,83 @@ def open_regular(path: str, mode: str = "r", encoding: str | None = None, buffer
     except BaseException:
         os.close(fd)
         raise
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def file_kind(mode: int) -> str:
+    """What a file of ``st_mode`` ``mode`` is, for a message: ``"a directory"``, ``"a FIFO"``,
+    ``"a character device"``, ..., ``"a regular file"``."""
+    for test, kind in _KINDS:
+        if test(mode):
+            return kind
+    return "a regular file" if stat.S_ISREG(mode) else "not a regular file"
+
+
+def read_regular(path: str, limit: int | None = None) -> bytes:
+    """The bytes of the regular file at ``path`` (a symbolic link to one is followed), read
+    only once it is known to be one: a FIFO never blocks, ``/dev/zero`` is never read.
+
+    Parameters
+    ----------
+    path : str
+    limit : int, optional
+        Largest size accepted, in bytes; a larger file (or one growing past it while read) is
+        refused without reading more than ``limit + 1`` bytes.
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing at ``path``, or a symbolic link to nothing.
+    IsADirectoryError
+        ``path`` is a directory.
+    OSError
+        ``path`` is not a regular file (``errno.EINVAL``: the message says what it is), is
+        larger than ``limit`` (``errno.EFBIG``) or cannot be read; the message names it.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "summary.json")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("{}")
+    >>> read_regular(path, limit=16)
+    b'{}'
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        dangling = os.path.islink(path)
+        raise FileNotFoundError(errno.ENOENT, f"{path!r} is a symbolic link to a missing file"
+                                if dangling else f"{path!r} does not exist") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, f"{path!r} is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"{path!r} is not a regular file ({file_kind(st.st_mode)})")
+        if limit is not None and st.st_size > limit:
+            raise OSError(errno.EFBIG, f"{path!r} is larger than {limit} bytes "
+                          f"({st.st_size} bytes)")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        chunks, size = [], 0
+        while limit is None or size <= limit:
+            chunk = f.read(1 << 20 if limit is None else min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if limit is not None and size > limit:
+            raise OSError(errno.EFBIG, f"{path!r} is larger than {limit} bytes (it grew while "
+                          "read)")
+        return b"".join(chunks)
 
 
 class RunLock:

@@ -220,6 +220,25 @@ def test_outlier_opt_outs_max_length_fixed_boundaries_and_allow():
         plan_buckets(lengths, strategy="fixed", boundaries=[10, 40], max_length=40)
 
 
+@pytest.mark.parametrize("bad", [10**30, 2**31, 2**63, -1, 0])
+def test_max_length_out_of_range_names_max_length_not_the_lengths(bad):
+    with pytest.raises(ValueError, match=rf"max_length must be an integer in \[1, 2147483648\), "
+                                         rf"got max_length={bad}"):
+        plan_buckets([3, 4, 5, 9], num_buckets=2, batch_size=2, max_length=bad)
+    with pytest.raises(TypeError, match="max_length must be an int, got max_length=4.0"):
+        plan_buckets([3, 4, 5, 9], num_buckets=2, batch_size=2, max_length=4.0)
+    top = plan_buckets([3, 4, 5, 9], num_buckets=2, batch_size=2, max_length=2**31 - 1)
+    assert top.keys[-1] == 9
+
+
+def test_bucket_loader_blames_max_length_not_the_lengths():
+    from bucketrnn.loader import BucketLoader
+
+    seqs = [np.arange(n) for n in (3, 4, 5, 9)]
+    with pytest.raises(ValueError, match="max_length must be an integer in .*max_length=10{30}"):
+        BucketLoader(seqs, batch_size=2, num_buckets=2, max_length=10**30)
+
+
 def test_pair_outliers_name_source_or_target():
     lengths = np.stack([_sentences_and_one_huge_line(huge=20), _sentences_and_one_huge_line()], 1)
     with pytest.raises(ValueError, match="example 123 has target length 1000000"):

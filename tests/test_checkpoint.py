@@ -435,10 +435,17 @@ _HISTORY_REQUIRED = {"history": dict, "history.epochs": list,
                      "history.train_seconds": (int, float), "history.epoch_acc": (dict, type(None))}
 
 
+def _record(epoch, global_step=None, **figures):
+    """An epoch record as the training loop appends it."""
+    return {"kind": "epoch", "epoch": epoch,
+            "global_step": 5 * (epoch + 1) if global_step is None else global_step,
+            "train_loss": 4.5, "valid_loss": None, **figures}
+
+
 def _history(**changes):
     acc = {key: 0 for key in ckpt.HISTORY_TALLY}
     acc.update(loss=12.5, seconds=0.25)
-    history = {"epochs": [{"kind": "epoch", "epoch": 0, "train_loss": 4.5, "valid_loss": None}],
+    history = {"epochs": [_record(0)],
                "train_seconds": 3.5, "real_tokens": 10, "slots": 12, "skipped_steps": 0,
                "epoch_acc": acc}
     history.update(changes)
@@ -471,10 +478,32 @@ def _acc(**changes):
     (_history(epoch_acc=_acc(extra=1)), r"'history\.epoch_acc' .*unexpected \['extra'\]"),
     (_history(epoch_acc=_acc(seconds=-1.0)), r"'history\.epoch_acc\.seconds' must be a finite "
                                              r"number >= 0, got -1\.0"),
-    (_history(epochs=[{"epoch": 0}, 3]), r"'history\.epochs\[1\]' must be a dict, got 3"),
+    (_history(epochs=[_record(0), 3]), r"'history\.epochs\[1\]' must be a dict, got 3"),
     (_history(epochs=[{"train_loss": -2.0}]), r"'history\.epochs\[0\]\.train_loss' must be a "
                                               "finite number >= 0"),
     (_history(train_seconds=-5.0), r"'history\.train_seconds' must be a finite number >= 0"),
+    # The tester's: accepted, and the resumed run reported 5 epochs done with junk entries.
+    (_history(epochs=[{"epoch": "x", "kind": [1]}] * 3),
+     r"'history\.epochs\[0\]\.kind' must be 'epoch', got \[1\]"),
+    (_history(epochs=[{"kind": "epoch", "epoch": "x", "global_step": 1}]),
+     r"'history\.epochs\[0\]\.epoch' must be 0 .*got 'x'"),
+    (_history(epochs=[_record(0), _record(2)]), r"'history\.epochs\[1\]\.epoch' must be 1"),
+    (_history(epochs=[_record(1)]), r"'history\.epochs\[0\]\.epoch' must be 0"),
+    (_history(epochs=[_record(0), _record(0)]), r"'history\.epochs\[1\]\.epoch' must be 1"),
+    (_history(epochs=[{**_record(0), "epoch": False}]),
+     r"'history\.epochs\[0\]\.epoch' must be 0"),
+    (_history(epochs=[{**_record(0), "epoch": 0.0}]),
+     r"'history\.epochs\[0\]\.epoch' must be 0"),
+    (_history(epochs=[{k: v for k, v in _record(0).items() if k != "global_step"}]),
+     r"'history\.epochs\[0\]\.global_step' must be an int >= 0 .*got None"),
+    (_history(epochs=[_record(0, global_step="7")]),
+     r"'history\.epochs\[0\]\.global_step' must be an int >= 0"),
+    (_history(epochs=[_record(0, global_step=9), _record(1, global_step=4)]),
+     r"'history\.epochs\[1\]\.global_step' must be an int >= 9"),
+    (_history(epochs=[_record(0, train_loss="4.5")]),
+     r"'history\.epochs\[0\]\.train_loss' must be a number or null, got '4\.5'"),
+    (_history(epochs=[_record(0, valid_perplexity=[1])]),
+     r"'history\.epochs\[0\]\.valid_perplexity' must be a number or null"),
 ])
 def test_a_forged_history_is_refused_at_load(tmp_path, history, match):
     path = str(tmp_path / "c.npz")
@@ -494,3 +523,49 @@ def test_non_finite_numbers_in_meta_are_refused(tmp_path, text):
     _rewrite(path, arrays, fix_checksum=True)
     with pytest.raises(CheckpointError, match=f"{text} is not strict JSON"):
         ckpt.load(path)
+
+
+# As bucketrnn.train._META asks: the epoch count and global step checked against the records.
+_LOOP_REQUIRED = {"epoch": int, "epoch_finished": bool, "global_step": int, **_HISTORY_REQUIRED}
+
+
+@pytest.mark.parametrize("finished", [True, False])
+@pytest.mark.parametrize("epoch, records, step, match", [
+    (2, 3, 20, r"field 'history\.epochs' holds 3 epoch records, but field 'epoch' says 2"),
+    (2, 0, 20, r"field 'history\.epochs' holds 0 epoch records, but field 'epoch' says 2"),
+    (0, 1, 20, r"field 'history\.epochs' holds 1 epoch records, but field 'epoch' says 0"),
+    (1, 1, 4, r"field 'history\.epochs\[0\]\.global_step' is 5, past field 'global_step' "
+              r"\(4\)"),
+])
+def test_the_records_must_be_the_epochs_done(tmp_path, finished, epoch, records, step, match):
+    path = str(tmp_path / "c.npz")
+    meta = {"epoch": epoch, "epoch_finished": finished, "global_step": step,
+            "history": _history(epochs=[_record(i) for i in range(records)])}
+    ckpt.save(path, {}, None, meta)
+    with pytest.raises(CheckpointError, match=re.escape(repr(path)) + ".*" + match):
+        ckpt.load(path, required=_LOOP_REQUIRED)
+
+
+def test_real_checkpoints_mid_epoch_at_an_epoch_end_and_at_the_end_load(tmp_path):
+    """The relation enforced above is the training loop's own: checked on the checkpoints it
+    writes mid-epoch, at an epoch end and at the end of the run, with its own _META."""
+    from test_resume import _crash, _loop
+
+    from bucketrnn.train import _META
+
+    seen = set()
+    for name, stop in (("mid-epoch 1", lambda spe: ("max_steps", spe + 2)),
+                       ("at the last step of epoch 0", lambda spe: ("max_steps", spe)),
+                       ("epoch 0's end, crashed after", lambda spe: ("crash", spe + 1)),
+                       ("end of the run", lambda spe: ("max_steps", None))):
+        loop = _loop(tmp_path / name, epochs=2, checkpoint_every=1000)
+        how, step = stop(loop.loader.sampler.num_batches(0))
+        if how == "crash":
+            _crash(loop, step)
+        else:
+            loop.max_steps = step
+            loop.fit()
+        meta = ckpt.load(str(tmp_path / name / "checkpoint.npz"), required=_META).meta
+        assert len(meta["history"]["epochs"]) == meta["epoch"], name
+        seen.add((meta["epoch"], meta["epoch_finished"]))
+    assert seen == {(1, False), (0, False), (1, True), (2, True)}

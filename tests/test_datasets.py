@@ -71,6 +71,26 @@ def test_text_file_whitespace_and_char(tmp_path):
     assert len(chars[0]) == len("a b c") + 2
 
 
+def test_read_lines_says_what_a_non_regular_path_is_and_never_reads_it(tmp_path):
+    with pytest.raises(ValueError, match=r"text file path='.*' is a directory"):
+        read_lines(str(tmp_path))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # no writer: reading it would block for ever
+    with pytest.raises(ValueError, match=r"text file '.*fifo' is not a regular file \(a FIFO\)"):
+        read_lines(str(fifo))
+    with pytest.raises(ValueError, match=r"'/dev/zero' is not a regular file \(a character devic"):
+        read_lines("/dev/zero")  # would never end
+    (tmp_path / "to_zero").symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match="is not a regular file"):
+        read_lines(str(tmp_path / "to_zero"))
+    (tmp_path / "dangling").symlink_to(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="text file not found"):
+        read_lines(str(tmp_path / "dangling"))
+    (tmp_path / "ok.txt").write_text("a b\n", encoding="utf-8")
+    (tmp_path / "link.txt").symlink_to(tmp_path / "ok.txt")
+    assert read_lines(str(tmp_path / "link.txt")) == [["a", "b"]]
+
+
 def test_text_file_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="text file not found"):
         text_file(str(tmp_path / "missing.txt"))

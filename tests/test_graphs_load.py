@@ -109,3 +109,57 @@ def test_a_broken_index_is_named_not_quoted(exported, tmp_path):
 def test_a_missing_listed_file_is_named(exported, tmp_path):
     prefix = crafted(exported, tmp_path, symbol="lm-99-symbol.json")
     refused(prefix, "lm-99-symbol.json, listed in .* is missing", FileNotFoundError)
+
+
+def _index_with(exported, tmp_path, **changes):
+    prefix = crafted(exported, tmp_path)
+    index = json.loads((tmp_path / "exp" / "lm-graphs.json").read_text())
+    index.update(changes)
+    (tmp_path / "exp" / "lm-graphs.json").write_text(json.dumps(index))
+    return prefix, index
+
+
+@pytest.mark.parametrize("text", ["[" * 200_000, '{"format": ' + "[" * 200_000,
+                                  '{"format": ' + "9" * 5000 + "}"])
+def test_deep_or_huge_json_is_the_malformed_index_error_naming_the_file(exported, tmp_path,
+                                                                         text):
+    prefix = crafted(exported, tmp_path)
+    (tmp_path / "exp" / "lm-graphs.json").write_text(text)
+    refused(prefix, "lm-graphs.json is not a JSON export index")
+
+
+@pytest.mark.parametrize("make, what", [
+    (lambda p: p.mkdir(), "it is a directory"),
+    (lambda p: os.mkfifo(p), r"it is not a regular file \(a FIFO\)"),
+    (lambda p: p.symlink_to("/dev/zero"), r"it is not a regular file \(a character device\)"),
+])
+def test_an_index_that_is_not_a_regular_file_is_never_read(exported, tmp_path, make, what):
+    prefix = crafted(exported, tmp_path)
+    (tmp_path / "exp" / "lm-graphs.json").unlink()
+    make(tmp_path / "exp" / "lm-graphs.json")
+    refused(prefix, "lm-graphs.json is not a JSON export index: " + what)
+
+
+@pytest.mark.parametrize("key", [0, -3, 2**31, 10**30, True, 4.0, "4", [], [4], [4, 5, 6],
+                                 [4, 0], [4, 2**31], [[4], 5]])
+def test_a_key_that_is_no_bucket_key_is_refused(exported, tmp_path, key):
+    prefix, index = _index_with(exported, tmp_path)
+    index["graphs"][0]["key"] = key
+    (tmp_path / "exp" / "lm-graphs.json").write_text(json.dumps(index))
+    refused(prefix, r"graphs\[0\] must have a 'symbol' file name and a bucket 'key': a length "
+                    r"in \[1, 2147483647\] or a \[source, target\] pair")
+
+
+def test_a_repeated_key_is_refused(exported, tmp_path):
+    prefix, index = _index_with(exported, tmp_path)
+    index["graphs"][1]["key"] = index["graphs"][0]["key"]
+    (tmp_path / "exp" / "lm-graphs.json").write_text(json.dumps(index))
+    refused(prefix, r"lm-graphs.json is not a valid export index: graphs\[1\] repeats the key")
+
+
+def test_too_many_graphs_are_refused_before_any_is_loaded(exported, tmp_path):
+    prefix, index = _index_with(exported, tmp_path)
+    entry = index["graphs"][0]
+    index["graphs"] = [{**entry, "key": k} for k in range(1, 100_002)]
+    (tmp_path / "exp" / "lm-graphs.json").write_text(json.dumps(index))
+    refused(prefix, "'graphs' lists 100001 graphs, more than 100000")

@@ -7,7 +7,14 @@ import signal
 
 import pytest
 
-from bucketrnn.rundir import RunLock, RunLockedError, atomic_write, clean_temporaries, open_regular
+from bucketrnn.rundir import (
+    RunLock,
+    RunLockedError,
+    atomic_write,
+    clean_temporaries,
+    open_regular,
+    read_regular,
+)
 
 
 def test_lock_is_reentrant_in_one_process(tmp_path, lock_holder):
@@ -124,3 +131,27 @@ def test_atomic_write_is_the_one_the_checkpoint_uses():
 
     assert checkpoint.atomic_write is atomic_write
     assert checkpoint.clean_temporaries is clean_temporaries
+
+
+def test_read_regular_reads_only_regular_files_below_the_limit(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_bytes(b"x" * 10)
+    assert read_regular(str(path), limit=10) == b"x" * 10
+    (tmp_path / "link").symlink_to(path)
+    assert read_regular(str(tmp_path / "link")) == b"x" * 10  # a link to a file is followed
+    with pytest.raises(OSError, match=r"is larger than 9 bytes \(10 bytes\)") as info:
+        read_regular(str(path), limit=9)
+    assert info.value.errno == errno.EFBIG
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        read_regular(str(tmp_path))
+    os.mkfifo(tmp_path / "fifo")  # no writer: a read would block
+    with pytest.raises(OSError, match=r"is not a regular file \(a FIFO\)"):
+        read_regular(str(tmp_path / "fifo"))
+    (tmp_path / "zero").symlink_to("/dev/zero")  # a read would never end
+    with pytest.raises(OSError, match=r"is not a regular file \(a character device\)"):
+        read_regular(str(tmp_path / "zero"), limit=16)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="is a symbolic link to a missing file"):
+        read_regular(str(tmp_path / "dangling"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_regular(str(tmp_path / "nothing"))

@@ -16,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -24,7 +25,7 @@ import os
 import numpy as np
 
 from bucketrnn.buckets import pad_to_max_waste
-from bucketrnn.rundir import METRICS
+from bucketrnn.rundir import METRICS, atomic_write
 
 __all__ = ["plot_buckets", "plot_curves", "read_metrics", "save_all"]
 
@@ -37,6 +38,18 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, path: str) -> None:
+    """Render ``fig`` as PNG bytes and write them with ``atomic_write``: a link planted at
+    ``path`` is replaced, what it points to is never written (savefig(path) would follow it)."""
+    try:
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    atomic_write(path, buffer.getvalue())
 
 
 def plot_buckets(lengths, plan, path: str) -> str:
@@ -64,9 +77,7 @@ def plot_buckets(lengths, plan, path: str) -> str:
                  f"of computed slots; padding to {longest}: "
                  f"{100 * pad_to_max_waste(lengths):.1f}%  "
                  "(red: boundaries, per-bucket padding on top)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
     return path
 
 
@@ -99,9 +110,7 @@ def plot_curves(records, path: str) -> str:
     right.set_ylabel(second)
     left.legend()
     right.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
     return path
 
 
