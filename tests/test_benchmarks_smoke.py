@@ -43,3 +43,14 @@ def test_benchmarks_tiny_run_writes_every_arm(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (again / "benchmarks.md").read_text() == md
+
+
+def test_threads_benchmark_tiny():
+    from benchmarks.threads import measure
+
+    result = measure(rounds=1, limit=60, steps=2)
+    arms = [row["arm"] for row in result["rows"]]
+    assert arms == ["1 thread", "all cores"] and len(result["ratios"]) == 1
+    assert result["rows"][0]["threads"].startswith("as set by the user (OMP_NUM_THREADS=1)")
+    assert "all physical cores" in result["rows"][1]["threads"]
+    assert all(row["tokens_per_s"] > 0 for row in result["rows"])
