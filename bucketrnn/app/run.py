@@ -332,6 +332,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         "threads": cores.threads_note(),
         **results, "resumed": bool(resume_dir),
     }
+    summary["utilisation"] = utilisation(cfg.model, len(data.vocab), summary["tokens_per_s"],
+                                         ctx)
     if resume_dir:
         # Time spent before the interruption counts towards the run.
         summary["wall_seconds"] += _previous_wall_seconds(os.path.join(work, SUMMARY))
@@ -345,6 +347,25 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     return summary
 
 
+def utilisation(model, vocab_size: int, tokens_per_s: float, ctx) -> dict:
+    """Model FLOP/s of the run and their share of the fp32 GEMM peak measured now, on ``ctx``
+    with the run's threads (:mod:`bucketrnn.flops`)."""
+    from bucketrnn import flops
+
+    m = to_dict(model)
+    if m["name"] == "classifier":
+        per_token = flops.classifier_flops_per_token(
+            m["embed_size"] or m["hidden_size"], m["hidden_size"], m["num_layers"], m["mode"],
+            m["bidirectional"])
+    else:
+        per_token = flops.lm_flops_per_token(vocab_size, m["embed_size"], m["hidden_size"],
+                                             m["num_layers"], m["mode"])
+    peak = flops.gemm_peak(ctx)
+    achieved = per_token * tokens_per_s
+    return {"flops_per_token": per_token, "model_gflops": achieved / 1e9,
+            "gemm_peak_gflops": peak / 1e9, "fraction_of_peak": achieved / peak}
+
+
 def format_summary(s: dict) -> str:
     """The human-readable end-of-run report."""
     lines = ["", "== summary ==", f"dataset        {s['dataset']}",
@@ -356,6 +377,12 @@ def format_summary(s: dict) -> str:
              f"speed          {s['tokens_per_s']:,.0f} real tokens/s over "
              f"{s['train_seconds']:.0f} s of training; wall {s['wall_seconds']:.0f} s",
              f"threads        {s.get('threads', 'unknown')}"]
+    u = s.get("utilisation")
+    if u:
+        lines.append(f"utilisation    {u['model_gflops']:.1f} GFLOP/s of model work "
+                     f"({u['flops_per_token'] / 1e6:.2f} MFLOP per trained token), "
+                     f"{100 * u['fraction_of_peak']:.0f}% of this run's fp32 GEMM peak "
+                     f"({u['gemm_peak_gflops']:.0f} GFLOP/s)")
     for name in ("valid", "test"):
         if name in s:
             figs = ", ".join(f"{k} {v:.4g}" for k, v in s[name].items() if k != "seconds")

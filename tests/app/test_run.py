@@ -66,6 +66,11 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
     # with progress off too.
     log = (tmp_path / "bucketrnn.log").read_text()
     assert summary["threads"] and "threads        " in log
+    u = summary["utilisation"]  # 1-layer LSTM, 12 units: 3 x (2*4*12*24 + 2*12*V) per token
+    vocab = len(json.loads((tmp_path / "vocab.json").read_text()))
+    assert u["flops_per_token"] == 3 * (2 * 4 * 12 * 24 + 2 * 12 * vocab)
+    assert u["gemm_peak_gflops"] > 0 and 0 < u["fraction_of_peak"] < 1
+    assert "utilisation    " in log and "of this run's fp32 GEMM peak" in log
     for line in ("BucketPlan(strategy='optimal', buckets=3", "epoch 1/2, train loss",
                  "epoch 2/2, train loss", "valid perplexity", "checkpoint at global step 3",
                  "== summary =="):

@@ -1,0 +1,36 @@
+"""flops: matrix-product FLOPs per trained token, and the GEMM peak the utilisation compares to."""
+
+import pytest
+
+from bucketrnn.flops import classifier_flops_per_token, gemm_peak, lm_flops_per_token
+
+
+def test_language_model_flops_by_hand():
+    # The default model: 2 LSTM layers of 200 over a 200-wide embedding, 10,000 words.
+    layer = 2 * 4 * 200 * (200 + 200)
+    output = 2 * 200 * 10_000
+    assert lm_flops_per_token(10_000, None, 200, 2) == 3 * (2 * layer + output)
+    assert lm_flops_per_token(10_000, 200, 200, 2, training=False) == 2 * layer + output
+    # The output layer is most of the work (the issue's "66% of a step" is measured time).
+    assert output / (2 * layer + output) == pytest.approx(0.758, abs=1e-3)
+    gru = 2 * 3 * 16 * (8 + 16)  # a GRU has three gates; embed 8 into 16 units
+    assert lm_flops_per_token(50, 8, 16, 1, "gru", training=False) == gru + 2 * 16 * 50
+
+
+def test_classifier_flops_by_hand():
+    one = 2 * 4 * 8 * (5 + 8)
+    assert classifier_flops_per_token(5, 8, 1, training=False) == one
+    # Bidirectional: both directions, and the second layer reads both (2H wide).
+    two = 2 * (2 * 4 * 8 * (5 + 8)) + 2 * (2 * 4 * 8 * (16 + 8))
+    assert classifier_flops_per_token(5, 8, 2, bidirectional=True, training=False) == two
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="mode must be one of 'lstm', 'gru', got mode='rnn'"):
+        lm_flops_per_token(10, None, 4, 1, "rnn")
+    with pytest.raises(ValueError, match="hidden_size must be an integer >= 1"):
+        lm_flops_per_token(10, None, 0, 1)
+
+
+def test_gemm_peak_is_a_positive_rate():
+    assert gemm_peak(size=64, repeats=2) > 0
