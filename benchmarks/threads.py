@@ -26,8 +26,9 @@ __all__ = ["main", "measure"]
 
 
 def _run(run_dir: str, threads: int | None, limit: int, steps: int) -> dict:
-    env = dict(os.environ)
-    env.pop("OMP_NUM_THREADS", None)
+    from bucketrnn.cores import USER_THREAD_VARIABLES
+
+    env = {k: v for k, v in os.environ.items() if k not in USER_THREAD_VARIABLES}
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "bucketrnn", f"dataset.limit={limit}",

@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 
@@ -332,8 +331,11 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         "threads": cores.threads_note(),
         **results, "resumed": bool(resume_dir),
     }
-    summary["utilisation"] = utilisation(cfg.model, len(data.vocab), summary["tokens_per_s"],
-                                         ctx)
+    try:
+        summary["utilisation"] = utilisation(cfg.model, len(data.vocab),
+                                             summary["tokens_per_s"], ctx)
+    except Exception as e:  # a report, measured after training: never lose the run to it
+        log.warning("utilisation not measured: %s: %s", type(e).__name__, e)
     if resume_dir:
         # Time spent before the interruption counts towards the run.
         summary["wall_seconds"] += _previous_wall_seconds(os.path.join(work, SUMMARY))
@@ -418,36 +420,36 @@ def _hydra_app(cfg) -> None:
             _remove_if_untouched(output_dir)
 
 
-# Directories that existed before Hydra ran (filled by main()): never removed.
-_PREEXISTING: set = set()
+# When this process started (set by main(), before Hydra makes any directory).
+_STARTED = {"time": None}
+
+
+def _made_by_this_process(path: str) -> bool:
+    # A directory Hydra made for this command changed (was created) after the process started;
+    # one the user had before, with nothing added since, did not. Hydra writes nothing into it
+    # (no .hydra/, no log file: conf/hydra/job_logging/bucketrnn.yaml), so an untouched
+    # directory of the user's keeps its old ctime.
+    started = _STARTED["time"]
+    return started is not None and os.stat(path).st_ctime >= started
 
 
 def _remove_if_untouched(output_dir: str) -> None:
     """Hydra makes its output directory before the app runs: a refused run (or a resume, which
-    writes into the run it continues) leaves none behind. Only a directory Hydra made in this
-    process and holding nothing but its log is removed, and the default root it made with it
-    (``outputs/``) when that is left empty; never one that existed before, nor the working
-    directory or one of its parents."""
+    writes into the run it continues) leaves none behind. Only an empty directory made in this
+    process is removed, and the default root made with it (``./outputs`` or ``./multirun``)
+    when that is left empty; never one that existed before, nor the working directory or one of
+    its parents."""
     path = os.path.realpath(output_dir)
     cwd = os.path.realpath(os.getcwd())
-    if (path in _PREEXISTING or cwd == path or cwd.startswith(path + os.sep)
-            or not os.path.isdir(path) or set(os.listdir(path)) - {LOG}):
+    if (cwd == path or cwd.startswith(path + os.sep) or not os.path.isdir(path)
+            or os.listdir(path) or not _made_by_this_process(path)):
         return
-    shutil.rmtree(path, ignore_errors=True)
     parent = os.path.dirname(path)
-    if parent not in _PREEXISTING and os.path.basename(parent) in ("outputs", "multirun") \
-            and os.path.isdir(parent) and not os.listdir(parent):
+    roots = {os.path.join(cwd, "outputs"), os.path.join(cwd, "multirun")}
+    parent_is_new = parent in roots and _made_by_this_process(parent)
+    os.rmdir(path)
+    if parent_is_new and not os.listdir(parent):
         os.rmdir(parent)
-
-
-def _remember_existing(argv) -> None:
-    cwd = os.getcwd()
-    candidates = [os.path.join(cwd, "outputs"), os.path.join(cwd, "multirun")]
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key.lstrip("+") in ("hydra.run.dir", "hydra.sweep.dir") and value:
-            candidates.append(os.path.abspath(value))
-    _PREEXISTING.update(os.path.realpath(c) for c in candidates if os.path.isdir(c))
 
 
 def main() -> None:
@@ -456,7 +458,7 @@ def main() -> None:
 
     import bucketrnn.app.config  # noqa: F401  (registers the schema)
 
-    _remember_existing(sys.argv[1:])
+    _STARTED["time"] = time.time()
     hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")(_hydra_app)()
 
 

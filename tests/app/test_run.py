@@ -354,6 +354,27 @@ def test_cli_bad_input_is_one_clear_line(tmp_path):
     assert done.returncode == 2 and not (tmp_path / "outputs").exists()
 
 
+def test_a_refused_command_keeps_every_directory_the_user_had(tmp_path):
+    # Quoted or interpolated paths, sweep job directories, a nested outputs/, and a planted
+    # log link: nothing the user had is removed, and nothing is written through the link.
+    (tmp_path / "quoted").mkdir()
+    (tmp_path / "sweep" / "0").mkdir(parents=True)
+    (tmp_path / "other" / "outputs").mkdir(parents=True)
+    (tmp_path / "planted").mkdir()
+    (tmp_path / "planted" / "bucketrnn.log").symlink_to(tmp_path / "victim.txt")
+    for args in (['hydra.run.dir="quoted"'], ["hydra.run.dir=${oc.env:PWD}/quoted"],
+                 ["-m", "hydra.sweep.dir=sweep"], ["hydra.run.dir=other/outputs/new"],
+                 ["hydra.run.dir=planted"]):
+        done = subprocess.run([sys.executable, "-m", "bucketrnn", "trainer.optimizer=adamx",
+                               *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "PWD": str(tmp_path)})
+        assert done.returncode != 0, args
+    for kept in ("quoted", "sweep/0", "other/outputs", "planted"):
+        assert (tmp_path / kept).is_dir(), kept
+    assert not (tmp_path / "other" / "outputs" / "new").exists()
+    assert not (tmp_path / "victim.txt").exists() and not os.listdir(tmp_path / "quoted")
+
+
 def test_the_log_is_written_by_the_lock_holder_only_and_never_through_a_link(tmp_path,
                                                                           lock_holder):
     live = tmp_path / "live"
