@@ -19,7 +19,7 @@ from mxnet.gluon.data import Dataset
 from numpy.typing import ArrayLike
 
 from bucketrnn.buckets import OVERFLOW_POLICIES
-from bucketrnn.rundir import atomic_write, read_regular
+from bucketrnn.rundir import atomic_write, read_json, read_regular
 from bucketrnn.validation import check_int
 
 __all__ = ["FlatSequences", "Lines", "OverflowCounts", "Vocabulary", "encode_lines",
@@ -160,8 +160,17 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str) -> "Vocabulary":
-        with open(path, encoding="utf-8") as f:
-            return cls(json.load(f))
+        """The vocabulary :meth:`save` wrote; a ``ValueError`` naming ``path`` for any other
+        file."""
+        try:
+            tokens = read_json(path)
+        except ValueError as e:
+            raise ValueError(f"{path!r} is not a vocabulary written by bucketrnn: it {e}") \
+                from None
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise ValueError(f"{path!r} is not a vocabulary written by bucketrnn (expected a "
+                             "JSON list of tokens)")
+        return cls(tokens)
 
 
 def encode_lines(lines: list[list[str]], vocab: Vocabulary) -> FlatSequences:

@@ -36,7 +36,6 @@ block's outputs; with a list of contexts they come back as a list, one entry per
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import time
@@ -54,7 +53,7 @@ from bucketrnn import compat
 from bucketrnn.batchify import Batch
 from bucketrnn.errors import GraphTooLargeError
 from bucketrnn.memory import SharedPool, available_memory, bind_shared, graph_bytes, key_size
-from bucketrnn.rundir import read_regular
+from bucketrnn.rundir import read_json
 from bucketrnn.validation import is_int
 
 __all__ = ["GraphCache", "MEMORY", "NODE_BYTES", "share_parameters"]
@@ -627,20 +626,10 @@ def _read_index(path: str) -> dict:
     writes; errors name the file and the field, never quote the file."""
     try:
         # Only a regular file, of bounded size: a FIFO would block, /dev/zero never end.
-        data = read_regular(path, limit=MAX_INDEX_BYTES)
-    except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.EISDIR, errno.EFBIG):
-            raise
-        what = e.strerror.replace(repr(path), "it", 1)  # "it is a directory", ...
-        raise ValueError(f"{path} is not a JSON export index: {what}; re-export the "
-                         "graphs") from None
-    try:
-        index = json.loads(data.decode("utf-8"))
-    except (ValueError, RecursionError, MemoryError):
-        # ValueError: bad UTF-8, bad JSON, an int of more than 4300 digits; RecursionError:
-        # deeply nested JSON. None of these quote the file.
-        raise ValueError(f"{path} is not a JSON export index (written by GraphCache.export): "
-                         "re-export the graphs") from None
+        index = read_json(path, limit=MAX_INDEX_BYTES)
+    except ValueError as e:  # never quotes the file
+        raise ValueError(f"{path} is not a JSON export index: it {e}; re-export the graphs "
+                         "(GraphCache.export)") from None
     if not isinstance(index, dict):
         raise ValueError(f"{path} must hold a JSON object, got a {type(index).__name__}")
     if index.get("format") != FORMAT:

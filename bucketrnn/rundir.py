@@ -34,15 +34,16 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import re
 import stat
 import tempfile
 import threading
 
-__all__ = ["CHECKPOINT", "CONFIG", "LOCK", "LOG", "METRICS", "SUMMARY", "VOCAB", "RunLock",
-           "RunLockedError", "atomic_write", "clean_temporaries", "file_kind", "open_regular",
-           "read_regular"]
+__all__ = ["CHECKPOINT", "CONFIG", "LOCK", "LOG", "MAX_JSON_BYTES", "METRICS", "SUMMARY", "VOCAB",
+           "RunLock", "RunLockedError", "atomic_write", "clean_temporaries", "file_kind",
+           "open_regular", "read_json", "read_regular"]
 
 CHECKPOINT = "checkpoint.npz"
 CONFIG = "config.json"
@@ -285,6 +286,45 @@ def read_regular(path: str, limit: int | None = None) -> bytes:
             raise OSError(errno.EFBIG, f"{path!r} is larger than {limit} bytes (it grew while "
                           "read)")
         return b"".join(chunks)
+
+
+MAX_JSON_BYTES = 64 * 2**20
+
+
+def read_json(path: str, limit: int = MAX_JSON_BYTES):
+    """The JSON value in the regular file at ``path`` (at most ``limit`` bytes): the one way
+    bucketrnn reads a JSON file a run directory or an export holds.
+
+    Raises ``FileNotFoundError`` when nothing is at ``path``; any other failure (a directory, a
+    FIFO or device, too large, not UTF-8, not JSON, nested too deeply) is a ``ValueError`` whose
+    message says what is wrong with the file and never quotes its text, for the caller to name.
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.json")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write('{"a": [1, 2]}')
+    >>> read_json(path)
+    {'a': [1, 2]}
+    """
+    try:
+        data = read_regular(path, limit=limit)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.EISDIR, errno.EFBIG):
+            raise
+        raise ValueError((e.strerror or str(e)).replace(f"{path!r} ", "", 1)) from None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError("is not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"is not valid JSON (line {e.lineno} column {e.colno}: {e.msg})") \
+            from None
+    except RecursionError:
+        raise ValueError("is nested too deeply to parse") from None
+    except (ValueError, MemoryError) as e:  # e.g. an integer of more than 4300 digits
+        raise ValueError(f"could not be parsed ({type(e).__name__})") from None
 
 
 class RunLock:

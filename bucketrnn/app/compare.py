@@ -25,7 +25,7 @@ import os
 import sys
 from numbers import Real
 
-from bucketrnn.rundir import SUMMARY, read_regular
+from bucketrnn.rundir import SUMMARY, read_json
 
 __all__ = ["MAX_SUMMARY_BYTES", "collect", "main", "settings", "table"]
 
@@ -105,21 +105,11 @@ def _problem(summary) -> str | None:
 def _read_summary(path: str):
     """``(summary, None)``, or ``(None, why)`` when the file cannot be a row."""
     try:
-        data = read_regular(path, limit=MAX_SUMMARY_BYTES)
-    except OSError as e:
-        # read_regular's messages name the path and say what it is; the warning names it too.
-        why = e.strerror or str(e)
-        return None, why.replace(f"{path!r} ", "", 1)
-    try:
-        summary = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        return None, "is not UTF-8 text"
-    except json.JSONDecodeError as e:
-        return None, f"is not valid JSON (line {e.lineno} column {e.colno}: {e.msg})"
-    except RecursionError:
-        return None, "is nested too deeply to parse"
-    except (ValueError, MemoryError) as e:  # e.g. an integer of more than 4300 digits
-        return None, f"could not be parsed ({type(e).__name__})"
+        summary = read_json(path, limit=MAX_SUMMARY_BYTES)
+    except ValueError as e:  # what is wrong with the file; the warning names it
+        return None, str(e)
+    except OSError as e:  # a dangling link, an unreadable file
+        return None, (e.strerror or str(e)).replace(f"{path!r} ", "", 1)
     why = _problem(summary)
     return (None, why) if why else (summary, None)
 

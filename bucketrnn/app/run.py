@@ -45,6 +45,7 @@ from bucketrnn.rundir import (
     RunLock,
     RunLockedError,
     open_regular,
+    read_json,
 )
 
 __all__ = ["build_model", "find_resume_dir", "main", "run"]
@@ -100,14 +101,22 @@ def find_resume_dir(resume: str, run_dir: str) -> str | None:
     return path
 
 
+def _read_run_file(path: str, what: str):
+    """The JSON value of a run directory's file, or None when there is none; a ``ValueError``
+    naming the file for anything bucketrnn did not write there (a directory, a FIFO, a link
+    to a device, a huge file, not JSON, ...)."""
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return None
+    except ValueError as e:
+        raise ValueError(f"{path!r} is not a {what} written by bucketrnn: it {e}; restore it or "
+                         "start a new run") from None
+
+
 def _read_config(path: str) -> dict:
     """A run's ``config.json``: a JSON object, or a ``ValueError`` naming the file."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path!r} is not a config written by bucketrnn ({e}); restore it or "
-                         "start a new run") from None
+    saved = _read_run_file(path, "config")
     if not isinstance(saved, dict) or not all(isinstance(saved.get(k), dict) for k in (
             "dataset", "model", "bucketing", "trainer", "memory")):
         raise ValueError(f"{path!r} is not a config written by bucketrnn (expected an object "
@@ -141,15 +150,8 @@ def _interpolation(value, key: str = "") -> str | None:
 def _check_saved_vocab(path: str, vocab) -> None:
     """Refuse to resume when the run's ``vocab.json`` is not the vocabulary built now: the data
     changed, and the checkpoint's token ids would mean other words."""
-    if not os.path.isfile(path):
-        return
-    try:
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path!r} is not a vocabulary written by bucketrnn ({e}); restore it "
-                         "or start a new run") from None
-    if saved == list(vocab.itos):
+    saved = _read_run_file(path, "vocabulary")
+    if saved is None or saved == list(vocab.itos):
         return
     if not isinstance(saved, list):
         raise ValueError(f"{path!r} is not a vocabulary written by bucketrnn (expected a list "
@@ -165,14 +167,13 @@ def _check_saved_vocab(path: str, vocab) -> None:
 def _previous_wall_seconds(path: str) -> float:
     """``wall_seconds`` of the resumed run's earlier ``summary.json``; 0 with a warning when it
     is damaged (read after training: a bad summary must not lose a finished training)."""
-    if not os.path.isfile(path):
-        return 0.0
     try:
-        with open(path, encoding="utf-8") as f:
-            previous = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        previous = _read_run_file(path, "summary")
+    except (OSError, ValueError) as e:
         log.warning("warning: ignoring the earlier %s (%s); wall_seconds counts this session "
                     "only", path, e)
+        return 0.0
+    if previous is None:
         return 0.0
     value = previous.get("wall_seconds", 0.0) if isinstance(previous, dict) else None
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
@@ -253,7 +254,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     resume_dir = find_resume_dir(cfg.resume, run_dir)
     work = resume_dir or os.path.abspath(run_dir)
     saved_config = os.path.join(work, CONFIG)
-    if resume_dir and overrides is not None and os.path.isfile(saved_config):
+    if resume_dir and overrides is not None and os.path.lexists(saved_config):
         cfg = restore(cfg, _read_config(saved_config), overrides, source=saved_config)
         validate(cfg)
     fp = fingerprint(cfg)

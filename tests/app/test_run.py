@@ -163,6 +163,20 @@ def test_a_saved_config_is_never_evaluated(tmp_path, monkeypatch):
         assert "s3cr3t" not in str(e.value)
 
 
+@pytest.mark.parametrize("name", ["config.json", "vocab.json"])
+def test_a_run_file_that_is_not_a_regular_file_is_named_not_skipped(tmp_path, name):
+    # A link to /dev/zero used to be skipped (os.path.isfile is False): config.json was then
+    # silently not restored, vocab.json not checked. Now it is refused, never read.
+    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path),
+        overrides=TINY + ["trainer.max_steps=2", "plots=false"])
+    (tmp_path / name).unlink()
+    (tmp_path / name).symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match=rf"{name}' is not a .* written by bucketrnn: it is not "
+                                         r"a regular file \(a character device\)"):
+        run(_compose(f"resume={tmp_path}", "trainer.max_steps=3"), str(tmp_path / "x"),
+            overrides=[f"resume={tmp_path}", "trainer.max_steps=3"])
+
+
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path))
     before = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}
