@@ -346,6 +346,8 @@ class Outliers:
         The longest length that is not an outlier: what the rest of the data needs.
     excused : int
         How many of the longest examples the reference leaves out.
+    factor, floor : float, int
+        The rule the limit came from.
     """
 
     indices: np.ndarray
@@ -354,9 +356,17 @@ class Outliers:
     limit: int
     rest_max: int
     excused: int
+    factor: float = OUTLIER_FACTOR
+    floor: int = OUTLIER_FLOOR
 
     def __bool__(self) -> bool:
         return bool(self.indices.size)
+
+    def rule(self, noun: str = "example") -> str:
+        """How many are outliers and why, for an error message (the one wording of the rule)."""
+        return (f"{self.indices.size} {noun}(s) longer than {self.limit} = max({self.factor:g} x "
+                f"{self.reference}, {self.floor}), {self.reference} being the longest once the "
+                f"{self.excused} longest are set aside")
 
 
 def find_outliers(lengths, factor: float = OUTLIER_FACTOR, floor: int = OUTLIER_FLOOR) -> Outliers:
@@ -397,7 +407,7 @@ def find_outliers(lengths, factor: float = OUTLIER_FACTOR, floor: int = OUTLIER_
     idx = idx[np.argsort(-lengths[idx], kind="stable")]
     rest = lengths[lengths <= limit]
     return Outliers(indices=idx, lengths=lengths[idx], reference=reference, limit=limit,
-                    rest_max=int(rest.max()), excused=excused)
+                    rest_max=int(rest.max()), excused=excused, factor=factor, floor=floor)
 
 
 def _refuse_outliers(lengths, what: str = "length") -> None:
@@ -413,10 +423,8 @@ def _refuse_outliers(lengths, what: str = "length") -> None:
                "'drop' (BucketLoader and plan_buckets take both)")
     raise ValueError(
         f"example {i} has {what} {top}, far beyond what the rest of the data needs ({need} at "
-        f"most; {found.indices.size} example(s) are longer than {found.limit} = "
-        f"max({OUTLIER_FACTOR:g} x {found.reference}, {OUTLIER_FLOOR}), {found.reference} being "
-        f"the longest once the {found.excused} longest are set aside): its bucket would unroll "
-        f"a {top}-step graph. Fix: {fix}; outliers='allow' plans them as they are"
+        f"most; {found.rule()}): its bucket would unroll a {top}-step graph. "
+        f"Fix: {fix}; outliers='allow' plans them as they are"
     )
 
 

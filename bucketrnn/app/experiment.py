@@ -111,7 +111,7 @@ def _read(datasets, key: str, path: str, kw: dict):
 def _refuse_outlier_lines(parts) -> None:
     """Refuse a line far longer than the rest (:func:`bucketrnn.buckets.find_outliers`, on
     tokens per line over every split), naming its file and line, before any plan or graph."""
-    from bucketrnn.buckets import OUTLIER_FACTOR, OUTLIER_FLOOR, find_outliers
+    from bucketrnn.buckets import find_outliers
 
     parts = [(ds, key, path) for ds, key, path in parts if ds is not None and len(ds)]
     sizes = [ds.lengths() - 2 for ds, _, _ in parts]  # without the two <eos> of encode_lines
@@ -124,9 +124,7 @@ def _refuse_outlier_lines(parts) -> None:
     i -= sum(size.size for size in sizes[:part])
     raise ValueError(
         f"{key}={path!r} line {int(ds.line_numbers[i])} has {top} tokens, far more than the "
-        f"rest of the data needs ({need} at most; {found.indices.size} line(s) are longer than "
-        f"{found.limit} = max({OUTLIER_FACTOR:g} x {found.reference}, {OUTLIER_FLOOR}), "
-        f"{found.reference} being the longest once the {found.excused} longest are set aside): "
+        f"rest of the data needs ({need} at most; {found.rule('line')}): "
         f"bucketing it would unroll a {top}-step graph. Set dataset.max_length={need} with "
         "dataset.on_overflow=truncate (keep the first max_length tokens) or drop (leave such "
         "lines out); the run reports how many lines were cut or dropped"
