@@ -17,6 +17,7 @@ tests and notebooks can call it.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
@@ -332,18 +333,17 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         "threads": cores.threads_note(),
         **results, "resumed": bool(resume_dir),
     }
-    try:
+    with _report("utilisation not measured"):
         summary["utilisation"] = utilisation(cfg.model, len(data.vocab),
                                              summary["tokens_per_s"], ctx)
-    except Exception as e:  # a report, measured after training: never lose the run to it
-        log.warning("utilisation not measured: %s: %s", type(e).__name__, e)
     if resume_dir:
         # Time spent before the interruption counts towards the run.
         summary["wall_seconds"] += _previous_wall_seconds(os.path.join(work, SUMMARY))
     if cfg.plots and writer:
         from bucketrnn.app import plots
 
-        summary["plots"] = plots.save_all(work, train_loader.lengths, plan)
+        with _report("plots not drawn"):
+            summary["plots"] = plots.save_all(work, train_loader.lengths, plan)
     if writer:
         _write_json(os.path.join(work, SUMMARY), summary)
     log.info("%s", format_summary(summary))
@@ -367,6 +367,16 @@ def utilisation(model, vocab_size: int, tokens_per_s: float, ctx) -> dict:
     achieved = per_token * tokens_per_s
     return {"flops_per_token": per_token, "model_gflops": achieved / 1e9,
             "gemm_peak_gflops": peak / 1e9, "fraction_of_peak": achieved / peak}
+
+
+@contextlib.contextmanager
+def _report(what: str):
+    """Reports made after training (utilisation, plots) never cost the run its summary: a
+    failure (a damaged metrics.jsonl, a device error) is logged as a warning instead."""
+    try:
+        yield
+    except Exception as e:
+        log.warning("warning: %s: %s: %s", what, type(e).__name__, e)
 
 
 def format_summary(s: dict) -> str:

@@ -177,6 +177,19 @@ def test_a_run_file_that_is_not_a_regular_file_is_named_not_skipped(tmp_path, na
             overrides=[f"resume={tmp_path}", "trainer.max_steps=3"])
 
 
+def test_a_damaged_metrics_file_does_not_cost_the_summary(tmp_path):
+    run(_compose("trainer.max_steps=2"), str(tmp_path), overrides=TINY + ["trainer.max_steps=2"])
+    metrics = tmp_path / "metrics.jsonl"
+    first, rest = metrics.read_text().split("\n", 1)
+    # Same length, so the checkpoint's metrics offset still falls on a line end.
+    metrics.write_text('{"kind": "step", "loss": [1, 2]}'.ljust(len(first)) + "\n" + rest)
+    summary = run(_compose(f"resume={tmp_path}", "trainer.max_steps=3"), str(tmp_path / "x"),
+                  overrides=[f"resume={tmp_path}", "trainer.max_steps=3"])
+    assert summary["steps"] == 3 and "plots" not in summary
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 3
+    assert "warning: plots not drawn" in (tmp_path / "bucketrnn.log").read_text()
+
+
 def test_checkpoint_from_another_config_is_refused(tmp_path):
     run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path))
     before = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}
