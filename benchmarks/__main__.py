@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from benchmarks import report
-from benchmarks.arms import ARMS, TINY, Config
+from benchmarks.arms import ARM_ENV, ARMS, TINY, Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,12 +75,18 @@ def prepare_data(tiny: bool, folder: str):
     return path, len(data), len(vocab)
 
 
-def run_worker(spec: dict, folder: str, tag: str, timeout: float) -> dict:
+def run_worker(spec: dict, folder: str, tag: str, timeout: float, env_extra=None) -> dict:
     spec_path = os.path.join(folder, f"{tag}.spec.json")
     out_path = os.path.join(folder, f"{tag}.out.json")
     with open(spec_path, "w") as f:
         json.dump(spec, f)
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    from bucketrnn.cores import USER_THREAD_VARIABLES
+
+    # Every worker gets bucketrnn's own thread setting (all physical cores) unless its arm says
+    # otherwise (ARM_ENV): a thread variable of the caller's shell would silently change arms.
+    env = {k: v for k, v in os.environ.items() if k not in USER_THREAD_VARIABLES}
+    env.update(env_extra or {},
+               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     # Idle OpenMP threads sleep instead of spinning: spinning burns CPU time that would count
     # as work whenever other jobs share the cores (the same setting for every arm).
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -100,6 +106,18 @@ def run_worker(spec: dict, folder: str, tag: str, timeout: float) -> dict:
     if isinstance(result, dict):
         result["process_seconds"] = wall
     return result
+
+
+def measure_peak(base: dict, folder: str, when: str, timeout: float) -> dict:
+    """fp32 GEMM peak on every core and on one thread, each in a fresh worker like the arms."""
+    out = {}
+    for arm, env in (("all_cores", None), ("one_thread", {"OMP_NUM_THREADS": "1"})):
+        out[arm] = run_worker(dict(base, task="gemm_peak"), folder, f"peak-{when}-{arm}",
+                              timeout, env)
+        if "flops" in out[arm]:
+            log(f"GEMM peak ({when}, {arm.replace('_', ' ')}): "
+                f"{out[arm]['flops'] / 1e9:.0f} GFLOP/s")
+    return out
 
 
 def log(msg):
@@ -139,6 +157,7 @@ def measure(args, folder: str, argv=None) -> int:
         raise SystemExit(f"the PTB vocabulary has {vocab} entries, the model {cfg.vocab_size}")
     base = {"config": cfg.as_dict(), "data": data_path}
 
+    peak = {"start": measure_peak(base, folder, "start", args.timeout)}
     per_round = [args.steps // args.rounds + (r < args.steps % args.rounds)
                  for r in range(args.rounds)]
     raw = {name: [] for name in args.arms}
@@ -152,7 +171,7 @@ def measure(args, folder: str, argv=None) -> int:
             spec = dict(base, task="arm", arm=name, args={
                 "steps": steps, "start": sum(per_round[:r]),
                 "load": ckpt if r else None, "save": ckpt if r + 1 < args.rounds else None})
-            res = run_worker(spec, folder, f"{name}.r{r}", args.timeout)
+            res = run_worker(spec, folder, f"{name}.r{r}", args.timeout, ARM_ENV.get(name))
             raw[name].append(res)
             log(f"round {r} {name}: " + (res["error"] if "error" in res else
                 f"{res['real_tokens'] / res['seconds']:,.0f} tok/s, "
@@ -160,7 +179,8 @@ def measure(args, folder: str, argv=None) -> int:
                 f"{sum(res['warmup_seconds'].values()):.1f}s compile, "
                 f"{res['process_seconds']:.0f}s in all"))
 
-    extras = {}
+    peak["end"] = measure_peak(base, folder, "end", args.timeout)
+    extras = {"gemm_peak": peak}
     if "loader" in args.extras:
         extras["loader_alone"] = run_worker(dict(base, task="loader_alone"), folder, "loader",
                                             args.timeout)

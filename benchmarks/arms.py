@@ -483,7 +483,28 @@ ARMS = {
     # The library's defaults throughout: BucketLoader() and GraphCache(memory="shared").
     "bucketrnn_shared": lambda cfg, data: BucketRNN(cfg, data, memory="shared"),
     "ceiling": lambda cfg, data: Ceiling(cfg, data),
+    # The default arm on one OpenMP thread (ARM_ENV): what every core buys.
+    "bucketrnn_1thread": lambda cfg, data: _titled(BucketRNN(cfg, data), "1 thread"),
 }
+
+# Environment of an arm's worker process on top of the bench's own (which leaves the thread
+# count to bucketrnn: all physical cores).
+ARM_ENV = {"bucketrnn_1thread": {"OMP_NUM_THREADS": "1"}}
+
+
+def _titled(arm, note: str):
+    arm.title += f", {note}"
+    return arm
+
+
+def threads_used() -> int | None:
+    """OpenMP threads of this process's MXNet: what the user or ``import bucketrnn`` set."""
+    import os
+
+    import bucketrnn  # noqa: F401  sets OMP_NUM_THREADS unless the user did
+
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() else None
 
 
 def run_arm(name: str, cfg: Config, data, steps: int, start: int = 0, load=None, save=None,
@@ -562,5 +583,6 @@ def run_arm(name: str, cfg: Config, data, steps: int, start: int = 0, load=None,
         "sentences_total": len(data), "shapes_per_epoch": int(arm.shapes_per_epoch),
         "waste_per_epoch": float(arm.waste_per_epoch),
         "build_seconds": getattr(arm, "build_seconds", None),
-        "rss_base_mb": base, "rss_after_setup_mb": after_setup, **mem,
+        "rss_base_mb": base, "rss_after_setup_mb": after_setup, "threads": threads_used(),
+        **mem,
     }

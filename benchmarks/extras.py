@@ -262,3 +262,13 @@ def _top_operators(text, top=8):
         totals[name] = (calls + count, ms + total)
     ranked = sorted(totals.items(), key=lambda kv: -kv[1][1])[:top]
     return [{"operator": k, "calls": c, "total_ms": round(ms, 1)} for k, (c, ms) in ranked]
+
+
+def gemm_peak(cfg, data, size=1024, repeats=10):
+    """The machine's fp32 matrix-product peak now, in this process's thread setting: the
+    fastest of ``repeats`` ``size x size`` ``mx.nd.dot`` (:func:`bucketrnn.flops.gemm_peak`)."""
+    from benchmarks.arms import threads_used
+    from bucketrnn.flops import gemm_peak as peak
+
+    return {"flops": peak(size=size, repeats=repeats), "size": size, "repeats": repeats,
+            "threads": threads_used()}

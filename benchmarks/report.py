@@ -12,8 +12,8 @@ import platform
 import subprocess
 import time
 
-ORDER = ["ceiling", "bucketrnn_default", "bucketrnn_k16", "bucketrnn_k32", "bucketrnn_shared",
-         "bucketrnn_fused",
+ORDER = ["ceiling", "bucketrnn_default", "bucketrnn_1thread", "bucketrnn_k16", "bucketrnn_k32",
+         "bucketrnn_shared", "bucketrnn_fused",
          "gluonnlp_k10", "gluonnlp_k32", "bucketing_module", "pad_longest"]
 
 
@@ -71,7 +71,23 @@ def aggregate(rounds: list[dict]) -> dict:
         "sentences_used": first["sentences_used"], "sentences_total": first["sentences_total"],
         "loss": last["loss"], "loader_share": sum(r["load_seconds"] for r in ok) / seconds,
         "rounds": len(ok), "errors": [r["error"] for r in rounds if "error" in r],
+        "threads": first.get("threads"),
     }
+
+
+def flops_per_token(config: dict) -> int:
+    """Matrix-product FLOPs per trained token of the arms' model (forward + backward)."""
+    from bucketrnn.flops import lm_flops_per_token
+
+    return lm_flops_per_token(config["vocab_size"], config["embed_size"],
+                              config["hidden_size"], config["num_layers"])
+
+
+def peak(extras: dict, which: str = "all_cores") -> float | None:
+    """The fastest fp32 GEMM measured in this run (start or end) with ``which`` threads."""
+    found = [m[which]["flops"] for m in extras.get("gemm_peak", {}).values()
+             if "flops" in m.get(which, {})]
+    return max(found) if found else None
 
 
 def _ratio(arms, a, b, key="tokens_per_cpu_s"):
@@ -151,6 +167,16 @@ def targets(arms: dict, extras: dict) -> list[dict]:
                    f"cells, i.e. about {expected:.2f}x for the whole step")
         add("bucketrnn fused / bucketrnn unrolled (default plan)",
             _ratio(arms, "bucketrnn_fused", "bucketrnn_default"), 2.0, why)
+    if "bucketrnn_1thread" in arms and "bucketrnn_default" in arms:
+        one, every = arms["bucketrnn_1thread"], arms["bucketrnn_default"]
+        if "error" not in one and "error" not in every:
+            add(f"bucketrnn on every core ({_fmt(every.get('threads'))} threads) / 1 thread, "
+                "wall-clock real tokens/s",
+                _ratio(arms, "bucketrnn_default", "bucketrnn_1thread", key="tokens_per_s"),
+                1.3, f"the {_fmt(every.get('threads'))}-thread arm ran "
+                f"{every['cpu_seconds'] / every['seconds']:.2f} cores busy on average (other "
+                "jobs' load takes the rest); per CPU-second it computed "
+                f"{_slot_rate(every):,.0f} slots vs {_slot_rate(one):,.0f} on one thread")
     if "bucketrnn_default" in arms and "error" not in arms["bucketrnn_default"]:
         share = arms["bucketrnn_default"]["loader_share_cpu"]
         out.append({"target": "loader share of a bucketrnn training step (default plan, "
@@ -172,6 +198,12 @@ def _digests(result) -> str:
         return (f" **The bucketrnn sources changed during the run**: workers imported "
                 f"{len(seen)} different versions (digests {', '.join(sorted(seen))}).")
     return ""
+
+
+def _gflops(a: dict, per_token: int, top: float | None) -> str:
+    achieved = per_token * a["tokens_per_s"]
+    share = f" ({100 * achieved / top:.0f}%)" if top else ""
+    return f"{achieved / 1e9:.1f}{share}"
 
 
 def _fmt(x, nd=0):
@@ -216,9 +248,11 @@ def markdown(result: dict) -> str:
         f"GraphCache memory policy for bucketrnn arms and the ceiling: `{c['memory']}`.", "",
         "## Training arms", "",
         "| arm | real tokens per CPU-s | x ceiling | real tokens/s, wall (x ceiling) | cores "
+        "| threads | model GFLOP/s, wall (% of peak) "
         "| slot waste (window / epoch) | graphs compiled (window / per epoch) | compile s | peak "
         "RSS MB (growth) | sentences used | loss |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    fpt, top = flops_per_token(c), peak(extras)
     ceiling = arms.get("ceiling", {}).get("tokens_per_cpu_s")
     ceiling_wall = arms.get("ceiling", {}).get("tokens_per_s")
     for name in ORDER:
@@ -226,21 +260,27 @@ def markdown(result: dict) -> str:
         if a is None:
             continue
         if "error" in a:
-            lines.append(f"| {name} | failed: {a['error']} |||||||| ")
+            lines.append(f"| {name} | failed: {a['error']} |||||||||| ")
             continue
         rel = a["tokens_per_cpu_s"] / ceiling if ceiling else None
         rel_wall = a["tokens_per_s"] / ceiling_wall if ceiling_wall else None
         lines.append(
             f"| {a['title']} | {_fmt(a['tokens_per_cpu_s'])} | {_fmt(rel, 3)} | "
             f"{_fmt(a['tokens_per_s'])} ({_fmt(rel_wall, 2)}) | "
-            f"{a['cpu_seconds'] / a['seconds']:.2f} | "
+            f"{a['cpu_seconds'] / a['seconds']:.2f} | {_fmt(a.get('threads'))} | "
+            f"{_gflops(a, fpt, top)} | "
             f"{100 * a['waste_window']:.1f}% / {100 * a['waste_epoch']:.1f}% | "
             f"{a['graphs_compiled']} / {a['shapes_per_epoch']} | {a['compile_seconds']:.1f} | "
             f"{a['peak_rss_mb']:,.0f} ({a['rss_growth_mb']:+,.0f}) | "
             f"{a['sentences_used']:,} / {a['sentences_total']:,} | {a['loss']:.3f} |")
     lines += ["", "Peak RSS is each arm's own process high-water mark (VmHWM, max over rounds); "
               "growth is that peak minus the RSS after imports and data loading.",
-              "Loss: mean per-token cross-entropy over the last 10 timed steps.", "",
+              "Loss: mean per-token cross-entropy over the last 10 timed steps.",
+              "Threads: the OpenMP threads of the arm's process (bucketrnn's default, all "
+              "physical cores, except the 1-thread arm). Model GFLOP/s: the model's "
+              f"matrix-product FLOPs per trained token ({fpt / 1e6:.2f} MFLOP, forward and "
+              "backward, `bucketrnn.flops.lm_flops_per_token`) x real tokens per wall-second, "
+              "against the fp32 GEMM peak measured in this run (see Utilisation).", "",
               "## Targets (ratios from this run)", "",
               "Measured = ratio of whole-run real tokens per CPU-second; per round = the same "
               "ratio within each round (arms of one round ran minutes apart, not in parallel).",
@@ -269,7 +309,7 @@ def markdown(result: dict) -> str:
 
 
 def _extras_md(extras, arms, layers):
-    lines = []
+    lines = _utilisation_md(extras)
     la = extras.get("loader_alone")
     if la and "rows" in la:
         lines += ["", "## Loader alone (one epoch, no model)", "",
@@ -352,6 +392,26 @@ def _extras_md(extras, arms, layers):
     for name, value in extras.items():
         if isinstance(value, dict) and "error" in value:
             lines += ["", f"{name}: failed: {value['error']}"]
+    return lines
+
+
+def _utilisation_md(extras) -> list:
+    runs = extras.get("gemm_peak")
+    if not runs:
+        return []
+    lines = ["", "## Utilisation: the machine's fp32 GEMM peak, measured in this run", "",
+             "The fastest of 10 fp32 1024x1024 `mx.nd.dot` products (after one warm-up), each "
+             "in a fresh worker process like the arms, before the first arm and after the "
+             "last; the arms' % of peak uses the higher all-cores figure.", "",
+             "| when | all cores GFLOP/s (threads) | 1 thread GFLOP/s |", "|---|---:|---:|"]
+    for when in sorted(runs, key=lambda w: w != "start"):  # JSON sorts keys: keep the order
+        m, cells = runs[when], []
+        for which in ("all_cores", "one_thread"):
+            r = m.get(which, {})
+            cells.append(f"failed: {r.get('error')}" if "flops" not in r else
+                         f"{r['flops'] / 1e9:.0f}" + (f" ({r['threads']})"
+                                                      if which == "all_cores" else ""))
+        lines.append(f"| {when} | {cells[0]} | {cells[1]} |")
     return lines
 
 

@@ -26,7 +26,17 @@ def test_benchmarks_tiny_run_writes_every_arm(tmp_path):
         assert 0.0 <= arm["waste_window"] < 1.0, name
         assert arm["graphs_compiled"] >= 1, name
     assert result["arms"]["ceiling"]["waste_window"] == 0.0
+    # The thread arm runs on one thread; every other arm on bucketrnn's default, all cores.
+    from bucketrnn.cores import physical_cores
+
+    assert result["arms"]["bucketrnn_1thread"]["threads"] == 1
+    assert result["arms"]["bucketrnn_default"]["threads"] == physical_cores()
     extras = result["extras"]
+    for when in ("start", "end"):
+        peaks = extras["gemm_peak"][when]
+        assert peaks["all_cores"]["threads"] == physical_cores(), peaks
+        assert peaks["one_thread"]["threads"] == 1 and peaks["one_thread"]["flops"] > 1e8
+    assert "## Utilisation" in (out / "benchmarks.md").read_text()
     assert len(extras["loader_alone"]["rows"]) == 4
     assert [r["fraction"] for r in extras["scaling"]] == [0.1, 0.3, 1.0]
     assert all("error" not in r for r in extras["scaling"])
