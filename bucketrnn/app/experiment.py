@@ -14,7 +14,7 @@ import numpy as np
 
 from bucketrnn.app.config import to_dict
 
-__all__ = ["Data", "load_data", "make_loaders"]
+__all__ = ["Data", "label_sequences", "load_data", "make_loaders"]
 
 
 @dataclass
@@ -28,6 +28,9 @@ class Data:
     num_classes: int | None
     description: str
     overflow: dict | None = None  # text: lines dropped / truncated and tokens cut (max_length)
+    # classifier: the name of each class index (a label token, or "0"/"1" for contains:<token>);
+    # saved as classes.json in the run directory (bucketrnn.app.trained reads it)
+    class_names: list | None = None
 
 
 def _labelled(ds, label: str, vocab, classes=None):
@@ -66,6 +69,18 @@ def _labelled(ds, label: str, vocab, classes=None):
     new_offsets[0] = 0
     labels = np.array([index[c] for c in first.tolist()], dtype=np.int32)
     return FlatSequences(tokens[keep], new_offsets, labels, line_numbers=lines), classes
+
+
+def label_sequences(ds, label: str, vocab, classes=None):
+    """``(dataset, classes)``: ``ds`` (lines in the language-model form of
+    :func:`bucketrnn.datasets.encode_lines`) with a class label per sequence, as
+    ``dataset.label`` makes them: ``"first_token"`` (each line's first token is its class and is
+    removed from the input) or ``"contains:<token>"`` (1 if the line holds the token, else 0).
+
+    ``classes`` are the label token ids by class index (``first_token``; built from ``ds``
+    when None) or ``[0, 1]``. A label that is not among them raises ``ValueError`` naming it.
+    """
+    return _labelled(ds, label, vocab, classes)
 
 
 def _refuse_one_class(label: str, labels, classes, vocab) -> None:
@@ -199,7 +214,16 @@ def load_data(dataset, seed: int = 0) -> Data:
         test = None if test is None else _labelled(test, d["label"], vocab, classes)[0]
         what += f", label {d['label']} ({len(classes)} classes)"
     return Data(train, valid, test, vocab, None if classes is None else len(classes), what,
-                overflow)
+                overflow, class_names=_class_names(d["label"], classes, vocab))
+
+
+def _class_names(label, classes, vocab) -> list | None:
+    """The name of each class index: the label token (``first_token``), else the label value."""
+    if classes is None:
+        return None
+    if label == "first_token":
+        return [vocab.itos[c] for c in classes]
+    return [str(c) for c in classes]
 
 
 def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
