@@ -41,8 +41,8 @@ import stat
 import tempfile
 import threading
 
-__all__ = ["CHECKPOINT", "CLASSES", "CONFIG", "LOCK", "LOG", "MAX_JSON_BYTES", "METRICS", "SUMMARY", "VOCAB",
-           "RunLock", "RunLockedError", "atomic_write", "clean_temporaries", "file_kind",
+__all__ = ["CHECKPOINT", "CONFIG", "LOCK", "LOG", "MAX_JSON_BYTES", "METRICS", "SUMMARY", "VOCAB",
+           "CLASSES", "RunLock", "RunLockedError", "atomic_write", "clean_temporaries", "file_kind",
            "open_regular", "read_json", "read_regular"]
 
 CHECKPOINT = "checkpoint.npz"
