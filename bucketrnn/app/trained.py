@@ -236,8 +236,17 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"run directory {run_dir!r} does not exist or is not a directory")
     if isinstance(ctx, str):
-        ctx = parse_context(ctx)
+        try:
+            ctx = parse_context(ctx)
+        except ValueError:
+            raise ValueError(f"ctx must be 'cpu', 'gpu' or 'gpu:N', got ctx={ctx!r}") from None
     ctx = ctx or mx.cpu()
+    if not isinstance(ctx, mx.Context):
+        raise TypeError(f"ctx must be an mx.Context or a string such as 'cpu' or 'gpu:0', got "
+                        f"ctx={ctx!r}")
+    if ctx.device_type == "gpu" and ctx.device_id >= mx.context.num_gpus():
+        raise ValueError(f"ctx={ctx} names a GPU this machine does not have (MXNet sees "
+                         f"{mx.context.num_gpus()} GPU(s)); use ctx='cpu'")
     config_path = os.path.join(run_dir, CONFIG)
     if not os.path.lexists(config_path):
         raise FileNotFoundError(f"{run_dir!r} is not a bucketrnn run directory: it has no "

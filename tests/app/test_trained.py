@@ -295,3 +295,25 @@ def test_console_dispatch_leaves_hydra_alone(lm, tmp_path):
     done = subprocess.run([sys.executable, "-m", "bucketrnn", "trainer.nope=1"],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode != 0 and "nope" in done.stderr
+
+
+def test_lines_over_max_length_are_counted_on_evaluate_and_predict(tmp_path):
+    run_dir, summary, _ = _train(tmp_path, "cut", False, "trainer.max_steps=2",
+                                 "dataset.max_length=10", "dataset.on_overflow=drop")
+    assert summary["dataset_overflow"]["lines_dropped"] > 0  # the training data had some too
+    path = _write(tmp_path / "long.txt", ["w1 w2 w3", " ".join(["w4"] * 12), "w5 w6"])
+    status, out, err = _command("evaluate", run_dir, path, "--json")
+    figures = json.loads(out)
+    assert status == 0 and figures["examples"] == 2
+    assert figures["overflow"] == {"lines_dropped": 1, "lines_truncated": 0, "tokens_cut": 12}
+    status, out, err = _command("evaluate", run_dir, path)
+    assert "note: max_length=10: 1 line(s) dropped, 0 truncated" in err
+
+
+def test_bad_contexts_are_refused(lm):
+    with pytest.raises(ValueError, match="ctx must be 'cpu', 'gpu' or 'gpu:N', got ctx='tpu'"):
+        bucketrnn.load_run(lm[0], ctx="tpu")
+    with pytest.raises(ValueError, match="names a GPU this machine does not have"):
+        bucketrnn.load_run(lm[0], ctx="gpu:7")
+    with pytest.raises(TypeError, match="ctx must be an mx.Context"):
+        bucketrnn.load_run(lm[0], ctx=3)
