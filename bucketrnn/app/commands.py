@@ -58,7 +58,7 @@ def _evaluate(run, args, out) -> None:
     if args.json:
         out.write(json.dumps(result, sort_keys=True) + "\n")
         return
-    figures = ", ".join(f"{k} {v:.4f}" for k, v in result.items()
+    figures = ", ".join(f"{k} {v:.4g}" for k, v in result.items()
                         if k not in ("seconds", "examples", "overflow"))
     out.write(f"{args.data}: {figures} ({result['examples']} sequences, "
               f"{result['seconds']:.2f} s)\n")
