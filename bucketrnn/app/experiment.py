@@ -14,7 +14,7 @@ import numpy as np
 
 from bucketrnn.app.config import to_dict
 
-__all__ = ["Data", "label_sequences", "load_data", "make_loaders"]
+__all__ = ["Data", "load_data", "make_loaders"]
 
 
 @dataclass
@@ -34,53 +34,14 @@ class Data:
 
 
 def _labelled(ds, label: str, vocab, classes=None):
-    """``ds`` with a class label per sequence, for ``dataset.label`` (see DatasetConfig)."""
-    from bucketrnn.datasets import FlatSequences
+    """``ds`` with a class label per sequence, for ``dataset.label`` (see DatasetConfig and
+    :func:`bucketrnn.splits.label_sequences`)."""
+    from bucketrnn.splits import label_sequences
 
-    tokens, offsets, lines = ds.tokens, ds.offsets, ds.line_numbers
-    if label.startswith("contains:"):
-        word = label.split(":", 1)[1]
-        wid = vocab.stoi.get(word)
-        if wid is None:
-            raise ValueError(f"dataset.label={label!r}: the token {word!r} is not in the "
-                             "vocabulary")
-        hits = np.add.reduceat((tokens == wid).astype(np.int64), offsets[:-1]) \
-            if tokens.size else np.zeros(len(ds), np.int64)
-        hits[np.diff(offsets) == 0] = 0
-        labels = (hits > 0).astype(np.int32)
-        return FlatSequences(tokens, offsets, labels, line_numbers=lines), classes or [0, 1]
-    # first_token: sequences are "<eos> label w1 ... <eos>"; drop the label token.
-    lengths = np.diff(offsets)
-    short = np.flatnonzero(lengths < 3)
-    if short.size:
-        raise ValueError(f"dataset.label='first_token' needs a label and at least one token per "
-                         f"line; sequence {int(short[0])} has none")
-    first = tokens[offsets[:-1] + 1]
-    if classes is None:
-        classes = sorted(set(first.tolist()))
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = [vocab.itos[c] for c in set(first.tolist()) if c not in index]
-    if unknown:
-        raise ValueError(f"dataset.label='first_token': labels {sorted(unknown)[:5]} do not "
-                         "occur in the training split")
-    keep = np.ones(tokens.size, dtype=bool)
-    keep[offsets[:-1] + 1] = False
-    new_offsets = offsets - np.arange(offsets.size)
-    new_offsets[0] = 0
-    labels = np.array([index[c] for c in first.tolist()], dtype=np.int32)
-    return FlatSequences(tokens[keep], new_offsets, labels, line_numbers=lines), classes
-
-
-def label_sequences(ds, label: str, vocab, classes=None):
-    """``(dataset, classes)``: ``ds`` (lines in the language-model form of
-    :func:`bucketrnn.datasets.encode_lines`) with a class label per sequence, as
-    ``dataset.label`` makes them: ``"first_token"`` (each line's first token is its class and is
-    removed from the input) or ``"contains:<token>"`` (1 if the line holds the token, else 0).
-
-    ``classes`` are the label token ids by class index (``first_token``; built from ``ds``
-    when None) or ``[0, 1]``. A label that is not among them raises ``ValueError`` naming it.
-    """
-    return _labelled(ds, label, vocab, classes)
+    try:
+        return label_sequences(ds, label, vocab, classes)
+    except ValueError as e:
+        raise ValueError(f"dataset.{e}" if str(e).startswith("label") else str(e)) from None
 
 
 def _refuse_one_class(label: str, labels, classes, vocab) -> None:
@@ -101,11 +62,11 @@ def _refuse_one_class(label: str, labels, classes, vocab) -> None:
 
 
 def _split(n, fractions, seed):
-    """Seeded held-out index sets of ``n`` examples: ``(train, valid, test)``, sorted."""
-    perm = np.random.default_rng([seed, 0x5EED]).permutation(n)
-    n_valid, n_test = (int(round(f * n)) for f in fractions)
-    parts = perm[:n_valid], perm[n_valid:n_valid + n_test], perm[n_valid + n_test:]
-    return [np.sort(p) for p in (parts[2], parts[0], parts[1])]
+    """Seeded held-out index sets of ``n`` examples: ``(train, valid, test)``, sorted
+    (:func:`bucketrnn.splits.holdout`)."""
+    from bucketrnn.splits import holdout
+
+    return holdout(n, *fractions, seed=seed)
 
 
 def _keyed(key: str, value, e: Exception) -> Exception:
@@ -218,12 +179,10 @@ def load_data(dataset, seed: int = 0) -> Data:
 
 
 def _class_names(label, classes, vocab) -> list | None:
-    """The name of each class index: the label token (``first_token``), else the label value."""
-    if classes is None:
-        return None
-    if label == "first_token":
-        return [vocab.itos[c] for c in classes]
-    return [str(c) for c in classes]
+    """The name of each class index (:func:`bucketrnn.splits.class_names`), or None."""
+    from bucketrnn.splits import class_names
+
+    return None if classes is None else class_names(label, classes, vocab)
 
 
 def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,

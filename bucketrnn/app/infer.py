@@ -54,8 +54,8 @@ def read_lm(run, path: str):
 def read_classify(run, path: str):
     """``(FlatSequences with labels, OverflowCounts)``, labelled as the run's
     ``dataset.label`` says (``first_token``: each line starts with its class name)."""
-    from bucketrnn.app.experiment import label_sequences
     from bucketrnn.datasets import encode_lines
+    from bucketrnn.splits import label_sequences
 
     label = run.config.dataset.label
     lines = read_lines_of(run, path)
