@@ -80,9 +80,10 @@ def predict_classify(run, path: str) -> Predictions:
 
     lines = read_lines_of(run, path, every_line=True)
     encoded = encode_lines(lines, run.vocab)
-    dataset = FlatSequences(encoded.tokens, encoded.offsets, np.zeros(len(lines), np.int32))
+    dataset = FlatSequences(encoded.tokens, encoded.offsets, np.zeros(len(lines), np.int32),
+                            line_numbers=encoded.line_numbers)
     predicted = np.full(len(lines), -1, dtype=np.int64)
-    loader = run.loader(dataset)
+    loader = run.loader(dataset, source=path)
     for batch in loader:
         out = run.graphs(batch)
         logits = out[1] if isinstance(out, (list, tuple)) else out

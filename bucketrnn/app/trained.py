@@ -73,16 +73,19 @@ class TrainedRun:
 
         return handler("read", self.task, "evaluate FILE", self.run_dir)(self, path)
 
-    def loader(self, dataset):
+    def loader(self, dataset, source: str | None = None):
         """A loader over ``dataset`` planned like the run's training data: the run's bucketing
         config (strategy, buckets, batch sizes; no more buckets than the dataset has distinct
-        lengths), no shuffling, fill rows to keep shapes static, id checks from the run."""
+        lengths), no shuffling, fill rows to keep shapes static, id checks from the run. A line
+        far longer than the rest (:func:`bucketrnn.buckets.find_outliers`) is refused naming
+        its line number and ``source`` (the file it came from)."""
         from bucketrnn.app.config import to_dict
         from bucketrnn.loader import BucketLoader
 
         b = to_dict(self.config.bucketing)
         lengths = BucketLoader(dataset, batch_size=1, num_buckets=1, shuffle=False,
-                               task=self.task).lengths
+                               task=self.task, outliers="allow").lengths
+        _refuse_outlier_lines(dataset, lengths, source)
         bounds = None
         if b["strategy"] == "fixed":
             bounds = sorted(set(b["boundaries"]))
@@ -109,7 +112,7 @@ class TrainedRun:
             extra = {}
         else:
             dataset, overflow = self.read(what)
-            loader = self.loader(dataset)
+            loader = self.loader(dataset, source=what)
             extra = {"overflow": overflow.to_dict()}
         result = evaluate(self.graphs, loader, task=self.task)
         return {**result, "examples": len(loader.dataset), **extra}
@@ -167,6 +170,23 @@ class TrainedRun:
             step.hybridize(static_alloc=True, static_shape=True)
             self._step = step
         return self._step
+
+
+def _refuse_outlier_lines(dataset, lengths, source=None) -> None:
+    """A line far longer than the rest (:func:`bucketrnn.buckets.find_outliers`) is refused
+    naming its line, before any graph of its length is built."""
+    from bucketrnn.buckets import find_outliers
+
+    found = find_outliers(lengths)
+    if not found:
+        return
+    i = int(found.indices[0])
+    lines = getattr(dataset, "line_numbers", None)
+    where = f"line {int(lines[i])}" if lines is not None else f"example {i}"
+    steps = int(found.lengths[0])
+    raise ValueError(f"{where} of {source or 'the input'!r} is {steps} steps long, far more "
+                     f"than the rest needs ({found.rest_max} at most; {found.rule('line')}): "
+                     f"its bucket would unroll a {steps}-step graph; split or cut such lines")
 
 
 def _read_object(path: str, what: str):

@@ -317,3 +317,13 @@ def test_bad_contexts_are_refused(lm):
         bucketrnn.load_run(lm[0], ctx="gpu:7")
     with pytest.raises(TypeError, match="ctx must be an mx.Context"):
         bucketrnn.load_run(lm[0], ctx=3)
+
+
+def test_an_outlier_input_line_is_refused_naming_the_file_and_line(clf, tmp_path):
+    lines = [" ".join(["w1", "w2", "w3"][: 1 + i % 3]) for i in range(40)]
+    lines.insert(7, " ".join(["w4"] * 3000))
+    path = _write(tmp_path / "outlier.txt", lines)
+    status, out, err = _command("predict", clf[0], path)
+    assert status == 2 and out == ""
+    assert f"error: line 8 of {path!r} is 3002 steps long, far more than the rest needs" in err
+    assert "its bucket would unroll a 3002-step graph" in err
