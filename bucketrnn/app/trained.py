@@ -189,21 +189,20 @@ def _refuse_outlier_lines(dataset, lengths, source=None) -> None:
                      f"its bucket would unroll a {steps}-step graph; split or cut such lines")
 
 
-def _read_object(path: str, what: str):
-    try:
-        return read_json(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path!r} is missing: not a complete bucketrnn run directory "
-                                f"(no {what})") from None
-    except ValueError as e:
-        raise ValueError(f"{path!r} is not a {what} written by bucketrnn: it {e}") from None
-
-
 def _read_classes(run_dir: str, label) -> list:
+    """The class names of ``classes.json``; a run made before the file existed has none, which
+    only a ``contains:<token>`` label can do without (its classes are 0 and 1)."""
     path = os.path.join(run_dir, CLASSES)
     if not os.path.lexists(path) and str(label).startswith("contains:"):
-        return ["0", "1"]  # a run made before classes.json: contains:<token> has these two
-    doc = _read_object(path, "class map (written by classifier runs)")
+        return ["0", "1"]
+    try:
+        doc = read_json(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path!r} is missing: a classifier run keeps its class map "
+                                "there (runs of an older bucketrnn have none; retrain, or write "
+                                '{"label": ..., "classes": [name of class 0, 1, ...]})') from None
+    except ValueError as e:
+        raise ValueError(f"{path!r} is not a class map written by bucketrnn: it {e}") from None
     names = doc.get("classes") if isinstance(doc, dict) else None
     if not isinstance(names, list) or len(names) < 2 or \
             not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):

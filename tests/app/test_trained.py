@@ -327,3 +327,35 @@ def test_an_outlier_input_line_is_refused_naming_the_file_and_line(clf, tmp_path
     assert status == 2 and out == ""
     assert f"error: line 8 of {path!r} is 3002 steps long, far more than the rest needs" in err
     assert "its bucket would unroll a 3002-step graph" in err
+
+
+def test_a_damaged_class_map_is_refused_naming_it(clf, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.json", "vocab.json", "checkpoint.npz"):
+        (copy / name).write_bytes(open(os.path.join(clf[0], name), "rb").read())
+    for text in ('{"label": "first_token", "classes": ["neg"]}', "{not json"):
+        (copy / "classes.json").write_text(text)
+        with pytest.raises(ValueError, match="classes.json' is not a class map written by "
+                                             "bucketrnn"):
+            bucketrnn.load_run(str(copy))
+    # Three names for a two-class checkpoint: the shapes disagree, named.
+    (copy / "classes.json").write_text('{"label": "first_token", "classes": ["a", "b", "c"]}')
+    with pytest.raises(CheckpointError, match=r"holds sequenceclassifier_out_weight shaped "
+                                              r"\(2, 8\), but the model .* needs \(3, 8\)"):
+        bucketrnn.load_run(str(copy))
+
+
+def test_character_runs_generate_characters(tmp_path):
+    rng = np.random.default_rng(2)
+    lines = ["".join(rng.choice(list("abcde "), size=int(rng.integers(3, 12))))
+             for _ in range(80)]
+    path = _write(tmp_path / "chars.txt", [ln.strip() or "a" for ln in lines])
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=TINY + [
+            f"dataset.path={path}", "dataset.tokens=char", "trainer.max_steps=3"])
+    run(cfg, str(tmp_path / "run"))
+    result = bucketrnn.load_run(str(tmp_path / "run")).generate("ab c", max_tokens=5, seed=0)
+    assert result["prompt"] == ["a", "b", " ", "c"]
+    assert result["text"] == "ab c" + "".join(result["tokens"])
+    assert all(len(t) == 1 or t == "<unk>" for t in result["tokens"])
