@@ -18,6 +18,7 @@ from bucketrnn.errors import (
     NonFiniteError,
     StateMismatchError,
 )
+from bucketrnn.evaluation import evaluate
 from bucketrnn.graphs import GraphCache
 from bucketrnn.lengths import sequence_lengths
 from bucketrnn.loader import BucketLoader, evaluation_loader
@@ -43,10 +44,22 @@ __all__ = [
     "SequenceClassifier",
     "StateMismatchError",
     "Vocabulary",
+    "evaluate",
     "evaluation_loader",
     "find_outliers",
+    "load_run",
     "loss_normalizer",
     "plan_buckets",
     "sequence_lengths",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # load_run reads the app's run directories (bucketrnn.app.trained): imported on first use,
+    # so `import bucketrnn` stays free of the app's Hydra dependencies.
+    if name == "load_run":
+        from bucketrnn.app.trained import load_run
+
+        return load_run
+    raise AttributeError(f"module 'bucketrnn' has no attribute {name!r}")

@@ -22,11 +22,13 @@ from bucketrnn.buckets import OVERFLOW_POLICIES
 from bucketrnn.rundir import atomic_write, read_json, read_regular
 from bucketrnn.validation import check_int
 
-__all__ = ["FlatSequences", "Lines", "OverflowCounts", "Vocabulary", "encode_lines",
-           "penn_treebank", "read_lines", "text_file"]
+__all__ = ["BOS", "EOS", "PAD", "UNK", "FlatSequences", "Lines", "OverflowCounts", "Vocabulary",
+           "encode_lines", "penn_treebank", "read_lines", "text_file"]
 
 EOS = "<eos>"
 UNK = "<unk>"
+PAD = "<pad>"
+BOS = "<bos>"
 
 
 class FlatSequences(Dataset):
@@ -116,11 +118,23 @@ class FlatSequences(Dataset):
 class Vocabulary:
     """Token <-> id mapping; id 0 is ``<unk>``.
 
+    Special tokens: ``<unk>`` (id 0, any unknown token) and ``<eos>`` are always there;
+    ``<pad>`` and ``<bos>`` only when :meth:`build` was asked for them (``specials=``), so a
+    vocabulary of an existing run keeps its ids. Without them :attr:`pad_id` is 0 (padding is
+    masked by ``valid_length``, so its value is never read) and :attr:`bos_id` is ``<eos>``'s
+    id (the language-model form ``<eos> w1 ... wn <eos>`` of :func:`encode_lines` uses the
+    first ``<eos>`` as the begin-of-sentence).
+
     Examples
     --------
     >>> vocab = Vocabulary.build([["a", "b", "a"]])
     >>> vocab["a"], vocab["zzz"], len(vocab)
     (2, 0, 4)
+    >>> vocab.decode([1, 2, 0, 3, 1]), vocab.decode([2, 3], skip_special=False)
+    (['a', '<unk>', 'b'], ['a', 'b'])
+    >>> padded = Vocabulary.build([["a"]], specials=("<pad>", "<bos>"))
+    >>> padded.itos, padded.pad_id, padded.bos_id
+    (['<unk>', '<eos>', '<pad>', '<bos>', 'a'], 2, 3)
     """
 
     def __init__(self, tokens: Sequence[str]):
@@ -132,12 +146,18 @@ class Vocabulary:
             raise ValueError("vocabulary tokens must be unique")
 
     @classmethod
-    def build(cls, sentences: Iterable[list[str]], min_count: int = 1, max_size: int | None = None):
-        """``<unk>`` and ``<eos>`` first, then the most frequent tokens (ties: first seen)."""
+    def build(cls, sentences: Iterable[list[str]], min_count: int = 1, max_size: int | None = None,
+              specials: Sequence[str] = ()):
+        """``<unk>`` and ``<eos>`` first, then ``specials`` (any of ``"<pad>"``, ``"<bos>"``,
+        in the order given), then the most frequent tokens (ties: first seen)."""
+        bad = [t for t in specials if t not in (PAD, BOS)]
+        if isinstance(specials, str) or bad or len(set(specials)) != len(specials):
+            raise ValueError(f"specials must be distinct tokens among {(PAD, BOS)!r}, got "
+                             f"specials={specials!r}")
         counter = Counter()
         for s in sentences:
             counter.update(s)
-        special = [UNK, EOS]
+        special = [UNK, EOS, *specials]
         words = [w for w, c in counter.most_common() if c >= min_count and w not in special]
         if max_size is not None:
             words = words[: max(0, max_size - len(special))]
@@ -152,6 +172,62 @@ class Vocabulary:
     def encode(self, tokens: list[str]) -> np.ndarray:
         get = self.stoi.get
         return np.fromiter((get(t, 0) for t in tokens), dtype=np.int32, count=len(tokens))
+
+    @property
+    def unk_id(self) -> int:
+        """Id of ``<unk>``: 0."""
+        return 0
+
+    @property
+    def eos_id(self) -> int:
+        """Id of ``<eos>`` (end of sentence), or None when the vocabulary has none."""
+        return self.stoi.get(EOS)
+
+    @property
+    def pad_id(self) -> int:
+        """Id to pad with: ``<pad>``'s when the vocabulary has one, else 0 (``<unk>``; padded
+        steps are masked by ``valid_length``, so the value is never read)."""
+        return self.stoi.get(PAD, 0)
+
+    @property
+    def bos_id(self) -> int | None:
+        """Id that starts a sequence: ``<bos>``'s when the vocabulary has one, else ``<eos>``'s
+        (the form of :func:`encode_lines`), else None."""
+        return self.stoi.get(BOS, self.eos_id)
+
+    def unknown(self, tokens: Iterable[str]) -> list:
+        """The tokens (in order, without repeats) that are not in the vocabulary: they encode as
+        ``<unk>``."""
+        return list(dict.fromkeys(t for t in tokens if t not in self.stoi))
+
+    def decode(self, ids: ArrayLike, skip_special: bool = True) -> list:
+        """Tokens of ``ids`` (any iterable of integers, e.g. a model's output).
+
+        Parameters
+        ----------
+        ids : array_like of int
+        skip_special : bool
+            Leave out ``<eos>``, ``<pad>`` and ``<bos>`` (``<unk>`` stays: it stands for a word).
+
+        Raises
+        ------
+        ValueError
+            An id outside ``[0, len(self))`` or not an integer, naming its position and value.
+        """
+        arr = np.asarray(ids.asnumpy() if hasattr(ids, "asnumpy") else ids)
+        if arr.size and (arr.ndim != 1 or arr.dtype.kind not in "iuf"
+                         or (arr.dtype.kind == "f" and not np.all(arr == np.round(arr)))):
+            raise ValueError(f"ids must be a 1-D sequence of integer token ids, got shape "
+                             f"{arr.shape} dtype {arr.dtype}")
+        arr = arr.astype(np.int64).ravel()
+        out_of_range = np.flatnonzero((arr < 0) | (arr >= len(self.itos)))
+        if out_of_range.size:
+            i = int(out_of_range[0])
+            raise ValueError(f"ids[{i}]={int(arr[i])} is outside [0, {len(self.itos)}) for this "
+                             f"vocabulary of {len(self.itos)} tokens")
+        skip = {self.stoi[t] for t in (EOS, PAD, BOS) if t in self.stoi} if skip_special \
+            else set()
+        return [self.itos[i] for i in arr.tolist() if i not in skip]
 
     def save(self, path: str) -> None:
         """Write the tokens as a JSON list, atomically (:func:`bucketrnn.rundir.atomic_write`:

@@ -42,7 +42,7 @@ import tempfile
 import threading
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOCK", "LOG", "MAX_JSON_BYTES", "METRICS", "SUMMARY", "VOCAB",
-           "RunLock", "RunLockedError", "atomic_write", "clean_temporaries", "file_kind",
+           "CLASSES", "RunLock", "RunLockedError", "atomic_write", "clean_temporaries", "file_kind",
            "open_regular", "read_json", "read_regular"]
 
 CHECKPOINT = "checkpoint.npz"
@@ -52,6 +52,7 @@ SUMMARY = "summary.json"
 VOCAB = "vocab.json"
 LOCK = ".lock"
 LOG = "bucketrnn.log"
+CLASSES = "classes.json"  # a classifier's class map: {"label": ..., "classes": [name, ...]}
 
 
 class RunLockedError(RuntimeError):

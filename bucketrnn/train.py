@@ -39,7 +39,7 @@ from numbers import Real
 import numpy as np
 
 from bucketrnn import checkpoint as ckpt
-from bucketrnn import compat, distributed, metrics, optim_state
+from bucketrnn import compat, distributed, evaluation, metrics, optim_state
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.metrics import MetricsLog, figures
 from bucketrnn.progress import Progress
@@ -353,17 +353,10 @@ class TrainLoop:
 
     # -------------------------------------------------------------------- steps
     def _batch_counts(self, batch):
-        vl = batch.valid_length.asnumpy().astype(np.int64)
-        real_rows = np.asarray(batch.indices) >= 0
-        real = int(vl[real_rows].sum())
-        slots = int(np.prod(batch.data.shape[:2]))
-        count = real if self.task == "lm" else int(real_rows.sum())
-        return real, slots, count, real_rows
+        return evaluation.batch_counts(batch, self.task)
 
     def _accuracy(self, logits, batch, real_rows):
-        pred = logits.argmax(axis=-1).asnumpy()
-        label = batch.label.asnumpy()
-        return float((pred == label)[real_rows].sum())
+        return evaluation.correct_predictions(logits, batch, real_rows)
 
     def _grads(self):
         return [p.grad(self.ctx) for p in self.params.values() if p.grad_req != "null"]
@@ -427,27 +420,11 @@ class TrainLoop:
         return tally
 
     def evaluate(self, loader) -> dict:
-        """Loss and perplexity (``lm``) or accuracy (``classify``) over one pass of ``loader``."""
-        t = metrics.tally()
-        started = time.perf_counter()
-        loader.set_epoch(0)  # evaluation loaders do not shuffle; every pass is epoch 0
+        """Loss and perplexity (``lm``) or accuracy (``classify``) over one pass of ``loader``
+        (:func:`bucketrnn.evaluation.evaluate`, with this loop's id checks and progress bar)."""
         self._install_id_limits(loader)
-        bar = Progress(self.stream, enabled=self.progress)
-        bar.start("evaluate", len(loader))
-        for done, batch in enumerate(loader, 1):
-            bar.update(done)
-            _, _, n, real_rows = self._batch_counts(batch)
-            out = self.graphs(batch)
-            first = out[0] if isinstance(out, (list, tuple)) else out
-            t["loss"] += float(first.sum().asscalar())
-            t["count"] += n
-            if self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
-                t["correct"] += self._accuracy(out[1], batch, real_rows)
-                t["rows"] += int(real_rows.sum())
-        bar.close()
-        result = self._figures(t)
-        result["seconds"] = time.perf_counter() - started
-        return result
+        return evaluation.evaluate(self.graphs, loader, task=self.task, progress=self.progress,
+                                   stream=self.stream)
 
     # -------------------------------------------------------------------- the loop
     def fit(self, valid_loader=None, resume: bool = False) -> dict:

@@ -28,44 +28,20 @@ class Data:
     num_classes: int | None
     description: str
     overflow: dict | None = None  # text: lines dropped / truncated and tokens cut (max_length)
+    # classifier: the name of each class index (a label token, or "0"/"1" for contains:<token>);
+    # saved as classes.json in the run directory (bucketrnn.app.trained reads it)
+    class_names: list | None = None
 
 
 def _labelled(ds, label: str, vocab, classes=None):
-    """``ds`` with a class label per sequence, for ``dataset.label`` (see DatasetConfig)."""
-    from bucketrnn.datasets import FlatSequences
+    """``ds`` with a class label per sequence, for ``dataset.label`` (see DatasetConfig and
+    :func:`bucketrnn.splits.label_sequences`)."""
+    from bucketrnn.splits import label_sequences
 
-    tokens, offsets, lines = ds.tokens, ds.offsets, ds.line_numbers
-    if label.startswith("contains:"):
-        word = label.split(":", 1)[1]
-        wid = vocab.stoi.get(word)
-        if wid is None:
-            raise ValueError(f"dataset.label={label!r}: the token {word!r} is not in the "
-                             "vocabulary")
-        hits = np.add.reduceat((tokens == wid).astype(np.int64), offsets[:-1]) \
-            if tokens.size else np.zeros(len(ds), np.int64)
-        hits[np.diff(offsets) == 0] = 0
-        labels = (hits > 0).astype(np.int32)
-        return FlatSequences(tokens, offsets, labels, line_numbers=lines), classes or [0, 1]
-    # first_token: sequences are "<eos> label w1 ... <eos>"; drop the label token.
-    lengths = np.diff(offsets)
-    short = np.flatnonzero(lengths < 3)
-    if short.size:
-        raise ValueError(f"dataset.label='first_token' needs a label and at least one token per "
-                         f"line; sequence {int(short[0])} has none")
-    first = tokens[offsets[:-1] + 1]
-    if classes is None:
-        classes = sorted(set(first.tolist()))
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = [vocab.itos[c] for c in set(first.tolist()) if c not in index]
-    if unknown:
-        raise ValueError(f"dataset.label='first_token': labels {sorted(unknown)[:5]} do not "
-                         "occur in the training split")
-    keep = np.ones(tokens.size, dtype=bool)
-    keep[offsets[:-1] + 1] = False
-    new_offsets = offsets - np.arange(offsets.size)
-    new_offsets[0] = 0
-    labels = np.array([index[c] for c in first.tolist()], dtype=np.int32)
-    return FlatSequences(tokens[keep], new_offsets, labels, line_numbers=lines), classes
+    try:
+        return label_sequences(ds, label, vocab, classes)
+    except ValueError as e:
+        raise ValueError(f"dataset.{e}" if str(e).startswith("label") else str(e)) from None
 
 
 def _refuse_one_class(label: str, labels, classes, vocab) -> None:
@@ -86,11 +62,11 @@ def _refuse_one_class(label: str, labels, classes, vocab) -> None:
 
 
 def _split(n, fractions, seed):
-    """Seeded held-out index sets of ``n`` examples: ``(train, valid, test)``, sorted."""
-    perm = np.random.default_rng([seed, 0x5EED]).permutation(n)
-    n_valid, n_test = (int(round(f * n)) for f in fractions)
-    parts = perm[:n_valid], perm[n_valid:n_valid + n_test], perm[n_valid + n_test:]
-    return [np.sort(p) for p in (parts[2], parts[0], parts[1])]
+    """Seeded held-out index sets of ``n`` examples: ``(train, valid, test)``, sorted
+    (:func:`bucketrnn.splits.holdout`)."""
+    from bucketrnn.splits import holdout
+
+    return holdout(n, *fractions, seed=seed)
 
 
 def _keyed(key: str, value, e: Exception) -> Exception:
@@ -199,7 +175,14 @@ def load_data(dataset, seed: int = 0) -> Data:
         test = None if test is None else _labelled(test, d["label"], vocab, classes)[0]
         what += f", label {d['label']} ({len(classes)} classes)"
     return Data(train, valid, test, vocab, None if classes is None else len(classes), what,
-                overflow)
+                overflow, class_names=_class_names(d["label"], classes, vocab))
+
+
+def _class_names(label, classes, vocab) -> list | None:
+    """The name of each class index (:func:`bucketrnn.splits.class_names`), or None."""
+    from bucketrnn.splits import class_names
+
+    return None if classes is None else class_names(label, classes, vocab)
 
 
 def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,

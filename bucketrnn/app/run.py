@@ -39,6 +39,7 @@ from bucketrnn.app.config import (
 from bucketrnn.app.experiment import load_data, make_loaders
 from bucketrnn.buckets import pad_to_max_waste
 from bucketrnn.rundir import (
+    CLASSES,
     CONFIG,
     LOG,
     SUMMARY,
@@ -49,7 +50,7 @@ from bucketrnn.rundir import (
     read_json,
 )
 
-__all__ = ["build_model", "find_resume_dir", "main", "run"]
+__all__ = ["build_model", "find_resume_dir", "main", "read_config", "run"]
 
 log = logging.getLogger("bucketrnn.app")
 
@@ -130,6 +131,15 @@ def _read_config(path: str) -> dict:
                          "interpolation ('${'), which is never evaluated from a run directory; "
                          "restore the file or start a new run")
     return saved
+
+
+def read_config(path: str) -> dict:
+    """A run's ``config.json`` as a plain dict: ``ValueError`` naming the file for anything the
+    app did not write (not JSON, a section missing, an interpolation), ``FileNotFoundError``
+    when there is none."""
+    if not os.path.lexists(path):
+        raise FileNotFoundError(f"{path!r} does not exist")
+    return _read_config(path)
 
 
 def _interpolation(value, key: str = "") -> str | None:
@@ -288,6 +298,10 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         if not resume_dir:
             # A resumed run keeps the vocabulary its checkpoint's ids refer to (checked above).
             data.vocab.save(os.path.join(work, VOCAB))
+            if data.class_names is not None:
+                # The class map: what load_run / bucketrnn predict name the classes by.
+                _write_json(os.path.join(work, CLASSES),
+                            {"label": cfg.dataset.label, "classes": data.class_names})
     params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
     log.info("run directory: %s%s", work, " (resumed)" if resume_dir else "")
     log.info("dataset: %s; %d training sequences", data.description, len(data.train))
@@ -464,7 +478,15 @@ def _remove_if_untouched(output_dir: str) -> None:
 
 
 def main() -> None:
-    """Console entry point (``bucketrnn`` / ``python -m bucketrnn``): Hydra parses argv."""
+    """Console entry point (``bucketrnn`` / ``python -m bucketrnn``): Hydra parses argv,
+    unless its first argument names a command on a trained run (``evaluate``, ``generate``,
+    ``predict``, ``translate``: :mod:`bucketrnn.app.commands`)."""
+    from bucketrnn.app.commands import COMMANDS
+
+    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
+        from bucketrnn.app import commands
+
+        sys.exit(commands.main(sys.argv[1:]))
     import hydra
 
     import bucketrnn.app.config  # noqa: F401  (registers the schema)

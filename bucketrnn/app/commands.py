@@ -1,0 +1,116 @@
+"""Commands on a trained run: ``bucketrnn evaluate | generate | predict | translate RUN_DIR ...``.
+
+``bucketrnn`` (and ``python -m bucketrnn``) hands its arguments here when the first one names
+a command (:data:`COMMANDS`); anything else goes to the Hydra app as before. Each command loads
+the run with :func:`~bucketrnn.app.trained.load_run` (only what the run directory holds) and
+finds the work for the run's task in :mod:`bucketrnn.app.tasks`::
+
+    bucketrnn evaluate RUN_DIR [valid|test|FILE] [--json]
+    bucketrnn generate RUN_DIR --prompt "the company" [--max-tokens 30 --temperature 0.8
+                                                      --top-k 10 --seed 0]
+    bucketrnn predict RUN_DIR FILE            # one class per input line, in input order
+    bucketrnn translate RUN_DIR FILE          # sequence-pair runs
+
+Every command takes ``--ctx cpu|gpu:N`` and ``--checkpoint PATH``. Results go to stdout,
+notes (unknown words, lines cut by ``max_length``) to stderr; bad input exits with status 2
+and one line ``error: ...`` naming the argument or file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["COMMANDS", "main"]
+
+COMMANDS = ("evaluate", "generate", "predict", "translate")
+
+
+def _parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="bucketrnn", description="Use a trained run.")
+    sub = top.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("run_dir", metavar="RUN_DIR", help="a run directory the app wrote")
+    common.add_argument("--ctx", default="cpu", help="cpu (default), gpu or gpu:N")
+    common.add_argument("--checkpoint", default="latest",
+                        help="a checkpoint of this run (default: RUN_DIR/checkpoint.npz)")
+    ev = sub.add_parser("evaluate", parents=[common], help="loss and the task's metrics")
+    ev.add_argument("data", nargs="?", default="valid", metavar="valid|test|FILE",
+                    help="the run's held-out split, or a file in its data format "
+                         "(default: valid; ./valid for a file named so)")
+    ev.add_argument("--json", action="store_true", help="print the figures as JSON")
+    gen = sub.add_parser("generate", parents=[common], help="sample from a language model")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--max-tokens", type=int, default=50)
+    gen.add_argument("--temperature", type=float, default=1.0, help="0: greedy")
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--seed", type=int, default=None)
+    for name, what in (("predict", "one prediction per input line"),
+                       ("translate", "one output sequence per input line")):
+        p = sub.add_parser(name, parents=[common], help=what)
+        p.add_argument("file", metavar="FILE")
+    return top
+
+
+def _evaluate(run, args, out) -> None:
+    result = run.evaluate(args.data)
+    if args.json:
+        out.write(json.dumps(result, sort_keys=True) + "\n")
+        return
+    figures = ", ".join(f"{k} {v:.4g}" for k, v in result.items()
+                        if k not in ("seconds", "examples", "overflow"))
+    out.write(f"{args.data}: {figures} ({result['examples']} sequences, "
+              f"{result['seconds']:.2f} s)\n")
+    overflow = result.get("overflow")
+    if overflow and (overflow["lines_dropped"] or overflow["lines_truncated"]):
+        sys.stderr.write(f"note: max_length={run.config.dataset.max_length}: "
+                         f"{overflow['lines_dropped']} line(s) dropped, "
+                         f"{overflow['lines_truncated']} truncated\n")
+
+
+def _generate(run, args, out) -> None:
+    result = run.generate(args.prompt, max_tokens=args.max_tokens,
+                          temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    if result["unknown"]:
+        sys.stderr.write(f"note: not in the run's vocabulary, read as <unk>: "
+                         f"{', '.join(map(repr, result['unknown']))}\n")
+    out.write(result["text"] + "\n")
+
+
+def _lines(run, args, out, action) -> None:
+    from bucketrnn.app.tasks import handler
+
+    predictions = handler(action, run.task, action, run.run_dir)(run, args.file)
+    for note in predictions.notes:
+        sys.stderr.write(f"note: {note}\n")
+    line = 1
+    for number, text in zip(predictions.line_numbers.tolist(), predictions.outputs):
+        # Blank input lines get blank output lines: output line N answers input line N.
+        out.write("\n" * (number - line) + text + "\n")
+        line = number + 1
+
+
+def main(argv=None, out=None) -> int:
+    """Run one command; returns the exit status (0, or 2 after ``error: ...`` on stderr)."""
+    args = _parser().parse_args(argv)
+    out = out or sys.stdout
+    from bucketrnn.app.trained import load_run
+    from bucketrnn.rundir import RunLockedError
+
+    try:
+        run = load_run(args.run_dir, ctx=args.ctx, checkpoint=args.checkpoint)
+        if args.command == "evaluate":
+            _evaluate(run, args, out)
+        elif args.command == "generate":
+            from bucketrnn.app.tasks import handler
+
+            handler("generate", run.task, "generate", run.run_dir)  # the task check first
+            _generate(run, args, out)
+        else:
+            _lines(run, args, out, args.command)
+    except (ValueError, TypeError, OSError, RunLockedError) as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    out.flush()
+    return 0

@@ -1,0 +1,129 @@
+"""The commands' work for language models and classifiers, registered by task.
+
+``("read", "lm" | "classify")``: a file in the run's data format for ``evaluate FILE``;
+``("predict", "classify")``: a class name per line; ``("generate", "lm")``: stateful sampling.
+Files are read as the run read its training data (``dataset.tokens``, ``dataset.max_length``
+with ``dataset.on_overflow``), encoded with the run's vocabulary (unknown words become
+``<unk>``), and batched by :meth:`~bucketrnn.app.trained.TrainedRun.loader`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bucketrnn.app.tasks import Predictions, register
+
+__all__ = ["generate_lm", "predict_classify", "read_classify", "read_lines_of", "read_lm"]
+
+
+def read_lines_of(run, path: str, every_line: bool = False):
+    """The token lines of ``path`` read with the run's ``dataset`` settings. With
+    ``every_line`` (predict: every line gets an answer) a line longer than ``max_length`` is
+    truncated (and counted) where the run's policy would drop it."""
+    from bucketrnn.app.config import to_dict
+    from bucketrnn.datasets import read_lines
+
+    d = to_dict(run.config.dataset)
+    policy = d.get("on_overflow", "error") if d["max_length"] is not None else "error"
+    if every_line and policy == "drop":
+        policy = "truncate"
+    return read_lines(path, tokens=d["tokens"], max_length=d["max_length"], on_overflow=policy)
+
+
+def _unknown_note(run, lines) -> list:
+    seen = [t for line in lines for t in line]
+    unknown = run.vocab.unknown(seen)
+    if not unknown:
+        return []
+    count = sum(1 for t in seen if t not in run.vocab.stoi)
+    shown = ", ".join(repr(t) for t in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+    return [f"{count} of {len(seen)} tokens are not in the run's vocabulary and were read as "
+            f"<unk> ({shown})"]
+
+
+@register("read", "lm")
+def read_lm(run, path: str):
+    """``(FlatSequences, OverflowCounts)``: each line as ``<eos> w1 ... wn <eos>``."""
+    from bucketrnn.datasets import encode_lines
+
+    lines = read_lines_of(run, path)
+    return encode_lines(lines, run.vocab), lines.overflow
+
+
+@register("read", "classify")
+def read_classify(run, path: str):
+    """``(FlatSequences with labels, OverflowCounts)``, labelled as the run's
+    ``dataset.label`` says (``first_token``: each line starts with its class name)."""
+    from bucketrnn.datasets import encode_lines
+    from bucketrnn.splits import label_sequences
+
+    label = run.config.dataset.label
+    lines = read_lines_of(run, path)
+    if label == "first_token":
+        unknown = sorted({ln[0] for ln in lines} - set(run.classes))
+        if unknown:
+            raise ValueError(f"{path!r}: lines start with {unknown[:5]}, which are not classes "
+                             f"of this run ({', '.join(run.classes)}); with dataset.label="
+                             "first_token each line starts with its class")
+        ids = [run.vocab.stoi.get(name, 0) for name in run.classes]
+    else:
+        ids = list(range(len(run.classes)))
+    dataset, _ = label_sequences(encode_lines(lines, run.vocab), label, run.vocab, ids)
+    return dataset, lines.overflow
+
+
+@register("predict", "classify")
+def predict_classify(run, path: str) -> Predictions:
+    """The class name of every non-blank line of ``path`` (unlabelled text), in input order;
+    the lines are bucketed and batched like training data."""
+    from bucketrnn.datasets import FlatSequences, encode_lines
+
+    lines = read_lines_of(run, path, every_line=True)
+    encoded = encode_lines(lines, run.vocab)
+    dataset = FlatSequences(encoded.tokens, encoded.offsets, np.zeros(len(lines), np.int32),
+                            line_numbers=encoded.line_numbers)
+    predicted = np.full(len(lines), -1, dtype=np.int64)
+    loader = run.loader(dataset, source=path)
+    for batch in loader:
+        out = run.graphs(batch)
+        logits = out[1] if isinstance(out, (list, tuple)) else out
+        rows = np.asarray(batch.indices)
+        real = rows >= 0
+        predicted[rows[real]] = logits.argmax(axis=-1).asnumpy().astype(np.int64)[real]
+    if (predicted < 0).any():  # every example is played once per epoch (DESIGN invariant 1)
+        raise RuntimeError(f"no prediction for line {int(lines.line_numbers[predicted < 0][0])}")
+    notes = _unknown_note(run, lines)
+    if lines.overflow:
+        notes.append(f"max_length={run.config.dataset.max_length}: {lines.overflow}")
+    return Predictions([run.classes[i] for i in predicted], lines.line_numbers, notes)
+
+
+@register("generate", "lm")
+def generate_lm(run, prompt: str, max_tokens: int = 50, temperature: float = 1.0,
+                top_k: int | None = None, seed: int | None = None) -> dict:
+    """Sample a continuation of ``prompt`` with the state carried between steps
+    (:func:`bucketrnn.generation.generate` on the run's one-step graph).
+
+    The prompt is tokenized as the training data was and starts a sentence (``<eos>`` first,
+    the begin-of-sentence of the run's data form); generation stops at ``<eos>`` or after
+    ``max_tokens``. Returns ``{"prompt": tokens, "unknown": prompt tokens read as <unk>,
+    "ids": generated ids, "tokens": generated tokens (without <eos>), "text": prompt and
+    continuation joined, "stopped": whether <eos> ended it}``.
+    """
+    from bucketrnn.app.config import to_dict
+    from bucketrnn.generation import generate
+
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a string, got prompt={prompt!r}")
+    char = to_dict(run.config.dataset)["tokens"] == "char"
+    tokens = list(prompt) if char else prompt.split()
+    if not prompt.strip():
+        raise ValueError(f"prompt must hold at least one token, got prompt={prompt!r}")
+    ids = [run.vocab.bos_id, *run.vocab.encode(tokens).tolist()]
+    out = generate(run.step_model(), ids, max_tokens=max_tokens, temperature=temperature,
+                   top_k=top_k, seed=seed, stop_id=run.vocab.eos_id, ctx=run.ctx)
+    words = run.vocab.decode(out)
+    sep = "" if char else " "
+    return {"prompt": tokens, "unknown": run.vocab.unknown(tokens), "ids": out, "tokens": words,
+            "text": sep.join(tokens + words),
+            "stopped": bool(out) and out[-1] == run.vocab.eos_id}

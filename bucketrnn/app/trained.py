@@ -1,0 +1,311 @@
+"""A trained run, loaded from its run directory: graphs, vocabulary, class map, config.
+
+:func:`load_run` reads only what the app wrote into the run directory (``config.json``,
+``vocab.json``, ``classes.json`` for a classifier, ``checkpoint.npz``), never a pickle, and
+returns a :class:`TrainedRun`. Its graphs are a :class:`~bucketrnn.GraphCache` built from the
+run's own model config and holding the trained parameters, so inference is bucketed like
+training: a file of inputs is planned into length buckets and batched (:meth:`TrainedRun.loader`),
+and the outputs are put back in input order.
+
+Examples
+--------
+::
+
+    from bucketrnn import load_run
+    run = load_run("outputs/2026-11-29_20-00-00")
+    run.evaluate("test")                 # {'loss': ..., 'perplexity': ...}
+    run.generate("the company", max_tokens=20, seed=0)["text"]
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bucketrnn.rundir import CHECKPOINT, CLASSES, CONFIG, VOCAB, read_json
+
+__all__ = ["TrainedRun", "load_run"]
+
+
+@dataclass
+class TrainedRun:
+    """What :func:`load_run` returns.
+
+    Attributes
+    ----------
+    run_dir : str
+        The run directory (absolute).
+    config : DictConfig
+        The run's config (``config.json``), in the app's schema.
+    task : str
+        ``"lm"`` or ``"classify"`` (:data:`bucketrnn.app.tasks.MODEL_TASKS`).
+    graphs : GraphCache
+        The model's bucket graphs with the trained parameters (no gradients), on :attr:`ctx`.
+    vocab : Vocabulary
+        The run's vocabulary (``vocab.json``).
+    classes : list of str or None
+        Class names by class index (``classes.json``); None for a language model.
+    checkpoint : str
+        The checkpoint file loaded.
+    meta : dict
+        The checkpoint's position: ``global_step``, ``epoch``, ``epoch_finished``.
+    ctx : mx.Context
+    """
+
+    run_dir: str
+    config: object
+    task: str
+    graphs: object
+    vocab: object
+    classes: list | None
+    checkpoint: str
+    meta: dict
+    ctx: object
+    _step: object = field(default=None, repr=False)
+
+    # -- inputs ----------------------------------------------------------------------------
+    def read(self, path: str):
+        """``(dataset, OverflowCounts)`` of a labelled file in the run's data format, encoded
+        with the run's vocabulary (:func:`bucketrnn.app.tasks.handler` ``("read", task)``)."""
+        from bucketrnn.app.tasks import handler
+
+        return handler("read", self.task, "evaluate FILE", self.run_dir)(self, path)
+
+    def loader(self, dataset, source: str | None = None):
+        """A loader over ``dataset`` planned like the run's training data: the run's bucketing
+        config (strategy, buckets, batch sizes; no more buckets than the dataset has distinct
+        lengths), no shuffling, fill rows to keep shapes static, id checks from the run. A line
+        far longer than the rest (:func:`bucketrnn.buckets.find_outliers`) is refused naming
+        its line number and ``source`` (the file it came from)."""
+        from bucketrnn.app.config import to_dict
+        from bucketrnn.loader import BucketLoader
+
+        b = to_dict(self.config.bucketing)
+        lengths = BucketLoader(dataset, batch_size=1, num_buckets=1, shuffle=False,
+                               task=self.task, outliers="allow").lengths
+        _refuse_outlier_lines(dataset, lengths, source)
+        bounds = None
+        if b["strategy"] == "fixed":
+            bounds = sorted(set(b["boundaries"]))
+            if int(lengths.max()) > bounds[-1]:
+                bounds.append(int(lengths.max()))
+        buckets = min(b["num_buckets"], len(np.unique(lengths)))
+        return BucketLoader(dataset, batch_size=b["batch_size"], max_tokens=b["max_tokens"],
+                            batch_size_multiple=b["batch_size_multiple"], num_buckets=buckets,
+                            strategy=b["strategy"], boundaries=bounds, shuffle=False,
+                            last_batch="fill", task=self.task, ctx=self.ctx,
+                            vocab_size=len(self.vocab),
+                            num_classes=None if self.classes is None else len(self.classes))
+
+    # -- commands --------------------------------------------------------------------------
+    def evaluate(self, what: str = "valid") -> dict:
+        """The task's metrics on the run's ``"valid"`` or ``"test"`` split (rebuilt from the
+        run's dataset config, on the training plan's boundaries, as at the end of training)
+        or on a labelled file. Adds ``examples`` and, for a file, ``overflow`` (lines dropped
+        or truncated by the run's ``dataset.max_length``)."""
+        from bucketrnn.evaluation import evaluate
+
+        if what in ("valid", "test"):
+            loader = self._split_loader(what)
+            extra = {}
+        else:
+            dataset, overflow = self.read(what)
+            loader = self.loader(dataset, source=what)
+            extra = {"overflow": overflow.to_dict()}
+        result = evaluate(self.graphs, loader, task=self.task)
+        return {**result, "examples": len(loader.dataset), **extra}
+
+    def _split_loader(self, name: str):
+        from bucketrnn.app.experiment import load_data, make_loaders
+
+        data = load_data(self.config.dataset, seed=self.config.seed)
+        if list(data.vocab.itos) != list(self.vocab.itos):
+            raise ValueError(f"the run's data no longer gives the vocabulary it was trained with "
+                             f"({os.path.join(self.run_dir, VOCAB)}: {len(self.vocab)} tokens, "
+                             f"the data now {len(data.vocab)}): the {name} split cannot be "
+                             "rebuilt; evaluate a file instead (bucketrnn evaluate RUN_DIR FILE)")
+        if self.classes is not None and data.class_names != self.classes:
+            raise ValueError(f"the run's data no longer gives the classes of "
+                             f"{os.path.join(self.run_dir, CLASSES)}: the {name} split cannot be "
+                             "rebuilt; evaluate a file instead")
+        loaders = make_loaders(data, self.config.bucketing, seed=self.config.seed, ctx=self.ctx)
+        loader = loaders[1 if name == "valid" else 2]
+        if loader is None:
+            raise ValueError(f"the run {self.run_dir!r} has no {name} split (its dataset config "
+                             f"holds none out): evaluate a file instead")
+        return loader
+
+    def predict(self, path: str):
+        """:class:`~bucketrnn.app.tasks.Predictions` for the lines of ``path`` (classifier:
+        the class name of each line), in input order."""
+        from bucketrnn.app.tasks import handler
+
+        return handler("predict", self.task, "predict", self.run_dir)(self, path)
+
+    def generate(self, prompt: str, **options) -> dict:
+        """Sample a continuation of ``prompt`` (language models): see
+        :func:`bucketrnn.app.infer.generate_lm` for the options and the result."""
+        from bucketrnn.app.tasks import handler
+
+        return handler("generate", self.task, "generate", self.run_dir)(self, prompt, **options)
+
+    def step_model(self):
+        """The one-step graph of a language model on the trained parameters (built once)."""
+        if self._step is None:
+            from bucketrnn.app.config import to_dict
+            from bucketrnn.models.step import LanguageModelStep
+
+            if self.task != "lm":
+                raise ValueError(f"a step graph is built for language models, not for this "
+                                 f"run's task {self.task!r}")
+            m = to_dict(self.config.model)
+            reference = self.graphs.collect_params()
+            prefix = reference.prefix  # the bucket graphs' own: the same parameter names
+            step = LanguageModelStep(vocab_size=len(self.vocab), embed_size=m["embed_size"],
+                                     hidden_size=m["hidden_size"], num_layers=m["num_layers"],
+                                     mode=m["mode"], tie_weights=m["tie_weights"],
+                                     cell=m["cell"], prefix=prefix, params=reference)
+            step.hybridize(static_alloc=True, static_shape=True)
+            self._step = step
+        return self._step
+
+
+def _refuse_outlier_lines(dataset, lengths, source=None) -> None:
+    """A line far longer than the rest (:func:`bucketrnn.buckets.find_outliers`) is refused
+    naming its line, before any graph of its length is built."""
+    from bucketrnn.buckets import find_outliers
+
+    found = find_outliers(lengths)
+    if not found:
+        return
+    i = int(found.indices[0])
+    lines = getattr(dataset, "line_numbers", None)
+    where = f"line {int(lines[i])}" if lines is not None else f"example {i}"
+    steps = int(found.lengths[0])
+    raise ValueError(f"{where} of {source or 'the input'!r} is {steps} steps long, far more "
+                     f"than the rest needs ({found.rest_max} at most; {found.rule('line')}): "
+                     f"its bucket would unroll a {steps}-step graph; split or cut such lines")
+
+
+def _read_classes(run_dir: str, label) -> list:
+    """The class names of ``classes.json``; a run made before the file existed has none, which
+    only a ``contains:<token>`` label can do without (its classes are 0 and 1)."""
+    path = os.path.join(run_dir, CLASSES)
+    if not os.path.lexists(path) and str(label).startswith("contains:"):
+        return ["0", "1"]
+    try:
+        doc = read_json(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path!r} is missing: a classifier run keeps its class map "
+                                "there (runs of an older bucketrnn have none; retrain, or write "
+                                '{"label": ..., "classes": [name of class 0, 1, ...]})') from None
+    except ValueError as e:
+        raise ValueError(f"{path!r} is not a class map written by bucketrnn: it {e}") from None
+    names = doc.get("classes") if isinstance(doc, dict) else None
+    if not isinstance(names, list) or len(names) < 2 or \
+            not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"{path!r} is not a class map written by bucketrnn (expected "
+                         '{"label": ..., "classes": [at least 2 distinct names]})')
+    return names
+
+
+def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
+    """Load a run directory the app (``bucketrnn`` / ``python -m bucketrnn``) wrote.
+
+    Parameters
+    ----------
+    run_dir : str
+        The run directory.
+    ctx : mx.Context or str, optional
+        Where the graphs run: ``mx.cpu()`` (default), ``mx.gpu(0)``, ``"cpu"`` or ``"gpu:0"``.
+    checkpoint : str
+        ``"latest"`` (the run's ``checkpoint.npz``) or the path of a checkpoint of this run
+        (its configuration fingerprint must be the run's).
+
+    Returns
+    -------
+    TrainedRun
+
+    Raises
+    ------
+    FileNotFoundError
+        No such directory, or it lacks ``config.json``, ``vocab.json`` or the checkpoint.
+    ValueError
+        A file is damaged or not what bucketrnn writes (the message names it);
+        :class:`~bucketrnn.errors.CheckpointError` for a damaged checkpoint,
+        :class:`~bucketrnn.errors.StateMismatchError` for one of another config.
+    """
+    import mxnet as mx
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from bucketrnn import checkpoint as ckpt
+    from bucketrnn.app.config import Config, fingerprint, parse_context, to_dict
+    from bucketrnn.app.run import build_model, read_config
+    from bucketrnn.app.tasks import task_of
+    from bucketrnn.datasets import Vocabulary
+    from bucketrnn.errors import CheckpointError
+    from bucketrnn.graphs import GraphCache
+
+    if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir):
+        raise TypeError(f"run_dir must be a directory path, got run_dir={run_dir!r}")
+    run_dir = os.path.abspath(os.fspath(run_dir))
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(f"run directory {run_dir!r} does not exist or is not a directory")
+    if isinstance(ctx, str):
+        try:
+            ctx = parse_context(ctx)
+        except ValueError:
+            raise ValueError(f"ctx must be 'cpu', 'gpu' or 'gpu:N', got ctx={ctx!r}") from None
+    ctx = ctx or mx.cpu()
+    if not isinstance(ctx, mx.Context):
+        raise TypeError(f"ctx must be an mx.Context or a string such as 'cpu' or 'gpu:0', got "
+                        f"ctx={ctx!r}")
+    if ctx.device_type == "gpu" and ctx.device_id >= mx.context.num_gpus():
+        raise ValueError(f"ctx={ctx} names a GPU this machine does not have (MXNet sees "
+                         f"{mx.context.num_gpus()} GPU(s)); use ctx='cpu'")
+    config_path = os.path.join(run_dir, CONFIG)
+    if not os.path.lexists(config_path):
+        raise FileNotFoundError(f"{run_dir!r} is not a bucketrnn run directory: it has no "
+                                f"{CONFIG}")
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), read_config(config_path))
+    except OmegaConfBaseException as e:
+        raise ValueError(f"{config_path!r} does not fit this bucketrnn's config schema: "
+                         f"{str(e).splitlines()[0]}") from None
+    model = to_dict(cfg.model)
+    task = task_of(model["name"], config_path)
+    vocab_path = os.path.join(run_dir, VOCAB)
+    if not os.path.lexists(vocab_path):
+        raise FileNotFoundError(f"{vocab_path!r} is missing: not a complete bucketrnn run "
+                                "directory (no vocabulary)")
+    vocab = Vocabulary.load(vocab_path)
+    classes = _read_classes(run_dir, cfg.dataset.label) if task == "classify" else None
+    path = os.path.join(run_dir, CHECKPOINT) if checkpoint == "latest" else os.fspath(checkpoint)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path!r}" + (
+            " (the run stopped before its first checkpoint)" if checkpoint == "latest" else ""))
+    state = ckpt.load(path, fingerprint=fingerprint(cfg))
+    build = build_model(cfg.model, len(vocab), None if classes is None else len(classes))
+    graphs = GraphCache(build, ctx=ctx, memory=to_dict(cfg.memory)["policy"])
+    params = graphs.collect_params()
+    missing, extra = sorted(set(params.keys()) - set(state.params)), \
+        sorted(set(state.params) - set(params.keys()))
+    if missing or extra:
+        raise CheckpointError(f"checkpoint {path!r} does not hold the parameters of the model in "
+                              f"{config_path} with {len(vocab)} tokens: missing {missing[:3]}, "
+                              f"unexpected {extra[:3]}")
+    for name, p in params.items():
+        if tuple(state.params[name].shape) != tuple(p.shape):
+            raise CheckpointError(f"checkpoint {path!r} holds {name} shaped "
+                                  f"{tuple(state.params[name].shape)}, but the model of "
+                                  f"{config_path} with {VOCAB} and {CLASSES} needs {p.shape}")
+    params.initialize(ctx=ctx)
+    for name, p in params.items():
+        p.set_data(mx.nd.array(state.params[name], dtype=p.dtype, ctx=ctx))
+        p.grad_req = "null"
+    meta = {k: state.meta.get(k) for k in ("global_step", "epoch", "epoch_finished")}
+    return TrainedRun(run_dir, cfg, task, graphs, vocab, classes, os.path.abspath(path), meta,
+                      ctx)

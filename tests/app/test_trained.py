@@ -1,0 +1,361 @@
+"""Using a trained run: load_run, evaluate, generate, predict, the commands, bad input."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+import bucketrnn
+from bucketrnn import CheckpointError, StateMismatchError
+from bucketrnn.app import commands
+from bucketrnn.app.config import CONF_DIR
+from bucketrnn.app.run import run
+from bucketrnn.app.tasks import tasks_for
+from bucketrnn.generation import feed, generate
+
+ROOT = os.path.dirname(CONF_DIR)
+WORDS = [f"w{i}" for i in range(30)]
+TINY = ["dataset=text", "model.hidden_size=8", "model.num_layers=1", "bucketing.num_buckets=3",
+        "bucketing.batch_size=8", "trainer.progress=false", "plots=false", "trainer.lr=0.02"]
+
+
+def _write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return str(path)
+
+
+def _lines(rng, n, labelled=False):
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(2, 15))
+        if not labelled:
+            out.append(" ".join(rng.choice(WORDS, size=k)))
+            continue
+        label = str(rng.choice(["pos", "neg"]))
+        pool = WORDS[:15] if label == "pos" else WORDS[15:]
+        out.append(label + " " + " ".join(rng.choice(pool, size=k)))
+    return out
+
+
+def _train(root, name, labelled, *extra):
+    rng = np.random.default_rng(0 if labelled else 1)
+    files = {split: _write(root / f"{name}_{split}.txt", _lines(rng, n, labelled))
+             for split, n in (("train", 120), ("valid", 30), ("test", 30))}
+    overrides = TINY + [f"dataset.path={files['train']}", f"dataset.valid_path={files['valid']}",
+                        f"dataset.test_path={files['test']}", *extra]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    summary = run(cfg, str(root / name))
+    return str(root / name), summary, files
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    return _train(tmp_path_factory.mktemp("lm"), "lm", False, "trainer.epochs=1")
+
+
+@pytest.fixture(scope="module")
+def clf(tmp_path_factory):
+    return _train(tmp_path_factory.mktemp("clf"), "clf", True, "model=classifier",
+                  "dataset.label=first_token", "trainer.epochs=2")
+
+
+def _command(*argv):
+    """``bucketrnn <argv>`` in this process: (status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    saved, sys.stderr = sys.stderr, err
+    try:
+        status = commands.main(list(argv), out=out)
+    finally:
+        sys.stderr = saved
+    return status, out.getvalue(), err.getvalue()
+
+
+# ---------------------------------------------------------------------------- load_run
+def test_load_run_gives_the_losses_training_ended_with(lm):
+    run_dir, summary, _ = lm
+    trained = bucketrnn.load_run(run_dir)
+    assert trained.task == "lm" and trained.classes is None
+    assert trained.vocab.itos == json.loads(open(os.path.join(run_dir, "vocab.json")).read())
+    assert trained.meta["global_step"] == summary["steps"]
+    for split in ("valid", "test"):
+        got = trained.evaluate(split)
+        assert got["loss"] == pytest.approx(summary[split]["loss"], rel=1e-6), split
+        assert got["perplexity"] == pytest.approx(summary[split]["perplexity"], rel=1e-6)
+        assert got["examples"] == 30
+
+
+def test_classifier_run_saves_its_class_map_and_round_trips(clf):
+    run_dir, summary, files = clf
+    saved = json.loads(open(os.path.join(run_dir, "classes.json")).read())
+    assert saved == {"label": "first_token", "classes": ["neg", "pos"]}
+    trained = bucketrnn.load_run(run_dir, ctx="cpu")
+    assert trained.task == "classify" and trained.classes == ["neg", "pos"]
+    got = trained.evaluate("test")
+    assert got["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-6)
+    assert got["accuracy"] == summary["test"]["accuracy"]
+    # The same lines as a file, planned into buckets of their own: the same figures (padding
+    # never changes a result).
+    again = trained.evaluate(files["test"])
+    assert again["loss"] == pytest.approx(got["loss"], rel=1e-5)
+    assert again["accuracy"] == got["accuracy"]
+    assert again["overflow"] == {"lines_dropped": 0, "lines_truncated": 0, "tokens_cut": 0}
+
+
+def test_evaluate_helper_is_the_training_loops_evaluation(lm):
+    from bucketrnn.app.experiment import load_data, make_loaders
+    from bucketrnn.app.run import build_model
+    from bucketrnn.train import TrainLoop
+
+    trained = bucketrnn.load_run(lm[0])
+    data = load_data(trained.config.dataset)
+    train, valid, _ = make_loaders(data, trained.config.bucketing)
+    loop = TrainLoop(trained.graphs, train, progress=False,
+                     optimizer_params={"learning_rate": 0.01})
+    mine = bucketrnn.evaluate(trained.graphs, valid)
+    theirs = loop.evaluate(valid)
+    assert mine["loss"] == theirs["loss"] and mine["perplexity"] == theirs["perplexity"]
+    assert callable(build_model)
+
+
+def test_load_run_refuses_missing_and_damaged_runs(lm, tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match=f"run directory '{missing}' does not exist"):
+        bucketrnn.load_run(str(missing))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="is not a bucketrnn run directory: it has no "
+                                                "config.json"):
+        bucketrnn.load_run(str(empty))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "vocab.json"):
+        (broken / name).write_bytes(open(os.path.join(lm[0], name), "rb").read())
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*checkpoint.npz.*before its "
+                                                "first checkpoint"):
+        bucketrnn.load_run(str(broken))
+    data = bytearray(open(os.path.join(lm[0], "checkpoint.npz"), "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    (broken / "checkpoint.npz").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checkpoint.npz"):
+        bucketrnn.load_run(str(broken))
+    (broken / "vocab.json").write_text("[\"<unk>\", ")
+    with pytest.raises(ValueError, match="vocab.json' is not a vocabulary written by bucketrnn"):
+        bucketrnn.load_run(str(broken))
+
+
+def test_load_run_refuses_a_checkpoint_of_another_run(lm, clf):
+    with pytest.raises(StateMismatchError):
+        bucketrnn.load_run(lm[0], checkpoint=os.path.join(clf[0], "checkpoint.npz"))
+
+
+def test_classifier_without_class_map_is_refused_naming_the_file(clf, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.json", "vocab.json", "checkpoint.npz"):
+        (copy / name).write_bytes(open(os.path.join(clf[0], name), "rb").read())
+    with pytest.raises(FileNotFoundError, match="classes.json' is missing"):
+        bucketrnn.load_run(str(copy))
+
+
+# ---------------------------------------------------------------------------- generate
+def test_generation_carries_the_state_and_is_seeded(lm):
+    trained = bucketrnn.load_run(lm[0])
+    step = trained.step_model()
+    prompt = [trained.vocab.bos_id] + trained.vocab.encode(["w3", "w7", "w1"]).tolist()
+    whole = generate(step, prompt, max_tokens=12, seed=5)
+    assert whole == generate(step, prompt, max_tokens=12, seed=5)
+    _, states = feed(step, prompt[:2])
+    assert generate(step, prompt[2:], max_tokens=12, seed=5, states=states) == whole
+    # The step graph's logits are the bucket graph's at every position of the prompt.
+    from bucketrnn.app.run import build_model
+    from bucketrnn.models import LanguageModel
+
+    assert isinstance(step, LanguageModel)
+    full = build_model(trained.config.model, len(trained.vocab))(len(prompt))
+    params = trained.graphs.collect_params()
+    full.collect_params().initialize()
+    for name, p in full.collect_params().items():
+        p.set_data(params[name].data())
+    import mxnet as mx
+
+    ids = mx.nd.array([prompt], dtype="int32")
+    full.outputs = ("logits",)
+    logits = full(ids, mx.nd.array([len(prompt)], dtype="int32"), ids, mx.nd.ones(1))
+    for t in range(len(prompt)):
+        got, _ = feed(step, prompt[:t + 1])
+        np.testing.assert_allclose(got, logits.asnumpy()[0, t], rtol=1e-5, atol=1e-6)
+
+
+def test_generate_reads_the_prompt_once_per_token(lm):
+    trained = bucketrnn.load_run(lm[0])
+    step = trained.step_model()
+    calls = []
+
+    class Counting:
+        vocab_size = step.vocab_size
+
+        def begin_state(self, *a, **k):
+            return step.begin_state(*a, **k)
+
+        def __call__(self, *args):
+            calls.append(args[0].asnumpy().tolist())
+            return step(*args)
+
+    out = generate(Counting(), [1, 5, 6, 7], max_tokens=6, seed=0, temperature=0)
+    # Each prompt token once, then each generated token but the last: no prefix re-run.
+    assert calls == [[1], [5], [6], [7]] + [[t] for t in out[:-1]]
+
+
+def test_generate_command(lm):
+    status, out, err = _command("generate", lm[0], "--prompt", "w3 w7", "--seed", "1",
+                                "--max-tokens", "8")
+    assert status == 0, err
+    assert out.startswith("w3 w7") and len(out.split()) <= 2 + 8
+    assert _command("generate", lm[0], "--prompt", "w3 w7", "--seed", "1",
+                    "--max-tokens", "8")[1] == out
+    greedy = _command("generate", lm[0], "--prompt", "w3", "--temperature", "0", "--top-k",
+                      "3")
+    assert greedy[0] == 0 and greedy[1].startswith("w3")
+
+
+def test_generate_refuses_bad_prompts_and_notes_unknown_words(lm):
+    status, _, err = _command("generate", lm[0], "--prompt", "  ")
+    assert status == 2 and "error: prompt must hold at least one token, got prompt='  '" in err
+    status, out, err = _command("generate", lm[0], "--prompt", "w3 zebra qq", "--seed", "0",
+                                "--max-tokens", "3")
+    assert status == 0 and out.startswith("w3 zebra qq")
+    assert "note: not in the run's vocabulary, read as <unk>: 'zebra', 'qq'" in err
+    result = bucketrnn.load_run(lm[0]).generate("w3 zebra", max_tokens=0, seed=0)
+    assert result["unknown"] == ["zebra"] and result["ids"] == []
+    status, _, err = _command("generate", lm[0], "--prompt", "w3", "--temperature", "-1")
+    assert status == 2 and "temperature must be a finite number >= 0" in err
+
+
+# ---------------------------------------------------------------------------- predict
+def test_predict_keeps_input_order_across_buckets(clf, tmp_path):
+    rng = np.random.default_rng(7)
+    lines = [line.split(" ", 1)[1] for line in _lines(rng, 40, labelled=True)]
+    lines[3] = " ".join(["w1"] * 60)  # far longer than any training line: a bucket of its own
+    path = _write(tmp_path / "in.txt", lines[:20] + [""] + lines[20:])
+    trained = bucketrnn.load_run(clf[0])
+    ds, _ = trained.read(clf[2]["test"])
+    assert trained.loader(ds).plan.num_buckets > 1
+    status, out, err = _command("predict", clf[0], path)
+    assert status == 0, err
+    got = out.split("\n")[:-1]
+    assert len(got) == 41 and got[20] == ""
+    got = got[:20] + got[21:]
+    assert set(got) <= {"pos", "neg"} and len(set(got)) == 2
+    for i in (0, 3, 19, 20, 39):  # each line alone gives its own answer
+        alone = _write(tmp_path / f"one{i}.txt", [lines[i]])
+        assert trained.predict(alone).outputs == [got[i]], i
+
+
+def test_commands_refuse_the_wrong_task(lm, clf, tmp_path):
+    path = _write(tmp_path / "x.txt", ["w1 w2"])
+    for argv, words in (
+            (("generate", clf[0], "--prompt", "w1"), "`bucketrnn generate` is not available "
+                                                     "for this run's task 'classify'"),
+            (("predict", lm[0], path), "`bucketrnn predict` is not available for this run's "
+                                       "task 'lm'"),
+            (("translate", lm[0], path), "`bucketrnn translate` is not available")):
+        status, out, err = _command(*argv)
+        assert status == 2 and words in err and out == ""
+    assert "classify" in tasks_for("predict") and "lm" in tasks_for("generate")
+
+
+def test_evaluate_command_and_bad_files(lm, clf, tmp_path):
+    status, out, err = _command("evaluate", lm[0], "test")
+    assert status == 0 and out.startswith("test: loss ") and "perplexity" in out
+    status, out, _ = _command("evaluate", clf[0], clf[2]["valid"], "--json")
+    figures = json.loads(out)
+    assert status == 0 and set(figures) >= {"loss", "accuracy", "examples", "overflow"}
+    bad = _write(tmp_path / "bad.txt", ["maybe w1 w2"])
+    status, _, err = _command("evaluate", clf[0], bad)
+    assert status == 2 and "lines start with ['maybe'], which are not classes" in err
+    status, _, err = _command("evaluate", lm[0], str(tmp_path / "none.txt"))
+    assert status == 2 and "none.txt" in err
+    status, _, err = _command("predict", str(tmp_path / "norun"), bad)
+    assert status == 2 and "norun' does not exist" in err
+
+
+def test_console_dispatch_leaves_hydra_alone(lm, tmp_path):
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "bucketrnn", "evaluate", lm[0], "valid"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("valid: loss ")
+    # key=value still goes to Hydra: a misspelt key is its composition error.
+    done = subprocess.run([sys.executable, "-m", "bucketrnn", "trainer.nope=1"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode != 0 and "nope" in done.stderr
+
+
+def test_lines_over_max_length_are_counted_on_evaluate_and_predict(tmp_path):
+    run_dir, summary, _ = _train(tmp_path, "cut", False, "trainer.max_steps=2",
+                                 "dataset.max_length=10", "dataset.on_overflow=drop")
+    assert summary["dataset_overflow"]["lines_dropped"] > 0  # the training data had some too
+    path = _write(tmp_path / "long.txt", ["w1 w2 w3", " ".join(["w4"] * 12), "w5 w6"])
+    status, out, err = _command("evaluate", run_dir, path, "--json")
+    figures = json.loads(out)
+    assert status == 0 and figures["examples"] == 2
+    assert figures["overflow"] == {"lines_dropped": 1, "lines_truncated": 0, "tokens_cut": 12}
+    status, out, err = _command("evaluate", run_dir, path)
+    assert "note: max_length=10: 1 line(s) dropped, 0 truncated" in err
+
+
+def test_bad_contexts_are_refused(lm):
+    with pytest.raises(ValueError, match="ctx must be 'cpu', 'gpu' or 'gpu:N', got ctx='tpu'"):
+        bucketrnn.load_run(lm[0], ctx="tpu")
+    with pytest.raises(ValueError, match="names a GPU this machine does not have"):
+        bucketrnn.load_run(lm[0], ctx="gpu:7")
+    with pytest.raises(TypeError, match="ctx must be an mx.Context"):
+        bucketrnn.load_run(lm[0], ctx=3)
+
+
+def test_an_outlier_input_line_is_refused_naming_the_file_and_line(clf, tmp_path):
+    lines = [" ".join(["w1", "w2", "w3"][: 1 + i % 3]) for i in range(40)]
+    lines.insert(7, " ".join(["w4"] * 3000))
+    path = _write(tmp_path / "outlier.txt", lines)
+    status, out, err = _command("predict", clf[0], path)
+    assert status == 2 and out == ""
+    assert f"error: line 8 of {path!r} is 3002 steps long, far more than the rest needs" in err
+    assert "its bucket would unroll a 3002-step graph" in err
+
+
+def test_a_damaged_class_map_is_refused_naming_it(clf, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.json", "vocab.json", "checkpoint.npz"):
+        (copy / name).write_bytes(open(os.path.join(clf[0], name), "rb").read())
+    for text in ('{"label": "first_token", "classes": ["neg"]}', "{not json"):
+        (copy / "classes.json").write_text(text)
+        with pytest.raises(ValueError, match="classes.json' is not a class map written by "
+                                             "bucketrnn"):
+            bucketrnn.load_run(str(copy))
+    # Three names for a two-class checkpoint: the shapes disagree, named.
+    (copy / "classes.json").write_text('{"label": "first_token", "classes": ["a", "b", "c"]}')
+    with pytest.raises(CheckpointError, match=r"holds sequenceclassifier_out_weight shaped "
+                                              r"\(2, 8\), but the model .* needs \(3, 8\)"):
+        bucketrnn.load_run(str(copy))
+
+
+def test_character_runs_generate_characters(tmp_path):
+    rng = np.random.default_rng(2)
+    lines = ["".join(rng.choice(list("abcde "), size=int(rng.integers(3, 12))))
+             for _ in range(80)]
+    path = _write(tmp_path / "chars.txt", [ln.strip() or "a" for ln in lines])
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=TINY + [
+            f"dataset.path={path}", "dataset.tokens=char", "trainer.max_steps=3"])
+    run(cfg, str(tmp_path / "run"))
+    result = bucketrnn.load_run(str(tmp_path / "run")).generate("ab c", max_tokens=5, seed=0)
+    assert result["prompt"] == ["a", "b", " ", "c"]
+    assert result["text"] == "ab c" + "".join(result["tokens"])
+    assert all(len(t) == 1 or t == "<unk>" for t in result["tokens"])
