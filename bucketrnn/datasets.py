@@ -143,7 +143,9 @@ class Vocabulary:
         self.itos = list(tokens)
         self.stoi = {t: i for i, t in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
-            raise ValueError("vocabulary tokens must be unique")
+            twice = next(t for i, t in enumerate(self.itos) if self.stoi[t] != i)
+            raise ValueError(f"vocabulary tokens must be unique, got {twice!r} at ids "
+                             f"{self.itos.index(twice)} and {self.stoi[twice]}")
 
     @classmethod
     def build(cls, sentences: Iterable[list[str]], min_count: int = 1, max_size: int | None = None,
@@ -246,7 +248,10 @@ class Vocabulary:
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise ValueError(f"{path!r} is not a vocabulary written by bucketrnn (expected a "
                              "JSON list of tokens)")
-        return cls(tokens)
+        try:
+            return cls(tokens)
+        except ValueError as e:
+            raise ValueError(f"{path!r} is not a vocabulary written by bucketrnn: {e}") from None
 
 
 def encode_lines(lines: list[list[str]], vocab: Vocabulary) -> FlatSequences:

@@ -41,13 +41,14 @@ def sample(logits, rng: np.random.Generator, temperature: float = 1.0,
         masked = np.full_like(logits, -np.inf)
         masked[keep] = logits[keep]
         logits = masked
-    scaled = (logits - logits.max()) / temperature
+    with np.errstate(over="ignore"):  # a tiny temperature sends the others to -inf: greedy
+        scaled = (logits - logits.max()) / temperature
     p = np.exp(scaled)
     p /= p.sum()
     return int(rng.choice(p.size, p=p))
 
 
-def _check(step, temperature, top_k, max_tokens):
+def _check(step, temperature, top_k, max_tokens, seed=None):
     if not hasattr(step, "begin_state"):
         raise TypeError(f"step must be a one-step model with begin_state() (a "
                         f"LanguageModelStep), got {type(step).__name__}")
@@ -57,6 +58,7 @@ def _check(step, temperature, top_k, max_tokens):
                          f"temperature={temperature!r}")
     check_int("top_k", top_k, low=1, allow_none=True)
     check_int("max_tokens", max_tokens, low=0)
+    check_int("seed", seed, low=0, allow_none=True)  # numpy's own error names no argument
 
 
 def feed(step, ids, states=None, ctx=None):
@@ -94,7 +96,7 @@ def generate(step, prompt_ids, max_tokens: int = 50, temperature: float = 1.0,
     top_k : int, optional
         Sample among the ``top_k`` most likely tokens only.
     seed : int, optional
-        Seed of the sampling generator: the same seed gives the same tokens.
+        Seed of the sampling generator (an integer >= 0): the same seed gives the same tokens.
     stop_id : int, optional
         Stop after generating this id (e.g. ``<eos>``); it is included in the result.
     states : list of NDArray, optional
@@ -108,7 +110,7 @@ def generate(step, prompt_ids, max_tokens: int = 50, temperature: float = 1.0,
     list of int
         The generated ids (not the prompt).
     """
-    _check(step, temperature, top_k, max_tokens)
+    _check(step, temperature, top_k, max_tokens, seed)
     rng = np.random.default_rng(seed)
     logits, states = feed(step, prompt_ids, states, ctx=ctx)
     out = []

@@ -50,6 +50,7 @@ def test_stop_id_ends_generation(step):
     ({"temperature": float("inf")}, "temperature must be a finite number >= 0"),
     ({"top_k": 0}, "top_k"),
     ({"max_tokens": -1}, "max_tokens"),
+    ({"seed": -1}, "seed must be an integer >= 0, got seed=-1"),
 ])
 def test_bad_options_are_refused(step, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -61,3 +62,13 @@ def test_bad_prompts_are_refused(step):
         generate(step, [])
     with pytest.raises(ValueError, match=r"token id 12 is outside \[0, 12\)"):
         generate(step, [1, 12])
+
+
+def test_a_tiny_temperature_is_greedy_without_warnings():
+    import warnings
+
+    logits = np.array([0.0, 3.0, 1.0, 2.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow RuntimeWarning reached the user
+        assert {sample(logits, np.random.default_rng(0), temperature=1e-320)
+                for _ in range(20)} == {1}

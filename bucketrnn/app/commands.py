@@ -109,6 +109,9 @@ def main(argv=None, out=None) -> int:
             _generate(run, args, out)
         else:
             _lines(run, args, out, args.command)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
     except (ValueError, TypeError, OSError, RunLockedError) as e:
         sys.stderr.write(f"error: {e}\n")
         return 2

@@ -107,6 +107,9 @@ class TrainedRun:
         or truncated by the run's ``dataset.max_length``)."""
         from bucketrnn.evaluation import evaluate
 
+        if not isinstance(what, (str, os.PathLike)) or not str(what):
+            raise TypeError(f"what must be 'valid', 'test' or the path of a file, got "
+                            f"what={what!r}")
         if what in ("valid", "test"):
             loader = self._split_loader(what)
             extra = {}
@@ -208,7 +211,31 @@ def _read_classes(run_dir: str, label) -> list:
             not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
         raise ValueError(f"{path!r} is not a class map written by bucketrnn (expected "
                          '{"label": ..., "classes": [at least 2 distinct names]})')
+    bad = [n for n in names if not n.strip() or n != " ".join(n.split())]
+    if bad:  # predict prints one name per line: a blank or multi-line name breaks line N = N
+        raise ValueError(f"{path!r} is not a class map written by bucketrnn: class name "
+                         f"{bad[0]!r} is blank or holds a line break, tab or surrounding space")
     return names
+
+
+def _checkpoint_path(run_dir: str, checkpoint) -> str:
+    """The checkpoint file ``checkpoint`` ("latest" or a path) names; FileNotFoundError saying
+    why there is none (not written yet, a dangling link, not a regular file)."""
+    if not isinstance(checkpoint, (str, os.PathLike)) or not str(checkpoint):
+        raise TypeError(f"checkpoint must be 'latest' or the path of a checkpoint file, got "
+                        f"checkpoint={checkpoint!r}")
+    latest = checkpoint == "latest"
+    path = os.path.join(run_dir, CHECKPOINT) if latest else os.fspath(checkpoint)
+    if os.path.isfile(path):
+        return path
+    if os.path.islink(path):
+        why = f"a symbolic link to the missing {os.readlink(path)!r}"
+    elif os.path.lexists(path):
+        why = "not a regular file" + (" (a directory)" if os.path.isdir(path) else "")
+    else:
+        why = ("none (the run stopped before its first checkpoint, or is still running "
+               "and has not reached it)") if latest else "none"
+    raise FileNotFoundError(f"no checkpoint at {path!r}: there is {why}")
 
 
 def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
@@ -245,8 +272,8 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
     from bucketrnn.app.config import Config, fingerprint, parse_context, to_dict
     from bucketrnn.app.run import build_model, read_config
     from bucketrnn.app.tasks import task_of
-    from bucketrnn.datasets import Vocabulary
-    from bucketrnn.errors import CheckpointError
+    from bucketrnn.datasets import EOS, Vocabulary
+    from bucketrnn.errors import CheckpointError, StateMismatchError
     from bucketrnn.graphs import GraphCache
 
     if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir):
@@ -282,12 +309,19 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
         raise FileNotFoundError(f"{vocab_path!r} is missing: not a complete bucketrnn run "
                                 "directory (no vocabulary)")
     vocab = Vocabulary.load(vocab_path)
+    if vocab.eos_id is None:  # every sequence of the app's data starts and ends with it
+        raise ValueError(f"{vocab_path!r} is not a vocabulary written by bucketrnn: it has no "
+                         f"{EOS!r} token")
     classes = _read_classes(run_dir, cfg.dataset.label) if task == "classify" else None
-    path = os.path.join(run_dir, CHECKPOINT) if checkpoint == "latest" else os.fspath(checkpoint)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path!r}" + (
-            " (the run stopped before its first checkpoint)" if checkpoint == "latest" else ""))
-    state = ckpt.load(path, fingerprint=fingerprint(cfg))
+    path = _checkpoint_path(run_dir, checkpoint)
+    try:
+        state = ckpt.load(path, fingerprint=fingerprint(cfg))
+    except StateMismatchError as e:
+        # check_fingerprint's hint is for resuming training; here the files disagree.
+        why = str(e).split("; it differs in ", 1)[-1].split(". Run with the original", 1)[0]
+        raise StateMismatchError(f"checkpoint {path!r} was not made with the config of "
+                                 f"{config_path!r}: it differs in {why}. Pass a checkpoint of "
+                                 "this run, or restore its config.json") from None
     build = build_model(cfg.model, len(vocab), None if classes is None else len(classes))
     graphs = GraphCache(build, ctx=ctx, memory=to_dict(cfg.memory)["policy"])
     params = graphs.collect_params()

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -359,3 +360,89 @@ def test_character_runs_generate_characters(tmp_path):
     assert result["prompt"] == ["a", "b", " ", "c"]
     assert result["text"] == "ab c" + "".join(result["tokens"])
     assert all(len(t) == 1 or t == "<unk>" for t in result["tokens"])
+
+
+# ---------------------------------------------------------------------------- hostile run dirs
+def _copy_run(src, dst):
+    dst.mkdir()
+    for name in os.listdir(src):
+        if name.endswith(".json") or name.endswith(".npz"):
+            (dst / name).write_bytes(open(os.path.join(src, name), "rb").read())
+    return dst
+
+
+def test_a_config_edited_after_training_is_refused_naming_both_files(lm, tmp_path):
+    copy = _copy_run(lm[0], tmp_path / "copy")
+    cfg = json.loads((copy / "config.json").read_text())
+    cfg["model"]["hidden_size"] = 32
+    (copy / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(StateMismatchError) as info:
+        bucketrnn.load_run(str(copy))
+    message = str(info.value)
+    assert "checkpoint.npz' was not made with the config of" in message
+    assert "config.json" in message and "model.hidden_size: checkpoint 8, now 32" in message
+    assert "resume=" not in message  # the training hint means nothing to load_run
+    status, _, err = _command("evaluate", str(copy))
+    assert status == 2 and err.startswith("error: checkpoint ")
+
+
+def test_checkpoint_argument_and_unreadable_checkpoints_are_named(lm, tmp_path):
+    for bad in (None, 5, ""):
+        with pytest.raises(TypeError, match=f"checkpoint must be 'latest' or the path of a "
+                                            f"checkpoint file, got checkpoint={bad!r}"):
+            bucketrnn.load_run(lm[0], checkpoint=bad)
+    copy = _copy_run(lm[0], tmp_path / "copy")
+    os.remove(copy / "checkpoint.npz")
+    os.symlink(tmp_path / "gone.npz", copy / "checkpoint.npz")
+    with pytest.raises(FileNotFoundError, match="a symbolic link to the missing .*gone.npz"):
+        bucketrnn.load_run(str(copy))
+    with pytest.raises(FileNotFoundError, match=r"not a regular file \(a directory\)"):
+        bucketrnn.load_run(lm[0], checkpoint=str(tmp_path))
+
+
+def test_a_vocabulary_with_duplicates_or_without_eos_is_refused_naming_it(lm, tmp_path):
+    copy = _copy_run(lm[0], tmp_path / "copy")
+    tokens = json.loads((copy / "vocab.json").read_text())
+    twice = tokens[:5] + [tokens[4]] + tokens[6:]
+    (copy / "vocab.json").write_text(json.dumps(twice))
+    with pytest.raises(ValueError, match=f"vocab.json' is not a vocabulary written by bucketrnn: "
+                                         f"vocabulary tokens must be unique, got '{tokens[4]}' "
+                                         f"at ids 4 and 5"):
+        bucketrnn.load_run(str(copy))
+    # Without <eos> (same size, so the checkpoint's shapes fit): no sentence could start.
+    (copy / "vocab.json").write_text(json.dumps(["<unk>", "<eox>", *tokens[2:]]))
+    with pytest.raises(ValueError, match="vocab.json' is not a vocabulary written by bucketrnn: "
+                                         "it has no '<eos>' token"):
+        bucketrnn.load_run(str(copy))
+
+
+def test_class_names_that_would_break_line_alignment_are_refused(clf, tmp_path):
+    copy = _copy_run(clf[0], tmp_path / "copy")
+    for names in (["neg", "p\nos"], ["neg", ""], ["neg", " pos"]):
+        (copy / "classes.json").write_text(json.dumps({"label": "first_token",
+                                                       "classes": names}))
+        with pytest.raises(ValueError, match=re.escape(f"class name {names[1]!r} is blank or "
+                                                       "holds a line break")):
+            bucketrnn.load_run(str(copy))
+
+
+def test_evaluate_refuses_what_is_not_a_split_or_a_path(lm):
+    run_ = bucketrnn.load_run(lm[0])
+    for bad in (None, 5, ""):
+        with pytest.raises(TypeError, match=f"what must be 'valid', 'test' or the path of a "
+                                            f"file, got what={bad!r}"):
+            run_.evaluate(bad)
+
+
+def test_an_interrupted_command_exits_130_without_a_traceback(lm, monkeypatch):
+    from bucketrnn.app import trained
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trained, "load_run", interrupted)
+    try:
+        result = _command("generate", lm[0], "--prompt", "w1")
+    except KeyboardInterrupt:  # escaping would stop the whole test session
+        pytest.fail("KeyboardInterrupt escaped commands.main (a traceback for the user)")
+    assert result == (130, "", "interrupted\n")
