@@ -76,6 +76,7 @@ def read_classify(run, path: str):
 def predict_classify(run, path: str) -> Predictions:
     """The class name of every non-blank line of ``path`` (unlabelled text), in input order;
     the lines are bucketed and batched like training data."""
+    from bucketrnn.app.trained import explain_too_large
     from bucketrnn.datasets import FlatSequences, encode_lines
 
     lines = read_lines_of(run, path, every_line=True)
@@ -84,12 +85,13 @@ def predict_classify(run, path: str) -> Predictions:
                             line_numbers=encoded.line_numbers)
     predicted = np.full(len(lines), -1, dtype=np.int64)
     loader = run.loader(dataset, source=path)
-    for batch in loader:
-        out = run.graphs(batch)
-        logits = out[1] if isinstance(out, (list, tuple)) else out
-        rows = np.asarray(batch.indices)
-        real = rows >= 0
-        predicted[rows[real]] = logits.argmax(axis=-1).asnumpy().astype(np.int64)[real]
+    with explain_too_large(loader, path):
+        for batch in loader:
+            out = run.graphs(batch)
+            logits = out[1] if isinstance(out, (list, tuple)) else out
+            rows = np.asarray(batch.indices)
+            real = rows >= 0
+            predicted[rows[real]] = logits.argmax(axis=-1).asnumpy().astype(np.int64)[real]
     if (predicted < 0).any():  # every example is played once per epoch (DESIGN invariant 1)
         raise RuntimeError(f"no prediction for line {int(lines.line_numbers[predicted < 0][0])}")
     notes = _unknown_note(run, lines)

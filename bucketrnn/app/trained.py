@@ -20,13 +20,14 @@ Examples
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from bucketrnn.rundir import CHECKPOINT, CLASSES, CONFIG, VOCAB, read_json
 
-__all__ = ["TrainedRun", "load_run"]
+__all__ = ["TrainedRun", "explain_too_large", "load_run"]
 
 
 @dataclass
@@ -117,7 +118,8 @@ class TrainedRun:
             dataset, overflow = self.read(what)
             loader = self.loader(dataset, source=what)
             extra = {"overflow": overflow.to_dict()}
-        result = evaluate(self.graphs, loader, task=self.task)
+        with explain_too_large(loader, os.fspath(what)):
+            result = evaluate(self.graphs, loader, task=self.task)
         return {**result, "examples": len(loader.dataset), **extra}
 
     def _split_loader(self, name: str):
@@ -173,6 +175,26 @@ class TrainedRun:
             step.hybridize(static_alloc=True, static_shape=True)
             self._step = step
         return self._step
+
+
+@contextmanager
+def explain_too_large(loader, source: str):
+    """Re-raise a :class:`~bucketrnn.errors.GraphTooLargeError` met while running ``loader``
+    (the lines of the file ``source``) naming the file and its longest line: the library's
+    hint (``max_length``, ``memory_limit=``) names nothing a command takes."""
+    from bucketrnn.errors import GraphTooLargeError
+
+    try:
+        yield
+    except GraphTooLargeError as e:
+        lengths = np.asarray(loader.lengths)
+        i = int(np.argmax(lengths.reshape(len(lengths), -1).max(axis=1)))
+        lines = getattr(loader.dataset, "line_numbers", None)
+        where = f"line {int(lines[i])}" if lines is not None else f"example {i}"
+        what = str(e).split(": lower the largest bucket length", 1)[0]
+        raise GraphTooLargeError(f"{source!r} is too long to run here: {what}; its longest line, "
+                                 f"{where}, is {int(lengths[i].max())} steps: split or cut "
+                                 "long lines") from None
 
 
 def _refuse_outlier_lines(dataset, lengths, source=None) -> None:

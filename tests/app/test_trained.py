@@ -446,3 +446,18 @@ def test_an_interrupted_command_exits_130_without_a_traceback(lm, monkeypatch):
     except KeyboardInterrupt:  # escaping would stop the whole test session
         pytest.fail("KeyboardInterrupt escaped commands.main (a traceback for the user)")
     assert result == (130, "", "interrupted\n")
+
+
+def test_a_graph_too_large_for_a_file_names_the_file_and_its_longest_line(lm, clf, tmp_path):
+    from bucketrnn import GraphTooLargeError
+
+    path = _write(tmp_path / "in.txt", ["w1 w2", "w3 w4 w5 w6 w7 w8 w9", "w2"])
+    for run_dir, call in ((lm[0], "evaluate"), (clf[0], "predict")):
+        run_ = bucketrnn.load_run(run_dir)
+        run_.graphs.memory_limit = 1000  # bytes: every graph is too large
+        with pytest.raises(GraphTooLargeError) as info:
+            getattr(run_, call)(path)
+        message = str(info.value)
+        assert message.startswith(f"{path!r} is too long to run here: the graph of bucket_key=")
+        assert "its longest line, line 2, is " in message
+        assert "pass memory_limit=" not in message and "max_length" not in message  # library hints
