@@ -125,7 +125,16 @@ class TrainedRun:
     def _split_loader(self, name: str):
         from bucketrnn.app.experiment import load_data, make_loaders
 
-        data = load_data(self.config.dataset, seed=self.config.seed)
+        try:
+            data = load_data(self.config.dataset, seed=self.config.seed)
+        except FileNotFoundError as e:
+            # The paths are the run's, as given when it was started: relative ones were read
+            # from the directory it started in, not necessarily this one.
+            raise FileNotFoundError(f"the {name} split cannot be rebuilt from the run's "
+                                    f"{os.path.join(self.run_dir, CONFIG)}: {e} (relative "
+                                    f"paths are read from the current directory {os.getcwd()!r}"
+                                    "); run from the directory the run started in, or evaluate "
+                                    "a file instead") from None
         if list(data.vocab.itos) != list(self.vocab.itos):
             raise ValueError(f"the run's data no longer gives the vocabulary it was trained with "
                              f"({os.path.join(self.run_dir, VOCAB)}: {len(self.vocab)} tokens, "

@@ -461,3 +461,17 @@ def test_a_graph_too_large_for_a_file_names_the_file_and_its_longest_line(lm, cl
         assert message.startswith(f"{path!r} is too long to run here: the graph of bucket_key=")
         assert "its longest line, line 2, is " in message
         assert "pass memory_limit=" not in message and "max_length" not in message  # library hints
+
+
+def test_a_split_whose_data_is_gone_names_the_run_config_and_the_directory(lm, tmp_path,
+                                                                           monkeypatch):
+    copy = _copy_run(lm[0], tmp_path / "copy")
+    cfg = json.loads((copy / "config.json").read_text())
+    monkeypatch.chdir(tmp_path)  # the run's data files are elsewhere
+    run_ = bucketrnn.load_run(str(copy))
+    run_.config.dataset.path = os.path.basename(cfg["dataset"]["path"])  # as if given relative
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"the valid split cannot be rebuilt from the run's {copy / 'config.json'}: ")
+            + ".*" + re.escape(f"relative paths are read from the current directory "
+                               f"{str(tmp_path)!r}")):
+        run_.evaluate("valid")
