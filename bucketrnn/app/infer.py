@@ -95,6 +95,13 @@ def predict_classify(run, path: str) -> Predictions:
     if (predicted < 0).any():  # every example is played once per epoch (DESIGN invariant 1)
         raise RuntimeError(f"no prediction for line {int(lines.line_numbers[predicted < 0][0])}")
     notes = _unknown_note(run, lines)
+    if run.config.dataset.label == "first_token" and len(lines) > 1 and \
+            all(line and line[0] in run.classes for line in lines):
+        # A labelled file given to predict: its labels were read as words, the answers are
+        # no measure of the model.
+        notes.append(f"every line starts with a class name ({', '.join(run.classes)}): predict "
+                     "reads unlabelled text, so they were read as words; to score a labelled "
+                     "file use `bucketrnn evaluate RUN_DIR FILE`")
     if lines.overflow:
         notes.append(f"max_length={run.config.dataset.max_length}: {lines.overflow}")
     return Predictions([run.classes[i] for i in predicted], lines.line_numbers, notes)

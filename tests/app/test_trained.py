@@ -475,3 +475,13 @@ def test_a_split_whose_data_is_gone_names_the_run_config_and_the_directory(lm, t
             + ".*" + re.escape(f"relative paths are read from the current directory "
                                f"{str(tmp_path)!r}")):
         run_.evaluate("valid")
+
+
+def test_predict_on_a_labelled_file_says_the_labels_were_read_as_words(clf, tmp_path):
+    status, out, err = _command("predict", clf[0], clf[2]["test"])
+    assert status == 0 and len(out.splitlines()) == 30
+    assert "note: every line starts with a class name (neg, pos): predict reads unlabelled " \
+           "text" in err and "bucketrnn evaluate RUN_DIR FILE" in err
+    unlabelled = _write(tmp_path / "u.txt", [line.split(" ", 1)[1] for line in
+                                             open(clf[2]["test"]).read().splitlines()])
+    assert "class name" not in _command("predict", clf[0], unlabelled)[2]
