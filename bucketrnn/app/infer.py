@@ -27,7 +27,17 @@ def read_lines_of(run, path: str, every_line: bool = False):
     policy = d.get("on_overflow", "error") if d["max_length"] is not None else "error"
     if every_line and policy == "drop":
         policy = "truncate"
-    return read_lines(path, tokens=d["tokens"], max_length=d["max_length"], on_overflow=policy)
+    try:
+        return read_lines(path, tokens=d["tokens"], max_length=d["max_length"],
+                          on_overflow=policy)
+    except ValueError as e:
+        head, sep, _ = str(e).partition("; pass on_overflow=")
+        if not sep:
+            raise
+        # The library's hint names arguments the commands do not take: say where the limit
+        # comes from.
+        raise ValueError(f"{head}: the run's dataset.max_length, with dataset.on_overflow="
+                         f"{policy!r}; split or cut such lines") from None
 
 
 def _unknown_note(run, lines) -> list:

@@ -485,3 +485,17 @@ def test_predict_on_a_labelled_file_says_the_labels_were_read_as_words(clf, tmp_
     unlabelled = _write(tmp_path / "u.txt", [line.split(" ", 1)[1] for line in
                                              open(clf[2]["test"]).read().splitlines()])
     assert "class name" not in _command("predict", clf[0], unlabelled)[2]
+
+
+def test_a_line_over_the_runs_max_length_under_policy_error_names_the_runs_settings(
+        lm, tmp_path):
+    copy = _copy_run(lm[0], tmp_path / "copy")
+    run_ = bucketrnn.load_run(str(copy))
+    run_.config.dataset.max_length = 5  # as a run trained with on_overflow=error
+    path = _write(tmp_path / "in.txt", ["w1 w2", "w1 w2 w3 w4 w5 w6 w7"])
+    for call in (run_.evaluate, run_.read):
+        with pytest.raises(ValueError, match=re.escape(
+                f"text file {path!r} line 2 has 7 tokens, more than max_length=5 (1 line(s) are "
+                "longer): the run's dataset.max_length, with dataset.on_overflow='error'; split "
+                "or cut such lines")):
+            call(path)
