@@ -80,7 +80,7 @@ def feed(step, ids, states=None, ctx=None):
 
 def generate(step, prompt_ids, max_tokens: int = 50, temperature: float = 1.0,
              top_k: int | None = None, seed: int | None = None, stop_id: int | None = None,
-             states=None, ctx=None) -> list:
+             states=None, ctx=None, on_token=None) -> list:
     """Sample up to ``max_tokens`` token ids after ``prompt_ids``.
 
     Parameters
@@ -104,6 +104,9 @@ def generate(step, prompt_ids, max_tokens: int = 50, temperature: float = 1.0,
         the states of ``feed(step, prompt[:k])`` gives what generating from ``prompt`` does.
     ctx : mx.Context, optional
         Where the step graph's parameters live.
+    on_token : callable, optional
+        Called with each id as it is drawn (``stop_id`` too), before the next step: to show
+        the tokens as they come rather than after the last one.
 
     Returns
     -------
@@ -117,6 +120,8 @@ def generate(step, prompt_ids, max_tokens: int = 50, temperature: float = 1.0,
     for _ in range(max_tokens):
         token = sample(logits, rng, temperature, top_k)
         out.append(token)
+        if on_token is not None:
+            on_token(token)
         if token == stop_id or len(out) == max_tokens:
             break
         logits, states = feed(step, [token], states, ctx=ctx)

@@ -72,3 +72,9 @@ def test_a_tiny_temperature_is_greedy_without_warnings():
         warnings.simplefilter("error")  # numpy's overflow RuntimeWarning reached the user
         assert {sample(logits, np.random.default_rng(0), temperature=1e-320)
                 for _ in range(20)} == {1}
+
+
+def test_on_token_sees_each_id_as_it_is_drawn(step):
+    seen = []
+    out = generate(step, [1, 2], max_tokens=7, seed=4, on_token=seen.append)
+    assert seen == out and len(out) == 7

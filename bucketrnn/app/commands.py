@@ -70,12 +70,23 @@ def _evaluate(run, args, out) -> None:
 
 
 def _generate(run, args, out) -> None:
-    result = run.generate(args.prompt, max_tokens=args.max_tokens,
-                          temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    wrote = []
+
+    def write(piece):  # each token as it comes: a long or endless sample shows its progress
+        wrote.append(True)
+        out.write(piece)
+        out.flush()
+
+    try:
+        result = run.generate(args.prompt, max_tokens=args.max_tokens,
+                              temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+                              on_text=write)
+    finally:
+        if wrote:  # also when interrupted: the text so far is kept, its line ended
+            out.write("\n")
     if result["unknown"]:
         sys.stderr.write(f"note: not in the run's vocabulary, read as <unk>: "
                          f"{', '.join(map(repr, result['unknown']))}\n")
-    out.write(result["text"] + "\n")
 
 
 def _lines(run, args, out, action) -> None:

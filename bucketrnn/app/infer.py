@@ -119,7 +119,7 @@ def predict_classify(run, path: str) -> Predictions:
 
 @register("generate", "lm")
 def generate_lm(run, prompt: str, max_tokens: int = 50, temperature: float = 1.0,
-                top_k: int | None = None, seed: int | None = None) -> dict:
+                top_k: int | None = None, seed: int | None = None, on_text=None) -> dict:
     """Sample a continuation of ``prompt`` with the state carried between steps
     (:func:`bucketrnn.generation.generate` on the run's one-step graph).
 
@@ -127,7 +127,9 @@ def generate_lm(run, prompt: str, max_tokens: int = 50, temperature: float = 1.0
     the begin-of-sentence of the run's data form); generation stops at ``<eos>`` or after
     ``max_tokens``. Returns ``{"prompt": tokens, "unknown": prompt tokens read as <unk>,
     "ids": generated ids, "tokens": generated tokens (without <eos>), "text": prompt and
-    continuation joined, "stopped": whether <eos> ended it}``.
+    continuation joined, "stopped": whether <eos> ended it}``. ``on_text``, when given, is
+    called with that text as it grows (the prompt once the options are checked, then each
+    token as it is drawn, with its separator): the pieces join to ``text``.
     """
     from bucketrnn.app.config import to_dict
     from bucketrnn.generation import generate
@@ -139,10 +141,24 @@ def generate_lm(run, prompt: str, max_tokens: int = 50, temperature: float = 1.0
     if not prompt.strip():
         raise ValueError(f"prompt must hold at least one token, got prompt={prompt!r}")
     ids = [run.vocab.bos_id, *run.vocab.encode(tokens).tolist()]
-    out = generate(run.step_model(), ids, max_tokens=max_tokens, temperature=temperature,
-                   top_k=top_k, seed=seed, stop_id=run.vocab.eos_id, ctx=run.ctx)
-    words = run.vocab.decode(out)
     sep = "" if char else " "
+    shown = []
+
+    def show(token_id=None):
+        if on_text is None:
+            return
+        if not shown:
+            shown.append(True)
+            on_text(sep.join(tokens))
+        if token_id is not None:
+            for word in run.vocab.decode([token_id]):  # nothing for <eos>
+                on_text(sep + word)
+
+    out = generate(run.step_model(), ids, max_tokens=max_tokens, temperature=temperature,
+                   top_k=top_k, seed=seed, stop_id=run.vocab.eos_id, ctx=run.ctx,
+                   on_token=show)
+    show()  # the prompt, when no token was drawn (max_tokens=0)
+    words = run.vocab.decode(out)
     return {"prompt": tokens, "unknown": run.vocab.unknown(tokens), "ids": out, "tokens": words,
             "text": sep.join(tokens + words),
             "stopped": bool(out) and out[-1] == run.vocab.eos_id}

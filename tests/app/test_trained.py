@@ -499,3 +499,32 @@ def test_a_line_over_the_runs_max_length_under_policy_error_names_the_runs_setti
                 "longer): the run's dataset.max_length, with dataset.on_overflow='error'; split "
                 "or cut such lines")):
             call(path)
+
+
+def test_generate_streams_its_text_and_an_interrupt_keeps_what_was_shown(lm, monkeypatch):
+    run_ = bucketrnn.load_run(lm[0])
+    pieces = []
+    result = run_.generate("w3 w7", max_tokens=8, seed=1, on_text=pieces.append)
+    assert "".join(pieces) == result["text"] and pieces[0] == "w3 w7"
+    assert len(pieces) == 1 + len(result["tokens"])
+    pieces.clear()
+    assert run_.generate("w3", max_tokens=0, on_text=pieces.append)["text"] == "w3" == \
+        "".join(pieces)
+    with pytest.raises(ValueError, match="temperature"):  # nothing shown before the checks
+        run_.generate("w3", temperature=-1, on_text=pieces.append)
+    assert pieces == ["w3"]
+
+    # The command writes each token as it is drawn: interrupted after 3, they stay printed.
+    from bucketrnn import generation
+
+    drawn = []
+
+    def sample(*args, **kwargs):  # three words (never <eos>), then Ctrl-C
+        if len(drawn) == 3:
+            raise KeyboardInterrupt
+        drawn.append(run_.vocab[f"w{len(drawn) + 1}"])
+        return drawn[-1]
+
+    monkeypatch.setattr(generation, "sample", sample)
+    status, out, err = _command("generate", lm[0], "--prompt", "w3", "--max-tokens", "10")
+    assert (status, out, err) == (130, "w3 w1 w2 w3\n", "interrupted\n")
