@@ -528,3 +528,13 @@ def test_generate_streams_its_text_and_an_interrupt_keeps_what_was_shown(lm, mon
     monkeypatch.setattr(generation, "sample", sample)
     status, out, err = _command("generate", lm[0], "--prompt", "w3", "--max-tokens", "10")
     assert (status, out, err) == (130, "w3 w1 w2 w3\n", "interrupted\n")
+
+
+def test_the_apps_help_names_the_commands_on_a_trained_run(tmp_path):
+    env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "bucketrnn", "--help"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for line in ("bucketrnn evaluate RUN_DIR [valid|test|FILE]", "bucketrnn predict RUN_DIR FILE",
+                 'bucketrnn generate RUN_DIR --prompt "..."', "docs/using-a-trained-model.md"):
+        assert line in done.stdout
