@@ -21,7 +21,7 @@ from bucketrnn.errors import (
 from bucketrnn.graphs import GraphCache
 from bucketrnn.lengths import sequence_lengths
 from bucketrnn.loader import BucketLoader, evaluation_loader
-from bucketrnn.models import LanguageModel, SequenceClassifier, loss_normalizer
+from bucketrnn.models import LanguageModel, SequenceClassifier, SequenceTagger, loss_normalizer
 from bucketrnn.rundir import RunLock, RunLockedError
 from bucketrnn.sampler import BucketBatchSampler
 
@@ -41,6 +41,7 @@ __all__ = [
     "RunLock",
     "RunLockedError",
     "SequenceClassifier",
+    "SequenceTagger",
     "StateMismatchError",
     "Vocabulary",
     "evaluation_loader",

@@ -48,7 +48,7 @@ from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["LEARNING_RATE", "ON_NONFINITE", "TrainLoop", "TASKS"]
 
-TASKS = ("lm", "classify")
+TASKS = ("lm", "classify", "tag")
 log = logging.getLogger(__name__)
 ON_NONFINITE = ("error", "skip")
 # The defaults of TrainLoop are the app's (conf/trainer/default.yaml); tests/app/test_config.py
@@ -91,8 +91,9 @@ class TrainLoop:
         forward takes ``(data, valid_length, label, weight)`` and returns the per-row loss
         (already times ``weight``), optionally followed by logits; or a ready ``GraphCache``.
     train_loader : BucketLoader
-        Its ``task`` must be ``"lm"`` (loss per token, perplexity) or ``"classify"`` (loss per
-        row, accuracy when the model also returns logits).
+        Its ``task`` must be ``"lm"`` (loss per token, perplexity), ``"classify"`` (loss per
+        row, accuracy when the model also returns logits) or ``"tag"`` (loss per token, token
+        accuracy over valid tokens when the model also returns logits).
     ctx : mx.Context, optional
         Default ``mx.cpu()``, or the context of a given ``GraphCache`` (one context: the loop
         reads states and gradients there). The loaders must deliver batches on it
@@ -357,8 +358,17 @@ class TrainLoop:
         real_rows = np.asarray(batch.indices) >= 0
         real = int(vl[real_rows].sum())
         slots = int(np.prod(batch.data.shape[:2]))
-        count = real if self.task == "lm" else int(real_rows.sum())
+        count = real if self.task in ("lm", "tag") else int(real_rows.sum())
         return real, slots, count, real_rows
+
+    def _tag_counts(self, out, batch, tally, real_rows):
+        """Add a tagging batch's correct and counted tokens to ``tally`` (``rows`` counts
+        tokens), when the model returns logits after the loss."""
+        if self.task == "tag" and isinstance(out, (list, tuple)) and len(out) > 1:
+            correct, tokens = metrics.token_counts(out[1], batch.label, batch.valid_length,
+                                                   real_rows)
+            tally["correct"] += correct
+            tally["rows"] += tokens
 
     def _accuracy(self, logits, batch, real_rows):
         pred = logits.argmax(axis=-1).asnumpy()
@@ -421,13 +431,16 @@ class TrainLoop:
         elif self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
             tally["correct"] = self._accuracy(out[1], batch, real_rows)
             tally["rows"] = int(real_rows.sum())
+        else:
+            self._tag_counts(out, batch, tally, real_rows)
         self.global_step += 1
         self.history["real_tokens"] += real
         self.history["slots"] += slots
         return tally
 
     def evaluate(self, loader) -> dict:
-        """Loss and perplexity (``lm``) or accuracy (``classify``) over one pass of ``loader``."""
+        """Loss and perplexity (``lm``), accuracy (``classify``) or token accuracy (``tag``)
+        over one pass of ``loader``."""
         t = metrics.tally()
         started = time.perf_counter()
         loader.set_epoch(0)  # evaluation loaders do not shuffle; every pass is epoch 0
@@ -444,6 +457,7 @@ class TrainLoop:
             if self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
                 t["correct"] += self._accuracy(out[1], batch, real_rows)
                 t["rows"] += int(real_rows.sum())
+            self._tag_counts(out, batch, t, real_rows)
         bar.close()
         result = self._figures(t)
         result["seconds"] = time.perf_counter() - started
