@@ -582,14 +582,16 @@ def split_indices(n: int, valid_fraction: float = 0.1, test_fraction: float = 0.
 
 @dataclass
 class LabelledSplits:
-    """What :func:`labelled_text_file` returns: the splits (``valid``/``test`` may be None) and
+    """What :func:`labelled_text_file` returns: the splits (``valid``/``test`` may be None),
     the class map ``classes`` (id -> name, sorted names of every split, so a held-out label is
-    never unknown)."""
+    never unknown) and ``overflow``, the lines ``max_length`` cut or dropped in every file
+    read."""
 
     train: LabelledText
     valid: LabelledText | None
     test: LabelledText | None
     classes: list
+    overflow: OverflowCounts = OverflowCounts()
 
     def label_ids(self, split: str):
         """:meth:`LabelledText.label_ids` of ``split`` (``"train"``, ``"valid"``, ``"test"``)
@@ -646,10 +648,13 @@ def labelled_text_file(path: str, label: str, valid_fraction: float = 0.1,
 
     _label_kind(label)  # an unknown label is named before any file is read
     whole = read("path", path)
+    overflow = whole.sentences.overflow
     if valid_path or test_path:
         train = whole
         valid = read("valid_path", valid_path) if valid_path else None
         test = read("test_path", test_path) if test_path else None
+        for part in (valid, test):
+            overflow += OverflowCounts() if part is None else part.sentences.overflow
     else:
         parts = split_indices(len(whole), valid_fraction, test_fraction, seed)
         if parts[0].size == 0:
@@ -662,4 +667,4 @@ def labelled_text_file(path: str, label: str, valid_fraction: float = 0.1,
     else:
         classes = sorted(set().union(*(part.classes() for part in (train, valid, test)
                                        if part is not None)))
-    return LabelledSplits(train, valid, test, classes)
+    return LabelledSplits(train, valid, test, classes, overflow)

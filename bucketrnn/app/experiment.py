@@ -28,47 +28,10 @@ class Data:
     num_classes: int | None
     description: str
     overflow: dict | None = None  # text: lines dropped / truncated and tokens cut (max_length)
+    classes: list | None = None  # the class map (id -> name) of a classifier or a tagger
 
 
-def _labelled(ds, label: str, vocab, classes=None):
-    """``ds`` with a class label per sequence, for ``dataset.label`` (see DatasetConfig)."""
-    from bucketrnn.datasets import FlatSequences
-
-    tokens, offsets, lines = ds.tokens, ds.offsets, ds.line_numbers
-    if label.startswith("contains:"):
-        word = label.split(":", 1)[1]
-        wid = vocab.stoi.get(word)
-        if wid is None:
-            raise ValueError(f"dataset.label={label!r}: the token {word!r} is not in the "
-                             "vocabulary")
-        hits = np.add.reduceat((tokens == wid).astype(np.int64), offsets[:-1]) \
-            if tokens.size else np.zeros(len(ds), np.int64)
-        hits[np.diff(offsets) == 0] = 0
-        labels = (hits > 0).astype(np.int32)
-        return FlatSequences(tokens, offsets, labels, line_numbers=lines), classes or [0, 1]
-    # first_token: sequences are "<eos> label w1 ... <eos>"; drop the label token.
-    lengths = np.diff(offsets)
-    short = np.flatnonzero(lengths < 3)
-    if short.size:
-        raise ValueError(f"dataset.label='first_token' needs a label and at least one token per "
-                         f"line; sequence {int(short[0])} has none")
-    first = tokens[offsets[:-1] + 1]
-    if classes is None:
-        classes = sorted(set(first.tolist()))
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = [vocab.itos[c] for c in set(first.tolist()) if c not in index]
-    if unknown:
-        raise ValueError(f"dataset.label='first_token': labels {sorted(unknown)[:5]} do not "
-                         "occur in the training split")
-    keep = np.ones(tokens.size, dtype=bool)
-    keep[offsets[:-1] + 1] = False
-    new_offsets = offsets - np.arange(offsets.size)
-    new_offsets[0] = 0
-    labels = np.array([index[c] for c in first.tolist()], dtype=np.int32)
-    return FlatSequences(tokens[keep], new_offsets, labels, line_numbers=lines), classes
-
-
-def _refuse_one_class(label: str, labels, classes, vocab) -> None:
+def _refuse_one_class(label: str, labels, classes) -> None:
     """A classifier learns nothing from one class: refuse training labels that take one value."""
     seen = np.unique(np.asarray(labels))
     if seen.size >= 2:
@@ -76,21 +39,13 @@ def _refuse_one_class(label: str, labels, classes, vocab) -> None:
     if seen.size == 0:
         what = "no sequences"
     elif label == "first_token":
-        what = f"every training line starts with {vocab.itos[classes[int(seen[0])]]!r}"
+        what = f"every training line starts with {classes[int(seen[0])]!r}"
     else:
         word = label.split(":", 1)[1]
         what = f"every training sequence {'contains' if seen[0] else 'lacks'} {word!r}"
     raise ValueError(f"dataset.label={label!r} gives {seen.size} class in the training split "
                      f"({what}): a classifier needs at least 2 classes; choose another "
                      "dataset.label or data with more than one label")
-
-
-def _split(n, fractions, seed):
-    """Seeded held-out index sets of ``n`` examples: ``(train, valid, test)``, sorted."""
-    perm = np.random.default_rng([seed, 0x5EED]).permutation(n)
-    n_valid, n_test = (int(round(f * n)) for f in fractions)
-    parts = perm[:n_valid], perm[n_valid:n_valid + n_test], perm[n_valid + n_test:]
-    return [np.sort(p) for p in (parts[2], parts[0], parts[1])]
 
 
 def _keyed(key: str, value, e: Exception) -> Exception:
@@ -108,13 +63,15 @@ def _read(datasets, key: str, path: str, kw: dict):
         raise _keyed(key, path, e) from e
 
 
-def _refuse_outlier_lines(parts) -> None:
+def _refuse_outlier_lines(parts, markers: int = 2) -> None:
     """Refuse a line far longer than the rest (:func:`bucketrnn.buckets.find_outliers`, on
-    tokens per line over every split), naming its file and line, before any plan or graph."""
+    tokens per line over every split), naming its file and line, before any plan or graph.
+    ``markers``: tokens each sequence has beyond its line's (the two ``<eos>`` of
+    ``encode_lines``; none for tagged sentences)."""
     from bucketrnn.buckets import find_outliers
 
     parts = [(ds, key, path) for ds, key, path in parts if ds is not None and len(ds)]
-    sizes = [ds.lengths() - 2 for ds, _, _ in parts]  # without the two <eos> of encode_lines
+    sizes = [ds.lengths() - markers for ds, _, _ in parts]
     found = find_outliers(np.concatenate(sizes))
     if not found:
         return
@@ -141,6 +98,8 @@ def load_data(dataset, seed: int = 0) -> Data:
     from bucketrnn import datasets
 
     d = to_dict(dataset)
+    if d["name"] == "tagged" or (d["name"] == "text" and d["label"]):
+        return _load_labelled(d, seed)
     overflow = None
     if d["name"] == "ptb":
         train, vocab = datasets.penn_treebank("train", limit=d["limit"])
@@ -167,7 +126,8 @@ def load_data(dataset, seed: int = 0) -> Data:
                     valid, test = (part, test) if key == "valid_path" else (valid, part)
                     sources[key[:-5]] = (f"dataset.{key}", d[key])
         else:
-            parts = _split(len(lines), (d["valid_fraction"], d["test_fraction"]), seed)
+            parts = datasets.split_indices(len(lines), d["valid_fraction"], d["test_fraction"],
+                                           seed)
             if parts[0].size == 0:
                 raise ValueError(f"dataset.path={d['path']!r} leaves no training sequences "
                                  f"after holding out valid_fraction={d['valid_fraction']} and "
@@ -191,15 +151,73 @@ def load_data(dataset, seed: int = 0) -> Data:
         _refuse_outlier_lines([(part, *sources.get(name, sources["train"]))
                                for name, part in (("train", train), ("valid", valid),
                                                   ("test", test))])
-    classes = None
-    if d["label"]:
-        train, classes = _labelled(train, d["label"], vocab)
-        _refuse_one_class(d["label"], train.labels, classes, vocab)
-        valid = None if valid is None else _labelled(valid, d["label"], vocab, classes)[0]
-        test = None if test is None else _labelled(test, d["label"], vocab, classes)[0]
+    return Data(train, valid, test, vocab, None, what, overflow)
+
+
+def _limited(part, limit):
+    return part if part is None or not limit else part.subset(np.arange(min(limit, len(part))))
+
+
+def _load_labelled(d: dict, seed: int) -> Data:
+    """A labelled text file (``dataset=text`` with ``dataset.label``) or a tagged one
+    (``dataset=tagged``), read by :func:`bucketrnn.datasets.labelled_text_file`: the split,
+    labels and class map of the library, encoded with a vocabulary of the training split."""
+    from bucketrnn import datasets
+
+    tagged = d["name"] == "tagged"
+    label = "tags" if tagged else d["label"]
+    on_overflow = d.get("on_overflow", "error")
+    try:
+        splits = datasets.labelled_text_file(
+            d["path"], label, valid_fraction=d["valid_fraction"],
+            test_fraction=d["test_fraction"], seed=seed, valid_path=d["valid_path"],
+            test_path=d["test_path"], tokens=d["tokens"], max_length=d["max_length"],
+            on_overflow=on_overflow)
+    except (FileNotFoundError, ValueError) as e:
+        # The library's message starts with its argument (path=..., valid_path=...): the same
+        # names under dataset.
+        cls = FileNotFoundError if isinstance(e, FileNotFoundError) else ValueError
+        raise cls(f"dataset.{e}") from e
+    classes = splits.classes
+    # The vocabulary comes from the training sentences alone: held-out words stay unknown.
+    vocab = datasets.Vocabulary.build(splits.train.sentences, min_count=d["min_count"])
+    parts = {}
+    for name in ("train", "valid", "test"):
+        text = getattr(splits, name)
+        if text is None:
+            parts[name] = None
+        elif tagged:
+            seqs = datasets.FlatSequences.from_sequences(
+                [vocab.encode(s) for s in text.sentences], tags=text.label_ids(classes))
+            parts[name] = datasets.FlatSequences(seqs.tokens, seqs.offsets,
+                                                 line_numbers=text.sentences.line_numbers,
+                                                 tags=seqs.tags)
+        else:
+            seqs = datasets.encode_lines(text.sentences, vocab)
+            parts[name] = datasets.FlatSequences(seqs.tokens, seqs.offsets,
+                                                 text.label_ids(classes),
+                                                 line_numbers=seqs.line_numbers)
+    train = _limited(parts["train"], d["limit"])
+    valid = _limited(parts["valid"], d["valid_limit"])
+    test = _limited(parts["test"], d["test_limit"])
+    keys = {"train": "path", "valid": "valid_path" if d["valid_path"] else "path",
+            "test": "test_path" if d["test_path"] else "path"}
+    _refuse_outlier_lines([(part, f"dataset.{keys[name]}", d[keys[name]]) for name, part in
+                           (("train", train), ("valid", valid), ("test", test))],
+                          markers=0 if tagged else 2)
+    what = f"{d['path']} ({d['tokens']} tokens)"
+    if d["max_length"] is not None:
+        what += f", max_length={d['max_length']} ({on_overflow}: {splits.overflow})"
+    if tagged:
+        if len(classes) < 2:
+            raise ValueError(f"dataset.path={d['path']!r} has {len(classes)} tag ({classes!r}): "
+                             "a tagger needs at least 2 tags")
+        what = f"tagged {what}, {len(classes)} tags (accuracy is per token)"
+    else:
+        _refuse_one_class(d["label"], train.labels, classes)
         what += f", label {d['label']} ({len(classes)} classes)"
-    return Data(train, valid, test, vocab, None if classes is None else len(classes), what,
-                overflow)
+    return Data(train, valid, test, vocab, len(classes), what, splits.overflow.to_dict(),
+                classes)
 
 
 def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
