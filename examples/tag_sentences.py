@@ -13,6 +13,7 @@ the sentence, ``O`` otherwise. The majority tag is printed as the baseline to be
     python examples/tag_sentences.py                       # 6000 sentences, 2 epochs
     python examples/tag_sentences.py --limit 300 --epochs 1 --hidden 16   # seconds
     python examples/tag_sentences.py --file my_tagged.txt  # your own token/TAG file
+    python examples/tag_sentences.py --write ptb_tagged.txt   # only write the PTB file
 """
 
 import argparse
@@ -76,12 +77,17 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--file", help="a tagged file (default: rule-tagged PTB sentences)")
     p.add_argument("--limit", type=int, default=6000, help="PTB sentences written (no --file)")
+    p.add_argument("--write", metavar="PATH", help="write the rule-tagged PTB file and exit")
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--buckets", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
     args = p.parse_args(argv)
 
+    if args.write:
+        write_ptb_tagged(args.write, args.limit)
+        print(f"wrote {args.limit} tagged sentences to {args.write}")
+        return
     path = args.file
     if path is None:
         path = os.path.join(tempfile.mkdtemp(), "ptb_tagged.txt")
