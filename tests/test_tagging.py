@@ -119,3 +119,37 @@ def test_token_counts_by_hand():
     # The loop's tally: rows count tokens for task='tag'.
     assert figures("tag", tally(loss=10.0, count=5, correct=3, rows=5)) == \
         {"loss": 2.0, "accuracy": 0.6}
+
+
+def test_train_loop_reports_loss_and_accuracy_per_real_token():
+    from bucketrnn import GraphCache
+    from bucketrnn.models import SequenceTagger
+    from bucketrnn.train import TrainLoop
+
+    rng = np.random.default_rng(0)
+    data = []
+    for n in rng.integers(1, 9, size=40):
+        tokens = rng.integers(1, 10, size=n)
+        data.append((tokens, (tokens % 3).astype(np.int32)))  # the tag follows from the token
+    loader = BucketLoader(data, batch_size=8, num_buckets=3, task="tag", seed=0)
+    build = SequenceTagger.factory(num_classes=3, vocab_size=10, hidden_size=8,
+                                   outputs=("loss", "logits"))
+    loop = TrainLoop(build, loader, epochs=3, progress=False,
+                     optimizer_params={"learning_rate": 0.05})
+    assert loader.num_classes == 3 and loader.vocab_size == 10  # the model's limits
+    history = loop.fit()
+    assert history["epochs"][-1]["train_accuracy"] > history["epochs"][0]["train_accuracy"]
+    evaluation = loop.evaluate(loader)
+    # By hand: the same pass, summed loss over real tokens, correct over real tokens.
+    graphs = loop.graphs
+    assert isinstance(graphs, GraphCache)
+    loss = correct = tokens = 0.0
+    loader.set_epoch(0)
+    for batch in loader:
+        out = graphs(batch)
+        loss += float(out[0].sum().asscalar())
+        c, n = token_counts(out[1], batch.label, batch.valid_length, batch.weight)
+        correct, tokens = correct + c, tokens + n
+    assert tokens == sum(len(t) for t, _ in data)
+    assert evaluation["loss"] == pytest.approx(loss / tokens, rel=1e-5)
+    assert evaluation["accuracy"] == pytest.approx(correct / tokens)

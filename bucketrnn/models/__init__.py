@@ -4,7 +4,7 @@ from bucketrnn.models.base import BucketModel, loss_normalizer, masked_token_los
 from bucketrnn.models.classifier import SequenceClassifier
 from bucketrnn.models.encoder import RecurrentEncoder
 from bucketrnn.models.language_model import LanguageModel
-from bucketrnn.models.tagger import SequenceTagger, tag_batch
+from bucketrnn.models.tagger import SequenceTagger, tag_batch, tag_sentences
 
 __all__ = [
     "BucketModel",
@@ -15,4 +15,5 @@ __all__ = [
     "loss_normalizer",
     "masked_token_loss",
     "tag_batch",
+    "tag_sentences",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bucketrnn.models.base import masked_token_loss
 from bucketrnn.models.classifier import SequenceClassifier
 
-__all__ = ["SequenceTagger", "tag_batch"]
+__all__ = ["SequenceTagger", "tag_batch", "tag_sentences"]
 
 
 class SequenceTagger(SequenceClassifier):
@@ -94,3 +94,72 @@ def tag_batch(graphs, batch):
     lengths = batch.valid_length.asnumpy().astype(np.int64)
     real = np.flatnonzero(np.asarray(batch.indices) >= 0)
     return [pred[j, :lengths[j]] for j in real]
+
+
+def tag_sentences(graphs, sentences, vocab, classes=None, batch_size: int = 32,
+                  num_buckets: int = 8, boundaries=None, ctx=None) -> list:
+    """Tag sentences with a trained tagger, bucketed like training data, in input order.
+
+    Parameters
+    ----------
+    graphs : GraphCache
+        Of a :class:`SequenceTagger` factory built with ``outputs=("loss", "logits")``.
+    sentences : list of list of str
+        Token lists (e.g. ``line.split()``); an empty one gets an empty result.
+    vocab : Vocabulary
+        The vocabulary the tagger was trained with (unknown words become ``<unk>``).
+    classes : list of str, optional
+        The class map (``tags.json`` of an app run): tag names are returned; ids without it.
+    batch_size, num_buckets
+        The batches: sentences are planned into at most ``num_buckets`` length buckets.
+    boundaries : sequence of int, optional
+        Bucket boundaries to use instead (e.g. the training plan's ``plan.boundaries``, so the
+        compiled graphs are reused); one more is added for a longer sentence.
+    ctx : mxnet.Context, optional
+        Where the batches go (the graphs' context).
+
+    Returns
+    -------
+    list
+        Per sentence, a list of tag names (or an ``int64`` array of tag ids without
+        ``classes``), as long as the sentence.
+
+    Examples
+    --------
+    >>> import mxnet as mx
+    >>> from bucketrnn import GraphCache
+    >>> from bucketrnn.datasets import Vocabulary
+    >>> vocab = Vocabulary.build([["the", "cat"]])
+    >>> graphs = GraphCache(SequenceTagger.factory(num_classes=2, vocab_size=len(vocab),
+    ...                     hidden_size=8, outputs=("loss", "logits")))
+    >>> graphs.initialize(mx.init.Xavier())
+    >>> tags = tag_sentences(graphs, [["the", "cat"], [], ["cat"]], vocab, classes=["A", "B"])
+    >>> [len(t) for t in tags], set(tags[0]) <= {"A", "B"}
+    ([2, 0, 1], True)
+    """
+    import numpy as np
+
+    from bucketrnn.datasets import FlatSequences
+    from bucketrnn.loader import BucketLoader
+
+    ids = [vocab.encode(list(s)) for s in sentences]
+    keep = [i for i, s in enumerate(ids) if s.size]
+    out = [[] if classes is not None else np.zeros(0, np.int64) for _ in ids]
+    if not keep:
+        return out
+    kept = [ids[i] for i in keep]
+    ds = FlatSequences.from_sequences(kept, tags=[np.zeros(s.size, np.int32) for s in kept])
+    lengths = ds.lengths()
+    plan = {"num_buckets": min(num_buckets, np.unique(lengths).size)}
+    if boundaries is not None:
+        bounds = sorted(int(b) for b in boundaries)
+        if int(lengths.max()) > bounds[-1]:
+            bounds.append(int(lengths.max()))
+        plan = {"strategy": "fixed", "boundaries": bounds}
+    loader = BucketLoader(ds, batch_size=batch_size, shuffle=False, task="tag", ctx=ctx,
+                          vocab_size=len(vocab), **plan)
+    for batch in loader:
+        real = np.asarray(batch.indices)[np.asarray(batch.indices) >= 0]
+        for j, pred in zip(real, tag_batch(graphs, batch)):
+            out[keep[int(j)]] = [classes[t] for t in pred] if classes is not None else pred
+    return out

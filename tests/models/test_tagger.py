@@ -98,3 +98,35 @@ def test_tag_batch_predicts_each_real_row_in_order():
     assert sorted(seen) == [0, 1, 2]
     assert [len(seen[i]) for i in range(3)] == [3, 2, 5]
     assert loss_normalizer(next(iter(loader))) in (2.0, 8.0)
+
+
+def test_tag_sentences_in_input_order_reusing_the_training_graphs():
+    from bucketrnn.datasets import Vocabulary
+    from bucketrnn.models import tag_sentences
+
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(12)]
+    sentences = [list(rng.choice(words, size=n)) for n in rng.integers(1, 12, size=25)]
+    sentences.insert(3, [])
+    vocab = Vocabulary.build(sentences)
+    graphs = GraphCache(SequenceTagger.factory(num_classes=3, vocab_size=len(vocab),
+                                               hidden_size=8, bidirectional=True,
+                                               outputs=("loss", "logits")))
+    graphs.initialize(mx.init.Xavier())
+    tagged = tag_sentences(graphs, sentences, vocab, classes=["A", "B", "C"], batch_size=4,
+                           num_buckets=3, boundaries=[4, 8, 11])
+    assert [len(t) for t in tagged] == [len(s) for s in sentences]
+    assert graphs.compiled <= 3  # the given boundaries: no graph beyond them
+    # Each sentence alone, unpadded, gives the same tags.
+    for s, tags in zip(sentences, tagged):
+        if not s:
+            continue
+        ids = mx.nd.array(vocab.encode(s)[None, :], dtype="int32")
+        block = graphs.block(len(s))
+        logits = block(ids, mx.nd.array([len(s)], dtype="int32"), mx.nd.zeros((1, len(s))),
+                       mx.nd.ones(1))[1]
+        assert tags == [["A", "B", "C"][t] for t in logits[0].asnumpy().argmax(-1)]
+    ids = tag_sentences(graphs, sentences[:3], vocab)
+    assert [t.tolist() for t in ids] == [[["A", "B", "C"].index(x) for x in t]
+                                         for t in tagged[:3]]
+    assert tag_sentences(graphs, [[]], vocab, classes=["A"]) == [[]]
