@@ -23,8 +23,9 @@ from bucketrnn.rundir import atomic_write, read_json, read_regular
 from bucketrnn.validation import check_int
 
 __all__ = ["LABELS", "FlatSequences", "LabelledSplits", "LabelledText", "Lines",
-           "OverflowCounts", "Vocabulary", "encode_lines", "labelled_text_file", "penn_treebank",
-           "read_labelled", "read_lines", "split_indices", "text_file"]
+           "OverflowCounts", "Vocabulary", "encode_lines", "label_lines", "labelled_text_file",
+           "penn_treebank", "penn_treebank_sentences", "read_labelled", "read_lines",
+           "split_indices", "text_file"]
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -217,6 +218,17 @@ def encode_lines(lines: list[list[str]], vocab: Vocabulary) -> FlatSequences:
                          line_numbers=getattr(lines, "line_numbers", None))
 
 
+def penn_treebank_sentences(split: str = "train") -> Lines:
+    """The Penn Treebank sentences of ``split`` as token lists (the ``treebank`` package, no
+    network), as :class:`Lines` of path ``"treebank:<split>"`` numbered from 1."""
+    import treebank
+
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"split must be 'train', 'valid' or 'test', got split={split!r}")
+    lines = [ln.split() for ln in treebank.penn[split].split("\n") if ln.strip()]
+    return Lines(lines, f"treebank:{split}", np.arange(1, len(lines) + 1), OverflowCounts())
+
+
 def penn_treebank(split: str = "train", vocab: Vocabulary | None = None, limit: int | None = None):
     """Penn Treebank language-model sentences from the ``treebank`` package.
 
@@ -224,17 +236,11 @@ def penn_treebank(split: str = "train", vocab: Vocabulary | None = None, limit: 
     with ``task="lm"`` its length is the number of words plus one. The vocabulary is built from
     the train split unless given.
     """
-    import treebank
-
-    if split not in ("train", "valid", "test"):
-        raise ValueError(f"split must be 'train', 'valid' or 'test', got split={split!r}")
-    def sentences(name):
-        return [ln.split() for ln in treebank.penn[name].split("\n") if ln.strip()]
-
-    everything = sentences(split)
+    everything = list(penn_treebank_sentences(split))
     lines = everything if limit is None else everything[:limit]
     if vocab is None:
-        vocab = Vocabulary.build(everything if split == "train" else sentences("train"))
+        vocab = Vocabulary.build(everything if split == "train"
+                                 else penn_treebank_sentences("train"))
     return encode_lines(lines, vocab), vocab
 
 
@@ -532,12 +538,25 @@ def read_labelled(path: str, label: str, tokens: str = "whitespace",
     >>> text.sentences[1], text.labels[1], text.classes()
     (['1/2', 'cup'], ['CD', 'NN'], ['CD', 'DT', 'NN', 'VBD'])
     """
-    kind = _label_kind(label)
-    if kind == "tags" and tokens != "whitespace":
+    if _label_kind(label) == "tags" and tokens != "whitespace":
         raise ValueError(f"label='tags' reads whitespace-separated token/TAG items, got "
                          f"tokens={tokens!r}")
-    lines = read_lines(path, tokens, max_length, on_overflow)
-    numbers = lines.line_numbers
+    return label_lines(read_lines(path, tokens, max_length, on_overflow), label)
+
+
+def label_lines(lines: Lines, label: str) -> LabelledText:
+    """The sentences and labels of token lines (:func:`read_labelled` without the reading:
+    for lines from elsewhere, e.g. :func:`penn_treebank_sentences`); ``label`` as there.
+
+    >>> text = label_lines(penn_treebank_sentences("valid"), "contains:N")
+    >>> text.labels[:2], text.sentences.path
+    (['0', '1'], 'treebank:valid')
+    """
+    kind = _label_kind(label)
+    if not isinstance(lines, Lines):
+        raise TypeError(f"lines must be Lines (read_lines, penn_treebank_sentences), got "
+                        f"{type(lines).__name__}")
+    path, numbers = lines.path, lines.line_numbers
     if kind == "tags":
         pairs = [_split_tagged(path, int(n), ln) for ln, n in zip(lines, numbers)]
         sentences, labels = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -592,6 +611,18 @@ class LabelledSplits:
     test: LabelledText | None
     classes: list
     overflow: OverflowCounts = OverflowCounts()
+
+    @classmethod
+    def build(cls, train: LabelledText, valid: LabelledText | None, test: LabelledText | None,
+              label: str, overflow: OverflowCounts = OverflowCounts()) -> "LabelledSplits":
+        """The splits with their class map: ``["0", "1"]`` for ``contains:``, else the sorted
+        class names of every split."""
+        if _label_kind(label) == "contains":
+            classes = ["0", "1"]
+        else:
+            classes = sorted(set().union(*(part.classes() for part in (train, valid, test)
+                                           if part is not None)))
+        return cls(train, valid, test, classes, overflow)
 
     def label_ids(self, split: str):
         """:meth:`LabelledText.label_ids` of ``split`` (``"train"``, ``"valid"``, ``"test"``)
@@ -662,9 +693,4 @@ def labelled_text_file(path: str, label: str, valid_fraction: float = 0.1,
                              f"valid_fraction={valid_fraction} and test_fraction="
                              f"{test_fraction} of {len(whole)}")
         train, valid, test = (whole.subset(p) if p.size else None for p in parts)
-    if _label_kind(label) == "contains":
-        classes = ["0", "1"]
-    else:
-        classes = sorted(set().union(*(part.classes() for part in (train, valid, test)
-                                       if part is not None)))
-    return LabelledSplits(train, valid, test, classes, overflow)
+    return LabelledSplits.build(train, valid, test, label, overflow)

@@ -191,7 +191,8 @@ class BucketLoader:
     vocab_size, num_classes : int, optional
         Check every batch on the host, while it is numpy: a token id outside
         ``[0, vocab_size)`` (inputs and targets) or a label (or ``'tag'`` tag) outside
-        ``[0, num_classes)`` or not a whole number raises a ``ValueError`` naming the dataset index and the value.
+        ``[0, num_classes)`` or not a whole number raises a ``ValueError`` naming the
+        dataset index and the value.
         See :meth:`set_id_limits`; costs a min and a max per array.
 
     Attributes

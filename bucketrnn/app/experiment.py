@@ -98,7 +98,7 @@ def load_data(dataset, seed: int = 0) -> Data:
     from bucketrnn import datasets
 
     d = to_dict(dataset)
-    if d["name"] == "tagged" or (d["name"] == "text" and d["label"]):
+    if d["name"] == "tagged" or d["label"]:
         return _load_labelled(d, seed)
     overflow = None
     if d["name"] == "ptb":
@@ -154,6 +154,50 @@ def load_data(dataset, seed: int = 0) -> Data:
     return Data(train, valid, test, vocab, None, what, overflow)
 
 
+def _encoded(splits, vocab, tagged: bool, d: dict) -> list:
+    """``[train, valid, test]`` of labelled splits as FlatSequences (None where absent), with
+    ``dataset.limit`` / ``valid_limit`` / ``test_limit``: a tagger's sentences as they are with
+    a tag per token, a classifier's in the language-model form of ``encode_lines``."""
+    from bucketrnn import datasets
+
+    out = []
+    for name in ("train", "valid", "test"):
+        text = getattr(splits, name)
+        if text is None:
+            out.append(None)
+            continue
+        ids = text.label_ids(splits.classes)
+        if tagged:
+            seqs = datasets.FlatSequences.from_sequences(
+                [vocab.encode(s) for s in text.sentences], tags=ids)
+            part = datasets.FlatSequences(seqs.tokens, seqs.offsets, tags=seqs.tags,
+                                          line_numbers=text.sentences.line_numbers)
+        else:
+            seqs = datasets.encode_lines(text.sentences, vocab)
+            part = datasets.FlatSequences(seqs.tokens, seqs.offsets, ids,
+                                          line_numbers=seqs.line_numbers)
+        out.append(_limited(part, d[{"train": "limit"}.get(name, f"{name}_limit")]))
+    return out
+
+
+def _labelled_ptb(d: dict, label: str) -> Data:
+    """Penn Treebank sentences labelled by ``dataset.label`` (``contains:N``: does a sentence
+    hold a number?), on PTB's own splits; the vocabulary is that of all training sentences."""
+    from bucketrnn import datasets
+
+    parts = [datasets.label_lines(datasets.penn_treebank_sentences(name), label)
+             for name in ("train", "valid", "test")]
+    splits = datasets.LabelledSplits.build(*parts, label=label)
+    vocab = datasets.Vocabulary.build(splits.train.sentences, min_count=d["min_count"])
+    train, valid, test = _encoded(splits, vocab, False, d)
+    _refuse_one_class(label, train.labels, splits.classes)
+    what = "Penn Treebank"
+    if d["limit"]:
+        what += f" (first {len(train)} of the training sentences: dataset.limit={d['limit']})"
+    what += f", label {label} ({len(splits.classes)} classes)"
+    return Data(train, valid, test, vocab, len(splits.classes), what, None, splits.classes)
+
+
 def _limited(part, limit):
     return part if part is None or not limit else part.subset(np.arange(min(limit, len(part))))
 
@@ -167,6 +211,8 @@ def _load_labelled(d: dict, seed: int) -> Data:
     tagged = d["name"] == "tagged"
     label = "tags" if tagged else d["label"]
     on_overflow = d.get("on_overflow", "error")
+    if d["name"] == "ptb":
+        return _labelled_ptb(d, label)
     try:
         splits = datasets.labelled_text_file(
             d["path"], label, valid_fraction=d["valid_fraction"],
@@ -181,25 +227,7 @@ def _load_labelled(d: dict, seed: int) -> Data:
     classes = splits.classes
     # The vocabulary comes from the training sentences alone: held-out words stay unknown.
     vocab = datasets.Vocabulary.build(splits.train.sentences, min_count=d["min_count"])
-    parts = {}
-    for name in ("train", "valid", "test"):
-        text = getattr(splits, name)
-        if text is None:
-            parts[name] = None
-        elif tagged:
-            seqs = datasets.FlatSequences.from_sequences(
-                [vocab.encode(s) for s in text.sentences], tags=text.label_ids(classes))
-            parts[name] = datasets.FlatSequences(seqs.tokens, seqs.offsets,
-                                                 line_numbers=text.sentences.line_numbers,
-                                                 tags=seqs.tags)
-        else:
-            seqs = datasets.encode_lines(text.sentences, vocab)
-            parts[name] = datasets.FlatSequences(seqs.tokens, seqs.offsets,
-                                                 text.label_ids(classes),
-                                                 line_numbers=seqs.line_numbers)
-    train = _limited(parts["train"], d["limit"])
-    valid = _limited(parts["valid"], d["valid_limit"])
-    test = _limited(parts["test"], d["test_limit"])
+    train, valid, test = _encoded(splits, vocab, tagged, d)
     keys = {"train": "path", "valid": "valid_path" if d["valid_path"] else "path",
             "test": "test_path" if d["test_path"] else "path"}
     _refuse_outlier_lines([(part, f"dataset.{keys[name]}", d[keys[name]]) for name, part in
