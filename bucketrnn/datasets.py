@@ -80,6 +80,10 @@ class FlatSequences(Dataset):
             if tags.shape != tokens.shape or not np.issubdtype(tags.dtype, np.integer):
                 raise ValueError(f"tags must be integer class ids, one per token: shape "
                                  f"{tokens.shape}, got shape {tags.shape} dtype {tags.dtype}")
+            if tags.size and (tags.min() < 0 or tags.max() > np.iinfo(np.int32).max):
+                bad = tags[(tags < 0) | (tags > np.iinfo(np.int32).max)][0]
+                raise ValueError(f"tags must be class ids >= 0 (int32), got tag {bad.item()!r}")
+            tags = tags.astype(np.int32, copy=False)
         if line_numbers is not None:
             line_numbers = np.asarray(line_numbers, dtype=np.int64)
             if line_numbers.shape != (offsets.size - 1,):
@@ -109,7 +113,7 @@ class FlatSequences(Dataset):
                 if t.size != s.size:
                     raise ValueError(f"sequence {i} has {s.size} tokens but {t.size} tags; "
                                      "tags need one class id per token")
-            tags = np.concatenate(tags).astype(np.int32) if tags else np.zeros(0, np.int32)
+            tags = np.concatenate(tags) if tags else np.zeros(0, np.int32)
         return cls(tokens, offsets, labels, tags=tags)
 
     def lengths(self) -> np.ndarray:

@@ -87,6 +87,11 @@ def test_flat_dataset_with_tags_subsets_and_checks():
         FlatSequences.from_sequences([[1], [2, 3]], tags=[[0], [1]])
     with pytest.raises(ValueError, match="tags must be integer class ids, one per token"):
         FlatSequences(ds.tokens, ds.offsets, tags=ds.tags[:-1])
+    with pytest.raises(ValueError, match="tags must be integer class ids, one per token: .* "
+                                         "dtype float64"):
+        FlatSequences.from_sequences([[1, 2]], tags=[[0.5, 1.0]])
+    with pytest.raises(ValueError, match="tags must be class ids >= 0 .*, got tag -2"):
+        FlatSequences(ds.tokens, ds.offsets, tags=ds.tags - 2)
     with pytest.raises(ValueError, match="labels .* or tags .*, not both"):
         FlatSequences(ds.tokens, ds.offsets, labels=[0, 1, 0], tags=ds.tags)
     with pytest.raises(TypeError, match="task='tag' needs .* this flat dataset has no tags"):
