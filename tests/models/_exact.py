@@ -34,6 +34,9 @@ def random_batch(seed, length, rows, task, fill=1, float_data=False):
     if task == "lm":
         label = rng.integers(0, VOCAB, (rows, length)).astype("int32")
         label[pad] = 0
+    elif task == "tag":
+        label = rng.integers(0, CLASSES, (rows, length)).astype("int32")
+        label[pad] = 0
     else:
         label = rng.integers(0, CLASSES, rows).astype("int32")
     src = rng.integers(0, rows, fill)
