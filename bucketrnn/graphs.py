@@ -29,8 +29,9 @@ cache builds it once, traces it once and hands it every key. :attr:`GraphCache.c
 counts 1 however many keys ran (:attr:`GraphCache.keys` lists them). The policies apply as
 follows: ``"dynamic"`` runs the one hybridized graph at every shape (MXNet re-infers shapes and
 re-plans memory when the input shape changes, not when the key was seen before);
-``"static"`` does the same with static allocation, re-allocated when the input shape changes
-(so buckets interleaved step by step re-allocate every step: ``"dynamic"`` is the better fit);
+``"static"`` hybridizes it with ``static_alloc=True`` but not ``static_shape`` (that flag
+promises one input shape; with it MXNet 1.9.1 fails the ``foreach`` backward intermittently
+after a shape change), so its static memory is re-planned whenever the input shape changes;
 ``"shared"`` binds the one traced symbol once per key (an executor is shape-static) on the
 shared pool, largest first: the graph is traced once, allocation stays per bucket shape.
 
@@ -374,8 +375,11 @@ class GraphCache:
         else:
             if id(block) not in self._hybridized:  # once: hybridize() drops the cached graph
                 self._hybridized.add(id(block))
+                # static_shape promises one input shape, which a length-agnostic graph breaks
+                # by design: MXNet 1.9.1 then fails the foreach backward intermittently ("We
+                # didn't record the computation for iteration N"); static_alloc alone holds.
                 block.hybridize(active=True, static_alloc=self.memory == "static",
-                                static_shape=self.memory == "static")
+                                static_shape=self.memory == "static" and not self.length_agnostic)
             runner = _BlockRunner(block)
         self._runners[(key, ctx)] = runner
         return runner
