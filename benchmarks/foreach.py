@@ -36,7 +36,8 @@ import time
 
 import numpy as np
 
-__all__ = ["CELLS", "BUCKETINGS", "heavy_tailed", "main", "markdown", "measure", "worker"]
+__all__ = ["CELLS", "BUCKETINGS", "heavy_tailed", "main", "markdown", "measure",
+           "shape_switch", "worker"]
 
 CELLS = ("foreach", "unrolled", "fused")
 BUCKETINGS = (8, 32, 1)  # 1: no bucketing, every batch padded to the longest sequence
@@ -72,7 +73,8 @@ def worker(spec: dict) -> dict:
     loader = BucketLoader(data, batch_size=spec["batch_size"], num_buckets=spec["buckets"],
                           shuffle=True, seed=0, task="lm", num_workers=0)
     plan = loader.plan
-    factory = LanguageModel.factory(vocab_size=spec["vocab_size"], cell=spec["cell"], **MODEL)
+    factory = LanguageModel.factory(vocab_size=spec["vocab_size"], cell=spec["cell"],
+                                    **spec.get("model", MODEL))
     graphs = GraphCache(factory, memory=spec["memory"], keys=plan.keys)
     mx.random.seed(0)
     graphs.initialize(mx.init.Xavier())
@@ -113,6 +115,57 @@ def worker(spec: dict) -> dict:
             "cpu_s": cpu, "wall_s": wall, "tokens_per_cpu_s": tokens / cpu,
             "tokens_per_wall_s": tokens / wall, "peak_rss_mb": peak,
             "first_loss": float(losses[0].asscalar()), "last_loss": float(losses[-1].asscalar())}
+
+
+def shape_switch(memory: str = "dynamic", lengths=(29, 30, 31), steps: int = 12,
+                 batch_size: int = 32, vocab_size: int = 10_000, model=None) -> dict:
+    """What a change of input shape costs one hybridized foreach block, in this process.
+
+    Times forward + backward steps of one ``LanguageModel(cell="foreach")`` hybridized as
+    ``GraphCache`` does for ``memory``, (a) at one length over and over, (b) cycling through
+    ``lengths`` (nearly the same work, a new input shape every step), interleaved in rounds.
+    Returns the CPU milliseconds per step of each and the count of symbolic traces."""
+    import mxnet as mx
+    from mxnet import autograd
+
+    from bucketrnn.models import LanguageModel
+
+    lm = LanguageModel(None, vocab_size=vocab_size, cell="foreach", **(model or MODEL))
+    lm.initialize(mx.init.Xavier())
+    traces = []
+    original = lm.hybrid_forward
+
+    def traced(F, *args, **kwargs):
+        if F is mx.sym:
+            traces.append(1)
+        return original(F, *args, **kwargs)
+
+    lm.hybrid_forward = traced
+    lm.hybridize(static_alloc=memory == "static", static_shape=False)
+    rng = np.random.default_rng(0)
+
+    def one(length):
+        ids = mx.nd.array(rng.integers(0, vocab_size, (batch_size, length)), dtype="int32")
+        vl = mx.nd.array(rng.integers(1, length + 1, batch_size), dtype="int32")
+        with autograd.record():
+            loss = lm(ids, vl, ids, mx.nd.ones(batch_size)).sum()
+        loss.backward()
+        mx.nd.waitall()
+
+    for length in lengths:  # first sight of every shape, untimed
+        one(length)
+    middle = lengths[len(lengths) // 2]
+    cpu = {"same": 0.0, "switch": 0.0}
+    for _ in range(steps // len(lengths)):
+        for arm, run in (("same", [middle] * len(lengths)), ("switch", list(lengths))):
+            started = time.process_time()
+            for length in run:
+                one(length)
+            cpu[arm] += time.process_time() - started
+    n = (steps // len(lengths)) * len(lengths)
+    return {"memory": memory, "lengths": list(lengths), "steps": n,
+            "same_ms": 1000 * cpu["same"] / n, "switch_ms": 1000 * cpu["switch"] / n,
+            "traces": len(traces)}
 
 
 def _prepare(folder: str, limit: int | None) -> dict:
@@ -232,13 +285,31 @@ def main(argv=None) -> dict | None:
     ap.add_argument("--buckets", default=",".join(map(str, BUCKETINGS)))
     ap.add_argument("--data", default="ptb,heavy")
     ap.add_argument("--json", default=None, help="also write the raw figures here")
+    ap.add_argument("--switch", action="store_true",
+                    help="only measure what a change of input shape costs one foreach block "
+                         "(dynamic and static allocation, in fresh processes)")
     args = ap.parse_args(argv)
     if args.worker:
         with open(args.worker[0]) as f:
-            result = worker(json.load(f))
+            spec = json.load(f)
+        result = shape_switch(**spec["switch"]) if "switch" in spec else worker(spec)
         with open(args.worker[1], "w") as f:
             json.dump(result, f)
         return None
+    if args.switch:
+        rows = []
+        with tempfile.TemporaryDirectory() as folder:
+            for r in range(args.rounds):
+                for memory in ("dynamic", "static"):
+                    spec = {"switch": {"memory": memory, "steps": args.steps,
+                                       "batch_size": args.batch_size}}
+                    rows.append(_run(spec, folder, f"switch-{memory}-{r}", 1200))
+        for row in rows:
+            print(f"memory={row['memory']!r:9} lengths {row['lengths']}: one length "
+                  f"{row['same_ms']:.1f} CPU-ms/step, a new shape every step "
+                  f"{row['switch_ms']:.1f} CPU-ms/step (x{row['switch_ms'] / row['same_ms']:.2f}), "
+                  f"traced {row['traces']}x")
+        return {"switch": rows}
     for name in ("rounds", "steps", "batch_size"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
