@@ -159,3 +159,32 @@ def test_static_policy_allocates_statically_without_promising_one_shape():
     flags = dict(graphs.block(12)._flags)
     assert flags["static_alloc"] is True and flags["static_shape"] is False
     assert graphs.compiled == 1
+
+
+@pytest.mark.parametrize("memory", MEMORY)
+def test_data_parallel_over_two_contexts_matches_one(memory):
+    def run(ctx):
+        graphs = GraphCache(lm_factory("foreach"), memory=memory, ctx=ctx)
+        set_params(graphs.collect_params(), 5)
+        if isinstance(ctx, list):
+            for p in graphs.collect_params().values():
+                p.reset_ctx(ctx)
+        found = []
+        for seed, length in enumerate([6, 3, 6]):
+            batch = random_batch(seed, length, 3, "lm", fill=1)
+            with mx.autograd.record():
+                out = graphs(batch)
+            outs = out if isinstance(out, list) else [out]
+            mx.autograd.backward([o[0] for o in outs])
+            found.append(np.concatenate([o[0].asnumpy() for o in outs]))
+        grads = {n: sum(g.asnumpy() for g in p.list_grad())
+                 for n, p in graphs.collect_params().items()}
+        return found, grads, graphs
+
+    one, one_grads, _ = run(mx.cpu(0))
+    two, two_grads, graphs = run([mx.cpu(0), mx.cpu(1)])
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+    for name, g in one_grads.items():
+        np.testing.assert_allclose(two_grads[name], g, rtol=1e-4, atol=1e-6, err_msg=name)
+    assert graphs.compiled == 1 and graphs.keys == [6, 3]
