@@ -85,6 +85,7 @@ class Mode(str, Enum):
 class Cell(str, Enum):
     unrolled = "unrolled"
     fused = "fused"
+    foreach = "foreach"  # one length-agnostic graph for every bucket (F.contrib.foreach)
 
 
 class Strategy(str, Enum):
