@@ -22,7 +22,7 @@ from bucketrnn.evaluation import evaluate
 from bucketrnn.graphs import GraphCache
 from bucketrnn.lengths import sequence_lengths
 from bucketrnn.loader import BucketLoader, evaluation_loader
-from bucketrnn.models import LanguageModel, SequenceClassifier, loss_normalizer
+from bucketrnn.models import LanguageModel, SequenceClassifier, SequenceTagger, loss_normalizer
 from bucketrnn.rundir import RunLock, RunLockedError
 from bucketrnn.sampler import BucketBatchSampler
 
@@ -42,6 +42,7 @@ __all__ = [
     "RunLock",
     "RunLockedError",
     "SequenceClassifier",
+    "SequenceTagger",
     "StateMismatchError",
     "Vocabulary",
     "evaluate",

@@ -36,8 +36,9 @@ class Batch:
         ``int32`` ``(B,)``: real length of each row (fill rows repeat a real row's length).
     label : mxnet.nd.NDArray or None
         Class labels ``(B,)``, next-token targets ``(B, L)`` for language modelling (padded
-        positions hold 0 and are masked by ``valid_length``), or padded targets ``(B, Lt)``
-        for sequence pairs.
+        positions hold 0 and are masked by ``valid_length``), padded targets ``(B, Lt)``
+        for sequence pairs, or ``int32`` per-token tags ``(B, L)`` for tagging (padded
+        positions hold 0, masked by ``valid_length``).
     weight : mxnet.nd.NDArray
         ``float32`` ``(B,)``: 1 for a real row, 0 for a fill row added to keep the shape static.
     indices : numpy.ndarray
@@ -76,7 +77,7 @@ class Batch:
 _ARRAY_FIELDS = ("data", "valid_length", "label", "weight", "label_length")
 
 
-TASKS = ("lm", "classify", "seq2seq", None)
+TASKS = ("lm", "classify", "seq2seq", "tag", None)
 _INT32_MAX = np.iinfo(np.int32).max
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -158,10 +159,10 @@ def to_ndarray(batch: Batch, ctx=None) -> Batch:
 class _FlatSource:
     """Flat tokens, offsets (and labels) of a FlatSequences-like dataset, shared by reference."""
 
-    __slots__ = ("tokens", "offsets", "labels")
+    __slots__ = ("tokens", "offsets", "labels", "tags")
 
-    def __init__(self, tokens, offsets, labels=None):
-        self.tokens, self.offsets, self.labels = tokens, offsets, labels
+    def __init__(self, tokens, offsets, labels=None, tags=None):
+        self.tokens, self.offsets, self.labels, self.tags = tokens, offsets, labels, tags
 
 
 class SlotDataset:
@@ -200,7 +201,8 @@ class SlotDataset:
         tokens, offsets = getattr(dataset, "tokens", None), getattr(dataset, "offsets", None)
         self._flat = None
         if isinstance(tokens, np.ndarray) and isinstance(offsets, np.ndarray):
-            self._flat = _FlatSource(tokens, offsets, getattr(dataset, "labels", None))
+            self._flat = _FlatSource(tokens, offsets, getattr(dataset, "labels", None),
+                                     getattr(dataset, "tags", None))
 
     def __len__(self):
         return self.bucket_ids.size
@@ -267,6 +269,48 @@ def _as_ids(flat, rows, index):
     raise TypeError(f"token ids must be integers, got dtype {flat.dtype}")
 
 
+def _same_lengths(inputs, targets, index):
+    """One tag per token, or a ``ValueError`` naming the example."""
+    for i, x, y in zip(index, inputs, targets):
+        n, m = len(x), (len(y) if hasattr(y, "__len__") else -1)
+        if n != m:
+            tags = f"{m} tags" if m >= 0 else f"tags {y!r} (not a sequence)"
+            raise ValueError(f"example {int(i)} has {n} tokens but {tags}; task='tag' needs "
+                             "exactly one tag per token")
+
+
+def _pad_tags(targets, lengths, width, index):
+    """``int32`` ``(B, width)`` tags, 0 past each row's (possibly cut) length."""
+    rows = []
+    for i, y in zip(index, targets):
+        y = np.asarray(_numpy(y))
+        if y.dtype.kind == "f" and y.ndim == 1 and np.isfinite(y).all() \
+                and (y == np.floor(y)).all():
+            y = y.astype(np.int64)
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            raise TypeError(f"example {int(i)} has tags of dtype {y.dtype} and shape {y.shape} "
+                            f"(e.g. {y.ravel()[:3].tolist()!r}); task='tag' needs one integer "
+                            "class id per token (map tag names to ids with a class map)")
+        if y.size and (y.min() < 0 or y.max() > _INT32_MAX):
+            bad = y[(y < 0) | (y > _INT32_MAX)][0]
+            raise ValueError(f"example {int(i)} has tag {bad.item()!r}; tags are class ids in "
+                             f"[0, num_classes)")
+        rows.append(y[:width])
+    out = np.zeros((len(rows), width), dtype=np.int32)
+    out[np.arange(width) < lengths[:, None]] = np.concatenate(rows)
+    return out
+
+
+def _gather_tags(flat, index, width, lengths):
+    """The tags of a flat dataset's rows, gathered like their tokens (``lengths`` already cut
+    to ``width``)."""
+    starts = flat.offsets[index]
+    steps = np.arange(width)
+    mask = steps < lengths[:, None]
+    pos = np.where(mask, starts[:, None] + steps, 0)
+    return np.where(mask, flat.tags[pos], 0).astype(np.int32)
+
+
 class PadToBucket:
     """Batchify function: pad a batch to its bucket's length and return a :class:`Batch`.
 
@@ -278,14 +322,18 @@ class PadToBucket:
     ----------
     keys : tuple
         ``plan.keys``: padded length of each bucket, ``(src_len, tgt_len)`` for pairs.
-    task : {'lm', 'classify', 'seq2seq', None}
+    task : {'lm', 'classify', 'seq2seq', 'tag', None}
         ``'lm'``: an example ``seq`` gives ``data = seq[:-1]``, ``label = seq[1:]`` and
         ``valid_length = len(seq) - 1``, so ``keys`` are lengths of ``data``.
         ``'classify'``: examples are ``(sequence, label)``. ``'seq2seq'``: examples are
         ``(src, tgt)``; ``label`` is ``tgt`` padded to the target key, with ``label_length``.
+        ``'tag'``: examples are ``(sequence, tags)`` with one integer tag (class id) per
+        token; ``label`` is the tags padded like ``data`` (``int32`` ``(B, key)``), and a row
+        whose tags are not as long as its tokens raises naming the example.
         None: examples are sequences, ``label`` is None.
     pad_val : int or float
-        Value of padded positions in ``data`` (``label`` padding is always 0).
+        Value of padded positions in ``data`` (``label`` padding, the label pad, is always 0:
+        it is masked by ``valid_length``).
     truncate : bool
         Cut rows longer than their bucket (``on_overflow='truncate'``); otherwise they raise.
     output : {'ndarray', 'numpy'}
@@ -298,7 +346,8 @@ class PadToBucket:
         ``'seq2seq'``; a ``(source, target)`` pair for ``'seq2seq'``) are in
         ``[0, vocab_size)``, on the numpy batch: a ``ValueError`` names the dataset index.
     num_classes : int, optional
-        Check ``'classify'`` labels are whole numbers in ``[0, num_classes)``.
+        Check ``'classify'`` labels are whole numbers in ``[0, num_classes)``, and ``'tag'``
+        tags are in ``[0, num_classes)``.
 
     Examples
     --------
@@ -344,9 +393,9 @@ class PadToBucket:
         vocab = tuple(_limit("vocab_size", v) for v in vocab_size) if pair \
             else _limit("vocab_size", vocab_size)
         classes = _limit("num_classes", num_classes)
-        if classes is not None and self.task != "classify":
-            raise ValueError(f"num_classes is for task='classify' labels, got num_classes="
-                             f"{num_classes!r} with task={self.task!r}")
+        if classes is not None and self.task not in ("classify", "tag"):
+            raise ValueError(f"num_classes is for task='classify' labels and task='tag' tags, "
+                             f"got num_classes={num_classes!r} with task={self.task!r}")
         source = vocab[0] if pair else vocab
         if source is not None and isinstance(self.pad_val, Real) \
                 and not 0 <= self.pad_val < source:
@@ -394,7 +443,9 @@ class PadToBucket:
             elif self.task == "seq2seq":
                 _out_of_range(fields["label"], index, target, "target token id",
                               "target vocab_size" if isinstance(vocab, tuple) else "vocab_size")
-        if classes is not None:
+        if classes is not None and self.task == "tag":
+            _out_of_range(fields["label"], index, classes, "tag", "num_classes")
+        elif classes is not None:
             label = fields["label"]
             if label.dtype.kind == "f":
                 bad = np.flatnonzero(~np.isfinite(label) | (label != np.floor(label)))
@@ -413,9 +464,12 @@ class PadToBucket:
             if task == "seq2seq" or (task == "classify" and flat.labels is None):
                 raise TypeError(f"task={task!r} needs (data, label) examples; this flat dataset "
                                 "has no labels")
+            if task == "tag" and flat.tags is None:
+                raise TypeError("task='tag' needs (sequence, tags) examples; this flat dataset "
+                                "has no tags (FlatSequences(..., tags=))")
             targets = None if task != "classify" else flat.labels[index]
             inputs = examples
-        elif task == "seq2seq" or task == "classify":
+        elif task in ("seq2seq", "classify", "tag"):
             for i, ex in zip(index, examples):
                 if not (isinstance(ex, (tuple, list)) and len(ex) == 2):
                     raise TypeError(f"task={task!r} expects (data, label) examples; example "
@@ -425,6 +479,8 @@ class PadToBucket:
         else:
             inputs, targets = [_numpy(ex) for ex in examples], None
         width = key[0] if task == "seq2seq" else key + (task == "lm")
+        if task == "tag" and targets is not None:
+            _same_lengths(inputs, targets, index)
         data, lengths = self._inputs(inputs, index, width)
         fields = {}
         if task == "lm":
@@ -447,6 +503,9 @@ class PadToBucket:
                 raise TypeError(f"task='classify' expects numeric labels, got dtype "
                                 f"{label.dtype} for examples {index.tolist()}")
             fields["label"] = label.astype(np.int32 if label.dtype.kind in "iub" else np.float32)
+        elif task == "tag":
+            fields["label"] = _gather_tags(inputs[0], index, width, lengths) if targets is None \
+                else _pad_tags(targets, lengths, width, index)
         elif task == "seq2seq":
             tlen = self._lengths(targets, index)
             if (tlen > key[1]).any() and not self.truncate:

@@ -22,8 +22,10 @@ from bucketrnn.buckets import OVERFLOW_POLICIES
 from bucketrnn.rundir import atomic_write, read_json, read_regular
 from bucketrnn.validation import check_int
 
-__all__ = ["BOS", "EOS", "PAD", "UNK", "FlatSequences", "Lines", "OverflowCounts", "Vocabulary",
-           "encode_lines", "penn_treebank", "read_lines", "text_file"]
+__all__ = ["BOS", "EOS", "LABELS", "PAD", "UNK", "FlatSequences", "LabelledSplits",
+           "LabelledText", "Lines", "OverflowCounts", "Vocabulary", "encode_lines", "label_lines",
+           "labelled_text_file", "penn_treebank", "penn_treebank_sentences", "read_labelled",
+           "read_lines", "split_indices", "text_file"]
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -35,9 +37,11 @@ class FlatSequences(Dataset):
     """Integer sequences stored as one flat token array plus offsets.
 
     ``ds[i]`` is ``tokens[offsets[i]:offsets[i + 1]]`` (a view). Pass ``labels`` (one per
-    sequence) to get ``(sequence, label)`` items, and ``line_numbers`` (one per sequence, where
-    it came from: :func:`encode_lines` passes the file's 1-based line numbers) to keep them
-    through :meth:`subset`; ``line_numbers`` is None otherwise.
+    sequence) to get ``(sequence, label)`` items, or ``tags`` (an integer class id per token,
+    aligned with ``tokens``) to get ``(sequence, tags)`` items for ``task="tag"``, and
+    ``line_numbers`` (one per sequence, where it came from: :func:`encode_lines` passes the
+    file's 1-based line numbers) to keep them through :meth:`subset`; ``line_numbers`` is None
+    otherwise.
 
     Examples
     --------
@@ -47,7 +51,7 @@ class FlatSequences(Dataset):
     """
 
     def __init__(self, tokens: ArrayLike, offsets: ArrayLike, labels: ArrayLike | None = None,
-                 line_numbers: ArrayLike | None = None):
+                 line_numbers: ArrayLike | None = None, tags: ArrayLike | None = None):
         tokens = np.asarray(tokens)
         offsets = np.asarray(offsets, dtype=np.int64)
         if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
@@ -71,6 +75,17 @@ class FlatSequences(Dataset):
                     f"labels must have one entry per sequence ({offsets.size - 1}), got "
                     f"{labels.shape[0]}"
                 )
+        if tags is not None:
+            tags = np.asarray(tags)
+            if labels is not None:
+                raise ValueError("give labels (one per sequence) or tags (one per token), not both")
+            if tags.shape != tokens.shape or not np.issubdtype(tags.dtype, np.integer):
+                raise ValueError(f"tags must be integer class ids, one per token: shape "
+                                 f"{tokens.shape}, got shape {tags.shape} dtype {tags.dtype}")
+            if tags.size and (tags.min() < 0 or tags.max() > np.iinfo(np.int32).max):
+                bad = tags[(tags < 0) | (tags > np.iinfo(np.int32).max)][0]
+                raise ValueError(f"tags must be class ids >= 0 (int32), got tag {bad.item()!r}")
+            tags = tags.astype(np.int32, copy=False)
         if line_numbers is not None:
             line_numbers = np.asarray(line_numbers, dtype=np.int64)
             if line_numbers.shape != (offsets.size - 1,):
@@ -80,14 +95,28 @@ class FlatSequences(Dataset):
         self.offsets = offsets
         self.labels = labels
         self.line_numbers = line_numbers
+        self.tags = tags
 
     @classmethod
-    def from_sequences(cls, sequences: Iterable, labels=None, dtype=np.int32) -> "FlatSequences":
+    def from_sequences(cls, sequences: Iterable, labels=None, dtype=np.int32,
+                       tags: Iterable | None = None) -> "FlatSequences":
+        """From a list of sequences (and ``labels``, one per sequence, or ``tags``, a sequence
+        of class ids per sequence as long as it)."""
         seqs = [np.asarray(s, dtype=dtype).ravel() for s in sequences]
         offsets = np.zeros(len(seqs) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([s.size for s in seqs])
         tokens = np.concatenate(seqs) if seqs else np.zeros(0, dtype=dtype)
-        return cls(tokens, offsets, labels)
+        if tags is not None:
+            tags = [np.asarray(t).ravel() for t in tags]
+            if len(tags) != len(seqs):
+                raise ValueError(f"tags must hold one sequence of class ids per sequence "
+                                 f"({len(seqs)}), got {len(tags)}")
+            for i, (s, t) in enumerate(zip(seqs, tags)):
+                if t.size != s.size:
+                    raise ValueError(f"sequence {i} has {s.size} tokens but {t.size} tags; "
+                                     "tags need one class id per token")
+            tags = np.concatenate(tags) if tags else np.zeros(0, np.int32)
+        return cls(tokens, offsets, labels, tags=tags)
 
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
@@ -96,7 +125,10 @@ class FlatSequences(Dataset):
         return self.offsets.size - 1
 
     def __getitem__(self, i):
-        seq = self.tokens[self.offsets[i]:self.offsets[i + 1]]
+        start, end = self.offsets[i], self.offsets[i + 1]
+        seq = self.tokens[start:end]
+        if self.tags is not None:
+            return seq, self.tags[start:end]
         return seq if self.labels is None else (seq, self.labels[i])
 
     def subset(self, indices) -> "FlatSequences":
@@ -106,10 +138,12 @@ class FlatSequences(Dataset):
         offsets = np.zeros(indices.size + 1, dtype=np.int64)
         offsets[1:] = np.cumsum(lens)
         starts = np.repeat(self.offsets[indices] - offsets[:-1], lens)
-        tokens = self.tokens[starts + np.arange(offsets[-1])]
+        positions = starts + np.arange(offsets[-1])
+        tokens = self.tokens[positions]
         labels = None if self.labels is None else self.labels[indices]
         lines = None if self.line_numbers is None else self.line_numbers[indices]
-        return FlatSequences(tokens, offsets, labels, line_numbers=lines)
+        tags = None if self.tags is None else self.tags[positions]
+        return FlatSequences(tokens, offsets, labels, line_numbers=lines, tags=tags)
 
     def __repr__(self) -> str:
         return f"FlatSequences(num_sequences={len(self)}, num_tokens={self.tokens.size})"
@@ -269,6 +303,17 @@ def encode_lines(lines: list[list[str]], vocab: Vocabulary) -> FlatSequences:
                          line_numbers=getattr(lines, "line_numbers", None))
 
 
+def penn_treebank_sentences(split: str = "train") -> Lines:
+    """The Penn Treebank sentences of ``split`` as token lists (the ``treebank`` package, no
+    network), as :class:`Lines` of path ``"treebank:<split>"`` numbered from 1."""
+    import treebank
+
+    if split not in ("train", "valid", "test"):
+        raise ValueError(f"split must be 'train', 'valid' or 'test', got split={split!r}")
+    lines = [ln.split() for ln in treebank.penn[split].split("\n") if ln.strip()]
+    return Lines(lines, f"treebank:{split}", np.arange(1, len(lines) + 1), OverflowCounts())
+
+
 def penn_treebank(split: str = "train", vocab: Vocabulary | None = None, limit: int | None = None):
     """Penn Treebank language-model sentences from the ``treebank`` package.
 
@@ -276,17 +321,11 @@ def penn_treebank(split: str = "train", vocab: Vocabulary | None = None, limit: 
     with ``task="lm"`` its length is the number of words plus one. The vocabulary is built from
     the train split unless given.
     """
-    import treebank
-
-    if split not in ("train", "valid", "test"):
-        raise ValueError(f"split must be 'train', 'valid' or 'test', got split={split!r}")
-    def sentences(name):
-        return [ln.split() for ln in treebank.penn[name].split("\n") if ln.strip()]
-
-    everything = sentences(split)
+    everything = list(penn_treebank_sentences(split))
     lines = everything if limit is None else everything[:limit]
     if vocab is None:
-        vocab = Vocabulary.build(everything if split == "train" else sentences("train"))
+        vocab = Vocabulary.build(everything if split == "train"
+                                 else penn_treebank_sentences("train"))
     return encode_lines(lines, vocab), vocab
 
 
@@ -457,3 +496,286 @@ def text_file(path: str, tokens: str = "whitespace", vocab: Vocabulary | None = 
     ds = encode_lines(lines, vocab)
     ds.overflow = lines.overflow
     return ds, vocab
+
+
+# ---------------------------------------------------------------- labelled text files
+LABELS = ("first_token", "contains:<token>", "tags")
+
+
+def _label_kind(label) -> str:
+    if label in ("first_token", "tags"):
+        return label
+    if isinstance(label, str) and label.startswith("contains:") and len(label) > len("contains:"):
+        return "contains"
+    raise ValueError(f"label must be one of {LABELS} (contains: followed by a token), got "
+                     f"label={label!r}")
+
+
+@dataclass
+class LabelledText:
+    """Sentences of a labelled text file, their labels, and where each came from.
+
+    Attributes
+    ----------
+    sentences : Lines
+        The token lists, label tokens removed (the words a model reads), with the file's
+        ``path``, ``line_numbers`` and ``overflow``.
+    labels : list
+        A class name (``str``) per sentence, or for ``label="tags"`` a list of tag names, one
+        per token.
+    per_token : bool
+        True for tags.
+    """
+
+    sentences: Lines
+    labels: list
+    per_token: bool = False
+
+    def __len__(self) -> int:
+        return len(self.sentences)
+
+    def classes(self) -> list:
+        """The class names that occur, sorted."""
+        if self.per_token:
+            return sorted({tag for tags in self.labels for tag in tags})
+        return sorted(set(self.labels))
+
+    def label_ids(self, classes: Sequence[str]):
+        """Labels as class ids of ``classes`` (a class map: id -> name): an ``int32`` array of
+        one id per sentence, or for tags a list of ``int32`` arrays (one id per token).
+
+        Raises ``ValueError`` naming the file, line and label for a label not in ``classes``.
+        """
+        index = {c: i for i, c in enumerate(classes)}
+        lines = self.sentences.line_numbers
+
+        def lookup(name, j):
+            try:
+                return index[name]
+            except KeyError:
+                raise ValueError(f"{self.sentences.path!r} line {int(lines[j])}: label "
+                                 f"{name!r} is not one of the {len(index)} classes "
+                                 f"{list(index)[:10]!r}") from None
+
+        if self.per_token:
+            return [np.fromiter((lookup(t, j) for t in tags), dtype=np.int32, count=len(tags))
+                    for j, tags in enumerate(self.labels)]
+        return np.fromiter((lookup(c, j) for j, c in enumerate(self.labels)), dtype=np.int32,
+                           count=len(self.labels))
+
+    def subset(self, indices) -> "LabelledText":
+        """The given sentences, in that order."""
+        indices = np.asarray(indices, dtype=np.int64)
+        s = self.sentences
+        lines = Lines([s[i] for i in indices], s.path, s.line_numbers[indices], s.overflow)
+        return LabelledText(lines, [self.labels[i] for i in indices], self.per_token)
+
+
+def _split_tagged(path, number, items):
+    tokens, tags = [], []
+    for item in items:
+        token, slash, tag = item.rpartition("/")
+        if not slash or not token or not tag:
+            what = "no tag" if not slash or not tag else "no token before its '/'"
+            raise ValueError(f"tagged file {path!r} line {number}: item {item!r} has {what}; "
+                             "write every item as token/TAG (the tag follows the last '/', so "
+                             "a token may itself hold '/')")
+        tokens.append(token)
+        tags.append(tag)
+    return tokens, tags
+
+
+def read_labelled(path: str, label: str, tokens: str = "whitespace",
+                  max_length: int | None = None, on_overflow: str = "error") -> LabelledText:
+    """The sentences and labels of a UTF-8 text file, one labelled sentence a line.
+
+    Parameters
+    ----------
+    path : str
+        The file (blank lines are skipped; see :func:`read_lines`).
+    label : {"first_token", "contains:<token>", "tags"}
+        Where the labels are. ``"first_token"``: the first token of a line is its class and is
+        not part of the sentence (``pos a fine film``). ``"contains:<token>"``: class ``"1"``
+        when the token occurs in the line (it stays in the sentence), else ``"0"``.
+        ``"tags"``: every item is ``token/TAG`` (``The/DT cat/NN``), split on its *last* ``/``
+        so a token may hold one (``1/2/CD`` is token ``1/2``, tag ``CD``); needs
+        ``tokens="whitespace"``.
+    tokens, max_length, on_overflow
+        See :func:`read_lines` (``max_length`` counts the items of a line, a first-token
+        label included).
+
+    Returns
+    -------
+    LabelledText
+
+    Raises
+    ------
+    ValueError
+        What :func:`read_lines` raises; an unknown ``label``; a ``first_token`` line with no
+        token after its label; a tagged item without a tag (naming the file, line and item).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "tagged.txt")
+    >>> _ = open(path, "w").write("The/DT cat/NN sat/VBD\\n1/2/CD cup/NN\\n")
+    >>> text = read_labelled(path, "tags")
+    >>> text.sentences[1], text.labels[1], text.classes()
+    (['1/2', 'cup'], ['CD', 'NN'], ['CD', 'DT', 'NN', 'VBD'])
+    """
+    if _label_kind(label) == "tags" and tokens != "whitespace":
+        raise ValueError(f"label='tags' reads whitespace-separated token/TAG items, got "
+                         f"tokens={tokens!r}")
+    return label_lines(read_lines(path, tokens, max_length, on_overflow), label)
+
+
+def label_lines(lines: Lines, label: str) -> LabelledText:
+    """The sentences and labels of token lines (:func:`read_labelled` without the reading:
+    for lines from elsewhere, e.g. :func:`penn_treebank_sentences`); ``label`` as there.
+
+    >>> text = label_lines(penn_treebank_sentences("valid"), "contains:N")
+    >>> text.labels[:2], text.sentences.path
+    (['0', '1'], 'treebank:valid')
+    """
+    kind = _label_kind(label)
+    if not isinstance(lines, Lines):
+        raise TypeError(f"lines must be Lines (read_lines, penn_treebank_sentences), got "
+                        f"{type(lines).__name__}")
+    path, numbers = lines.path, lines.line_numbers
+    if kind == "tags":
+        pairs = [_split_tagged(path, int(n), ln) for ln, n in zip(lines, numbers)]
+        sentences, labels = [p[0] for p in pairs], [p[1] for p in pairs]
+    elif kind == "first_token":
+        short = next((j for j, ln in enumerate(lines) if len(ln) < 2), None)
+        if short is not None:
+            raise ValueError(f"text file {path!r} line {int(numbers[short])} has no token after "
+                             f"its label {lines[short][0]!r}: label='first_token' needs a label "
+                             "and at least one token per line")
+        sentences, labels = [ln[1:] for ln in lines], [ln[0] for ln in lines]
+    else:
+        word = label.split(":", 1)[1]
+        sentences, labels = list(lines), ["1" if word in ln else "0" for ln in lines]
+    return LabelledText(Lines(sentences, path, numbers, lines.overflow), labels,
+                        per_token=kind == "tags")
+
+
+def split_indices(n: int, valid_fraction: float = 0.1, test_fraction: float = 0.0,
+                  seed: int = 0) -> tuple:
+    """Seeded held-out index sets of ``n`` examples: ``(train, valid, test)``, each sorted.
+
+    ``round(valid_fraction * n)`` examples go to valid and ``round(test_fraction * n)`` to test,
+    drawn by a permutation from ``np.random.default_rng([seed, 0x5EED])``: the same ``(n,
+    fractions, seed)`` always give the same split (the app's ``dataset.valid_fraction`` /
+    ``test_fraction``).
+
+    >>> [p.tolist() for p in split_indices(5, 0.2, 0.2, seed=0)]
+    [[0, 2, 3], [1], [4]]
+    """
+    check_int("n", n, low=0)
+    for name, f in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 <= f < 1:
+            raise ValueError(f"{name} must be a number in [0, 1), got {name}={f!r}")
+    if valid_fraction + test_fraction >= 1:
+        raise ValueError(f"valid_fraction + test_fraction must be < 1 (something to train on), "
+                         f"got {valid_fraction} + {test_fraction}")
+    perm = np.random.default_rng([seed, 0x5EED]).permutation(n)
+    n_valid, n_test = (int(round(f * n)) for f in (valid_fraction, test_fraction))
+    parts = perm[:n_valid], perm[n_valid:n_valid + n_test], perm[n_valid + n_test:]
+    return tuple(np.sort(p) for p in (parts[2], parts[0], parts[1]))
+
+
+@dataclass
+class LabelledSplits:
+    """What :func:`labelled_text_file` returns: the splits (``valid``/``test`` may be None),
+    the class map ``classes`` (id -> name, sorted names of every split, so a held-out label is
+    never unknown) and ``overflow``, the lines ``max_length`` cut or dropped in every file
+    read."""
+
+    train: LabelledText
+    valid: LabelledText | None
+    test: LabelledText | None
+    classes: list
+    overflow: OverflowCounts = OverflowCounts()
+
+    @classmethod
+    def build(cls, train: LabelledText, valid: LabelledText | None, test: LabelledText | None,
+              label: str, overflow: OverflowCounts = OverflowCounts()) -> "LabelledSplits":
+        """The splits with their class map: ``["0", "1"]`` for ``contains:``, else the sorted
+        class names of every split."""
+        if _label_kind(label) == "contains":
+            classes = ["0", "1"]
+        else:
+            classes = sorted(set().union(*(part.classes() for part in (train, valid, test)
+                                           if part is not None)))
+        return cls(train, valid, test, classes, overflow)
+
+    def label_ids(self, split: str):
+        """:meth:`LabelledText.label_ids` of ``split`` (``"train"``, ``"valid"``, ``"test"``)
+        on :attr:`classes`."""
+        return getattr(self, split).label_ids(self.classes)
+
+
+def labelled_text_file(path: str, label: str, valid_fraction: float = 0.1,
+                       test_fraction: float = 0.0, seed: int = 0, valid_path: str | None = None,
+                       test_path: str | None = None, tokens: str = "whitespace",
+                       max_length: int | None = None,
+                       on_overflow: str = "error") -> LabelledSplits:
+    """A labelled text file as seeded train / valid (/ test) splits and a class map.
+
+    The file is read with :func:`read_labelled` (``label``, ``tokens``, ``max_length``,
+    ``on_overflow``). Without ``valid_path`` and ``test_path``, ``valid_fraction`` and
+    ``test_fraction`` of its lines are held out by :func:`split_indices` with ``seed``;
+    otherwise the whole file trains and those files are read the same way. The class map is
+    the sorted class names of every split (``"0"``, ``"1"`` for ``contains:``), so its ids are
+    stable for a given file; save it with the model (the app writes ``tags.json`` for a
+    tagger).
+
+    Returns
+    -------
+    LabelledSplits
+        ``train``/``valid``/``test`` :class:`LabelledText` and ``classes``; get the ids with
+        ``splits.label_ids("train")``.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        What :func:`read_labelled` raises, prefixed with the argument naming the file
+        (``valid_path='held.txt': ...``); no training line left after the split.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "reviews.txt")
+    >>> _ = open(path, "w").write("pos a fine film\\nneg dull\\npos good\\nneg bad plot\\n")
+    >>> splits = labelled_text_file(path, "first_token", valid_fraction=0.25, seed=0)
+    >>> splits.classes, len(splits.train), len(splits.valid), splits.test is None
+    (['neg', 'pos'], 3, 1, True)
+    >>> splits.train.sentences[0], splits.label_ids("train").tolist()
+    (['a', 'fine', 'film'], [1, 1, 0])
+    """
+
+    def read(key, value):
+        try:
+            return read_labelled(value, label, tokens, max_length, on_overflow)
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"{key}={value!r}: {e}") from None
+        except ValueError as e:
+            raise ValueError(f"{key}={value!r}: {e}") from None
+
+    _label_kind(label)  # an unknown label is named before any file is read
+    whole = read("path", path)
+    overflow = whole.sentences.overflow
+    if valid_path or test_path:
+        train = whole
+        valid = read("valid_path", valid_path) if valid_path else None
+        test = read("test_path", test_path) if test_path else None
+        for part in (valid, test):
+            overflow += OverflowCounts() if part is None else part.sentences.overflow
+    else:
+        parts = split_indices(len(whole), valid_fraction, test_fraction, seed)
+        if parts[0].size == 0:
+            raise ValueError(f"path={path!r} leaves no training lines after holding out "
+                             f"valid_fraction={valid_fraction} and test_fraction="
+                             f"{test_fraction} of {len(whole)}")
+        train, valid, test = (whole.subset(p) if p.size else None for p in parts)
+    return LabelledSplits.build(train, valid, test, label, overflow)

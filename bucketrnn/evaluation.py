@@ -29,22 +29,24 @@ import numpy as np
 from bucketrnn import metrics
 from bucketrnn.progress import Progress
 
-__all__ = ["EVALUATION_TASKS", "batch_counts", "correct_predictions", "evaluate"]
+__all__ = ["EVALUATION_TASKS", "add_tag_counts", "batch_counts", "correct_predictions",
+           "evaluate"]
 
 # The tasks whose figures evaluate() knows: loss per token and perplexity, loss per row and
-# accuracy (when the graphs also return logits).
-EVALUATION_TASKS = ("lm", "classify")
+# accuracy, loss per token and token accuracy (accuracies when the graphs also return logits).
+EVALUATION_TASKS = ("lm", "classify", "tag")
+PER_TOKEN_TASKS = ("lm", "tag")
 
 
 def batch_counts(batch, task: str):
     """``(real_tokens, slots, loss_denominator, real_rows)`` of a batch: the real tokens and
-    padded slots computed, what its summed loss is divided by (real tokens for ``lm``, real rows
-    otherwise) and the boolean mask of its real (non-fill) rows."""
+    padded slots computed, what its summed loss is divided by (real tokens for ``lm`` and
+    ``tag``, real rows otherwise) and the boolean mask of its real (non-fill) rows."""
     vl = batch.valid_length.asnumpy().astype(np.int64)
     real_rows = np.asarray(batch.indices) >= 0
     real = int(vl[real_rows].sum())
     slots = int(np.prod(batch.data.shape[:2]))
-    count = real if task == "lm" else int(real_rows.sum())
+    count = real if task in PER_TOKEN_TASKS else int(real_rows.sum())
     return real, slots, count, real_rows
 
 
@@ -53,6 +55,16 @@ def correct_predictions(logits, batch, real_rows) -> float:
     pred = logits.argmax(axis=-1).asnumpy()
     label = batch.label.asnumpy()
     return float((pred == label)[real_rows].sum())
+
+
+def add_tag_counts(out, batch, tally: dict, real_rows, task: str) -> None:
+    """Add a tagging batch's correct and counted tokens to ``tally`` (its ``rows`` count
+    tokens), when ``task`` is ``"tag"`` and the graphs returned logits after the loss."""
+    if task == "tag" and isinstance(out, (list, tuple)) and len(out) > 1:
+        correct, tokens = metrics.token_counts(out[1], batch.label, batch.valid_length,
+                                               real_rows)
+        tally["correct"] += correct
+        tally["rows"] += tokens
 
 
 def evaluate(graphs, loader, task: str | None = None, progress: bool = False,
@@ -68,7 +80,7 @@ def evaluate(graphs, loader, task: str | None = None, progress: bool = False,
     loader : BucketLoader
         Its epoch 0 is played (evaluation loaders do not shuffle); it is rewound first, so
         calling this twice gives the same figures.
-    task : {"lm", "classify"}, optional
+    task : {"lm", "classify", "tag"}, optional
         Default: ``loader.task``.
     progress : bool
         Draw a progress bar on ``stream`` (default ``sys.stderr``).
@@ -76,9 +88,9 @@ def evaluate(graphs, loader, task: str | None = None, progress: bool = False,
     Returns
     -------
     dict
-        ``loss`` (mean per real token for ``lm``, per real row for ``classify``), then
-        ``perplexity`` (``lm``) or ``accuracy`` (``classify``, when the graphs return logits),
-        and ``seconds``.
+        ``loss`` (mean per real token for ``lm`` and ``tag``, per real row for ``classify``),
+        then ``perplexity`` (``lm``) or ``accuracy`` (``classify``; token accuracy for ``tag``;
+        when the graphs return logits), and ``seconds``.
 
     Raises
     ------
@@ -104,6 +116,7 @@ def evaluate(graphs, loader, task: str | None = None, progress: bool = False,
         if task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
             t["correct"] += correct_predictions(out[1], batch, real_rows)
             t["rows"] += int(real_rows.sum())
+        add_tag_counts(out, batch, t, real_rows, task)
     bar.close()
     result = metrics.figures(task, t)
     result["seconds"] = time.perf_counter() - started

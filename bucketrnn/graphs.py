@@ -23,6 +23,19 @@ them all. Three memory policies:
     One block per bucket hybridized without static allocation: memory is drawn per call from
     MXNet's storage pool, so it stays lowest with many buckets or fused layers, for some speed.
 
+A length-agnostic block (one marked ``length_agnostic = True``, or built by a factory so
+marked, e.g. ``LanguageModel.factory(..., cell="foreach")``) is one graph for every key: the
+cache builds it once, traces it once and hands it every key. :attr:`GraphCache.compiled` then
+counts 1 however many keys ran (:attr:`GraphCache.keys` lists them). The policies apply as
+follows: ``"dynamic"`` runs the one hybridized graph at every shape (MXNet re-infers shapes and
+re-plans memory whenever the input shape differs from the previous call's: measured at 1.02x
+the CPU time of a step at an unchanged shape, ``python -m benchmarks.foreach --switch``);
+``"static"`` hybridizes it with ``static_alloc=True`` but not ``static_shape`` (that flag
+promises one input shape; with it MXNet 1.9.1 fails the ``foreach`` backward intermittently
+after a shape change), so its static memory is re-planned whenever the input shape changes;
+``"shared"`` binds the one traced symbol once per key (an executor is shape-static) on the
+shared pool, largest first: the graph is traced once, allocation stays per bucket shape.
+
 Before it binds or hybridizes the graph of a new key, the cache estimates the graph's memory
 (:meth:`GraphCache.estimate_memory`) and refuses one that would not fit (``memory_limit=``)
 with :class:`~bucketrnn.errors.GraphTooLargeError`: a plan with an outlier bucket of 10^6 steps
@@ -155,6 +168,9 @@ class GraphCache:
         self.frozen = bool(frozen)
         self._blocks: dict = {}
         self._reference = None
+        # One block (one graph) for every key, as the factory or the block itself declares.
+        self.length_agnostic = (not isinstance(build, (Mapping, type))
+                                and getattr(build, "length_agnostic", False) is True)
         if isinstance(build, Mapping):
             if not build:
                 raise ValueError("build must not be an empty mapping of blocks")
@@ -162,6 +178,9 @@ class GraphCache:
             self.frozen = True
             for key in sorted(build, key=key_size, reverse=True):
                 self._adopt(key, build[key])
+            # A mapping is one graph only if it maps every key to one block so marked.
+            self.length_agnostic = (len({id(b) for b in build.values()}) == 1 and getattr(
+                self._reference, "length_agnostic", False) is True)
         elif isinstance(build, type) and issubclass(build, gluon.HybridBlock):
             self._factory = build
         elif callable(build):
@@ -185,6 +204,7 @@ class GraphCache:
         self._pools = {c: SharedPool(c) for c in self.ctx}
         self._hybridized: set = set()
         self._template = None
+        self._agnostic = None  # (input names, symbol) of a length-agnostic block, traced once
         self.steps: dict = {}
         self.rebinds = 0
 
@@ -196,6 +216,13 @@ class GraphCache:
                             f"{type(block).__name__}")
         if self._reference is None:
             self._reference = block
+            # A factory's first block marked length-agnostic serves every key (a class is
+            # built per key, by its contract).
+            if (self._factory is not None and not isinstance(self._factory, type)
+                    and getattr(block, "length_agnostic", False) is True):
+                self.length_agnostic = True
+        elif block is self._reference:
+            pass
         else:
             share_parameters(block, self._reference, key)
         self._blocks[key] = block
@@ -211,6 +238,8 @@ class GraphCache:
             allowed = set(self._known_keys) if self._factory is not None else set()
             raise ValueError(f"no graph for bucket_key={key!r}: the cache is {why} and holds "
                              f"keys {sorted(set(self._blocks) | allowed, key=key_size)}")
+        if self.length_agnostic and self._reference is not None:
+            return self._adopt(key, self._reference)
         return self._adopt(key, self._build(key))
 
     @property
@@ -268,8 +297,9 @@ class GraphCache:
 
     @property
     def compiled(self) -> int:
-        """Number of bucket keys with a compiled graph."""
-        return len(self.keys)
+        """Number of graphs compiled: one per bucket key, or 1 for a length-agnostic block
+        however many keys it ran (those are in :attr:`keys`)."""
+        return len({id(self._blocks[k]) for k in self.keys})
 
     def __len__(self) -> int:
         return self.compiled
@@ -277,8 +307,10 @@ class GraphCache:
     def __repr__(self) -> str:
         steps = {k: self.steps.get(k, 0) for k in sorted(self.keys, key=key_size)}
         ctx = self.ctx[0] if len(self.ctx) == 1 else self.ctx
-        return (f"GraphCache(memory={self.memory!r}, ctx={ctx}, compiled={self.compiled}, "
-                f"steps={steps}, rebinds={self.rebinds})")
+        agnostic = (f" (length-agnostic: one graph for {len(self.keys)} keys)"
+                    if self.length_agnostic else "")
+        return (f"GraphCache(memory={self.memory!r}, ctx={ctx}, compiled={self.compiled}"
+                f"{agnostic}, steps={steps}, rebinds={self.rebinds})")
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -342,10 +374,13 @@ class GraphCache:
             runner = bind_shared(self._symbols[key], key, named, self.collect_params(), pool,
                                  on_rebind=self._count_rebind)
         else:
-            if key not in self._hybridized:  # once per key: hybridize() drops the cached graph
-                self._hybridized.add(key)
+            if id(block) not in self._hybridized:  # once: hybridize() drops the cached graph
+                self._hybridized.add(id(block))
+                # static_shape promises one input shape, which a length-agnostic graph breaks
+                # by design: MXNet 1.9.1 then fails the foreach backward intermittently ("We
+                # didn't record the computation for iteration N"); static_alloc alone holds.
                 block.hybridize(active=True, static_alloc=self.memory == "static",
-                                static_shape=self.memory == "static")
+                                static_shape=self.memory == "static" and not self.length_agnostic)
             runner = _BlockRunner(block)
         self._runners[(key, ctx)] = runner
         return runner
@@ -354,8 +389,13 @@ class GraphCache:
         self.rebinds += 1
 
     def _symbol(self, key, names):
+        if self.length_agnostic and self._agnostic is not None and self._agnostic[0] == names:
+            return self._agnostic[1]  # traced once, for every key
         out = self.block(key)(*[sym.var(n) for n in names])
-        return sym.Group(list(out)) if isinstance(out, (list, tuple)) else out
+        symbol = sym.Group(list(out)) if isinstance(out, (list, tuple)) else out
+        if self.length_agnostic:
+            self._agnostic = (list(names), symbol)
+        return symbol
 
     def __call__(self, batch: Batch):
         """Run the graph of ``batch.bucket_key``; record it if inside ``autograd.record()``."""
@@ -453,6 +493,14 @@ class GraphCache:
         :func:`~bucketrnn.memory.key_size` is at most :data:`TRACE_MAX` steps; a larger key
         gets None (no estimate, and the cache does not refuse it).
 
+        A length-agnostic block (``cell="foreach"``) is traced once and its shapes inferred at
+        each key. The steps inside its loop are one subgraph whose per-step arrays (kept for
+        the backward pass) MXNet does not list as outputs: only the loop's inputs and outputs
+        are counted, so the estimate reads low for it: for the 2 x 200 LSTM language model
+        (vocabulary 10,000, 32 rows) 227 and 541 MB at 79 and 199 steps, 0.64x the unrolled
+        graph's estimate, while its measured peak was about the same as the unrolled one's
+        (``docs/benchmarks.md``, the ``cell=foreach`` section).
+
         Parameters
         ----------
         key : bucket key
@@ -473,7 +521,18 @@ class GraphCache:
 
     def _estimate(self, key, rows, example):
         sizes = None
-        if self._factory is not None:
+        if self.length_agnostic:
+            # Its one traced graph, shapes inferred at this key: no probes, no new trace.
+            try:
+                named = self._named_inputs(_resize(example, key, rows))
+                got = graph_bytes(self._symbol(key, list(named)),
+                                  {n: a.shape for n, a in named.items()},
+                                  {n: a.dtype for n, a in named.items()})
+                sizes = np.array([got["activations"], got["params"], got["nodes"]],
+                                 dtype=np.float64)
+            except Exception:  # best effort, as below
+                return None
+        elif self._factory is not None:
             if rows not in self._fits:
                 self._fits[rows] = self._fit(key, rows, example)
             fit = self._fits[rows]
@@ -547,25 +606,28 @@ class GraphCache:
         ``{prefix}-graphs.json`` (the index :meth:`load` reads). Returns the paths written.
 
         With a callable ``inputs=``, the graphs' input names are recorded but not how a batch
-        maps onto them: :meth:`load` then needs that callable again."""
+        maps onto them: :meth:`load` then needs that callable again. A length-agnostic cache
+        writes its one graph once, ``{prefix}-any-symbol.json``, listed for every key."""
         if not self._runners:
             raise ValueError("nothing to export: no graph compiled yet (call warmup() or run a "
                              "batch first)")
         names = list(self._named_inputs(self._template))
         paths, files = [], {}
         for key in self.keys:
-            symbol = self._symbols[key] if key in self._symbols else self._symbol(key, names)
-            path = f"{prefix}-{_key_tag(key)}-symbol.json"
-            symbol.save(path)
+            path = f"{prefix}-{'any' if self.length_agnostic else _key_tag(key)}-symbol.json"
+            if path not in paths:
+                symbol = self._symbols[key] if key in self._symbols else self._symbol(key, names)
+                symbol.save(path)
+                paths.append(path)
             files[_key_tag(key)] = {"key": list(key) if isinstance(key, tuple) else key,
                                     "symbol": os.path.basename(path)}
-            paths.append(path)
         params = {p.name: p.data(self.ctx[0]).copyto(context.cpu())
                   for p in self.collect_params().values()}
         nd.save(f"{prefix}.params", params)
         index = {"format": FORMAT, "inputs": names, "graphs": list(files.values()),
                  "params": os.path.basename(f"{prefix}.params"),
-                 "inputs_are_batch_fields": not callable(self.inputs)}
+                 "inputs_are_batch_fields": not callable(self.inputs),
+                 "length_agnostic": self.length_agnostic}
         with open(f"{prefix}-graphs.json", "w") as f:
             json.dump(index, f, indent=1)
         return paths + [f"{prefix}.params", f"{prefix}-graphs.json"]
@@ -595,9 +657,12 @@ class GraphCache:
         folder = os.path.dirname(index_path)
         ctxs = _as_contexts(ctx)
         params_path = _listed_file(folder, index["params"], index_path)
-        blocks, shared = {}, None
+        blocks, shared, by_file = {}, None, {}
         for entry in sorted(index["graphs"], key=lambda e: key_size(_key(e["key"])),
                             reverse=True):
+            if entry["symbol"] in by_file:  # a length-agnostic graph listed for several keys
+                blocks[_key(entry["key"])] = by_file[entry["symbol"]]
+                continue
             path = _listed_file(folder, entry["symbol"], index_path)
             try:
                 outputs = sym.load(path)
@@ -610,7 +675,9 @@ class GraphCache:
             if shared is None:
                 shared = block.collect_params()
                 _load_params(shared, params_path, index_path, ctxs)
-            blocks[_key(entry["key"])] = block
+            # One graph for every length, as the exporting cache said (a JSON boolean).
+            block.length_agnostic = index.get("length_agnostic") is True
+            blocks[_key(entry["key"])] = by_file[entry["symbol"]] = block
         return cls(blocks, ctx=ctxs, memory=memory, inputs=inputs or tuple(index["inputs"]))
 
 

@@ -170,9 +170,12 @@ class BucketLoader:
     shuffle, seed, last_batch, on_overflow, num_shards, shard_index
         Passed to :class:`~bucketrnn.sampler.BucketBatchSampler` (``on_overflow`` also to the
         plan).
-    task : {'lm', 'classify', 'seq2seq', None}, optional
+    task : {'lm', 'classify', 'seq2seq', 'tag', None}, optional
         See :class:`~bucketrnn.batchify.PadToBucket`; detected from ``dataset[0]`` when None
-        (unlabelled token ids mean ``'lm'``, whose buckets are planned on ``len(seq) - 1``).
+        (unlabelled token ids mean ``'lm'``, whose buckets are planned on ``len(seq) - 1``; a
+        :class:`~bucketrnn.datasets.FlatSequences` with ``tags`` means ``'tag'``). For
+        ``'tag'`` (examples ``(tokens, tags)``, one tag per token) an example whose tags are not
+        as long as its tokens is refused here, naming it.
     num_workers, prefetch, timeout
         gluon DataLoader worker processes, batches in flight, and seconds to wait for one
         batch before raising ``TimeoutError``. A worker that dies (a crash in native code,
@@ -187,8 +190,9 @@ class BucketLoader:
         float for features (checked here against ``dataset[0]``).
     vocab_size, num_classes : int, optional
         Check every batch on the host, while it is numpy: a token id outside
-        ``[0, vocab_size)`` (inputs and targets) or a label outside ``[0, num_classes)`` or
-        not a whole number raises a ``ValueError`` naming the dataset index and the value.
+        ``[0, vocab_size)`` (inputs and targets) or a label (or ``'tag'`` tag) outside
+        ``[0, num_classes)`` or not a whole number raises a ``ValueError`` naming the
+        dataset index and the value.
         See :meth:`set_id_limits`; costs a min and a max per array.
 
     Attributes
@@ -241,11 +245,15 @@ class BucketLoader:
             if not isinstance(ctx, mx.Context):
                 raise TypeError(f"ctx must be an mxnet Context such as mx.cpu(), got ctx={ctx!r}")
         self.dataset = dataset
+        if task is None and getattr(dataset, "tags", None) is not None:
+            task = "tag"
         self.task = detect_task(dataset[0]) if task is None else task
         self.num_workers, self.prefetch, self.timeout, self.ctx = \
             int(num_workers), prefetch, timeout, ctx
 
         lengths = sequence_lengths(dataset)
+        if self.task == "tag" and lengths.ndim == 2:
+            lengths = _tag_lengths(lengths)
         if (lengths.ndim == 2) != (self.task == "seq2seq"):
             raise ValueError(f"task={self.task!r} does not fit the dataset: its examples "
                              f"{'are' if lengths.ndim == 2 else 'are not'} (src, tgt) pairs")
@@ -270,7 +278,7 @@ class BucketLoader:
                                           # checkpoint must not cross it.
                                           fingerprint_extra={"task": self.task})
         self._slots = SlotDataset(dataset, self.sampler.bucket_ids)
-        first = dataset[0][0] if self.task in ("classify", "seq2seq") else dataset[0]
+        first = dataset[0][0] if self.task in ("classify", "seq2seq", "tag") else dataset[0]
         check_pad_val(pad_val, features=np.ndim(first.asnumpy() if hasattr(first, "asnumpy")
                                                 else first) == 2)
         self.batchify = PadToBucket(self.plan.keys, task=self.task, pad_val=pad_val,
@@ -466,6 +474,18 @@ class BucketLoader:
                 f"epoch={epoch}, step={step}/{s.num_batches(epoch)}, "
                 f"dropped={s.num_dropped})")
         return head + "\n" + "\n".join("  " + line for line in repr(self.plan).splitlines())
+
+
+def _tag_lengths(lengths):
+    """Token lengths of ``(tokens, tags)`` examples; a ``ValueError`` naming the first example
+    whose tags are not as long as its tokens."""
+    bad = np.flatnonzero(lengths[:, 0] != lengths[:, 1])
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"example {i} has {int(lengths[i, 0])} tokens but "
+                         f"{int(lengths[i, 1])} tags; task='tag' needs exactly one tag per "
+                         f"token ({bad.size} example(s) differ)")
+    return lengths[:, 0]
 
 
 def evaluation_loader(train: BucketLoader, dataset, **kwargs) -> BucketLoader:

@@ -21,12 +21,14 @@ from __future__ import annotations
 import math
 import os
 
+import numpy as np
+
 from bucketrnn.checkpoint import HISTORY_TALLY as TALLY_KEYS
 from bucketrnn.checkpoint import json_dumps
 from bucketrnn.errors import CheckpointError
 from bucketrnn.rundir import open_regular
 
-__all__ = ["MetricsLog", "figures", "tally"]
+__all__ = ["MetricsLog", "figures", "tally", "token_accuracy", "token_counts"]
 
 def tally(**values) -> dict:
     """Sums over steps, all zero except ``values``: loss, loss denominator (tokens or rows),
@@ -40,7 +42,11 @@ def tally(**values) -> dict:
 
 
 def figures(task: str, t: dict) -> dict:
-    """Mean loss, and perplexity (``task='lm'``) or accuracy (when rows were counted)."""
+    """Mean loss, and perplexity (``task='lm'``) or accuracy (when rows were counted).
+
+    For ``task='tag'`` the loss is per token and ``correct``/``rows`` count tokens, so
+    ``accuracy`` is the token accuracy (:func:`token_counts`).
+    """
     mean = t["loss"] / t["count"] if t["count"] else math.nan  # all steps skipped
     out = {"loss": mean}
     if task == "lm":
@@ -48,6 +54,57 @@ def figures(task: str, t: dict) -> dict:
     elif t["rows"]:
         out["accuracy"] = t["correct"] / t["rows"]
     return out
+
+
+def _host(x):
+    return x.asnumpy() if hasattr(x, "asnumpy") else np.asarray(x)
+
+
+def token_counts(logits, label, valid_length, weight=None) -> tuple[int, int]:
+    """Correct and counted tokens of a tagging batch: ``(correct, tokens)``.
+
+    A token counts when it is a valid step (``t < valid_length``) of a real row (``weight >
+    0``; fill rows and padding never count); it is correct when the argmax of its logits is
+    its label. Sum both over batches and divide for the token accuracy of a pass.
+
+    Parameters
+    ----------
+    logits : NDArray or numpy.ndarray
+        ``(B, L, C)`` scores.
+    label : NDArray or numpy.ndarray
+        ``(B, L)`` class ids.
+    valid_length : NDArray or numpy.ndarray
+        ``(B,)`` real length of each row.
+    weight : NDArray or numpy.ndarray, optional
+        ``(B,)``: rows with weight 0 are left out (``batch.weight``).
+
+    Examples
+    --------
+    >>> logits = np.array([[[0, 1], [1, 0], [1, 0]], [[1, 0], [0, 1], [0, 1]]])
+    >>> label = np.array([[1, 1, 0], [0, 1, 1]])
+    >>> token_counts(logits, label, valid_length=[2, 3], weight=[1, 0])
+    (1, 2)
+    """
+    pred = logits.argmax(axis=-1) if hasattr(logits, "asnumpy") else np.argmax(logits, -1)
+    pred, label = _host(pred).astype(np.int64), _host(label).astype(np.int64)
+    if pred.shape != label.shape or pred.ndim != 2:
+        raise ValueError(f"logits must be (B, L, C) and label (B, L), got logits of shape "
+                         f"{tuple(logits.shape)} and label of shape {label.shape}")
+    vl = _host(valid_length).astype(np.int64).reshape(-1)
+    mask = np.arange(label.shape[1]) < vl[:, None]
+    if weight is not None:
+        mask &= (_host(weight).reshape(-1) > 0)[:, None]
+    return int((pred == label)[mask].sum()), int(mask.sum())
+
+
+def token_accuracy(logits, label, valid_length, weight=None) -> float:
+    """Share of correct tokens of one batch (see :func:`token_counts`); NaN with no token.
+
+    >>> token_accuracy(np.array([[[0, 1], [1, 0]]]), np.array([[1, 1]]), [2])
+    0.5
+    """
+    correct, tokens = token_counts(logits, label, valid_length, weight)
+    return correct / tokens if tokens else math.nan
 
 
 class MetricsLog:

@@ -42,7 +42,8 @@ import tempfile
 import threading
 
 __all__ = ["CHECKPOINT", "CONFIG", "LOCK", "LOG", "MAX_JSON_BYTES", "METRICS", "SUMMARY", "VOCAB",
-           "CLASSES", "RunLock", "RunLockedError", "atomic_write", "clean_temporaries", "file_kind",
+           "CLASSES", "TAGS", "RunLock", "RunLockedError", "atomic_write", "clean_temporaries",
+           "file_kind",
            "open_regular", "read_json", "read_regular"]
 
 CHECKPOINT = "checkpoint.npz"
@@ -50,6 +51,7 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 VOCAB = "vocab.json"
+TAGS = "tags.json"  # a tagger's class map: tag names, index = tag id
 LOCK = ".lock"
 LOG = "bucketrnn.log"
 CLASSES = "classes.json"  # a classifier's class map: {"label": ..., "classes": [name, ...]}

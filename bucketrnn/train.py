@@ -48,7 +48,7 @@ from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["LEARNING_RATE", "ON_NONFINITE", "TrainLoop", "TASKS"]
 
-TASKS = ("lm", "classify")
+TASKS = ("lm", "classify", "tag")
 log = logging.getLogger(__name__)
 ON_NONFINITE = ("error", "skip")
 # The defaults of TrainLoop are the app's (conf/trainer/default.yaml); tests/app/test_config.py
@@ -91,8 +91,9 @@ class TrainLoop:
         forward takes ``(data, valid_length, label, weight)`` and returns the per-row loss
         (already times ``weight``), optionally followed by logits; or a ready ``GraphCache``.
     train_loader : BucketLoader
-        Its ``task`` must be ``"lm"`` (loss per token, perplexity) or ``"classify"`` (loss per
-        row, accuracy when the model also returns logits).
+        Its ``task`` must be ``"lm"`` (loss per token, perplexity), ``"classify"`` (loss per
+        row, accuracy when the model also returns logits) or ``"tag"`` (loss per token, token
+        accuracy over valid tokens when the model also returns logits).
     ctx : mx.Context, optional
         Default ``mx.cpu()``, or the context of a given ``GraphCache`` (one context: the loop
         reads states and gradients there). The loaders must deliver batches on it
@@ -355,6 +356,9 @@ class TrainLoop:
     def _batch_counts(self, batch):
         return evaluation.batch_counts(batch, self.task)
 
+    def _tag_counts(self, out, batch, tally, real_rows):
+        evaluation.add_tag_counts(out, batch, tally, real_rows, self.task)
+
     def _accuracy(self, logits, batch, real_rows):
         return evaluation.correct_predictions(logits, batch, real_rows)
 
@@ -414,14 +418,17 @@ class TrainLoop:
         elif self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
             tally["correct"] = self._accuracy(out[1], batch, real_rows)
             tally["rows"] = int(real_rows.sum())
+        else:
+            self._tag_counts(out, batch, tally, real_rows)
         self.global_step += 1
         self.history["real_tokens"] += real
         self.history["slots"] += slots
         return tally
 
     def evaluate(self, loader) -> dict:
-        """Loss and perplexity (``lm``) or accuracy (``classify``) over one pass of ``loader``
-        (:func:`bucketrnn.evaluation.evaluate`, with this loop's id checks and progress bar)."""
+        """Loss and perplexity (``lm``), accuracy (``classify``) or token accuracy (``tag``)
+        over one pass of ``loader`` (:func:`bucketrnn.evaluation.evaluate`, with this loop's id
+        checks and progress bar)."""
         self._install_id_limits(loader)
         return evaluation.evaluate(self.graphs, loader, task=self.task, progress=self.progress,
                                    stream=self.stream)

@@ -13,6 +13,8 @@ CASES = {
                   ["valid perplexity", "test perplexity", "graphs compiled"]),
     "classify_sentences.py": (["--limit", "200", "--eval-limit", "60", "--epochs", "1",
                                "--hidden", "16"], ["majority baseline", "valid accuracy"]),
+    "tag_sentences.py": (["--limit", "200", "--epochs", "1", "--hidden", "16"],
+                         ["majority baseline", "valid token accuracy", "tagged: "]),
     "keras_char_lstm.py": (["--limit", "60", "--epochs", "1", "--hidden", "16",
                             "--generate", "10"],
                            ["keras-mxnet way", "bucketrnn:", "chars/s", "sample (bucketed)"]),

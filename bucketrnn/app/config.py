@@ -62,6 +62,7 @@ CONF_DIR = _conf_dir()
 class DatasetName(str, Enum):
     ptb = "ptb"
     text = "text"
+    tagged = "tagged"
 
 
 class Tokens(str, Enum):
@@ -73,6 +74,7 @@ class ModelName(str, Enum):
     lstm_lm = "lstm_lm"
     gru_lm = "gru_lm"
     classifier = "classifier"
+    tagger = "tagger"
 
 
 class Mode(str, Enum):
@@ -83,6 +85,7 @@ class Mode(str, Enum):
 class Cell(str, Enum):
     unrolled = "unrolled"
     fused = "fused"
+    foreach = "foreach"  # one length-agnostic graph for every bucket (F.contrib.foreach)
 
 
 class Strategy(str, Enum):
@@ -121,7 +124,9 @@ class DatasetConfig:
     out (seeded). ``label`` turns sentences into a classification task: ``contains:<token>``
     (1 if the token occurs, which is then kept in the input) or ``first_token`` (the first token
     of each line is its class and is removed from the input). ``max_length`` (``text``): a
-    longer line is an error, or cut or dropped by ``on_overflow``, and counted.
+    longer line is an error, or cut or dropped by ``on_overflow``, and counted. ``tagged``: one
+    ``token/TAG token/TAG ...`` sentence per line of ``path`` (split on the last ``/`` of each
+    item), with the keys of ``text`` except ``label``; for ``model=tagger``.
     """
 
     name: DatasetName = DatasetName.ptb
@@ -145,7 +150,8 @@ class ModelConfig:
     """The reference model built for every bucket length (:mod:`bucketrnn.models`).
 
     ``lstm_lm`` and ``gru_lm`` are :class:`~bucketrnn.models.LanguageModel`; ``classifier`` is
-    :class:`~bucketrnn.models.SequenceClassifier` with ``mode`` (lstm or gru) cells.
+    :class:`~bucketrnn.models.SequenceClassifier` with ``mode`` (lstm or gru) cells; ``tagger``
+    is :class:`~bucketrnn.models.SequenceTagger` (``mode``, ``bidirectional``).
     """
 
     name: ModelName = ModelName.lstm_lm
@@ -301,6 +307,10 @@ _OPTIMIZER_OWN = {"learning_rate": "trainer.lr", "wd": "trainer.weight_decay"}
 _OPTIMIZER_REFUSED = ("lr_scheduler", "param_dict", "param_idx2name", "sym")
 
 
+# Models whose output layer scores classes (a classifier per sequence, a tagger per token).
+_PER_CLASS = ("classifier", "tagger")
+
+
 def _gates(model: dict) -> int:
     return 4 if model["mode"] == "lstm" else 3
 
@@ -312,7 +322,7 @@ def _check_model_size(model: dict, b: dict, need) -> None:
     The output and embedding layers depend on the vocabulary: see :func:`check_vocab_size`."""
     gates, hidden = _gates(model), model["hidden_size"]
     embed = model["embed_size"] or hidden
-    inputs = hidden * (2 if model["name"] == "classifier" and model["bidirectional"]
+    inputs = hidden * (2 if model["name"] in _PER_CLASS and model["bidirectional"]
                        and model["num_layers"] > 1 else 1)
     widest = max(embed, inputs, hidden)
     need(gates * hidden * widest <= MAX_ELEMENTS, "model.hidden_size", hidden,
@@ -321,7 +331,7 @@ def _check_model_size(model: dict, b: dict, need) -> None:
          "(2**31 - 1) per array; use a smaller model.hidden_size (or model.embed_size)")
     if model["cell"] == "fused":
         # The fused operator takes every layer's weights and biases as one flat array.
-        directions = 2 if model["name"] == "classifier" and model["bidirectional"] else 1
+        directions = 2 if model["name"] in _PER_CLASS and model["bidirectional"] else 1
         total = sum(directions * gates * hidden * (size + hidden + 2) for size in
                     [embed] + [hidden * directions] * (model["num_layers"] - 1))
         need(total <= MAX_ELEMENTS, "model.hidden_size", hidden,
@@ -345,7 +355,7 @@ def check_vocab_size(model, vocab_size: int, num_classes: int | None = None) -> 
     m = to_dict(model)
     hidden = m["hidden_size"]
     embed = m["embed_size"] or hidden
-    if m["name"] == "classifier":
+    if m["name"] in _PER_CLASS:
         out = ("model.hidden_size", hidden, num_classes or 0, hidden * (1 + m["bidirectional"]),
                "classes")
     else:
@@ -381,6 +391,10 @@ def _check_optimizer(t: dict, need) -> None:
                          f"{t['optimizer']!r}: {e}") from None
 
 
+# Datasets read from the user's files (dataset.path, max_length, ...).
+_FILES = ("text", "tagged")
+
+
 def validate(cfg) -> None:
     """Check ranges and combinations the types cannot; ``ValueError`` naming the key."""
     d = to_dict(cfg)
@@ -397,9 +411,17 @@ def validate(cfg) -> None:
     if ds["name"] == "text":
         need(bool(ds["path"]), "dataset.path", ds["path"],
              "is required for dataset=text (a UTF-8 file, one sequence per line)")
+    if ds["name"] == "tagged":
+        need(bool(ds["path"]), "dataset.path", ds["path"],
+             "is required for dataset=tagged (a UTF-8 file, one token/TAG token/TAG ... "
+             "sentence per line)")
+        need(ds["tokens"] == "whitespace", "dataset.tokens", ds["tokens"],
+             "must be whitespace for dataset=tagged (items are token/TAG)")
+        need(not ds["label"], "dataset.label", ds["label"],
+             "must be null for dataset=tagged (the tags are the labels)")
     for key in ("limit", "valid_limit", "test_limit", "max_length"):
         need(ds[key] is None or ds[key] >= 1, f"dataset.{key}", ds[key], "must be null or >= 1")
-    need(ds["max_length"] is None or ds["name"] == "text", "dataset.max_length",
+    need(ds["max_length"] is None or ds["name"] in _FILES, "dataset.max_length",
          ds["max_length"], "is only used with dataset=text (PTB sentences are at most 82 words)")
     need(ds["on_overflow"] == "error" or ds["max_length"] is not None, "dataset.on_overflow",
          ds["on_overflow"], "needs dataset.max_length (the longest line to keep whole)")
@@ -408,8 +430,12 @@ def validate(cfg) -> None:
     label = ds["label"]
     need(label in (None, "", "first_token") or str(label).startswith("contains:"),
          "dataset.label", label, "must be null, 'first_token' or 'contains:<token>'")
+    is_tagger = model["name"] == "tagger"
+    need(is_tagger == (ds["name"] == "tagged"), "model", model["name"],
+         f"must be tagger exactly when dataset=tagged (dataset={ds['name']}): a tagger learns "
+         "from token/TAG sentences")
     is_clf = model["name"] == "classifier"
-    need(is_clf == bool(label), "dataset.label", label,
+    need(is_clf == bool(label) or is_tagger, "dataset.label", label,
          "must be set exactly when model=classifier (a classifier needs labels, a language "
          f"model none; model={model['name']})")
     need(model["hidden_size"] >= 1, "model.hidden_size", model["hidden_size"], "must be >= 1")
@@ -421,7 +447,8 @@ def validate(cfg) -> None:
     need(lm_mode in (None, model["mode"]), "model.mode", model["mode"],
          f"must be {lm_mode!r} for model={model['name']} (choose model=lstm_lm or gru_lm)")
     tied_ok = model["embed_size"] in (None, model["hidden_size"])
-    need(is_clf or not model["tie_weights"] or tied_ok, "model.embed_size", model["embed_size"],
+    need(is_clf or is_tagger or not model["tie_weights"] or tied_ok, "model.embed_size",
+         model["embed_size"],
          f"must be null or model.hidden_size={model['hidden_size']} while "
          "model.tie_weights=true")
     _check_model_size(model, b, need)
@@ -455,7 +482,7 @@ def validate(cfg) -> None:
          f"must be one of {', '.join(OPTIMIZERS)} (the optimizers whose state a checkpoint "
          "stores)")
     _check_optimizer(t, need)
-    need(ds["name"] == "text" or not any(ds[k] for k in ("path", "valid_path", "test_path")),
+    need(ds["name"] in _FILES or not any(ds[k] for k in ("path", "valid_path", "test_path")),
          "dataset.path", ds["path"] or ds["valid_path"] or ds["test_path"],
          f"is read by dataset=text only (dataset={ds['name']} would ignore it): add dataset=text")
     from bucketrnn.distributed import KVSTORES

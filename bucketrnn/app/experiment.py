@@ -28,23 +28,12 @@ class Data:
     num_classes: int | None
     description: str
     overflow: dict | None = None  # text: lines dropped / truncated and tokens cut (max_length)
-    # classifier: the name of each class index (a label token, or "0"/"1" for contains:<token>);
-    # saved as classes.json in the run directory (bucketrnn.app.trained reads it)
-    class_names: list | None = None
+    # the class map (id -> name) of a classifier or a tagger; saved as classes.json / tags.json
+    # in the run directory (bucketrnn.app.trained reads it)
+    classes: list | None = None
 
 
-def _labelled(ds, label: str, vocab, classes=None):
-    """``ds`` with a class label per sequence, for ``dataset.label`` (see DatasetConfig and
-    :func:`bucketrnn.splits.label_sequences`)."""
-    from bucketrnn.splits import label_sequences
-
-    try:
-        return label_sequences(ds, label, vocab, classes)
-    except ValueError as e:
-        raise ValueError(f"dataset.{e}" if str(e).startswith("label") else str(e)) from None
-
-
-def _refuse_one_class(label: str, labels, classes, vocab) -> None:
+def _refuse_one_class(label: str, labels, classes) -> None:
     """A classifier learns nothing from one class: refuse training labels that take one value."""
     seen = np.unique(np.asarray(labels))
     if seen.size >= 2:
@@ -52,21 +41,13 @@ def _refuse_one_class(label: str, labels, classes, vocab) -> None:
     if seen.size == 0:
         what = "no sequences"
     elif label == "first_token":
-        what = f"every training line starts with {vocab.itos[classes[int(seen[0])]]!r}"
+        what = f"every training line starts with {classes[int(seen[0])]!r}"
     else:
         word = label.split(":", 1)[1]
         what = f"every training sequence {'contains' if seen[0] else 'lacks'} {word!r}"
     raise ValueError(f"dataset.label={label!r} gives {seen.size} class in the training split "
                      f"({what}): a classifier needs at least 2 classes; choose another "
                      "dataset.label or data with more than one label")
-
-
-def _split(n, fractions, seed):
-    """Seeded held-out index sets of ``n`` examples: ``(train, valid, test)``, sorted
-    (:func:`bucketrnn.splits.holdout`)."""
-    from bucketrnn.splits import holdout
-
-    return holdout(n, *fractions, seed=seed)
 
 
 def _keyed(key: str, value, e: Exception) -> Exception:
@@ -84,13 +65,15 @@ def _read(datasets, key: str, path: str, kw: dict):
         raise _keyed(key, path, e) from e
 
 
-def _refuse_outlier_lines(parts) -> None:
+def _refuse_outlier_lines(parts, markers: int = 2) -> None:
     """Refuse a line far longer than the rest (:func:`bucketrnn.buckets.find_outliers`, on
-    tokens per line over every split), naming its file and line, before any plan or graph."""
+    tokens per line over every split), naming its file and line, before any plan or graph.
+    ``markers``: tokens each sequence has beyond its line's (the two ``<eos>`` of
+    ``encode_lines``; none for tagged sentences)."""
     from bucketrnn.buckets import find_outliers
 
     parts = [(ds, key, path) for ds, key, path in parts if ds is not None and len(ds)]
-    sizes = [ds.lengths() - 2 for ds, _, _ in parts]  # without the two <eos> of encode_lines
+    sizes = [ds.lengths() - markers for ds, _, _ in parts]
     found = find_outliers(np.concatenate(sizes))
     if not found:
         return
@@ -117,6 +100,8 @@ def load_data(dataset, seed: int = 0) -> Data:
     from bucketrnn import datasets
 
     d = to_dict(dataset)
+    if d["name"] == "tagged" or d["label"]:
+        return _load_labelled(d, seed)
     overflow = None
     if d["name"] == "ptb":
         train, vocab = datasets.penn_treebank("train", limit=d["limit"])
@@ -143,7 +128,8 @@ def load_data(dataset, seed: int = 0) -> Data:
                     valid, test = (part, test) if key == "valid_path" else (valid, part)
                     sources[key[:-5]] = (f"dataset.{key}", d[key])
         else:
-            parts = _split(len(lines), (d["valid_fraction"], d["test_fraction"]), seed)
+            parts = datasets.split_indices(len(lines), d["valid_fraction"], d["test_fraction"],
+                                           seed)
             if parts[0].size == 0:
                 raise ValueError(f"dataset.path={d['path']!r} leaves no training sequences "
                                  f"after holding out valid_fraction={d['valid_fraction']} and "
@@ -167,22 +153,101 @@ def load_data(dataset, seed: int = 0) -> Data:
         _refuse_outlier_lines([(part, *sources.get(name, sources["train"]))
                                for name, part in (("train", train), ("valid", valid),
                                                   ("test", test))])
-    classes = None
-    if d["label"]:
-        train, classes = _labelled(train, d["label"], vocab)
-        _refuse_one_class(d["label"], train.labels, classes, vocab)
-        valid = None if valid is None else _labelled(valid, d["label"], vocab, classes)[0]
-        test = None if test is None else _labelled(test, d["label"], vocab, classes)[0]
+    return Data(train, valid, test, vocab, None, what, overflow)
+
+
+def _encoded(splits, vocab, tagged: bool, d: dict) -> list:
+    """``[train, valid, test]`` of labelled splits as FlatSequences (None where absent), with
+    ``dataset.limit`` / ``valid_limit`` / ``test_limit``: a tagger's sentences as they are with
+    a tag per token, a classifier's in the language-model form of ``encode_lines``."""
+    from bucketrnn import datasets
+
+    out = []
+    for name in ("train", "valid", "test"):
+        text = getattr(splits, name)
+        if text is None:
+            out.append(None)
+            continue
+        ids = text.label_ids(splits.classes)
+        if tagged:
+            seqs = datasets.FlatSequences.from_sequences(
+                [vocab.encode(s) for s in text.sentences], tags=ids)
+            part = datasets.FlatSequences(seqs.tokens, seqs.offsets, tags=seqs.tags,
+                                          line_numbers=text.sentences.line_numbers)
+        else:
+            seqs = datasets.encode_lines(text.sentences, vocab)
+            part = datasets.FlatSequences(seqs.tokens, seqs.offsets, ids,
+                                          line_numbers=seqs.line_numbers)
+        out.append(_limited(part, d[{"train": "limit"}.get(name, f"{name}_limit")]))
+    return out
+
+
+def _labelled_ptb(d: dict, label: str) -> Data:
+    """Penn Treebank sentences labelled by ``dataset.label`` (``contains:N``: does a sentence
+    hold a number?), on PTB's own splits; the vocabulary is that of all training sentences."""
+    from bucketrnn import datasets
+
+    parts = [datasets.label_lines(datasets.penn_treebank_sentences(name), label)
+             for name in ("train", "valid", "test")]
+    splits = datasets.LabelledSplits.build(*parts, label=label)
+    vocab = datasets.Vocabulary.build(splits.train.sentences, min_count=d["min_count"])
+    train, valid, test = _encoded(splits, vocab, False, d)
+    _refuse_one_class(label, train.labels, splits.classes)
+    what = "Penn Treebank"
+    if d["limit"]:
+        what += f" (first {len(train)} of the training sentences: dataset.limit={d['limit']})"
+    what += f", label {label} ({len(splits.classes)} classes)"
+    return Data(train, valid, test, vocab, len(splits.classes), what, None, splits.classes)
+
+
+def _limited(part, limit):
+    return part if part is None or not limit else part.subset(np.arange(min(limit, len(part))))
+
+
+def _load_labelled(d: dict, seed: int) -> Data:
+    """A labelled text file (``dataset=text`` with ``dataset.label``) or a tagged one
+    (``dataset=tagged``), read by :func:`bucketrnn.datasets.labelled_text_file`: the split,
+    labels and class map of the library, encoded with a vocabulary of the training split."""
+    from bucketrnn import datasets
+
+    tagged = d["name"] == "tagged"
+    label = "tags" if tagged else d["label"]
+    on_overflow = d.get("on_overflow", "error")
+    if d["name"] == "ptb":
+        return _labelled_ptb(d, label)
+    try:
+        splits = datasets.labelled_text_file(
+            d["path"], label, valid_fraction=d["valid_fraction"],
+            test_fraction=d["test_fraction"], seed=seed, valid_path=d["valid_path"],
+            test_path=d["test_path"], tokens=d["tokens"], max_length=d["max_length"],
+            on_overflow=on_overflow)
+    except (FileNotFoundError, ValueError) as e:
+        # The library's message starts with its argument (path=..., valid_path=...): the same
+        # names under dataset.
+        cls = FileNotFoundError if isinstance(e, FileNotFoundError) else ValueError
+        raise cls(f"dataset.{e}") from e
+    classes = splits.classes
+    # The vocabulary comes from the training sentences alone: held-out words stay unknown.
+    vocab = datasets.Vocabulary.build(splits.train.sentences, min_count=d["min_count"])
+    train, valid, test = _encoded(splits, vocab, tagged, d)
+    keys = {"train": "path", "valid": "valid_path" if d["valid_path"] else "path",
+            "test": "test_path" if d["test_path"] else "path"}
+    _refuse_outlier_lines([(part, f"dataset.{keys[name]}", d[keys[name]]) for name, part in
+                           (("train", train), ("valid", valid), ("test", test))],
+                          markers=0 if tagged else 2)
+    what = f"{d['path']} ({d['tokens']} tokens)"
+    if d["max_length"] is not None:
+        what += f", max_length={d['max_length']} ({on_overflow}: {splits.overflow})"
+    if tagged:
+        if len(classes) < 2:
+            raise ValueError(f"dataset.path={d['path']!r} has {len(classes)} tag ({classes!r}): "
+                             "a tagger needs at least 2 tags")
+        what = f"tagged {what}, {len(classes)} tags (accuracy is per token)"
+    else:
+        _refuse_one_class(d["label"], train.labels, classes)
         what += f", label {d['label']} ({len(classes)} classes)"
-    return Data(train, valid, test, vocab, None if classes is None else len(classes), what,
-                overflow, class_names=_class_names(d["label"], classes, vocab))
-
-
-def _class_names(label, classes, vocab) -> list | None:
-    """The name of each class index (:func:`bucketrnn.splits.class_names`), or None."""
-    from bucketrnn.splits import class_names
-
-    return None if classes is None else class_names(label, classes, vocab)
+    return Data(train, valid, test, vocab, len(classes), what, splits.overflow.to_dict(),
+                classes)
 
 
 def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,

@@ -1,6 +1,7 @@
 """The commands' work for language models and classifiers, registered by task.
 
 ``("read", "lm" | "classify")``: a file in the run's data format for ``evaluate FILE``;
+``("read", "tag")`` and ``("predict", "tag")`` for taggers (``token/TAG`` per token);
 ``("predict", "classify")``: a class name per line; ``("generate", "lm")``: stateful sampling.
 Files are read as the run read its training data (``dataset.tokens``, ``dataset.max_length``
 with ``dataset.on_overflow``), encoded with the run's vocabulary (unknown words become
@@ -13,7 +14,8 @@ import numpy as np
 
 from bucketrnn.app.tasks import Predictions, register
 
-__all__ = ["generate_lm", "predict_classify", "read_classify", "read_lines_of", "read_lm"]
+__all__ = ["generate_lm", "predict_classify", "predict_tag", "read_classify", "read_lines_of",
+           "read_lm", "read_tag"]
 
 
 def read_lines_of(run, path: str, every_line: bool = False):
@@ -63,23 +65,47 @@ def read_lm(run, path: str):
 @register("read", "classify")
 def read_classify(run, path: str):
     """``(FlatSequences with labels, OverflowCounts)``, labelled as the run's
-    ``dataset.label`` says (``first_token``: each line starts with its class name)."""
-    from bucketrnn.datasets import encode_lines
-    from bucketrnn.splits import label_sequences
+    ``dataset.label`` says (``first_token``: each line starts with its class name), with the
+    run's class map (a class it does not know is refused naming the line)."""
+    from bucketrnn.datasets import FlatSequences, encode_lines, label_lines
 
-    label = run.config.dataset.label
-    lines = read_lines_of(run, path)
-    if label == "first_token":
-        unknown = sorted({ln[0] for ln in lines} - set(run.classes))
-        if unknown:
-            raise ValueError(f"{path!r}: lines start with {unknown[:5]}, which are not classes "
-                             f"of this run ({', '.join(run.classes)}); with dataset.label="
-                             "first_token each line starts with its class")
-        ids = [run.vocab.stoi.get(name, 0) for name in run.classes]
-    else:
-        ids = list(range(len(run.classes)))
-    dataset, _ = label_sequences(encode_lines(lines, run.vocab), label, run.vocab, ids)
-    return dataset, lines.overflow
+    text = label_lines(read_lines_of(run, path), run.config.dataset.label)
+    ids = text.label_ids(run.classes)
+    seqs = encode_lines(text.sentences, run.vocab)
+    return (FlatSequences(seqs.tokens, seqs.offsets, ids, line_numbers=seqs.line_numbers),
+            text.sentences.overflow)
+
+
+@register("read", "tag")
+def read_tag(run, path: str):
+    """``(FlatSequences with a tag per token, OverflowCounts)`` of a ``token/TAG ...`` file,
+    with the run's tag map (an unknown tag is refused naming the line)."""
+    from bucketrnn.datasets import FlatSequences, label_lines
+
+    text = label_lines(read_lines_of(run, path), "tags")
+    seqs = FlatSequences.from_sequences([run.vocab.encode(s) for s in text.sentences],
+                                        tags=text.label_ids(run.classes))
+    return (FlatSequences(seqs.tokens, seqs.offsets, tags=seqs.tags,
+                          line_numbers=text.sentences.line_numbers), text.sentences.overflow)
+
+
+@register("predict", "tag")
+def predict_tag(run, path: str) -> Predictions:
+    """Every non-blank line of ``path`` (plain tokens) as ``token/TAG token/TAG ...``, in
+    input order, bucketed on the run's boundaries (:func:`bucketrnn.models.tag_sentences`)."""
+    from bucketrnn.app.config import to_dict
+    from bucketrnn.models import tag_sentences
+
+    lines = read_lines_of(run, path, every_line=True)
+    b = to_dict(run.config.bucketing)
+    tags = tag_sentences(run.graphs, list(lines), run.vocab, classes=run.classes,
+                         batch_size=b["batch_size"] or 32, num_buckets=8, ctx=run.ctx)
+    outputs = [" ".join(f"{w}/{t}" for w, t in zip(line, tagged))
+               for line, tagged in zip(lines, tags)]
+    notes = _unknown_note(run, lines)
+    if lines.overflow:
+        notes.append(f"max_length={run.config.dataset.max_length}: {lines.overflow}")
+    return Predictions(outputs, lines.line_numbers, notes)
 
 
 @register("predict", "classify")

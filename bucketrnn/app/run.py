@@ -43,6 +43,7 @@ from bucketrnn.rundir import (
     CONFIG,
     LOG,
     SUMMARY,
+    TAGS,
     VOCAB,
     RunLock,
     RunLockedError,
@@ -50,14 +51,15 @@ from bucketrnn.rundir import (
     read_json,
 )
 
-__all__ = ["build_model", "find_resume_dir", "main", "read_config", "run"]
+__all__ = ["build_model", "find_resume_dir", "load_tags", "main", "read_config", "run",
+           "save_tags"]
 
 log = logging.getLogger("bucketrnn.app")
 
 
 def build_model(model, vocab_size: int, num_classes: int | None = None):
     """The ``build(length)`` factory a ``model`` config describes (shared parameters)."""
-    from bucketrnn.models import LanguageModel, SequenceClassifier
+    from bucketrnn.models import LanguageModel, SequenceClassifier, SequenceTagger
 
     m = to_dict(model)
     common = {"vocab_size": vocab_size, "embed_size": m["embed_size"],
@@ -67,6 +69,9 @@ def build_model(model, vocab_size: int, num_classes: int | None = None):
         return SequenceClassifier.factory(num_classes=num_classes,
                                           bidirectional=m["bidirectional"],
                                           outputs=("loss", "logits"), **common)
+    if m["name"] == "tagger":
+        return SequenceTagger.factory(num_classes=num_classes, bidirectional=m["bidirectional"],
+                                      outputs=("loss", "logits"), **common)
     return LanguageModel.factory(tie_weights=m["tie_weights"], **common)
 
 
@@ -196,6 +201,24 @@ def _previous_wall_seconds(path: str) -> float:
     return float(value)
 
 
+def save_tags(path: str, classes) -> None:
+    """Write a tagger's class map (a JSON list of tag names, index = tag id) atomically."""
+    _write_json(path, list(classes))
+
+
+def load_tags(path: str) -> list:
+    """The class map :func:`save_tags` wrote (``tags.json`` of a tagger's run directory): a
+    list of tag names, index = tag id; ``ValueError`` naming the file for anything else."""
+    tags = _read_run_file(path, "tag map")
+    if tags is None:
+        raise FileNotFoundError(f"no tag map {path!r}: not the run directory of a tagger")
+    if not isinstance(tags, list) or not tags or not all(isinstance(t, str) for t in tags) \
+            or len(set(tags)) != len(tags):
+        raise ValueError(f"{path!r} is not a tag map written by bucketrnn (expected a JSON list "
+                         "of distinct tag names)")
+    return tags
+
+
 def _write_json(path, obj):
     from bucketrnn.checkpoint import atomic_write
 
@@ -283,8 +306,13 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     writer = distributed.is_checkpoint_writer(kv)
     data = load_data(cfg.dataset, seed=cfg.seed)
     check_vocab_size(cfg.model, len(data.vocab), data.num_classes)
+    tagger = to_dict(cfg.model)["name"] == "tagger"
     if resume_dir:
         _check_saved_vocab(os.path.join(work, VOCAB), data.vocab)
+        if tagger and load_tags(os.path.join(work, TAGS)) != list(data.classes):
+            raise ValueError(f"{os.path.join(work, TAGS)!r} does not match the tags of the data "
+                             "now: the data changed since the run started, so the checkpoint's "
+                             "tag ids would mean other tags; restore the data or start a new run")
     train_loader, valid_loader, test_loader = make_loaders(
         data, cfg.bucketing, seed=cfg.seed, num_shards=shard.num_shards,
         shard_index=shard.shard_index, ctx=ctx)
@@ -298,10 +326,13 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         if not resume_dir:
             # A resumed run keeps the vocabulary its checkpoint's ids refer to (checked above).
             data.vocab.save(os.path.join(work, VOCAB))
-            if data.class_names is not None:
+            if data.classes is not None and not tagger:
                 # The class map: what load_run / bucketrnn predict name the classes by.
                 _write_json(os.path.join(work, CLASSES),
-                            {"label": cfg.dataset.label, "classes": data.class_names})
+                            {"label": cfg.dataset.label, "classes": data.classes})
+        if not resume_dir and tagger:
+            # The tagger's class map (tag id -> name), to use the trained model later.
+            save_tags(os.path.join(work, TAGS), data.classes)
     params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
     log.info("run directory: %s%s", work, " (resumed)" if resume_dir else "")
     log.info("dataset: %s; %d training sequences", data.description, len(data.train))
@@ -370,7 +401,9 @@ def utilisation(model, vocab_size: int, tokens_per_s: float, ctx) -> dict:
     from bucketrnn import flops
 
     m = to_dict(model)
-    if m["name"] == "classifier":
+    if m["name"] in ("classifier", "tagger"):
+        # The recurrent layers (a tagger's per-token output product, hidden x tags, is left
+        # out: small against them for a tag set of tens).
         per_token = flops.classifier_flops_per_token(
             m["embed_size"] or m["hidden_size"], m["hidden_size"], m["num_layers"], m["mode"],
             m["bidirectional"])

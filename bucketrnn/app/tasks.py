@@ -34,6 +34,7 @@ MODEL_TASKS = {
     "lstm_lm": "lm",
     "gru_lm": "lm",
     "classifier": "classify",
+    "tagger": "tag",
 }
 PLUGINS = [
     "bucketrnn.app.infer",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bucketrnn.rundir import CHECKPOINT, CLASSES, CONFIG, VOCAB, read_json
+from bucketrnn.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, VOCAB, read_json
 
 __all__ = ["TrainedRun", "explain_too_large", "load_run"]
 
@@ -140,7 +140,7 @@ class TrainedRun:
                              f"({os.path.join(self.run_dir, VOCAB)}: {len(self.vocab)} tokens, "
                              f"the data now {len(data.vocab)}): the {name} split cannot be "
                              "rebuilt; evaluate a file instead (bucketrnn evaluate RUN_DIR FILE)")
-        if self.classes is not None and data.class_names != self.classes:
+        if self.classes is not None and data.classes != self.classes:
             raise ValueError(f"the run's data no longer gives the classes of "
                              f"{os.path.join(self.run_dir, CLASSES)}: the {name} split cannot be "
                              "rebuilt; evaluate a file instead")
@@ -343,7 +343,14 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
     if vocab.eos_id is None:  # every sequence of the app's data starts and ends with it
         raise ValueError(f"{vocab_path!r} is not a vocabulary written by bucketrnn: it has no "
                          f"{EOS!r} token")
-    classes = _read_classes(run_dir, cfg.dataset.label) if task == "classify" else None
+    if task == "classify":
+        classes = _read_classes(run_dir, cfg.dataset.label)
+    elif task == "tag":
+        from bucketrnn.app.run import load_tags
+
+        classes = load_tags(os.path.join(run_dir, TAGS))
+    else:
+        classes = None
     path = _checkpoint_path(run_dir, checkpoint)
     try:
         state = ckpt.load(path, fingerprint=fingerprint(cfg))

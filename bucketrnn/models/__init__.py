@@ -4,12 +4,16 @@ from bucketrnn.models.base import BucketModel, loss_normalizer, masked_token_los
 from bucketrnn.models.classifier import SequenceClassifier
 from bucketrnn.models.encoder import RecurrentEncoder
 from bucketrnn.models.language_model import LanguageModel
+from bucketrnn.models.tagger import SequenceTagger, tag_batch, tag_sentences
 
 __all__ = [
     "BucketModel",
     "LanguageModel",
     "RecurrentEncoder",
     "SequenceClassifier",
+    "SequenceTagger",
     "loss_normalizer",
     "masked_token_loss",
+    "tag_batch",
+    "tag_sentences",
 ]

@@ -1,15 +1,19 @@
 """What the reference models have in common: one length per block, shared parameters, checks.
 
-A model here is a ``HybridBlock`` built for one bucket length. Its forward takes the arrays of a
-:class:`~bucketrnn.Batch` in the :class:`~bucketrnn.GraphCache` default order
-``(data, valid_length, label, weight)`` and returns the per-row loss already multiplied by
-``weight`` (fill rows contribute exactly 0), optionally followed by more outputs (``outputs=``).
+A model here is a ``HybridBlock`` built for one bucket length, or for every length when its
+encoder is length-agnostic (``cell="foreach"``, :attr:`BucketModel.length_agnostic`). Its
+forward takes the arrays of a :class:`~bucketrnn.Batch` in the :class:`~bucketrnn.GraphCache`
+default order ``(data, valid_length, label, weight)`` and returns the per-row loss already
+multiplied by ``weight`` (fill rows contribute exactly 0), optionally followed by more outputs
+(``outputs=``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from mxnet import gluon, nd
+
+from bucketrnn.models.encoder import AGNOSTIC_CELLS
 
 __all__ = ["BucketModel", "OUTPUTS", "loss_normalizer", "masked_token_loss"]
 
@@ -66,7 +70,9 @@ class BucketModel(gluon.HybridBlock):
         The first model built owns the parameters; the next ones are built with the same
         ``prefix`` and ``params=first.collect_params()``, so every bucket length uses the same
         arrays. Pass the result to :class:`~bucketrnn.GraphCache`. The callable carries the
-        models' ``vocab_size`` and ``num_classes`` (None where they do not apply) as attributes.
+        models' ``vocab_size`` and ``num_classes`` (None where they do not apply) as attributes,
+        and ``length_agnostic``: True for a length-agnostic cell (``cell="foreach"``), whose
+        callable builds one model (of length None) and returns it for every length.
 
         Examples
         --------
@@ -77,6 +83,12 @@ class BucketModel(gluon.HybridBlock):
         True
         >>> build.vocab_size, build.num_classes
         (20, None)
+
+        With ``cell="foreach"`` every length gets the same block (one graph for all):
+
+        >>> one = LanguageModel.factory(vocab_size=20, hidden_size=8, cell="foreach")
+        >>> one(5) is one(9), one.length_agnostic
+        (True, True)
         """
         prefix = prefix or cls.__name__.lower() + "_"
         shared = {}
@@ -86,6 +98,10 @@ class BucketModel(gluon.HybridBlock):
                 raise ValueError(
                     f"{cls.__name__} takes one length per bucket, got bucket key {length!r}"
                 )
+            if build.length_agnostic:
+                if "block" not in shared:
+                    shared["block"] = cls(None, prefix=prefix, **kwargs)
+                return shared["block"]
             block = cls(length, prefix=prefix, params=shared.get("params"), **kwargs)
             shared.setdefault("params", block.collect_params())
             return block
@@ -94,9 +110,18 @@ class BucketModel(gluon.HybridBlock):
         # Any length builds the same parameters: GraphCache uses this one to own them before
         # it knows a bucket key.
         build.param_key = 1
+        # A length-agnostic cell: the callable returns its one block for every length, and
+        # says so (GraphCache then keeps one graph for all bucket keys).
+        build.length_agnostic = kwargs.get("cell") in AGNOSTIC_CELLS
         build.vocab_size = kwargs.get("vocab_size")
         build.num_classes = kwargs.get("num_classes")
         return build
+
+    @property
+    def length_agnostic(self) -> bool:
+        """True if one graph of this model runs at any length (its encoder's ``cell="foreach"``):
+        the time axis of ``data`` is then not checked against :attr:`length`."""
+        return bool(getattr(getattr(self, "encoder", None), "length_agnostic", False))
 
     def check_context(self, ctx) -> None:
         """Raise ``ValueError`` if this model cannot run exactly on ``ctx``."""
@@ -124,7 +149,10 @@ class BucketModel(gluon.HybridBlock):
                 f"data must hold float features for {type(self).__name__} built with "
                 f"input_size=, got data dtype {np.dtype(data.dtype).name}"
             )
-        if data.ndim < 2 or data.shape[1] != self.length:
+        if data.ndim < 2 and self.length_agnostic:
+            raise ValueError(f"data must be shaped (batch, length, ...), got data.shape="
+                             f"{data.shape}")
+        if data.ndim < 2 or (data.shape[1] != self.length and not self.length_agnostic):
             raise ValueError(
                 f"data must be shaped (batch, {self.length}, ...) for this model of length "
                 f"{self.length}, got data.shape={data.shape}"

@@ -18,8 +18,8 @@ class SequenceClassifier(BucketModel):
 
     Parameters
     ----------
-    length : int
-        Bucket length.
+    length : int or None
+        Bucket length; None with ``cell="foreach"`` (any length).
     num_classes : int
     vocab_size : int, optional
         Token ids in ``data`` (int ``(B, length)``). Give either this or ``input_size``.
@@ -28,7 +28,8 @@ class SequenceClassifier(BucketModel):
     embed_size : int, optional
         Defaults to ``hidden_size``.
     hidden_size, num_layers, mode, bidirectional, dropout, cell, use_sequence_length :
-        See :class:`~bucketrnn.models.RecurrentEncoder`.
+        See :class:`~bucketrnn.models.RecurrentEncoder`; with ``cell="foreach"`` one graph
+        serves every length (``length`` may be None; :meth:`factory` returns one model).
     outputs : tuple of {"loss", "logits", "states"}
         ``logits`` is ``(B, num_classes)``; ``states`` expands to the final states per layer and
         direction.

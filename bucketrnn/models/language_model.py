@@ -13,8 +13,8 @@ class LanguageModel(BucketModel):
 
     Parameters
     ----------
-    length : int
-        Bucket length (padded time steps).
+    length : int or None
+        Bucket length (padded time steps); None with ``cell="foreach"`` (any length).
     vocab_size : int
     embed_size : int, optional
         Defaults to ``hidden_size``.
@@ -25,13 +25,14 @@ class LanguageModel(BucketModel):
         Dropout on the embeddings, between layers and before the output layer.
     tie_weights : bool
         Use the embedding matrix as output weights (needs ``embed_size == hidden_size``).
-    cell : {"unrolled", "fused"}
-        See :class:`~bucketrnn.models.RecurrentEncoder`.
+    cell : {"unrolled", "fused", "foreach"}
+        See :class:`~bucketrnn.models.RecurrentEncoder`. ``"foreach"`` builds one graph for
+        every length (``length`` may then be None; :meth:`factory` returns one model for all).
     use_sequence_length : bool
         Fused only, GPU only.
     outputs : tuple of {"loss", "logits", "states"}
         What the forward returns, in order. ``"states"`` expands to the final states per layer
-        (``[h, c]`` for unrolled LSTM, ``[h]`` otherwise), each ``(B, hidden_size)``.
+        (``[h, c]`` for unrolled and foreach LSTM, ``[h]`` otherwise), each ``(B, hidden_size)``.
     prefix, params :
         Gluon parameter sharing; use :meth:`factory` to get one shared set across lengths.
 

@@ -121,3 +121,20 @@ def test_an_outlier_in_a_valid_file_names_that_file_and_line(tmp_path):
                                          r"tokens, far more than the rest of the data needs "
                                          r"\(15 at most"):
         load_data(_compose(f"dataset.path={train}", f"dataset.valid_path={valid}").dataset)
+
+
+def test_ptb_sentences_labelled_by_contains():
+    # dataset.label on Penn Treebank: does a sentence hold a number (the token N)?
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "model=classifier", "dataset.label=contains:N", "dataset.limit=500",
+            "dataset.valid_limit=100"])
+    data = load_data(cfg.dataset, seed=0)
+    assert data.classes == ["0", "1"] and data.num_classes == 2
+    assert (len(data.train), len(data.valid)) == (500, 100)
+    number = data.vocab["N"]
+    for ds in (data.train, data.valid, data.test):
+        for i in range(0, len(ds), 7):
+            tokens, label = ds[i]
+            assert label == int(number in tokens.tolist())
+    assert "label contains:N (2 classes)" in data.description

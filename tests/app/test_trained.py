@@ -279,7 +279,7 @@ def test_evaluate_command_and_bad_files(lm, clf, tmp_path):
     assert status == 0 and set(figures) >= {"loss", "accuracy", "examples", "overflow"}
     bad = _write(tmp_path / "bad.txt", ["maybe w1 w2"])
     status, _, err = _command("evaluate", clf[0], bad)
-    assert status == 2 and "lines start with ['maybe'], which are not classes" in err
+    assert status == 2 and "bad.txt' line 1: label 'maybe' is not one of the 2 classes" in err
     status, _, err = _command("evaluate", lm[0], str(tmp_path / "none.txt"))
     assert status == 2 and "none.txt" in err
     status, _, err = _command("predict", str(tmp_path / "norun"), bad)

@@ -34,6 +34,9 @@ def random_batch(seed, length, rows, task, fill=1, float_data=False):
     if task == "lm":
         label = rng.integers(0, VOCAB, (rows, length)).astype("int32")
         label[pad] = 0
+    elif task == "tag":
+        label = rng.integers(0, CLASSES, (rows, length)).astype("int32")
+        label[pad] = 0
     else:
         label = rng.integers(0, CLASSES, rows).astype("int32")
     src = rng.integers(0, rows, fill)
@@ -83,14 +86,19 @@ def step(graphs, batch):
     return [o.asnumpy() for o in out], grads(params)
 
 
-def assert_exact(factory, memory, task, float_data=False, length=8, rows=4, seed=0):
-    """Padded bucketed batch == each row alone, unpadded; fill rows change nothing."""
+def assert_exact(factory, memory, task, float_data=False, length=8, rows=4, seed=0,
+                 reference=None):
+    """Padded bucketed batch == each row alone, unpadded; fill rows change nothing.
+
+    ``reference`` builds the blocks run row by row (default ``factory``). A length-agnostic
+    factory returns its one block for every length, so it needs a second factory of its own
+    here: the reference must not be the (hybridized) block under test."""
     batch = random_batch(seed, length, rows, task, float_data=float_data)
     graphs = GraphCache(factory, memory=memory, keys=[length])
     set_params(graphs.collect_params(), seed)
     padded, padded_grads = step(graphs, batch)
     # The reference: plain imperative blocks (no cache, no hybridization), one row at a time.
-    alone = GraphCache(factory, memory="dynamic", keys=[length])
+    alone = GraphCache(reference or factory, memory="dynamic", keys=[length])
     set_params(alone.collect_params(), seed)
     for p in alone.collect_params().values():
         p.grad_req = "add"

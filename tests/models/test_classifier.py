@@ -13,23 +13,30 @@ CONFIGS = {
     "unrolled-gru-bi": dict(cell="unrolled", mode="gru", bidirectional=True),
     "fused-lstm-bi-2layers": dict(cell="fused", mode="lstm", bidirectional=True, num_layers=2),
     "fused-gru": dict(cell="fused", mode="gru"),
+    "foreach-lstm-bi-2layers": dict(cell="foreach", mode="lstm", bidirectional=True,
+                                    num_layers=2),
+    "foreach-gru-bi": dict(cell="foreach", mode="gru", bidirectional=True),
 }
 
 
 @pytest.mark.parametrize("memory", MEMORY)
 @pytest.mark.parametrize("config", list(CONFIGS))
 def test_padded_equals_each_sequence_alone(config, memory):
-    factory = SequenceClassifier.factory(num_classes=CLASSES, vocab_size=VOCAB, hidden_size=8,
-                                         outputs=("loss", "states"), **CONFIGS[config])
-    assert_exact(factory, memory, "clf")
+    def factory():
+        return SequenceClassifier.factory(num_classes=CLASSES, vocab_size=VOCAB, hidden_size=8,
+                                          outputs=("loss", "states"), **CONFIGS[config])
+
+    assert_exact(factory(), memory, "clf", reference=factory())
 
 
-@pytest.mark.parametrize("cell", ["unrolled", "fused"])
+@pytest.mark.parametrize("cell", ["unrolled", "fused", "foreach"])
 def test_float_features_bidirectional(cell):
-    factory = SequenceClassifier.factory(num_classes=CLASSES, input_size=FEATURES,
-                                         hidden_size=8, bidirectional=True, cell=cell,
-                                         outputs=("loss", "logits", "states"))
-    assert_exact(factory, "shared", "clf", float_data=True)
+    def factory():
+        return SequenceClassifier.factory(num_classes=CLASSES, input_size=FEATURES,
+                                          hidden_size=8, bidirectional=True, cell=cell,
+                                          outputs=("loss", "logits", "states"))
+
+    assert_exact(factory(), "shared", "clf", float_data=True, reference=factory())
 
 
 def test_reverse_direction_reads_the_valid_part_only():
