@@ -94,9 +94,13 @@ def predict_tag(run, path: str) -> Predictions:
     """Every non-blank line of ``path`` (plain tokens) as ``token/TAG token/TAG ...``, in
     input order, bucketed on the run's boundaries (:func:`bucketrnn.models.tag_sentences`)."""
     from bucketrnn.app.config import to_dict
+    from bucketrnn.app.trained import refuse_outlier_lines
     from bucketrnn.models import tag_sentences
 
     lines = read_lines_of(run, path, every_line=True)
+    # A line far longer than the rest is refused naming its line and the file, as predict does
+    # for a classifier (tag_sentences' own check names a 0-based example and library arguments).
+    refuse_outlier_lines(lines, np.array([len(line) for line in lines]), path)
     b = to_dict(run.config.bucketing)
     tags = tag_sentences(run.graphs, list(lines), run.vocab, classes=run.classes,
                          batch_size=b["batch_size"] or 32, num_buckets=8, ctx=run.ctx)

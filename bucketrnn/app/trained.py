@@ -27,7 +27,7 @@ import numpy as np
 
 from bucketrnn.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, VOCAB, read_json
 
-__all__ = ["TrainedRun", "explain_too_large", "load_run"]
+__all__ = ["TrainedRun", "explain_too_large", "load_run", "refuse_outlier_lines"]
 
 
 @dataclass
@@ -86,7 +86,7 @@ class TrainedRun:
         b = to_dict(self.config.bucketing)
         lengths = BucketLoader(dataset, batch_size=1, num_buckets=1, shuffle=False,
                                task=self.task, outliers="allow").lengths
-        _refuse_outlier_lines(dataset, lengths, source)
+        refuse_outlier_lines(dataset, lengths, source)
         bounds = None
         if b["strategy"] == "fixed":
             bounds = sorted(set(b["boundaries"]))
@@ -206,9 +206,11 @@ def explain_too_large(loader, source: str):
                                  "long lines") from None
 
 
-def _refuse_outlier_lines(dataset, lengths, source=None) -> None:
+def refuse_outlier_lines(dataset, lengths, source=None) -> None:
     """A line far longer than the rest (:func:`bucketrnn.buckets.find_outliers`) is refused
-    naming its line, before any graph of its length is built."""
+    naming its line, before any graph of its length is built: ``lengths`` are the steps of
+    each example of ``dataset`` (anything with ``line_numbers``, e.g. ``FlatSequences`` or
+    :class:`~bucketrnn.datasets.Lines`), ``source`` the file they came from."""
     from bucketrnn.buckets import find_outliers
 
     found = find_outliers(lengths)

@@ -538,3 +538,21 @@ def test_the_apps_help_names_the_commands_on_a_trained_run(tmp_path):
     for line in ("bucketrnn evaluate RUN_DIR [valid|test|FILE]", "bucketrnn predict RUN_DIR FILE",
                  'bucketrnn generate RUN_DIR --prompt "..."', "docs/using-a-trained-model.md"):
         assert line in done.stdout
+
+
+def test_predict_on_a_tagger_refuses_an_outlier_line_naming_the_file_and_line(tmp_path):
+    rng = np.random.default_rng(3)
+    tagged = _write(tmp_path / "tagged.txt", [
+        " ".join(f"{w}/{'A' if w < 'w2' else 'B'}" for w in rng.choice(WORDS, size=k))
+        for k in rng.integers(2, 9, size=60)])
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            "model=tagger", "dataset=tagged", f"dataset.path={tagged}", "model.hidden_size=8",
+            "bucketing.num_buckets=2", "bucketing.batch_size=8", "trainer.max_steps=2",
+            "trainer.progress=false", "plots=false"])
+    run(cfg, str(tmp_path / "run"))
+    path = _write(tmp_path / "in.txt", ["w1 w2"] * 20 + [" ".join(["w3"] * 3000)])
+    status, out, err = _command("predict", str(tmp_path / "run"), path)
+    assert (status, out) == (2, "")
+    assert err.startswith(f"error: line 21 of {path!r} is 3000 steps long, far more than the "
+                          "rest needs") and err.endswith("split or cut such lines\n")
