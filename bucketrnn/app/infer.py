@@ -94,7 +94,7 @@ def predict_tag(run, path: str) -> Predictions:
     """Every non-blank line of ``path`` (plain tokens) as ``token/TAG token/TAG ...``, in
     input order, bucketed on the run's boundaries (:func:`bucketrnn.models.tag_sentences`)."""
     from bucketrnn.app.config import to_dict
-    from bucketrnn.app.trained import refuse_outlier_lines
+    from bucketrnn.app.trained import explain_too_large, refuse_outlier_lines
     from bucketrnn.models import tag_sentences
 
     lines = read_lines_of(run, path, every_line=True)
@@ -102,8 +102,9 @@ def predict_tag(run, path: str) -> Predictions:
     # for a classifier (tag_sentences' own check names a 0-based example and library arguments).
     refuse_outlier_lines(lines, np.array([len(line) for line in lines]), path)
     b = to_dict(run.config.bucketing)
-    tags = tag_sentences(run.graphs, list(lines), run.vocab, classes=run.classes,
-                         batch_size=b["batch_size"] or 32, num_buckets=8, ctx=run.ctx)
+    with explain_too_large(lines, [len(line) for line in lines], path):
+        tags = tag_sentences(run.graphs, list(lines), run.vocab, classes=run.classes,
+                             batch_size=b["batch_size"] or 32, num_buckets=8, ctx=run.ctx)
     outputs = [" ".join(f"{w}/{t}" for w, t in zip(line, tagged))
                for line, tagged in zip(lines, tags)]
     notes = _unknown_note(run, lines)
@@ -125,7 +126,7 @@ def predict_classify(run, path: str) -> Predictions:
                             line_numbers=encoded.line_numbers)
     predicted = np.full(len(lines), -1, dtype=np.int64)
     loader = run.loader(dataset, source=path)
-    with explain_too_large(loader, path):
+    with explain_too_large(dataset, loader.lengths, path):
         for batch in loader:
             out = run.graphs(batch)
             logits = out[1] if isinstance(out, (list, tuple)) else out

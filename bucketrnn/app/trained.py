@@ -118,7 +118,7 @@ class TrainedRun:
             dataset, overflow = self.read(what)
             loader = self.loader(dataset, source=what)
             extra = {"overflow": overflow.to_dict()}
-        with explain_too_large(loader, os.fspath(what)):
+        with explain_too_large(loader.dataset, loader.lengths, os.fspath(what)):
             result = evaluate(self.graphs, loader, task=self.task)
         return {**result, "examples": len(loader.dataset), **extra}
 
@@ -187,18 +187,19 @@ class TrainedRun:
 
 
 @contextmanager
-def explain_too_large(loader, source: str):
-    """Re-raise a :class:`~bucketrnn.errors.GraphTooLargeError` met while running ``loader``
-    (the lines of the file ``source``) naming the file and its longest line: the library's
-    hint (``max_length``, ``memory_limit=``) names nothing a command takes."""
+def explain_too_large(dataset, lengths, source: str):
+    """Re-raise a :class:`~bucketrnn.errors.GraphTooLargeError` met while running the lines of
+    the file ``source`` (``dataset``, anything with ``line_numbers``, of step ``lengths``)
+    naming the file and its longest line: the library's hint (``max_length``,
+    ``memory_limit=``) names nothing a command takes."""
     from bucketrnn.errors import GraphTooLargeError
 
     try:
         yield
     except GraphTooLargeError as e:
-        lengths = np.asarray(loader.lengths)
+        lengths = np.asarray(lengths)
         i = int(np.argmax(lengths.reshape(len(lengths), -1).max(axis=1)))
-        lines = getattr(loader.dataset, "line_numbers", None)
+        lines = getattr(dataset, "line_numbers", None)
         where = f"line {int(lines[i])}" if lines is not None else f"example {i}"
         what = str(e).split(": lower the largest bucket length", 1)[0]
         raise GraphTooLargeError(f"{source!r} is too long to run here: {what}; its longest line, "

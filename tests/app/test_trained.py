@@ -556,3 +556,13 @@ def test_predict_on_a_tagger_refuses_an_outlier_line_naming_the_file_and_line(tm
     assert (status, out) == (2, "")
     assert err.startswith(f"error: line 21 of {path!r} is 3000 steps long, far more than the "
                           "rest needs") and err.endswith("split or cut such lines\n")
+    # A graph too large for the memory names the file and its longest line, as for the others.
+    from bucketrnn import GraphTooLargeError
+
+    tagger = bucketrnn.load_run(str(tmp_path / "run"))
+    tagger.graphs.memory_limit = 1000  # bytes: every graph is too large
+    short = _write(tmp_path / "short.txt", ["w1 w2", "w1 w2 w3 w4", "w5"])
+    with pytest.raises(GraphTooLargeError, match=re.escape(
+            f"{short!r} is too long to run here: the graph of bucket_key=")
+            + ".*its longest line, line 2, is 4 steps: split or cut long lines"):
+        tagger.predict(short)
