@@ -77,9 +77,10 @@ class TrainedRun:
     def loader(self, dataset, source: str | None = None):
         """A loader over ``dataset`` planned like the run's training data: the run's bucketing
         config (strategy, buckets, batch sizes; no more buckets than the dataset has distinct
-        lengths), no shuffling, fill rows to keep shapes static, id checks from the run. A line
-        far longer than the rest (:func:`bucketrnn.buckets.find_outliers`) is refused naming
-        its line number and ``source`` (the file it came from)."""
+        lengths; a ``max_tokens`` budget raised to hold the longest line), no shuffling, fill
+        rows to keep shapes static, id checks from the run. A line far longer than the rest
+        (:func:`bucketrnn.buckets.find_outliers`) is refused naming its line number and
+        ``source`` (the file it came from)."""
         from bucketrnn.app.config import to_dict
         from bucketrnn.loader import BucketLoader
 
@@ -93,7 +94,10 @@ class TrainedRun:
             if int(lengths.max()) > bounds[-1]:
                 bounds.append(int(lengths.max()))
         buckets = min(b["num_buckets"], len(np.unique(lengths)))
-        return BucketLoader(dataset, batch_size=b["batch_size"], max_tokens=b["max_tokens"],
+        budget = b["max_tokens"]
+        if budget is not None:  # a token budget too small for the longest line: rows of one
+            budget = max(budget, b["batch_size_multiple"] * int(lengths.max()))
+        return BucketLoader(dataset, batch_size=b["batch_size"], max_tokens=budget,
                             batch_size_multiple=b["batch_size_multiple"], num_buckets=buckets,
                             strategy=b["strategy"], boundaries=bounds, shuffle=False,
                             last_batch="fill", task=self.task, ctx=self.ctx,

@@ -17,6 +17,7 @@ from bucketrnn.app import commands
 from bucketrnn.app.config import CONF_DIR
 from bucketrnn.app.run import run
 from bucketrnn.app.tasks import tasks_for
+from bucketrnn.datasets import encode_lines, read_lines
 from bucketrnn.generation import feed, generate
 
 ROOT = os.path.dirname(CONF_DIR)
@@ -566,3 +567,15 @@ def test_predict_on_a_tagger_refuses_an_outlier_line_naming_the_file_and_line(tm
             f"{short!r} is too long to run here: the graph of bucket_key=")
             + ".*its longest line, line 2, is 4 steps: split or cut long lines"):
         tagger.predict(short)
+
+
+def test_a_token_budget_run_reads_a_line_longer_than_its_budget(lm, tmp_path):
+    run_ = bucketrnn.load_run(lm[0])
+    run_.config.bucketing.batch_size = None  # as a run with bucketing=tokens
+    run_.config.bucketing.max_tokens = 16
+    path = _write(tmp_path / "in.txt", ["w1 w2", " ".join(["w3"] * 40), "w4 w5 w6"])
+    loader = run_.loader(encode_lines(read_lines(path), run_.vocab))
+    assert max(loader.plan.keys) == 41 and min(loader.plan.batch_sizes) == 1
+    alone = run_.evaluate(path)
+    run_.config.bucketing.max_tokens = 4096  # the same figures with room to spare
+    assert run_.evaluate(path)["loss"] == pytest.approx(alone["loss"], rel=1e-6)
