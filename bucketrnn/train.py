@@ -46,11 +46,12 @@ from bucketrnn.progress import Progress
 from bucketrnn.rundir import METRICS, RunLock
 from bucketrnn.validation import check_choice, check_int
 
-__all__ = ["LEARNING_RATE", "ON_NONFINITE", "TrainLoop", "TASKS"]
+__all__ = ["LEARNING_RATE", "MIN_LEARNING_RATE", "ON_NONFINITE", "TrainLoop", "TASKS"]
 
 TASKS = ("lm", "classify", "tag")
 log = logging.getLogger(__name__)
 ON_NONFINITE = ("error", "skip")
+MIN_LEARNING_RATE = 1e-30  # the floor of the decayed learning rate (TrainLoop.learning_rate_of)
 # The defaults of TrainLoop are the app's (conf/trainer/default.yaml); tests/app/test_config.py
 # holds the two together.
 LEARNING_RATE = 0.01
@@ -106,7 +107,8 @@ class TrainLoop:
     clip_norm : float, optional
         Rescale the gradients when their global L2 norm exceeds this (None: never).
     lr_decay : float
-        The learning rate of epoch ``e`` is ``learning_rate * lr_decay ** e``.
+        The learning rate of epoch ``e`` is ``learning_rate * lr_decay ** e``, floored at
+        :data:`MIN_LEARNING_RATE` (1e-30).
     epochs : int
     max_steps : int, optional
         Stop after this many steps in total (a checkpoint is written there).
@@ -525,13 +527,20 @@ class TrainLoop:
         h["epoch_acc"] = None
         return out
 
+    def learning_rate_of(self, epoch: int) -> float:
+        """``learning_rate * lr_decay ** epoch``, floored at :data:`MIN_LEARNING_RATE`: MXNet
+        refuses a rate below float32's range (about 1.2e-38, reached after ~120 epochs of the
+        default halving), and a smaller rate moves no float32 weight anyway."""
+        return max(self.base_lr * self.lr_decay ** epoch, MIN_LEARNING_RATE) \
+            if self.base_lr > 0 else self.base_lr
+
     def _run_epoch(self, bar) -> bool:
         """Train the rest of the current epoch; True if stopped by ``max_steps``."""
         loader = self.loader
         acc = self.history.get("epoch_acc") or metrics.tally()
         self.history["epoch_acc"] = acc
         # Set from the epoch alone (not decayed in place), so a resumed run gets the same rate.
-        self.trainer.set_learning_rate(self.base_lr * self.lr_decay ** self.epoch)
+        self.trainer.set_learning_rate(self.learning_rate_of(self.epoch))
         total = loader.num_batches(self.epoch)
         bar.start(f"epoch {self.epoch + 1}/{self.epochs}", total, done=loader.step)
         last = time.perf_counter()

@@ -339,3 +339,17 @@ def test_the_app_config_offers_on_nonfinite():
     cfg.trainer.on_nonfinite = "ignore"
     with pytest.raises(ValueError, match=r"trainer.on_nonfinite must be one of \('error', "):
         config.validate(cfg)
+
+
+def test_the_decayed_learning_rate_is_floored_where_mxnet_refuses_it(tmp_path):
+    # 0.01 * 0.5 ** 130 is about 7e-42, below float32's range: MXNet refuses it ("Out of range
+    # value for lr"), which crashed a long run at its 121st epoch.
+    from bucketrnn.train import MIN_LEARNING_RATE
+
+    assert _loop(None, _sequences()).learning_rate_of(130) == MIN_LEARNING_RATE
+    # lr_decay=1e-30: epoch 2's rate would be 1e-62; it trains at the floor instead of failing.
+    loop = _loop(str(tmp_path / "run"), _sequences(), epochs=3, lr_decay=1e-30)
+    assert loop.learning_rate_of(1) == pytest.approx(0.01 * 1e-30)
+    assert loop.learning_rate_of(2) == MIN_LEARNING_RATE
+    loop.fit()
+    assert loop.epoch == 3

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 __all__ = ["COMMANDS", "main"]
@@ -102,6 +103,13 @@ def _lines(run, args, out, action) -> None:
         line = number + 1
 
 
+def _silence_stdout(out) -> None:
+    if out is sys.stdout:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def main(argv=None, out=None) -> int:
     """Run one command; returns the exit status (0, or 2 after ``error: ...`` on stderr)."""
     args = _parser().parse_args(argv)
@@ -120,11 +128,16 @@ def main(argv=None, out=None) -> int:
             _generate(run, args, out)
         else:
             _lines(run, args, out, args.command)
+        out.flush()
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader went away (``... | head -1``): stop quietly, as command-line tools do, and
+        # keep Python from failing again when it flushes stdout at exit.
+        _silence_stdout(out)
+        return 0
     except (ValueError, TypeError, OSError, RunLockedError) as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    out.flush()
     return 0

@@ -216,6 +216,10 @@ def load_tags(path: str) -> list:
             or len(set(tags)) != len(tags):
         raise ValueError(f"{path!r} is not a tag map written by bucketrnn (expected a JSON list "
                          "of distinct tag names)")
+    bad = [t for t in tags if not t.strip() or t != "".join(t.split())]
+    if bad:  # predict prints token/TAG items split by spaces: a tag with a blank breaks them
+        raise ValueError(f"{path!r} is not a tag map written by bucketrnn: tag {bad[0]!r} is "
+                         "empty or holds whitespace")
     return tags
 
 

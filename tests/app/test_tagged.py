@@ -131,3 +131,12 @@ def test_a_trained_tagger_is_loaded_evaluated_and_tags_files_in_input_order(tagg
     for line, text in zip(lines, plain):
         alone = tag_sentences(trained.graphs, [text.split()], trained.vocab, trained.classes)[0]
         assert line == " ".join(f"{w}/{t}" for w, t in zip(text.split(), alone))
+
+
+@pytest.mark.parametrize("bad", ['["DT", "N N"]', '["DT", ""]', '["DT", "NN\\n"]'])
+def test_a_tag_map_with_blank_or_spaced_tags_is_refused(tmp_path, bad):
+    # predict prints token/TAG items separated by spaces: such a tag would break its lines.
+    path = tmp_path / "tags.json"
+    path.write_text(bad)
+    with pytest.raises(ValueError, match="empty or holds whitespace"):
+        load_tags(str(path))

@@ -579,3 +579,13 @@ def test_a_token_budget_run_reads_a_line_longer_than_its_budget(lm, tmp_path):
     alone = run_.evaluate(path)
     run_.config.bucketing.max_tokens = 4096  # the same figures with room to spare
     assert run_.evaluate(path)["loss"] == pytest.approx(alone["loss"], rel=1e-6)
+
+
+def test_predict_into_a_closed_pipe_stops_quietly(clf, tmp_path):
+    # `bucketrnn predict RUN FILE | head -1`: the reader goes away; no "error:", no traceback.
+    lines = _write(tmp_path / "many.txt", ["w1 w2 w3"] * 5000)
+    cmd = (f"{sys.executable} -m bucketrnn predict {clf[0]} {lines} | head -1")
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True,
+                          timeout=300)
+    assert done.stdout.count("\n") == 1 and "error" not in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
