@@ -48,7 +48,7 @@ from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["LEARNING_RATE", "ON_NONFINITE", "TrainLoop", "TASKS"]
 
-TASKS = ("lm", "classify")
+TASKS = ("lm", "classify", "seq2seq")
 log = logging.getLogger(__name__)
 ON_NONFINITE = ("error", "skip")
 # The defaults of TrainLoop are the app's (conf/trainer/default.yaml); tests/app/test_config.py
@@ -91,8 +91,9 @@ class TrainLoop:
         forward takes ``(data, valid_length, label, weight)`` and returns the per-row loss
         (already times ``weight``), optionally followed by logits; or a ready ``GraphCache``.
     train_loader : BucketLoader
-        Its ``task`` must be ``"lm"`` (loss per token, perplexity) or ``"classify"`` (loss per
-        row, accuracy when the model also returns logits).
+        Its ``task`` must be ``"lm"`` (loss per token, perplexity), ``"classify"`` (loss per
+        row, accuracy when the model also returns logits) or ``"seq2seq"`` (loss per target
+        token, perplexity; real tokens and padding are counted on the target side).
     ctx : mx.Context, optional
         Default ``mx.cpu()``, or the context of a given ``GraphCache`` (one context: the loop
         reads states and gradients there). The loaders must deliver batches on it
@@ -357,6 +358,10 @@ class TrainLoop:
         real_rows = np.asarray(batch.indices) >= 0
         real = int(vl[real_rows].sum())
         slots = int(np.prod(batch.data.shape[:2]))
+        if self.task == "seq2seq":  # the loss is over target tokens: count (and time) those
+            tl = batch.label_length.asnumpy().astype(np.int64)
+            real, slots = int(tl[real_rows].sum()), int(np.prod(batch.label.shape[:2]))
+            return real, slots, real, real_rows
         count = real if self.task == "lm" else int(real_rows.sum())
         return real, slots, count, real_rows
 

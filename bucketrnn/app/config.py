@@ -62,6 +62,7 @@ CONF_DIR = _conf_dir()
 class DatasetName(str, Enum):
     ptb = "ptb"
     text = "text"
+    pairs = "pairs"
 
 
 class Tokens(str, Enum):
@@ -73,6 +74,12 @@ class ModelName(str, Enum):
     lstm_lm = "lstm_lm"
     gru_lm = "gru_lm"
     classifier = "classifier"
+    seq2seq = "seq2seq"
+
+
+class Attention(str, Enum):
+    dot = "dot"
+    mlp = "mlp"
 
 
 class Mode(str, Enum):
@@ -138,6 +145,8 @@ class DatasetConfig:
     max_length: Optional[int] = None
     on_overflow: Overflow = Overflow.error
     label: Optional[str] = None
+    # pairs: one source<TAB>target pair a line; one vocabulary for both sides or one each.
+    shared_vocab: bool = False
 
 
 @dataclass
@@ -157,6 +166,10 @@ class ModelConfig:
     dropout: float = 0.0
     tie_weights: bool = True
     bidirectional: bool = False
+    # seq2seq (bucketrnn.models.Seq2Seq): attention over the source, one embedding matrix for
+    # both sides (needs dataset.shared_vocab=true).
+    attention: Attention = Attention.dot
+    share_embeddings: bool = False
 
 
 @dataclass
@@ -397,9 +410,19 @@ def validate(cfg) -> None:
     if ds["name"] == "text":
         need(bool(ds["path"]), "dataset.path", ds["path"],
              "is required for dataset=text (a UTF-8 file, one sequence per line)")
+    is_pairs = ds["name"] == "pairs"
+    if is_pairs:
+        need(bool(ds["path"]), "dataset.path", ds["path"],
+             "is required for dataset=pairs (a UTF-8 file, one source<TAB>target pair a line)")
+    need(is_pairs == (model["name"] == "seq2seq"), "model.name", model["name"],
+         f"must be seq2seq exactly when dataset=pairs (dataset={ds['name']})")
+    need(not model["share_embeddings"] or ds["shared_vocab"], "model.share_embeddings",
+         model["share_embeddings"], "needs dataset.shared_vocab=true (one vocabulary)")
+    need(not ds["shared_vocab"] or is_pairs, "dataset.shared_vocab", ds["shared_vocab"],
+         "is for dataset=pairs only")
     for key in ("limit", "valid_limit", "test_limit", "max_length"):
         need(ds[key] is None or ds[key] >= 1, f"dataset.{key}", ds[key], "must be null or >= 1")
-    need(ds["max_length"] is None or ds["name"] == "text", "dataset.max_length",
+    need(ds["max_length"] is None or ds["name"] in ("text", "pairs"), "dataset.max_length",
          ds["max_length"], "is only used with dataset=text (PTB sentences are at most 82 words)")
     need(ds["on_overflow"] == "error" or ds["max_length"] is not None, "dataset.on_overflow",
          ds["on_overflow"], "needs dataset.max_length (the longest line to keep whole)")
@@ -421,7 +444,8 @@ def validate(cfg) -> None:
     need(lm_mode in (None, model["mode"]), "model.mode", model["mode"],
          f"must be {lm_mode!r} for model={model['name']} (choose model=lstm_lm or gru_lm)")
     tied_ok = model["embed_size"] in (None, model["hidden_size"])
-    need(is_clf or not model["tie_weights"] or tied_ok, "model.embed_size", model["embed_size"],
+    need(is_clf or is_pairs or not model["tie_weights"] or tied_ok, "model.embed_size",
+         model["embed_size"],
          f"must be null or model.hidden_size={model['hidden_size']} while "
          "model.tie_weights=true")
     _check_model_size(model, b, need)
@@ -455,7 +479,8 @@ def validate(cfg) -> None:
          f"must be one of {', '.join(OPTIMIZERS)} (the optimizers whose state a checkpoint "
          "stores)")
     _check_optimizer(t, need)
-    need(ds["name"] == "text" or not any(ds[k] for k in ("path", "valid_path", "test_path")),
+    need(ds["name"] in ("text", "pairs")
+         or not any(ds[k] for k in ("path", "valid_path", "test_path")),
          "dataset.path", ds["path"] or ds["valid_path"] or ds["test_path"],
          f"is read by dataset=text only (dataset={ds['name']} would ignore it): add dataset=text")
     from bucketrnn.distributed import KVSTORES

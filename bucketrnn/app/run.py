@@ -38,6 +38,7 @@ from bucketrnn.app.config import (
 )
 from bucketrnn.app.experiment import load_data, make_loaders
 from bucketrnn.buckets import pad_to_max_waste
+from bucketrnn.pairs import TGT_VOCAB
 from bucketrnn.rundir import (
     CONFIG,
     LOG,
@@ -54,11 +55,23 @@ __all__ = ["build_model", "find_resume_dir", "main", "run"]
 log = logging.getLogger("bucketrnn.app")
 
 
-def build_model(model, vocab_size: int, num_classes: int | None = None):
-    """The ``build(length)`` factory a ``model`` config describes (shared parameters)."""
+def build_model(model, vocab_size, num_classes: int | None = None):
+    """The ``build(length)`` factory a ``model`` config describes (shared parameters);
+    ``vocab_size`` is ``(source, target)`` sizes for ``model=seq2seq``."""
     from bucketrnn.models import LanguageModel, SequenceClassifier
 
     m = to_dict(model)
+    if m["name"] == "seq2seq":
+        from bucketrnn.models.seq2seq import Seq2Seq
+
+        src, tgt = vocab_size
+        # Targets end with <eos> and the decoder starts from it (bucketrnn.pairs): id 1.
+        return Seq2Seq.factory(
+            src_vocab_size=src, tgt_vocab_size=tgt, bos_id=1,
+            share_embeddings=m["share_embeddings"], embed_size=m["embed_size"],
+            hidden_size=m["hidden_size"], num_layers=m["num_layers"], mode=m["mode"],
+            bidirectional=m["bidirectional"], attention=m["attention"], dropout=m["dropout"],
+            cell=m["cell"])
     common = {"vocab_size": vocab_size, "embed_size": m["embed_size"],
               "hidden_size": m["hidden_size"], "num_layers": m["num_layers"],
               "dropout": m["dropout"], "cell": m["cell"], "mode": m["mode"]}
@@ -275,6 +288,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     check_vocab_size(cfg.model, len(data.vocab), data.num_classes)
     if resume_dir:
         _check_saved_vocab(os.path.join(work, VOCAB), data.vocab)
+        if data.tgt_vocab is not None:
+            _check_saved_vocab(os.path.join(work, TGT_VOCAB), data.tgt_vocab)
     train_loader, valid_loader, test_loader = make_loaders(
         data, cfg.bucketing, seed=cfg.seed, num_shards=shard.num_shards,
         shard_index=shard.shard_index, ctx=ctx)
@@ -288,6 +303,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         if not resume_dir:
             # A resumed run keeps the vocabulary its checkpoint's ids refer to (checked above).
             data.vocab.save(os.path.join(work, VOCAB))
+            if data.tgt_vocab is not None:  # pairs: vocab.json is the source vocabulary
+                data.tgt_vocab.save(os.path.join(work, TGT_VOCAB))
     params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
     log.info("run directory: %s%s", work, " (resumed)" if resume_dir else "")
     log.info("dataset: %s; %d training sequences", data.description, len(data.train))
@@ -299,7 +316,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         log.warning("note: model.cell=fused with memory.policy=shared: on CPU each bucket's "
                     "fused RNN operator keeps memory of its own outside the shared pool; with "
                     "many buckets memory.policy=dynamic uses much less (docs/configuration.md)")
-    loop = TrainLoop(build_model(cfg.model, len(data.vocab), data.num_classes), train_loader,
+    loop = TrainLoop(build_model(cfg.model, data.vocab_size, data.num_classes), train_loader,
                      ctx=ctx, optimizer=t["optimizer"], optimizer_params=params,
                      clip_norm=t["clip_norm"], lr_decay=t["lr_decay"], epochs=t["epochs"],
                      max_steps=t["max_steps"],
@@ -356,6 +373,8 @@ def utilisation(model, vocab_size: int, tokens_per_s: float, ctx) -> dict:
     from bucketrnn import flops
 
     m = to_dict(model)
+    if m["name"] == "seq2seq":
+        return {}  # no FLOP count for the encoder-decoder (source and target tokens differ)
     if m["name"] == "classifier":
         per_token = flops.classifier_flops_per_token(
             m["embed_size"] or m["hidden_size"], m["hidden_size"], m["num_layers"], m["mode"],
