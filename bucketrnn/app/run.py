@@ -335,6 +335,9 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     for name, loader in (("valid", valid_loader), ("test", test_loader)):
         if loader is not None and name not in results:
             results[name] = loop.evaluate(loader)
+    if data.tgt_vocab is not None:
+        with _report("exact match and BLEU not measured"):
+            _score_translations(loop, data, results, to_dict(cfg.bucketing))
     plan = train_loader.plan
     seconds = history["train_seconds"]
     summary = {
@@ -365,6 +368,21 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         _write_json(os.path.join(work, SUMMARY), summary)
     log.info("%s", format_summary(summary))
     return summary
+
+
+def _score_translations(loop, data, results: dict, b: dict) -> None:
+    """Pairs: greedy-decode the held-out sources with the trained graphs' parameters and add
+    exact match and corpus BLEU-4 to their figures (:func:`bucketrnn.translate.score_pairs`)."""
+    from bucketrnn.datasets import EOS
+    from bucketrnn.models.decode import Seq2SeqDecoder
+    from bucketrnn.translate import score_pairs
+
+    decoder = Seq2SeqDecoder(loop.graphs.block(loop.loader.plan.keys[0]),
+                             eos_id=data.tgt_vocab[EOS])
+    for name, part in (("valid", data.valid), ("test", data.test)):
+        if part and name in results:
+            results[name].update(score_pairs(decoder, part, batch_size=b["batch_size"] or 32,
+                                             num_buckets=b["num_buckets"]))
 
 
 def utilisation(model, vocab_size: int, tokens_per_s: float, ctx) -> dict:

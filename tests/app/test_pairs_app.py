@@ -43,6 +43,9 @@ def test_tiny_pairs_run_saves_both_vocabularies(tmp_path, shared):
     assert (src.itos == tgt.itos) == shared
     assert "A" in tgt.stoi and ("A" in src.stoi) == shared
     assert summary["steps"] == 6 and summary["valid"]["perplexity"] > 1
+    for split in ("valid", "test"):  # greedy decoding of the held-out pairs
+        assert 0 <= summary[split]["exact_match"] <= 1 and 0 <= summary[split]["bleu"] <= 1
+        assert summary[split]["pairs"] == 6
     assert summary["graphs_compiled"] >= 1 and summary["tokens_per_s"] > 0
     assert all(isinstance(k, list) and len(k) == 2 for k in summary["plan"]["keys"])
     assert json.loads((out / "config.json").read_text())["model"]["name"] == "seq2seq"
