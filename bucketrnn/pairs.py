@@ -32,11 +32,13 @@ import numpy as np
 from bucketrnn.datasets import EOS, OverflowCounts, Vocabulary, read_lines
 from bucketrnn.validation import check_choice, check_int
 
-__all__ = ["Pairs", "TGT_VOCAB", "decode_ids", "encode_pairs", "pair_vocabularies",
-           "read_pairs"]
+__all__ = ["Pairs", "TGT_VOCAB", "TOY_TASKS", "decode_ids", "encode_pairs", "pair_vocabularies",
+           "read_pairs", "toy_pairs"]
 
 TGT_VOCAB = "tgt_vocab.json"
 _POLICIES = ("error", "truncate", "drop")
+TOY_TASKS = ("copy", "reverse", "translit")
+_LETTERS = "abcdefghijkl"
 
 
 class Pairs(list):
@@ -148,3 +150,37 @@ def decode_ids(ids, vocab: Vocabulary, tokens: str = "whitespace") -> str:
             break
         words.append(vocab.itos[i] if 0 <= i < len(vocab) else vocab.itos[0])
     return (" " if tokens == "whitespace" else "").join(words)
+
+
+def toy_pairs(n: int, task: str = "reverse", min_length: int = 3, max_length: int = 40,
+              median: float = 9.0, seed: int = 0) -> list:
+    """``n`` synthetic ``(source tokens, target tokens)`` pairs with a heavy-ish length spread.
+
+    Source lengths are log-normal around ``median`` (sigma 0.6), clipped to ``[min_length,
+    max_length]``: most pairs are short, a tail reaches ``max_length``. Sources are letters
+    ``a``-``l``; ``task`` makes the target: ``"copy"`` (the source), ``"reverse"`` (reversed),
+    ``"translit"`` (reversed, each letter upper-cased, vowels doubled: ``"b a" -> "A A B"``, so
+    the target is longer than the source by the number of vowels).
+
+    Examples
+    --------
+    >>> toy_pairs(1, "translit", max_length=3, seed=1)
+    [(['j', 'l', 'a'], ['A', 'A', 'L', 'J'])]
+    """
+    check_int("n", n, low=1)
+    check_choice("task", task, TOY_TASKS)
+    check_int("min_length", min_length, low=1)
+    check_int("max_length", max_length, low=min_length)
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(np.rint(rng.lognormal(np.log(median), 0.6, n)), min_length, max_length)
+    out = []
+    for length in lengths.astype(np.int64):
+        src = [_LETTERS[i] for i in rng.integers(0, len(_LETTERS), length)]
+        if task == "copy":
+            tgt = list(src)
+        elif task == "reverse":
+            tgt = src[::-1]
+        else:
+            tgt = [c.upper() for c in src[::-1] for _ in range(2 if c in "aei" else 1)]
+        out.append((src, tgt))
+    return out

@@ -55,3 +55,17 @@ def test_separate_and_shared_vocabularies_and_eos_targets(tmp_path):
     assert ex[0][1].dtype == np.int32
     assert decode_ids(ex[1][1], tgt) == "y x"
     assert decode_ids([3, 2, 1, 2], tgt, tokens="char") == "yx"
+
+
+def test_toy_pairs_tasks_and_length_spread():
+    from bucketrnn.pairs import toy_pairs
+
+    rev = toy_pairs(2000, "reverse", seed=3)
+    lengths = np.array([len(s) for s, _ in rev])
+    assert lengths.min() == 3 and lengths.max() == 40 and np.median(lengths) < 12
+    assert all(t == s[::-1] for s, t in rev)
+    assert all(t == s for s, t in toy_pairs(5, "copy"))
+    src, tgt = toy_pairs(1, "translit", max_length=3, seed=1)[0]
+    assert tgt == ["A", "A", "L", "J"]
+    with pytest.raises(ValueError, match="task"):
+        toy_pairs(3, "sort")
