@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks.pairs [--pairs 1600] [--epochs 3] [--hidden 48] [--tiny]
+    python -m benchmarks.pairs [--pairs 2000] [--epochs 4] [--hidden 48] [--tiny] [--json F]
 
 The data is synthetic (:func:`bucketrnn.pairs.toy_pairs`, ``"translit"``: reverse the letters,
 upper-case them, double the vowels), source lengths log-normal from 3 to ``--max-length`` (most
@@ -20,6 +20,7 @@ model. The load average is recorded before each timed epoch.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import time
@@ -57,7 +58,7 @@ def _epoch(graphs, trainer, loader, clip=1.0):
             "loss": loss_sum / tokens}
 
 
-def measure(pairs: int = 1600, test_pairs: int = 150, max_length: int = 44, epochs: int = 3,
+def measure(pairs: int = 2000, test_pairs: int = 150, max_length: int = 44, epochs: int = 4,
             hidden: int = 48, buckets: int = 6, batch_size: int = 32, beam: int = 4,
             seed: int = 0) -> dict:
     """Train both arms and decode; returns the figures (see the module docstring)."""
@@ -171,15 +172,16 @@ TINY = dict(pairs=120, test_pairs=12, max_length=12, epochs=2, hidden=8, buckets
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.pairs",
                                  description=__doc__.split("\n")[0])
-    ap.add_argument("--pairs", type=int, default=1600)
+    ap.add_argument("--pairs", type=int, default=2000)
     ap.add_argument("--test-pairs", type=int, default=150)
     ap.add_argument("--max-length", type=int, default=44)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--hidden", type=int, default=48)
     ap.add_argument("--buckets", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--beam", type=int, default=4)
     ap.add_argument("--tiny", action="store_true", help="seconds: the smoke test's size")
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args(argv)
     kwargs = TINY if args.tiny else dict(
         pairs=args.pairs, test_pairs=args.test_pairs, max_length=args.max_length,
@@ -187,6 +189,9 @@ def main(argv=None) -> dict:
         batch_size=args.batch_size, beam=args.beam)
     result = measure(**kwargs)
     print(markdown(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
     return result
 
 

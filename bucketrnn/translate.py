@@ -27,12 +27,12 @@ import numpy as np
 
 from bucketrnn.bleu import corpus_bleu, exact_match
 from bucketrnn.buckets import plan_buckets
-from bucketrnn.datasets import EOS
+from bucketrnn.datasets import EOS, read_lines
 from bucketrnn.models.decode import Seq2SeqDecoder
 from bucketrnn.pairs import decode_ids as ids_to_text
 from bucketrnn.validation import check_choice, check_int
 
-__all__ = ["decode_ids", "score_pairs", "translate"]
+__all__ = ["decode_ids", "score_pairs", "translate", "translate_file"]
 
 
 def decode_ids(decoder: Seq2SeqDecoder, sources, beam_size: int = 1,
@@ -130,3 +130,36 @@ def score_pairs(decoder: Seq2SeqDecoder, examples, **kwargs) -> dict:
     hyps = decode_ids(decoder, [src for src, _ in examples], **kwargs)
     return {"exact_match": exact_match(hyps, refs), "bleu": corpus_bleu(hyps, refs),
             "pairs": len(refs)}
+
+
+def translate_file(model, src_vocab, tgt_vocab, path: str, tokens: str = "whitespace",
+                   **kwargs) -> dict:
+    """Translate every non-blank line of a UTF-8 file (``bucketrnn translate RUN_DIR FILE``).
+
+    A line is a source, or a ``source<TAB>target`` pair of a pairs file (the target is
+    ignored). ``kwargs`` go to :func:`translate` (``beam_size``, ``length_penalty``,
+    ``max_length``, ``batch_size``, ``num_buckets``, ``decoder``).
+
+    Returns
+    -------
+    dict
+        ``outputs`` (one string per line read, in file order), ``line_numbers`` (1-based,
+        ``int64``: the file line each output answers; blank lines are skipped) and ``notes``
+        (e.g. how many source tokens were not in the vocabulary).
+    """
+    lines = read_lines(path, tokens="char")  # characters keep the tabs
+    sources = []
+    for chars, number in zip(lines, lines.line_numbers.tolist()):
+        text = "".join(chars).split("\t", 1)[0]
+        toks = text.split() if tokens == "whitespace" else list(text)
+        if not toks:
+            raise ValueError(f"file {path!r} line {number} has an empty source")
+        sources.append(toks)
+    unknown = sorted({t for toks in sources for t in toks if t not in src_vocab.stoi})
+    notes = []
+    if unknown:
+        shown = ", ".join(map(repr, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        notes.append(f"{len(unknown)} source token(s) not in the run's vocabulary, read as "
+                     f"<unk>: {shown}")
+    outputs = translate(model, src_vocab, tgt_vocab, sources, tokens=tokens, **kwargs)
+    return {"outputs": outputs, "line_numbers": lines.line_numbers.copy(), "notes": notes}

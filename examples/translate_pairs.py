@@ -7,7 +7,7 @@ GraphCache keeps one graph per key, the loss is averaged over real target tokens
 training, greedy and beam-search decoding reuse compiled graphs (an encoder graph per source
 bucket, one decoder step graph) and are scored by exact match and BLEU-4.
 
-    python examples/translate_pairs.py                                  # about a minute
+    python examples/translate_pairs.py      # 3.7 min on 2 busy cores (load 6), 1 thread
     python examples/translate_pairs.py --pairs 300 --epochs 1 --hidden 16   # seconds
 """
 

@@ -42,3 +42,18 @@ def test_char_tokens_and_token_lists():
 def test_empty_source_is_named():
     with pytest.raises(ValueError, match=r"source 1 is empty \('  '\)"):
         translate(model(), SRC, TGT, ["a", "  "])
+
+
+def test_translate_file_answers_each_line(tmp_path):
+    from bucketrnn.translate import translate_file
+
+    m = model()
+    path = tmp_path / "in.txt"
+    path.write_text("a b c\n\nc a\tREFERENCE IGNORED\nz b\n")
+    got = translate_file(m, SRC, TGT, str(path), max_length=5)
+    assert got["line_numbers"].tolist() == [1, 3, 4]
+    assert got["outputs"] == translate(m, SRC, TGT, ["a b c", "c a", "z b"], max_length=5)
+    assert got["notes"] == ["1 source token(s) not in the run's vocabulary, read as <unk>: 'z'"]
+    path.write_text("a\n\tb\n")
+    with pytest.raises(ValueError, match=r"line 2 has an empty source"):
+        translate_file(m, SRC, TGT, str(path))
