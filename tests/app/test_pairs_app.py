@@ -66,3 +66,24 @@ def test_config_mismatches_are_named(tmp_path, overrides, match):
     path = _pairs_file(tmp_path, 10)
     with pytest.raises(ValueError, match=match):
         run(_compose(f"dataset.path={path}", *overrides), str(tmp_path / "run"))
+
+
+def test_resumed_pairs_run_matches_an_uninterrupted_one(tmp_path):
+    from bucketrnn import checkpoint as ckpt
+
+    path = _pairs_file(tmp_path)
+    base = [f"dataset.path={path}", "trainer.max_steps=null", "trainer.epochs=2",
+            "trainer.checkpoint_every=0"]
+    run(_compose(*base), str(tmp_path / "whole"))
+    part = tmp_path / "part"
+    run(_compose(*base, "trainer.max_steps=4"), str(part))
+    (part / "tgt_vocab.json").write_text('["<unk>", "<eos>", "Z"]')
+    with pytest.raises(ValueError, match="tgt_vocab.json' does not match the vocabulary"):
+        run(_compose(*base, f"resume={part}"), str(tmp_path / "elsewhere"))
+    Vocabulary.load(str(tmp_path / "whole" / "tgt_vocab.json")).save(str(part / "tgt_vocab.json"))
+    summary = run(_compose(*base, f"resume={part}"), str(tmp_path / "elsewhere"))
+    assert summary["resumed"] and summary["epochs_done"] == 2
+    a = ckpt.load(str(tmp_path / "whole" / "checkpoint.npz")).params
+    b = ckpt.load(str(part / "checkpoint.npz")).params
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
