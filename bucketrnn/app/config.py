@@ -327,6 +327,8 @@ def _check_model_size(model: dict, b: dict, need) -> None:
     embed = model["embed_size"] or hidden
     inputs = hidden * (2 if model["name"] == "classifier" and model["bidirectional"]
                        and model["num_layers"] > 1 else 1)
+    if model["name"] == "seq2seq":  # the decoder reads embedding + attentional state
+        inputs = max(embed + hidden, hidden * (2 if model["bidirectional"] else 1))
     widest = max(embed, inputs, hidden)
     need(gates * hidden * widest <= MAX_ELEMENTS, "model.hidden_size", hidden,
          f"makes a {model['mode']} weight matrix of {gates} gates x {hidden} x {widest} = "
@@ -334,7 +336,8 @@ def _check_model_size(model: dict, b: dict, need) -> None:
          "(2**31 - 1) per array; use a smaller model.hidden_size (or model.embed_size)")
     if model["cell"] == "fused":
         # The fused operator takes every layer's weights and biases as one flat array.
-        directions = 2 if model["name"] == "classifier" and model["bidirectional"] else 1
+        directions = 2 if model["name"] in ("classifier", "seq2seq") \
+            and model["bidirectional"] else 1
         total = sum(directions * gates * hidden * (size + hidden + 2) for size in
                     [embed] + [hidden * directions] * (model["num_layers"] - 1))
         need(total <= MAX_ELEMENTS, "model.hidden_size", hidden,
