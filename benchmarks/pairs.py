@@ -27,7 +27,7 @@ import os
 import statistics
 import time
 
-__all__ = ["main", "markdown", "measure"]
+__all__ = ["length_breakdown", "main", "markdown", "measure"]
 
 
 def _arm(train, num_buckets, batch_size, seed):
@@ -153,6 +153,62 @@ def measure(pairs: int = 2000, test_pairs: int = 150, max_length: int = 44, epoc
     return result
 
 
+BANDS = ((3, 8), (9, 16), (17, 44))
+
+
+def length_breakdown(bucketed_epochs: int = 13, padded_epochs: int = 4, pairs: int = 2000,
+                     test_pairs: int = 150, max_length: int = 44, hidden: int = 48,
+                     buckets: int = 6, batch_size: int = 32, seed: int = 0,
+                     bands=BANDS) -> dict:
+    """Untimed: train each arm as :func:`measure` does (same data, seeds and settings; the runs
+    are deterministic) for the given epochs, then greedy exact match per source-length band on
+    the held-out pairs and on the first 300 training pairs, and how many outputs ran on to the
+    length limit (``2 * src_len + 10`` tokens without ``<eos>``)."""
+    import mxnet as mx
+    import numpy as np
+    from mxnet import gluon
+
+    from bucketrnn.graphs import GraphCache
+    from bucketrnn.models import Seq2Seq
+    from bucketrnn.models.decode import Seq2SeqDecoder
+    from bucketrnn.pairs import encode_pairs, pair_vocabularies, toy_pairs
+    from bucketrnn.translate import decode_ids
+
+    train_pairs = toy_pairs(pairs, "translit", max_length=max_length, seed=seed)
+    held = toy_pairs(test_pairs, "translit", max_length=max_length, seed=seed + 1)
+    src_vocab, tgt_vocab = pair_vocabularies(train_pairs)
+    train = encode_pairs(train_pairs, src_vocab, tgt_vocab)
+    test = encode_pairs(held, src_vocab, tgt_vocab)
+    out = {}
+    for name, k, epochs in (("bucketed", buckets, bucketed_epochs),
+                            ("padded", 1, padded_epochs)):
+        loader = _arm(train, k, batch_size, seed)
+        graphs = GraphCache(Seq2Seq.factory(
+            src_vocab_size=len(src_vocab), tgt_vocab_size=len(tgt_vocab), bos_id=1,
+            hidden_size=hidden, embed_size=hidden // 2, bidirectional=True, attention="mlp"),
+            keys=loader.plan.keys)
+        mx.random.seed(seed)
+        graphs.initialize(mx.init.Xavier())
+        trainer = gluon.Trainer(graphs.collect_params(), "adam", {"learning_rate": 0.01})
+        for epoch in range(epochs):
+            loader.set_epoch(epoch)
+            figures = _epoch(graphs, trainer, loader)
+        dec = Seq2SeqDecoder(graphs.block(loader.plan.keys[0]), eos_id=1)
+        out[name] = {"epochs": epochs, "final_loss": figures["loss"]}
+        for split, data in (("test", test), ("train", train[:300])):
+            hyps = decode_ids(dec, [s for s, _ in data], batch_size=batch_size,
+                              num_buckets=buckets)
+            n = np.array([len(s) for s, _ in data])
+            ok = np.array([h == list(t[:-1]) for h, (_, t) in zip(hyps, data)])
+            out[name][split] = {
+                "exact_match": float(ok.mean()),
+                "ran_on": int(sum(len(h) >= 2 * len(s) + 10 for h, (s, _) in zip(hyps, data))),
+                "bands": {f"{lo}-{hi}": {"pairs": int(((n >= lo) & (n <= hi)).sum()),
+                                         "exact_match": float(ok[(n >= lo) & (n <= hi)].mean())}
+                          for lo, hi in bands}}
+    return out
+
+
 def markdown(r: dict) -> str:
     """The figures as a markdown table (one row per arm, then beam vs greedy)."""
     c, b = r["config"], r["arms"]["bucketed"]
@@ -212,11 +268,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--beam", type=int, default=4)
     ap.add_argument("--tiny", action="store_true", help="seconds: the smoke test's size")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    ap.add_argument("--by-length", action="store_true",
+                    help="instead: untimed exact match per source-length band "
+                         "(length_breakdown: 13 bucketed epochs, 4 padded)")
     args = ap.parse_args(argv)
     kwargs = TINY if args.tiny else dict(
         pairs=args.pairs, test_pairs=args.test_pairs, max_length=args.max_length,
         epochs=args.epochs, hidden=args.hidden, buckets=args.buckets,
         batch_size=args.batch_size, beam=args.beam)
+    if args.by_length:
+        result = length_breakdown()
+        print(json.dumps(result, indent=1))
+        return result
     result = measure(**kwargs)
     print(markdown(result))
     if args.json:
