@@ -18,3 +18,14 @@ def test_tiny_pairs_benchmark():
     table = markdown(r)
     for text in ("| bucketed | 3 |", "| padded | 1 |", "median", "| beam 2 |", "load average"):
         assert text in table
+
+
+def test_length_breakdown_counts_every_held_out_pair_once():
+    from benchmarks.pairs import length_breakdown
+
+    r = length_breakdown(bucketed_epochs=1, padded_epochs=1, pairs=100, test_pairs=10,
+                         max_length=12, hidden=8, buckets=3, bands=((3, 6), (7, 12)))
+    for arm in ("bucketed", "padded"):
+        test = r[arm]["test"]
+        assert sum(b["pairs"] for b in test["bands"].values()) == 10
+        assert 0 <= test["exact_match"] <= 1 and 0 <= test["ran_on"] <= 10
