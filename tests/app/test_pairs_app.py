@@ -90,7 +90,8 @@ def test_resumed_pairs_run_matches_an_uninterrupted_one(tmp_path):
 
 
 def test_a_decoder_too_large_for_mxnet_is_refused_before_training(tmp_path):
-    # Decoder layer 0 reads embedding + attentional state: 4 x 20000 x 40000 > 2**31 - 1 (4 x 20000 x 20000 is not).
+    # Decoder layer 0 reads embedding + attentional state: 4 x 20000 x 40000 > 2**31 - 1
+    # (4 x 20000 x 20000 alone is not).
     path = _pairs_file(tmp_path, 10)
     with pytest.raises(ValueError, match=r"model.hidden_size .* 4 gates x 20000 x 40000"):
         run(_compose(f"dataset.path={path}", "model.hidden_size=20000"), str(tmp_path / "r"))
