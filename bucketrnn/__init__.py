@@ -23,6 +23,7 @@ from bucketrnn.graphs import GraphCache
 from bucketrnn.lengths import sequence_lengths
 from bucketrnn.loader import BucketLoader, evaluation_loader
 from bucketrnn.models import LanguageModel, SequenceClassifier, SequenceTagger, loss_normalizer
+from bucketrnn.models.seq2seq import Seq2Seq
 from bucketrnn.rundir import RunLock, RunLockedError
 from bucketrnn.sampler import BucketBatchSampler
 
@@ -41,6 +42,7 @@ __all__ = [
     "PadToBucket",
     "RunLock",
     "RunLockedError",
+    "Seq2Seq",
     "SequenceClassifier",
     "SequenceTagger",
     "StateMismatchError",

@@ -34,18 +34,23 @@ __all__ = ["EVALUATION_TASKS", "add_tag_counts", "batch_counts", "correct_predic
 
 # The tasks whose figures evaluate() knows: loss per token and perplexity, loss per row and
 # accuracy, loss per token and token accuracy (accuracies when the graphs also return logits).
-EVALUATION_TASKS = ("lm", "classify", "tag")
-PER_TOKEN_TASKS = ("lm", "tag")
+EVALUATION_TASKS = ("lm", "classify", "tag", "seq2seq")
+PER_TOKEN_TASKS = ("lm", "tag", "seq2seq")
 
 
 def batch_counts(batch, task: str):
     """``(real_tokens, slots, loss_denominator, real_rows)`` of a batch: the real tokens and
-    padded slots computed, what its summed loss is divided by (real tokens for ``lm`` and
-    ``tag``, real rows otherwise) and the boolean mask of its real (non-fill) rows."""
+    padded slots computed (target side for ``seq2seq``), what its summed loss is divided by
+    (real tokens for ``lm``, ``tag`` and ``seq2seq``, real rows otherwise) and the boolean mask
+    of its real (non-fill) rows."""
     vl = batch.valid_length.asnumpy().astype(np.int64)
     real_rows = np.asarray(batch.indices) >= 0
     real = int(vl[real_rows].sum())
     slots = int(np.prod(batch.data.shape[:2]))
+    if task == "seq2seq":  # the loss is over target tokens: count (and time) those
+        tl = batch.label_length.asnumpy().astype(np.int64)
+        real, slots = int(tl[real_rows].sum()), int(np.prod(batch.label.shape[:2]))
+        return real, slots, real, real_rows
     count = real if task in PER_TOKEN_TASKS else int(real_rows.sum())
     return real, slots, count, real_rows
 

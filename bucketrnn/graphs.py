@@ -114,7 +114,9 @@ class GraphCache:
         Memory policy, see the module docstring.
     inputs : tuple of str or callable
         Batch attributes passed positionally to the block, or ``inputs(batch)`` returning a
-        tuple (or an ordered dict, whose keys name the symbol inputs) of NDArrays.
+        tuple (or an ordered dict, whose keys name the symbol inputs) of NDArrays. By default,
+        the ``batch_inputs`` that ``build`` declares (the reference models' factories do; a
+        sequence-pair model adds ``label_length``), else ``(data, valid_length, label, weight)``.
     keys : iterable of bucket keys, optional
         Known keys; lets :meth:`collect_params` build the parameter-owning block up front.
     frozen : bool
@@ -188,6 +190,8 @@ class GraphCache:
         else:
             raise TypeError(f"build must be a callable, a HybridBlock class or a mapping of "
                             f"blocks, got build={build!r}")
+        if inputs is DEFAULT_INPUTS:  # a model that takes more (seq2seq: label_length) says so
+            inputs = tuple(getattr(build, "batch_inputs", None) or inputs)
         if isinstance(inputs, str) or not (callable(inputs) or isinstance(inputs, tuple)):
             raise TypeError(f"inputs must be a tuple of Batch attribute names or a callable, "
                             f"got inputs={inputs!r}")

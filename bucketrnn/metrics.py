@@ -42,14 +42,15 @@ def tally(**values) -> dict:
 
 
 def figures(task: str, t: dict) -> dict:
-    """Mean loss, and perplexity (``task='lm'``) or accuracy (when rows were counted).
+    """Mean loss, and perplexity (``task='lm'`` or ``'seq2seq'``) or accuracy (when rows were
+    counted).
 
     For ``task='tag'`` the loss is per token and ``correct``/``rows`` count tokens, so
     ``accuracy`` is the token accuracy (:func:`token_counts`).
     """
     mean = t["loss"] / t["count"] if t["count"] else math.nan  # all steps skipped
     out = {"loss": mean}
-    if task == "lm":
+    if task in ("lm", "seq2seq"):
         out["perplexity"] = math.exp(min(mean, 50.0))
     elif t["rows"]:
         out["accuracy"] = t["correct"] / t["rows"]

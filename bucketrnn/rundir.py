@@ -41,10 +41,9 @@ import stat
 import tempfile
 import threading
 
-__all__ = ["CHECKPOINT", "CONFIG", "LOCK", "LOG", "MAX_JSON_BYTES", "METRICS", "SUMMARY", "VOCAB",
-           "CLASSES", "TAGS", "RunLock", "RunLockedError", "atomic_write", "clean_temporaries",
-           "file_kind",
-           "open_regular", "read_json", "read_regular"]
+__all__ = ["CHECKPOINT", "CLASSES", "CONFIG", "LOCK", "LOG", "MAX_JSON_BYTES", "METRICS",
+           "SUMMARY", "TAGS", "TGT_VOCAB", "VOCAB", "RunLock", "RunLockedError", "atomic_write",
+           "clean_temporaries", "file_kind", "open_regular", "read_json", "read_regular"]
 
 CHECKPOINT = "checkpoint.npz"
 CONFIG = "config.json"
@@ -52,6 +51,7 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 VOCAB = "vocab.json"
 TAGS = "tags.json"  # a tagger's class map: tag names, index = tag id
+TGT_VOCAB = "tgt_vocab.json"  # a sequence-pair model's target vocabulary (vocab.json: source)
 LOCK = ".lock"
 LOG = "bucketrnn.log"
 CLASSES = "classes.json"  # a classifier's class map: {"label": ..., "classes": [name, ...]}

@@ -48,7 +48,7 @@ from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["LEARNING_RATE", "MIN_LEARNING_RATE", "ON_NONFINITE", "TrainLoop", "TASKS"]
 
-TASKS = ("lm", "classify", "tag")
+TASKS = ("lm", "classify", "tag", "seq2seq")
 log = logging.getLogger(__name__)
 ON_NONFINITE = ("error", "skip")
 MIN_LEARNING_RATE = 1e-30  # the floor of the decayed learning rate (TrainLoop.learning_rate_of)
@@ -93,8 +93,9 @@ class TrainLoop:
         (already times ``weight``), optionally followed by logits; or a ready ``GraphCache``.
     train_loader : BucketLoader
         Its ``task`` must be ``"lm"`` (loss per token, perplexity), ``"classify"`` (loss per
-        row, accuracy when the model also returns logits) or ``"tag"`` (loss per token, token
-        accuracy over valid tokens when the model also returns logits).
+        row, accuracy when the model also returns logits), ``"tag"`` (loss per token, token
+        accuracy over valid tokens when the model also returns logits) or ``"seq2seq"`` (loss
+        per target token, perplexity; real tokens and padding are counted on the target side).
     ctx : mx.Context, optional
         Default ``mx.cpu()``, or the context of a given ``GraphCache`` (one context: the loop
         reads states and gradients there). The loaders must deliver batches on it

@@ -18,6 +18,10 @@ CASES = {
     "keras_char_lstm.py": (["--limit", "60", "--epochs", "1", "--hidden", "16",
                             "--generate", "10"],
                            ["keras-mxnet way", "bucketrnn:", "chars/s", "sample (bucketed)"]),
+    "translate_pairs.py": (["--pairs", "300", "--test-pairs", "30", "--epochs", "1",
+                            "--hidden", "16"],
+                           ["real target tokens/s", "greedy   exact match", "beam 4   exact match",
+                            "decoding graphs:", "sample:"]),
 }
 
 

@@ -63,6 +63,7 @@ class DatasetName(str, Enum):
     ptb = "ptb"
     text = "text"
     tagged = "tagged"
+    pairs = "pairs"
 
 
 class Tokens(str, Enum):
@@ -75,6 +76,12 @@ class ModelName(str, Enum):
     gru_lm = "gru_lm"
     classifier = "classifier"
     tagger = "tagger"
+    seq2seq = "seq2seq"
+
+
+class Attention(str, Enum):
+    dot = "dot"
+    mlp = "mlp"
 
 
 class Mode(str, Enum):
@@ -143,6 +150,8 @@ class DatasetConfig:
     max_length: Optional[int] = None
     on_overflow: Overflow = Overflow.error
     label: Optional[str] = None
+    # pairs: one source<TAB>target pair a line; one vocabulary for both sides or one each.
+    shared_vocab: bool = False
 
 
 @dataclass
@@ -163,6 +172,10 @@ class ModelConfig:
     dropout: float = 0.0
     tie_weights: bool = True
     bidirectional: bool = False
+    # seq2seq (bucketrnn.models.Seq2Seq): attention over the source, one embedding matrix for
+    # both sides (needs dataset.shared_vocab=true).
+    attention: Attention = Attention.dot
+    share_embeddings: bool = False
 
 
 @dataclass
@@ -324,6 +337,8 @@ def _check_model_size(model: dict, b: dict, need) -> None:
     embed = model["embed_size"] or hidden
     inputs = hidden * (2 if model["name"] in _PER_CLASS and model["bidirectional"]
                        and model["num_layers"] > 1 else 1)
+    if model["name"] == "seq2seq":  # the decoder reads embedding + attentional state
+        inputs = max(embed + hidden, hidden * (2 if model["bidirectional"] else 1))
     widest = max(embed, inputs, hidden)
     need(gates * hidden * widest <= MAX_ELEMENTS, "model.hidden_size", hidden,
          f"makes a {model['mode']} weight matrix of {gates} gates x {hidden} x {widest} = "
@@ -331,7 +346,8 @@ def _check_model_size(model: dict, b: dict, need) -> None:
          "(2**31 - 1) per array; use a smaller model.hidden_size (or model.embed_size)")
     if model["cell"] == "fused":
         # The fused operator takes every layer's weights and biases as one flat array.
-        directions = 2 if model["name"] in _PER_CLASS and model["bidirectional"] else 1
+        directions = 2 if model["name"] in _PER_CLASS + ("seq2seq",) \
+            and model["bidirectional"] else 1
         total = sum(directions * gates * hidden * (size + hidden + 2) for size in
                     [embed] + [hidden * directions] * (model["num_layers"] - 1))
         need(total <= MAX_ELEMENTS, "model.hidden_size", hidden,
@@ -392,7 +408,7 @@ def _check_optimizer(t: dict, need) -> None:
 
 
 # Datasets read from the user's files (dataset.path, max_length, ...).
-_FILES = ("text", "tagged")
+_FILES = ("text", "tagged", "pairs")
 
 
 def validate(cfg) -> None:
@@ -419,6 +435,16 @@ def validate(cfg) -> None:
              "must be whitespace for dataset=tagged (items are token/TAG)")
         need(not ds["label"], "dataset.label", ds["label"],
              "must be null for dataset=tagged (the tags are the labels)")
+    is_pairs = ds["name"] == "pairs"
+    if is_pairs:
+        need(bool(ds["path"]), "dataset.path", ds["path"],
+             "is required for dataset=pairs (a UTF-8 file, one source<TAB>target pair a line)")
+    need(is_pairs == (model["name"] == "seq2seq"), "model.name", model["name"],
+         f"must be seq2seq exactly when dataset=pairs (dataset={ds['name']})")
+    need(not model["share_embeddings"] or ds["shared_vocab"], "model.share_embeddings",
+         model["share_embeddings"], "needs dataset.shared_vocab=true (one vocabulary)")
+    need(not ds["shared_vocab"] or is_pairs, "dataset.shared_vocab", ds["shared_vocab"],
+         "is for dataset=pairs only")
     for key in ("limit", "valid_limit", "test_limit", "max_length"):
         need(ds[key] is None or ds[key] >= 1, f"dataset.{key}", ds[key], "must be null or >= 1")
     need(ds["max_length"] is None or ds["name"] in _FILES, "dataset.max_length",
@@ -447,7 +473,8 @@ def validate(cfg) -> None:
     need(lm_mode in (None, model["mode"]), "model.mode", model["mode"],
          f"must be {lm_mode!r} for model={model['name']} (choose model=lstm_lm or gru_lm)")
     tied_ok = model["embed_size"] in (None, model["hidden_size"])
-    need(is_clf or is_tagger or not model["tie_weights"] or tied_ok, "model.embed_size",
+    need(is_clf or is_tagger or is_pairs or not model["tie_weights"] or tied_ok,
+         "model.embed_size",
          model["embed_size"],
          f"must be null or model.hidden_size={model['hidden_size']} while "
          "model.tie_weights=true")
@@ -484,7 +511,8 @@ def validate(cfg) -> None:
     _check_optimizer(t, need)
     need(ds["name"] in _FILES or not any(ds[k] for k in ("path", "valid_path", "test_path")),
          "dataset.path", ds["path"] or ds["valid_path"] or ds["test_path"],
-         f"is read by dataset=text only (dataset={ds['name']} would ignore it): add dataset=text")
+         f"is read by dataset=text, tagged or pairs only (dataset={ds['name']} would ignore "
+         "it): add dataset=text")
     from bucketrnn.distributed import KVSTORES
 
     need(t["kvstore"] in KVSTORES, "trainer.kvstore", t["kvstore"],

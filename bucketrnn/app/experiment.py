@@ -31,6 +31,14 @@ class Data:
     # the class map (id -> name) of a classifier or a tagger; saved as classes.json / tags.json
     # in the run directory (bucketrnn.app.trained reads it)
     classes: list | None = None
+    tgt_vocab: object = None  # pairs: the target vocabulary (``vocab`` is the source one)
+
+    @property
+    def vocab_size(self):
+        """What the loaders check token ids against: an int, or ``(source, target)`` sizes."""
+        if self.tgt_vocab is None:
+            return len(self.vocab)
+        return len(self.vocab), len(self.tgt_vocab)
 
 
 def _refuse_one_class(label: str, labels, classes) -> None:
@@ -90,6 +98,69 @@ def _refuse_outlier_lines(parts, markers: int = 2) -> None:
     )
 
 
+def _load_pairs(d: dict, seed: int) -> Data:
+    """``dataset=pairs``: train/valid/test pairs (:mod:`bucketrnn.pairs`), vocabularies from the
+    training pairs only; a pair far longer than the rest is refused naming its file and line."""
+    from bucketrnn import pairs as P
+    from bucketrnn.buckets import find_outliers
+
+    kw = {"tokens": d["tokens"], "max_length": d["max_length"],
+          "on_overflow": d.get("on_overflow", "error")}
+
+    def read(key):
+        try:
+            return P.read_pairs(d[key], **kw)
+        except (FileNotFoundError, ValueError) as e:
+            raise _keyed(f"dataset.{key}", d[key], e) from e
+
+    full = read("path")
+    parts = {"train": (full, "path")}
+    counts = full.overflow
+    if d["valid_path"] or d["test_path"]:
+        for name in ("valid", "test"):
+            if d[f"{name}_path"]:
+                parts[name] = (read(f"{name}_path"), f"{name}_path")
+                counts += parts[name][0].overflow
+    else:
+        from bucketrnn.datasets import split_indices
+
+        train_i, valid_i, test_i = split_indices(len(full), d["valid_fraction"],
+                                                 d["test_fraction"], seed)
+        if train_i.size == 0:
+            raise ValueError(f"dataset.path={d['path']!r} leaves no training pairs after holding "
+                             f"out valid_fraction={d['valid_fraction']} and test_fraction="
+                             f"{d['test_fraction']} of {len(full)}")
+        parts = {name: (full.subset(i), "path") for name, i in
+                 (("train", train_i), ("valid", valid_i), ("test", test_i)) if i.size}
+    for name in ("train", "valid", "test"):
+        limit = d["limit" if name == "train" else f"{name}_limit"]
+        if name in parts and limit:
+            ps, key = parts[name]
+            parts[name] = (ps.subset(np.arange(min(limit, len(ps)))), key)
+    listed = [(ps, key) for ps, key in parts.values()]
+    sizes = [np.array([max(len(a), len(b)) for a, b in ps], dtype=np.int64) for ps, _ in listed]
+    found = find_outliers(np.concatenate(sizes))
+    if found:
+        i = int(found.indices[0])
+        part = int(np.searchsorted(np.cumsum([s.size for s in sizes]), i, side="right"))
+        ps, key = listed[part]
+        i -= sum(s.size for s in sizes[:part])
+        raise ValueError(
+            f"dataset.{key}={d[key]!r} line {int(ps.line_numbers[i])} has a side of "
+            f"{int(found.lengths[0])} tokens, far more than the rest of the data needs "
+            f"({found.rest_max} at most; {found.rule('pair')}): set dataset.max_length="
+            f"{found.rest_max} with dataset.on_overflow=truncate or drop")
+    src, tgt = P.pair_vocabularies(parts["train"][0], shared=d["shared_vocab"],
+                                   min_count=d["min_count"])
+    encoded = {name: P.encode_pairs(ps, src, tgt) for name, (ps, _) in parts.items()}
+    what = (f"{d['path']} ({d['tokens']} token pairs, {len(src)} source / {len(tgt)} target "
+            f"{'shared ' if d['shared_vocab'] else ''}vocabulary)")
+    if d["max_length"] is not None:
+        what += f", max_length={d['max_length']} ({kw['on_overflow']}: {counts})"
+    return Data(encoded["train"], encoded.get("valid"), encoded.get("test"), src, None, what,
+                counts.to_dict(), tgt_vocab=tgt)
+
+
 def load_data(dataset, seed: int = 0) -> Data:
     """Build the datasets a ``dataset`` config (DictConfig or dict) describes.
 
@@ -103,6 +174,8 @@ def load_data(dataset, seed: int = 0) -> Data:
     if d["name"] == "tagged" or d["label"]:
         return _load_labelled(d, seed)
     overflow = None
+    if d["name"] == "pairs":
+        return _load_pairs(d, seed)
     if d["name"] == "ptb":
         train, vocab = datasets.penn_treebank("train", limit=d["limit"])
         valid, _ = datasets.penn_treebank("valid", vocab=vocab, limit=d["valid_limit"])
@@ -273,7 +346,7 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
                          last_batch=b["last_batch"], on_overflow=b["on_overflow"],
                          num_workers=b["num_workers"], timeout=b["timeout"],
                          num_shards=num_shards, shard_index=shard_index, ctx=ctx,
-                         vocab_size=len(data.vocab), num_classes=data.num_classes, **sizes)
+                         vocab_size=data.vocab_size, num_classes=data.num_classes, **sizes)
     out = [train]
     for ds in (data.valid, data.test):
         if ds is None or len(ds) == 0:

@@ -15,7 +15,7 @@ import numpy as np
 from bucketrnn.app.tasks import Predictions, register
 
 __all__ = ["generate_lm", "predict_classify", "predict_tag", "read_classify", "read_lines_of",
-           "read_lm", "read_tag"]
+           "read_lm", "read_tag", "translate_seq2seq"]
 
 
 def read_lines_of(run, path: str, every_line: bool = False):
@@ -193,3 +193,17 @@ def generate_lm(run, prompt: str, max_tokens: int = 50, temperature: float = 1.0
     return {"prompt": tokens, "unknown": run.vocab.unknown(tokens), "ids": out, "tokens": words,
             "text": sep.join(tokens + words),
             "stopped": bool(out) and out[-1] == run.vocab.eos_id}
+
+
+@register("translate", "seq2seq")
+def translate_seq2seq(run, path: str) -> Predictions:
+    """Every non-blank line of ``path`` (a source, or a ``source<TAB>target`` pair whose
+    target is ignored) translated greedily, in input order, the sources bucketed like training
+    data (:func:`bucketrnn.translate.translate_file`)."""
+    from bucketrnn.app.config import to_dict
+    from bucketrnn.translate import translate_file
+
+    # Any key's block holds the shared parameters; the decoder builds its own graphs from it.
+    done = translate_file(run.graphs.block((1, 1)), run.vocab, run.tgt_vocab, path,
+                          tokens=to_dict(run.config.dataset)["tokens"])
+    return Predictions(done["outputs"], done["line_numbers"], done["notes"])

@@ -115,8 +115,11 @@ def plot_curves(records, path: str) -> str:
 
 
 def save_all(run_dir: str, lengths, plan) -> list:
-    """Write ``buckets.png`` and (if metrics exist) ``curves.png`` into ``run_dir``."""
-    out = [plot_buckets(lengths, plan, os.path.join(run_dir, "buckets.png"))]
+    """Write ``buckets.png`` and (if metrics exist) ``curves.png`` into ``run_dir``
+    (``buckets.png`` for one length per example only: a pair plan's 2-D keys have no histogram
+    with boundaries)."""
+    one_d = np.asarray(lengths).ndim == 1
+    out = [plot_buckets(lengths, plan, os.path.join(run_dir, "buckets.png"))] if one_d else []
     metrics = os.path.join(run_dir, METRICS)
     if os.path.isfile(metrics):
         out.append(plot_curves(read_metrics(metrics), os.path.join(run_dir, "curves.png")))

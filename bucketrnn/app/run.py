@@ -44,6 +44,7 @@ from bucketrnn.rundir import (
     LOG,
     SUMMARY,
     TAGS,
+    TGT_VOCAB,
     VOCAB,
     RunLock,
     RunLockedError,
@@ -57,11 +58,23 @@ __all__ = ["build_model", "find_resume_dir", "load_tags", "main", "read_config",
 log = logging.getLogger("bucketrnn.app")
 
 
-def build_model(model, vocab_size: int, num_classes: int | None = None):
-    """The ``build(length)`` factory a ``model`` config describes (shared parameters)."""
+def build_model(model, vocab_size, num_classes: int | None = None):
+    """The ``build(length)`` factory a ``model`` config describes (shared parameters);
+    ``vocab_size`` is ``(source, target)`` sizes for ``model=seq2seq``."""
     from bucketrnn.models import LanguageModel, SequenceClassifier, SequenceTagger
 
     m = to_dict(model)
+    if m["name"] == "seq2seq":
+        from bucketrnn.models.seq2seq import Seq2Seq
+
+        src, tgt = vocab_size
+        # Targets end with <eos> and the decoder starts from it (bucketrnn.pairs): id 1.
+        return Seq2Seq.factory(
+            src_vocab_size=src, tgt_vocab_size=tgt, bos_id=1,
+            share_embeddings=m["share_embeddings"], embed_size=m["embed_size"],
+            hidden_size=m["hidden_size"], num_layers=m["num_layers"], mode=m["mode"],
+            bidirectional=m["bidirectional"], attention=m["attention"], dropout=m["dropout"],
+            cell=m["cell"])
     common = {"vocab_size": vocab_size, "embed_size": m["embed_size"],
               "hidden_size": m["hidden_size"], "num_layers": m["num_layers"],
               "dropout": m["dropout"], "cell": m["cell"], "mode": m["mode"]}
@@ -317,6 +330,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
             raise ValueError(f"{os.path.join(work, TAGS)!r} does not match the tags of the data "
                              "now: the data changed since the run started, so the checkpoint's "
                              "tag ids would mean other tags; restore the data or start a new run")
+        if data.tgt_vocab is not None:
+            _check_saved_vocab(os.path.join(work, TGT_VOCAB), data.tgt_vocab)
     train_loader, valid_loader, test_loader = make_loaders(
         data, cfg.bucketing, seed=cfg.seed, num_shards=shard.num_shards,
         shard_index=shard.shard_index, ctx=ctx)
@@ -334,6 +349,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
                 # The class map: what load_run / bucketrnn predict name the classes by.
                 _write_json(os.path.join(work, CLASSES),
                             {"label": cfg.dataset.label, "classes": data.classes})
+            if data.tgt_vocab is not None:  # pairs: vocab.json is the source vocabulary
+                data.tgt_vocab.save(os.path.join(work, TGT_VOCAB))
         if not resume_dir and tagger:
             # The tagger's class map (tag id -> name), to use the trained model later.
             save_tags(os.path.join(work, TAGS), data.classes)
@@ -348,7 +365,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         log.warning("note: model.cell=fused with memory.policy=shared: on CPU each bucket's "
                     "fused RNN operator keeps memory of its own outside the shared pool; with "
                     "many buckets memory.policy=dynamic uses much less (docs/configuration.md)")
-    loop = TrainLoop(build_model(cfg.model, len(data.vocab), data.num_classes), train_loader,
+    loop = TrainLoop(build_model(cfg.model, data.vocab_size, data.num_classes), train_loader,
                      ctx=ctx, optimizer=t["optimizer"], optimizer_params=params,
                      clip_norm=t["clip_norm"], lr_decay=t["lr_decay"], epochs=t["epochs"],
                      max_steps=t["max_steps"],
@@ -367,6 +384,9 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     for name, loader in (("valid", valid_loader), ("test", test_loader)):
         if loader is not None and name not in results:
             results[name] = loop.evaluate(loader)
+    if data.tgt_vocab is not None:
+        with _report("exact match and BLEU not measured"):
+            _score_translations(loop, data, results, to_dict(cfg.bucketing))
     plan = train_loader.plan
     seconds = history["train_seconds"]
     summary = {
@@ -399,12 +419,29 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     return summary
 
 
+def _score_translations(loop, data, results: dict, b: dict) -> None:
+    """Pairs: greedy-decode the held-out sources with the trained graphs' parameters and add
+    exact match and corpus BLEU-4 to their figures (:func:`bucketrnn.translate.score_pairs`)."""
+    from bucketrnn.datasets import EOS
+    from bucketrnn.models.decode import Seq2SeqDecoder
+    from bucketrnn.translate import score_pairs
+
+    decoder = Seq2SeqDecoder(loop.graphs.block(loop.loader.plan.keys[0]),
+                             eos_id=data.tgt_vocab[EOS])
+    for name, part in (("valid", data.valid), ("test", data.test)):
+        if part and name in results:
+            results[name].update(score_pairs(decoder, part, batch_size=b["batch_size"] or 32,
+                                             num_buckets=b["num_buckets"]))
+
+
 def utilisation(model, vocab_size: int, tokens_per_s: float, ctx) -> dict:
     """Model FLOP/s of the run and their share of the fp32 GEMM peak measured now, on ``ctx``
     with the run's threads (:mod:`bucketrnn.flops`)."""
     from bucketrnn import flops
 
     m = to_dict(model)
+    if m["name"] == "seq2seq":
+        return {}  # no FLOP count for the encoder-decoder (source and target tokens differ)
     if m["name"] in ("classifier", "tagger"):
         # The recurrent layers (a tagger's per-token output product, hidden x tags, is left
         # out: small against them for a tag set of tens).

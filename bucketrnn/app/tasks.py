@@ -35,6 +35,7 @@ MODEL_TASKS = {
     "gru_lm": "lm",
     "classifier": "classify",
     "tagger": "tag",
+    "seq2seq": "seq2seq",
 }
 PLUGINS = [
     "bucketrnn.app.infer",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bucketrnn.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, VOCAB, read_json
+from bucketrnn.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, TGT_VOCAB, VOCAB, read_json
 
 __all__ = ["TrainedRun", "explain_too_large", "load_run", "refuse_outlier_lines"]
 
@@ -41,18 +41,23 @@ class TrainedRun:
     config : DictConfig
         The run's config (``config.json``), in the app's schema.
     task : str
-        ``"lm"`` or ``"classify"`` (:data:`bucketrnn.app.tasks.MODEL_TASKS`).
+        ``"lm"``, ``"classify"``, ``"tag"`` or ``"seq2seq"``
+        (:data:`bucketrnn.app.tasks.MODEL_TASKS`).
     graphs : GraphCache
         The model's bucket graphs with the trained parameters (no gradients), on :attr:`ctx`.
     vocab : Vocabulary
         The run's vocabulary (``vocab.json``).
     classes : list of str or None
-        Class names by class index (``classes.json``); None for a language model.
+        Class names by class index (``classes.json``, a tagger's ``tags.json``); None for a
+        language model or a sequence-pair model.
     checkpoint : str
         The checkpoint file loaded.
     meta : dict
         The checkpoint's position: ``global_step``, ``epoch``, ``epoch_finished``.
     ctx : mx.Context
+    tgt_vocab : Vocabulary or None
+        A sequence-pair model's target vocabulary (``tgt_vocab.json``; :attr:`vocab` is the
+        source side).
     """
 
     run_dir: str
@@ -65,6 +70,7 @@ class TrainedRun:
     meta: dict
     ctx: object
     _step: object = field(default=None, repr=False)
+    tgt_vocab: object = None
 
     # -- inputs ----------------------------------------------------------------------------
     def read(self, path: str):
@@ -358,6 +364,16 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
         classes = load_tags(os.path.join(run_dir, TAGS))
     else:
         classes = None
+    tgt_vocab = None
+    if task == "seq2seq":  # vocab.json is the source side, tgt_vocab.json the target side
+        tgt_path = os.path.join(run_dir, TGT_VOCAB)
+        if not os.path.lexists(tgt_path):
+            raise FileNotFoundError(f"{tgt_path!r} is missing: not a complete bucketrnn run "
+                                    "directory of a sequence-pair model (no target vocabulary)")
+        tgt_vocab = Vocabulary.load(tgt_path)
+        if tgt_vocab.eos_id is None:  # targets end with it and the decoder starts from it
+            raise ValueError(f"{tgt_path!r} is not a vocabulary written by bucketrnn: it has no "
+                             f"{EOS!r} token")
     path = _checkpoint_path(run_dir, checkpoint)
     try:
         state = ckpt.load(path, fingerprint=fingerprint(cfg))
@@ -367,7 +383,8 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
         raise StateMismatchError(f"checkpoint {path!r} was not made with the config of "
                                  f"{config_path!r}: it differs in {why}. Pass a checkpoint of "
                                  "this run, or restore its config.json") from None
-    build = build_model(cfg.model, len(vocab), None if classes is None else len(classes))
+    sizes = len(vocab) if tgt_vocab is None else (len(vocab), len(tgt_vocab))
+    build = build_model(cfg.model, sizes, None if classes is None else len(classes))
     graphs = GraphCache(build, ctx=ctx, memory=to_dict(cfg.memory)["policy"])
     params = graphs.collect_params()
     missing, extra = sorted(set(params.keys()) - set(state.params)), \
@@ -387,4 +404,4 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
         p.grad_req = "null"
     meta = {k: state.meta.get(k) for k in ("global_step", "epoch", "epoch_finished")}
     return TrainedRun(run_dir, cfg, task, graphs, vocab, classes, os.path.abspath(path), meta,
-                      ctx)
+                      ctx, tgt_vocab=tgt_vocab)

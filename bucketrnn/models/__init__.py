@@ -4,12 +4,14 @@ from bucketrnn.models.base import BucketModel, loss_normalizer, masked_token_los
 from bucketrnn.models.classifier import SequenceClassifier
 from bucketrnn.models.encoder import RecurrentEncoder
 from bucketrnn.models.language_model import LanguageModel
+from bucketrnn.models.seq2seq import Seq2Seq
 from bucketrnn.models.tagger import SequenceTagger, tag_batch, tag_sentences
 
 __all__ = [
     "BucketModel",
     "LanguageModel",
     "RecurrentEncoder",
+    "Seq2Seq",
     "SequenceClassifier",
     "SequenceTagger",
     "loss_normalizer",

@@ -92,11 +92,13 @@ class BucketModel(gluon.HybridBlock):
         """
         prefix = prefix or cls.__name__.lower() + "_"
         shared = {}
+        pairs = bool(getattr(cls, "pair_keys", False))
 
         def build(length):
-            if isinstance(length, tuple):
+            if isinstance(length, tuple) != pairs or (pairs and len(length) != 2):
+                want = "a (src_len, tgt_len) pair" if pairs else "one length"
                 raise ValueError(
-                    f"{cls.__name__} takes one length per bucket, got bucket key {length!r}"
+                    f"{cls.__name__} takes {want} per bucket, got bucket key {length!r}"
                 )
             if build.length_agnostic:
                 if "block" not in shared:
@@ -109,13 +111,26 @@ class BucketModel(gluon.HybridBlock):
         build.__qualname__ = f"{cls.__name__}.factory"
         # Any length builds the same parameters: GraphCache uses this one to own them before
         # it knows a bucket key.
-        build.param_key = 1
+        build.param_key = (1, 1) if pairs else 1
         # A length-agnostic cell: the callable returns its one block for every length, and
-        # says so (GraphCache then keeps one graph for all bucket keys).
-        build.length_agnostic = kwargs.get("cell") in AGNOSTIC_CELLS
-        build.vocab_size = kwargs.get("vocab_size")
+        # says so (GraphCache then keeps one graph for all bucket keys). Pair models keep one
+        # block per key (their decoder is unrolled).
+        build.length_agnostic = kwargs.get("cell") in AGNOSTIC_CELLS and not pairs
+        build.vocab_size = cls.declared_vocab_size(kwargs)
+        build.batch_inputs = cls.batch_inputs
         build.num_classes = kwargs.get("num_classes")
         return build
+
+    #: The :class:`~bucketrnn.Batch` attributes the forward takes, in order (GraphCache's
+    #: ``inputs`` when built from this model's :meth:`factory`).
+    batch_inputs = ("data", "valid_length", "label", "weight")
+    #: Whether bucket keys are ``(src_len, tgt_len)`` pairs (sequence-pair models).
+    pair_keys = False
+
+    @classmethod
+    def declared_vocab_size(cls, kwargs):
+        """The ``vocab_size`` a factory built with ``kwargs`` declares (None if none)."""
+        return kwargs.get("vocab_size")
 
     @property
     def length_agnostic(self) -> bool:

@@ -241,7 +241,7 @@ def test_bad_override_names_the_key(override, key):
     (["trainer.optimizer=adamm"], "trainer.optimizer must be one of sgd, nag, adam"),
     (["trainer.context=gpu:7"], "trainer.context names a GPU this machine does not have"),
     (["trainer.context=cpu:4294967297"], "trainer.context device index must be < 1024"),
-    (["dataset.path=corpus.txt"], "dataset.path is read by dataset=text only"),
+    (["dataset.path=corpus.txt"], "dataset.path is read by dataset=text, tagged or pairs only"),
     (["seed=-5"], r"seed must be an integer >= 0, got seed=-5"),
     (["dataset.min_count=0"], r"dataset.min_count must be >= 1 .*, got dataset.min_count=0"),
     (["model.embed_size=0"], r"model.embed_size must be null \(model.hidden_size\) or >= 1, "

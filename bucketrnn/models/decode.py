@@ -1,0 +1,247 @@
+"""Greedy and beam-search decoding of a trained :class:`~bucketrnn.models.Seq2Seq`, batched.
+
+Decoding reuses compiled graphs: one hybridized *encoder* graph per source bucket length (the
+source side is padded to its bucket like training data, and masked the same way) and one
+hybridized *decoder step* graph for every batch (token, attentional state and recurrent states
+in; log-probabilities and the new states out). The step graph runs once per output position for
+the whole batch (times the beam); selection happens on the host in numpy. All graphs share the
+trained model's parameters (no copy).
+
+Scores are sums of token log-probabilities (the end-of-sequence token included). With
+``length_penalty=a > 0`` hypotheses are ranked by ``score / length ** a`` (``length`` counts the
+tokens including ``<eos>``); the raw sum is still what the search extends.
+
+Examples
+--------
+>>> import mxnet as mx
+>>> from bucketrnn.models import Seq2Seq
+>>> model = Seq2Seq((4, 4), src_vocab_size=9, tgt_vocab_size=7, bos_id=1, hidden_size=8)
+>>> model.initialize(mx.init.Xavier())
+>>> dec = Seq2SeqDecoder(model, eos_id=1)
+>>> src = [[3, 4, 5], [6, 2]]
+>>> greedy = dec.greedy(src, max_length=5)
+>>> beam = dec.beam(src, beam_size=1, max_length=5)
+>>> [h[0][0] for h in beam] == [g[0] for g in greedy]
+True
+>>> len(dec.encoders), dec.steps > 0
+(1, True)
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from mxnet import nd
+
+from bucketrnn.validation import check_int
+
+__all__ = ["Seq2SeqDecoder"]
+
+
+class Seq2SeqDecoder:
+    """Encoder graphs per source length and one step graph, sharing ``model``'s parameters.
+
+    Parameters
+    ----------
+    model : Seq2Seq
+        Any block of the trained model (e.g. ``graphs.block(key)``); its parameters are used.
+    eos_id : int
+        The target id that ends a hypothesis (``<eos>``: id 1 in the app's vocabularies).
+    ctx : mx.Context, optional
+        Where the graphs run; default the context of the model's parameters.
+    """
+
+    def __init__(self, model, eos_id: int = 1, ctx=None):
+        from bucketrnn.models.seq2seq import Seq2Seq
+
+        if not isinstance(model, Seq2Seq):
+            raise TypeError(f"model must be a Seq2Seq block, got {type(model).__name__}")
+        check_int("eos_id", eos_id, low=0)
+        if eos_id >= model.tgt_vocab_size:
+            raise ValueError(f"eos_id must be a target id below tgt_vocab_size="
+                             f"{model.tgt_vocab_size}, got eos_id={eos_id}")
+        self.model, self.eos_id, self.bos_id = model, int(eos_id), model.bos_id
+        self._config = model.config()
+        self._params = model.collect_params()
+        first = next(iter(self._params.values()))
+        self.ctx = ctx or first.list_ctx()[0]
+        self.encoders: dict = {}
+        self._ran: set = set()
+        self._step = self._graph((1, 1), "step")
+        self.steps = 0  # step-graph calls, for tests and reports
+
+    def _graph(self, key, role):
+        from bucketrnn.models.seq2seq import Seq2Seq
+
+        block = Seq2Seq(key, role=role, prefix=self.model.prefix, params=self._params,
+                        **self._config)
+        block.hybridize(active=True)
+        return block
+
+    def _run(self, block, *args):
+        if block in self._ran:
+            return block(*args)
+        # An encoder graph does not use the decoder's parameters and the step graph not the
+        # encoder's: Gluon warns about that once, when it builds the graph. It is intended.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is not used by any computation")
+            out = block(*args)
+        self._ran.add(block)
+        return out
+
+    def encoder(self, src_len: int):
+        """The (hybridized) encoder graph of one source bucket length, built once."""
+        if src_len not in self.encoders:
+            self.encoders[src_len] = self._graph((int(src_len), 1), "encode")
+        return self.encoders[src_len]
+
+    # ------------------------------------------------------------------ inputs
+    def _pad(self, sources, src_len):
+        lengths = np.array([len(s) for s in sources], dtype=np.int64)
+        if (lengths < 1).any():
+            raise ValueError(f"source {int(np.flatnonzero(lengths < 1)[0])} is empty: every "
+                             "source needs at least one token")
+        src_len = int(lengths.max()) if src_len is None else int(src_len)
+        if lengths.max() > src_len:
+            raise ValueError(f"source {int(np.argmax(lengths))} has {int(lengths.max())} tokens, "
+                             f"more than src_len={src_len}")
+        data = np.zeros((len(sources), src_len), dtype=np.int32)
+        for i, s in enumerate(sources):
+            ids = np.asarray(s, dtype=np.int64)
+            if ids.min() < 0 or ids.max() >= self.model.src_vocab_size:
+                raise ValueError(f"source {i} has token id {int(ids.max())}; ids must be in "
+                                 f"[0, {self.model.src_vocab_size})")
+            data[i, :ids.size] = ids
+        return (nd.array(data, ctx=self.ctx, dtype="int32"),
+                nd.array(lengths, ctx=self.ctx, dtype="int32"), src_len)
+
+    def _start(self, sources, src_len, repeat):
+        data, vl, src_len = self._pad(sources, src_len)
+        memory, keys, bias, *states = self._run(self.encoder(src_len), data, vl)
+        if repeat > 1:
+            memory, keys, bias = (a.repeat(repeat, axis=0) for a in (memory, keys, bias))
+            states = [s.repeat(repeat, axis=0) for s in states]
+        rows = len(sources) * repeat
+        feed = nd.zeros((rows, self.model.hidden_size), ctx=self.ctx)
+        prev = nd.full((rows,), self.bos_id, ctx=self.ctx, dtype="int32")
+        return (memory, keys, bias), feed, states, prev, src_len
+
+    def _advance(self, prev, feed, fixed, states):
+        self.steps += 1
+        logp, feed, *states = self._run(self._step, prev, feed, *fixed, *states)
+        return logp.asnumpy().astype(np.float64), feed, states
+
+    @staticmethod
+    def _limit(max_length, src_len):
+        if max_length is None:
+            return 2 * src_len + 10
+        return check_int("max_length", max_length, low=1)
+
+    # ------------------------------------------------------------------ search
+    def greedy(self, sources, max_length: int | None = None, src_len: int | None = None):
+        """The most probable next token at every step, for a batch of sources.
+
+        Parameters
+        ----------
+        sources : list of sequences of int
+            Source token ids (not padded).
+        max_length : int, optional
+            Most tokens generated per source (``<eos>`` included); default ``2 * src_len + 10``.
+        src_len : int, optional
+            Pad the sources to this length (their bucket); default the longest source.
+
+        Returns
+        -------
+        list of (list of int, float)
+            Per source: the target ids without ``<eos>``, and the summed log-probability.
+        """
+        fixed, feed, states, prev, src_len = self._start(sources, src_len, 1)
+        n = len(sources)
+        out = [[] for _ in range(n)]
+        score = np.zeros(n)
+        done = np.zeros(n, dtype=bool)
+        for _ in range(self._limit(max_length, src_len)):
+            logp, feed, states = self._advance(prev, feed, fixed, states)
+            tok = logp.argmax(axis=1)
+            live = ~done
+            score[live] += logp[live, tok[live]]
+            for i in np.flatnonzero(live & (tok != self.eos_id)):
+                out[i].append(int(tok[i]))
+            done |= tok == self.eos_id
+            if done.all():
+                break
+            prev = nd.array(tok, ctx=self.ctx, dtype="int32")
+        return [(ids, float(s)) for ids, s in zip(out, score)]
+
+    def beam(self, sources, beam_size: int = 4, max_length: int | None = None,
+             length_penalty: float = 0.0, n_best: int | None = None,
+             src_len: int | None = None):
+        """Beam search over a batch of sources, ``beam_size`` hypotheses each.
+
+        Parameters
+        ----------
+        sources, max_length, src_len :
+            As for :meth:`greedy`.
+        beam_size : int
+        length_penalty : float
+            Rank by ``score / length ** length_penalty`` (0: by the summed log-probability).
+        n_best : int, optional
+            Hypotheses returned per source (default ``beam_size``).
+
+        Returns
+        -------
+        list of list of (list of int, float)
+            Per source, hypotheses best first: target ids without ``<eos>`` and the ranking
+            score (the summed log-probability when ``length_penalty=0``).
+        """
+        k = check_int("beam_size", beam_size, low=1)
+        n_best = k if n_best is None else check_int("n_best", n_best, low=1)
+        if not (isinstance(length_penalty, (int, float)) and length_penalty >= 0):
+            raise ValueError(f"length_penalty must be a number >= 0, got "
+                             f"length_penalty={length_penalty!r}")
+        fixed, feed, states, prev, src_len = self._start(sources, src_len, k)
+        n, eos = len(sources), self.eos_id
+        scores = np.full((n, k), -np.inf)
+        scores[:, 0] = 0.0  # the k beams start identical: expand one
+        fin = np.zeros((n, k), dtype=bool)
+        lengths = np.zeros((n, k), dtype=np.int64)
+        history = []  # per step: (beam each hypothesis came from, its token)
+        for _ in range(self._limit(max_length, src_len)):
+            logp, feed, states = self._advance(prev, feed, fixed, states)
+            vocab = logp.shape[1]
+            logp = logp.reshape(n, k, vocab)
+            logp[fin] = -np.inf  # a finished hypothesis only continues with <eos>, for free
+            logp[fin, eos] = 0.0
+            cand = (scores[:, :, None] + logp).reshape(n, k * vocab)
+            top = np.argsort(-cand, axis=1, kind="stable")[:, :k]
+            origin, tok = top // vocab, top % vocab
+            scores = np.take_along_axis(cand, top, axis=1)
+            was_fin = np.take_along_axis(fin, origin, axis=1)
+            lengths = np.take_along_axis(lengths, origin, axis=1) + ~was_fin
+            fin = was_fin | (tok == eos)
+            history.append((origin, tok))
+            rows = (np.arange(n)[:, None] * k + origin).ravel()
+            index = nd.array(rows, ctx=self.ctx, dtype="int64")
+            feed = feed.take(index)
+            states = [s.take(index) for s in states]
+            if fin.all():
+                break
+            prev = nd.array(tok.ravel(), ctx=self.ctx, dtype="int32")
+        rank = scores / np.maximum(lengths, 1) ** length_penalty if length_penalty else scores
+        results = []
+        for i in range(n):
+            hyps = []
+            for j in np.argsort(-rank[i], kind="stable"):
+                if not np.isfinite(rank[i, j]):
+                    continue
+                ids, beam = [], j
+                for origin, tok in reversed(history):
+                    ids.append(int(tok[i, beam]))
+                    beam = origin[i, beam]
+                ids.reverse()
+                if eos in ids:
+                    ids = ids[:ids.index(eos)]
+                hyps.append((ids, float(rank[i, j])))
+            results.append(hyps[:n_best])
+        return results

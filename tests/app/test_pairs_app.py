@@ -1,0 +1,123 @@
+"""model=seq2seq dataset=pairs: a tiny run end to end, vocabularies saved, bad input named."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from bucketrnn.app.config import CONF_DIR
+from bucketrnn.app.run import run
+from bucketrnn.datasets import Vocabulary
+
+TINY = ["model=seq2seq", "dataset=pairs", "model.hidden_size=12", "bucketing.num_buckets=3",
+        "bucketing.batch_size=8", "trainer.epochs=1", "trainer.max_steps=6",
+        "trainer.progress=false", "plots=false"]
+
+
+def _pairs_file(tmp_path, n=60):
+    rng = np.random.default_rng(0)
+    lines = []
+    for _ in range(n):
+        src = list(rng.choice(list("abcdef"), int(rng.integers(2, 9))))
+        lines.append(" ".join(src) + "\t" + " ".join(s.upper() for s in src[::-1]))
+    path = tmp_path / "pairs.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def _compose(*overrides):
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=TINY + list(overrides))
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_tiny_pairs_run_saves_both_vocabularies(tmp_path, shared):
+    path = _pairs_file(tmp_path)
+    extra = ["dataset.shared_vocab=true", "model.share_embeddings=true"] if shared else []
+    out = tmp_path / "run"
+    summary = run(_compose(f"dataset.path={path}", *extra), str(out), stream=sys.stdout)
+    src = Vocabulary.load(str(out / "vocab.json"))
+    tgt = Vocabulary.load(str(out / "tgt_vocab.json"))
+    assert (src.itos == tgt.itos) == shared
+    assert "A" in tgt.stoi and ("A" in src.stoi) == shared
+    assert summary["steps"] == 6 and summary["valid"]["perplexity"] > 1
+    for split in ("valid", "test"):  # greedy decoding of the held-out pairs
+        assert 0 <= summary[split]["exact_match"] <= 1 and 0 <= summary[split]["bleu"] <= 1
+        assert summary[split]["pairs"] == 6
+    assert summary["graphs_compiled"] >= 1 and summary["tokens_per_s"] > 0
+    assert all(isinstance(k, list) and len(k) == 2 for k in summary["plan"]["keys"])
+    assert json.loads((out / "config.json").read_text())["model"]["name"] == "seq2seq"
+
+
+def test_a_line_without_tab_is_named_with_the_config_key(tmp_path):
+    path = tmp_path / "bad.tsv"
+    path.write_text("a b\tB A\nc d e\n")
+    with pytest.raises(ValueError, match=r"dataset.path=.*line 2 has 0 tabs"):
+        run(_compose(f"dataset.path={path}"), str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (["dataset=text"], "must be seq2seq exactly when dataset=pairs"),
+    (["model.share_embeddings=true"], "needs dataset.shared_vocab=true"),
+])
+def test_config_mismatches_are_named(tmp_path, overrides, match):
+    path = _pairs_file(tmp_path, 10)
+    with pytest.raises(ValueError, match=match):
+        run(_compose(f"dataset.path={path}", *overrides), str(tmp_path / "run"))
+
+
+def test_resumed_pairs_run_matches_an_uninterrupted_one(tmp_path):
+    from bucketrnn import checkpoint as ckpt
+
+    path = _pairs_file(tmp_path)
+    base = [f"dataset.path={path}", "trainer.max_steps=null", "trainer.epochs=2",
+            "trainer.checkpoint_every=0"]
+    run(_compose(*base), str(tmp_path / "whole"))
+    part = tmp_path / "part"
+    run(_compose(*base, "trainer.max_steps=4"), str(part))
+    (part / "tgt_vocab.json").write_text('["<unk>", "<eos>", "Z"]')
+    with pytest.raises(ValueError, match="tgt_vocab.json' does not match the vocabulary"):
+        run(_compose(*base, f"resume={part}"), str(tmp_path / "elsewhere"))
+    Vocabulary.load(str(tmp_path / "whole" / "tgt_vocab.json")).save(str(part / "tgt_vocab.json"))
+    summary = run(_compose(*base, f"resume={part}"), str(tmp_path / "elsewhere"))
+    assert summary["resumed"] and summary["epochs_done"] == 2
+    a = ckpt.load(str(tmp_path / "whole" / "checkpoint.npz")).params
+    b = ckpt.load(str(part / "checkpoint.npz")).params
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_a_decoder_too_large_for_mxnet_is_refused_before_training(tmp_path):
+    # Decoder layer 0 reads embedding + attentional state: 4 x 20000 x 40000 > 2**31 - 1
+    # (4 x 20000 x 20000 alone is not).
+    path = _pairs_file(tmp_path, 10)
+    with pytest.raises(ValueError, match=r"model.hidden_size .* 4 gates x 20000 x 40000"):
+        run(_compose(f"dataset.path={path}", "model.hidden_size=20000"), str(tmp_path / "r"))
+
+
+def test_a_trained_pairs_run_is_loaded_and_translates_files_in_input_order(tmp_path):
+    import io
+
+    import bucketrnn
+    from bucketrnn.app import commands
+    from bucketrnn.translate import translate
+
+    path = _pairs_file(tmp_path)
+    run_dir = str(tmp_path / "run")
+    summary = run(_compose(f"dataset.path={path}"), run_dir, stream=io.StringIO())
+    trained = bucketrnn.load_run(run_dir)
+    assert trained.task == "seq2seq" and "A" in trained.tgt_vocab.stoi
+    assert trained.evaluate("valid")["loss"] == pytest.approx(summary["valid"]["loss"],
+                                                              rel=1e-6)
+    sources = ["a b c d e f a b", "a", "", "f e"]
+    (tmp_path / "src.txt").write_text("\n".join(sources) + "\n")
+    out = io.StringIO()
+    assert commands.main(["translate", run_dir, str(tmp_path / "src.txt")], out=out) == 0
+    lines = out.getvalue().split("\n")[:len(sources)]
+    assert lines[2] == ""  # a blank line answers a blank line
+    model = trained.graphs.block((1, 1))
+    for line, src in zip(lines, sources):
+        if src:  # each line as it is translated alone
+            assert line == translate(model, trained.vocab, trained.tgt_vocab, [src.split()])[0]

@@ -1,0 +1,59 @@
+import mxnet as mx
+import pytest
+
+from bucketrnn import Vocabulary
+from bucketrnn.models import Seq2Seq
+from bucketrnn.models.decode import Seq2SeqDecoder
+from bucketrnn.translate import translate
+
+SRC = Vocabulary.build([list("abcdefg")])
+TGT = Vocabulary.build([list("ABCDEFG")])
+
+
+def model():
+    mx.random.seed(0)
+    m = Seq2Seq((4, 4), src_vocab_size=len(SRC), tgt_vocab_size=len(TGT), bos_id=1,
+                hidden_size=8, bidirectional=True)
+    m.initialize(mx.init.Xavier())
+    return m
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_bucketed_batches_come_back_in_input_order(beam_size):
+    m = model()
+    dec = Seq2SeqDecoder(m, eos_id=1)
+    sources = ["a b c d e f", "b", "c d", "a a a a a a a a a", "g f e", "b c"]
+    together = translate(m, SRC, TGT, sources, beam_size=beam_size, max_length=6,
+                         batch_size=2, num_buckets=3, decoder=dec)
+    alone = [translate(m, SRC, TGT, [s], beam_size=beam_size, max_length=6)[0]
+             for s in sources]
+    assert together == alone
+    assert all(set(t.split()) <= set(TGT.itos) for t in together)
+    assert 2 <= len(dec.encoders) <= 3  # one encoder graph per source bucket
+
+
+def test_char_tokens_and_token_lists():
+    m = model()
+    by_text = translate(m, SRC, TGT, ["abc", "ga"], tokens="char", max_length=5)
+    by_list = translate(m, SRC, TGT, [list("abc"), list("ga")], tokens="char", max_length=5)
+    assert by_text == by_list and all(" " not in t for t in by_text)
+
+
+def test_empty_source_is_named():
+    with pytest.raises(ValueError, match=r"source 1 is empty \('  '\)"):
+        translate(model(), SRC, TGT, ["a", "  "])
+
+
+def test_translate_file_answers_each_line(tmp_path):
+    from bucketrnn.translate import translate_file
+
+    m = model()
+    path = tmp_path / "in.txt"
+    path.write_text("a b c\n\nc a\tREFERENCE IGNORED\nz b\n")
+    got = translate_file(m, SRC, TGT, str(path), max_length=5)
+    assert got["line_numbers"].tolist() == [1, 3, 4]
+    assert got["outputs"] == translate(m, SRC, TGT, ["a b c", "c a", "z b"], max_length=5)
+    assert got["notes"] == ["1 source token(s) not in the run's vocabulary, read as <unk>: 'z'"]
+    path.write_text("a\n\tb\n")
+    with pytest.raises(ValueError, match=r"line 2 has an empty source"):
+        translate_file(m, SRC, TGT, str(path))
