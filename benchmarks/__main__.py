@@ -42,6 +42,9 @@ def parse_args(argv=None):
                    help="directory for benchmarks.md and benchmarks.json")
     p.add_argument("--extras", default="loader,scaling,compile,profile",
                    help="comma-separated extras to run (loader,scaling,compile,profile) or ''")
+    p.add_argument("--studies", default=None,
+                   help="comma-separated studies to run after the arms (benchmarks/studies.py: "
+                        "foreach,pairs), each its own timed run; default all, none with --tiny")
     p.add_argument("--scaling-steps", type=int, default=None,
                    help="timed steps per data size for the scaling table (default 12; tiny 2)")
     p.add_argument("--memory", default="static", choices=("shared", "static", "dynamic"),
@@ -57,6 +60,14 @@ def parse_args(argv=None):
     if unknown:
         p.error(f"unknown arms {unknown}; choose from {list(ARMS)}")
     args.extras = [e for e in args.extras.split(",") if e]
+    from benchmarks.studies import STUDIES
+
+    if args.studies is None:
+        args.studies = "" if args.tiny else ",".join(STUDIES)
+    args.studies = [s for s in args.studies.split(",") if s]
+    unknown = [s for s in args.studies if s not in STUDIES]
+    if unknown:
+        p.error(f"unknown studies {unknown}; choose from {list(STUDIES)}")
     args.steps = args.steps or (4 if args.tiny else 80)
     args.rounds = args.rounds or (1 if args.tiny else 2)
     args.scaling_steps = args.scaling_steps or (2 if args.tiny else 12)
@@ -199,6 +210,13 @@ def measure(args, folder: str, argv=None) -> int:
         extras["profile"] = run_worker(dict(base, task="profile"), folder, "profile",
                                        args.timeout)
         log("profile done")
+
+    from benchmarks import studies
+
+    for name in args.studies:
+        extras.setdefault("studies", {})[name] = studies.run(name, folder, args.timeout,
+                                                            tiny=args.tiny)
+        log(f"study {name} done")
 
     arms = {name: report.aggregate(rounds) for name, rounds in raw.items()}
     argv = sys.argv[1:] if argv is None else argv

@@ -392,6 +392,11 @@ def _extras_md(extras, arms, layers):
     for name, value in extras.items():
         if isinstance(value, dict) and "error" in value:
             lines += ["", f"{name}: failed: {value['error']}"]
+    if extras.get("studies"):
+        from benchmarks import studies
+
+        for name in sorted(extras["studies"]):
+            lines += [""] + studies.markdown(name, extras["studies"][name]).rstrip("\n").split("\n")
     return lines
 
 

@@ -64,3 +64,29 @@ def test_threads_benchmark_tiny():
     assert result["rows"][0]["threads"].startswith("as set by the user (OMP_NUM_THREADS=1)")
     assert "all physical cores" in result["rows"][1]["threads"]
     assert all(row["tokens_per_s"] > 0 for row in result["rows"])
+
+
+def test_bench_runs_the_studies_and_rerenders_them(tmp_path):
+    out = tmp_path / "docs"
+    cmd = [sys.executable, "-m", "benchmarks", "--tiny", "--arms", "ceiling", "--extras", "",
+           "--studies", "pairs,foreach", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "benchmarks.json").read_text())
+    studies = result["extras"]["studies"]
+    assert set(studies) == {"pairs", "foreach"}
+    assert all("error" not in s for s in studies.values()), studies
+    md = (out / "benchmarks.md").read_text()
+    assert "## Study: foreach" in md and "| heavy-tailed | K=4 | foreach |" in md
+    assert "## Study: pairs" in md and "python -m benchmarks.pairs --tiny" in md
+    again = tmp_path / "again"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--from-json",
+                           str(out / "benchmarks.json"), "--out", str(again)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and (again / "benchmarks.md").read_text() == md
+
+
+def test_an_unknown_study_is_refused():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--studies", "nope"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "unknown studies ['nope']" in proc.stderr
