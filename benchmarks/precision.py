@@ -34,7 +34,7 @@ ARMS = ("fp32", "bf16")
 
 
 def _run(run_dir: str, precision: str, limit: int | None, steps: int | None,
-         threads: int | None) -> dict:
+         threads: int | None, extra=()) -> dict:
     from bucketrnn.cores import USER_THREAD_VARIABLES
 
     env = {k: v for k, v in os.environ.items() if k not in USER_THREAD_VARIABLES}
@@ -45,6 +45,7 @@ def _run(run_dir: str, precision: str, limit: int | None, steps: int | None,
            "trainer.progress=false", f"hydra.run.dir={run_dir}"]
     if limit is not None:
         cmd += [f"dataset.limit={limit}", f"trainer.max_steps={steps}", "trainer.epochs=1"]
+    cmd += list(extra)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=7200)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -58,15 +59,15 @@ def _run(run_dir: str, precision: str, limit: int | None, steps: int | None,
 
 
 def measure(rounds: int = 3, limit: int | None = 4000, steps: int | None = 160,
-            threads: int | None = None) -> dict:
+            threads: int | None = None, extra=()) -> dict:
     """Per-round figures of both arms and the bf16/fp32 ratios (``limit=None``: the default
-    experiment as configured)."""
+    experiment as configured; ``extra``: more ``key=value`` overrides for both arms)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
             for arm in ARMS:
                 load = os.getloadavg()[0]
-                s = _run(os.path.join(tmp, f"{r}-{arm}"), arm, limit, steps, threads)
+                s = _run(os.path.join(tmp, f"{r}-{arm}"), arm, limit, steps, threads, extra)
                 tokens = s["tokens_per_s"] * s["train_seconds"]
                 rows.append({"round": r, "arm": arm, "load": load, "threads": s["threads"],
                              "precision": s.get("precision"), "steps": s["steps"],
