@@ -175,3 +175,5 @@ def test_bf16_checkpoints_hold_fp32_and_resume_equals_the_uninterrupted_run(tmp_
     assert not any(n["op"] == "amp_cast" for n in graph["nodes"])
     loaded = GraphCache.load(str(tmp_path / "exp"), precision="bf16")
     assert loaded.precision == "bf16" and os.path.isfile(tmp_path / "exp.params")
+    batch = next(iter(whole.loader))
+    np.testing.assert_allclose(loaded(batch).asnumpy(), whole.graphs(batch).asnumpy(), rtol=1e-5)
