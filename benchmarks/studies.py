@@ -27,6 +27,10 @@ STUDIES = {
                 "length distribution (issue 14)", [],
                 ["--rounds", "1", "--steps", "2", "--limit", "120", "--cells",
                  "foreach,unrolled", "--buckets", "4", "--data", "heavy"]),
+    "precision": ("bf16 mixed precision (`trainer.precision=bf16`) against fp32: the app's "
+                  "default experiment on the first 4,000 PTB sentences, interleaved arms "
+                  "(issue 12)", ["--rounds", "2"],
+                  ["--rounds", "1", "--limit", "60", "--steps", "2", "--threads", "1"]),
     "pairs": ("Sequence pairs: bucketed training against padding both sides to the longest, "
               "and beam search against greedy (issue 13)", [], ["--tiny"]),
 }

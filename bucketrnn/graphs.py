@@ -66,6 +66,7 @@ from bucketrnn import compat
 from bucketrnn.batchify import Batch
 from bucketrnn.errors import GraphTooLargeError
 from bucketrnn.memory import SharedPool, available_memory, bind_shared, graph_bytes, key_size
+from bucketrnn.precision import check_precision, to_bfloat16
 from bucketrnn.rundir import read_json
 from bucketrnn.validation import is_int
 
@@ -126,6 +127,13 @@ class GraphCache:
         ``"auto"`` (default): the memory available on the graph's context when it is built
         (under ``"shared"``, a key no larger than the one owning the pool is not checked again:
         it draws on that pool). None: no check.
+    precision : {"fp32", "bf16"}
+        ``"bf16"``: mixed precision, the graphs' matrix products (``FullyConnected``) in
+        bfloat16 and everything else, the parameters and their gradients in float32
+        (:func:`~bucketrnn.precision.to_bfloat16` rewrites each bound symbol). Needs
+        ``memory="shared"``, CPU contexts and a CPU with AVX512_BF16; refused otherwise
+        (:func:`~bucketrnn.precision.check_precision`). :meth:`export` writes the float32
+        graphs.
 
     Examples
     --------
@@ -154,7 +162,7 @@ class GraphCache:
                  memory: str = "shared",
                  inputs: Sequence[str] | Callable[[Batch], Any] = DEFAULT_INPUTS,
                  keys: Iterable | None = None, frozen: bool = False,
-                 memory_limit: int | str | None = "auto"):
+                 memory_limit: int | str | None = "auto", precision: str = "fp32"):
         if memory not in MEMORY:
             raise ValueError(f"memory must be one of {MEMORY}, got memory={memory!r}")
         if not (memory_limit is None or memory_limit == "auto" or (
@@ -167,6 +175,10 @@ class GraphCache:
         self._fits: dict = {}
         self.ctx = _as_contexts(ctx)
         self.memory = memory
+        self.precision = check_precision(precision, self.ctx)
+        if precision != "fp32" and memory != "shared":
+            raise ValueError(f"precision={precision!r} needs memory='shared' (the cache casts "
+                             f"inside the symbols it binds), got memory={memory!r}")
         self.frozen = bool(frozen)
         self._blocks: dict = {}
         self._reference = None
@@ -205,6 +217,7 @@ class GraphCache:
         self._known_keys = sorted(set(keys or ()), key=key_size, reverse=True)
         self._runners: dict = {}
         self._symbols: dict = {}
+        self._bound: dict = {}
         self._pools = {c: SharedPool(c) for c in self.ctx}
         self._hybridized: set = set()
         self._template = None
@@ -375,8 +388,8 @@ class GraphCache:
             pool = self._pools[ctx]
             if runner is not None:
                 self.rebinds += 1
-            runner = bind_shared(self._symbols[key], key, named, self.collect_params(), pool,
-                                 on_rebind=self._count_rebind)
+            runner = bind_shared(self._bound_symbol(key), key, named, self.collect_params(),
+                                 pool, on_rebind=self._count_rebind)
         else:
             if id(block) not in self._hybridized:  # once: hybridize() drops the cached graph
                 self._hybridized.add(id(block))
@@ -388,6 +401,14 @@ class GraphCache:
             runner = _BlockRunner(block)
         self._runners[(key, ctx)] = runner
         return runner
+
+    def _bound_symbol(self, key):
+        """The symbol bound for ``key``: the traced one, in the cache's precision."""
+        if self.precision == "fp32":
+            return self._symbols[key]
+        if key not in self._bound:
+            self._bound[key] = to_bfloat16(self._symbols[key])
+        return self._bound[key]
 
     def _count_rebind(self):
         self.rebinds += 1
@@ -637,11 +658,13 @@ class GraphCache:
         return paths + [f"{prefix}.params", f"{prefix}-graphs.json"]
 
     @classmethod
-    def load(cls, prefix: str, ctx=None, memory: str = "shared", inputs=None) -> GraphCache:
+    def load(cls, prefix: str, ctx=None, memory: str = "shared", inputs=None,
+             precision: str = "fp32") -> GraphCache:
         """Read what :meth:`export` wrote: a frozen cache of ``SymbolBlock`` graphs.
 
         ``inputs`` is the exporting cache's ``inputs=`` callable when it had one (required
-        then); by default the recorded input names are read from the batch.
+        then); by default the recorded input names are read from the batch. ``precision`` is
+        the loaded cache's (the export holds float32 graphs either way).
 
         The index ``{prefix}-graphs.json`` is data, and so are the files it lists: each must be
         a plain file name in the index's own directory (no ``..``, no absolute path, no
@@ -682,7 +705,8 @@ class GraphCache:
             # One graph for every length, as the exporting cache said (a JSON boolean).
             block.length_agnostic = index.get("length_agnostic") is True
             blocks[_key(entry["key"])] = by_file[entry["symbol"]] = block
-        return cls(blocks, ctx=ctxs, memory=memory, inputs=inputs or tuple(index["inputs"]))
+        return cls(blocks, ctx=ctxs, memory=memory, inputs=inputs or tuple(index["inputs"]),
+                   precision=precision)
 
 
 # Limits of an export index (_read_index): a bucket key is a length MXNet can index (int32) or a

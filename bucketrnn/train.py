@@ -115,6 +115,10 @@ class TrainLoop:
         Stop after this many steps in total (a checkpoint is written there).
     memory : {"shared", "static", "dynamic"}
         GraphCache memory policy (ignored when ``model`` is a GraphCache).
+    precision : {"fp32", "bf16"}
+        GraphCache precision (ignored when ``model`` is a GraphCache): ``"bf16"`` runs the
+        matrix products in bfloat16 with float32 parameters, gradients, optimizer state, loss
+        and checkpoints (:mod:`bucketrnn.precision`).
     seed : int
         Parameter initialisation and dropout seed. The loader has its own seed.
     run_dir : str, optional
@@ -155,7 +159,7 @@ class TrainLoop:
                  memory: str = "shared", kvstore="device", seed: int = 0,
                  run_dir: str | None = None, checkpoint_every: int = 200, log_every: int = 10,
                  progress: bool = True, fingerprint: dict | None = None, init=None, stream=None,
-                 on_nonfinite: str = "error"):
+                 on_nonfinite: str = "error", precision: str = "fp32"):
         import mxnet as mx
         from mxnet import gluon
 
@@ -209,7 +213,7 @@ class TrainLoop:
             self.graphs = model
         else:
             self.graphs = GraphCache(model, ctx=self.ctx, memory=memory,
-                                     keys=train_loader.plan.keys)
+                                     keys=train_loader.plan.keys, precision=precision)
         # The reference models declare their id ranges: the loaders check every batch on the
         # host against them (a limit the user gave the loader stays).
         self._id_limits = {k: getattr(model, k, None) for k in ("vocab_size", "num_classes")}

@@ -115,6 +115,11 @@ class Overflow(str, Enum):
     drop = "drop"
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 class MemoryPolicy(str, Enum):
     shared = "shared"
     static = "static"
@@ -214,6 +219,9 @@ class TrainerConfig:
     log_every: int = 10
     progress: bool = True
     on_nonfinite: str = "error"
+    # fp32 | bf16 (matrix products in bfloat16, parameters and loss in fp32; a CPU with
+    # AVX512_BF16 and memory.policy=shared): bucketrnn.precision.
+    precision: Precision = Precision.fp32
 
 
 @dataclass
@@ -517,6 +525,9 @@ def validate(cfg) -> None:
 
     need(t["kvstore"] in KVSTORES, "trainer.kvstore", t["kvstore"],
          f"must be one of {', '.join(KVSTORES)}")
+    need(t["precision"] == "fp32" or d["memory"]["policy"] == "shared", "trainer.precision",
+         t["precision"], f"needs memory.policy=shared (the casts are placed in the symbols "
+         f"the shared policy binds), got memory.policy={d['memory']['policy']}")
     ctx = parse_context(t["context"])
     if ctx.device_type == "gpu":
         import mxnet as mx
@@ -525,12 +536,16 @@ def validate(cfg) -> None:
         need(ctx.device_id < gpus, "trainer.context", t["context"],
              f"names a GPU this machine does not have (MXNet sees {gpus} GPU(s)); use "
              "trainer.context=cpu")
+    from bucketrnn.precision import check_precision
+
+    check_precision(t["precision"], ctx, name="trainer.precision")
 
 
 # Keys a resumed run may change: how long it goes on, how it reports, where it runs. Everything
 # else is part of what the checkpoint was trained with and comes back from the run directory.
 RESUMABLE = ("trainer.epochs", "trainer.max_steps", "trainer.checkpoint_every",
              "trainer.log_every", "trainer.progress", "trainer.context", "trainer.on_nonfinite",
+             "trainer.precision",
              "bucketing.num_workers", "bucketing.timeout", "plots", "resume")
 _GROUPS = ("dataset", "model", "bucketing", "trainer", "memory")
 

@@ -372,7 +372,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
                      memory=memory, kvstore=kv, seed=cfg.seed,
                      run_dir=work, checkpoint_every=t["checkpoint_every"],
                      log_every=t["log_every"], progress=t["progress"], fingerprint=fp,
-                     on_nonfinite=t["on_nonfinite"])
+                     on_nonfinite=t["on_nonfinite"], precision=t["precision"])
     history = loop.fit(valid_loader, resume=bool(resume_dir))
     results = {}
     last = history["epochs"][-1] if history["epochs"] else {}
@@ -400,6 +400,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         "padded_fraction": 1.0 - history["real_tokens"] / max(history["slots"], 1),
         "graphs_compiled": loop.graphs.compiled, "epochs": history["epochs"],
         "threads": cores.threads_note(),
+        "precision": t["precision"],
         **results, "resumed": bool(resume_dir),
     }
     with _report("utilisation not measured"):
@@ -478,6 +479,7 @@ def format_summary(s: dict) -> str:
              f"speed          {s['tokens_per_s']:,.0f} real tokens/s over "
              f"{s['train_seconds']:.0f} s of training; wall {s['wall_seconds']:.0f} s",
              f"threads        {s.get('threads', 'unknown')}"]
+    lines.append(f"precision      {s.get('precision', 'fp32')}")
     u = s.get("utilisation")
     if u:
         lines.append(f"utilisation    {u['model_gflops']:.1f} GFLOP/s of model work "
