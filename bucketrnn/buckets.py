@@ -708,6 +708,9 @@ def plan_buckets(
     check_choice("outliers", outliers, OUTLIER_POLICIES)
     _validate_sizes(batch_size, max_tokens, batch_size_multiple)
     auto = isinstance(num_buckets, str) and num_buckets == "auto"
+    if isinstance(num_buckets, str) and not auto:
+        raise ValueError(f"num_buckets must be an integer >= 1 or 'auto', got "
+                         f"num_buckets={num_buckets!r}")
     if auto:
         _check_auto(strategy, cost, epochs, max_buckets, memory_limit, lengths)
     else:
