@@ -164,7 +164,9 @@ class CostModel:
             raise CostModelError(f"steps needs at least 3 distinct (length, rows) shapes over 2 "
                                  f"lengths to fit a + b*L + c*B*L, got steps={s.tolist()}")
         X = np.stack([np.ones(len(s)), s[:, 0], s[:, 0] * s[:, 1]], axis=1)
-        w = nonneg_lstsq(X, s[:, 2])
+        # Weighted by 1/t: the relative error is minimised, so short steps count as much as
+        # long ones (a plan's time is a sum over many short and few long buckets).
+        w = nonneg_lstsq(X / np.maximum(s[:, 2:3], 1e-12), np.ones(len(s)))
         err = _rel_rms(X @ w, s[:, 2])
         if err > max_error or (X @ w <= 0).any():
             raise CostModelError(
