@@ -114,3 +114,11 @@ def test_a_probe_without_a_usable_fit_falls_back_and_says_so(tmp_path, monkeypat
 def test_bad_auto_settings_name_the_key(overrides, match):
     with pytest.raises(ValueError, match=match):
         validate(_compose(*overrides))
+
+
+def test_plan_command_probes_and_explains_the_auto_plan():
+    from bucketrnn.app.plan import describe
+
+    text = describe(_compose())
+    assert "BucketPlan(strategy='auto'" in text and "<- chosen" in text
+    assert "probe took" in text and "runner-up K=" in text
