@@ -414,6 +414,12 @@ def format_summary(s: dict) -> str:
              f"speed          {s['tokens_per_s']:,.0f} real tokens/s over "
              f"{s['train_seconds']:.0f} s of training; wall {s['wall_seconds']:.0f} s",
              f"threads        {s.get('threads', 'unknown')}"]
+    a = s.get("auto_plan")
+    if a and a.get("chosen"):
+        lines.insert(4, f"auto plan      K={a['num_buckets']} predicted "
+                        f"{a['predicted_tokens_per_s']:,.0f} real tokens/s (compile "
+                        f"{100 * a['compile_share']:.1f}%, probe {100 * a['probe_share']:.1f}% "
+                        f"of the run), runner-up K={a['runner_up']}")
     u = s.get("utilisation")
     if u:
         lines.append(f"utilisation    {u['model_gflops']:.1f} GFLOP/s of model work "

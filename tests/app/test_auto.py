@@ -46,7 +46,7 @@ def test_tiny_auto_run_trains_and_says_why(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "BucketPlan(strategy='auto'" in out and "<- chosen" in out
     assert f"auto plan: {chosen['num_buckets']} buckets, predicted" in out
-    assert "runner-up K=" in out and "probe took" in out
+    assert "runner-up K=" in out and "probe took" in out and "auto plan      K=" in out
 
 
 def test_resume_reuses_the_first_sessions_plan_without_probing(tmp_path, monkeypatch):
