@@ -16,7 +16,7 @@ come out negative is dropped and the rest refitted). A fit whose relative RMS er
 disturbed by other work on the machine must not plan a run.
 
 :func:`probe` measures the graph a model factory builds, on a context, at a few lengths that
-span the data and two row counts each, and returns the fitted model;
+span the data (two row counts at all but the longest), and returns the fitted model;
 :func:`bucketrnn.autoplan.auto_boundaries` plans with it (``plan_buckets(...,
 num_buckets="auto", cost=...)``).
 """
