@@ -88,6 +88,11 @@ def probe_run(cfg, data, ctx, build_model, num_shards: int = 1):
         return None
     b = to_dict(cfg.bucketing)
     lengths = sequence_lengths(data.train)
+    if lengths.ndim == 2:
+        log.warning("note: bucketing.num_buckets=auto plans one length per example; for (src, "
+                    "tgt) pairs %d buckets are used; give bucketing.num_buckets=N to choose",
+                    FALLBACK_BUCKETS)
+        return None
     task = detect_task(data.train[0])
     if task == "lm":
         lengths = lengths - 1

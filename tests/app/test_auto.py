@@ -130,3 +130,13 @@ def test_plan_command_probes_and_explains_the_auto_plan():
     text = describe(_compose())
     assert "BucketPlan(strategy='auto'" in text and "<- chosen" in text
     assert "probe took" in text and "runner-up K=" in text
+
+
+def test_a_classifier_plans_auto_too(tmp_path):
+    lines = [("pos " if i % 2 else "neg ") + " ".join("abcdefgh"[: 2 + i % 6]) for i in range(60)]
+    corpus = tmp_path / "labelled.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    summary = run(_compose("dataset=text", f"dataset.path={corpus}", "model=classifier",
+                           "dataset.label=first_token", "model.hidden_size=8"),
+                  str(tmp_path / "run"))
+    assert summary["auto_plan"]["chosen"] and 0.0 <= summary["valid"]["accuracy"] <= 1.0
