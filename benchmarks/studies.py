@@ -22,6 +22,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # name -> (what it answers, the command's arguments, those of a smoke run: --tiny). The
 # module's own defaults are the documented run.
 STUDIES = {
+    "autoplan": ("The automatic plan (`num_buckets=\"auto\"`) against the best fixed K "
+                 "(4..48) on PTB and two other length distributions, real tokens/s over the "
+                 "planned run including compile (issue 12)", [],
+                 ["--tiny", "--check-limit", "0"]),
     "foreach": ("`unroll=False`: one length-agnostic graph (`cell=\"foreach\"`) against one "
                 "unrolled graph per bucket and the fused layer, on PTB and a heavy-tailed "
                 "length distribution (issue 14)", [],

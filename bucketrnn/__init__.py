@@ -10,6 +10,7 @@ The data flow, one module per stage: :mod:`~bucketrnn.lengths` -> :mod:`~bucketr
 from bucketrnn import cores  # noqa: F401  isort: skip
 from bucketrnn.batchify import Batch, PadToBucket
 from bucketrnn.buckets import BucketPlan, find_outliers, plan_buckets
+from bucketrnn.costmodel import CostModel, probe
 from bucketrnn.datasets import FlatSequences, Vocabulary
 from bucketrnn.errors import (
     BucketRNNWarning,
@@ -34,6 +35,7 @@ __all__ = [
     "BucketPlan",
     "BucketRNNWarning",
     "CheckpointError",
+    "CostModel",
     "FlatSequences",
     "GraphCache",
     "GraphTooLargeError",
@@ -53,6 +55,7 @@ __all__ = [
     "load_run",
     "loss_normalizer",
     "plan_buckets",
+    "probe",
     "sequence_lengths",
 ]
 __version__ = "0.1.0"

@@ -459,6 +459,8 @@ class BucketPlan:
     # The bucket of every planned example (-1: dropped), as plan_buckets assigned it: the
     # sampler takes it instead of assigning the lengths again. Not part of equality or repr.
     example_buckets: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # num_buckets="auto": why this K (bucketrnn.autoplan.AutoChoice); None otherwise.
+    auto: object = field(default=None, repr=False, compare=False)
 
     @property
     def num_buckets(self) -> int:
@@ -562,6 +564,7 @@ class BucketPlan:
             "waste": self.waste,
             "num_dropped": self.num_dropped,
             "num_truncated": self.num_truncated,
+            **({} if self.auto is None else {"auto": self.auto.to_dict()}),
         }
 
     def __repr__(self) -> str:
@@ -582,6 +585,8 @@ class BucketPlan:
                 f"  {str(self.keys[k]):>10} {self.counts[k]:>8} {self.batch_sizes[k]:>6} "
                 f"{self.bucket_num_batches[k]:>8} {100 * pad:>7.2f}%"
             )
+        if self.auto is not None:
+            lines.append(self.auto.explain())
         return "\n".join(lines)
 
 
@@ -630,6 +635,10 @@ def plan_buckets(
     ratio: float = 1.2,
     max_length: int | None = None,
     outliers: str = "error",
+    cost=None,
+    epochs: float = 1.0,
+    max_buckets: int = 64,
+    memory_limit: int | None = None,
 ) -> BucketPlan:
     """Plan buckets for ``lengths``.
 
@@ -665,6 +674,17 @@ def plan_buckets(
         :func:`find_outliers` (the lengths capped at ``max_length`` when given), since its
         bucket would need a graph unrolled that far. ``"allow"`` plans such lengths as they
         are. ``fixed`` boundaries are explicit and not judged.
+    cost : CostModel, optional
+        With ``num_buckets="auto"`` (and ``strategy="optimal"``): the number of buckets and the
+        boundaries that make the planned run fastest by this cost model, compile time included
+        (:func:`bucketrnn.autoplan.auto_boundaries`; get one with
+        :func:`bucketrnn.costmodel.probe`). The plan's ``auto`` attribute says why.
+    epochs : float
+        ``"auto"`` only: epochs of the planned run (a longer run affords more graphs).
+    max_buckets : int
+        ``"auto"`` only: the largest number of buckets tried.
+    memory_limit : int, optional
+        ``"auto"`` only: bytes the graphs may hold (needs a cost model with memory figures).
 
     Raises
     ------
@@ -687,7 +707,17 @@ def plan_buckets(
     check_choice("on_overflow", on_overflow, OVERFLOW_POLICIES)
     check_choice("outliers", outliers, OUTLIER_POLICIES)
     _validate_sizes(batch_size, max_tokens, batch_size_multiple)
-    check_int("num_buckets", num_buckets, low=1)
+    auto = isinstance(num_buckets, str) and num_buckets == "auto"
+    if isinstance(num_buckets, str) and not auto:
+        raise ValueError(f"num_buckets must be an integer >= 1 or 'auto', got "
+                         f"num_buckets={num_buckets!r}")
+    if auto:
+        _check_auto(strategy, cost, epochs, max_buckets, memory_limit, lengths)
+    else:
+        if cost is not None:
+            raise ValueError(f"cost is only used with num_buckets='auto', got "
+                             f"num_buckets={num_buckets!r}")
+        check_int("num_buckets", num_buckets, low=1)
     _check_ratio(ratio)
     if max_length is not None:
         # Lengths are int64 arrays and MXNet indexes with int32: a longer cap means no cap and
@@ -717,8 +747,17 @@ def plan_buckets(
         if boundaries is not None:
             raise ValueError(f"boundaries are only used with strategy='fixed', got "
                              f"strategy={strategy!r}")
-        _check_num_buckets(num_buckets, values)
-        if strategy == "optimal":
+        if auto:
+            from bucketrnn.autoplan import auto_boundaries
+
+            sizes = bucket_batch_sizes(values, batch_size, max_tokens, batch_size_multiple)
+            bounds, choice = auto_boundaries(values, counts, sizes, cost, epochs=epochs,
+                                             max_buckets=max_buckets, memory_limit=memory_limit)
+        else:
+            _check_num_buckets(num_buckets, values)
+        if auto:
+            pass  # planned above
+        elif strategy == "optimal":
             sizes = bucket_batch_sizes(values, batch_size, max_tokens, batch_size_multiple)
             bounds = optimal_boundaries(values, counts, num_buckets, sizes)
         elif strategy == "quantile":
@@ -747,7 +786,7 @@ def plan_buckets(
                                max_tokens, batch_size_multiple)
     _refuse_oversized_batches(keys, sizes, batch_size, max_tokens)
     return BucketPlan(
-        strategy=strategy,
+        strategy="auto" if auto else strategy,
         boundaries=tuple(int(b) for b in bounds),
         keys=keys,
         counts=tuple(int(c) for c in bucket_counts),
@@ -756,4 +795,30 @@ def plan_buckets(
         num_dropped=int((~kept).sum()),
         num_truncated=int(truncated.sum()),
         example_buckets=ids,
+        auto=choice if auto else None,
     )
+
+
+def _check_auto(strategy, cost, epochs, max_buckets, memory_limit, lengths) -> None:
+    """The arguments ``num_buckets="auto"`` needs, or a ``TypeError``/``ValueError``."""
+    from bucketrnn.costmodel import CostModel
+
+    if strategy != "optimal":
+        raise ValueError(f"num_buckets='auto' chooses its own boundaries; strategy must be "
+                         f"'optimal' (the default), got strategy={strategy!r}")
+    if cost is None:
+        raise ValueError("num_buckets='auto' needs cost=<CostModel>: measure the model with "
+                         "bucketrnn.costmodel.probe(build, example, lengths, rows) (or fit one "
+                         "with CostModel.fit), or give num_buckets as an integer")
+    if not isinstance(cost, CostModel):
+        raise TypeError(f"cost must be a bucketrnn.costmodel.CostModel, got "
+                        f"{type(cost).__name__}")
+    if isinstance(epochs, bool) or not isinstance(epochs, Real) or not math.isfinite(epochs) \
+            or epochs <= 0:
+        raise ValueError(f"epochs must be a finite number > 0 (epochs of the planned run), got "
+                         f"epochs={epochs!r}")
+    check_int("max_buckets", max_buckets, low=1)
+    check_int("memory_limit", memory_limit, low=1, allow_none=True)
+    if is_pair_lengths(np.asarray(lengths)):
+        raise ValueError("num_buckets='auto' plans one length per example; for (src, tgt) "
+                         "pairs give num_buckets as an integer")

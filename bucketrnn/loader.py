@@ -167,6 +167,10 @@ class BucketLoader:
         line of 10^6 tokens among sentences) is refused before any graph exists unless
         ``max_length`` caps the lengths (with ``on_overflow='truncate'`` or ``'drop'``) or
         ``outliers='allow'``.
+    cost, epochs, max_buckets, memory_limit
+        ``num_buckets="auto"``: the plan that makes ``epochs`` of training fastest by the cost
+        model ``cost`` (:func:`bucketrnn.costmodel.probe`), compile time included; see
+        :func:`~bucketrnn.buckets.plan_buckets`. ``loader.plan.auto`` says why.
     shuffle, seed, last_batch, on_overflow, num_shards, shard_index
         Passed to :class:`~bucketrnn.sampler.BucketBatchSampler` (``on_overflow`` also to the
         plan).
@@ -216,7 +220,7 @@ class BucketLoader:
     [(1, (2, 1)), (3, (2, 3))]
     """
 
-    def __init__(self, dataset, batch_size: int | None = 32, num_buckets: int = 8,
+    def __init__(self, dataset, batch_size: int | None = 32, num_buckets: int | str = 8,
                  strategy: str = "optimal", max_tokens: int | None = None,
                  batch_size_multiple: int = 1, boundaries: Sequence[int] | None = None,
                  shuffle: bool = True, seed: int = 0, last_batch: str = "fill",
@@ -224,7 +228,8 @@ class BucketLoader:
                  shard_index: int = 0, num_workers: int = 0, prefetch: int | None = None,
                  timeout: float = 120, ctx=None, pad_val: int | float = 0,
                  vocab_size: int | tuple[int, int] | None = None, num_classes: int | None = None,
-                 max_length: int | None = None, outliers: str = "error"):
+                 max_length: int | None = None, outliers: str = "error", cost=None,
+                 epochs: float = 1.0, max_buckets: int = 64, memory_limit: int | None = None):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"dataset must support len() and indexing, got "
                             f"{type(dataset).__name__}")
@@ -269,7 +274,8 @@ class BucketLoader:
                                  batch_size=batch_size, max_tokens=max_tokens,
                                  batch_size_multiple=batch_size_multiple, boundaries=boundaries,
                                  on_overflow=on_overflow, max_length=max_length,
-                                 outliers=outliers)
+                                 outliers=outliers, cost=cost, epochs=epochs,
+                                 max_buckets=max_buckets, memory_limit=memory_limit)
         self.sampler = BucketBatchSampler(lengths, self.plan, shuffle=shuffle, seed=seed,
                                           last_batch=last_batch, num_shards=num_shards,
                                           shard_index=shard_index, on_overflow=on_overflow,

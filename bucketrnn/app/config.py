@@ -11,7 +11,7 @@ Examples
 >>> from omegaconf import OmegaConf
 >>> cfg = OmegaConf.structured(Config)
 >>> cfg.bucketing.num_buckets, cfg.model.cell.value
-(8, 'unrolled')
+('auto', 'unrolled')
 """
 
 from __future__ import annotations
@@ -188,8 +188,13 @@ class BucketingConfig:
     """Bucket plan and batch schedule (:class:`bucketrnn.loader.BucketLoader` arguments)."""
 
     strategy: Strategy = Strategy.optimal
-    num_buckets: int = 8
+    # An integer >= 1, or "auto": probe the model and choose K for the fastest run
+    # (bucketrnn/app/auto.py). Any: OmegaConf 2.3 has no Union[int, str]; validate() checks it.
+    num_buckets: Any = "auto"
     boundaries: Optional[list[int]] = None
+    # Set by the app, not the user: the boundaries num_buckets=auto chose at the run's first
+    # session, so config.json and the checkpoint fingerprint fix the plan for a resume.
+    auto_boundaries: Optional[list[int]] = None
     batch_size: Optional[int] = 32
     max_tokens: Optional[int] = None
     batch_size_multiple: int = 1
@@ -287,6 +292,8 @@ def fingerprint(cfg) -> dict:
         for key, value in d[section].items():
             if section == "bucketing" and key in ("num_workers", "timeout"):
                 continue
+            if section == "bucketing" and key == "auto_boundaries" and value is None:
+                continue  # absent before num_buckets=auto existed: old checkpoints still load
             flat[f"{section}.{key}"] = value
     for key in _FINGERPRINT_TRAINER:
         flat[f"trainer.{key}"] = d["trainer"][key]
@@ -487,7 +494,21 @@ def validate(cfg) -> None:
          f"must be null or model.hidden_size={model['hidden_size']} while "
          "model.tie_weights=true")
     _check_model_size(model, b, need)
-    need(b["num_buckets"] >= 1, "bucketing.num_buckets", b["num_buckets"], "must be >= 1")
+    auto = b["num_buckets"] == "auto"
+    need(auto or (isinstance(b["num_buckets"], int) and not isinstance(b["num_buckets"], bool)),
+         "bucketing.num_buckets", b["num_buckets"], "must be an integer >= 1 or auto")
+    need(auto or b["num_buckets"] >= 1, "bucketing.num_buckets", b["num_buckets"],
+         "must be >= 1")
+    need(not auto or b["strategy"] in ("optimal", "fixed"), "bucketing.strategy", b["strategy"],
+         "needs an integer bucketing.num_buckets (bucketing.num_buckets=auto plans its own "
+         "boundaries, as strategy=optimal)")
+    bounds = b.get("auto_boundaries")
+    need(bounds is None or (auto and b["strategy"] == "optimal"), "bucketing.auto_boundaries",
+         bounds, "is set by bucketing.num_buckets=auto (strategy=optimal) only; use "
+         "bucketing.strategy=fixed with bucketing.boundaries to give boundaries")
+    need(bounds is None or (len(bounds) >= 1 and all(x >= 1 for x in bounds)
+                            and all(x < y for x, y in zip(bounds, bounds[1:]))),
+         "bucketing.auto_boundaries", bounds, "must be strictly increasing integers >= 1")
     need(b["batch_size"] is not None or b["max_tokens"] is not None, "bucketing.batch_size",
          b["batch_size"], "or bucketing.max_tokens must be set")
     need(b["batch_size"] is None or b["batch_size"] >= 1, "bucketing.batch_size",

@@ -324,7 +324,8 @@ def _load_labelled(d: dict, seed: int) -> Data:
 
 
 def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
-                 shard_index: int = 0, ctx=None):
+                 shard_index: int = 0, ctx=None, cost=None, epochs: float = 1.0,
+                 memory_limit: int | None = None):
     """``(train_loader, valid_loader, test_loader)`` for a ``bucketing`` config, delivering
     batches on ``ctx`` (default: MXNet's current context).
 
@@ -335,14 +336,32 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
     sequence), the same batch sizes and no shuffling, so they reuse the training graphs.
     Every loader checks token ids against ``len(data.vocab)`` and, for a classifier, labels
     against ``data.num_classes`` (an out-of-range id raises naming the dataset index).
+
+    ``bucketing.num_buckets=auto`` plans with ``cost`` (a CostModel) for ``epochs`` under
+    ``memory_limit``; with ``bucketing.auto_boundaries`` set (an earlier session chose them)
+    those boundaries are used as they are; with neither, ``ValueError``
+    (:mod:`bucketrnn.app.auto`).
     """
     from bucketrnn.loader import BucketLoader, evaluation_loader
 
     b = to_dict(bucketing)
     sizes = {"batch_size": b["batch_size"], "max_tokens": b["max_tokens"],
              "batch_size_multiple": b["batch_size_multiple"]}
-    train = BucketLoader(data.train, num_buckets=b["num_buckets"], strategy=b["strategy"],
-                         boundaries=b["boundaries"], shuffle=b["shuffle"], seed=seed,
+    plan = {"num_buckets": b["num_buckets"], "strategy": b["strategy"],
+            "boundaries": b["boundaries"]}
+    if b["num_buckets"] == "auto":
+        if b["strategy"] == "fixed":  # num_buckets is not used with fixed boundaries
+            plan["num_buckets"] = len(b["boundaries"])
+        elif b.get("auto_boundaries"):
+            plan = {"num_buckets": len(b["auto_boundaries"]), "strategy": "fixed",
+                    "boundaries": b["auto_boundaries"]}
+        elif cost is None:
+            raise ValueError("bucketing.num_buckets=auto needs the model's cost model (the app "
+                             "probes it; bucketrnn.costmodel.probe); give bucketing.num_buckets="
+                             "N to plan without one")
+        else:
+            plan.update(cost=cost, epochs=epochs, memory_limit=memory_limit)
+    train = BucketLoader(data.train, **plan, shuffle=b["shuffle"], seed=seed,
                          last_batch=b["last_batch"], on_overflow=b["on_overflow"],
                          num_workers=b["num_workers"], timeout=b["timeout"],
                          num_shards=num_shards, shard_index=shard_index, ctx=ctx,

@@ -7,13 +7,17 @@ nothing is written to disk)::
     bucketrnn-plan
     bucketrnn-plan bucketing.num_buckets=32 bucketing.strategy=quantile
     bucketrnn-plan dataset=text dataset.path=corpus.txt dataset.tokens=char
+
+With ``bucketing.num_buckets=auto`` (the default) it probes the model on the configured context
+first (some seconds), as the app does, and shows the chosen K and why.
 """
 
 from __future__ import annotations
 
 import sys
 
-from bucketrnn.app.config import CONF_DIR
+from bucketrnn.app import auto
+from bucketrnn.app.config import CONF_DIR, to_dict
 from bucketrnn.app.experiment import load_data, make_loaders
 from bucketrnn.buckets import pad_to_max_waste
 
@@ -30,7 +34,17 @@ def describe(cfg) -> str:
                          "plans the config its command line composes (the run's own settings "
                          "are in its config.json)")
     data = load_data(cfg.dataset, seed=cfg.seed)
-    train, valid, test = make_loaders(data, cfg.bucketing, seed=cfg.seed)
+    cost, bucketing = None, cfg.bucketing
+    if auto.pending(cfg.bucketing):
+        from bucketrnn.app.config import parse_context
+        from bucketrnn.app.run import build_model
+
+        cost = auto.probe_run(cfg, data, parse_context(cfg.trainer.context), build_model)
+        if cost is None:
+            bucketing = {**to_dict(cfg.bucketing), "num_buckets": auto.FALLBACK_BUCKETS}
+    train, valid, test = make_loaders(
+        data, bucketing, seed=cfg.seed, cost=cost,
+        epochs=auto.planned_epochs(cfg.trainer, to_dict(cfg.bucketing), len(data.train)))
     plan = train.plan
     lines = [f"dataset: {data.description}",
              f"train: {len(data.train)} sequences, {int(train.lengths.sum())} time steps "
@@ -46,6 +60,8 @@ def describe(cfg) -> str:
         if loader is not None:
             lines.append(f"{name}: {len(loader.lengths)} sequences on the train boundaries, "
                          f"waste {100 * loader.plan.waste:.2f}%, {len(loader)} batches")
+    if cost is not None:
+        lines.append(auto.plan_note(cost, plan))
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ import sys
 import time
 
 from bucketrnn import cores
+from bucketrnn.app import auto
 from bucketrnn.app.config import (
     CONF_DIR,
     check_vocab_size,
@@ -298,6 +299,7 @@ def _log_file(work: str, handlers: list, owned: set) -> None:
 def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) -> dict:
     from bucketrnn import checkpoint as ckpt
     from bucketrnn import distributed
+    from bucketrnn.memory import available_memory
     from bucketrnn.train import TrainLoop
 
     started = time.time()
@@ -308,6 +310,9 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     if resume_dir and overrides is not None and os.path.lexists(saved_config):
         cfg = restore(cfg, _read_config(saved_config), overrides, source=saved_config)
         validate(cfg)
+    if resume_dir and auto.pending(cfg.bucketing) and os.path.lexists(saved_config):
+        # num_buckets=auto was planned by the run's first session: reuse, never re-probe.
+        cfg = auto.reuse_saved_plan(cfg, _read_config(saved_config))
     fp = fingerprint(cfg)
     ckpt_path = os.path.join(work, ckpt.FILENAME)
     if resume_dir:
@@ -332,9 +337,21 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
                              "tag ids would mean other tags; restore the data or start a new run")
         if data.tgt_vocab is not None:
             _check_saved_vocab(os.path.join(work, TGT_VOCAB), data.tgt_vocab)
+    cost, bucketing, planning = None, cfg.bucketing, auto.pending(cfg.bucketing)
+    if planning:
+        cost = auto.probe_run(cfg, data, ctx, build_model, num_shards=shard.num_shards)
+        if cost is None:
+            bucketing = {**to_dict(cfg.bucketing), "num_buckets": auto.FALLBACK_BUCKETS}
     train_loader, valid_loader, test_loader = make_loaders(
-        data, cfg.bucketing, seed=cfg.seed, num_shards=shard.num_shards,
-        shard_index=shard.shard_index, ctx=ctx)
+        data, bucketing, seed=cfg.seed, num_shards=shard.num_shards,
+        shard_index=shard.shard_index, ctx=ctx, cost=cost,
+        epochs=auto.planned_epochs(cfg.trainer, to_dict(cfg.bucketing), len(data.train),
+                                   shard.num_shards),
+        memory_limit=available_memory(ctx))
+    if planning:
+        # The plan is fixed from here on: config.json and the fingerprint hold it.
+        cfg.bucketing.auto_boundaries = list(train_loader.plan.boundaries)
+        fp = fingerprint(cfg)
     if writer:
         # Bad input is refused above, before the directory is made; from here on it is written,
         # by one process at a time.
@@ -358,6 +375,11 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     log.info("run directory: %s%s", work, " (resumed)" if resume_dir else "")
     log.info("dataset: %s; %d training sequences", data.description, len(data.train))
     log.info("%r", train_loader.plan)
+    if planning:
+        log.info("%s", auto.plan_note(cost, train_loader.plan))
+    elif auto.is_auto(cfg.bucketing):
+        log.info("auto plan: the boundaries chosen at the run's first session, %s",
+                 list(train_loader.plan.boundaries))
     memory = to_dict(cfg.memory)["policy"]
     if cfg.model.get("cell") == "fused" and memory == "shared" and ctx.device_type == "cpu":
         # oneDNN's RNN operator allocates its workspace itself (docs/configuration.md has the
@@ -403,6 +425,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         "precision": t["precision"],
         **results, "resumed": bool(resume_dir),
     }
+    if auto.is_auto(cfg.bucketing):
+        summary["auto_plan"] = auto.summary_entry(cost, plan, bool(resume_dir))
     with _report("utilisation not measured"):
         summary["utilisation"] = utilisation(cfg.model, len(data.vocab),
                                              summary["tokens_per_s"], ctx)
@@ -480,6 +504,12 @@ def format_summary(s: dict) -> str:
              f"{s['train_seconds']:.0f} s of training; wall {s['wall_seconds']:.0f} s",
              f"threads        {s.get('threads', 'unknown')}"]
     lines.append(f"precision      {s.get('precision', 'fp32')}")
+    a = s.get("auto_plan")
+    if a and a.get("chosen"):
+        lines.insert(4, f"auto plan      K={a['num_buckets']} predicted "
+                        f"{a['predicted_tokens_per_s']:,.0f} real tokens/s (compile "
+                        f"{100 * a['compile_share']:.1f}%, probe {100 * a['probe_share']:.1f}% "
+                        f"of the run), runner-up K={a['runner_up']}")
     u = s.get("utilisation")
     if u:
         lines.append(f"utilisation    {u['model_gflops']:.1f} GFLOP/s of model work "

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bucketrnn.app.auto import FALLBACK_BUCKETS
 from bucketrnn.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, TGT_VOCAB, VOCAB, read_json
 
 __all__ = ["TrainedRun", "explain_too_large", "load_run", "refuse_outlier_lines"]
@@ -94,18 +95,22 @@ class TrainedRun:
         lengths = BucketLoader(dataset, batch_size=1, num_buckets=1, shuffle=False,
                                task=self.task, outliers="allow").lengths
         refuse_outlier_lines(dataset, lengths, source)
-        bounds = None
-        if b["strategy"] == "fixed":
-            bounds = sorted(set(b["boundaries"]))
+        bounds, strategy = None, b["strategy"]
+        # An automatic plan is fixed in config.json (bucketing.auto_boundaries): the training
+        # plan's boundaries, reused here so the inputs meet the graphs training compiled.
+        fixed = b["boundaries"] if strategy == "fixed" else b.get("auto_boundaries")
+        if fixed:
+            strategy, bounds = "fixed", sorted(set(fixed))
             if int(lengths.max()) > bounds[-1]:
                 bounds.append(int(lengths.max()))
-        buckets = min(b["num_buckets"], len(np.unique(lengths)))
+        planned = b["num_buckets"] if isinstance(b["num_buckets"], int) else FALLBACK_BUCKETS
+        buckets = min(planned, len(np.unique(lengths)))
         budget = b["max_tokens"]
         if budget is not None:  # a token budget too small for the longest line: rows of one
             budget = max(budget, b["batch_size_multiple"] * int(lengths.max()))
         return BucketLoader(dataset, batch_size=b["batch_size"], max_tokens=budget,
                             batch_size_multiple=b["batch_size_multiple"], num_buckets=buckets,
-                            strategy=b["strategy"], boundaries=bounds, shuffle=False,
+                            strategy=strategy, boundaries=bounds, shuffle=False,
                             last_batch="fill", task=self.task, ctx=self.ctx,
                             vocab_size=len(self.vocab),
                             num_classes=None if self.classes is None else len(self.classes))

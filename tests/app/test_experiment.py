@@ -52,7 +52,7 @@ def test_one_huge_line_fails_fast_naming_file_line_length_and_fix(corpus, tmp_pa
 def test_max_length_cuts_or_drops_the_line_and_counts_it(corpus, policy):
     path, rest = corpus
     cfg = _compose(f"dataset.path={path}", f"dataset.max_length={rest}",
-                   f"dataset.on_overflow={policy}")
+                   f"dataset.on_overflow={policy}", "bucketing.num_buckets=2")
     data = load_data(cfg.dataset, seed=0)
     cut = {"truncate": (0, 1, 10**6 - rest), "drop": (1, 0, 10**6)}[policy]
     names = ("lines_dropped", "lines_truncated", "tokens_cut")

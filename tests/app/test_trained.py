@@ -589,3 +589,23 @@ def test_predict_into_a_closed_pipe_stops_quietly(clf, tmp_path):
                           timeout=300)
     assert done.stdout.count("\n") == 1 and "error" not in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+def test_commands_on_a_run_with_the_default_automatic_plan(tmp_path):
+    # The app's default num_buckets=auto fixes its boundaries in config.json
+    # (bucketing.auto_boundaries); evaluate FILE and predict plan their inputs on them.
+    overrides = [o for o in TINY if not o.startswith("bucketing.num_buckets")]
+    rng = np.random.default_rng(3)
+    path = _write(tmp_path / "train.txt", _lines(rng, 120))
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides + [f"dataset.path={path}"])
+    assert cfg.bucketing.num_buckets == "auto"
+    run_dir = str(tmp_path / "run")
+    run(cfg, run_dir, stream=io.StringIO())
+    saved = json.loads(open(os.path.join(run_dir, "config.json")).read())["bucketing"]
+    assert saved["num_buckets"] == "auto" and saved["auto_boundaries"]
+    trained = bucketrnn.load_run(run_dir)
+    loader = trained.loader(trained.read(path)[0])
+    assert set(loader.plan.boundaries) >= set(saved["auto_boundaries"])
+    status, out, _ = _command("evaluate", run_dir, path)
+    assert status == 0 and "perplexity" in out

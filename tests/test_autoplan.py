@@ -1,0 +1,140 @@
+"""num_buckets="auto": the planner picks the K and boundaries a cost model says are fastest."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from bucketrnn.buckets import length_histogram, plan_buckets
+from bucketrnn.costmodel import CostModel
+from bucketrnn.loader import BucketLoader
+
+
+def _lengths(seed=0, n=400, high=30):
+    rng = np.random.default_rng(seed)
+    return rng.integers(1, high, size=n)
+
+
+def _brute(lengths, cost, batch, epochs):
+    """Predicted time of every boundary subset (the longest length always ends the last)."""
+    values, counts = length_histogram(lengths)
+    best = {}
+    for r in range(len(values)):
+        for inner in itertools.combinations(values[:-1], r):
+            bounds = np.array(list(inner) + [values[-1]])
+            ids = np.searchsorted(bounds, lengths, side="left")
+            n = np.bincount(ids, minlength=bounds.size)
+            t = float(sum(epochs * -(-c // batch) * cost.step_time(batch, b) + cost.compile_time(b)
+                          for c, b in zip(n, bounds) if c))
+            k = int((n > 0).sum())
+            best[k] = min(best.get(k, np.inf), t)
+    return best
+
+
+def test_zero_compile_cost_gives_a_bucket_per_distinct_length():
+    lengths = np.repeat([3, 5, 8, 13, 21, 34], [7, 5, 9, 4, 6, 3])
+    free = CostModel(step=(0.0, 0.0, 1e-4), compile=(0.0, 0.0))
+    plan = plan_buckets(lengths, num_buckets="auto", cost=free, batch_size=1)
+    assert plan.keys == (3, 5, 8, 13, 21, 34)
+    assert plan.auto.num_buckets == 6 and plan.waste == 0.0
+
+
+def test_huge_compile_cost_gives_one_bucket():
+    dear = CostModel(step=(1e-3, 1e-5, 1e-6), compile=(1e4, 10.0))
+    plan = plan_buckets(_lengths(), num_buckets="auto", cost=dear, batch_size=16, epochs=3)
+    assert plan.num_buckets == 1 and plan.keys == (29,)
+    assert plan.auto.compile_share > 0.99
+
+
+@pytest.mark.parametrize("compile_s", [0.02, 0.3, 2.0])
+def test_intermediate_cost_matches_a_brute_force_sweep_over_every_plan(compile_s):
+    lengths = _lengths(seed=1, n=300, high=13)  # 12 distinct lengths: 2**11 plans
+    cost = CostModel(step=(2e-3, 3e-4, 2e-5), compile=(compile_s, compile_s / 20))
+    plan = plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=8, epochs=2)
+    brute = _brute(lengths, cost, 8, 2)
+    k_best = min(brute, key=brute.get)
+    assert plan.auto.num_buckets == k_best == plan.num_buckets
+    assert plan.auto.predicted_seconds == pytest.approx(brute[k_best], rel=1e-9)
+    for row in plan.auto.table:  # every K the explanation quotes is that K's true optimum
+        assert row["seconds"] == pytest.approx(brute[row["k"]], rel=1e-9)
+
+
+def test_longer_runs_afford_more_graphs():
+    cost = CostModel(step=(2e-3, 3e-4, 2e-5), compile=(0.05, 0.002))
+    ks = [plan_buckets(_lengths(), num_buckets="auto", cost=cost, batch_size=8,
+                       epochs=e).num_buckets for e in (0.05, 1, 50)]
+    assert ks[0] < ks[1] < ks[2]
+
+
+def test_explanation_names_the_choice_speed_compile_share_and_runner_up():
+    cost = CostModel(step=(2e-3, 3e-4, 2e-5), compile=(0.3, 0.01))
+    plan = plan_buckets(_lengths(), num_buckets="auto", cost=cost, batch_size=8, epochs=2)
+    text = repr(plan)
+    assert plan.strategy == "auto" and "auto plan:" in text and "<- chosen" in text
+    assert f"runner-up K={plan.auto.runner_up}" in text and "compile" in text
+    d = plan.to_dict()["auto"]
+    assert d["num_buckets"] == plan.num_buckets and 0 < d["compile_share"] < 1
+    assert d["predicted_tokens_per_s"] == pytest.approx(2 * plan.real_tokens
+                                                         / d["predicted_seconds"])
+
+
+def test_shared_memory_cap_rules_out_graphs_that_do_not_fit():
+    lengths = np.repeat([4, 10, 20, 40], 10)
+    # memory grows with the key's rows x length; rows shrink with a token budget
+    cost = CostModel(step=(0, 0, 1e-4), compile=(0, 0), memory=(0, 10.0, 0))
+    plan = plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=1, memory_limit=400)
+    assert plan.keys == (4, 10, 20, 40)
+    with pytest.raises(ValueError, match=r"memory_limit=300 bytes is less than the longest "
+                                          r"bucket's graph needs"):
+        plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=1, memory_limit=300)
+
+
+def test_static_memory_cap_limits_the_graphs_held_together():
+    lengths = np.repeat([4, 10, 20, 40], 10)
+    cost = CostModel(step=(0, 0, 1e-4), compile=(0, 0), memory=(100.0, 0, 0),
+                     memory_policy="static")
+    assert plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=1).num_buckets == 4
+    plan = plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=1, memory_limit=250)
+    assert plan.num_buckets == 2
+    assert all(r["feasible"] == (r["k"] <= 2) for r in plan.auto.table)
+    with pytest.raises(ValueError, match=r"memory_limit=50 needs|no plan fits memory_limit=50"):
+        plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=1, memory_limit=50)
+
+
+def test_loader_plans_auto_with_a_cost_model():
+    seqs = [[1] * int(n) for n in _lengths(n=60) + 1]
+    cost = CostModel(step=(1e-3, 1e-4, 1e-5), compile=(0.05, 0.001))
+    loader = BucketLoader(seqs, batch_size=4, num_buckets="auto", cost=cost, epochs=3, seed=0)
+    assert loader.plan.auto is not None and loader.plan.strategy == "auto"
+    assert sum(1 for _ in loader) == len(loader)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({}, ValueError, r"num_buckets='auto' needs cost=<CostModel>: measure the model with "
+                     r"bucketrnn\.costmodel\.probe"),
+    ({"cost": "fast"}, TypeError, r"cost must be a bucketrnn\.costmodel\.CostModel, got str"),
+    ({"strategy": "quantile"}, ValueError, r"strategy must be 'optimal' \(the default\), got "
+                                           r"strategy='quantile'"),
+    ({"epochs": 0}, ValueError, r"epochs must be a finite number > 0 .*got epochs=0"),
+    ({"max_buckets": 0}, ValueError, r"max_buckets"),
+    ({"memory_limit": 10}, ValueError, r"memory_limit=10 needs a cost model with a memory"),
+])
+def test_bad_auto_arguments_are_named(kwargs, error, match):
+    cost = CostModel(step=(1e-3, 1e-4, 1e-5), compile=(0.05, 0.001))
+    args = {"cost": cost, **kwargs}
+    if not kwargs:
+        args.pop("cost")
+    with pytest.raises(error, match=match):
+        plan_buckets(_lengths(), num_buckets="auto", batch_size=4, **args)
+
+
+def test_cost_without_auto_and_auto_on_pairs_are_refused():
+    cost = CostModel(step=(1e-3, 1e-4, 1e-5), compile=(0.05, 0.001))
+    with pytest.raises(ValueError, match=r"cost is only used with num_buckets='auto', got "
+                                         r"num_buckets=4"):
+        plan_buckets(_lengths(), num_buckets=4, cost=cost)
+    with pytest.raises(ValueError, match=r"num_buckets='auto' plans one length per example"):
+        plan_buckets(np.array([[3, 4], [5, 6], [7, 2]]), num_buckets="auto", cost=cost)
+    with pytest.raises(ValueError, match=r"num_buckets must be an integer >= 1 or .auto., got "
+                                         r"num_buckets=.many."):
+        plan_buckets(_lengths(), num_buckets="many")
