@@ -393,7 +393,8 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
     Parameters
     ----------
     path : str
-        The file; lines end with ``\\n``, ``\\r\\n`` or ``\\r``, blank ones are skipped.
+        The file; lines end with ``\\n``, ``\\r\\n`` or ``\\r``, blank ones are skipped;
+        a leading UTF-8 byte-order mark is not read as text.
     tokens : {"whitespace", "char"}
         Words or characters.
     max_length : int, optional
@@ -441,6 +442,9 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
         raise ValueError(f"text file {e.strerror}; it is not read (a FIFO could block, a "
                          "device never end): name a UTF-8 text file") from None
     text = _decode_utf8(data, path)
+    # A byte-order mark (Windows editors write one) is no text: kept, it would glue itself to
+    # the first token (a vocabulary entry '\ufeffthe' apart from 'the').
+    text = text[1:] if text.startswith("\ufeff") else text
     # The line breaks of Python's text mode (universal newlines), so line numbers match it.
     raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if raw and raw[-1] == "":
