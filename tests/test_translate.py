@@ -57,3 +57,17 @@ def test_translate_file_answers_each_line(tmp_path):
     path.write_text("a\n\tb\n")
     with pytest.raises(ValueError, match=r"line 2 has an empty source"):
         translate_file(m, SRC, TGT, str(path))
+
+
+def test_translate_file_refuses_a_far_longer_line_naming_it_before_any_graph(tmp_path):
+    # A 10**6-token line among short ones would be traced into a 10**6-step encoder for hours.
+    from bucketrnn.translate import translate_file
+
+    m = model()
+    path = tmp_path / "in.txt"
+    path.write_text("a b\n\nc a b\n" + "a " * 100_000 + "\nb\n")
+    dec = Seq2SeqDecoder(m, eos_id=TGT["<eos>"])
+    with pytest.raises(ValueError, match=rf"file {str(path)!r} line 4 is a source of 100000 "
+                                         r"tokens, far more than the rest need \(3 at most"):
+        translate_file(m, SRC, TGT, str(path), decoder=dec)
+    assert dec.encoders == {}  # refused before any encoder graph was built
