@@ -140,3 +140,19 @@ def test_a_tag_map_with_blank_or_spaced_tags_is_refused(tmp_path, bad):
     path.write_text(bad)
     with pytest.raises(ValueError, match="empty or holds whitespace"):
         load_tags(str(path))
+
+
+def test_a_tag_map_of_another_size_is_named_as_tags_json(tagged, tmp_path):
+    # The shape error named classes.json, a file a tagger's run does not have.
+    import bucketrnn
+    from bucketrnn.checkpoint import CheckpointError
+
+    work = tmp_path / "run"
+    run(_compose(f"dataset.path={tagged}", "trainer.max_steps=1", "trainer.epochs=1"),
+        str(work))
+    (work / "tags.json").write_text('["DT", "NN", "VB", "JJ"]')
+    with pytest.raises(CheckpointError, match=r"holds sequencetagger_out_weight shaped \(3, "
+                                              r"\d+\), but the model of .*config.json with "
+                                              r"vocab.json \(\d+ tokens\) and tags.json \(4 "
+                                              r"classes\) needs \(4, \d+\)"):
+        bucketrnn.load_run(str(work))
