@@ -383,8 +383,11 @@ class GraphCache:
                 # static_shape promises one input shape, which a length-agnostic graph breaks
                 # by design: MXNet 1.9.1 then fails the foreach backward intermittently ("We
                 # didn't record the computation for iteration N"); static_alloc alone holds.
+                # The same holds for per-key graphs that hold a foreach (a seq2seq model's
+                # foreach encoder): their gradients came out inf from the second bucket on.
+                foreach = self.length_agnostic or getattr(block, "uses_foreach", False) is True
                 block.hybridize(active=True, static_alloc=self.memory == "static",
-                                static_shape=self.memory == "static" and not self.length_agnostic)
+                                static_shape=self.memory == "static" and not foreach)
             runner = _BlockRunner(block)
         self._runners[(key, ctx)] = runner
         return runner

@@ -121,3 +121,16 @@ def test_a_trained_pairs_run_is_loaded_and_translates_files_in_input_order(tmp_p
     for line, src in zip(lines, sources):
         if src:  # each line as it is translated alone
             assert line == translate(model, trained.vocab, trained.tgt_vocab, [src.split()])[0]
+
+
+@pytest.mark.parametrize("memory", ["shared", "static"])
+def test_a_foreach_encoder_trains_pairs_per_key_like_the_unrolled_one(tmp_path, memory):
+    # GraphCache took the foreach encoder's length_agnostic for the whole model and ran every
+    # (src_len, tgt_len) key on the first block (its shape check refused the next batch); with
+    # separate per-key graphs, memory=static's static_shape then made gradients inf.
+    path = _pairs_file(tmp_path)
+    base = [f"dataset.path={path}", f"memory={memory}", "trainer.max_steps=8"]
+    got = run(_compose(*base, "model.cell=foreach"), str(tmp_path / "foreach"))
+    want = run(_compose(*base, "model.cell=unrolled"), str(tmp_path / "unrolled"))
+    assert got["graphs_compiled"] == want["graphs_compiled"] > 1
+    assert got["valid"]["loss"] == pytest.approx(want["valid"]["loss"], rel=1e-5)
