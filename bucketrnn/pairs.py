@@ -64,7 +64,8 @@ def _split(text: str, tokens: str):
 
 def read_pairs(path: str, tokens: str = "whitespace", max_length: int | None = None,
                on_overflow: str = "error") -> Pairs:
-    """The ``source<TAB>target`` pairs of a UTF-8 file (blank lines skipped).
+    """The ``source<TAB>target`` pairs of a UTF-8 file (blank lines skipped; a line holding a
+    tab is never blank).
 
     Parameters
     ----------
@@ -88,7 +89,8 @@ def read_pairs(path: str, tokens: str = "whitespace", max_length: int | None = N
     check_int("max_length", max_length, low=1, allow_none=True)
     check_choice("on_overflow", on_overflow, _POLICIES)
     # Characters keep the tabs (and every other byte of the line): the line comes back whole.
-    lines = read_lines(path, tokens="char")
+    # A line of only tabs and spaces is no blank line here: it is read (and refused).
+    lines = read_lines(path, tokens="char", keep="\t")
     pairs, numbers = [], []
     dropped = truncated = cut = 0
     for chars, number in zip(lines, lines.line_numbers.tolist()):
