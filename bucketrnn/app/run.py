@@ -351,6 +351,13 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
                             {"label": cfg.dataset.label, "classes": data.classes})
             if data.tgt_vocab is not None:  # pairs: vocab.json is the source vocabulary
                 data.tgt_vocab.save(os.path.join(work, TGT_VOCAB))
+        else:
+            # A resumed run trains on the data's vocabularies (checked above when saved): one
+            # that is missing is written again, or the run could never be loaded (load_run).
+            for name, vocab in ((VOCAB, data.vocab), (TGT_VOCAB, data.tgt_vocab)):
+                if vocab is not None and not os.path.lexists(os.path.join(work, name)):
+                    log.warning("%s was missing: written again from the data", name)
+                    vocab.save(os.path.join(work, name))
         if not resume_dir and tagger:
             # The tagger's class map (tag id -> name), to use the trained model later.
             save_tags(os.path.join(work, TAGS), data.classes)

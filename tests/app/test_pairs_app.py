@@ -134,3 +134,19 @@ def test_a_foreach_encoder_trains_pairs_per_key_like_the_unrolled_one(tmp_path, 
     want = run(_compose(*base, "model.cell=unrolled"), str(tmp_path / "unrolled"))
     assert got["graphs_compiled"] == want["graphs_compiled"] > 1
     assert got["valid"]["loss"] == pytest.approx(want["valid"]["loss"], rel=1e-5)
+
+
+def test_a_resume_writes_a_missing_target_vocabulary_again(tmp_path):
+    # It resumed without it and left a run directory load_run refuses (no tgt_vocab.json).
+    import bucketrnn
+
+    path = _pairs_file(tmp_path)
+    base = [f"dataset.path={path}", "trainer.max_steps=null", "trainer.epochs=1",
+            "trainer.checkpoint_every=0"]
+    part = tmp_path / "part"
+    run(_compose(*base, "trainer.max_steps=3"), str(part))
+    saved = (part / "tgt_vocab.json").read_bytes()
+    (part / "tgt_vocab.json").unlink()
+    summary = run(_compose(*base, f"resume={part}"), str(tmp_path / "elsewhere"))
+    assert summary["resumed"] and (part / "tgt_vocab.json").read_bytes() == saved
+    assert bucketrnn.load_run(str(part)).tgt_vocab.itos == json.loads(saved)
