@@ -326,7 +326,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     tagger = to_dict(cfg.model)["name"] == "tagger"
     if resume_dir:
         _check_saved_vocab(os.path.join(work, VOCAB), data.vocab)
-        if tagger and load_tags(os.path.join(work, TAGS)) != list(data.classes):
+        if tagger and os.path.lexists(os.path.join(work, TAGS)) \
+                and load_tags(os.path.join(work, TAGS)) != list(data.classes):
             raise ValueError(f"{os.path.join(work, TAGS)!r} does not match the tags of the data "
                              "now: the data changed since the run started, so the checkpoint's "
                              "tag ids would mean other tags; restore the data or start a new run")
@@ -358,8 +359,9 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
                 if vocab is not None and not os.path.lexists(os.path.join(work, name)):
                     log.warning("%s was missing: written again from the data", name)
                     vocab.save(os.path.join(work, name))
-        if not resume_dir and tagger:
-            # The tagger's class map (tag id -> name), to use the trained model later.
+        if tagger and (not resume_dir or not os.path.lexists(os.path.join(work, TAGS))):
+            # The tagger's class map (tag id -> name), to use the trained model later (written
+            # again when a resumed run lost it: it is the data's, as the vocabulary is).
             save_tags(os.path.join(work, TAGS), data.classes)
     params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
     log.info("run directory: %s%s", work, " (resumed)" if resume_dir else "")

@@ -156,3 +156,12 @@ def test_a_tag_map_of_another_size_is_named_as_tags_json(tagged, tmp_path):
                                               r"vocab.json \(\d+ tokens\) and tags.json \(4 "
                                               r"classes\) needs \(4, \d+\)"):
         bucketrnn.load_run(str(work))
+
+
+def test_a_resume_writes_a_missing_tag_map_again(tagged, tmp_path):
+    # It stopped with "no tag map ...: not the run directory of a tagger" on its own run.
+    work = tmp_path / "run"
+    run(_compose(f"dataset.path={tagged}", "trainer.max_steps=2"), str(work))
+    (work / "tags.json").unlink()
+    summary = run(_compose(f"dataset.path={tagged}", f"resume={work}"), str(tmp_path / "x"))
+    assert summary["resumed"] and load_tags(str(work / "tags.json")) == ["DT", "NN", "VB"]
