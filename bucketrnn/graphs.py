@@ -236,6 +236,10 @@ class GraphCache:
         """The block of ``key``, built (not compiled) if needed."""
         if key in self._blocks:
             return self._blocks[key]
+        if self._factory is None and self.length_agnostic:
+            # One graph for every length (a loaded foreach export): a key it was not exported
+            # with runs on it too, as it did in the exporting cache.
+            return self._adopt(key, self._reference)
         if self._factory is None or (self.frozen and key not in self._known_keys):
             why = ("built from a fixed mapping of blocks" if self._factory is None
                    else "frozen (frozen=True)")
