@@ -645,7 +645,8 @@ class GraphCache:
 
     @classmethod
     def load(cls, prefix: str, ctx=None, memory: str = "shared", inputs=None) -> GraphCache:
-        """Read what :meth:`export` wrote: a frozen cache of ``SymbolBlock`` graphs.
+        """Read what :meth:`export` wrote: a frozen cache of ``SymbolBlock`` graphs (a
+        length-agnostic export runs any key on its one graph).
 
         ``inputs`` is the exporting cache's ``inputs=`` callable when it had one (required
         then); by default the recorded input names are read from the batch.
