@@ -165,3 +165,20 @@ def test_a_resume_writes_a_missing_tag_map_again(tagged, tmp_path):
     (work / "tags.json").unlink()
     summary = run(_compose(f"dataset.path={tagged}", f"resume={work}"), str(tmp_path / "x"))
     assert summary["resumed"] and load_tags(str(work / "tags.json")) == ["DT", "NN", "VB"]
+
+
+def test_predict_on_a_tagged_file_says_to_use_evaluate(tagged, tmp_path, capsys):
+    # Every token/TAG item was read as one unknown word; only the <unk> count was noted.
+    import io
+
+    from bucketrnn.app import commands
+
+    run_dir = str(tmp_path / "run")
+    run(_compose(f"dataset.path={tagged}", "trainer.max_steps=1", "trainer.epochs=1"), run_dir)
+    capsys.readouterr()
+    assert commands.main(["predict", run_dir, str(tagged)], out=io.StringIO()) == 0
+    assert "every item is token/TAG with one of the run's tags" in capsys.readouterr().err
+    plain = tmp_path / "plain.txt"
+    plain.write_text("the cat sat\na 1/2\n")
+    assert commands.main(["predict", run_dir, str(plain)], out=io.StringIO()) == 0
+    assert "token/TAG" not in capsys.readouterr().err
