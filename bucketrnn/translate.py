@@ -118,15 +118,19 @@ def translate(model, src_vocab, tgt_vocab, sources, tokens: str = "whitespace",
     return [ids_to_text(i, tgt_vocab, tokens) for i in ids]
 
 
-def score_pairs(decoder: Seq2SeqDecoder, examples, **kwargs) -> dict:
+def score_pairs(decoder: Seq2SeqDecoder, examples, unk_id: int | None = None,
+                **kwargs) -> dict:
     """Decode the sources of ``examples`` (``(source ids, target ids)``, the form of
     :func:`bucketrnn.pairs.encode_pairs`; a trailing ``<eos>`` of the target is dropped) and
-    compare with the targets: ``{"exact_match", "bleu", "pairs"}``. ``kwargs`` go to
-    :func:`decode_ids`."""
+    compare with the targets: ``{"exact_match", "bleu", "pairs"}``. With ``unk_id`` (the target
+    vocabulary's ``<unk>``), a target token outside the vocabulary matches nothing: an output
+    ``<unk>`` is not the word the reference holds. ``kwargs`` go to :func:`decode_ids`."""
+    check_int("unk_id", unk_id, low=0, allow_none=True)
     refs = []
     for _, tgt in examples:
         t = [int(x) for x in tgt]
-        refs.append(t[:t.index(decoder.eos_id)] if decoder.eos_id in t else t)
+        t = t[:t.index(decoder.eos_id)] if decoder.eos_id in t else t
+        refs.append(t if unk_id is None else [-1 if x == unk_id else x for x in t])
     hyps = decode_ids(decoder, [src for src, _ in examples], **kwargs)
     return {"exact_match": exact_match(hyps, refs), "bleu": corpus_bleu(hyps, refs),
             "pairs": len(refs)}

@@ -71,3 +71,23 @@ def test_translate_file_refuses_a_far_longer_line_naming_it_before_any_graph(tmp
                                          r"tokens, far more than the rest need \(3 at most"):
         translate_file(m, SRC, TGT, str(path), decoder=dec)
     assert dec.encoders == {}  # refused before any encoder graph was built
+
+
+def test_an_unknown_reference_token_matches_nothing_with_unk_id():
+    # A model emitting <unk> was credited for a reference word outside the vocabulary.
+    import numpy as np
+
+    from bucketrnn.translate import decode_ids, score_pairs
+
+    dec = Seq2SeqDecoder(model(), eos_id=TGT["<eos>"])
+    sources = [np.array([2, 3, 4]), np.array([5, 2])]
+    hyps = decode_ids(dec, sources, max_length=4)
+    assert all(hyps)  # every output has a token
+    examples = [(s, np.array(h + [TGT["<eos>"]])) for s, h in zip(sources, hyps)]
+    assert score_pairs(dec, examples, max_length=4)["exact_match"] == 1.0
+    # Read the first output token as the target vocabulary's <unk>: those references now hold
+    # an unknown word, which the same outputs no longer match.
+    got = score_pairs(dec, examples, unk_id=hyps[0][0], max_length=4)
+    assert got["exact_match"] < 1.0
+    with pytest.raises(ValueError, match="unk_id"):
+        score_pairs(dec, examples, unk_id=-1)

@@ -440,7 +440,8 @@ def _score_translations(loop, data, results: dict, b: dict) -> None:
     for name, part in (("valid", data.valid), ("test", data.test)):
         if part and name in results:
             results[name].update(score_pairs(decoder, part, batch_size=b["batch_size"] or 32,
-                                             num_buckets=b["num_buckets"]))
+                                             num_buckets=b["num_buckets"],
+                                             unk_id=data.tgt_vocab.unk_id))
 
 
 def utilisation(model, vocab_size: int, tokens_per_s: float, ctx) -> dict:
