@@ -80,9 +80,10 @@ def read_pairs(path: str, tokens: str = "whitespace", max_length: int | None = N
     Raises
     ------
     ValueError
-        A line without a tab, with more than one, or with an empty source or target (naming
-        the file and the line); anything :func:`~bucketrnn.datasets.read_lines` refuses (not
-        UTF-8, a directory or device); no pair left.
+        A line without a tab, with more than one, with an empty source or target, or with
+        ``<eos>`` in its target (naming the file and the line); anything
+        :func:`~bucketrnn.datasets.read_lines` refuses (not UTF-8, a directory or device); no
+        pair left.
     FileNotFoundError
     """
     check_choice("tokens", tokens, ("whitespace", "char"))
@@ -104,6 +105,11 @@ def read_pairs(path: str, tokens: str = "whitespace", max_length: int | None = N
             if not side:
                 raise ValueError(f"pairs file {path!r} line {number} has an empty {name}: each "
                                  "line must be a non-empty source<TAB>non-empty target")
+        if EOS in tgt:  # whitespace tokens only: one character is never '<eos>'
+            raise ValueError(f"pairs file {path!r} line {number} has {EOS!r} in its target at "
+                             f"token {tgt.index(EOS) + 1}: it is the end-of-target marker (every "
+                             "target gets one appended), so decoding would stop there and never "
+                             "produce the rest; remove it from the file")
         longest = max(len(src), len(tgt))
         if max_length is not None and longest > max_length:
             if on_overflow == "error":

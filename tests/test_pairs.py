@@ -27,6 +27,9 @@ def test_whitespace_and_char_pairs_with_line_numbers(tmp_path):
     # A line of only its separator is no blank line: it was skipped, pairs lost unnamed.
     ("a b\tb a\n\t\nc\td\n", r"line 2 has an empty source"),
     ("a b\tb a\n \t \t\n", r"line 2 has 2 tabs"),
+    # The end-of-target marker inside a target: decoding would stop there, the rest lost.
+    ("a b\tb a\nx y\tY <eos> X\n", r"line 2 has '<eos>' in its target at token 2: it is the "
+                                     r"end-of-target marker"),
 ])
 def test_bad_lines_name_the_file_and_line(tmp_path, text, match):
     path = write(tmp_path, text)
