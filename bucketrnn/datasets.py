@@ -387,13 +387,14 @@ def _decode_utf8(data: bytes, path: str) -> str:
 
 
 def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = None,
-               on_overflow: str = "error") -> Lines:
+               on_overflow: str = "error", keep: str | None = None) -> Lines:
     """Tokenized non-blank lines of a UTF-8 text file.
 
     Parameters
     ----------
     path : str
-        The file; lines end with ``\\n``, ``\\r\\n`` or ``\\r``, blank ones are skipped.
+        The file; lines end with ``\\n``, ``\\r\\n`` or ``\\r``, blank ones are skipped;
+        a leading UTF-8 byte-order mark is not read as text.
     tokens : {"whitespace", "char"}
         Words or characters.
     max_length : int, optional
@@ -403,6 +404,9 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
         ``"truncate"`` keeps the first ``max_length`` tokens; ``"drop"`` leaves the line out.
         Nothing is lost silently: the result's ``overflow`` counts the lines dropped and
         truncated and the tokens cut.
+    keep : str, optional
+        Characters that make a line of whitespace not blank (kept, not skipped): a pairs file
+        passes ``"\\t"``, so a line holding only its separator is read and refused, not lost.
 
     Returns
     -------
@@ -424,6 +428,8 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
     if on_overflow not in OVERFLOW_POLICIES:
         raise ValueError(f"on_overflow must be one of {OVERFLOW_POLICIES}, got "
                          f"on_overflow={on_overflow!r}")
+    if keep is not None and not isinstance(keep, str):
+        raise TypeError(f"keep must be a string of characters or None, got keep={keep!r}")
     if max_length is None and on_overflow != "error":
         raise ValueError(f"on_overflow={on_overflow!r} needs max_length (the longest line to "
                          "keep whole), got max_length=None")
@@ -441,12 +447,16 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
         raise ValueError(f"text file {e.strerror}; it is not read (a FIFO could block, a "
                          "device never end): name a UTF-8 text file") from None
     text = _decode_utf8(data, path)
+    # A byte-order mark (Windows editors write one) is no text: kept, it would glue itself to
+    # the first token (a vocabulary entry '\ufeffthe' apart from 'the').
+    text = text[1:] if text.startswith("\ufeff") else text
     # The line breaks of Python's text mode (universal newlines), so line numbers match it.
     raw = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if raw and raw[-1] == "":
         raw.pop()
     split = str.split if tokens == "whitespace" else list
-    numbers = [i + 1 for i, ln in enumerate(raw) if ln.strip()]
+    numbers = [i + 1 for i, ln in enumerate(raw)
+               if ln.strip() or (keep and any(c in ln for c in keep))]
     lines = [split(raw[i - 1]) for i in numbers]
     counts = OverflowCounts()
     if max_length is not None:

@@ -249,6 +249,10 @@ class GraphCache:
         """The block of ``key``, built (not compiled) if needed."""
         if key in self._blocks:
             return self._blocks[key]
+        if self._factory is None and self.length_agnostic:
+            # One graph for every length (a loaded foreach export): a key it was not exported
+            # with runs on it too, as it did in the exporting cache.
+            return self._adopt(key, self._reference)
         if self._factory is None or (self.frozen and key not in self._known_keys):
             why = ("built from a fixed mapping of blocks" if self._factory is None
                    else "frozen (frozen=True)")
@@ -396,8 +400,11 @@ class GraphCache:
                 # static_shape promises one input shape, which a length-agnostic graph breaks
                 # by design: MXNet 1.9.1 then fails the foreach backward intermittently ("We
                 # didn't record the computation for iteration N"); static_alloc alone holds.
+                # The same holds for per-key graphs that hold a foreach (a seq2seq model's
+                # foreach encoder): their gradients came out inf from the second bucket on.
+                foreach = self.length_agnostic or getattr(block, "uses_foreach", False) is True
                 block.hybridize(active=True, static_alloc=self.memory == "static",
-                                static_shape=self.memory == "static" and not self.length_agnostic)
+                                static_shape=self.memory == "static" and not foreach)
             runner = _BlockRunner(block)
         self._runners[(key, ctx)] = runner
         return runner
@@ -660,7 +667,8 @@ class GraphCache:
     @classmethod
     def load(cls, prefix: str, ctx=None, memory: str = "shared", inputs=None,
              precision: str = "fp32") -> GraphCache:
-        """Read what :meth:`export` wrote: a frozen cache of ``SymbolBlock`` graphs.
+        """Read what :meth:`export` wrote: a frozen cache of ``SymbolBlock`` graphs (a
+        length-agnostic export runs any key on its one graph).
 
         ``inputs`` is the exporting cache's ``inputs=`` callable when it had one (required
         then); by default the recorded input names are read from the batch. ``precision`` is

@@ -64,7 +64,8 @@ def _split(text: str, tokens: str):
 
 def read_pairs(path: str, tokens: str = "whitespace", max_length: int | None = None,
                on_overflow: str = "error") -> Pairs:
-    """The ``source<TAB>target`` pairs of a UTF-8 file (blank lines skipped).
+    """The ``source<TAB>target`` pairs of a UTF-8 file (blank lines skipped; a line holding a
+    tab is never blank).
 
     Parameters
     ----------
@@ -79,16 +80,18 @@ def read_pairs(path: str, tokens: str = "whitespace", max_length: int | None = N
     Raises
     ------
     ValueError
-        A line without a tab, with more than one, or with an empty source or target (naming
-        the file and the line); anything :func:`~bucketrnn.datasets.read_lines` refuses (not
-        UTF-8, a directory or device); no pair left.
+        A line without a tab, with more than one, with an empty source or target, or with
+        ``<eos>`` in its target (naming the file and the line); anything
+        :func:`~bucketrnn.datasets.read_lines` refuses (not UTF-8, a directory or device); no
+        pair left.
     FileNotFoundError
     """
     check_choice("tokens", tokens, ("whitespace", "char"))
     check_int("max_length", max_length, low=1, allow_none=True)
     check_choice("on_overflow", on_overflow, _POLICIES)
     # Characters keep the tabs (and every other byte of the line): the line comes back whole.
-    lines = read_lines(path, tokens="char")
+    # A line of only tabs and spaces is no blank line here: it is read (and refused).
+    lines = read_lines(path, tokens="char", keep="\t")
     pairs, numbers = [], []
     dropped = truncated = cut = 0
     for chars, number in zip(lines, lines.line_numbers.tolist()):
@@ -102,6 +105,11 @@ def read_pairs(path: str, tokens: str = "whitespace", max_length: int | None = N
             if not side:
                 raise ValueError(f"pairs file {path!r} line {number} has an empty {name}: each "
                                  "line must be a non-empty source<TAB>non-empty target")
+        if EOS in tgt:  # whitespace tokens only: one character is never '<eos>'
+            raise ValueError(f"pairs file {path!r} line {number} has {EOS!r} in its target at "
+                             f"token {tgt.index(EOS) + 1}: it is the end-of-target marker (every "
+                             "target gets one appended), so decoding would stop there and never "
+                             "produce the rest; remove it from the file")
         longest = max(len(src), len(tgt))
         if max_length is not None and longest > max_length:
             if on_overflow == "error":

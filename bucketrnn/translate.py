@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from bucketrnn.bleu import corpus_bleu, exact_match
-from bucketrnn.buckets import plan_buckets
+from bucketrnn.buckets import find_outliers, plan_buckets
 from bucketrnn.datasets import EOS, read_lines
 from bucketrnn.models.decode import Seq2SeqDecoder
 from bucketrnn.pairs import decode_ids as ids_to_text
@@ -118,15 +118,19 @@ def translate(model, src_vocab, tgt_vocab, sources, tokens: str = "whitespace",
     return [ids_to_text(i, tgt_vocab, tokens) for i in ids]
 
 
-def score_pairs(decoder: Seq2SeqDecoder, examples, **kwargs) -> dict:
+def score_pairs(decoder: Seq2SeqDecoder, examples, unk_id: int | None = None,
+                **kwargs) -> dict:
     """Decode the sources of ``examples`` (``(source ids, target ids)``, the form of
     :func:`bucketrnn.pairs.encode_pairs`; a trailing ``<eos>`` of the target is dropped) and
-    compare with the targets: ``{"exact_match", "bleu", "pairs"}``. ``kwargs`` go to
-    :func:`decode_ids`."""
+    compare with the targets: ``{"exact_match", "bleu", "pairs"}``. With ``unk_id`` (the target
+    vocabulary's ``<unk>``), a target token outside the vocabulary matches nothing: an output
+    ``<unk>`` is not the word the reference holds. ``kwargs`` go to :func:`decode_ids`."""
+    check_int("unk_id", unk_id, low=0, allow_none=True)
     refs = []
     for _, tgt in examples:
         t = [int(x) for x in tgt]
-        refs.append(t[:t.index(decoder.eos_id)] if decoder.eos_id in t else t)
+        t = t[:t.index(decoder.eos_id)] if decoder.eos_id in t else t
+        refs.append(t if unk_id is None else [-1 if x == unk_id else x for x in t])
     hyps = decode_ids(decoder, [src for src, _ in examples], **kwargs)
     return {"exact_match": exact_match(hyps, refs), "bleu": corpus_bleu(hyps, refs),
             "pairs": len(refs)}
@@ -146,6 +150,13 @@ def translate_file(model, src_vocab, tgt_vocab, path: str, tokens: str = "whites
         ``outputs`` (one string per line read, in file order), ``line_numbers`` (1-based,
         ``int64``: the file line each output answers; blank lines are skipped) and ``notes``
         (e.g. how many source tokens were not in the vocabulary).
+
+    Raises
+    ------
+    ValueError
+        What :func:`~bucketrnn.datasets.read_lines` refuses; a line with an empty source; a
+        source far longer than the rest (:func:`bucketrnn.buckets.find_outliers`), naming its
+        line, before any graph of its length is built.
     """
     lines = read_lines(path, tokens="char")  # characters keep the tabs
     sources = []
@@ -155,6 +166,15 @@ def translate_file(model, src_vocab, tgt_vocab, path: str, tokens: str = "whites
         if not toks:
             raise ValueError(f"file {path!r} line {number} has an empty source")
         sources.append(toks)
+    # decode_ids' own outlier check would name a 0-based source and library arguments, after
+    # reading: name the file's line (a 10**6-token line would otherwise be traced for hours).
+    found = find_outliers([len(t) for t in sources])
+    if found:
+        i, steps = int(found.indices[0]), int(found.lengths[0])
+        raise ValueError(f"file {path!r} line {int(lines.line_numbers[i])} is a source of "
+                         f"{steps} tokens, far more than the rest need ({found.rest_max} at "
+                         f"most; {found.rule('line')}): it would unroll a {steps}-step encoder "
+                         "graph; split or cut such lines")
     unknown = sorted({t for toks in sources for t in toks if t not in src_vocab.stoi})
     notes = []
     if unknown:

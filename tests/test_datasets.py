@@ -147,6 +147,20 @@ def test_invalid_utf8_names_the_file_line_and_byte_offset(tmp_path):
     assert "0xe9" in msg and "re-encode the file as UTF-8" in msg
 
 
+@pytest.mark.parametrize("tokens, first", [("whitespace", ["the", "cat"]),
+                                           ("char", ["t", "h", "e", " ", "c", "a", "t"])])
+def test_a_byte_order_mark_is_not_glued_to_the_first_token(tmp_path, tokens, first):
+    # Windows editors save UTF-8 with a BOM: it must not make '\ufeffthe' a word of its own.
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbfthe cat\r\nthe\tdog\r\n")
+    lines = read_lines(str(path), tokens=tokens)
+    assert lines[0] == first and lines.line_numbers.tolist() == [1, 2]
+    assert not any("\ufeff" in t for line in lines for t in line)
+    # Only a leading mark is one; inside the text U+FEFF stays what it is.
+    path.write_bytes(b"a\nb\xef\xbb\xbf\n")
+    assert read_lines(str(path)) == [["a"], ["b\ufeff"]]
+
+
 def test_long_lines_are_an_error_by_default_naming_file_line_and_length(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("a b\n\nc d e f\ng\nh i j k l\n", encoding="utf-8")

@@ -24,6 +24,12 @@ def test_whitespace_and_char_pairs_with_line_numbers(tmp_path):
     ("a\tb\tc\n", r"line 1 has 2 tabs"),
     ("a b\tb a\n \tb\n", r"line 2 has an empty source"),
     ("a b\tb a\nx y\t  \n", r"line 2 has an empty target"),
+    # A line of only its separator is no blank line: it was skipped, pairs lost unnamed.
+    ("a b\tb a\n\t\nc\td\n", r"line 2 has an empty source"),
+    ("a b\tb a\n \t \t\n", r"line 2 has 2 tabs"),
+    # The end-of-target marker inside a target: decoding would stop there, the rest lost.
+    ("a b\tb a\nx y\tY <eos> X\n", r"line 2 has '<eos>' in its target at token 2: it is the "
+                                     r"end-of-target marker"),
 ])
 def test_bad_lines_name_the_file_and_line(tmp_path, text, match):
     path = write(tmp_path, text)
@@ -69,3 +75,10 @@ def test_toy_pairs_tasks_and_length_spread():
     assert tgt == ["A", "A", "L", "J"]
     with pytest.raises(ValueError, match="task"):
         toy_pairs(3, "sort")
+
+
+def test_blank_lines_are_still_skipped_with_their_numbers_kept(tmp_path):
+    path = write(tmp_path, "a\tb\n\n   \r\nc\td\n")
+    pairs = read_pairs(path)
+    assert list(pairs) == [(["a"], ["b"]), (["c"], ["d"])]
+    assert pairs.line_numbers.tolist() == [1, 4]

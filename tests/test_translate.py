@@ -57,3 +57,37 @@ def test_translate_file_answers_each_line(tmp_path):
     path.write_text("a\n\tb\n")
     with pytest.raises(ValueError, match=r"line 2 has an empty source"):
         translate_file(m, SRC, TGT, str(path))
+
+
+def test_translate_file_refuses_a_far_longer_line_naming_it_before_any_graph(tmp_path):
+    # A 10**6-token line among short ones would be traced into a 10**6-step encoder for hours.
+    from bucketrnn.translate import translate_file
+
+    m = model()
+    path = tmp_path / "in.txt"
+    path.write_text("a b\n\nc a b\n" + "a " * 100_000 + "\nb\n")
+    dec = Seq2SeqDecoder(m, eos_id=TGT["<eos>"])
+    with pytest.raises(ValueError, match=rf"file {str(path)!r} line 4 is a source of 100000 "
+                                         r"tokens, far more than the rest need \(3 at most"):
+        translate_file(m, SRC, TGT, str(path), decoder=dec)
+    assert dec.encoders == {}  # refused before any encoder graph was built
+
+
+def test_an_unknown_reference_token_matches_nothing_with_unk_id():
+    # A model emitting <unk> was credited for a reference word outside the vocabulary.
+    import numpy as np
+
+    from bucketrnn.translate import decode_ids, score_pairs
+
+    dec = Seq2SeqDecoder(model(), eos_id=TGT["<eos>"])
+    sources = [np.array([2, 3, 4]), np.array([5, 2])]
+    hyps = decode_ids(dec, sources, max_length=4)
+    assert all(hyps)  # every output has a token
+    examples = [(s, np.array(h + [TGT["<eos>"]])) for s, h in zip(sources, hyps)]
+    assert score_pairs(dec, examples, max_length=4)["exact_match"] == 1.0
+    # Read the first output token as the target vocabulary's <unk>: those references now hold
+    # an unknown word, which the same outputs no longer match.
+    got = score_pairs(dec, examples, unk_id=hyps[0][0], max_length=4)
+    assert got["exact_match"] < 1.0
+    with pytest.raises(ValueError, match="unk_id"):
+        score_pairs(dec, examples, unk_id=-1)

@@ -108,6 +108,14 @@ def predict_tag(run, path: str) -> Predictions:
     outputs = [" ".join(f"{w}/{t}" for w, t in zip(line, tagged))
                for line, tagged in zip(lines, tags)]
     notes = _unknown_note(run, lines)
+    known = set(run.classes)
+    if all(item.rpartition("/")[2] in known and item not in run.vocab.stoi
+           for line in lines for item in line):
+        # A tagged file given to predict: every token/TAG item was read as one unknown word,
+        # the answers are no measure of the model.
+        notes.append("every item is token/TAG with one of the run's tags: predict reads plain "
+                     "tokens, so the items were read as words; to score a tagged file use "
+                     "`bucketrnn evaluate RUN_DIR FILE`")
     if lines.overflow:
         notes.append(f"max_length={run.config.dataset.max_length}: {lines.overflow}")
     return Predictions(outputs, lines.line_numbers, notes)

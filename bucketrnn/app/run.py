@@ -331,7 +331,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     tagger = to_dict(cfg.model)["name"] == "tagger"
     if resume_dir:
         _check_saved_vocab(os.path.join(work, VOCAB), data.vocab)
-        if tagger and load_tags(os.path.join(work, TAGS)) != list(data.classes):
+        if tagger and os.path.lexists(os.path.join(work, TAGS)) \
+                and load_tags(os.path.join(work, TAGS)) != list(data.classes):
             raise ValueError(f"{os.path.join(work, TAGS)!r} does not match the tags of the data "
                              "now: the data changed since the run started, so the checkpoint's "
                              "tag ids would mean other tags; restore the data or start a new run")
@@ -368,8 +369,16 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
                             {"label": cfg.dataset.label, "classes": data.classes})
             if data.tgt_vocab is not None:  # pairs: vocab.json is the source vocabulary
                 data.tgt_vocab.save(os.path.join(work, TGT_VOCAB))
-        if not resume_dir and tagger:
-            # The tagger's class map (tag id -> name), to use the trained model later.
+        else:
+            # A resumed run trains on the data's vocabularies (checked above when saved): one
+            # that is missing is written again, or the run could never be loaded (load_run).
+            for name, vocab in ((VOCAB, data.vocab), (TGT_VOCAB, data.tgt_vocab)):
+                if vocab is not None and not os.path.lexists(os.path.join(work, name)):
+                    log.warning("%s was missing: written again from the data", name)
+                    vocab.save(os.path.join(work, name))
+        if tagger and (not resume_dir or not os.path.lexists(os.path.join(work, TAGS))):
+            # The tagger's class map (tag id -> name), to use the trained model later (written
+            # again when a resumed run lost it: it is the data's, as the vocabulary is).
             save_tags(os.path.join(work, TAGS), data.classes)
     params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
     log.info("run directory: %s%s", work, " (resumed)" if resume_dir else "")
@@ -456,7 +465,8 @@ def _score_translations(loop, data, results: dict, b: dict) -> None:
     for name, part in (("valid", data.valid), ("test", data.test)):
         if part and name in results:
             results[name].update(score_pairs(decoder, part, batch_size=b["batch_size"] or 32,
-                                             num_buckets=b["num_buckets"]))
+                                             num_buckets=b["num_buckets"],
+                                             unk_id=data.tgt_vocab.unk_id))
 
 
 def utilisation(model, vocab_size: int, tokens_per_s: float, ctx) -> dict:

@@ -398,11 +398,17 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
         raise CheckpointError(f"checkpoint {path!r} does not hold the parameters of the model in "
                               f"{config_path} with {len(vocab)} tokens: missing {missing[:3]}, "
                               f"unexpected {extra[:3]}")
+    # The files whose sizes made the model (a tagger's class map is tags.json, not classes.json).
+    made_of = [f"{VOCAB} ({len(vocab)} tokens)"] + (
+        [f"{TGT_VOCAB} ({len(tgt_vocab)} tokens)"] if tgt_vocab is not None else []) + (
+        [f"{TAGS if task == 'tag' else CLASSES} ({len(classes)} classes)"]
+        if classes is not None else [])
     for name, p in params.items():
         if tuple(state.params[name].shape) != tuple(p.shape):
             raise CheckpointError(f"checkpoint {path!r} holds {name} shaped "
                                   f"{tuple(state.params[name].shape)}, but the model of "
-                                  f"{config_path} with {VOCAB} and {CLASSES} needs {p.shape}")
+                                  f"{config_path} with {' and '.join(made_of)} needs "
+                                  f"{p.shape}: are these files of another run?")
     params.initialize(ctx=ctx)
     for name, p in params.items():
         p.set_data(mx.nd.array(state.params[name], dtype=p.dtype, ctx=ctx))

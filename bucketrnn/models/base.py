@@ -138,6 +138,13 @@ class BucketModel(gluon.HybridBlock):
         the time axis of ``data`` is then not checked against :attr:`length`."""
         return bool(getattr(getattr(self, "encoder", None), "length_agnostic", False))
 
+    @property
+    def uses_foreach(self) -> bool:
+        """True if a graph of this model holds ``F.contrib.foreach`` (a ``cell="foreach"``
+        encoder), length-agnostic or not: GraphCache then hybridizes it without
+        ``static_shape``, which MXNet 1.9.1's foreach backward does not survive across graphs."""
+        return bool(getattr(getattr(self, "encoder", None), "length_agnostic", False))
+
     def check_context(self, ctx) -> None:
         """Raise ``ValueError`` if this model cannot run exactly on ``ctx``."""
         self.encoder.check_context(ctx)

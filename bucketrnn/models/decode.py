@@ -38,6 +38,8 @@ from bucketrnn.validation import check_int
 
 __all__ = ["Seq2SeqDecoder"]
 
+_MAX_ARRAY = 2**31 - 1  # elements an MXNet 1.9.1 array may hold (int32 indexing)
+
 
 class Seq2SeqDecoder:
     """Encoder graphs per source length and one step graph, sharing ``model``'s parameters.
@@ -118,6 +120,19 @@ class Seq2SeqDecoder:
 
     def _start(self, sources, src_len, repeat):
         data, vl, src_len = self._pad(sources, src_len)
+        if repeat > 1:
+            # Every array of the search holds rows = sources x beam_size: the repeated encoder
+            # outputs and each step's log-probabilities must fit MXNet's int32 array size.
+            rows, width = len(sources) * repeat, self.model.hidden_size * (
+                self.model.encoder.directions)
+            widest = max(src_len * width, self.model.tgt_vocab_size)
+            if rows * widest > _MAX_ARRAY:
+                raise ValueError(
+                    f"beam_size={repeat} is too large for {len(sources)} source(s) of "
+                    f"{src_len} steps: its arrays would hold {rows} x {widest} = "
+                    f"{rows * widest} values, more than {_MAX_ARRAY} (MXNet's int32 array "
+                    f"size); use beam_size <= {max(_MAX_ARRAY // (len(sources) * widest), 1)} "
+                    "or fewer sources a batch")
         memory, keys, bias, *states = self._run(self.encoder(src_len), data, vl)
         if repeat > 1:
             memory, keys, bias = (a.repeat(repeat, axis=0) for a in (memory, keys, bias))

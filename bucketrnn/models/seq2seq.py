@@ -91,6 +91,13 @@ class Seq2Seq(BucketModel):
     batch_inputs = ("data", "valid_length", "label", "weight", "label_length")
     pair_keys = True
 
+    @property
+    def length_agnostic(self) -> bool:
+        """False: the decoder is unrolled over ``tgt_len``, so a graph serves one key even with
+        a ``cell="foreach"`` encoder (GraphCache read the encoder's True and ran every key on
+        the first block built, refusing the next batch's shape)."""
+        return False
+
     def __init__(
         self,
         length: tuple,

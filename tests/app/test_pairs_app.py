@@ -121,3 +121,32 @@ def test_a_trained_pairs_run_is_loaded_and_translates_files_in_input_order(tmp_p
     for line, src in zip(lines, sources):
         if src:  # each line as it is translated alone
             assert line == translate(model, trained.vocab, trained.tgt_vocab, [src.split()])[0]
+
+
+@pytest.mark.parametrize("memory", ["shared", "static"])
+def test_a_foreach_encoder_trains_pairs_per_key_like_the_unrolled_one(tmp_path, memory):
+    # GraphCache took the foreach encoder's length_agnostic for the whole model and ran every
+    # (src_len, tgt_len) key on the first block (its shape check refused the next batch); with
+    # separate per-key graphs, memory=static's static_shape then made gradients inf.
+    path = _pairs_file(tmp_path)
+    base = [f"dataset.path={path}", f"memory={memory}", "trainer.max_steps=8"]
+    got = run(_compose(*base, "model.cell=foreach"), str(tmp_path / "foreach"))
+    want = run(_compose(*base, "model.cell=unrolled"), str(tmp_path / "unrolled"))
+    assert got["graphs_compiled"] == want["graphs_compiled"] > 1
+    assert got["valid"]["loss"] == pytest.approx(want["valid"]["loss"], rel=1e-5)
+
+
+def test_a_resume_writes_a_missing_target_vocabulary_again(tmp_path):
+    # It resumed without it and left a run directory load_run refuses (no tgt_vocab.json).
+    import bucketrnn
+
+    path = _pairs_file(tmp_path)
+    base = [f"dataset.path={path}", "trainer.max_steps=null", "trainer.epochs=1",
+            "trainer.checkpoint_every=0"]
+    part = tmp_path / "part"
+    run(_compose(*base, "trainer.max_steps=3"), str(part))
+    saved = (part / "tgt_vocab.json").read_bytes()
+    (part / "tgt_vocab.json").unlink()
+    summary = run(_compose(*base, f"resume={part}"), str(tmp_path / "elsewhere"))
+    assert summary["resumed"] and (part / "tgt_vocab.json").read_bytes() == saved
+    assert bucketrnn.load_run(str(part)).tgt_vocab.itos == json.loads(saved)

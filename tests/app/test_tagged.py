@@ -140,3 +140,45 @@ def test_a_tag_map_with_blank_or_spaced_tags_is_refused(tmp_path, bad):
     path.write_text(bad)
     with pytest.raises(ValueError, match="empty or holds whitespace"):
         load_tags(str(path))
+
+
+def test_a_tag_map_of_another_size_is_named_as_tags_json(tagged, tmp_path):
+    # The shape error named classes.json, a file a tagger's run does not have.
+    import bucketrnn
+    from bucketrnn.checkpoint import CheckpointError
+
+    work = tmp_path / "run"
+    run(_compose(f"dataset.path={tagged}", "trainer.max_steps=1", "trainer.epochs=1"),
+        str(work))
+    (work / "tags.json").write_text('["DT", "NN", "VB", "JJ"]')
+    with pytest.raises(CheckpointError, match=r"holds sequencetagger_out_weight shaped \(3, "
+                                              r"\d+\), but the model of .*config.json with "
+                                              r"vocab.json \(\d+ tokens\) and tags.json \(4 "
+                                              r"classes\) needs \(4, \d+\)"):
+        bucketrnn.load_run(str(work))
+
+
+def test_a_resume_writes_a_missing_tag_map_again(tagged, tmp_path):
+    # It stopped with "no tag map ...: not the run directory of a tagger" on its own run.
+    work = tmp_path / "run"
+    run(_compose(f"dataset.path={tagged}", "trainer.max_steps=2"), str(work))
+    (work / "tags.json").unlink()
+    summary = run(_compose(f"dataset.path={tagged}", f"resume={work}"), str(tmp_path / "x"))
+    assert summary["resumed"] and load_tags(str(work / "tags.json")) == ["DT", "NN", "VB"]
+
+
+def test_predict_on_a_tagged_file_says_to_use_evaluate(tagged, tmp_path, capsys):
+    # Every token/TAG item was read as one unknown word; only the <unk> count was noted.
+    import io
+
+    from bucketrnn.app import commands
+
+    run_dir = str(tmp_path / "run")
+    run(_compose(f"dataset.path={tagged}", "trainer.max_steps=1", "trainer.epochs=1"), run_dir)
+    capsys.readouterr()
+    assert commands.main(["predict", run_dir, str(tagged)], out=io.StringIO()) == 0
+    assert "every item is token/TAG with one of the run's tags" in capsys.readouterr().err
+    plain = tmp_path / "plain.txt"
+    plain.write_text("the cat sat\na 1/2\n")
+    assert commands.main(["predict", run_dir, str(plain)], out=io.StringIO()) == 0
+    assert "token/TAG" not in capsys.readouterr().err

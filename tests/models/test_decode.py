@@ -14,6 +14,7 @@ CONFIGS = {
     "lstm-dot": dict(mode="lstm", attention="dot"),
     "gru-mlp-bi-2layers": dict(mode="gru", attention="mlp", bidirectional=True, num_layers=2),
     "fused-lstm-bi": dict(mode="lstm", cell="fused", bidirectional=True),
+    "foreach-gru-bi": dict(mode="gru", cell="foreach", bidirectional=True),
 }
 
 
@@ -91,6 +92,15 @@ def test_bad_input_is_named():
         dec.beam([[3]], beam_size=0)
     with pytest.raises(ValueError, match="eos_id must be a target id below"):
         Seq2SeqDecoder(random_model("lstm-dot"), eos_id=11)
+
+
+def test_a_beam_too_wide_for_mxnet_is_named_before_any_array_is_made():
+    # It failed inside MXNet (Check failed: param_shape.Size() < 2**31 - 1), then again at exit.
+    dec = Seq2SeqDecoder(random_model("fused-lstm-bi"), eos_id=EOS)
+    with pytest.raises(ValueError, match=r"beam_size=1000000000 is too large for 2 source\(s\) "
+                                         r"of 4 steps: .* use beam_size <= 16777215 or fewer"):
+        dec.beam([[3, 4, 5, 6], [7]], beam_size=10**9, max_length=3)
+    assert dec.steps == 0
 
 
 def reverse_task(n, seed, vocab=8):

@@ -128,6 +128,19 @@ def test_export_writes_the_one_graph_once(tmp_path):
     assert loaded.length_agnostic and loaded.compiled == 1 and loaded.keys == [7, 3]
 
 
+@pytest.mark.parametrize("memory", ["shared", "static", "dynamic"])
+def test_a_loaded_foreach_export_runs_lengths_it_was_not_exported_with(tmp_path, memory):
+    # The loaded cache was a frozen mapping of the exported keys: "no graph for bucket_key=12".
+    graphs = GraphCache(lm_factory("foreach"), memory="shared")
+    graphs.initialize(mx.init.Xavier())
+    graphs(random_batch(3, 3, 2, "lm"))
+    graphs.export(str(tmp_path / "lm"))
+    loaded = GraphCache.load(str(tmp_path / "lm"), memory=memory)
+    new = random_batch(12, 12, 2, "lm")
+    np.testing.assert_allclose(loaded(new)[0].asnumpy(), graphs(new)[0].asnumpy(), rtol=1e-5)
+    assert loaded.compiled == 1 and loaded.keys == [12]
+
+
 def test_factory_builds_one_model_of_any_length():
     build = lm_factory("foreach")
     assert build.length_agnostic and not lm_factory("unrolled").length_agnostic
