@@ -8,7 +8,7 @@ nothing is written to disk)::
     bucketrnn-plan bucketing.num_buckets=32 bucketing.strategy=quantile
     bucketrnn-plan dataset=text dataset.path=corpus.txt dataset.tokens=char
 
-With ``bucketing.num_buckets=auto`` (the default) it probes the model on the configured context
+With ``bucketing.num_buckets=auto`` it probes the model on the configured context
 first (some seconds), as the app does, and shows the chosen K and why.
 """
 

@@ -1,4 +1,4 @@
-"""The app's default plan, bucketing.num_buckets=auto: probe, plan, fix the plan for resume."""
+"""The app's automatic plan, bucketing.num_buckets=auto: probe, plan, fix the plan for resume."""
 
 import json
 import sys
@@ -13,7 +13,7 @@ from bucketrnn.app import auto
 from bucketrnn.app.config import CONF_DIR, validate
 from bucketrnn.app.run import run
 
-TINY = ["dataset.limit=60", "dataset.valid_limit=20", "dataset.test_limit=20",
+TINY = ["bucketing.num_buckets=auto", "dataset.limit=60", "dataset.valid_limit=20", "dataset.test_limit=20",
         "model.hidden_size=12", "model.num_layers=1", "bucketing.batch_size=8",
         "trainer.epochs=2", "trainer.checkpoint_every=3", "trainer.log_every=2",
         "trainer.progress=false", "trainer.lr=0.01", "plots=false"]
@@ -32,9 +32,11 @@ def _compose(*overrides):
         return compose(config_name="config", overrides=TINY + list(overrides))
 
 
-def test_the_default_is_auto_and_composes():
+def test_auto_composes_and_is_not_the_default():
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config")
+    assert cfg.bucketing.num_buckets == 8 and cfg.bucketing.auto_boundaries is None
+    cfg = _compose()
     assert cfg.bucketing.num_buckets == "auto" and cfg.bucketing.auto_boundaries is None
     validate(cfg)
     assert _compose("bucketing.num_buckets=5").bucketing.num_buckets == 5

@@ -79,8 +79,7 @@ def test_the_library_defaults_are_the_apps():
     for key in ("batch_size", "strategy", "last_batch", "on_overflow",
                 "shuffle", "timeout"):
         assert loader[key] == app["bucketing"][key], key
-    # The app probes its model for num_buckets=auto; a library user has no cost model by default.
-    assert (loader["num_buckets"], app["bucketing"]["num_buckets"]) == (8, "auto")
+    assert loader["num_buckets"] == app["bucketing"]["num_buckets"] == 8
     loop = defaults(TrainLoop.__init__)
     assert LEARNING_RATE == app["trainer"]["lr"]
     for key in ("optimizer", "clip_norm", "lr_decay", "epochs", "checkpoint_every", "log_every",

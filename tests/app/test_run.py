@@ -45,7 +45,7 @@ def test_default_config_is_the_documented_experiment():
     assert cfg.dataset.name.value == "ptb"
     assert cfg.model.name.value == "lstm_lm" and cfg.model.cell.value == "unrolled"
     assert cfg.model.num_layers == 2 and cfg.trainer.context == "cpu"
-    assert cfg.bucketing.num_buckets == "auto"  # probe the model, choose K (app/auto.py)
+    assert cfg.bucketing.num_buckets == 8  # auto (app/auto.py) is opt-in
 
 
 def test_tiny_run_end_to_end(tmp_path, capsys):
