@@ -13,7 +13,8 @@ from bucketrnn.app import auto
 from bucketrnn.app.config import CONF_DIR, validate
 from bucketrnn.app.run import run
 
-TINY = ["bucketing.num_buckets=auto", "dataset.limit=60", "dataset.valid_limit=20", "dataset.test_limit=20",
+TINY = ["bucketing.num_buckets=auto", "dataset.limit=60", "dataset.valid_limit=20",
+        "dataset.test_limit=20",
         "model.hidden_size=12", "model.num_layers=1", "bucketing.batch_size=8",
         "trainer.epochs=2", "trainer.checkpoint_every=3", "trainer.log_every=2",
         "trainer.progress=false", "trainer.lr=0.01", "plots=false"]
