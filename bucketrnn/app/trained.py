@@ -135,7 +135,22 @@ class TrainedRun:
             extra = {"overflow": overflow.to_dict()}
         with explain_too_large(loader.dataset, loader.lengths, os.fspath(what)):
             result = evaluate(self.graphs, loader, task=self.task)
+        if self.task == "seq2seq" and what in ("valid", "test"):
+            result.update(self._translation_scores(loader.dataset))
         return {**result, "examples": len(loader.dataset), **extra}
+
+    def _translation_scores(self, pairs) -> dict:
+        """Greedy exact match and corpus BLEU-4 of held-out pairs, as the training summary
+        reports them (:func:`bucketrnn.translate.score_pairs`)."""
+        from bucketrnn.app.config import to_dict
+        from bucketrnn.models.decode import Seq2SeqDecoder
+        from bucketrnn.translate import score_pairs
+
+        b = to_dict(self.config.bucketing)
+        k = b["num_buckets"] if isinstance(b["num_buckets"], int) else FALLBACK_BUCKETS
+        decoder = Seq2SeqDecoder(self.graphs.block((1, 1)), eos_id=self.tgt_vocab.eos_id)
+        return score_pairs(decoder, pairs, batch_size=b["batch_size"] or 32, num_buckets=k,
+                           unk_id=self.tgt_vocab.unk_id)
 
     def _split_loader(self, name: str):
         from bucketrnn.app.experiment import load_data, make_loaders

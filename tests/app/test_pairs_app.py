@@ -109,8 +109,9 @@ def test_a_trained_pairs_run_is_loaded_and_translates_files_in_input_order(tmp_p
     summary = run(_compose(f"dataset.path={path}"), run_dir, stream=io.StringIO())
     trained = bucketrnn.load_run(run_dir)
     assert trained.task == "seq2seq" and "A" in trained.tgt_vocab.stoi
-    assert trained.evaluate("valid")["loss"] == pytest.approx(summary["valid"]["loss"],
-                                                              rel=1e-6)
+    got = trained.evaluate("valid")  # loss, perplexity, exact match and BLEU as in training
+    for key in ("loss", "exact_match", "bleu"):
+        assert got[key] == pytest.approx(summary["valid"][key], rel=1e-6, abs=1e-9), key
     sources = ["a b c d e f a b", "a", "", "f e"]
     (tmp_path / "src.txt").write_text("\n".join(sources) + "\n")
     out = io.StringIO()
