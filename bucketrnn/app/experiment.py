@@ -361,11 +361,18 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
                              "N to plan without one")
         else:
             plan.update(cost=cost, epochs=epochs, memory_limit=memory_limit)
-    train = BucketLoader(data.train, **plan, shuffle=b["shuffle"], seed=seed,
-                         last_batch=b["last_batch"], on_overflow=b["on_overflow"],
-                         num_workers=b["num_workers"], timeout=b["timeout"],
-                         num_shards=num_shards, shard_index=shard_index, ctx=ctx,
-                         vocab_size=data.vocab_size, num_classes=data.num_classes, **sizes)
+    try:
+        train = BucketLoader(data.train, **plan, shuffle=b["shuffle"], seed=seed,
+                             last_batch=b["last_batch"], on_overflow=b["on_overflow"],
+                             num_workers=b["num_workers"], timeout=b["timeout"],
+                             num_shards=num_shards, shard_index=shard_index, ctx=ctx,
+                             vocab_size=data.vocab_size, num_classes=data.num_classes, **sizes)
+    except ValueError as e:
+        # The library names its argument (num_buckets=8 is more than the 2 distinct lengths,
+        # max_tokens=...): the app's users set it as bucketing.<argument>.
+        if str(e).split("=", 1)[0] in ("num_buckets", "max_tokens", "batch_size"):
+            raise ValueError(f"bucketing.{e}") from e
+        raise
     out = [train]
     for ds in (data.valid, data.test):
         if ds is None or len(ds) == 0:

@@ -151,3 +151,14 @@ def test_a_resume_writes_a_missing_target_vocabulary_again(tmp_path):
     summary = run(_compose(*base, f"resume={part}"), str(tmp_path / "elsewhere"))
     assert summary["resumed"] and (part / "tgt_vocab.json").read_bytes() == saved
     assert bucketrnn.load_run(str(part)).tgt_vocab.itos == json.loads(saved)
+
+
+def test_more_buckets_than_distinct_lengths_names_the_config_key(tmp_path):
+    # A 2-line file has at most 2 distinct lengths; the default asks for 8 buckets.
+    path = tmp_path / "two.tsv"
+    path.write_text("a b\tB A\nc d e\tE D C\n")
+    with pytest.raises(ValueError, match=r"^bucketing\.num_buckets=8 is more than the 2 "
+                                         r"distinct lengths"):
+        run(_compose(f"dataset.path={path}", "bucketing.num_buckets=8",
+                     "dataset.valid_fraction=0", "dataset.test_fraction=0"),
+            str(tmp_path / "run"))
