@@ -29,8 +29,8 @@ import numpy as np
 from bucketrnn import metrics
 from bucketrnn.progress import Progress
 
-__all__ = ["EVALUATION_TASKS", "add_tag_counts", "batch_counts", "correct_predictions",
-           "evaluate"]
+__all__ = ["EVALUATION_TASKS", "add_accuracy_counts", "add_tag_counts", "batch_counts",
+           "correct_predictions", "evaluate"]
 
 # The tasks whose figures evaluate() knows: loss per token and perplexity, loss per row and
 # accuracy, loss per token and token accuracy (accuracies when the graphs also return logits).
@@ -70,6 +70,17 @@ def add_tag_counts(out, batch, tally: dict, real_rows, task: str) -> None:
                                                real_rows)
         tally["correct"] += correct
         tally["rows"] += tokens
+
+
+def add_accuracy_counts(out, batch, tally: dict, real_rows, task: str) -> None:
+    """Add a batch's correct and counted rows (``classify``) or tokens (``tag``) to ``tally``
+    when the graphs returned logits after the loss; other tasks add nothing. The one counting
+    path of training steps and :func:`evaluate`."""
+    if task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
+        tally["correct"] += correct_predictions(out[1], batch, real_rows)
+        tally["rows"] += int(real_rows.sum())
+    else:
+        add_tag_counts(out, batch, tally, real_rows, task)
 
 
 def evaluate(graphs, loader, task: str | None = None, progress: bool = False,
@@ -118,10 +129,7 @@ def evaluate(graphs, loader, task: str | None = None, progress: bool = False,
         first = out[0] if isinstance(out, (list, tuple)) else out
         t["loss"] += float(first.sum().asscalar())
         t["count"] += n
-        if task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
-            t["correct"] += correct_predictions(out[1], batch, real_rows)
-            t["rows"] += int(real_rows.sum())
-        add_tag_counts(out, batch, t, real_rows, task)
+        add_accuracy_counts(out, batch, t, real_rows, task)
     bar.close()
     result = metrics.figures(task, t)
     result["seconds"] = time.perf_counter() - started

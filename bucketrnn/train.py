@@ -363,12 +363,6 @@ class TrainLoop:
     def _batch_counts(self, batch):
         return evaluation.batch_counts(batch, self.task)
 
-    def _tag_counts(self, out, batch, tally, real_rows):
-        evaluation.add_tag_counts(out, batch, tally, real_rows, self.task)
-
-    def _accuracy(self, logits, batch, real_rows):
-        return evaluation.correct_predictions(logits, batch, real_rows)
-
     def _grads(self):
         return [p.grad(self.ctx) for p in self.params.values() if p.grad_req != "null"]
 
@@ -422,11 +416,8 @@ class TrainLoop:
         if bad is not None:  # skipped: no update; its loss stays out of the figures
             tally.update(loss=0.0, count=0, skipped=1)
             self.history["skipped_steps"] += 1
-        elif self.task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
-            tally["correct"] = self._accuracy(out[1], batch, real_rows)
-            tally["rows"] = int(real_rows.sum())
         else:
-            self._tag_counts(out, batch, tally, real_rows)
+            evaluation.add_accuracy_counts(out, batch, tally, real_rows, self.task)
         self.global_step += 1
         self.history["real_tokens"] += real
         self.history["slots"] += slots
