@@ -145,6 +145,18 @@ class BucketModel(gluon.HybridBlock):
         ``static_shape``, which MXNet 1.9.1's foreach backward does not survive across graphs."""
         return bool(getattr(getattr(self, "encoder", None), "length_agnostic", False))
 
+    def _encode(self, F, data, valid_length, embed_weight=None):
+        """``(hidden, states)`` of the encoder over ``data``: token ids embedded first (when
+        :attr:`embed_ids`), dropout on its input (when ``self.dropout``). The shared start of
+        the single-sequence models' ``_compute``."""
+        x = data
+        if self.embed_ids:
+            x = F.Embedding(data, embed_weight, input_dim=self.vocab_size,
+                            output_dim=self.embed_weight.shape[1])
+        if self.dropout:
+            x = F.Dropout(x, p=self.dropout)
+        return self.encoder(x, valid_length)
+
     def check_context(self, ctx) -> None:
         """Raise ``ValueError`` if this model cannot run exactly on ``ctx``."""
         self.encoder.check_context(ctx)

@@ -108,13 +108,7 @@ class SequenceClassifier(BucketModel):
 
     def _compute(self, F, data, valid_length, label, weight, out_weight, out_bias,
                  embed_weight=None):
-        x = data
-        if self.embed_ids:
-            x = F.Embedding(data, embed_weight, input_dim=self.vocab_size,
-                            output_dim=self.embed_weight.shape[1])
-        if self.dropout:
-            x = F.Dropout(x, p=self.dropout)
-        hidden, states = self.encoder(x, valid_length)
+        hidden, states = self._encode(F, data, valid_length, embed_weight)
         last = F.SequenceLast(hidden, valid_length, use_sequence_length=True, axis=1)
         if self.encoder.directions == 2:
             # The reverse half of the last valid output is only its first step; the reverse

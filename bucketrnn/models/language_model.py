@@ -102,11 +102,7 @@ class LanguageModel(BucketModel):
 
     def _compute(self, F, data, valid_length, label, weight, embed_weight, out_bias,
                  out_weight=None):
-        x = F.Embedding(data, embed_weight, input_dim=self.vocab_size,
-                        output_dim=self.embed_weight.shape[1])
-        if self.dropout:
-            x = F.Dropout(x, p=self.dropout)
-        hidden, states = self.encoder(x, valid_length)
+        hidden, states = self._encode(F, data, valid_length, embed_weight)
         if self.dropout:
             hidden = F.Dropout(hidden, p=self.dropout)
         w = embed_weight if self.tie_weights else out_weight

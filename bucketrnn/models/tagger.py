@@ -59,13 +59,7 @@ class SequenceTagger(SequenceClassifier):
 
     def _compute(self, F, data, valid_length, label, weight, out_weight, out_bias,
                  embed_weight=None):
-        x = data
-        if self.embed_ids:
-            x = F.Embedding(data, embed_weight, input_dim=self.vocab_size,
-                            output_dim=self.embed_weight.shape[1])
-        if self.dropout:
-            x = F.Dropout(x, p=self.dropout)
-        hidden, states = self.encoder(x, valid_length)
+        hidden, states = self._encode(F, data, valid_length, embed_weight)
         if self.dropout:
             hidden = F.Dropout(hidden, p=self.dropout)
         logits = F.FullyConnected(hidden, out_weight, out_bias, num_hidden=self.num_classes,
