@@ -136,7 +136,7 @@ class BucketModel(gluon.HybridBlock):
     def length_agnostic(self) -> bool:
         """True if one graph of this model runs at any length (its encoder's ``cell="foreach"``):
         the time axis of ``data`` is then not checked against :attr:`length`."""
-        return bool(getattr(getattr(self, "encoder", None), "length_agnostic", False))
+        return self.uses_foreach
 
     @property
     def uses_foreach(self) -> bool:
