@@ -311,6 +311,7 @@ def probe(build, example, lengths, rows, ctx=None, memory: str = "shared", repea
     import mxnet as mx
     from mxnet import autograd, gluon
 
+    from bucketrnn import compat
     from bucketrnn.graphs import DEFAULT_INPUTS, GraphCache, _resize
 
     check_choice("memory", memory, MEMORY_POLICIES)
@@ -324,7 +325,7 @@ def probe(build, example, lengths, rows, ctx=None, memory: str = "shared", repea
     graphs = GraphCache(build, ctx=ctx, memory=memory, inputs=inputs or DEFAULT_INPUTS,
                         keys=[probe_at[0]], memory_limit=None)
     params = graphs.collect_params()
-    used = [p.name for p in params.values() if _initialized(p)]
+    used = [p.name for p in params.values() if compat.is_initialized(p)]
     if used:
         raise ValueError(f"build's parameters are already initialized ({used[0]}, ...): the "
                          "probe would train them. Pass a fresh factory (e.g. call "
@@ -382,9 +383,3 @@ def _fastest(step, batch, repeats: int) -> float:
         step(batch)
         times.append(_clock() - t0)
     return min(times)
-
-
-def _initialized(param) -> bool:
-    from bucketrnn import compat
-
-    return compat.is_initialized(param)
