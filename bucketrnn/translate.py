@@ -29,6 +29,7 @@ from bucketrnn.bleu import corpus_bleu, exact_match
 from bucketrnn.buckets import find_outliers, plan_buckets
 from bucketrnn.datasets import EOS, read_lines
 from bucketrnn.models.decode import Seq2SeqDecoder
+from bucketrnn.pairs import _split
 from bucketrnn.pairs import decode_ids as ids_to_text
 from bucketrnn.validation import check_choice, check_int
 
@@ -77,8 +78,7 @@ def _tokens(sources, tokens):
     check_choice("tokens", tokens, ("whitespace", "char"))
     out = []
     for i, s in enumerate(sources):
-        toks = (s.split() if tokens == "whitespace" else list(s)) if isinstance(s, str) \
-            else list(s)
+        toks = _split(s, tokens) if isinstance(s, str) else list(s)
         if not toks:
             raise ValueError(f"source {i} is empty ({s!r}): every source needs at least one "
                              "token")
