@@ -44,6 +44,8 @@ import time
 
 import numpy as np
 
+from benchmarks.common import write_json
+
 __all__ = ["distributions", "key_costs", "main", "markdown", "measure", "merge",
            "plan_seconds"]
 
@@ -304,9 +306,7 @@ def main(argv=None) -> dict:
                      a.check_limit or None, a.tiny, only=a.only and a.only.split(","),
                      rounds=a.rounds)
     print(markdown(result))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(a.json, result)
     return result
 
 

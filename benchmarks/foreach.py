@@ -36,6 +36,8 @@ import time
 
 import numpy as np
 
+from benchmarks.common import write_json
+
 __all__ = ["CELLS", "BUCKETINGS", "heavy_tailed", "main", "markdown", "measure",
            "shape_switch", "worker"]
 
@@ -323,9 +325,7 @@ def main(argv=None) -> dict | None:
                      [d for d in args.data.split(",") if d])
     print()
     print(markdown(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return result
 
 

@@ -27,6 +27,8 @@ import os
 import statistics
 import time
 
+from benchmarks.common import write_json
+
 __all__ = ["length_breakdown", "main", "markdown", "measure"]
 
 
@@ -282,9 +284,7 @@ def main(argv=None) -> dict:
         return result
     result = measure(**kwargs)
     print(markdown(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return result
 
 

@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 
+from benchmarks.common import write_json
 from bucketrnn.buckets import plan_buckets
 
 
@@ -211,9 +212,7 @@ def main(argv=None):
                                     repeats=1 if args.tiny else 3)
     print("batch assembly:", json.dumps(assembly))
     result = {"ptb": rows, "scale": scale, "distinct": distinct, "assembly": assembly}
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return result
 
 

@@ -28,6 +28,8 @@ import subprocess
 import sys
 import tempfile
 
+from benchmarks.common import app_env, write_json
+
 __all__ = ["markdown", "ARMS", "main", "measure"]
 
 ARMS = ("fp32", "bf16")
@@ -35,12 +37,8 @@ ARMS = ("fp32", "bf16")
 
 def _run(run_dir: str, precision: str, limit: int | None, steps: int | None,
          threads: int | None, extra=()) -> dict:
-    from bucketrnn.cores import USER_THREAD_VARIABLES
-
-    env = {k: v for k, v in os.environ.items() if k not in USER_THREAD_VARIABLES}
+    env = app_env(threads)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "bucketrnn", f"trainer.precision={precision}", "plots=false",
            "trainer.progress=false", f"hydra.run.dir={run_dir}"]
     if limit is not None:
@@ -131,9 +129,7 @@ def main(argv=None) -> dict:
               f"{max(ratios):.2f})")
     print("valid perplexity bf16 vs fp32: "
           + ", ".join(f"{100 * d:+.2f}%" for d in result["ppl_differences"]))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+    write_json(args.json, result)
     return result
 
 

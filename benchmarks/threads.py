@@ -22,15 +22,13 @@ import subprocess
 import sys
 import tempfile
 
+from benchmarks.common import app_env
+
 __all__ = ["main", "measure"]
 
 
 def _run(run_dir: str, threads: int | None, limit: int, steps: int) -> dict:
-    from bucketrnn.cores import USER_THREAD_VARIABLES
-
-    env = {k: v for k, v in os.environ.items() if k not in USER_THREAD_VARIABLES}
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = str(threads)
+    env = app_env(threads)
     cmd = [sys.executable, "-m", "bucketrnn", f"dataset.limit={limit}",
            f"trainer.max_steps={steps}", "trainer.epochs=1", "plots=false",
            "trainer.progress=false", f"hydra.run.dir={run_dir}"]

@@ -22,8 +22,10 @@ def test_precisions_counted_by_hand():
 def test_brevity_penalty():
     # Every n-gram of the 4-token candidate is in the 6-token reference: BLEU = exp(1 - 6/4).
     assert corpus_bleu([SHORT], [SHORT_REF]) == pytest.approx(math.exp(-0.5))
-    # A longer candidate is not penalised for length.
-    assert corpus_bleu([SHORT_REF], [SHORT]) < 1.0
+    # A longer candidate is not penalised for length (BP = 1): only its precisions count,
+    # 4/6 ('the' clipped to 1), 3/5, 2/4, 1/3.
+    precisions = 4 / 6 * 3 / 5 * 2 / 4 * 1 / 3
+    assert corpus_bleu([SHORT_REF], [SHORT]) == pytest.approx(precisions ** 0.25)
 
 
 def test_corpus_level_sums_before_combining():
