@@ -11,7 +11,7 @@ Examples
 >>> from omegaconf import OmegaConf
 >>> cfg = OmegaConf.structured(Config)
 >>> cfg.bucketing.num_buckets, cfg.model.cell.value
-('auto', 'unrolled')
+(8, 'unrolled')
 """
 
 from __future__ import annotations
@@ -188,9 +188,9 @@ class BucketingConfig:
     """Bucket plan and batch schedule (:class:`bucketrnn.loader.BucketLoader` arguments)."""
 
     strategy: Strategy = Strategy.optimal
-    # An integer >= 1, or "auto": probe the model and choose K for the fastest run
+    # An integer >= 1, or "auto" (opt-in): probe the model and choose K for the fastest run
     # (bucketrnn/app/auto.py). Any: OmegaConf 2.3 has no Union[int, str]; validate() checks it.
-    num_buckets: Any = "auto"
+    num_buckets: Any = 8
     boundaries: Optional[list[int]] = None
     # Set by the app, not the user: the boundaries num_buckets=auto chose at the run's first
     # session, so config.json and the checkpoint fingerprint fix the plan for a resume.
