@@ -77,8 +77,9 @@ def key_costs(build, example, keys, rows: int, ctx, memory: str = "shared",
               repeats: int = 3) -> dict:
     """``{key: (step_seconds, compile_seconds)}`` of the real graph, bound longest first."""
     import mxnet as mx
-    from mxnet import autograd, gluon
+    from mxnet import gluon
 
+    from bucketrnn.costmodel import probe_step
     from bucketrnn.graphs import GraphCache, _resize
 
     keys = sorted(set(int(k) for k in keys), reverse=True)
@@ -86,14 +87,7 @@ def key_costs(build, example, keys, rows: int, ctx, memory: str = "shared",
     graphs.initialize(mx.init.Xavier())
     trainer = gluon.Trainer(graphs.collect_params(), "adam", {"learning_rate": 1e-6})
 
-    def step(batch):
-        with autograd.record():
-            out = graphs(batch)
-            loss = (out[0] if isinstance(out, (list, tuple)) else out).sum()
-        loss.backward()
-        trainer.step(batch.batch_size)
-        loss.asscalar()
-
+    step = probe_step(graphs, trainer)  # timed as the probe times it
     out = {}
     for key in keys:
         batch = _resize(example, key, rows)

@@ -31,7 +31,7 @@ import numpy as np
 from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["CostModel", "CostModelError", "MAX_FIT_ERROR", "example_batch", "nonneg_lstsq",
-           "probe", "probe_lengths"]
+           "probe", "probe_lengths", "probe_step"]
 
 # Relative RMS error above which a step-time fit is refused: the model would mislead the plan.
 MAX_FIT_ERROR = 0.25
@@ -271,6 +271,22 @@ class _Head:
         return self.dataset[i]
 
 
+def probe_step(graphs, trainer):
+    """``step(batch)``: one forward, backward and update of ``graphs`` with ``trainer``, waited
+    for (the loss read back), as the probe times it."""
+    from mxnet import autograd
+
+    def step(batch):
+        with autograd.record():
+            out = graphs(batch)
+            loss = (out[0] if isinstance(out, (list, tuple)) else out).sum()
+        loss.backward()
+        trainer.step(batch.batch_size)
+        loss.asscalar()
+
+    return step
+
+
 def probe(build, example, lengths, rows, ctx=None, memory: str = "shared", repeats: int = 3,
           inputs=None, optimizer: str = "sgd") -> CostModel:
     """Measure the real graph at a few shapes and fit a :class:`CostModel`.
@@ -309,7 +325,7 @@ def probe(build, example, lengths, rows, ctx=None, memory: str = "shared", repea
         Optimizer of the timed updates (its cost per step is close among optimizers).
     """
     import mxnet as mx
-    from mxnet import autograd, gluon
+    from mxnet import gluon
 
     from bucketrnn import compat
     from bucketrnn.graphs import DEFAULT_INPUTS, GraphCache, _resize
@@ -333,14 +349,7 @@ def probe(build, example, lengths, rows, ctx=None, memory: str = "shared", repea
     graphs.initialize(mx.init.Xavier())
     trainer = gluon.Trainer(params, optimizer, {"learning_rate": 1e-6})
 
-    def step(batch):
-        with autograd.record():
-            out = graphs(batch)
-            loss = (out[0] if isinstance(out, (list, tuple)) else out).sum()
-        loss.backward()
-        trainer.step(batch.batch_size)
-        loss.asscalar()
-
+    step = probe_step(graphs, trainer)
     shapes = []
     for length in probe_at:
         full = max(1, int(rows_of(length)))
