@@ -506,7 +506,9 @@ def validate(cfg) -> None:
     need(bounds is None or (auto and b["strategy"] == "optimal"), "bucketing.auto_boundaries",
          bounds, "is set by bucketing.num_buckets=auto (strategy=optimal) only; use "
          "bucketing.strategy=fixed with bucketing.boundaries to give boundaries")
-    need(bounds is None or (len(bounds) >= 1 and all(x >= 1 for x in bounds)
+    need(bounds is None or (len(bounds) >= 1
+                            and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1
+                                    for x in bounds)
                             and all(x < y for x, y in zip(bounds, bounds[1:]))),
          "bucketing.auto_boundaries", bounds, "must be strictly increasing integers >= 1")
     need(b["batch_size"] is not None or b["max_tokens"] is not None, "bucketing.batch_size",

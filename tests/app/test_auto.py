@@ -121,6 +121,9 @@ def test_a_probe_without_a_usable_fit_falls_back_and_says_so(tmp_path, monkeypat
      r"bucketing\.auto_boundaries is set by bucketing\.num_buckets=auto"),
     (["bucketing.auto_boundaries=[9,5]"], r"bucketing\.auto_boundaries must be strictly "
                                           r"increasing"),
+    # a crafted config.json of a resumed run: a nested value raised a bare TypeError
+    (["bucketing.auto_boundaries=[[5],9]"], r"bucketing\.auto_boundaries must be strictly "
+                                            r"increasing integers >= 1, got .*\[\[5\], 9\]"),
 ])
 def test_bad_auto_settings_name_the_key(overrides, match):
     with pytest.raises(ValueError, match=match):
