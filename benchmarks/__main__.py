@@ -78,7 +78,7 @@ def parse_args(argv=None):
 
 def prepare_data(tiny: bool, folder: str):
     """Penn Treebank train sentences as ``<eos> words <eos>`` ids, saved once for the workers."""
-    from bucketrnn.datasets import penn_treebank
+    from bucketrnn.data.datasets import penn_treebank
 
     data, vocab = penn_treebank("train", limit=640 if tiny else None)
     path = os.path.join(folder, "data.npz")

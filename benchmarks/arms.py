@@ -370,14 +370,14 @@ class BucketRNN(GluonArm):
             self.title += f", memory={memory!r}"
 
     def _loader(self):
-        from bucketrnn.loader import BucketLoader
+        from bucketrnn.data.loader import BucketLoader
 
         return BucketLoader(self.data, batch_size=self.cfg.batch_size,
                             num_buckets=self.num_buckets, shuffle=True, seed=self.cfg.seed,
                             task="lm", num_workers=0)
 
     def setup(self):
-        from bucketrnn.graphs import GraphCache
+        from bucketrnn.graphs.cache import GraphCache
 
         started = time.perf_counter()
         loader = self._loader()
@@ -431,7 +431,7 @@ class Ceiling(BucketRNN):
         self._cache = []
 
     def setup(self):
-        from bucketrnn.graphs import GraphCache
+        from bucketrnn.graphs.cache import GraphCache
 
         lengths = self.data.lengths() - 1
         self.lengths = lengths

@@ -16,7 +16,7 @@ which token ids fill them).
 
 Method (per distribution):
 
-1. ``auto``: :func:`bucketrnn.costmodel.probe` measures the real graph at a few shapes and
+1. ``auto``: :func:`bucketrnn.autoplan.costmodel.probe` measures the real graph at a few shapes and
    :func:`bucketrnn.plan_buckets` (``num_buckets="auto"``) plans with the fitted model.
 2. ``K=4..48``: the ``optimal`` plan with at most K buckets.
 3. Every bucket key of every plan is measured on the real graph, in one ``GraphCache`` bound
@@ -55,7 +55,7 @@ KS = (4, 8, 12, 16, 24, 32, 48)
 def distributions(n: int | None = None, seed: int = 0) -> dict:
     """``{name: lengths}``: Penn Treebank (language-model lengths, words + <eos> - 1), and
     log-normal and Pareto lengths of the same count."""
-    from bucketrnn.datasets import penn_treebank
+    from bucketrnn.data.datasets import penn_treebank
 
     train, _ = penn_treebank("train", limit=n)
     ptb = np.asarray(train.lengths(), dtype=np.int64) - 1
@@ -79,8 +79,8 @@ def key_costs(build, example, keys, rows: int, ctx, memory: str = "shared",
     import mxnet as mx
     from mxnet import gluon
 
-    from bucketrnn.costmodel import probe_step
-    from bucketrnn.graphs import GraphCache, _resize
+    from bucketrnn.autoplan.costmodel import probe_step
+    from bucketrnn.graphs.cache import GraphCache, _resize
 
     keys = sorted(set(int(k) for k in keys), reverse=True)
     graphs = GraphCache(build, ctx=ctx, memory=memory, keys=[keys[0]], memory_limit=None)
@@ -114,7 +114,7 @@ def plan_seconds(plan, costs: dict, epochs: float) -> dict:
 
 
 def _plans(lengths, cost, epochs, ks, rows):
-    from bucketrnn.buckets import plan_buckets
+    from bucketrnn.data.plan import plan_buckets
 
     plans = {"auto": plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=rows,
                                   epochs=epochs)}
@@ -126,7 +126,7 @@ def _plans(lengths, cost, epochs, ks, rows):
 
 
 def _one(name, lengths, build_fn, example, args, ctx) -> dict:
-    from bucketrnn.costmodel import probe, probe_lengths
+    from bucketrnn.autoplan.costmodel import probe, probe_lengths
 
     cost = probe(build_fn(), example, probe_lengths(lengths), args.rows, ctx=ctx,
                  repeats=args.repeats)
@@ -150,10 +150,10 @@ def _one(name, lengths, build_fn, example, args, ctx) -> dict:
 
 def _train_check(lengths_limit, args, ctx, build_fn, example) -> dict:
     """Auto and the best fixed K of the subset, trained for real (one epoch each)."""
-    from bucketrnn.costmodel import probe, probe_lengths
-    from bucketrnn.datasets import penn_treebank
-    from bucketrnn.loader import BucketLoader
-    from bucketrnn.train import TrainLoop
+    from bucketrnn.autoplan.costmodel import probe, probe_lengths
+    from bucketrnn.data.datasets import penn_treebank
+    from bucketrnn.data.loader import BucketLoader
+    from bucketrnn.training.loop import TrainLoop
 
     train, _ = penn_treebank("train", limit=lengths_limit)
     lengths = np.asarray(train.lengths(), dtype=np.int64) - 1
@@ -195,8 +195,8 @@ def measure(epochs: float = 2.0, ks=KS, repeats: int = 3, check_limit: int | Non
     needs ``check_limit``)."""
     import mxnet as mx
 
-    from bucketrnn.costmodel import example_batch
-    from bucketrnn.datasets import penn_treebank
+    from bucketrnn.autoplan.costmodel import example_batch
+    from bucketrnn.data.datasets import penn_treebank
 
     args = argparse.Namespace(epochs=epochs, ks=tuple(ks), repeats=repeats, rows=rows,
                               rounds=rounds)

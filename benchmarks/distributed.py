@@ -65,8 +65,8 @@ def worker(args) -> None:
     from mxnet import autograd, gluon
 
     from bucketrnn import distributed
-    from bucketrnn.graphs import GraphCache
-    from bucketrnn.loader import BucketLoader
+    from bucketrnn.data.loader import BucketLoader
+    from bucketrnn.graphs.cache import GraphCache
     from bucketrnn.models import LanguageModel
 
     kv = distributed.create_kvstore(args.kvstore)

@@ -15,7 +15,7 @@ from benchmarks.arms import GluonNLPBuckets, gluon_step, lm_factory, quiet_impor
 
 
 def _bucket_loader(cfg, data, num_buckets=8, num_workers=0):
-    from bucketrnn.loader import BucketLoader
+    from bucketrnn.data.loader import BucketLoader
 
     return BucketLoader(data, batch_size=cfg.batch_size, num_buckets=num_buckets, shuffle=True,
                         seed=cfg.seed, task="lm", num_workers=num_workers)
@@ -93,7 +93,7 @@ def scaling_point(cfg, data, fraction=1.0, steps=10, num_buckets=8):
     """
     from mxnet import nd
 
-    from bucketrnn.graphs import GraphCache
+    from bucketrnn.graphs.cache import GraphCache
 
     rng = np.random.default_rng(cfg.seed)
     n = max(cfg.batch_size, int(round(fraction * len(data))))
@@ -131,7 +131,7 @@ def scaling_point(cfg, data, fraction=1.0, steps=10, num_buckets=8):
 
 def compile_sweep(cfg, data, ks=(1, 2, 4)):
     """Seconds to compile (warm up) every graph of the default-strategy plan with K buckets."""
-    from bucketrnn.graphs import GraphCache
+    from bucketrnn.graphs.cache import GraphCache
 
     rows = []
     for k in ks:
@@ -266,9 +266,10 @@ def _top_operators(text, top=8):
 
 def gemm_peak(cfg, data, size=1024, repeats=10):
     """The machine's fp32 matrix-product peak now, in this process's thread setting: the
-    fastest of ``repeats`` ``size x size`` ``mx.nd.dot`` (:func:`bucketrnn.flops.gemm_peak`)."""
+    fastest of ``repeats`` ``size x size`` ``mx.nd.dot``
+    (:func:`bucketrnn.training.flops.gemm_peak`)."""
     from benchmarks.arms import threads_used
-    from bucketrnn.flops import gemm_peak as peak
+    from bucketrnn.training.flops import gemm_peak as peak
 
     return {"flops": peak(size=size, repeats=repeats), "size": size, "repeats": repeats,
             "threads": threads_used()}

@@ -65,9 +65,9 @@ def worker(spec: dict) -> dict:
     import mxnet as mx
     from mxnet import autograd, gluon
 
-    from bucketrnn.datasets import FlatSequences
-    from bucketrnn.graphs import GraphCache
-    from bucketrnn.loader import BucketLoader
+    from bucketrnn.data.datasets import FlatSequences
+    from bucketrnn.data.loader import BucketLoader
+    from bucketrnn.graphs.cache import GraphCache
     from bucketrnn.models import LanguageModel
 
     with np.load(spec["data"]) as f:
@@ -171,7 +171,7 @@ def shape_switch(memory: str = "dynamic", lengths=(29, 30, 31), steps: int = 12,
 
 
 def _prepare(folder: str, limit: int | None) -> dict:
-    from bucketrnn.datasets import penn_treebank
+    from bucketrnn.data.datasets import penn_treebank
 
     ptb, vocab = penn_treebank("train", limit=limit)
     paths = {"ptb": os.path.join(folder, "ptb.npz"), "heavy": os.path.join(folder, "heavy.npz")}

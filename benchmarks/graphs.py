@@ -86,7 +86,7 @@ def worker(args) -> dict:
     import mxnet as mx
     from mxnet import autograd, gluon
 
-    from bucketrnn.graphs import GraphCache
+    from bucketrnn.graphs.cache import GraphCache
     from bucketrnn.models import LanguageModel
 
     lengths = ptb_like_lengths(20000, args.seed)

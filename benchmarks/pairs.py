@@ -4,7 +4,7 @@ Usage::
 
     python -m benchmarks.pairs [--pairs 2000] [--epochs 4] [--hidden 48] [--tiny] [--json F]
 
-The data is synthetic (:func:`bucketrnn.pairs.toy_pairs`, ``"translit"``: reverse the letters,
+The data is synthetic (:func:`bucketrnn.data.pairs.toy_pairs`, ``"translit"``: reverse the letters,
 upper-case them, double the vowels), source lengths log-normal from 3 to ``--max-length`` (most
 short, a long tail), targets 3 to about 1.5x that. Two arms train the same
 :class:`~bucketrnn.models.Seq2Seq` from the same initial parameters on the same pairs for the
@@ -33,7 +33,7 @@ __all__ = ["length_breakdown", "main", "markdown", "measure"]
 
 
 def _arm(train, num_buckets, batch_size, seed):
-    from bucketrnn.loader import BucketLoader
+    from bucketrnn.data.loader import BucketLoader
 
     return BucketLoader(train, batch_size=batch_size, num_buckets=num_buckets, shuffle=True,
                         seed=seed)
@@ -69,12 +69,12 @@ def measure(pairs: int = 2000, test_pairs: int = 150, max_length: int = 44, epoc
     import mxnet as mx
     from mxnet import gluon
 
-    from bucketrnn.datasets import EOS
-    from bucketrnn.graphs import GraphCache
+    from bucketrnn.data.datasets import EOS
+    from bucketrnn.data.pairs import encode_pairs, pair_vocabularies, toy_pairs
+    from bucketrnn.graphs.cache import GraphCache
+    from bucketrnn.inference.translate import score_pairs
     from bucketrnn.models import Seq2Seq
     from bucketrnn.models.decode import Seq2SeqDecoder
-    from bucketrnn.pairs import encode_pairs, pair_vocabularies, toy_pairs
-    from bucketrnn.translate import score_pairs
 
     train_pairs = toy_pairs(pairs, "translit", max_length=max_length, seed=seed)
     held = toy_pairs(test_pairs, "translit", max_length=max_length, seed=seed + 1)
@@ -170,11 +170,11 @@ def length_breakdown(bucketed_epochs: int = 13, padded_epochs: int = 4, pairs: i
     import numpy as np
     from mxnet import gluon
 
-    from bucketrnn.graphs import GraphCache
+    from bucketrnn.data.pairs import encode_pairs, pair_vocabularies, toy_pairs
+    from bucketrnn.graphs.cache import GraphCache
+    from bucketrnn.inference.translate import decode_ids
     from bucketrnn.models import Seq2Seq
     from bucketrnn.models.decode import Seq2SeqDecoder
-    from bucketrnn.pairs import encode_pairs, pair_vocabularies, toy_pairs
-    from bucketrnn.translate import decode_ids
 
     train_pairs = toy_pairs(pairs, "translit", max_length=max_length, seed=seed)
     held = toy_pairs(test_pairs, "translit", max_length=max_length, seed=seed + 1)

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from benchmarks.common import write_json
-from bucketrnn.buckets import plan_buckets
+from bucketrnn.data.plan import plan_buckets
 
 
 def ptb_lengths(limit=None) -> np.ndarray:
@@ -108,7 +108,7 @@ def pad_to_longest_row(lengths, batch_size):
 
 def synthetic_scale(n, num_buckets=32, batch_size=64, seed=0):
     """Planning time and peak traced memory for n synthetic lengths (log-normal, 1..1000)."""
-    from bucketrnn.sampler import BucketBatchSampler
+    from bucketrnn.data.sampler import BucketBatchSampler
 
     rng = np.random.default_rng(seed)
     lengths = np.clip(rng.lognormal(3.0, 0.7, size=n).astype(np.int64) + 1, 1, 1000)
@@ -145,9 +145,9 @@ def assembly_throughput(limit=None, batch_size=64, repeats=3):
     ``padder`` times PadToBucket alone (numpy output: the padding work itself); ``loader`` times
     a full BucketLoader epoch with num_workers=0 (sampling, padding, NDArray creation).
     """
-    from bucketrnn.batchify import PadToBucket, SlotDataset
-    from bucketrnn.datasets import penn_treebank
-    from bucketrnn.loader import BucketLoader
+    from bucketrnn.data.batchify import PadToBucket, SlotDataset
+    from bucketrnn.data.datasets import penn_treebank
+    from bucketrnn.data.loader import BucketLoader
 
     ds, _ = penn_treebank("train", limit=limit)
     loader = BucketLoader(ds, batch_size=batch_size, num_buckets=32, task="lm", seed=0)

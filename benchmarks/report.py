@@ -77,7 +77,7 @@ def aggregate(rounds: list[dict]) -> dict:
 
 def flops_per_token(config: dict) -> int:
     """Matrix-product FLOPs per trained token of the arms' model (forward + backward)."""
-    from bucketrnn.flops import lm_flops_per_token
+    from bucketrnn.training.flops import lm_flops_per_token
 
     return lm_flops_per_token(config["vocab_size"], config["embed_size"],
                               config["hidden_size"], config["num_layers"])
@@ -309,7 +309,8 @@ def markdown(result: dict) -> str:
               "Threads: the OpenMP threads of the arm's process (bucketrnn's default, all "
               "physical cores, except the 1-thread arm). Model GFLOP/s: the model's "
               f"matrix-product FLOPs per trained token ({fpt / 1e6:.2f} MFLOP, forward and "
-              "backward, `bucketrnn.flops.lm_flops_per_token`) x real tokens per wall-second, "
+              "backward, `bucketrnn.training.flops.lm_flops_per_token`) x real tokens per "
+              "wall-second, "
               "against the fp32 GEMM peak measured in this run (see Utilisation).", "",
               "## Targets (ratios from this run)", "",
               "Measured = ratio of whole-run real tokens per CPU-second; per round = the same "

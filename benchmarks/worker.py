@@ -15,7 +15,7 @@ import numpy as np
 
 def load_data(path):
     """The sentences the parent prepared once (tokens + offsets), as ``FlatSequences``."""
-    from bucketrnn.datasets import FlatSequences
+    from bucketrnn.data.datasets import FlatSequences
 
     with np.load(path) as f:
         return FlatSequences(f["tokens"], f["offsets"])

@@ -1,17 +1,24 @@
 """bucketrnn: train recurrent networks on variable-length sequences with MXNet, on static shapes.
 
-The data flow, one module per stage: :mod:`~bucketrnn.lengths` -> :mod:`~bucketrnn.buckets`
-(plan) -> :mod:`~bucketrnn.sampler` (schedule) -> :mod:`~bucketrnn.batchify` (pad) ->
-:mod:`~bucketrnn.loader` -> :mod:`~bucketrnn.graphs` (one graph per bucket) -> models / training.
+The house, each sub-package above those before it: shared modules (:mod:`~bucketrnn.compat`,
+:mod:`~bucketrnn.cores`, :mod:`~bucketrnn.validation`, :mod:`~bucketrnn.errors`) ->
+:mod:`~bucketrnn.data` (lengths -> plan -> sampler -> batchify -> loader) ->
+:mod:`~bucketrnn.graphs` (one graph per bucket) -> :mod:`~bucketrnn.models` ->
+:mod:`~bucketrnn.training` -> :mod:`~bucketrnn.autoplan` -> :mod:`~bucketrnn.inference`;
+:mod:`~bucketrnn.app` (the Hydra app and commands) is built on the library, never imported by it.
 """
 
 # First: bucketrnn.cores sets MXNet's environment (threads, quiet graph binding) before any
 # module below imports MXNet, which reads it once.
 from bucketrnn import cores  # noqa: F401  isort: skip
-from bucketrnn.batchify import Batch, PadToBucket
-from bucketrnn.buckets import BucketPlan, find_outliers, plan_buckets
-from bucketrnn.costmodel import CostModel, probe
-from bucketrnn.datasets import FlatSequences, Vocabulary
+from bucketrnn import _aliases  # isort: skip
+from bucketrnn.autoplan.costmodel import CostModel, probe
+from bucketrnn.data.batchify import Batch, PadToBucket
+from bucketrnn.data.datasets import FlatSequences, Vocabulary
+from bucketrnn.data.lengths import sequence_lengths
+from bucketrnn.data.loader import BucketLoader, evaluation_loader
+from bucketrnn.data.plan import BucketPlan, find_outliers, plan_buckets
+from bucketrnn.data.sampler import BucketBatchSampler
 from bucketrnn.errors import (
     BucketRNNWarning,
     CheckpointError,
@@ -19,14 +26,11 @@ from bucketrnn.errors import (
     NonFiniteError,
     StateMismatchError,
 )
-from bucketrnn.evaluation import evaluate
-from bucketrnn.graphs import GraphCache
-from bucketrnn.lengths import sequence_lengths
-from bucketrnn.loader import BucketLoader, evaluation_loader
+from bucketrnn.graphs.cache import GraphCache
 from bucketrnn.models import LanguageModel, SequenceClassifier, SequenceTagger, loss_normalizer
 from bucketrnn.models.seq2seq import Seq2Seq
-from bucketrnn.rundir import RunLock, RunLockedError
-from bucketrnn.sampler import BucketBatchSampler
+from bucketrnn.training.evaluation import evaluate
+from bucketrnn.training.rundir import RunLock, RunLockedError
 
 __all__ = [
     "Batch",
@@ -59,6 +63,8 @@ __all__ = [
     "sequence_lengths",
 ]
 __version__ = "0.1.0"
+
+_aliases.install()  # the flat layout's module paths (bucketrnn.loader, ...) still import
 
 
 def __getattr__(name):

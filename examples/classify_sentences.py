@@ -16,9 +16,9 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from bucketrnn.datasets import FlatSequences, penn_treebank
-from bucketrnn.graphs import GraphCache
-from bucketrnn.loader import BucketLoader, evaluation_loader
+from bucketrnn.data.datasets import FlatSequences, penn_treebank
+from bucketrnn.data.loader import BucketLoader, evaluation_loader
+from bucketrnn.graphs.cache import GraphCache
 from bucketrnn.models import SequenceClassifier
 
 

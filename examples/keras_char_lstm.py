@@ -22,10 +22,10 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from bucketrnn.batchify import Batch
-from bucketrnn.datasets import FlatSequences, Vocabulary, penn_treebank
-from bucketrnn.graphs import GraphCache
-from bucketrnn.loader import BucketLoader
+from bucketrnn.data.batchify import Batch
+from bucketrnn.data.datasets import FlatSequences, Vocabulary, penn_treebank
+from bucketrnn.data.loader import BucketLoader
+from bucketrnn.graphs.cache import GraphCache
 from bucketrnn.models import LanguageModel, loss_normalizer
 
 

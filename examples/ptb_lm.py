@@ -4,7 +4,8 @@
     python examples/ptb_lm.py --limit 500 --hidden 32 --epochs 1   # a smoke run, seconds
 
 Steps: load PTB sentences as token ids (``<eos> w1 ... wn <eos>``), plan length buckets, train one
-unrolled graph per bucket with :class:`bucketrnn.train.TrainLoop`, and evaluate perplexity on
+unrolled graph per bucket with :class:`bucketrnn.training.loop.TrainLoop`, and evaluate perplexity
+on
 the validation and test sentences padded to the training buckets.
 """
 
@@ -13,10 +14,10 @@ import time
 
 import mxnet as mx
 
-from bucketrnn.datasets import penn_treebank
-from bucketrnn.loader import BucketLoader, evaluation_loader
+from bucketrnn.data.datasets import penn_treebank
+from bucketrnn.data.loader import BucketLoader, evaluation_loader
 from bucketrnn.models import LanguageModel
-from bucketrnn.train import TrainLoop
+from bucketrnn.training.loop import TrainLoop
 
 
 def main(argv=None):

@@ -1,9 +1,9 @@
 """A sequence tagger with its own training loop: BucketLoader(task="tag") + SequenceTagger.
 
 Reads a tagged text file (one ``token/TAG token/TAG ...`` sentence a line) with
-``bucketrnn.datasets.labelled_text_file`` (seeded train/valid split, class map), trains a
+``bucketrnn.data.datasets.labelled_text_file`` (seeded train/valid split, class map), trains a
 bidirectional LSTM tagger on bucketed batches (one graph per bucket, ``GraphCache``) and reports
-the token accuracy over valid tokens (``bucketrnn.metrics.token_counts``).
+the token accuracy over valid tokens (``bucketrnn.training.metrics.token_counts``).
 
 Without ``--file`` it writes a tagged file from Penn Treebank sentences (the ``treebank``
 package, no network), tagged by rules that need both directions of a sentence: ``NUM`` for the
@@ -25,11 +25,11 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from bucketrnn.datasets import FlatSequences, Vocabulary, labelled_text_file
-from bucketrnn.graphs import GraphCache
-from bucketrnn.loader import BucketLoader, evaluation_loader
-from bucketrnn.metrics import token_counts
+from bucketrnn.data.datasets import FlatSequences, Vocabulary, labelled_text_file
+from bucketrnn.data.loader import BucketLoader, evaluation_loader
+from bucketrnn.graphs.cache import GraphCache
 from bucketrnn.models import SequenceTagger, loss_normalizer, tag_batch
+from bucketrnn.training.metrics import token_counts
 
 
 def rule_tags(words):

@@ -1,6 +1,6 @@
 """Sequence pairs with your own training loop: an attention encoder-decoder on 2-D buckets.
 
-The task is synthetic (bucketrnn.pairs.toy_pairs): read letters, write them reversed and
+The task is synthetic (bucketrnn.data.pairs.toy_pairs): read letters, write them reversed and
 upper-cased with vowels doubled (``"b a" -> "A A B"``), so source and target lengths differ.
 Lengths spread from 3 to 40 (most are short): the loader plans ``(src_len, tgt_len)`` buckets,
 GraphCache keeps one graph per key, the loss is averaged over real target tokens. After
@@ -17,13 +17,13 @@ import time
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from bucketrnn.datasets import EOS
-from bucketrnn.graphs import GraphCache
-from bucketrnn.loader import BucketLoader
+from bucketrnn.data.datasets import EOS
+from bucketrnn.data.loader import BucketLoader
+from bucketrnn.data.pairs import encode_pairs, pair_vocabularies, toy_pairs
+from bucketrnn.graphs.cache import GraphCache
+from bucketrnn.inference.translate import score_pairs, translate
 from bucketrnn.models import Seq2Seq, loss_normalizer
 from bucketrnn.models.decode import Seq2SeqDecoder
-from bucketrnn.pairs import encode_pairs, pair_vocabularies, toy_pairs
-from bucketrnn.translate import score_pairs, translate
 
 
 def main():

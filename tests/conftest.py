@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from bucketrnn.datasets import FlatSequences
+from bucketrnn.data.datasets import FlatSequences
 
 
 def make_flat(seqs, labels=None):
@@ -45,7 +45,7 @@ def assert_resumes(make, key=lambda batch: batch):
 
 _HOLD = textwrap.dedent("""
     import os, sys, time
-    from bucketrnn.rundir import RunLock
+    from bucketrnn.training.rundir import RunLock
     RunLock(sys.argv[1]).acquire()
     child = os.fork() if len(sys.argv) > 2 else None  # a child, like a loader worker
     if child == 0:

@@ -5,9 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
-from bucketrnn.buckets import length_histogram, plan_buckets
-from bucketrnn.costmodel import CostModel
-from bucketrnn.loader import BucketLoader
+from bucketrnn.autoplan.costmodel import CostModel
+from bucketrnn.data.loader import BucketLoader
+from bucketrnn.data.plan import length_histogram, plan_buckets
 
 
 def _lengths(seed=0, n=400, high=30):

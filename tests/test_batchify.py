@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import make_flat
 
-from bucketrnn.batchify import Batch, PadToBucket, SlotDataset, to_ndarray
+from bucketrnn.data.batchify import Batch, PadToBucket, SlotDataset, to_ndarray
 
 
 def items(dataset, slots, buckets=None):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from benchmarks.autoplan import distributions, markdown, merge, plan_seconds
-from bucketrnn.buckets import plan_buckets
+from bucketrnn.data.plan import plan_buckets
 
 
 def test_plan_seconds_sums_each_buckets_batches_and_one_compile_per_graph():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bucketrnn.precision import cpu_has_bf16
+from bucketrnn.graphs.precision import cpu_has_bf16
 
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU lacks AVX512_BF16")

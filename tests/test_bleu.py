@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from bucketrnn.bleu import bleu_stats, corpus_bleu, exact_match
+from bucketrnn.inference.bleu import bleu_stats, corpus_bleu, exact_match
 
 CAT = "the cat sat on the mat".split()
 CAT_REF = "the cat sat on a mat".split()

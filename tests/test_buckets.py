@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bucketrnn.buckets import (
+from bucketrnn.data.plan import (
     bucket_batch_sizes,
     exp_boundaries,
     find_outliers,
@@ -232,7 +232,7 @@ def test_max_length_out_of_range_names_max_length_not_the_lengths(bad):
 
 
 def test_bucket_loader_blames_max_length_not_the_lengths():
-    from bucketrnn.loader import BucketLoader
+    from bucketrnn.data.loader import BucketLoader
 
     seqs = [np.arange(n) for n in (3, 4, 5, 9)]
     with pytest.raises(ValueError, match="max_length must be an integer in .*max_length=10{30}"):

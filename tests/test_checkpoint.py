@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from bucketrnn import StateMismatchError
-from bucketrnn import checkpoint as ckpt
 from bucketrnn.errors import CheckpointError, NonFiniteError
+from bucketrnn.training import checkpoint as ckpt
 
 
 def test_round_trip(tmp_path):
@@ -429,7 +429,8 @@ def test_members_in_fortran_order_load_as_the_arrays_they_are(tmp_path):
 
 
 # ---------------------------------------------------------------- forged but well-typed meta
-# As the training loop asks for them (bucketrnn.train._META): the history's structure is checked
+# As the training loop asks for them (bucketrnn.training.loop._META): the history's structure is
+# checked
 # by load itself, so a forged value fails at load, not mid-training.
 _HISTORY_REQUIRED = {"history": dict, "history.epochs": list,
                      "history.train_seconds": (int, float), "history.epoch_acc": (dict, type(None))}
@@ -453,7 +454,7 @@ def _history(**changes):
 
 
 def test_the_tally_keys_are_the_training_loops():
-    from bucketrnn.metrics import tally as _tally
+    from bucketrnn.training.metrics import tally as _tally
 
     assert sorted(_tally()) == sorted(ckpt.HISTORY_TALLY)
 
@@ -525,7 +526,8 @@ def test_non_finite_numbers_in_meta_are_refused(tmp_path, text):
         ckpt.load(path)
 
 
-# As bucketrnn.train._META asks: the epoch count and global step checked against the records.
+# As bucketrnn.training.loop._META asks: the epoch count and global step checked against the
+# records.
 _LOOP_REQUIRED = {"epoch": int, "epoch_finished": bool, "global_step": int, **_HISTORY_REQUIRED}
 
 
@@ -551,7 +553,7 @@ def test_real_checkpoints_mid_epoch_at_an_epoch_end_and_at_the_end_load(tmp_path
     writes mid-epoch, at an epoch end and at the end of the run, with its own _META."""
     from test_resume import _crash, _loop
 
-    from bucketrnn.train import _META
+    from bucketrnn.training.loop import _META
 
     seen = set()
     for name, stop in (("mid-epoch 1", lambda spe: ("max_steps", spe + 2)),

@@ -4,9 +4,15 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from bucketrnn import costmodel
-from bucketrnn.costmodel import CostModel, CostModelError, example_batch, probe, probe_lengths
-from bucketrnn.graphs import GraphCache
+from bucketrnn.autoplan import costmodel
+from bucketrnn.autoplan.costmodel import (
+    CostModel,
+    CostModelError,
+    example_batch,
+    probe,
+    probe_lengths,
+)
+from bucketrnn.graphs.cache import GraphCache
 from bucketrnn.models import LanguageModel
 
 STEP = (0.01, 0.002, 1e-4)      # a + b*L + c*B*L seconds

@@ -3,8 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from bucketrnn.buckets import find_outliers
-from bucketrnn.datasets import (
+from bucketrnn.data.datasets import (
     FlatSequences,
     OverflowCounts,
     Vocabulary,
@@ -12,6 +11,7 @@ from bucketrnn.datasets import (
     read_lines,
     text_file,
 )
+from bucketrnn.data.plan import find_outliers
 
 
 def test_flat_sequences_roundtrip_and_subset():

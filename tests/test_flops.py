@@ -2,7 +2,7 @@
 
 import pytest
 
-from bucketrnn.flops import classifier_flops_per_token, gemm_peak, lm_flops_per_token
+from bucketrnn.training.flops import classifier_flops_per_token, gemm_peak, lm_flops_per_token
 
 
 def test_language_model_flops_by_hand():

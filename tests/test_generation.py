@@ -4,7 +4,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from bucketrnn.generation import feed, generate, sample
+from bucketrnn.inference.generation import feed, generate, sample
 from bucketrnn.models.step import LanguageModelStep
 
 

@@ -4,7 +4,7 @@ import pytest
 from mxnet import autograd, gluon
 
 from bucketrnn import Batch
-from bucketrnn.graphs import GraphCache
+from bucketrnn.graphs.cache import GraphCache
 from bucketrnn.models import LanguageModel, SequenceClassifier
 
 MEMORY = ["shared", "static", "dynamic"]

@@ -8,7 +8,7 @@ import traceback
 import pytest
 from test_graphs import BATCHES, make
 
-from bucketrnn.graphs import GraphCache
+from bucketrnn.graphs.cache import GraphCache
 
 SECRET = "TOPSECRET-hunter2"
 

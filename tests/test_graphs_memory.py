@@ -10,7 +10,7 @@ import pytest
 from test_graphs import VOCAB, lm_batch, lm_factory
 
 from bucketrnn.errors import GraphTooLargeError
-from bucketrnn.graphs import NODE_BYTES, GraphCache
+from bucketrnn.graphs.cache import NODE_BYTES, GraphCache
 from bucketrnn.models import LanguageModel, SequenceClassifier
 
 HUGE = 10**6
@@ -120,7 +120,7 @@ import json, sys
 import mxnet as mx, numpy as np
 from mxnet import autograd
 from bucketrnn import Batch
-from bucketrnn.graphs import GraphCache
+from bucketrnn.graphs.cache import GraphCache
 from bucketrnn.models import LanguageModel
 
 def rss():

@@ -14,10 +14,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bucketrnn.batchify import PadToBucket, SlotDataset
-from bucketrnn.buckets import plan_buckets
-from bucketrnn.loader import BucketLoader
-from bucketrnn.sampler import LAST_BATCH, BucketBatchSampler, decode_slots
+from bucketrnn.data.batchify import PadToBucket, SlotDataset
+from bucketrnn.data.loader import BucketLoader
+from bucketrnn.data.plan import plan_buckets
+from bucketrnn.data.sampler import LAST_BATCH, BucketBatchSampler, decode_slots
 
 SETTINGS = settings(max_examples=200, deadline=None)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from bucketrnn.datasets import (
+from bucketrnn.data.datasets import (
     LabelledText,
     labelled_text_file,
     read_labelled,
@@ -123,7 +123,7 @@ def test_classes_come_from_every_file_and_errors_name_the_argument(tmp_path):
 
 
 def test_subset_keeps_lines_and_labels():
-    from bucketrnn.datasets import Lines, OverflowCounts
+    from bucketrnn.data.datasets import Lines, OverflowCounts
 
     text = LabelledText(Lines([["a"], ["b"], ["c"]], "f", [1, 4, 9], OverflowCounts()),
                         ["x", "y", "z"])

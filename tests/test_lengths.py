@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from mxnet.gluon.data import ArrayDataset, SimpleDataset
 
-from bucketrnn.datasets import FlatSequences
-from bucketrnn.lengths import is_pair_lengths, sequence_lengths
+from bucketrnn.data.datasets import FlatSequences
+from bucketrnn.data.lengths import is_pair_lengths, sequence_lengths
 
 
 def test_list_of_token_lists_and_numpy_arrays():

@@ -10,8 +10,8 @@ import pytest
 from conftest import assert_resumes, make_flat
 from mxnet.gluon.data import ArrayDataset, SimpleDataset
 
+from bucketrnn.data.loader import BucketLoader, evaluation_loader
 from bucketrnn.errors import StateMismatchError
-from bucketrnn.loader import BucketLoader, evaluation_loader
 
 RNG = np.random.default_rng(5)
 TOKENS = [RNG.integers(1, 50, size=n).tolist() for n in RNG.integers(2, 30, size=120)]
@@ -299,7 +299,7 @@ def test_breaking_out_continues_where_it_stopped():
 
 
 def test_example_batch_is_a_full_batch_and_keeps_the_position():
-    from bucketrnn.loader import BucketLoader
+    from bucketrnn.data.loader import BucketLoader
 
     data = [[1] * n for n in (3, 3, 4, 4, 4, 8, 9)]
     loader = BucketLoader(data, batch_size=4, num_buckets=2, seed=0)
@@ -316,7 +316,7 @@ def test_example_batch_is_a_full_batch_and_keeps_the_position():
 
 
 def test_evaluation_loader_reuses_the_training_buckets():
-    from bucketrnn.loader import evaluation_loader
+    from bucketrnn.data.loader import evaluation_loader
 
     train = BucketLoader(TOKENS[:100], batch_size=8, num_buckets=3, seed=0)
     longer = TOKENS[100:] + [list(range(1, 40))]  # longer than every training sequence

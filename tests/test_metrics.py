@@ -6,7 +6,7 @@ import math
 import pytest
 
 from bucketrnn.errors import CheckpointError
-from bucketrnn.metrics import MetricsLog, figures, tally
+from bucketrnn.training.metrics import MetricsLog, figures, tally
 
 
 def test_figures_of_a_tally():

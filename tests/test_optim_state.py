@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from bucketrnn import checkpoint as ckpt
-from bucketrnn import optim_state
 from bucketrnn.errors import CheckpointError, StateMismatchError
+from bucketrnn.training import checkpoint as ckpt
+from bucketrnn.training import optim_state
 
 # (optimizer, params): every mx.optimizer that works with a gluon Trainer and has no state
 # beyond its per-parameter states, counters and listed scalars.

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bucketrnn.pairs import decode_ids, encode_pairs, pair_vocabularies, read_pairs
+from bucketrnn.data.pairs import decode_ids, encode_pairs, pair_vocabularies, read_pairs
 
 
 def write(tmp_path, text, name="pairs.tsv"):
@@ -64,7 +64,7 @@ def test_separate_and_shared_vocabularies_and_eos_targets(tmp_path):
 
 
 def test_toy_pairs_tasks_and_length_spread():
-    from bucketrnn.pairs import toy_pairs
+    from bucketrnn.data.pairs import toy_pairs
 
     rev = toy_pairs(2000, "reverse", seed=3)
     lengths = np.array([len(s) for s, _ in rev])

@@ -9,11 +9,11 @@ import pytest
 from mxnet import autograd, gluon, sym
 
 from bucketrnn import Batch, GraphCache, precision
-from bucketrnn import checkpoint as ckpt
-from bucketrnn.loader import BucketLoader
+from bucketrnn.data.loader import BucketLoader
+from bucketrnn.graphs.precision import check_precision, cpu_has_bf16, to_bfloat16
 from bucketrnn.models import LanguageModel
-from bucketrnn.precision import check_precision, cpu_has_bf16, to_bfloat16
-from bucketrnn.train import TrainLoop
+from bucketrnn.training import checkpoint as ckpt
+from bucketrnn.training.loop import TrainLoop
 
 needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU lacks AVX512_BF16")
 VOCAB, LENGTH, ROWS = 30, 7, 6

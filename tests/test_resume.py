@@ -12,11 +12,11 @@ import pickle
 import numpy as np
 import pytest
 
-from bucketrnn import checkpoint as ckpt
+from bucketrnn.data.loader import BucketLoader
 from bucketrnn.errors import CheckpointError, StateMismatchError
-from bucketrnn.loader import BucketLoader
 from bucketrnn.models import LanguageModel
-from bucketrnn.train import TrainLoop
+from bucketrnn.training import checkpoint as ckpt
+from bucketrnn.training.loop import TrainLoop
 
 # Timing, and the graphs compiled by this process (a resumed process compiles its own).
 TIMING = {"time", "tokens_per_s", "seconds", "graphs_compiled"}

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from bucketrnn.rundir import (
+from bucketrnn.training.rundir import (
     RunLock,
     RunLockedError,
     atomic_write,
@@ -127,8 +127,7 @@ def test_atomic_write_replaces_a_symlinked_target_not_its_target(tmp_path):
 
 
 def test_atomic_write_is_the_one_the_checkpoint_uses():
-    from bucketrnn import checkpoint
-
+    from bucketrnn.training import checkpoint
     assert checkpoint.atomic_write is atomic_write
     assert checkpoint.clean_temporaries is clean_temporaries
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from conftest import assert_resumes
 
-from bucketrnn.buckets import plan_buckets
+from bucketrnn.data.plan import plan_buckets
+from bucketrnn.data.sampler import BucketBatchSampler, FillSlot, decode_slots
 from bucketrnn.errors import StateMismatchError
-from bucketrnn.sampler import BucketBatchSampler, FillSlot, decode_slots
 
 LENGTHS = np.random.default_rng(7).integers(1, 40, size=203)
 BOUNDS = (8, 16, 30, 40)
@@ -294,7 +294,7 @@ def test_sampler_as_gluon_batch_sampler_without_fill_rows_just_works():
 def test_sampler_as_gluon_batch_sampler_over_slot_dataset_is_right():
     from mxnet.gluon.data import DataLoader
 
-    from bucketrnn.batchify import PadToBucket, SlotDataset
+    from bucketrnn.data.batchify import PadToBucket, SlotDataset
 
     sampler = make(seed=0)
     loader = DataLoader(SlotDataset(SEQS, sampler.bucket_ids), batch_sampler=sampler,

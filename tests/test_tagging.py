@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bucketrnn import BucketLoader, FlatSequences, PadToBucket
-from bucketrnn.metrics import figures, tally, token_accuracy, token_counts
+from bucketrnn.training.metrics import figures, tally, token_accuracy, token_counts
 
 SENTENCES = [([1, 2, 3], [0, 1, 2]), ([4, 5], [1, 1]), ([6, 7, 8, 9], [2, 0, 0, 1])]
 
@@ -129,7 +129,7 @@ def test_token_counts_by_hand():
 def test_train_loop_reports_loss_and_accuracy_per_real_token():
     from bucketrnn import GraphCache
     from bucketrnn.models import SequenceTagger
-    from bucketrnn.train import TrainLoop
+    from bucketrnn.training.loop import TrainLoop
 
     rng = np.random.default_rng(0)
     data = []

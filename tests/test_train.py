@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from bucketrnn import StateMismatchError
-from bucketrnn.loader import BucketLoader
+from bucketrnn.data.loader import BucketLoader
 from bucketrnn.models import LanguageModel, SequenceClassifier
-from bucketrnn.train import TrainLoop
+from bucketrnn.training.loop import TrainLoop
 
 
 def _sequences(n=40, seed=0):
@@ -146,7 +146,7 @@ def test_numpy_integers_are_integers(tmp_path):
 
 
 def test_a_run_directory_held_by_another_process_is_refused(tmp_path, lock_holder):
-    from bucketrnn.rundir import RunLockedError
+    from bucketrnn.training.rundir import RunLockedError
 
     holder = lock_holder(tmp_path)
     loop = _loop(tmp_path, _sequences(8))
@@ -159,7 +159,7 @@ def test_a_run_directory_held_by_another_process_is_refused(tmp_path, lock_holde
                                         (-2, "token id -2")])
 @pytest.mark.parametrize("as_cache", [False, True])
 def test_the_models_vocabulary_guards_the_loaders_batches(tmp_path, bad, match, as_cache):
-    from bucketrnn.graphs import GraphCache
+    from bucketrnn.graphs.cache import GraphCache
 
     seqs = _sequences(12)
     seqs[7] = seqs[7][:2] + [bad] + seqs[7][3:]
@@ -175,8 +175,7 @@ def test_the_models_vocabulary_guards_the_loaders_batches(tmp_path, bad, match, 
 def test_ctrl_c_stops_after_the_step_with_a_checkpoint(tmp_path):
     import signal
 
-    from bucketrnn import checkpoint as ckpt
-
+    from bucketrnn.training import checkpoint as ckpt
     seqs = _sequences()
     whole = _loop(tmp_path / "whole", seqs, epochs=2)
     whole.fit()
@@ -244,8 +243,7 @@ def test_an_infinite_learning_rate_stops_naming_the_step_and_keeps_the_checkpoin
     with pytest.raises(NonFiniteError, match=r"non-finite loss \(nan\) at global step 5") as e:
         loop.fit()
     assert (e.value.step, e.value.what) == (5, "loss")
-    from bucketrnn import checkpoint as ckpt
-
+    from bucketrnn.training import checkpoint as ckpt
     assert ckpt.load(str(tmp_path / "checkpoint.npz")).meta["global_step"] == 3
     assert len(_strict_json_lines(tmp_path / "metrics.jsonl")) == 4
 
@@ -258,8 +256,7 @@ def test_skip_stops_when_an_update_broke_the_parameters(tmp_path):
     with pytest.raises(NonFiniteError, match=r"is non-finite at global step 5 .* an earlier "
                                              r"update broke it, so skipping steps cannot recover"):
         loop.fit()
-    from bucketrnn import checkpoint as ckpt
-
+    from bucketrnn.training import checkpoint as ckpt
     assert ckpt.load(str(tmp_path / "checkpoint.npz")).meta["global_step"] == 3
 
 
@@ -344,7 +341,7 @@ def test_the_app_config_offers_on_nonfinite():
 def test_the_decayed_learning_rate_is_floored_where_mxnet_refuses_it(tmp_path):
     # 0.01 * 0.5 ** 130 is about 7e-42, below float32's range: MXNet refuses it ("Out of range
     # value for lr"), which crashed a long run at its 121st epoch.
-    from bucketrnn.train import MIN_LEARNING_RATE
+    from bucketrnn.training.loop import MIN_LEARNING_RATE
 
     assert _loop(None, _sequences()).learning_rate_of(130) == MIN_LEARNING_RATE
     # lr_decay=1e-30: epoch 2's rate would be 1e-62; it trains at the floor instead of failing.

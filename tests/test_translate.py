@@ -2,9 +2,9 @@ import mxnet as mx
 import pytest
 
 from bucketrnn import Vocabulary
+from bucketrnn.inference.translate import translate
 from bucketrnn.models import Seq2Seq
 from bucketrnn.models.decode import Seq2SeqDecoder
-from bucketrnn.translate import translate
 
 SRC = Vocabulary.build([list("abcdefg")])
 TGT = Vocabulary.build([list("ABCDEFG")])
@@ -45,7 +45,7 @@ def test_empty_source_is_named():
 
 
 def test_translate_file_answers_each_line(tmp_path):
-    from bucketrnn.translate import translate_file
+    from bucketrnn.inference.translate import translate_file
 
     m = model()
     path = tmp_path / "in.txt"
@@ -61,7 +61,7 @@ def test_translate_file_answers_each_line(tmp_path):
 
 def test_translate_file_refuses_a_far_longer_line_naming_it_before_any_graph(tmp_path):
     # A 10**6-token line among short ones would be traced into a 10**6-step encoder for hours.
-    from bucketrnn.translate import translate_file
+    from bucketrnn.inference.translate import translate_file
 
     m = model()
     path = tmp_path / "in.txt"
@@ -77,7 +77,7 @@ def test_an_unknown_reference_token_matches_nothing_with_unk_id():
     # A model emitting <unk> was credited for a reference word outside the vocabulary.
     import numpy as np
 
-    from bucketrnn.translate import decode_ids, score_pairs
+    from bucketrnn.inference.translate import decode_ids, score_pairs
 
     dec = Seq2SeqDecoder(model(), eos_id=TGT["<eos>"])
     sources = [np.array([2, 3, 4]), np.array([5, 2])]

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from bucketrnn.datasets import Vocabulary, encode_lines
+from bucketrnn.data.datasets import Vocabulary, encode_lines
 
 
 def test_default_vocabulary_keeps_its_ids_and_uses_eos_as_bos():

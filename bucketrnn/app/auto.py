@@ -1,7 +1,8 @@
 """``bucketing.num_buckets=auto`` in the app: probe the run's model, plan with the cost model,
 and fix the plan for the rest of the run.
 
-The first run of an experiment probes the model it trains (:func:`bucketrnn.costmodel.probe`:
+The first run of an experiment probes the model it trains
+(:func:`bucketrnn.autoplan.costmodel.probe`:
 the same model config, context and memory policy, its own throwaway parameters), plans the
 buckets for the run's length (``trainer.epochs``, or ``trainer.max_steps``) under the memory
 available on the context, and records the chosen boundaries in the config as
@@ -52,7 +53,7 @@ def reuse_saved_plan(cfg, saved: dict | None):
 
 
 def _rows(b: dict):
-    from bucketrnn.buckets import bucket_batch_sizes
+    from bucketrnn.data.plan import bucket_batch_sizes
 
     def rows(length):
         return int(bucket_batch_sizes([length], b["batch_size"], b["max_tokens"],
@@ -77,9 +78,9 @@ def planned_epochs(trainer, b: dict, num_examples: int, num_shards: int = 1) -> 
 def probe_run(cfg, data, ctx, build_model, num_shards: int = 1):
     """The cost model of the run's model on ``ctx``, or None (with a logged reason) when the
     app must fall back to :data:`FALLBACK_BUCKETS` buckets."""
-    from bucketrnn.costmodel import CostModelError, example_batch, probe, probe_lengths
-    from bucketrnn.lengths import sequence_lengths
-    from bucketrnn.loader import detect_task
+    from bucketrnn.autoplan.costmodel import CostModelError, example_batch, probe, probe_lengths
+    from bucketrnn.data.lengths import sequence_lengths
+    from bucketrnn.data.loader import detect_task
 
     if num_shards > 1:
         log.warning("note: bucketing.num_buckets=auto with %d distributed workers: each would "

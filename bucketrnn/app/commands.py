@@ -115,7 +115,7 @@ def main(argv=None, out=None) -> int:
     args = _parser().parse_args(argv)
     out = out or sys.stdout
     from bucketrnn.app.trained import load_run
-    from bucketrnn.rundir import RunLockedError
+    from bucketrnn.training.rundir import RunLockedError
 
     try:
         run = load_run(args.run_dir, ctx=args.ctx, checkpoint=args.checkpoint)

@@ -25,7 +25,7 @@ import os
 import sys
 from numbers import Real
 
-from bucketrnn.rundir import SUMMARY, read_json
+from bucketrnn.training.rundir import SUMMARY, read_json
 
 __all__ = ["MAX_SUMMARY_BYTES", "collect", "main", "settings", "table"]
 

@@ -185,7 +185,7 @@ class ModelConfig:
 
 @dataclass
 class BucketingConfig:
-    """Bucket plan and batch schedule (:class:`bucketrnn.loader.BucketLoader` arguments)."""
+    """Bucket plan and batch schedule (:class:`bucketrnn.data.loader.BucketLoader` arguments)."""
 
     strategy: Strategy = Strategy.optimal
     # An integer >= 1, or "auto" (opt-in): probe the model and choose K for the fastest run
@@ -208,7 +208,7 @@ class BucketingConfig:
 
 @dataclass
 class TrainerConfig:
-    """Optimisation and bookkeeping (:class:`bucketrnn.train.TrainLoop` arguments)."""
+    """Optimisation and bookkeeping (:class:`bucketrnn.training.loop.TrainLoop` arguments)."""
 
     optimizer: str = "adam"
     lr: float = 0.01
@@ -225,7 +225,7 @@ class TrainerConfig:
     progress: bool = True
     on_nonfinite: str = "error"
     # fp32 | bf16 (matrix products in bfloat16, parameters and loss in fp32; a CPU with
-    # AVX512_BF16 and memory.policy=shared): bucketrnn.precision.
+    # AVX512_BF16 and memory.policy=shared): bucketrnn.graphs.precision.
     precision: Precision = Precision.fp32
 
 
@@ -532,7 +532,7 @@ def validate(cfg) -> None:
     need(t["checkpoint_every"] >= 0, "trainer.checkpoint_every", t["checkpoint_every"],
          "must be >= 0 (0: only at epoch ends)")
     need(t["log_every"] >= 1, "trainer.log_every", t["log_every"], "must be >= 1")
-    from bucketrnn.train import ON_NONFINITE
+    from bucketrnn.training.loop import ON_NONFINITE
 
     need(t["on_nonfinite"] in ON_NONFINITE, "trainer.on_nonfinite", t["on_nonfinite"],
          f"must be one of {ON_NONFINITE}")
@@ -559,7 +559,7 @@ def validate(cfg) -> None:
         need(ctx.device_id < gpus, "trainer.context", t["context"],
              f"names a GPU this machine does not have (MXNet sees {gpus} GPU(s)); use "
              "trainer.context=cpu")
-    from bucketrnn.precision import check_precision
+    from bucketrnn.graphs.precision import check_precision
 
     check_precision(t["precision"], ctx, name="trainer.precision")
 

@@ -74,11 +74,11 @@ def _read(datasets, key: str, path: str, kw: dict):
 
 
 def _refuse_outlier_lines(parts, markers: int = 2) -> None:
-    """Refuse a line far longer than the rest (:func:`bucketrnn.buckets.find_outliers`, on
+    """Refuse a line far longer than the rest (:func:`bucketrnn.data.plan.find_outliers`, on
     tokens per line over every split), naming its file and line, before any plan or graph.
     ``markers``: tokens each sequence has beyond its line's (the two ``<eos>`` of
     ``encode_lines``; none for tagged sentences)."""
-    from bucketrnn.buckets import find_outliers
+    from bucketrnn.data.plan import find_outliers
 
     parts = [(ds, key, path) for ds, key, path in parts if ds is not None and len(ds)]
     sizes = [ds.lengths() - markers for ds, _, _ in parts]
@@ -99,10 +99,11 @@ def _refuse_outlier_lines(parts, markers: int = 2) -> None:
 
 
 def _load_pairs(d: dict, seed: int) -> Data:
-    """``dataset=pairs``: train/valid/test pairs (:mod:`bucketrnn.pairs`), vocabularies from the
+    """``dataset=pairs``: train/valid/test pairs (:mod:`bucketrnn.data.pairs`), vocabularies from
+    the
     training pairs only; a pair far longer than the rest is refused naming its file and line."""
-    from bucketrnn import pairs as P
-    from bucketrnn.buckets import find_outliers
+    from bucketrnn.data import pairs as P
+    from bucketrnn.data.plan import find_outliers
 
     kw = {"tokens": d["tokens"], "max_length": d["max_length"],
           "on_overflow": d.get("on_overflow", "error")}
@@ -122,7 +123,7 @@ def _load_pairs(d: dict, seed: int) -> Data:
                 parts[name] = (read(f"{name}_path"), f"{name}_path")
                 counts += parts[name][0].overflow
     else:
-        from bucketrnn.datasets import split_indices
+        from bucketrnn.data.datasets import split_indices
 
         train_i, valid_i, test_i = split_indices(len(full), d["valid_fraction"],
                                                  d["test_fraction"], seed)
@@ -165,11 +166,10 @@ def load_data(dataset, seed: int = 0) -> Data:
     """Build the datasets a ``dataset`` config (DictConfig or dict) describes.
 
     A text line far longer than the rest of the data raises ``ValueError`` naming its file and
-    line (see :func:`bucketrnn.buckets.find_outliers`); ``dataset.max_length`` with
+    line (see :func:`bucketrnn.data.plan.find_outliers`); ``dataset.max_length`` with
     ``dataset.on_overflow`` cuts or drops long lines, counted in ``Data.overflow``.
     """
-    from bucketrnn import datasets
-
+    from bucketrnn.data import datasets
     d = to_dict(dataset)
     if d["name"] == "tagged" or d["label"]:
         return _load_labelled(d, seed)
@@ -233,8 +233,7 @@ def _encoded(splits, vocab, tagged: bool, d: dict) -> list:
     """``[train, valid, test]`` of labelled splits as FlatSequences (None where absent), with
     ``dataset.limit`` / ``valid_limit`` / ``test_limit``: a tagger's sentences as they are with
     a tag per token, a classifier's in the language-model form of ``encode_lines``."""
-    from bucketrnn import datasets
-
+    from bucketrnn.data import datasets
     out = []
     for name in ("train", "valid", "test"):
         text = getattr(splits, name)
@@ -258,8 +257,7 @@ def _encoded(splits, vocab, tagged: bool, d: dict) -> list:
 def _labelled_ptb(d: dict, label: str) -> Data:
     """Penn Treebank sentences labelled by ``dataset.label`` (``contains:N``: does a sentence
     hold a number?), on PTB's own splits; the vocabulary is that of all training sentences."""
-    from bucketrnn import datasets
-
+    from bucketrnn.data import datasets
     parts = [datasets.label_lines(datasets.penn_treebank_sentences(name), label)
              for name in ("train", "valid", "test")]
     splits = datasets.LabelledSplits.build(*parts, label=label)
@@ -279,10 +277,9 @@ def _limited(part, limit):
 
 def _load_labelled(d: dict, seed: int) -> Data:
     """A labelled text file (``dataset=text`` with ``dataset.label``) or a tagged one
-    (``dataset=tagged``), read by :func:`bucketrnn.datasets.labelled_text_file`: the split,
+    (``dataset=tagged``), read by :func:`bucketrnn.data.datasets.labelled_text_file`: the split,
     labels and class map of the library, encoded with a vocabulary of the training split."""
-    from bucketrnn import datasets
-
+    from bucketrnn.data import datasets
     tagged = d["name"] == "tagged"
     label = "tags" if tagged else d["label"]
     on_overflow = d.get("on_overflow", "error")
@@ -342,7 +339,7 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
     those boundaries are used as they are; with neither, ``ValueError``
     (:mod:`bucketrnn.app.auto`).
     """
-    from bucketrnn.loader import BucketLoader, evaluation_loader
+    from bucketrnn.data.loader import BucketLoader, evaluation_loader
 
     b = to_dict(bucketing)
     sizes = {"batch_size": b["batch_size"], "max_tokens": b["max_tokens"],
@@ -357,7 +354,8 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
                     "boundaries": b["auto_boundaries"]}
         elif cost is None:
             raise ValueError("bucketing.num_buckets=auto needs the model's cost model (the app "
-                             "probes it; bucketrnn.costmodel.probe); give bucketing.num_buckets="
+                             "probes it; bucketrnn.autoplan.costmodel.probe); give "
+                             "bucketing.num_buckets="
                              "N to plan without one")
         else:
             plan.update(cost=cost, epochs=epochs, memory_limit=memory_limit)

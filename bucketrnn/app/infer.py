@@ -23,7 +23,7 @@ def read_lines_of(run, path: str, every_line: bool = False):
     ``every_line`` (predict: every line gets an answer) a line longer than ``max_length`` is
     truncated (and counted) where the run's policy would drop it."""
     from bucketrnn.app.config import to_dict
-    from bucketrnn.datasets import read_lines
+    from bucketrnn.data.datasets import read_lines
 
     d = to_dict(run.config.dataset)
     policy = d.get("on_overflow", "error") if d["max_length"] is not None else "error"
@@ -56,7 +56,7 @@ def _unknown_note(run, lines) -> list:
 @register("read", "lm")
 def read_lm(run, path: str):
     """``(FlatSequences, OverflowCounts)``: each line as ``<eos> w1 ... wn <eos>``."""
-    from bucketrnn.datasets import encode_lines
+    from bucketrnn.data.datasets import encode_lines
 
     lines = read_lines_of(run, path)
     return encode_lines(lines, run.vocab), lines.overflow
@@ -67,7 +67,7 @@ def read_classify(run, path: str):
     """``(FlatSequences with labels, OverflowCounts)``, labelled as the run's
     ``dataset.label`` says (``first_token``: each line starts with its class name), with the
     run's class map (a class it does not know is refused naming the line)."""
-    from bucketrnn.datasets import FlatSequences, encode_lines, label_lines
+    from bucketrnn.data.datasets import FlatSequences, encode_lines, label_lines
 
     text = label_lines(read_lines_of(run, path), run.config.dataset.label)
     ids = text.label_ids(run.classes)
@@ -80,7 +80,7 @@ def read_classify(run, path: str):
 def read_tag(run, path: str):
     """``(FlatSequences with a tag per token, OverflowCounts)`` of a ``token/TAG ...`` file,
     with the run's tag map (an unknown tag is refused naming the line)."""
-    from bucketrnn.datasets import FlatSequences, label_lines
+    from bucketrnn.data.datasets import FlatSequences, label_lines
 
     text = label_lines(read_lines_of(run, path), "tags")
     seqs = FlatSequences.from_sequences([run.vocab.encode(s) for s in text.sentences],
@@ -126,7 +126,7 @@ def predict_classify(run, path: str) -> Predictions:
     """The class name of every non-blank line of ``path`` (unlabelled text), in input order;
     the lines are bucketed and batched like training data."""
     from bucketrnn.app.trained import explain_too_large
-    from bucketrnn.datasets import FlatSequences, encode_lines
+    from bucketrnn.data.datasets import FlatSequences, encode_lines
 
     lines = read_lines_of(run, path, every_line=True)
     encoded = encode_lines(lines, run.vocab)
@@ -160,7 +160,7 @@ def predict_classify(run, path: str) -> Predictions:
 def generate_lm(run, prompt: str, max_tokens: int = 50, temperature: float = 1.0,
                 top_k: int | None = None, seed: int | None = None, on_text=None) -> dict:
     """Sample a continuation of ``prompt`` with the state carried between steps
-    (:func:`bucketrnn.generation.generate` on the run's one-step graph).
+    (:func:`bucketrnn.inference.generation.generate` on the run's one-step graph).
 
     The prompt is tokenized as the training data was and starts a sentence (``<eos>`` first,
     the begin-of-sentence of the run's data form); generation stops at ``<eos>`` or after
@@ -171,7 +171,7 @@ def generate_lm(run, prompt: str, max_tokens: int = 50, temperature: float = 1.0
     token as it is drawn, with its separator): the pieces join to ``text``.
     """
     from bucketrnn.app.config import to_dict
-    from bucketrnn.generation import generate
+    from bucketrnn.inference.generation import generate
 
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a string, got prompt={prompt!r}")
@@ -207,9 +207,9 @@ def generate_lm(run, prompt: str, max_tokens: int = 50, temperature: float = 1.0
 def translate_seq2seq(run, path: str) -> Predictions:
     """Every non-blank line of ``path`` (a source, or a ``source<TAB>target`` pair whose
     target is ignored) translated greedily, in input order, the sources bucketed like training
-    data (:func:`bucketrnn.translate.translate_file`)."""
+    data (:func:`bucketrnn.inference.translate.translate_file`)."""
     from bucketrnn.app.config import to_dict
-    from bucketrnn.translate import translate_file
+    from bucketrnn.inference.translate import translate_file
 
     # Any key's block holds the shared parameters; the decoder builds its own graphs from it.
     done = translate_file(run.graphs.block((1, 1)), run.vocab, run.tgt_vocab, path,

@@ -19,7 +19,7 @@ import sys
 from bucketrnn.app import auto
 from bucketrnn.app.config import CONF_DIR, to_dict
 from bucketrnn.app.experiment import load_data, make_loaders
-from bucketrnn.buckets import pad_to_max_waste
+from bucketrnn.data.plan import pad_to_max_waste
 
 __all__ = ["describe", "main"]
 

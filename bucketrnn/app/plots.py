@@ -7,7 +7,7 @@ read from ``metrics.jsonl``.
 Examples
 --------
 >>> import os, tempfile
->>> from bucketrnn.buckets import plan_buckets
+>>> from bucketrnn.data.plan import plan_buckets
 >>> lengths = [3, 4, 4, 5, 9, 12, 12, 20]
 >>> path = os.path.join(tempfile.mkdtemp(), "buckets.png")
 >>> plot_buckets(lengths, plan_buckets(lengths, num_buckets=3, batch_size=2), path) == path
@@ -24,8 +24,8 @@ import os
 
 import numpy as np
 
-from bucketrnn.buckets import pad_to_max_waste
-from bucketrnn.rundir import METRICS, atomic_write
+from bucketrnn.data.plan import pad_to_max_waste
+from bucketrnn.training.rundir import METRICS, atomic_write
 
 __all__ = ["plot_buckets", "plot_curves", "read_metrics", "save_all"]
 

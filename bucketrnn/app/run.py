@@ -38,8 +38,8 @@ from bucketrnn.app.config import (
     validate,
 )
 from bucketrnn.app.experiment import load_data, make_loaders
-from bucketrnn.buckets import pad_to_max_waste
-from bucketrnn.rundir import (
+from bucketrnn.data.plan import pad_to_max_waste
+from bucketrnn.training.rundir import (
     CLASSES,
     CONFIG,
     LOG,
@@ -69,7 +69,7 @@ def build_model(model, vocab_size, num_classes: int | None = None):
         from bucketrnn.models.seq2seq import Seq2Seq
 
         src, tgt = vocab_size
-        # Targets end with <eos> and the decoder starts from it (bucketrnn.pairs): id 1.
+        # Targets end with <eos> and the decoder starts from it (bucketrnn.data.pairs): id 1.
         return Seq2Seq.factory(
             src_vocab_size=src, tgt_vocab_size=tgt, bos_id=1,
             share_embeddings=m["share_embeddings"], embed_size=m["embed_size"],
@@ -93,7 +93,7 @@ def find_resume_dir(resume: str, run_dir: str) -> str | None:
     """The run directory to continue: None for ``resume=""``/``false``; for ``true``
     ``run_dir`` itself if it holds a checkpoint, else the sibling run with the newest one;
     otherwise the given directory."""
-    from bucketrnn.checkpoint import FILENAME
+    from bucketrnn.training.checkpoint import FILENAME
 
     value = str(resume).strip()
     if value.lower() in ("", "false", "no", "0", "none"):
@@ -238,7 +238,7 @@ def load_tags(path: str) -> list:
 
 
 def _write_json(path, obj):
-    from bucketrnn.checkpoint import atomic_write
+    from bucketrnn.training.checkpoint import atomic_write
 
     atomic_write(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 
@@ -253,7 +253,8 @@ def run(cfg, run_dir: str, stream=None, overrides=None) -> dict:
 
     Returns the summary (also written to ``summary.json``). Raises ``ValueError`` /
     ``FileNotFoundError`` / ``StateMismatchError`` for bad input before writing anything, and
-    :class:`~bucketrnn.rundir.RunLockedError` when another process is writing the run directory
+    :class:`~bucketrnn.training.rundir.RunLockedError` when another process is writing the run
+    directory
     (the lock is held from before the first write until the summary is written).
     """
     locks, handlers, owned = [], [], set()
@@ -297,10 +298,10 @@ def _log_file(work: str, handlers: list, owned: set) -> None:
 
 
 def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) -> dict:
-    from bucketrnn import checkpoint as ckpt
     from bucketrnn import distributed
-    from bucketrnn.memory import available_memory
-    from bucketrnn.train import TrainLoop
+    from bucketrnn.graphs.shared import available_memory
+    from bucketrnn.training import checkpoint as ckpt
+    from bucketrnn.training.loop import TrainLoop
 
     started = time.time()
     validate(cfg)
@@ -455,10 +456,11 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
 
 def _score_translations(loop, data, results: dict, b: dict) -> None:
     """Pairs: greedy-decode the held-out sources with the trained graphs' parameters and add
-    exact match and corpus BLEU-4 to their figures (:func:`bucketrnn.translate.score_pairs`)."""
-    from bucketrnn.datasets import EOS
+    exact match and corpus BLEU-4 to their figures
+    (:func:`bucketrnn.inference.translate.score_pairs`)."""
+    from bucketrnn.data.datasets import EOS
+    from bucketrnn.inference.translate import score_pairs
     from bucketrnn.models.decode import Seq2SeqDecoder
-    from bucketrnn.translate import score_pairs
 
     decoder = Seq2SeqDecoder(loop.graphs.block(loop.loader.plan.keys[0]),
                              eos_id=data.tgt_vocab[EOS])
@@ -471,9 +473,8 @@ def _score_translations(loop, data, results: dict, b: dict) -> None:
 
 def utilisation(model, vocab_size: int, tokens_per_s: float, ctx) -> dict:
     """Model FLOP/s of the run and their share of the fp32 GEMM peak measured now, on ``ctx``
-    with the run's threads (:mod:`bucketrnn.flops`)."""
-    from bucketrnn import flops
-
+    with the run's threads (:mod:`bucketrnn.training.flops`)."""
+    from bucketrnn.training import flops
     m = to_dict(model)
     if m["name"] == "seq2seq":
         return {}  # no FLOP count for the encoder-decoder (source and target tokens differ)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bucketrnn.app.auto import FALLBACK_BUCKETS
-from bucketrnn.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, TGT_VOCAB, VOCAB, read_json
+from bucketrnn.training.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, TGT_VOCAB, VOCAB, read_json
 
 __all__ = ["TrainedRun", "explain_too_large", "load_run", "refuse_outlier_lines"]
 
@@ -86,10 +86,10 @@ class TrainedRun:
         config (strategy, buckets, batch sizes; no more buckets than the dataset has distinct
         lengths; a ``max_tokens`` budget raised to hold the longest line), no shuffling, fill
         rows to keep shapes static, id checks from the run. A line far longer than the rest
-        (:func:`bucketrnn.buckets.find_outliers`) is refused naming its line number and
+        (:func:`bucketrnn.data.plan.find_outliers`) is refused naming its line number and
         ``source`` (the file it came from)."""
         from bucketrnn.app.config import to_dict
-        from bucketrnn.loader import BucketLoader
+        from bucketrnn.data.loader import BucketLoader
 
         b = to_dict(self.config.bucketing)
         lengths = BucketLoader(dataset, batch_size=1, num_buckets=1, shuffle=False,
@@ -121,7 +121,7 @@ class TrainedRun:
         run's dataset config, on the training plan's boundaries, as at the end of training)
         or on a labelled file. Adds ``examples`` and, for a file, ``overflow`` (lines dropped
         or truncated by the run's ``dataset.max_length``)."""
-        from bucketrnn.evaluation import evaluate
+        from bucketrnn.training.evaluation import evaluate
 
         if not isinstance(what, (str, os.PathLike)) or not str(what):
             raise TypeError(f"what must be 'valid', 'test' or the path of a file, got "
@@ -141,10 +141,10 @@ class TrainedRun:
 
     def _translation_scores(self, pairs) -> dict:
         """Greedy exact match and corpus BLEU-4 of held-out pairs, as the training summary
-        reports them (:func:`bucketrnn.translate.score_pairs`)."""
+        reports them (:func:`bucketrnn.inference.translate.score_pairs`)."""
         from bucketrnn.app.config import to_dict
+        from bucketrnn.inference.translate import score_pairs
         from bucketrnn.models.decode import Seq2SeqDecoder
-        from bucketrnn.translate import score_pairs
 
         b = to_dict(self.config.bucketing)
         k = b["num_buckets"] if isinstance(b["num_buckets"], int) else FALLBACK_BUCKETS
@@ -238,11 +238,11 @@ def explain_too_large(dataset, lengths, source: str):
 
 
 def refuse_outlier_lines(dataset, lengths, source=None) -> None:
-    """A line far longer than the rest (:func:`bucketrnn.buckets.find_outliers`) is refused
+    """A line far longer than the rest (:func:`bucketrnn.data.plan.find_outliers`) is refused
     naming its line, before any graph of its length is built: ``lengths`` are the steps of
     each example of ``dataset`` (anything with ``line_numbers``, e.g. ``FlatSequences`` or
-    :class:`~bucketrnn.datasets.Lines`), ``source`` the file they came from."""
-    from bucketrnn.buckets import find_outliers
+    :class:`~bucketrnn.data.datasets.Lines`), ``source`` the file they came from."""
+    from bucketrnn.data.plan import find_outliers
 
     found = find_outliers(lengths)
     if not found:
@@ -332,13 +332,13 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from bucketrnn import checkpoint as ckpt
     from bucketrnn.app.config import Config, fingerprint, parse_context, to_dict
     from bucketrnn.app.run import build_model, read_config
     from bucketrnn.app.tasks import task_of
-    from bucketrnn.datasets import EOS, Vocabulary
+    from bucketrnn.data.datasets import EOS, Vocabulary
     from bucketrnn.errors import CheckpointError, StateMismatchError
-    from bucketrnn.graphs import GraphCache
+    from bucketrnn.graphs.cache import GraphCache
+    from bucketrnn.training import checkpoint as ckpt
 
     if not isinstance(run_dir, (str, os.PathLike)) or not str(run_dir):
         raise TypeError(f"run_dir must be a directory path, got run_dir={run_dir!r}")

@@ -1,6 +1,6 @@
 """Data-parallel training over MXNet's kvstore: create it, take a shard, agree on the plan.
 
-Every worker of a job builds the same :class:`~bucketrnn.loader.BucketLoader` plan and takes
+Every worker of a job builds the same :class:`~bucketrnn.data.loader.BucketLoader` plan and takes
 the shard ``kv.rank`` of ``kv.num_workers``. The schedule (invariant 4 in
 ``tests/test_invariants.py``) then gives all workers the same number of steps and, at each
 step, a batch of the same bucket, so every worker runs the same graph at the same time and

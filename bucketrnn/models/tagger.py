@@ -122,7 +122,7 @@ def tag_sentences(graphs, sentences, vocab, classes=None, batch_size: int = 32,
     --------
     >>> import mxnet as mx
     >>> from bucketrnn import GraphCache
-    >>> from bucketrnn.datasets import Vocabulary
+    >>> from bucketrnn.data.datasets import Vocabulary
     >>> vocab = Vocabulary.build([["the", "cat"]])
     >>> graphs = GraphCache(SequenceTagger.factory(num_classes=2, vocab_size=len(vocab),
     ...                     hidden_size=8, outputs=("loss", "logits")))
@@ -133,8 +133,8 @@ def tag_sentences(graphs, sentences, vocab, classes=None, batch_size: int = 32,
     """
     import numpy as np
 
-    from bucketrnn.datasets import FlatSequences
-    from bucketrnn.loader import BucketLoader
+    from bucketrnn.data.datasets import FlatSequences
+    from bucketrnn.data.loader import BucketLoader
 
     ids = [vocab.encode(list(s)) for s in sentences]
     keep = [i for i, s in enumerate(ids) if s.size]

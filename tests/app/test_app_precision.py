@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bucketrnn import checkpoint as ckpt
-from bucketrnn import precision
 from bucketrnn.app.config import CONF_DIR, Precision
 from bucketrnn.app.run import run
+from bucketrnn.graphs import precision
+from bucketrnn.training import checkpoint as ckpt
 
 TINY = ["dataset.limit=60", "dataset.valid_limit=20", "dataset.test_limit=20",
         "model.hidden_size=12", "model.num_layers=1", "bucketing.num_buckets=3",

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bucketrnn import checkpoint as ckpt
-from bucketrnn import costmodel
 from bucketrnn.app import auto
 from bucketrnn.app.config import CONF_DIR, validate
 from bucketrnn.app.run import run
+from bucketrnn.autoplan import costmodel
+from bucketrnn.training import checkpoint as ckpt
 
 TINY = ["bucketing.num_buckets=auto", "dataset.limit=60", "dataset.valid_limit=20",
         "dataset.test_limit=20",

@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from bucketrnn.app.config import Config, fingerprint, validate
 from bucketrnn.app.experiment import Data, make_loaders
-from bucketrnn.datasets import FlatSequences
+from bucketrnn.data.datasets import FlatSequences
 
 SEQS = [np.arange(1, n + 1) % 7 for n in np.random.default_rng(0).integers(2, 20, size=60)]
 
@@ -57,7 +57,7 @@ def test_the_library_defaults_are_the_apps():
     from bucketrnn import BucketLoader
     from bucketrnn.app.config import CONF_DIR, Config, to_dict
     from bucketrnn.models import LanguageModel, SequenceClassifier
-    from bucketrnn.train import LEARNING_RATE, TrainLoop
+    from bucketrnn.training.loop import LEARNING_RATE, TrainLoop
 
     def defaults(fn):
         return {k: p.default for k, p in inspect.signature(fn).parameters.items()

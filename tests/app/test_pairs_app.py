@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from bucketrnn.app.config import CONF_DIR
 from bucketrnn.app.run import run
-from bucketrnn.datasets import Vocabulary
+from bucketrnn.data.datasets import Vocabulary
 
 TINY = ["model=seq2seq", "dataset=pairs", "model.hidden_size=12", "bucketing.num_buckets=3",
         "bucketing.batch_size=8", "trainer.epochs=1", "trainer.max_steps=6",
@@ -69,8 +69,7 @@ def test_config_mismatches_are_named(tmp_path, overrides, match):
 
 
 def test_resumed_pairs_run_matches_an_uninterrupted_one(tmp_path):
-    from bucketrnn import checkpoint as ckpt
-
+    from bucketrnn.training import checkpoint as ckpt
     path = _pairs_file(tmp_path)
     base = [f"dataset.path={path}", "trainer.max_steps=null", "trainer.epochs=2",
             "trainer.checkpoint_every=0"]
@@ -102,7 +101,7 @@ def test_a_trained_pairs_run_is_loaded_and_translates_files_in_input_order(tmp_p
 
     import bucketrnn
     from bucketrnn.app import commands
-    from bucketrnn.translate import translate
+    from bucketrnn.inference.translate import translate
 
     path = _pairs_file(tmp_path)
     run_dir = str(tmp_path / "run")

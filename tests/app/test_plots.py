@@ -4,8 +4,8 @@ import json
 import os
 
 from bucketrnn.app.plots import save_all
-from bucketrnn.buckets import plan_buckets
-from bucketrnn.rundir import METRICS
+from bucketrnn.data.plan import plan_buckets
+from bucketrnn.training.rundir import METRICS
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -11,12 +11,12 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
 from bucketrnn import StateMismatchError
-from bucketrnn import checkpoint as ckpt
 from bucketrnn.app.compare import collect, table
 from bucketrnn.app.config import CONF_DIR
 from bucketrnn.app.plan import describe
 from bucketrnn.app.run import run
-from bucketrnn.rundir import RunLockedError
+from bucketrnn.training import checkpoint as ckpt
+from bucketrnn.training.rundir import RunLockedError
 
 ROOT = os.path.dirname(CONF_DIR)
 TINY = ["dataset.limit=60", "dataset.valid_limit=20", "dataset.test_limit=20",
@@ -75,7 +75,7 @@ def test_tiny_run_end_to_end(tmp_path, capsys):
                  "epoch 2/2, train loss", "valid perplexity", "checkpoint at global step 3",
                  "== summary =="):
         assert line in log, line
-    assert "[bucketrnn.train][INFO]" in log
+    assert "[bucketrnn.training.loop][INFO]" in log
 
 
 @pytest.mark.parametrize("memory, note", [("shared", True), ("dynamic", False)])
@@ -474,8 +474,10 @@ def test_language_model_cells_follow_the_model_name(name, mode):
 
 
 def test_config_choices_are_the_library_choices():
-    from bucketrnn import buckets, graphs, sampler
     from bucketrnn.app import config
+    from bucketrnn.data import plan as buckets
+    from bucketrnn.data import sampler
+    from bucketrnn.graphs import cache as graphs
     from bucketrnn.models import encoder
 
     def values(enum):

@@ -145,7 +145,7 @@ def test_a_tag_map_with_blank_or_spaced_tags_is_refused(tmp_path, bad):
 def test_a_tag_map_of_another_size_is_named_as_tags_json(tagged, tmp_path):
     # The shape error named classes.json, a file a tagger's run does not have.
     import bucketrnn
-    from bucketrnn.checkpoint import CheckpointError
+    from bucketrnn.training.checkpoint import CheckpointError
 
     work = tmp_path / "run"
     run(_compose(f"dataset.path={tagged}", "trainer.max_steps=1", "trainer.epochs=1"),

@@ -17,8 +17,8 @@ from bucketrnn.app import commands
 from bucketrnn.app.config import CONF_DIR
 from bucketrnn.app.run import run
 from bucketrnn.app.tasks import tasks_for
-from bucketrnn.datasets import encode_lines, read_lines
-from bucketrnn.generation import feed, generate
+from bucketrnn.data.datasets import encode_lines, read_lines
+from bucketrnn.inference.generation import feed, generate
 
 ROOT = os.path.dirname(CONF_DIR)
 WORDS = [f"w{i}" for i in range(30)]
@@ -112,7 +112,7 @@ def test_classifier_run_saves_its_class_map_and_round_trips(clf):
 def test_evaluate_helper_is_the_training_loops_evaluation(lm):
     from bucketrnn.app.experiment import load_data, make_loaders
     from bucketrnn.app.run import build_model
-    from bucketrnn.train import TrainLoop
+    from bucketrnn.training.loop import TrainLoop
 
     trained = bucketrnn.load_run(lm[0])
     data = load_data(trained.config.dataset)
@@ -516,8 +516,7 @@ def test_generate_streams_its_text_and_an_interrupt_keeps_what_was_shown(lm, mon
     assert pieces == ["w3"]
 
     # The command writes each token as it is drawn: interrupted after 3, they stay printed.
-    from bucketrnn import generation
-
+    from bucketrnn.inference import generation
     drawn = []
 
     def sample(*args, **kwargs):  # three words (never <eos>), then Ctrl-C
@@ -594,8 +593,7 @@ def test_predict_into_a_closed_pipe_stops_quietly(clf, tmp_path):
 def test_commands_on_a_run_with_an_automatic_plan(tmp_path, monkeypatch):
     # num_buckets=auto fixes its boundaries in config.json (bucketing.auto_boundaries);
     # evaluate FILE and predict plan their inputs on them.
-    from bucketrnn import costmodel
-
+    from bucketrnn.autoplan import costmodel
     monkeypatch.setattr(costmodel, "MAX_FIT_ERROR", 1e9)  # a tiny model's timings are noisy
     overrides = [o for o in TINY if not o.startswith("bucketing.num_buckets")]
     overrides.append("bucketing.num_buckets=auto")

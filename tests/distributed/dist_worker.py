@@ -19,12 +19,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from bucketrnn import checkpoint as ckpt  # noqa: E402
 from bucketrnn import (
     distributed,  # noqa: E402
     optim_state,  # noqa: E402
 )
 from bucketrnn.models import loss_normalizer  # noqa: E402
+from bucketrnn.training import checkpoint as ckpt  # noqa: E402
 
 VOCAB = 20
 
@@ -81,8 +81,8 @@ def train(args, kv):
     import mxnet as mx
     from mxnet import autograd, gluon
 
-    from bucketrnn.graphs import GraphCache
-    from bucketrnn.loader import BucketLoader
+    from bucketrnn.data.loader import BucketLoader
+    from bucketrnn.graphs.cache import GraphCache
     from bucketrnn.models import LanguageModel
 
     num_shards, rank = distributed.shard_of(kv)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from bucketrnn import distributed
+from bucketrnn.data.loader import BucketLoader
 from bucketrnn.distributed import agreement as plan_check
-from bucketrnn.loader import BucketLoader
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dist_worker import make_data  # noqa: E402

@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from bucketrnn import checkpoint as ckpt
 from bucketrnn import distributed
 from bucketrnn.distributed import kvstore, launch
+from bucketrnn.training import checkpoint as ckpt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKER = os.path.join(ROOT, "tests", "distributed", "dist_worker.py")

@@ -6,7 +6,7 @@ import numpy as np
 from mxnet import autograd
 
 from bucketrnn import Batch
-from bucketrnn.graphs import GraphCache
+from bucketrnn.graphs.cache import GraphCache
 
 VOCAB, CLASSES, FEATURES = 20, 3, 5
 

@@ -5,9 +5,9 @@ from _exact import set_params
 from mxnet import autograd, gluon
 
 from bucketrnn import BucketLoader, GraphCache
+from bucketrnn.inference.translate import decode_ids, score_pairs
 from bucketrnn.models import Seq2Seq, loss_normalizer
 from bucketrnn.models.decode import Seq2SeqDecoder
-from bucketrnn.translate import decode_ids, score_pairs
 
 EOS = 1
 CONFIGS = {

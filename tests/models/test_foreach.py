@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from _exact import CLASSES, VOCAB, random_batch, set_params, step
 
-from bucketrnn.graphs import GraphCache
+from bucketrnn.graphs.cache import GraphCache
 from bucketrnn.models import LanguageModel, RecurrentEncoder, SequenceClassifier
 
 MEMORY = ["shared", "static", "dynamic"]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from _exact import VOCAB, assert_exact, random_batch
 
-from bucketrnn.graphs import GraphCache
+from bucketrnn.graphs.cache import GraphCache
 from bucketrnn.models import LanguageModel, loss_normalizer
 
 MEMORY = ["shared", "static", "dynamic"]

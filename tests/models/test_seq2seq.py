@@ -5,7 +5,7 @@ from _exact import grads, set_params, step
 from mxnet import autograd
 
 from bucketrnn import Batch
-from bucketrnn.graphs import GraphCache
+from bucketrnn.graphs.cache import GraphCache
 from bucketrnn.models import Seq2Seq, loss_normalizer
 
 SRC_VOCAB, TGT_VOCAB = 23, 17

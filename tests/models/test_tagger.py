@@ -102,7 +102,7 @@ def test_tag_batch_predicts_each_real_row_in_order():
 
 
 def test_tag_sentences_in_input_order_reusing_the_training_graphs():
-    from bucketrnn.datasets import Vocabulary
+    from bucketrnn.data.datasets import Vocabulary
     from bucketrnn.models import tag_sentences
 
     rng = np.random.default_rng(0)

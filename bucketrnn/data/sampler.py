@@ -7,10 +7,11 @@ batch ``r`` of every step.
 Each yielded batch is a ``list`` of *slots*: an int ``i`` is dataset example ``i``; a
 :class:`FillSlot` is a fill row (``last_batch='fill'``, or ``'keep'`` on an idle rank) that copies
 example ``slot.index`` with weight 0. Every slot thus names a real example of the batch's bucket,
-which is how :class:`~bucketrnn.batchify.PadToBucket` knows the bucket and keeps fill rows'
+which is how :class:`~bucketrnn.data.batchify.PadToBucket` knows the bucket and keeps fill rows'
 lengths >= 1. A fill slot is not an int on purpose: a plain dataset indexed with it raises,
 where a negative int would silently read another example. Read the batches through
-:class:`~bucketrnn.batchify.SlotDataset` (or use :class:`~bucketrnn.BucketLoader`), which passes
+:class:`~bucketrnn.data.batchify.SlotDataset` (or use :class:`~bucketrnn.BucketLoader`), which
+passes
 a fill row on as the int ``fill_slot(index) < 0``.
 """
 
@@ -22,7 +23,7 @@ from numbers import Integral
 
 import numpy as np
 
-from bucketrnn.buckets import OVERFLOW_POLICIES, BucketPlan
+from bucketrnn.data.plan import OVERFLOW_POLICIES, BucketPlan
 from bucketrnn.errors import StateMismatchError
 from bucketrnn.validation import (
     EMPTY_DATASET,
@@ -52,7 +53,7 @@ _STATE_INT_MAX = np.iinfo(np.int64).max
 
 def fill_slot(index):
     """Int code (``< 0``) of a fill row that copies dataset example ``index``; its own inverse
-    (works on ints and arrays). The schedule and :class:`~bucketrnn.batchify.SlotDataset` use
+    (works on ints and arrays). The schedule and :class:`~bucketrnn.data.batchify.SlotDataset` use
     it; the batches the sampler hands out carry :class:`FillSlot` instead."""
     return -1 - index
 
@@ -202,7 +203,7 @@ class BucketBatchSampler:
     Examples
     --------
     >>> import numpy as np
-    >>> from bucketrnn.buckets import plan_buckets
+    >>> from bucketrnn.data.plan import plan_buckets
     >>> lengths = np.array([3, 5, 4, 9, 8, 2, 7])
     >>> plan = plan_buckets(lengths, num_buckets=2, strategy="fixed", batch_size=2,
     ...                     boundaries=(5, 9))

@@ -11,7 +11,7 @@ them all. Three memory policies:
     draw on one memory pool. The executors take the parameters' own arrays as arguments.
     Under ``autograd.record()`` a call runs forward and backward at once and links the loss to
     the parameters so that ``loss.backward()`` and a Gluon ``Trainer`` work as usual (see
-    ``bucketrnn/memory.py``: the gradient flows through the first output only, for a
+    ``bucketrnn/graphs/shared.py``: the gradient flows through the first output only, for a
     uniform head gradient such as ``loss.sum()`` or ``loss.mean()``). Besides the pool, each
     bound executor keeps MXNet's graph structures, which grow with the unrolled steps and
     layers, and on CPU a fused RNN operator keeps memory of its own: neither is shared
@@ -63,11 +63,11 @@ from mxnet import symbol as sym
 from mxnet.base import MXNetError
 
 from bucketrnn import compat
-from bucketrnn.batchify import Batch
+from bucketrnn.data.batchify import Batch
 from bucketrnn.errors import GraphTooLargeError
-from bucketrnn.memory import SharedPool, available_memory, bind_shared, graph_bytes, key_size
-from bucketrnn.precision import check_precision, to_bfloat16
-from bucketrnn.rundir import read_json
+from bucketrnn.graphs.precision import check_precision, to_bfloat16
+from bucketrnn.graphs.shared import SharedPool, available_memory, bind_shared, graph_bytes, key_size
+from bucketrnn.training.rundir import read_json
 from bucketrnn.validation import is_int
 
 __all__ = ["GraphCache", "MEMORY", "NODE_BYTES", "share_parameters"]
@@ -130,9 +130,9 @@ class GraphCache:
     precision : {"fp32", "bf16"}
         ``"bf16"``: mixed precision, the graphs' matrix products (``FullyConnected``) in
         bfloat16 and everything else, the parameters and their gradients in float32
-        (:func:`~bucketrnn.precision.to_bfloat16` rewrites each bound symbol). Needs
+        (:func:`~bucketrnn.graphs.precision.to_bfloat16` rewrites each bound symbol). Needs
         ``memory="shared"``, CPU contexts and a CPU with AVX512_BF16; refused otherwise
-        (:func:`~bucketrnn.precision.check_precision`). :meth:`export` writes the float32
+        (:func:`~bucketrnn.graphs.precision.check_precision`). :meth:`export` writes the float32
         graphs.
 
     Examples
@@ -522,7 +522,7 @@ class GraphCache:
         exact for an unrolled graph. The fit is cached per batch size, so estimating costs two
         small traces once and nothing per key after. For a fixed mapping of blocks (or a
         factory that fails on the probe lengths) the key's own graph is traced when its
-        :func:`~bucketrnn.memory.key_size` is at most :data:`TRACE_MAX` steps; a larger key
+        :func:`~bucketrnn.graphs.shared.key_size` is at most :data:`TRACE_MAX` steps; a larger key
         gets None (no estimate, and the cache does not refuse it).
 
         A length-agnostic block (``cell="foreach"``) is traced once and its shapes inferred at

@@ -5,7 +5,8 @@ in O(N), with no Python object per token. Supported dataset forms:
 
 - a list of token-id sequences (lists, tuples or 1-D numpy arrays);
 - a 2-D numeric numpy array (every row has the same length);
-- :class:`~bucketrnn.datasets.FlatSequences` (one flat token array plus offsets; the lengths are
+- :class:`~bucketrnn.data.datasets.FlatSequences` (one flat token array plus offsets; the lengths
+are
   ``np.diff(offsets)``, no Python object per sequence), or any object with a ``lengths()`` method;
 - float feature sequences shaped ``(T, F)`` (the length is ``T``);
 - ``(data, label)`` tuples and gluon ``Dataset`` objects returning them (the length is that of
@@ -51,7 +52,7 @@ def _sequence_length(seq, index: int) -> int:
     if isinstance(seq, (str, bytes)):
         raise TypeError(
             f"dataset[{index}] is a string ({seq[:20]!r}); tokenize and map it to ids first "
-            "(bucketrnn.datasets.Vocabulary does this)"
+            "(bucketrnn.data.datasets.Vocabulary does this)"
         )
     shape = getattr(seq, "shape", None)
     if shape is not None:

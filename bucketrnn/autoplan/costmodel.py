@@ -8,7 +8,7 @@
 - compile time of the bucket's graph (trace, bind or hybridize, and its first step beyond a
   plain step), ``c0 + c1 L`` seconds: it grows with the unrolled length;
 - memory of the graph, ``m0 + m1 L + m2 B L`` bytes (from
-  :meth:`~bucketrnn.graphs.GraphCache.estimate_memory`), or None when not known.
+  :meth:`~bucketrnn.graphs.cache.GraphCache.estimate_memory`), or None when not known.
 
 Each is fitted by least squares with non-negative coefficients (a term whose coefficient would
 come out negative is dropped and the rest refitted). A fit whose relative RMS error exceeds
@@ -17,7 +17,7 @@ disturbed by other work on the machine must not plan a run.
 
 :func:`probe` measures the graph a model factory builds, on a context, at a few lengths that
 span the data (two row counts at all but the longest), and returns the fitted model;
-:func:`bucketrnn.autoplan.auto_boundaries` plans with it (``plan_buckets(...,
+:func:`bucketrnn.autoplan.search.auto_boundaries` plans with it (``plan_buckets(...,
 num_buckets="auto", cost=...)``).
 """
 
@@ -248,7 +248,7 @@ def probe_lengths(lengths, count: int = 4, top: float = 0.99) -> list:
 def example_batch(dataset, rows: int = 2, ctx=None, task=None):
     """One batch of the first examples of ``dataset`` (a template of the input dtypes and
     trailing shapes for :func:`probe`)."""
-    from bucketrnn.loader import BucketLoader
+    from bucketrnn.data.loader import BucketLoader
 
     head = _Head(dataset, min(len(dataset), max(rows, 2)))
     loader = BucketLoader(head, batch_size=rows, num_buckets=1, shuffle=False, task=task,
@@ -320,7 +320,7 @@ def probe(build, example, lengths, rows, ctx=None, memory: str = "shared", repea
     repeats : int
         Timed steps per shape (>= 1).
     inputs : optional
-        Passed to :class:`~bucketrnn.graphs.GraphCache`.
+        Passed to :class:`~bucketrnn.graphs.cache.GraphCache`.
     optimizer : str
         Optimizer of the timed updates (its cost per step is close among optimizers).
     """
@@ -328,7 +328,7 @@ def probe(build, example, lengths, rows, ctx=None, memory: str = "shared", repea
     from mxnet import gluon
 
     from bucketrnn import compat
-    from bucketrnn.graphs import DEFAULT_INPUTS, GraphCache, _resize
+    from bucketrnn.graphs.cache import DEFAULT_INPUTS, GraphCache, _resize
 
     check_choice("memory", memory, MEMORY_POLICIES)
     repeats = check_int("repeats", repeats, low=1)

@@ -18,8 +18,8 @@ import numpy as np
 from mxnet.gluon.data import Dataset
 from numpy.typing import ArrayLike
 
-from bucketrnn.buckets import OVERFLOW_POLICIES
-from bucketrnn.rundir import atomic_write, read_json, read_regular
+from bucketrnn.data.plan import OVERFLOW_POLICIES
+from bucketrnn.training.rundir import atomic_write, read_json, read_regular
 from bucketrnn.validation import check_int
 
 __all__ = ["BOS", "EOS", "LABELS", "PAD", "UNK", "FlatSequences", "LabelledSplits",
@@ -266,7 +266,8 @@ class Vocabulary:
         return [self.itos[i] for i in arr.tolist() if i not in skip]
 
     def save(self, path: str) -> None:
-        """Write the tokens as a JSON list, atomically (:func:`bucketrnn.rundir.atomic_write`:
+        """Write the tokens as a JSON list, atomically
+        (:func:`bucketrnn.training.rundir.atomic_write`:
         never through a link planted at ``path`` or at a temporary name)."""
         atomic_write(path, json.dumps(self.itos).encode("utf-8"))
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bucketrnn.datasets import EOS, OverflowCounts, Vocabulary, read_lines
-from bucketrnn.rundir import TGT_VOCAB
+from bucketrnn.data.datasets import EOS, OverflowCounts, Vocabulary, read_lines
+from bucketrnn.training.rundir import TGT_VOCAB
 from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["Pairs", "TGT_VOCAB", "TOY_TASKS", "decode_ids", "encode_pairs", "pair_vocabularies",
@@ -44,7 +44,7 @@ _LETTERS = "abcdefghijkl"
 class Pairs(list):
     """``(source tokens, target tokens)`` pairs of a file, with ``path``, ``line_numbers``
     (1-based, ``int64``), ``tokens`` (``"whitespace"`` or ``"char"``) and ``overflow``
-    (:class:`~bucketrnn.datasets.OverflowCounts`: pairs dropped or cut by ``max_length``)."""
+    (:class:`~bucketrnn.data.datasets.OverflowCounts`: pairs dropped or cut by ``max_length``)."""
 
     def __init__(self, pairs, path: str, line_numbers, tokens: str, overflow: OverflowCounts):
         super().__init__(pairs)
@@ -82,7 +82,7 @@ def read_pairs(path: str, tokens: str = "whitespace", max_length: int | None = N
     ValueError
         A line without a tab, with more than one, with an empty source or target, or with
         ``<eos>`` in its target (naming the file and the line); anything
-        :func:`~bucketrnn.datasets.read_lines` refuses (not UTF-8, a directory or device); no
+        :func:`~bucketrnn.data.datasets.read_lines` refuses (not UTF-8, a directory or device); no
         pair left.
     FileNotFoundError
     """

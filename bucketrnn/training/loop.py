@@ -1,7 +1,8 @@
 """The training loop: bucketed batches, one graph per bucket, metrics, checkpoints, resume.
 
 :class:`TrainLoop` takes plain Python arguments (no Hydra config): a model factory (or a
-:class:`~bucketrnn.graphs.GraphCache`), a :class:`~bucketrnn.loader.BucketLoader`, and optimizer
+:class:`~bucketrnn.graphs.cache.GraphCache`), a :class:`~bucketrnn.data.loader.BucketLoader`, and
+optimizer
 settings. It writes, into ``run_dir``:
 
 ``metrics.jsonl``
@@ -9,11 +10,12 @@ settings. It writes, into ``run_dir``:
     perplexity or accuracy over the window, real tokens/s, padded fraction, graphs compiled) and
     ``{"kind": "epoch", ...}`` at each epoch end (with validation figures).
 ``checkpoint.npz``
-    Every ``checkpoint_every`` steps and at each epoch end (:mod:`bucketrnn.checkpoint`).
+    Every ``checkpoint_every`` steps and at each epoch end (:mod:`bucketrnn.training.checkpoint`).
 
 Resumption is exact from any checkpoint (mid-epoch, epoch end, the last one of a finished run
 given more epochs): the checkpoint holds the parameters, the optimizer states
-(:mod:`bucketrnn.optim_state`, no pickle), the loader's ``state_dict`` (its schedule is a pure
+(:mod:`bucketrnn.training.optim_state`, no pickle), the loader's ``state_dict`` (its schedule is a
+pure
 function of ``(seed, epoch)``), the next epoch to run, the step counter from which MXNet's random
 seed is derived, and the metrics file length (lines written after the checkpoint are dropped on
 resume, so the file reads as one run). Every line of ``metrics.jsonl`` is strict JSON (a
@@ -38,12 +40,13 @@ from numbers import Real
 
 import numpy as np
 
-from bucketrnn import checkpoint as ckpt
-from bucketrnn import compat, distributed, evaluation, metrics, optim_state
+from bucketrnn import compat, distributed
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
-from bucketrnn.metrics import MetricsLog, figures
-from bucketrnn.progress import Progress
-from bucketrnn.rundir import METRICS, RunLock
+from bucketrnn.training import checkpoint as ckpt
+from bucketrnn.training import evaluation, metrics, optim_state
+from bucketrnn.training.metrics import MetricsLog, figures
+from bucketrnn.training.progress import Progress
+from bucketrnn.training.rundir import METRICS, RunLock
 from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["LEARNING_RATE", "MIN_LEARNING_RATE", "ON_NONFINITE", "TrainLoop", "TASKS"]
@@ -118,7 +121,7 @@ class TrainLoop:
     precision : {"fp32", "bf16"}
         GraphCache precision (ignored when ``model`` is a GraphCache): ``"bf16"`` runs the
         matrix products in bfloat16 with float32 parameters, gradients, optimizer state, loss
-        and checkpoints (:mod:`bucketrnn.precision`).
+        and checkpoints (:mod:`bucketrnn.graphs.precision`).
     seed : int
         Parameter initialisation and dropout seed. The loader has its own seed.
     run_dir : str, optional
@@ -142,7 +145,7 @@ class TrainLoop:
 
     Examples
     --------
-    >>> from bucketrnn.loader import BucketLoader
+    >>> from bucketrnn.data.loader import BucketLoader
     >>> from bucketrnn.models import LanguageModel
     >>> seqs = [[1, 2, 3, 4], [2, 3, 1], [4, 1, 2, 3, 2], [3, 3, 1]] * 4
     >>> loader = BucketLoader(seqs, batch_size=4, num_buckets=2, seed=0)
@@ -163,7 +166,7 @@ class TrainLoop:
         import mxnet as mx
         from mxnet import gluon
 
-        from bucketrnn.graphs import GraphCache
+        from bucketrnn.graphs.cache import GraphCache
 
         epochs = check_int("epochs", epochs, low=1)
         checkpoint_every = check_int("checkpoint_every", checkpoint_every, low=0)
@@ -425,7 +428,8 @@ class TrainLoop:
 
     def evaluate(self, loader) -> dict:
         """Loss and perplexity (``lm``), accuracy (``classify``) or token accuracy (``tag``)
-        over one pass of ``loader`` (:func:`bucketrnn.evaluation.evaluate`, with this loop's id
+        over one pass of ``loader`` (:func:`bucketrnn.training.evaluation.evaluate`, with this
+        loop's id
         checks and progress bar)."""
         self._install_id_limits(loader)
         return evaluation.evaluate(self.graphs, loader, task=self.task, progress=self.progress,

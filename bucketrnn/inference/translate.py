@@ -5,7 +5,7 @@ lists) are planned into source-length buckets like training data (:func:`plan_bu
 bucket's batches are padded to its length and decoded greedily or by beam search with
 :class:`~bucketrnn.models.decode.Seq2SeqDecoder` (one encoder graph per bucket, one step graph),
 and the outputs come back in input order. :func:`decode_ids` is the same on token ids;
-:func:`score_pairs` adds exact match and corpus BLEU-4 (:mod:`bucketrnn.bleu`) against the
+:func:`score_pairs` adds exact match and corpus BLEU-4 (:mod:`bucketrnn.inference.bleu`) against the
 targets.
 
 Examples
@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from bucketrnn.bleu import corpus_bleu, exact_match
-from bucketrnn.buckets import find_outliers, plan_buckets
-from bucketrnn.datasets import EOS, read_lines
+from bucketrnn.data.datasets import EOS, read_lines
+from bucketrnn.data.pairs import _split
+from bucketrnn.data.pairs import decode_ids as ids_to_text
+from bucketrnn.data.plan import find_outliers, plan_buckets
+from bucketrnn.inference.bleu import corpus_bleu, exact_match
 from bucketrnn.models.decode import Seq2SeqDecoder
-from bucketrnn.pairs import _split
-from bucketrnn.pairs import decode_ids as ids_to_text
 from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["decode_ids", "score_pairs", "translate", "translate_file"]
@@ -96,7 +96,7 @@ def translate(model, src_vocab, tgt_vocab, sources, tokens: str = "whitespace",
     model : Seq2Seq
         A block of the trained model (any bucket key; its parameters are used).
     src_vocab, tgt_vocab : Vocabulary
-        The run's ``vocab.json`` and ``tgt_vocab.json`` (:data:`bucketrnn.pairs.TGT_VOCAB`).
+        The run's ``vocab.json`` and ``tgt_vocab.json`` (:data:`bucketrnn.data.pairs.TGT_VOCAB`).
     sources : list of str or list of list of str
         One source each: text (split as ``tokens``) or tokens; unknown tokens become
         ``<unk>``.
@@ -121,7 +121,7 @@ def translate(model, src_vocab, tgt_vocab, sources, tokens: str = "whitespace",
 def score_pairs(decoder: Seq2SeqDecoder, examples, unk_id: int | None = None,
                 **kwargs) -> dict:
     """Decode the sources of ``examples`` (``(source ids, target ids)``, the form of
-    :func:`bucketrnn.pairs.encode_pairs`; a trailing ``<eos>`` of the target is dropped) and
+    :func:`bucketrnn.data.pairs.encode_pairs`; a trailing ``<eos>`` of the target is dropped) and
     compare with the targets: ``{"exact_match", "bleu", "pairs"}``. With ``unk_id`` (the target
     vocabulary's ``<unk>``), a target token outside the vocabulary matches nothing: an output
     ``<unk>`` is not the word the reference holds. ``kwargs`` go to :func:`decode_ids`."""
@@ -154,8 +154,8 @@ def translate_file(model, src_vocab, tgt_vocab, path: str, tokens: str = "whites
     Raises
     ------
     ValueError
-        What :func:`~bucketrnn.datasets.read_lines` refuses; a line with an empty source; a
-        source far longer than the rest (:func:`bucketrnn.buckets.find_outliers`), naming its
+        What :func:`~bucketrnn.data.datasets.read_lines` refuses; a line with an empty source; a
+        source far longer than the rest (:func:`bucketrnn.data.plan.find_outliers`), naming its
         line, before any graph of its length is built.
     """
     lines = read_lines(path, tokens="char")  # characters keep the tabs

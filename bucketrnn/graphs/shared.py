@@ -1,4 +1,4 @@
-"""The ``"shared"`` memory policy of :class:`~bucketrnn.graphs.GraphCache`: bucket executors
+"""The ``"shared"`` memory policy of :class:`~bucketrnn.graphs.cache.GraphCache`: bucket executors
 bound on one memory pool per context, the way MXNet's ``BucketingModule`` does.
 
 The largest bucket's executor is bound first and owns the pool; every other bucket is bound with
@@ -17,13 +17,13 @@ import numpy as np
 from mxnet import autograd, context, nd
 
 from bucketrnn import compat
-from bucketrnn.buckets import key_length
+from bucketrnn.data.plan import key_length
 
 __all__ = ["SharedPool", "available_memory", "bind_shared", "graph_bytes", "key_size"]
 
 
 def key_size(key):
-    """Sort key for "largest bucket": :func:`~bucketrnn.buckets.key_length`, then the key."""
+    """Sort key for "largest bucket": :func:`~bucketrnn.data.plan.key_length`, then the key."""
     return (key_length(key), key if isinstance(key, tuple) else (key,))
 
 

@@ -13,10 +13,10 @@ from numbers import Real
 import numpy as np
 
 from bucketrnn import compat
-from bucketrnn.batchify import TASKS, PadToBucket, SlotDataset, check_pad_val, to_ndarray
-from bucketrnn.buckets import plan_buckets
-from bucketrnn.lengths import is_sequence, sequence_lengths
-from bucketrnn.sampler import BucketBatchSampler, fill_slot
+from bucketrnn.data.batchify import TASKS, PadToBucket, SlotDataset, check_pad_val, to_ndarray
+from bucketrnn.data.lengths import is_sequence, sequence_lengths
+from bucketrnn.data.plan import plan_buckets
+from bucketrnn.data.sampler import BucketBatchSampler, fill_slot
 from bucketrnn.validation import EMPTY_DATASET, check_int, is_int
 
 __all__ = ["BucketLoader", "detect_task", "evaluation_loader"]
@@ -141,11 +141,11 @@ class _Window:
 
 
 class BucketLoader:
-    """Iterate a dataset as padded, bucketed :class:`~bucketrnn.batchify.Batch` objects.
+    """Iterate a dataset as padded, bucketed :class:`~bucketrnn.data.batchify.Batch` objects.
 
     Plans buckets from the example lengths, schedules batches with
-    :class:`~bucketrnn.sampler.BucketBatchSampler` and pads them with
-    :class:`~bucketrnn.batchify.PadToBucket` inside an ``mxnet.gluon.data.DataLoader`` (worker
+    :class:`~bucketrnn.data.sampler.BucketBatchSampler` and pads them with
+    :class:`~bucketrnn.data.batchify.PadToBucket` inside an ``mxnet.gluon.data.DataLoader`` (worker
     processes and prefetch included). Every batch of bucket ``k`` has shape
     ``(plan.batch_sizes[k], plan.keys[k], ...)`` under ``last_batch='fill'``;
     ``batch.meta`` holds its ``bucket`` index, ``epoch`` and ``step``.
@@ -158,26 +158,26 @@ class BucketLoader:
     Parameters
     ----------
     dataset : sequence or gluon Dataset
-        Token-id lists or 1-d int arrays, :class:`~bucketrnn.datasets.FlatSequences`, float
+        Token-id lists or 1-d int arrays, :class:`~bucketrnn.data.datasets.FlatSequences`, float
         ``(T, F)`` feature arrays, ``(data, label)`` tuples, or ``(src, tgt)`` pairs.
     batch_size, num_buckets, strategy, max_tokens, batch_size_multiple, boundaries
-        Passed to :func:`~bucketrnn.buckets.plan_buckets`.
+        Passed to :func:`~bucketrnn.data.plan.plan_buckets`.
     max_length, outliers
-        Passed to :func:`~bucketrnn.buckets.plan_buckets`: an extreme outlier length (one
+        Passed to :func:`~bucketrnn.data.plan.plan_buckets`: an extreme outlier length (one
         line of 10^6 tokens among sentences) is refused before any graph exists unless
         ``max_length`` caps the lengths (with ``on_overflow='truncate'`` or ``'drop'``) or
         ``outliers='allow'``.
     cost, epochs, max_buckets, memory_limit
         ``num_buckets="auto"``: the plan that makes ``epochs`` of training fastest by the cost
-        model ``cost`` (:func:`bucketrnn.costmodel.probe`), compile time included; see
-        :func:`~bucketrnn.buckets.plan_buckets`. ``loader.plan.auto`` says why.
+        model ``cost`` (:func:`bucketrnn.autoplan.costmodel.probe`), compile time included; see
+        :func:`~bucketrnn.data.plan.plan_buckets`. ``loader.plan.auto`` says why.
     shuffle, seed, last_batch, on_overflow, num_shards, shard_index
-        Passed to :class:`~bucketrnn.sampler.BucketBatchSampler` (``on_overflow`` also to the
+        Passed to :class:`~bucketrnn.data.sampler.BucketBatchSampler` (``on_overflow`` also to the
         plan).
     task : {'lm', 'classify', 'seq2seq', 'tag', None}, optional
-        See :class:`~bucketrnn.batchify.PadToBucket`; detected from ``dataset[0]`` when None
+        See :class:`~bucketrnn.data.batchify.PadToBucket`; detected from ``dataset[0]`` when None
         (unlabelled token ids mean ``'lm'``, whose buckets are planned on ``len(seq) - 1``; a
-        :class:`~bucketrnn.datasets.FlatSequences` with ``tags`` means ``'tag'``). For
+        :class:`~bucketrnn.data.datasets.FlatSequences` with ``tags`` means ``'tag'``). For
         ``'tag'`` (examples ``(tokens, tags)``, one tag per token) an example whose tags are not
         as long as its tokens is refused here, naming it.
     num_workers, prefetch, timeout

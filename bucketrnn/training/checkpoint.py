@@ -5,7 +5,7 @@ A checkpoint is one ``.npz`` file of named arrays, read with ``allow_pickle=Fals
 ``param/<name>``
     Every parameter.
 ``optim/<param name>/<path>``
-    The optimizer's per-parameter state (:mod:`bucketrnn.optim_state`; never the pickle of
+    The optimizer's per-parameter state (:mod:`bucketrnn.training.optim_state`; never the pickle of
     ``gluon.Trainer.save_states``).
 ``meta``
     UTF-8 JSON: the format number, the fingerprint of the configuration that made it, the
@@ -34,7 +34,8 @@ shapes, the history's structure) so that a forged value fails at load with a
 :class:`~bucketrnn.errors.CheckpointError` rather than mid-training, but it cannot tell a forged
 value of the right shape from a real one: resume only from checkpoints your own runs wrote.
 
-Writes go through :func:`~bucketrnn.rundir.atomic_write` (re-exported here): a temporary file in
+Writes go through :func:`~bucketrnn.training.rundir.atomic_write` (re-exported here): a temporary
+file in
 the same directory (``<name>.XXXXXXXX.tmp``), flushed and ``fsync``-ed, then ``os.replace``-d
 over the target, and the directory ``fsync``-ed: a crash at any moment leaves either the previous
 checkpoint or the new one, never a torn file (and :func:`clean_temporaries` removes the
@@ -63,16 +64,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
-from bucketrnn.optim_state import PREFIX as OPTIM_PREFIX
-from bucketrnn.optim_state import OptimizerState
-from bucketrnn.rundir import CHECKPOINT, atomic_write, clean_temporaries
+from bucketrnn.training.optim_state import PREFIX as OPTIM_PREFIX
+from bucketrnn.training.optim_state import OptimizerState
+from bucketrnn.training.rundir import CHECKPOINT, atomic_write, clean_temporaries
 from bucketrnn.validation import differences, is_int
 
 __all__ = ["Checkpoint", "FILENAME", "HISTORY_TALLY", "atomic_write", "check_fingerprint",
            "clean_temporaries", "json_dumps", "load", "save"]
 
 FORMAT = 2
-FILENAME = CHECKPOINT  # in a run directory (bucketrnn.rundir names its files)
+FILENAME = CHECKPOINT  # in a run directory (bucketrnn.training.rundir names its files)
 PARAM_PREFIX = "param/"
 # Bounds on what load reads: members (parameters and optimizer states, with room to spare) and
 # the dtypes an array may have (numbers: bool, integers, floats, complex).
@@ -80,7 +81,7 @@ MAX_MEMBERS = 10_000
 NUMERIC_KINDS = "biufc"
 LEGACY = "trainer"  # format 1's pickled Trainer state: named in the refusal, never read
 # The sums the training loop keeps over an epoch (``history.epoch_acc``): the fields of a
-# bucketrnn.metrics tally, defined here because a checkpoint's format depends on them.
+# bucketrnn.training.metrics tally, defined here because a checkpoint's format depends on them.
 HISTORY_TALLY = ("loss", "count", "correct", "rows", "real", "slots", "steps", "skipped",
                  "seconds")
 
@@ -131,7 +132,7 @@ def save(path: str, params: dict, optimizer: OptimizerState | None, meta: dict,
     params : dict of str to numpy.ndarray
         Parameter values by name.
     optimizer : OptimizerState or None
-        From :func:`bucketrnn.optim_state.capture`; None when there is none to save (the
+        From :func:`bucketrnn.training.optim_state.capture`; None when there is none to save (the
         optimizer runs on kvstore servers).
     meta : dict
         JSON-able loop state.

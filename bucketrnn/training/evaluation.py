@@ -1,6 +1,7 @@
 """Evaluate bucketed graphs on a loader: one pass, the task's metrics, fill rows never counted.
 
-:func:`evaluate` is the one evaluation path: :meth:`bucketrnn.train.TrainLoop.evaluate` calls
+:func:`evaluate` is the one evaluation path: :meth:`bucketrnn.training.loop.TrainLoop.evaluate`
+calls
 it, and so can a loop of one's own or :func:`bucketrnn.load_run`'s result. Loss is summed over
 real tokens (``lm``) or real rows (``classify``) and divided once at the end, so the figures do
 not depend on how the examples were bucketed or batched (to float tolerance).
@@ -26,8 +27,8 @@ import time
 
 import numpy as np
 
-from bucketrnn import metrics
-from bucketrnn.progress import Progress
+from bucketrnn.training import metrics
+from bucketrnn.training.progress import Progress
 
 __all__ = ["EVALUATION_TASKS", "add_accuracy_counts", "add_tag_counts", "batch_counts",
            "correct_predictions", "evaluate"]

@@ -37,7 +37,7 @@ from numbers import Real
 
 import numpy as np
 
-from bucketrnn.lengths import is_pair_lengths
+from bucketrnn.data.lengths import is_pair_lengths
 from bucketrnn.validation import (
     EMPTY_DATASET,
     check_choice,
@@ -459,7 +459,7 @@ class BucketPlan:
     # The bucket of every planned example (-1: dropped), as plan_buckets assigned it: the
     # sampler takes it instead of assigning the lengths again. Not part of equality or repr.
     example_buckets: np.ndarray | None = field(default=None, repr=False, compare=False)
-    # num_buckets="auto": why this K (bucketrnn.autoplan.AutoChoice); None otherwise.
+    # num_buckets="auto": why this K (bucketrnn.autoplan.search.AutoChoice); None otherwise.
     auto: object = field(default=None, repr=False, compare=False)
 
     @property
@@ -677,8 +677,8 @@ def plan_buckets(
     cost : CostModel, optional
         With ``num_buckets="auto"`` (and ``strategy="optimal"``): the number of buckets and the
         boundaries that make the planned run fastest by this cost model, compile time included
-        (:func:`bucketrnn.autoplan.auto_boundaries`; get one with
-        :func:`bucketrnn.costmodel.probe`). The plan's ``auto`` attribute says why.
+        (:func:`bucketrnn.autoplan.search.auto_boundaries`; get one with
+        :func:`bucketrnn.autoplan.costmodel.probe`). The plan's ``auto`` attribute says why.
     epochs : float
         ``"auto"`` only: epochs of the planned run (a longer run affords more graphs).
     max_buckets : int
@@ -748,7 +748,7 @@ def plan_buckets(
             raise ValueError(f"boundaries are only used with strategy='fixed', got "
                              f"strategy={strategy!r}")
         if auto:
-            from bucketrnn.autoplan import auto_boundaries
+            from bucketrnn.autoplan.search import auto_boundaries
 
             sizes = bucket_batch_sizes(values, batch_size, max_tokens, batch_size_multiple)
             bounds, choice = auto_boundaries(values, counts, sizes, cost, epochs=epochs,
@@ -801,17 +801,17 @@ def plan_buckets(
 
 def _check_auto(strategy, cost, epochs, max_buckets, memory_limit, lengths) -> None:
     """The arguments ``num_buckets="auto"`` needs, or a ``TypeError``/``ValueError``."""
-    from bucketrnn.costmodel import CostModel
+    from bucketrnn.autoplan.costmodel import CostModel
 
     if strategy != "optimal":
         raise ValueError(f"num_buckets='auto' chooses its own boundaries; strategy must be "
                          f"'optimal' (the default), got strategy={strategy!r}")
     if cost is None:
         raise ValueError("num_buckets='auto' needs cost=<CostModel>: measure the model with "
-                         "bucketrnn.costmodel.probe(build, example, lengths, rows) (or fit one "
-                         "with CostModel.fit), or give num_buckets as an integer")
+                         "bucketrnn.autoplan.costmodel.probe(build, example, lengths, rows) "
+                         "(or fit one with CostModel.fit), or give num_buckets as an integer")
     if not isinstance(cost, CostModel):
-        raise TypeError(f"cost must be a bucketrnn.costmodel.CostModel, got "
+        raise TypeError(f"cost must be a bucketrnn.autoplan.costmodel.CostModel, got "
                         f"{type(cost).__name__}")
     if isinstance(epochs, bool) or not isinstance(epochs, Real) or not math.isfinite(epochs) \
             or epochs <= 0:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bucketrnn.sampler import FillSlot, decode_slots, fill_slot
+from bucketrnn.data.sampler import FillSlot, decode_slots, fill_slot
 from bucketrnn.validation import check_int, empty_sequence
 
 __all__ = ["Batch", "PadToBucket", "SlotDataset", "TASKS", "check_pad_val", "to_ndarray"]
@@ -168,12 +168,12 @@ class _FlatSource:
 class SlotDataset:
     """Dataset view that answers a sampler slot with ``(slot, bucket, example)``.
 
-    :class:`~bucketrnn.sampler.BucketBatchSampler` yields slots: an int ``i >= 0`` is example
-    ``i``; a :class:`~bucketrnn.sampler.FillSlot` (or its int code ``slot < 0``) a fill row
+    :class:`~bucketrnn.data.sampler.BucketBatchSampler` yields slots: an int ``i >= 0`` is example
+    ``i``; a :class:`~bucketrnn.data.sampler.FillSlot` (or its int code ``slot < 0``) a fill row
     copying example ``-1 - slot``, answered with the int code. Keeping ``bucket_ids`` here (the
     dataset goes to each worker once) rather than in the batchify function (pickled with every
     batch) keeps the per-batch traffic small. For a dataset with flat ``tokens`` and
-    ``offsets`` arrays (:class:`~bucketrnn.datasets.FlatSequences`) the example is a reference
+    ``offsets`` arrays (:class:`~bucketrnn.data.datasets.FlatSequences`) the example is a reference
     to those arrays, so :class:`PadToBucket` can gather the whole batch in one fancy-indexing
     step.
 
