@@ -17,7 +17,7 @@ which token ids fill them).
 Method (per distribution):
 
 1. ``auto``: :func:`bucketrnn.autoplan.costmodel.probe` measures the real graph at a few shapes and
-   :func:`bucketrnn.plan_buckets` (``num_buckets="auto"``) plans with the fitted model.
+   :func:`bucketrnn.autoplan.auto_plan` plans with the fitted model.
 2. ``K=4..48``: the ``optimal`` plan with at most K buckets.
 3. Every bucket key of every plan is measured on the real graph, in one ``GraphCache`` bound
    longest first as a run binds them: its compile time (first call less a step) and its step
@@ -114,10 +114,10 @@ def plan_seconds(plan, costs: dict, epochs: float) -> dict:
 
 
 def _plans(lengths, cost, epochs, ks, rows):
+    from bucketrnn.autoplan import auto_plan
     from bucketrnn.data.plan import plan_buckets
 
-    plans = {"auto": plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=rows,
-                                  epochs=epochs)}
+    plans = {"auto": auto_plan(lengths, cost, batch_size=rows, epochs=epochs)}
     distinct = np.unique(lengths).size
     for k in ks:
         if k <= distinct:

@@ -1,12 +1,13 @@
-"""num_buckets="auto": the planner picks the K and boundaries a cost model says are fastest."""
+"""auto_plan: the K and boundaries a cost model says are fastest, planned as fixed boundaries."""
 
 import itertools
 
 import numpy as np
 import pytest
 
+from bucketrnn.autoplan import auto_plan
 from bucketrnn.autoplan.costmodel import CostModel
-from bucketrnn.data.loader import BucketLoader
+from bucketrnn.data.loader import BucketLoader, plan_lengths
 from bucketrnn.data.plan import length_histogram, plan_buckets
 
 
@@ -34,14 +35,14 @@ def _brute(lengths, cost, batch, epochs):
 def test_zero_compile_cost_gives_a_bucket_per_distinct_length():
     lengths = np.repeat([3, 5, 8, 13, 21, 34], [7, 5, 9, 4, 6, 3])
     free = CostModel(step=(0.0, 0.0, 1e-4), compile=(0.0, 0.0))
-    plan = plan_buckets(lengths, num_buckets="auto", cost=free, batch_size=1)
+    plan = auto_plan(lengths, free, batch_size=1)
     assert plan.keys == (3, 5, 8, 13, 21, 34)
     assert plan.auto.num_buckets == 6 and plan.waste == 0.0
 
 
 def test_huge_compile_cost_gives_one_bucket():
     dear = CostModel(step=(1e-3, 1e-5, 1e-6), compile=(1e4, 10.0))
-    plan = plan_buckets(_lengths(), num_buckets="auto", cost=dear, batch_size=16, epochs=3)
+    plan = auto_plan(_lengths(), dear, batch_size=16, epochs=3)
     assert plan.num_buckets == 1 and plan.keys == (29,)
     assert plan.auto.compile_share > 0.99
 
@@ -50,7 +51,7 @@ def test_huge_compile_cost_gives_one_bucket():
 def test_intermediate_cost_matches_a_brute_force_sweep_over_every_plan(compile_s):
     lengths = _lengths(seed=1, n=300, high=13)  # 12 distinct lengths: 2**11 plans
     cost = CostModel(step=(2e-3, 3e-4, 2e-5), compile=(compile_s, compile_s / 20))
-    plan = plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=8, epochs=2)
+    plan = auto_plan(lengths, cost, batch_size=8, epochs=2)
     brute = _brute(lengths, cost, 8, 2)
     k_best = min(brute, key=brute.get)
     assert plan.auto.num_buckets == k_best == plan.num_buckets
@@ -61,14 +62,14 @@ def test_intermediate_cost_matches_a_brute_force_sweep_over_every_plan(compile_s
 
 def test_longer_runs_afford_more_graphs():
     cost = CostModel(step=(2e-3, 3e-4, 2e-5), compile=(0.05, 0.002))
-    ks = [plan_buckets(_lengths(), num_buckets="auto", cost=cost, batch_size=8,
+    ks = [auto_plan(_lengths(), cost, batch_size=8,
                        epochs=e).num_buckets for e in (0.05, 1, 50)]
     assert ks[0] < ks[1] < ks[2]
 
 
 def test_explanation_names_the_choice_speed_compile_share_and_runner_up():
     cost = CostModel(step=(2e-3, 3e-4, 2e-5), compile=(0.3, 0.01))
-    plan = plan_buckets(_lengths(), num_buckets="auto", cost=cost, batch_size=8, epochs=2)
+    plan = auto_plan(_lengths(), cost, batch_size=8, epochs=2)
     text = repr(plan)
     assert plan.strategy == "auto" and "auto plan:" in text and "<- chosen" in text
     assert f"runner-up K={plan.auto.runner_up}" in text and "compile" in text
@@ -82,39 +83,49 @@ def test_shared_memory_cap_rules_out_graphs_that_do_not_fit():
     lengths = np.repeat([4, 10, 20, 40], 10)
     # memory grows with the key's rows x length; rows shrink with a token budget
     cost = CostModel(step=(0, 0, 1e-4), compile=(0, 0), memory=(0, 10.0, 0))
-    plan = plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=1, memory_limit=400)
+    plan = auto_plan(lengths, cost, batch_size=1, memory_limit=400)
     assert plan.keys == (4, 10, 20, 40)
     with pytest.raises(ValueError, match=r"memory_limit=300 bytes is less than the longest "
                                           r"bucket's graph needs"):
-        plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=1, memory_limit=300)
+        auto_plan(lengths, cost, batch_size=1, memory_limit=300)
 
 
 def test_static_memory_cap_limits_the_graphs_held_together():
     lengths = np.repeat([4, 10, 20, 40], 10)
     cost = CostModel(step=(0, 0, 1e-4), compile=(0, 0), memory=(100.0, 0, 0),
                      memory_policy="static")
-    assert plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=1).num_buckets == 4
-    plan = plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=1, memory_limit=250)
+    assert auto_plan(lengths, cost, batch_size=1).num_buckets == 4
+    plan = auto_plan(lengths, cost, batch_size=1, memory_limit=250)
     assert plan.num_buckets == 2
     assert all(r["feasible"] == (r["k"] <= 2) for r in plan.auto.table)
     with pytest.raises(ValueError, match=r"memory_limit=50 needs|no plan fits memory_limit=50"):
-        plan_buckets(lengths, num_buckets="auto", cost=cost, batch_size=1, memory_limit=50)
+        auto_plan(lengths, cost, batch_size=1, memory_limit=50)
 
 
-def test_loader_plans_auto_with_a_cost_model():
+def test_loader_takes_the_auto_plan_and_checks_it_fits():
     seqs = [[1] * int(n) for n in _lengths(n=60) + 1]
     cost = CostModel(step=(1e-3, 1e-4, 1e-5), compile=(0.05, 0.001))
-    loader = BucketLoader(seqs, batch_size=4, num_buckets="auto", cost=cost, epochs=3, seed=0)
-    assert loader.plan.auto is not None and loader.plan.strategy == "auto"
+    task, lengths = plan_lengths(seqs)
+    assert task == "lm" and list(lengths) == [len(s) - 1 for s in seqs]
+    plan = auto_plan(lengths, cost, batch_size=4, epochs=3)
+    loader = BucketLoader(seqs, plan=plan, seed=0)
+    assert loader.plan is plan and plan.auto is not None and plan.strategy == "auto"
     assert sum(1 for _ in loader) == len(loader)
+    with pytest.raises(ValueError, match=r"plan was made for 60 examples, the dataset has 59"):
+        BucketLoader(seqs[1:], plan=plan)
+    longest = int(np.argmax(lengths))
+    moved = [s + [1] * 100 if i == longest else s for i, s in enumerate(seqs)]
+    with pytest.raises(ValueError, match=r"longer than the largest bucket|example \d+ has"):
+        BucketLoader(moved, plan=plan)
+    with pytest.raises(TypeError, match=r"plan must be a BucketPlan .*got dict"):
+        BucketLoader(seqs, plan={"keys": (3,)})
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({}, ValueError, r"num_buckets='auto' needs cost=<CostModel>: measure the model with "
-                     r"bucketrnn\.costmodel\.probe"),
-    ({"cost": "fast"}, TypeError, r"cost must be a bucketrnn\.costmodel\.CostModel, got str"),
-    ({"strategy": "quantile"}, ValueError, r"strategy must be 'optimal' \(the default\), got "
-                                           r"strategy='quantile'"),
+    ({"cost": None}, TypeError, r"cost must be a bucketrnn\.autoplan\.costmodel\.CostModel "
+                                r"\(measure one with bucketrnn\.autoplan\.costmodel\.probe\), "
+                                r"got NoneType"),
+    ({"cost": "fast"}, TypeError, r"cost must be .*CostModel .*got str"),
     ({"epochs": 0}, ValueError, r"epochs must be a finite number > 0 .*got epochs=0"),
     ({"max_buckets": 0}, ValueError, r"max_buckets"),
     ({"memory_limit": 10}, ValueError, r"memory_limit=10 needs a cost model with a memory"),
@@ -122,19 +133,19 @@ def test_loader_plans_auto_with_a_cost_model():
 def test_bad_auto_arguments_are_named(kwargs, error, match):
     cost = CostModel(step=(1e-3, 1e-4, 1e-5), compile=(0.05, 0.001))
     args = {"cost": cost, **kwargs}
-    if not kwargs:
-        args.pop("cost")
     with pytest.raises(error, match=match):
-        plan_buckets(_lengths(), num_buckets="auto", batch_size=4, **args)
+        auto_plan(_lengths(), batch_size=4, **args)
 
 
-def test_cost_without_auto_and_auto_on_pairs_are_refused():
+def test_auto_is_refused_by_the_planner_and_loader_and_on_pairs():
     cost = CostModel(step=(1e-3, 1e-4, 1e-5), compile=(0.05, 0.001))
-    with pytest.raises(ValueError, match=r"cost is only used with num_buckets='auto', got "
-                                         r"num_buckets=4"):
-        plan_buckets(_lengths(), num_buckets=4, cost=cost)
-    with pytest.raises(ValueError, match=r"num_buckets='auto' plans one length per example"):
-        plan_buckets(np.array([[3, 4], [5, 6], [7, 2]]), num_buckets="auto", cost=cost)
-    with pytest.raises(ValueError, match=r"num_buckets must be an integer >= 1 or .auto., got "
-                                         r"num_buckets=.many."):
+    for call in (lambda: plan_buckets(_lengths(), num_buckets="auto"),
+                 lambda: BucketLoader([[1, 2, 3]] * 4, num_buckets="auto")):
+        with pytest.raises(ValueError, match=r"takes num_buckets as an integer; a number of "
+                                             r"buckets chosen by measurement comes from "
+                                             r"bucketrnn\.autoplan\.auto_plan"):
+            call()
+    with pytest.raises(ValueError, match=r"auto_plan plans one length per example"):
+        auto_plan(np.array([[3, 4], [5, 6], [7, 2]]), cost)
+    with pytest.raises(TypeError, match=r"num_buckets must be an int, got num_buckets='many'"):
         plan_buckets(_lengths(), num_buckets="many")

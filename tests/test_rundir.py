@@ -7,14 +7,8 @@ import signal
 
 import pytest
 
-from bucketrnn.training.rundir import (
-    RunLock,
-    RunLockedError,
-    atomic_write,
-    clean_temporaries,
-    open_regular,
-    read_regular,
-)
+from bucketrnn.files import atomic_write, open_regular, read_regular
+from bucketrnn.training.rundir import RunLock, RunLockedError, clean_temporaries
 
 
 def test_lock_is_reentrant_in_one_process(tmp_path, lock_holder):

@@ -22,6 +22,7 @@ import logging
 import numpy as np
 
 from bucketrnn.app.config import to_dict
+from bucketrnn.models.build import build_model
 
 __all__ = ["FALLBACK_BUCKETS", "is_auto", "pending", "plan_note", "planned_epochs", "probe_run",
            "reuse_saved_plan", "summary_entry"]
@@ -75,12 +76,11 @@ def planned_epochs(trainer, b: dict, num_examples: int, num_shards: int = 1) -> 
     return epochs
 
 
-def probe_run(cfg, data, ctx, build_model, num_shards: int = 1):
+def probe_run(cfg, data, ctx, num_shards: int = 1):
     """The cost model of the run's model on ``ctx``, or None (with a logged reason) when the
     app must fall back to :data:`FALLBACK_BUCKETS` buckets."""
     from bucketrnn.autoplan.costmodel import CostModelError, example_batch, probe, probe_lengths
-    from bucketrnn.data.lengths import sequence_lengths
-    from bucketrnn.data.loader import detect_task
+    from bucketrnn.data.loader import plan_lengths
 
     if num_shards > 1:
         log.warning("note: bucketing.num_buckets=auto with %d distributed workers: each would "
@@ -88,18 +88,15 @@ def probe_run(cfg, data, ctx, build_model, num_shards: int = 1):
                     "give bucketing.num_buckets=N to choose", num_shards, FALLBACK_BUCKETS)
         return None
     b = to_dict(cfg.bucketing)
-    lengths = sequence_lengths(data.train)
+    task, lengths = plan_lengths(data.train)
     if lengths.ndim == 2:
         log.warning("note: bucketing.num_buckets=auto plans one length per example; for (src, "
                     "tgt) pairs %d buckets are used; give bucketing.num_buckets=N to choose",
                     FALLBACK_BUCKETS)
         return None
-    task = detect_task(data.train[0])
-    if task == "lm":
-        lengths = lengths - 1
     if np.unique(lengths).size < 2:
         return None  # one distinct length: one bucket, nothing to measure
-    build = build_model(cfg.model, len(data.vocab), data.num_classes)  # its own parameters
+    build = build_model(to_dict(cfg.model), len(data.vocab), data.num_classes)  # its own parameters
     try:
         example = example_batch(data.train, rows=2, ctx=ctx, task=task)
         return probe(build, example, probe_lengths(lengths), _rows(b), ctx=ctx,

@@ -25,7 +25,8 @@ import os
 import sys
 from numbers import Real
 
-from bucketrnn.training.rundir import SUMMARY, read_json
+from bucketrnn.files import read_json
+from bucketrnn.training.rundir import SUMMARY
 
 __all__ = ["MAX_SUMMARY_BYTES", "collect", "main", "settings", "table"]
 

@@ -339,7 +339,7 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
     those boundaries are used as they are; with neither, ``ValueError``
     (:mod:`bucketrnn.app.auto`).
     """
-    from bucketrnn.data.loader import BucketLoader, evaluation_loader
+    from bucketrnn.data.loader import BucketLoader, evaluation_loader, plan_lengths
 
     b = to_dict(bucketing)
     sizes = {"batch_size": b["batch_size"], "max_tokens": b["max_tokens"],
@@ -355,10 +355,13 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
         elif cost is None:
             raise ValueError("bucketing.num_buckets=auto needs the model's cost model (the app "
                              "probes it; bucketrnn.autoplan.costmodel.probe); give "
-                             "bucketing.num_buckets="
-                             "N to plan without one")
+                             "bucketing.num_buckets=N to plan without one")
         else:
-            plan.update(cost=cost, epochs=epochs, memory_limit=memory_limit)
+            from bucketrnn.autoplan import auto_plan
+
+            _, lengths = plan_lengths(data.train)
+            plan = {"plan": auto_plan(lengths, cost, epochs=epochs, memory_limit=memory_limit,
+                                      on_overflow=b["on_overflow"], **sizes)}
     try:
         train = BucketLoader(data.train, **plan, shuffle=b["shuffle"], seed=seed,
                              last_batch=b["last_batch"], on_overflow=b["on_overflow"],

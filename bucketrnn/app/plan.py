@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 
 from bucketrnn.app import auto
-from bucketrnn.app.config import CONF_DIR, to_dict
+from bucketrnn.app.config import CONF_DIR, parse_context, to_dict
 from bucketrnn.app.experiment import load_data, make_loaders
 from bucketrnn.data.plan import pad_to_max_waste
 
@@ -36,10 +36,7 @@ def describe(cfg) -> str:
     data = load_data(cfg.dataset, seed=cfg.seed)
     cost, bucketing = None, cfg.bucketing
     if auto.pending(cfg.bucketing):
-        from bucketrnn.app.config import parse_context
-        from bucketrnn.app.run import build_model
-
-        cost = auto.probe_run(cfg, data, parse_context(cfg.trainer.context), build_model)
+        cost = auto.probe_run(cfg, data, parse_context(cfg.trainer.context))
         if cost is None:
             bucketing = {**to_dict(cfg.bucketing), "num_buckets": auto.FALLBACK_BUCKETS}
     train, valid, test = make_loaders(

@@ -25,7 +25,8 @@ import os
 import numpy as np
 
 from bucketrnn.data.plan import pad_to_max_waste
-from bucketrnn.training.rundir import METRICS, atomic_write
+from bucketrnn.files import atomic_write
+from bucketrnn.training.rundir import METRICS
 
 __all__ = ["plot_buckets", "plot_curves", "read_metrics", "save_all"]
 

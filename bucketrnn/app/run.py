@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import logging
 import math
 import os
@@ -39,6 +38,8 @@ from bucketrnn.app.config import (
 )
 from bucketrnn.app.experiment import load_data, make_loaders
 from bucketrnn.data.plan import pad_to_max_waste
+from bucketrnn.files import open_regular
+from bucketrnn.models.build import build_model
 from bucketrnn.training.rundir import (
     CLASSES,
     CONFIG,
@@ -49,44 +50,19 @@ from bucketrnn.training.rundir import (
     VOCAB,
     RunLock,
     RunLockedError,
-    open_regular,
-    read_json,
+)
+from bucketrnn.training.runfiles import (
+    check_saved_vocab,
+    load_tags,
+    read_config,
+    read_run_file,
+    save_tags,
+    write_json,
 )
 
-__all__ = ["build_model", "find_resume_dir", "load_tags", "main", "read_config", "run",
-           "save_tags"]
+__all__ = ["find_resume_dir", "main", "run"]
 
 log = logging.getLogger("bucketrnn.app")
-
-
-def build_model(model, vocab_size, num_classes: int | None = None):
-    """The ``build(length)`` factory a ``model`` config describes (shared parameters);
-    ``vocab_size`` is ``(source, target)`` sizes for ``model=seq2seq``."""
-    from bucketrnn.models import LanguageModel, SequenceClassifier, SequenceTagger
-
-    m = to_dict(model)
-    if m["name"] == "seq2seq":
-        from bucketrnn.models.seq2seq import Seq2Seq
-
-        src, tgt = vocab_size
-        # Targets end with <eos> and the decoder starts from it (bucketrnn.data.pairs): id 1.
-        return Seq2Seq.factory(
-            src_vocab_size=src, tgt_vocab_size=tgt, bos_id=1,
-            share_embeddings=m["share_embeddings"], embed_size=m["embed_size"],
-            hidden_size=m["hidden_size"], num_layers=m["num_layers"], mode=m["mode"],
-            bidirectional=m["bidirectional"], attention=m["attention"], dropout=m["dropout"],
-            cell=m["cell"])
-    common = {"vocab_size": vocab_size, "embed_size": m["embed_size"],
-              "hidden_size": m["hidden_size"], "num_layers": m["num_layers"],
-              "dropout": m["dropout"], "cell": m["cell"], "mode": m["mode"]}
-    if m["name"] == "classifier":
-        return SequenceClassifier.factory(num_classes=num_classes,
-                                          bidirectional=m["bidirectional"],
-                                          outputs=("loss", "logits"), **common)
-    if m["name"] == "tagger":
-        return SequenceTagger.factory(num_classes=num_classes, bidirectional=m["bidirectional"],
-                                      outputs=("loss", "logits"), **common)
-    return LanguageModel.factory(tie_weights=m["tie_weights"], **common)
 
 
 def find_resume_dir(resume: str, run_dir: str) -> str | None:
@@ -122,83 +98,11 @@ def find_resume_dir(resume: str, run_dir: str) -> str | None:
     return path
 
 
-def _read_run_file(path: str, what: str):
-    """The JSON value of a run directory's file, or None when there is none; a ``ValueError``
-    naming the file for anything bucketrnn did not write there (a directory, a FIFO, a link
-    to a device, a huge file, not JSON, ...)."""
-    try:
-        return read_json(path)
-    except FileNotFoundError:
-        return None
-    except ValueError as e:
-        raise ValueError(f"{path!r} is not a {what} written by bucketrnn: it {e}; restore it or "
-                         "start a new run") from None
-
-
-def _read_config(path: str) -> dict:
-    """A run's ``config.json``: a JSON object, or a ``ValueError`` naming the file."""
-    saved = _read_run_file(path, "config")
-    if not isinstance(saved, dict) or not all(isinstance(saved.get(k), dict) for k in (
-            "dataset", "model", "bucketing", "trainer", "memory")):
-        raise ValueError(f"{path!r} is not a config written by bucketrnn (expected an object "
-                         "with dataset, model, bucketing, trainer and memory sections)")
-    key = _interpolation(saved)
-    if key is not None:
-        # OmegaConf would resolve it (an environment variable, a resolver): data read from a run
-        # directory is never evaluated, and bucketrnn writes plain values only.
-        raise ValueError(f"{path!r} is not a config written by bucketrnn: {key} holds an "
-                         "interpolation ('${'), which is never evaluated from a run directory; "
-                         "restore the file or start a new run")
-    return saved
-
-
-def read_config(path: str) -> dict:
-    """A run's ``config.json`` as a plain dict: ``ValueError`` naming the file for anything the
-    app did not write (not JSON, a section missing, an interpolation), ``FileNotFoundError``
-    when there is none."""
-    if not os.path.lexists(path):
-        raise FileNotFoundError(f"{path!r} does not exist")
-    return _read_config(path)
-
-
-def _interpolation(value, key: str = "") -> str | None:
-    """The dotted key of the first string (value or key) holding ``${``, else None."""
-    if isinstance(value, str):
-        return key or "<top>" if "${" in value else None
-    items = value.items() if isinstance(value, dict) else \
-        enumerate(value) if isinstance(value, list) else ()
-    for k, v in items:
-        name = f"{key}.{k}" if key else str(k)
-        if isinstance(k, str) and "${" in k:
-            return name
-        found = _interpolation(v, name)
-        if found is not None:
-            return found
-    return None
-
-
-def _check_saved_vocab(path: str, vocab) -> None:
-    """Refuse to resume when the run's ``vocab.json`` is not the vocabulary built now: the data
-    changed, and the checkpoint's token ids would mean other words."""
-    saved = _read_run_file(path, "vocabulary")
-    if saved is None or saved == list(vocab.itos):
-        return
-    if not isinstance(saved, list):
-        raise ValueError(f"{path!r} is not a vocabulary written by bucketrnn (expected a list "
-                         "of tokens); restore it or start a new run")
-    first = next((i for i, (a, b) in enumerate(zip(saved, vocab.itos)) if a != b),
-                 min(len(saved), len(vocab)))
-    raise ValueError(f"{path!r} does not match the vocabulary built from the data now "
-                     f"({len(saved)} tokens saved, {len(vocab)} now; first difference at id "
-                     f"{first}): the data changed since the run started, so the checkpoint's "
-                     "token ids would mean other words; restore the data or start a new run")
-
-
 def _previous_wall_seconds(path: str) -> float:
     """``wall_seconds`` of the resumed run's earlier ``summary.json``; 0 with a warning when it
     is damaged (read after training: a bad summary must not lose a finished training)."""
     try:
-        previous = _read_run_file(path, "summary")
+        previous = read_run_file(path, "summary")
     except (OSError, ValueError) as e:
         log.warning("warning: ignoring the earlier %s (%s); wall_seconds counts this session "
                     "only", path, e)
@@ -213,34 +117,6 @@ def _previous_wall_seconds(path: str) -> float:
                     f"wall_seconds={value!r} is not a number of seconds")
         return 0.0
     return float(value)
-
-
-def save_tags(path: str, classes) -> None:
-    """Write a tagger's class map (a JSON list of tag names, index = tag id) atomically."""
-    _write_json(path, list(classes))
-
-
-def load_tags(path: str) -> list:
-    """The class map :func:`save_tags` wrote (``tags.json`` of a tagger's run directory): a
-    list of tag names, index = tag id; ``ValueError`` naming the file for anything else."""
-    tags = _read_run_file(path, "tag map")
-    if tags is None:
-        raise FileNotFoundError(f"no tag map {path!r}: not the run directory of a tagger")
-    if not isinstance(tags, list) or not tags or not all(isinstance(t, str) for t in tags) \
-            or len(set(tags)) != len(tags):
-        raise ValueError(f"{path!r} is not a tag map written by bucketrnn (expected a JSON list "
-                         "of distinct tag names)")
-    bad = [t for t in tags if not t.strip() or t != "".join(t.split())]
-    if bad:  # predict prints token/TAG items split by spaces: a tag with a blank breaks them
-        raise ValueError(f"{path!r} is not a tag map written by bucketrnn: tag {bad[0]!r} is "
-                         "empty or holds whitespace")
-    return tags
-
-
-def _write_json(path, obj):
-    from bucketrnn.training.checkpoint import atomic_write
-
-    atomic_write(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
 
 
 def run(cfg, run_dir: str, stream=None, overrides=None) -> dict:
@@ -309,11 +185,11 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     work = resume_dir or os.path.abspath(run_dir)
     saved_config = os.path.join(work, CONFIG)
     if resume_dir and overrides is not None and os.path.lexists(saved_config):
-        cfg = restore(cfg, _read_config(saved_config), overrides, source=saved_config)
+        cfg = restore(cfg, read_config(saved_config), overrides, source=saved_config)
         validate(cfg)
     if resume_dir and auto.pending(cfg.bucketing) and os.path.lexists(saved_config):
         # num_buckets=auto was planned by the run's first session: reuse, never re-probe.
-        cfg = auto.reuse_saved_plan(cfg, _read_config(saved_config))
+        cfg = auto.reuse_saved_plan(cfg, read_config(saved_config))
     fp = fingerprint(cfg)
     ckpt_path = os.path.join(work, ckpt.FILENAME)
     if resume_dir:
@@ -331,17 +207,17 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     check_vocab_size(cfg.model, len(data.vocab), data.num_classes)
     tagger = to_dict(cfg.model)["name"] == "tagger"
     if resume_dir:
-        _check_saved_vocab(os.path.join(work, VOCAB), data.vocab)
+        check_saved_vocab(os.path.join(work, VOCAB), data.vocab)
         if tagger and os.path.lexists(os.path.join(work, TAGS)) \
                 and load_tags(os.path.join(work, TAGS)) != list(data.classes):
             raise ValueError(f"{os.path.join(work, TAGS)!r} does not match the tags of the data "
                              "now: the data changed since the run started, so the checkpoint's "
                              "tag ids would mean other tags; restore the data or start a new run")
         if data.tgt_vocab is not None:
-            _check_saved_vocab(os.path.join(work, TGT_VOCAB), data.tgt_vocab)
+            check_saved_vocab(os.path.join(work, TGT_VOCAB), data.tgt_vocab)
     cost, bucketing, planning = None, cfg.bucketing, auto.pending(cfg.bucketing)
     if planning:
-        cost = auto.probe_run(cfg, data, ctx, build_model, num_shards=shard.num_shards)
+        cost = auto.probe_run(cfg, data, ctx, num_shards=shard.num_shards)
         if cost is None:
             bucketing = {**to_dict(cfg.bucketing), "num_buckets": auto.FALLBACK_BUCKETS}
     train_loader, valid_loader, test_loader = make_loaders(
@@ -359,14 +235,14 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         # by one process at a time.
         locks.append(RunLock(work).acquire())
         if not resume_dir:
-            _write_json(saved_config, to_dict(cfg))
+            write_json(saved_config, to_dict(cfg))
         _log_file(work, handlers, owned)
         if not resume_dir:
             # A resumed run keeps the vocabulary its checkpoint's ids refer to (checked above).
             data.vocab.save(os.path.join(work, VOCAB))
             if data.classes is not None and not tagger:
                 # The class map: what load_run / bucketrnn predict name the classes by.
-                _write_json(os.path.join(work, CLASSES),
+                write_json(os.path.join(work, CLASSES),
                             {"label": cfg.dataset.label, "classes": data.classes})
             if data.tgt_vocab is not None:  # pairs: vocab.json is the source vocabulary
                 data.tgt_vocab.save(os.path.join(work, TGT_VOCAB))
@@ -397,7 +273,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         log.warning("note: model.cell=fused with memory.policy=shared: on CPU each bucket's "
                     "fused RNN operator keeps memory of its own outside the shared pool; with "
                     "many buckets memory.policy=dynamic uses much less (docs/configuration.md)")
-    loop = TrainLoop(build_model(cfg.model, data.vocab_size, data.num_classes), train_loader,
+    build = build_model(to_dict(cfg.model), data.vocab_size, data.num_classes)
+    loop = TrainLoop(build, train_loader,
                      ctx=ctx, optimizer=t["optimizer"], optimizer_params=params,
                      clip_norm=t["clip_norm"], lr_decay=t["lr_decay"], epochs=t["epochs"],
                      max_steps=t["max_steps"],
@@ -449,7 +326,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         with _report("plots not drawn"):
             summary["plots"] = plots.save_all(work, train_loader.lengths, plan)
     if writer:
-        _write_json(os.path.join(work, SUMMARY), summary)
+        write_json(os.path.join(work, SUMMARY), summary)
     log.info("%s", format_summary(summary))
     return summary
 

@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bucketrnn.app.auto import FALLBACK_BUCKETS
-from bucketrnn.training.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, TGT_VOCAB, VOCAB, read_json
+from bucketrnn.files import read_json
+from bucketrnn.models.build import build_model
+from bucketrnn.training.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, TGT_VOCAB, VOCAB
+from bucketrnn.training.runfiles import load_tags, read_config
 
 __all__ = ["TrainedRun", "explain_too_large", "load_run", "refuse_outlier_lines"]
 
@@ -333,7 +336,6 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
     from omegaconf.errors import OmegaConfBaseException
 
     from bucketrnn.app.config import Config, fingerprint, parse_context, to_dict
-    from bucketrnn.app.run import build_model, read_config
     from bucketrnn.app.tasks import task_of
     from bucketrnn.data.datasets import EOS, Vocabulary
     from bucketrnn.errors import CheckpointError, StateMismatchError
@@ -379,8 +381,6 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
     if task == "classify":
         classes = _read_classes(run_dir, cfg.dataset.label)
     elif task == "tag":
-        from bucketrnn.app.run import load_tags
-
         classes = load_tags(os.path.join(run_dir, TAGS))
     else:
         classes = None
@@ -404,7 +404,7 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
                                  f"{config_path!r}: it differs in {why}. Pass a checkpoint of "
                                  "this run, or restore its config.json") from None
     sizes = len(vocab) if tgt_vocab is None else (len(vocab), len(tgt_vocab))
-    build = build_model(cfg.model, sizes, None if classes is None else len(classes))
+    build = build_model(model, sizes, None if classes is None else len(classes))
     graphs = GraphCache(build, ctx=ctx, memory=to_dict(cfg.memory)["policy"])
     params = graphs.collect_params()
     missing, extra = sorted(set(params.keys()) - set(state.params)), \

@@ -17,8 +17,7 @@ disturbed by other work on the machine must not plan a run.
 
 :func:`probe` measures the graph a model factory builds, on a context, at a few lengths that
 span the data (two row counts at all but the longest), and returns the fitted model;
-:func:`bucketrnn.autoplan.search.auto_boundaries` plans with it (``plan_buckets(...,
-num_buckets="auto", cost=...)``).
+:func:`bucketrnn.autoplan.auto_plan` plans with it.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from mxnet.gluon.data import Dataset
 from numpy.typing import ArrayLike
 
 from bucketrnn.data.plan import OVERFLOW_POLICIES
-from bucketrnn.training.rundir import atomic_write, read_json, read_regular
+from bucketrnn.files import atomic_write, read_json, read_regular
 from bucketrnn.validation import check_int
 
 __all__ = ["BOS", "EOS", "LABELS", "PAD", "UNK", "FlatSequences", "LabelledSplits",
@@ -267,7 +267,7 @@ class Vocabulary:
 
     def save(self, path: str) -> None:
         """Write the tokens as a JSON list, atomically
-        (:func:`bucketrnn.training.rundir.atomic_write`:
+        (:func:`bucketrnn.files.atomic_write`:
         never through a link planted at ``path`` or at a temporary name)."""
         atomic_write(path, json.dumps(self.itos).encode("utf-8"))
 

@@ -15,11 +15,11 @@ import numpy as np
 from bucketrnn import compat
 from bucketrnn.data.batchify import TASKS, PadToBucket, SlotDataset, check_pad_val, to_ndarray
 from bucketrnn.data.lengths import is_sequence, sequence_lengths
-from bucketrnn.data.plan import plan_buckets
+from bucketrnn.data.plan import AUTO_MOVED, BucketPlan, plan_buckets
 from bucketrnn.data.sampler import BucketBatchSampler, fill_slot
 from bucketrnn.validation import EMPTY_DATASET, check_int, is_int
 
-__all__ = ["BucketLoader", "detect_task", "evaluation_loader"]
+__all__ = ["BucketLoader", "detect_task", "evaluation_loader", "plan_lengths"]
 
 
 def detect_task(example):
@@ -167,10 +167,11 @@ class BucketLoader:
         line of 10^6 tokens among sentences) is refused before any graph exists unless
         ``max_length`` caps the lengths (with ``on_overflow='truncate'`` or ``'drop'``) or
         ``outliers='allow'``.
-    cost, epochs, max_buckets, memory_limit
-        ``num_buckets="auto"``: the plan that makes ``epochs`` of training fastest by the cost
-        model ``cost`` (:func:`bucketrnn.autoplan.costmodel.probe`), compile time included; see
-        :func:`~bucketrnn.data.plan.plan_buckets`. ``loader.plan.auto`` says why.
+    plan : BucketPlan, optional
+        A plan made elsewhere for this dataset's :func:`plan_lengths`, used instead of planning
+        here (the arguments above are then not used); e.g. the plan that a measured cost model
+        says is fastest, :func:`bucketrnn.autoplan.auto_plan`. Refused when its example
+        assignment does not fit the dataset.
     shuffle, seed, last_batch, on_overflow, num_shards, shard_index
         Passed to :class:`~bucketrnn.data.sampler.BucketBatchSampler` (``on_overflow`` also to the
         plan).
@@ -228,8 +229,8 @@ class BucketLoader:
                  shard_index: int = 0, num_workers: int = 0, prefetch: int | None = None,
                  timeout: float = 120, ctx=None, pad_val: int | float = 0,
                  vocab_size: int | tuple[int, int] | None = None, num_classes: int | None = None,
-                 max_length: int | None = None, outliers: str = "error", cost=None,
-                 epochs: float = 1.0, max_buckets: int = 64, memory_limit: int | None = None):
+                 max_length: int | None = None, outliers: str = "error",
+                 plan: BucketPlan | None = None):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"dataset must support len() and indexing, got "
                             f"{type(dataset).__name__}")
@@ -242,40 +243,27 @@ class BucketLoader:
                 or not math.isfinite(timeout):
             raise ValueError(f"timeout must be a finite number of seconds > 0, got "
                              f"timeout={timeout!r}")
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got task={task!r}")
         if ctx is not None:
             import mxnet as mx
 
             if not isinstance(ctx, mx.Context):
                 raise TypeError(f"ctx must be an mxnet Context such as mx.cpu(), got ctx={ctx!r}")
         self.dataset = dataset
-        if task is None and getattr(dataset, "tags", None) is not None:
-            task = "tag"
-        self.task = detect_task(dataset[0]) if task is None else task
+        self.task, lengths = plan_lengths(dataset, task)
         self.num_workers, self.prefetch, self.timeout, self.ctx = \
             int(num_workers), prefetch, timeout, ctx
-
-        lengths = sequence_lengths(dataset)
-        if self.task == "tag" and lengths.ndim == 2:
-            lengths = _tag_lengths(lengths)
-        if (lengths.ndim == 2) != (self.task == "seq2seq"):
-            raise ValueError(f"task={self.task!r} does not fit the dataset: its examples "
-                             f"{'are' if lengths.ndim == 2 else 'are not'} (src, tgt) pairs")
-        if self.task == "lm":
-            short = np.flatnonzero(lengths < 2)
-            if short.size:
-                i = int(short[0])
-                raise ValueError(f"example {i} has {int(lengths[i])} token; task='lm' needs at "
-                                 "least 2 per sequence (one input, one target)")
-            lengths = lengths - 1
         self.lengths = lengths
-        self.plan = plan_buckets(lengths, num_buckets=num_buckets, strategy=strategy,
-                                 batch_size=batch_size, max_tokens=max_tokens,
-                                 batch_size_multiple=batch_size_multiple, boundaries=boundaries,
-                                 on_overflow=on_overflow, max_length=max_length,
-                                 outliers=outliers, cost=cost, epochs=epochs,
-                                 max_buckets=max_buckets, memory_limit=memory_limit)
+        if plan is None:
+            if isinstance(num_buckets, str) and num_buckets == "auto":
+                raise ValueError(AUTO_MOVED.format(name="BucketLoader"))
+            plan = plan_buckets(lengths, num_buckets=num_buckets, strategy=strategy,
+                                batch_size=batch_size, max_tokens=max_tokens,
+                                batch_size_multiple=batch_size_multiple, boundaries=boundaries,
+                                on_overflow=on_overflow, max_length=max_length,
+                                outliers=outliers)
+        else:
+            _check_given_plan(plan, lengths, on_overflow)
+        self.plan = plan
         self.sampler = BucketBatchSampler(lengths, self.plan, shuffle=shuffle, seed=seed,
                                           last_batch=last_batch, num_shards=num_shards,
                                           shard_index=shard_index, on_overflow=on_overflow,
@@ -480,6 +468,51 @@ class BucketLoader:
                 f"epoch={epoch}, step={step}/{s.num_batches(epoch)}, "
                 f"dropped={s.num_dropped})")
         return head + "\n" + "\n".join("  " + line for line in repr(self.plan).splitlines())
+
+
+def plan_lengths(dataset, task: str | None = None) -> tuple[str, np.ndarray]:
+    """``(task, lengths)``: the task (detected from ``dataset[0]`` when None) and the lengths a
+    :class:`BucketLoader` plans ``dataset`` on: ``len(seq) - 1`` for ``'lm'`` (inputs and
+    targets are the sequence shifted by one), the token count for ``'tag'``, ``(src, tgt)``
+    for ``'seq2seq'``.
+
+    >>> plan_lengths([[1, 2, 3], [4, 5]])
+    ('lm', array([2, 1]))
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got task={task!r}")
+    if task is None and getattr(dataset, "tags", None) is not None:
+        task = "tag"
+    task = detect_task(dataset[0]) if task is None else task
+    lengths = sequence_lengths(dataset)
+    if task == "tag" and lengths.ndim == 2:
+        lengths = _tag_lengths(lengths)
+    if (lengths.ndim == 2) != (task == "seq2seq"):
+        raise ValueError(f"task={task!r} does not fit the dataset: its examples "
+                         f"{'are' if lengths.ndim == 2 else 'are not'} (src, tgt) pairs")
+    if task == "lm":
+        short = np.flatnonzero(lengths < 2)
+        if short.size:
+            i = int(short[0])
+            raise ValueError(f"example {i} has {int(lengths[i])} token; task='lm' needs at "
+                             "least 2 per sequence (one input, one target)")
+        lengths = lengths - 1
+    return task, lengths
+
+
+def _check_given_plan(plan, lengths, on_overflow: str) -> None:
+    """A plan made elsewhere must be this dataset's: one bucket per example, as assigned."""
+    if not isinstance(plan, BucketPlan):
+        raise TypeError(f"plan must be a BucketPlan (plan_buckets or bucketrnn.autoplan."
+                        f"auto_plan), got {type(plan).__name__}")
+    given = plan.example_buckets
+    if given is None or len(given) != len(lengths):
+        made = "an unknown number of" if given is None else len(given)
+        raise ValueError(f"plan was made for {made} examples, the dataset has {len(lengths)}; "
+                         "plan this dataset's plan_lengths()")
+    if not np.array_equal(plan.assign(lengths, on_overflow), given):
+        raise ValueError("plan does not fit the dataset: its examples fall into other buckets "
+                         "than the plan assigned; plan this dataset's plan_lengths()")
 
 
 def _tag_lengths(lengths):

@@ -8,7 +8,7 @@ a :class:`~bucketrnn.BucketLoader` plans on ``(src_len, tgt_len)`` keys. The tar
 begin-of-sentence convention of the language-model data.
 
 In a run directory the source vocabulary is ``vocab.json`` (as for every run) and the target
-vocabulary :data:`TGT_VOCAB`; with a shared vocabulary both hold the same tokens.
+vocabulary ``tgt_vocab.json``; with a shared vocabulary both hold the same tokens.
 
 Examples
 --------
@@ -30,10 +30,9 @@ from __future__ import annotations
 import numpy as np
 
 from bucketrnn.data.datasets import EOS, OverflowCounts, Vocabulary, read_lines
-from bucketrnn.training.rundir import TGT_VOCAB
 from bucketrnn.validation import check_choice, check_int
 
-__all__ = ["Pairs", "TGT_VOCAB", "TOY_TASKS", "decode_ids", "encode_pairs", "pair_vocabularies",
+__all__ = ["Pairs", "TOY_TASKS", "decode_ids", "encode_pairs", "pair_vocabularies",
            "read_pairs", "toy_pairs"]
 
 _POLICIES = ("error", "truncate", "drop")

@@ -63,6 +63,7 @@ __all__ = [
     "pad_to_max_waste",
     "plan_buckets",
     "quantile_boundaries",
+    "refuse_outliers",
 ]
 
 STRATEGIES = ("optimal", "quantile", "exp", "fixed")
@@ -70,6 +71,10 @@ OVERFLOW_POLICIES = ("error", "truncate", "drop")
 OUTLIER_POLICIES = ("error", "allow")
 OUTLIER_FACTOR = 8.0
 OUTLIER_FLOOR = 1024
+# num_buckets="auto" is planned a layer above plan_buckets, which then takes fixed boundaries.
+AUTO_MOVED = ("{name} takes num_buckets as an integer; a number of buckets chosen by measurement "
+              "comes from bucketrnn.autoplan.auto_plan(lengths, cost, ...): pass its plan as "
+              "BucketLoader(plan=...), or its boundaries with strategy='fixed'")
 # MXNet 1.9.1 (built without large-tensor support) indexes an array's elements with int32: an
 # array of more than 2**31 - 1 elements is refused when an operator makes it ("larger than 2^31
 # elements"). One batch's token array is (rows, bucket length), and the model's arrays of that
@@ -410,7 +415,7 @@ def find_outliers(lengths, factor: float = OUTLIER_FACTOR, floor: int = OUTLIER_
                     rest_max=int(rest.max()), excused=excused, factor=factor, floor=floor)
 
 
-def _refuse_outliers(lengths, what: str = "length") -> None:
+def refuse_outliers(lengths, what: str = "length") -> None:
     """Raise the library's outlier error for ``lengths`` (see :func:`plan_buckets`)."""
     found = find_outliers(lengths)
     if not found:
@@ -459,7 +464,8 @@ class BucketPlan:
     # The bucket of every planned example (-1: dropped), as plan_buckets assigned it: the
     # sampler takes it instead of assigning the lengths again. Not part of equality or repr.
     example_buckets: np.ndarray | None = field(default=None, repr=False, compare=False)
-    # num_buckets="auto": why this K (bucketrnn.autoplan.search.AutoChoice); None otherwise.
+    # A plan chosen by measurement: why this K (bucketrnn.autoplan.AutoChoice, set by
+    # bucketrnn.autoplan.auto_plan); None otherwise.
     auto: object = field(default=None, repr=False, compare=False)
 
     @property
@@ -635,10 +641,6 @@ def plan_buckets(
     ratio: float = 1.2,
     max_length: int | None = None,
     outliers: str = "error",
-    cost=None,
-    epochs: float = 1.0,
-    max_buckets: int = 64,
-    memory_limit: int | None = None,
 ) -> BucketPlan:
     """Plan buckets for ``lengths``.
 
@@ -651,7 +653,8 @@ def plan_buckets(
         Number of buckets: an upper bound, never more than the number of distinct lengths
         (``ValueError`` otherwise). ``optimal`` uses fewer when more would only add fill rows;
         ``quantile`` and ``exp`` merge boundaries that round to the same length. Checked but
-        not used for ``fixed``.
+        not used for ``fixed``. A number chosen by measurement is a layer above this function:
+        :func:`bucketrnn.autoplan.auto_plan` hands it fixed boundaries.
     strategy : {"optimal", "quantile", "exp", "fixed"}
         How boundaries are chosen; ``fixed`` takes ``boundaries``.
     batch_size, max_tokens, batch_size_multiple : int
@@ -674,17 +677,6 @@ def plan_buckets(
         :func:`find_outliers` (the lengths capped at ``max_length`` when given), since its
         bucket would need a graph unrolled that far. ``"allow"`` plans such lengths as they
         are. ``fixed`` boundaries are explicit and not judged.
-    cost : CostModel, optional
-        With ``num_buckets="auto"`` (and ``strategy="optimal"``): the number of buckets and the
-        boundaries that make the planned run fastest by this cost model, compile time included
-        (:func:`bucketrnn.autoplan.search.auto_boundaries`; get one with
-        :func:`bucketrnn.autoplan.costmodel.probe`). The plan's ``auto`` attribute says why.
-    epochs : float
-        ``"auto"`` only: epochs of the planned run (a longer run affords more graphs).
-    max_buckets : int
-        ``"auto"`` only: the largest number of buckets tried.
-    memory_limit : int, optional
-        ``"auto"`` only: bytes the graphs may hold (needs a cost model with memory figures).
 
     Raises
     ------
@@ -707,17 +699,9 @@ def plan_buckets(
     check_choice("on_overflow", on_overflow, OVERFLOW_POLICIES)
     check_choice("outliers", outliers, OUTLIER_POLICIES)
     _validate_sizes(batch_size, max_tokens, batch_size_multiple)
-    auto = isinstance(num_buckets, str) and num_buckets == "auto"
-    if isinstance(num_buckets, str) and not auto:
-        raise ValueError(f"num_buckets must be an integer >= 1 or 'auto', got "
-                         f"num_buckets={num_buckets!r}")
-    if auto:
-        _check_auto(strategy, cost, epochs, max_buckets, memory_limit, lengths)
-    else:
-        if cost is not None:
-            raise ValueError(f"cost is only used with num_buckets='auto', got "
-                             f"num_buckets={num_buckets!r}")
-        check_int("num_buckets", num_buckets, low=1)
+    if isinstance(num_buckets, str) and num_buckets == "auto":
+        raise ValueError(AUTO_MOVED.format(name="plan_buckets"))
+    check_int("num_buckets", num_buckets, low=1)
     _check_ratio(ratio)
     if max_length is not None:
         # Lengths are int64 arrays and MXNet indexes with int32: a longer cap means no cap and
@@ -734,9 +718,9 @@ def plan_buckets(
     if strategy != "fixed" and outliers == "error":
         # Judged before any boundary is chosen: one 10**6-long example must not become a
         # bucket (and a graph) of 10**6 steps.
-        _refuse_outliers(planned, "source length" if pairs else "length")
+        refuse_outliers(planned, "source length" if pairs else "length")
         if pairs:
-            _refuse_outliers(lengths[:, 1], "target length")
+            refuse_outliers(lengths[:, 1], "target length")
     values, counts = length_histogram(planned)
 
     if strategy == "fixed":
@@ -747,17 +731,8 @@ def plan_buckets(
         if boundaries is not None:
             raise ValueError(f"boundaries are only used with strategy='fixed', got "
                              f"strategy={strategy!r}")
-        if auto:
-            from bucketrnn.autoplan.search import auto_boundaries
-
-            sizes = bucket_batch_sizes(values, batch_size, max_tokens, batch_size_multiple)
-            bounds, choice = auto_boundaries(values, counts, sizes, cost, epochs=epochs,
-                                             max_buckets=max_buckets, memory_limit=memory_limit)
-        else:
-            _check_num_buckets(num_buckets, values)
-        if auto:
-            pass  # planned above
-        elif strategy == "optimal":
+        _check_num_buckets(num_buckets, values)
+        if strategy == "optimal":
             sizes = bucket_batch_sizes(values, batch_size, max_tokens, batch_size_multiple)
             bounds = optimal_boundaries(values, counts, num_buckets, sizes)
         elif strategy == "quantile":
@@ -786,7 +761,7 @@ def plan_buckets(
                                max_tokens, batch_size_multiple)
     _refuse_oversized_batches(keys, sizes, batch_size, max_tokens)
     return BucketPlan(
-        strategy="auto" if auto else strategy,
+        strategy=strategy,
         boundaries=tuple(int(b) for b in bounds),
         keys=keys,
         counts=tuple(int(c) for c in bucket_counts),
@@ -795,30 +770,5 @@ def plan_buckets(
         num_dropped=int((~kept).sum()),
         num_truncated=int(truncated.sum()),
         example_buckets=ids,
-        auto=choice if auto else None,
     )
 
-
-def _check_auto(strategy, cost, epochs, max_buckets, memory_limit, lengths) -> None:
-    """The arguments ``num_buckets="auto"`` needs, or a ``TypeError``/``ValueError``."""
-    from bucketrnn.autoplan.costmodel import CostModel
-
-    if strategy != "optimal":
-        raise ValueError(f"num_buckets='auto' chooses its own boundaries; strategy must be "
-                         f"'optimal' (the default), got strategy={strategy!r}")
-    if cost is None:
-        raise ValueError("num_buckets='auto' needs cost=<CostModel>: measure the model with "
-                         "bucketrnn.autoplan.costmodel.probe(build, example, lengths, rows) "
-                         "(or fit one with CostModel.fit), or give num_buckets as an integer")
-    if not isinstance(cost, CostModel):
-        raise TypeError(f"cost must be a bucketrnn.autoplan.costmodel.CostModel, got "
-                        f"{type(cost).__name__}")
-    if isinstance(epochs, bool) or not isinstance(epochs, Real) or not math.isfinite(epochs) \
-            or epochs <= 0:
-        raise ValueError(f"epochs must be a finite number > 0 (epochs of the planned run), got "
-                         f"epochs={epochs!r}")
-    check_int("max_buckets", max_buckets, low=1)
-    check_int("memory_limit", memory_limit, low=1, allow_none=True)
-    if is_pair_lengths(np.asarray(lengths)):
-        raise ValueError("num_buckets='auto' plans one length per example; for (src, tgt) "
-                         "pairs give num_buckets as an integer")

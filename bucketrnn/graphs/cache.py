@@ -65,9 +65,9 @@ from mxnet.base import MXNetError
 from bucketrnn import compat
 from bucketrnn.data.batchify import Batch
 from bucketrnn.errors import GraphTooLargeError
+from bucketrnn.files import read_json
 from bucketrnn.graphs.precision import check_precision, to_bfloat16
 from bucketrnn.graphs.shared import SharedPool, available_memory, bind_shared, graph_bytes, key_size
-from bucketrnn.training.rundir import read_json
 from bucketrnn.validation import is_int
 
 __all__ = ["GraphCache", "MEMORY", "NODE_BYTES", "share_parameters"]

@@ -96,7 +96,7 @@ def translate(model, src_vocab, tgt_vocab, sources, tokens: str = "whitespace",
     model : Seq2Seq
         A block of the trained model (any bucket key; its parameters are used).
     src_vocab, tgt_vocab : Vocabulary
-        The run's ``vocab.json`` and ``tgt_vocab.json`` (:data:`bucketrnn.data.pairs.TGT_VOCAB`).
+        The run's ``vocab.json`` and ``tgt_vocab.json``.
     sources : list of str or list of list of str
         One source each: text (split as ``tokens``) or tokens; unknown tokens become
         ``<unk>``.

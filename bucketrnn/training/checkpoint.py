@@ -34,7 +34,7 @@ shapes, the history's structure) so that a forged value fails at load with a
 :class:`~bucketrnn.errors.CheckpointError` rather than mid-training, but it cannot tell a forged
 value of the right shape from a real one: resume only from checkpoints your own runs wrote.
 
-Writes go through :func:`~bucketrnn.training.rundir.atomic_write` (re-exported here): a temporary
+Writes go through :func:`~bucketrnn.files.atomic_write` (re-exported here): a temporary
 file in
 the same directory (``<name>.XXXXXXXX.tmp``), flushed and ``fsync``-ed, then ``os.replace``-d
 over the target, and the directory ``fsync``-ed: a crash at any moment leaves either the previous
@@ -64,9 +64,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
+from bucketrnn.files import atomic_write
 from bucketrnn.training.optim_state import PREFIX as OPTIM_PREFIX
 from bucketrnn.training.optim_state import OptimizerState
-from bucketrnn.training.rundir import CHECKPOINT, atomic_write, clean_temporaries
+from bucketrnn.training.rundir import CHECKPOINT, clean_temporaries
 from bucketrnn.validation import differences, is_int
 
 __all__ = ["Checkpoint", "FILENAME", "HISTORY_TALLY", "atomic_write", "check_fingerprint",

@@ -24,9 +24,9 @@ import os
 import numpy as np
 
 from bucketrnn.errors import CheckpointError
+from bucketrnn.files import open_regular
 from bucketrnn.training.checkpoint import HISTORY_TALLY as TALLY_KEYS
 from bucketrnn.training.checkpoint import json_dumps
-from bucketrnn.training.rundir import open_regular
 
 __all__ = ["MetricsLog", "figures", "tally", "token_accuracy", "token_counts"]
 

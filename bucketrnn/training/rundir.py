@@ -4,11 +4,9 @@ gives it one writer.
 Every file a training run keeps lives in its run directory under a name defined here, so the
 training loop, the app and the commands that read a finished run agree on them.
 
-No link planted in a run directory makes a run write outside it. Whole files are written with
-:func:`atomic_write` (a fresh temporary file, then ``os.replace``: a symbolic link at the target
-is replaced, its target is never written). Files written in place (the lock, ``metrics.jsonl``)
-are opened with :func:`open_regular`, which refuses a symbolic link (``O_NOFOLLOW``), a file with
-other hard links and anything that is not a regular file, before it changes a byte.
+No link planted in a run directory makes a run write outside it: whole files are written with
+:func:`bucketrnn.files.atomic_write`, files written in place (the lock, ``metrics.jsonl``) are
+opened with :func:`bucketrnn.files.open_regular` (see :mod:`bucketrnn.files`).
 
 One writer at a time (invariant 8): :class:`RunLock` holds an exclusive POSIX record lock
 (``fcntl.lockf``) on ``<run_dir>/.lock`` for the life of a run. The kernel drops the lock when
@@ -34,16 +32,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import re
-import stat
-import tempfile
 import threading
 
-__all__ = ["CHECKPOINT", "CLASSES", "CONFIG", "LOCK", "LOG", "MAX_JSON_BYTES", "METRICS",
-           "SUMMARY", "TAGS", "TGT_VOCAB", "VOCAB", "RunLock", "RunLockedError", "atomic_write",
-           "clean_temporaries", "file_kind", "open_regular", "read_json", "read_regular"]
+from bucketrnn.files import open_fd
+
+__all__ = ["CHECKPOINT", "CLASSES", "CONFIG", "LOCK", "LOG", "METRICS", "SUMMARY", "TAGS",
+           "TGT_VOCAB", "VOCAB", "RunLock", "RunLockedError", "clean_temporaries"]
 
 CHECKPOINT = "checkpoint.npz"
 CONFIG = "config.json"
@@ -79,50 +75,6 @@ def _holder(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, nothing else.
-
-    The data goes to a new temporary file in the same directory (``<name>.XXXXXXXX.tmp``, made
-    by ``mkstemp``: never an existing file or link), is flushed and ``fsync``-ed, then
-    ``os.replace``-d over ``path`` and the directory is ``fsync``-ed. A symbolic link at
-    ``path`` is replaced by the file; what it pointed to is not touched.
-
-    Parameters
-    ----------
-    path : str
-        Target file; its directory must exist.
-    data : bytes
-
-    Raises
-    ------
-    OSError
-        The write failed (e.g. ``ENOSPC``, disk full); the message names ``path``, the file
-        there is unchanged and no temporary file is left behind.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        if not isinstance(e, OSError):
-            raise
-        why = "the disk is full" if e.errno == errno.ENOSPC else (e.strerror or str(e))
-        msg = f"could not write {path!r}: {why}; the previous file there (if any) is unchanged"
-        raise (OSError(msg) if e.errno is None else OSError(e.errno, msg)) from e
-    # The rename itself is durable only once the directory entry is on disk.
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def clean_temporaries(directory: str, name: str = CHECKPOINT) -> list:
     """Remove the temporary files a killed :func:`atomic_write` of ``name`` left in
     ``directory`` (``<name>.XXXXXXXX.tmp``, nothing else); returns the paths removed."""
@@ -138,198 +90,6 @@ def clean_temporaries(directory: str, name: str = CHECKPOINT) -> list:
 
 # Text or binary is the caller's choice ("b" is added by os.fdopen's mode); "w" truncates only
 # once the file is known to be a plain file of its own.
-_OPEN_FLAGS = {"r": os.O_RDONLY, "r+": os.O_RDWR, "w": os.O_WRONLY | os.O_CREAT,
-               "w+": os.O_RDWR | os.O_CREAT, "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-               "a+": os.O_RDWR | os.O_CREAT | os.O_APPEND}
-
-
-def _open_fd(path: str, flags: int, perm: int = 0o644) -> int:
-    """``os.open`` that refuses a symbolic link, a non-regular file, a file with other hard
-    links (each an ``OSError`` naming ``path``); a FIFO never blocks the open."""
-    try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, perm)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise OSError(errno.ELOOP, f"{path!r} is a symbolic link; refusing to write "
-                          "through it (a run writes nothing outside its run directory): "
-                          "remove it") from None
-        if e.errno == errno.ENXIO:  # a FIFO with no reader, opened to write
-            raise OSError(errno.ENXIO, f"{path!r} is not a regular file; refusing to write "
-                          "it: remove it") from None
-        raise
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, f"{path!r} is not a regular file; refusing to write "
-                          "it: remove it")
-        if st.st_nlink > 1:
-            raise OSError(errno.EMLINK, f"{path!r} has {st.st_nlink} hard links; refusing to "
-                          "write it (that would change the other files too): remove it")
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def open_regular(path: str, mode: str = "r", encoding: str | None = None, buffering: int = -1):
-    """``open(path, mode)`` for a file of the run directory that is written in place, such as
-    ``metrics.jsonl``: a symbolic link, a file with other hard links or anything but a regular
-    file is refused before a byte changes (a planted ``metrics.jsonl -> ~/.bashrc`` is never
-    truncated nor appended to).
-
-    Parameters
-    ----------
-    path : str
-    mode : str
-        One of ``r``, ``r+``, ``w``, ``w+``, ``a``, ``a+``, each optionally with ``b``; as for
-        :func:`open` (``w`` creates or truncates, ``a`` appends).
-    encoding, buffering
-        As for :func:`open`.
-
-    Raises
-    ------
-    OSError
-        ``path`` is a symbolic link (``errno.ELOOP``), not a regular file, has other hard links,
-        or cannot be opened; the message names it.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "metrics.jsonl")
-    >>> with open_regular(path, "w", encoding="utf-8", buffering=1) as f:
-    ...     _ = f.write("{}\\n")
-    """
-    base = mode.replace("b", "")
-    if base not in _OPEN_FLAGS or mode.count("b") > 1:
-        raise ValueError(f"mode must be one of {sorted(_OPEN_FLAGS)} (optionally with 'b'), "
-                         f"got mode={mode!r}")
-    fd = _open_fd(path, _OPEN_FLAGS[base])
-    try:
-        if base.startswith("w"):
-            os.ftruncate(fd, 0)
-        return os.fdopen(fd, mode, buffering=buffering, encoding=encoding)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISSOCK, "a socket"))
-
-
-def file_kind(mode: int) -> str:
-    """What a file of ``st_mode`` ``mode`` is, for a message: ``"a directory"``, ``"a FIFO"``,
-    ``"a character device"``, ..., ``"a regular file"``."""
-    for test, kind in _KINDS:
-        if test(mode):
-            return kind
-    return "a regular file" if stat.S_ISREG(mode) else "not a regular file"
-
-
-def read_regular(path: str, limit: int | None = None) -> bytes:
-    """The bytes of the regular file at ``path`` (a symbolic link to one is followed), read
-    only once it is known to be one: a FIFO never blocks, ``/dev/zero`` is never read.
-
-    Parameters
-    ----------
-    path : str
-    limit : int, optional
-        Largest size accepted, in bytes; a larger file (or one growing past it while read) is
-        refused without reading more than ``limit + 1`` bytes.
-
-    Raises
-    ------
-    FileNotFoundError
-        Nothing at ``path``, or a symbolic link to nothing.
-    IsADirectoryError
-        ``path`` is a directory.
-    OSError
-        ``path`` is not a regular file (``errno.EINVAL``: the message says what it is), is
-        larger than ``limit`` (``errno.EFBIG``) or cannot be read; the message names it.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "summary.json")
-    >>> with open(path, "w") as f:
-    ...     _ = f.write("{}")
-    >>> read_regular(path, limit=16)
-    b'{}'
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        dangling = os.path.islink(path)
-        raise FileNotFoundError(errno.ENOENT, f"{path!r} is a symbolic link to a missing file"
-                                if dangling else f"{path!r} does not exist") from None
-    try:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(errno.EISDIR, f"{path!r} is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(errno.EINVAL, f"{path!r} is not a regular file ({file_kind(st.st_mode)})")
-        if limit is not None and st.st_size > limit:
-            raise OSError(errno.EFBIG, f"{path!r} is larger than {limit} bytes "
-                          f"({st.st_size} bytes)")
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    with os.fdopen(fd, "rb", buffering=0) as f:
-        chunks, size = [], 0
-        while limit is None or size <= limit:
-            chunk = f.read(1 << 20 if limit is None else min(1 << 20, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if limit is not None and size > limit:
-            raise OSError(errno.EFBIG, f"{path!r} is larger than {limit} bytes (it grew while "
-                          "read)")
-        return b"".join(chunks)
-
-
-MAX_JSON_BYTES = 64 * 2**20
-
-
-def read_json(path: str, limit: int = MAX_JSON_BYTES):
-    """The JSON value in the regular file at ``path`` (at most ``limit`` bytes): the one way
-    bucketrnn reads a JSON file a run directory or an export holds.
-
-    Raises ``FileNotFoundError`` when nothing is at ``path``; any other failure (a directory, a
-    FIFO or device, too large, not UTF-8, not JSON, nested too deeply) is a ``ValueError`` whose
-    message says what is wrong with the file and never quotes its text, for the caller to name.
-
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "x.json")
-    >>> with open(path, "w") as f:
-    ...     _ = f.write('{"a": [1, 2]}')
-    >>> read_json(path)
-    {'a': [1, 2]}
-    """
-    try:
-        data = read_regular(path, limit=limit)
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.EISDIR, errno.EFBIG):
-            raise
-        raise ValueError((e.strerror or str(e)).replace(f"{path!r} ", "", 1)) from None
-    try:
-        return json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ValueError("is not UTF-8 text") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"is not valid JSON (line {e.lineno} column {e.colno}: {e.msg})") \
-            from None
-    except RecursionError:
-        raise ValueError("is nested too deeply to parse") from None
-    except (ValueError, MemoryError) as e:  # e.g. an integer of more than 4300 digits
-        raise ValueError(f"could not be parsed ({type(e).__name__})") from None
-
-
 class RunLock:
     """Exclusive, re-entrant lock on a run directory for the life of a run.
 
@@ -370,7 +130,7 @@ class RunLock:
                 self._key = key
                 return self
             # Never through a planted link: the PID is written into the file.
-            fd = _open_fd(self.path, os.O_RDWR | os.O_CREAT)
+            fd = open_fd(self.path, os.O_RDWR | os.O_CREAT)
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:

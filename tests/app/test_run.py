@@ -467,9 +467,11 @@ def test_plan_cli_bad_override(capsys):
 
 @pytest.mark.parametrize("name, mode", [("lstm_lm", "lstm"), ("gru_lm", "gru")])
 def test_language_model_cells_follow_the_model_name(name, mode):
-    from bucketrnn.app.run import build_model
+    from bucketrnn.app.config import to_dict
+    from bucketrnn.models import build_model
 
-    block = build_model(_compose(f"model={name}").model, vocab_size=20, num_classes=None)(5)
+    block = build_model(to_dict(_compose(f"model={name}").model), vocab_size=20,
+                        num_classes=None)(5)
     assert block.encoder.mode == mode
 
 

@@ -9,7 +9,8 @@ from hydra import compose, initialize_config_dir
 
 from bucketrnn.app.config import CONF_DIR
 from bucketrnn.app.experiment import load_data
-from bucketrnn.app.run import load_tags, run
+from bucketrnn.app.run import run
+from bucketrnn.training.runfiles import load_tags
 
 TINY = ["model=tagger", "dataset=tagged", "model.hidden_size=12", "bucketing.num_buckets=3",
         "bucketing.batch_size=8", "trainer.epochs=2", "trainer.progress=false",
