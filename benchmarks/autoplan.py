@@ -80,7 +80,7 @@ def key_costs(build, example, keys, rows: int, ctx, memory: str = "shared",
     from mxnet import gluon
 
     from bucketrnn.autoplan.costmodel import probe_step
-    from bucketrnn.graphs.cache import GraphCache, _resize
+    from bucketrnn.graphs.cache import GraphCache, batch_like
 
     keys = sorted(set(int(k) for k in keys), reverse=True)
     graphs = GraphCache(build, ctx=ctx, memory=memory, keys=[keys[0]], memory_limit=None)
@@ -90,7 +90,7 @@ def key_costs(build, example, keys, rows: int, ctx, memory: str = "shared",
     step = probe_step(graphs, trainer)  # timed as the probe times it
     out = {}
     for key in keys:
-        batch = _resize(example, key, rows)
+        batch = batch_like(example, key, rows)
         t0 = time.perf_counter()
         step(batch)
         first = time.perf_counter() - t0

@@ -10,6 +10,7 @@ touches a private MXNet attribute.
 from __future__ import annotations
 
 __all__ = [
+    "MAX_ARRAY_ELEMENTS",
     "collect_params_with_prefix",
     "dataloader_pool",
     "finish_deferred_init",
@@ -30,6 +31,11 @@ __all__ = [
     "trainer_updaters",
     "trainer_updates_on_kvstore",
 ]
+
+# MXNet 1.9.1 (built without large-tensor support) indexes an array's elements with int32: an
+# array of more than 2**31 - 1 elements is refused when an operator makes it ("larger than 2^31
+# elements"). Every check of an array's size, a batch's, a model's or a key's, uses this one.
+MAX_ARRAY_ELEMENTS = 2**31 - 1
 
 # ------------------------------------------------------------------ gluon.Parameter / Block
 

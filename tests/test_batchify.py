@@ -106,7 +106,8 @@ def test_numpy_output_converts_to_ndarray_without_copy():
     assert to_ndarray(batch, mx.cpu(1)).data.context == mx.cpu(1)
     assert nd.data.asnumpy().tolist() == batch.data.tolist()
     assert nd.label.asnumpy().tolist() == batch.label.tolist() and nd.label_length is None
-    assert nd.indices is batch.indices and nd.meta == batch.meta == {"bucket": 0}
+    assert nd.indices is batch.indices and nd.meta == batch.meta
+    assert batch.meta == {"bucket": 0, "rows": 1, "tokens": 2, "slots": 8}  # fill row left out
 
 
 def test_pickles_small_and_equal():

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from bucketrnn import BucketLoader, FlatSequences, PadToBucket
-from bucketrnn.training.metrics import figures, tally, token_accuracy, token_counts
+from bucketrnn.tasks import TAG
+from bucketrnn.training.metrics import tally, token_accuracy, token_counts
 
 SENTENCES = [([1, 2, 3], [0, 1, 2]), ([4, 5], [1, 1]), ([6, 7, 8, 9], [2, 0, 0, 1])]
 
@@ -122,7 +123,7 @@ def test_token_counts_by_hand():
     with pytest.raises(ValueError, match=r"logits must be \(B, L, C\) and label \(B, L\)"):
         token_counts(logits[:, :, 0], label, [1, 1, 1])
     # The loop's tally: rows count tokens for task='tag'.
-    assert figures("tag", tally(loss=10.0, count=5, correct=3, rows=5)) == \
+    assert TAG.figures(tally(loss=10.0, count=5, correct=3, rows=5)) == \
         {"loss": 2.0, "accuracy": 0.6}
 
 

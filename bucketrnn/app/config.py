@@ -26,6 +26,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from bucketrnn.compat import MAX_ARRAY_ELEMENTS
+
 __all__ = [
     "CONF_DIR",
     "OPTIMIZERS",
@@ -327,8 +329,7 @@ def parse_context(text: str):
     return mx.cpu(index) if kind == "cpu" else mx.gpu(index)
 
 
-# MXNet 1.9.1 indexes an array's elements with int32: no array may exceed 2**31 - 1 elements.
-MAX_ELEMENTS = 2**31 - 1
+MAX_ELEMENTS = MAX_ARRAY_ELEMENTS
 # Optimizer arguments the app sets itself, or that a checkpoint cannot hold (optim_state saves
 # named arrays and scalars, not schedulers or symbols).
 _OPTIMIZER_OWN = {"learning_rate": "trainer.lr", "wd": "trainer.weight_decay"}

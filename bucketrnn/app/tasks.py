@@ -3,7 +3,8 @@
 The commands on a trained run (``bucketrnn evaluate | generate | predict | translate``) look up
 their implementation here, by action and task, so a new task plugs in without touching them:
 
-* ``MODEL_TASKS`` maps the app's ``model.name`` to its task (``"lm"``, ``"classify"``, ...).
+* :func:`task_of` gives the task of the app's ``model.name`` (:class:`bucketrnn.tasks.Task`
+  lists the model names of each task).
 * :func:`register` ``(action, task)`` records a handler. Actions and handler signatures:
 
   ``"read"``      ``fn(run, path) -> (dataset, OverflowCounts)``: a labelled file in the run's
@@ -15,7 +16,7 @@ their implementation here, by action and task, so a new task plugs in without to
 * ``PLUGINS`` lists the modules whose import registers handlers; they are imported on the
   first lookup.
 
-A tagger, for instance, adds ``"tagger": "tag"`` to ``MODEL_TASKS``, its module to ``PLUGINS``,
+A tagger, for instance, is the task :data:`bucketrnn.tasks.TAG`; its module is in ``PLUGINS``
 and registers ``("read", "tag")`` and ``("predict", "tag")`` there.
 """
 
@@ -26,17 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ACTIONS", "MODEL_TASKS", "PLUGINS", "Predictions", "handler", "register",
-           "task_of", "tasks_for"]
+from bucketrnn.tasks import task_of_model
+
+__all__ = ["ACTIONS", "PLUGINS", "Predictions", "handler", "register", "task_of", "tasks_for"]
 
 ACTIONS = ("read", "predict", "generate", "translate")
-MODEL_TASKS = {
-    "lstm_lm": "lm",
-    "gru_lm": "lm",
-    "classifier": "classify",
-    "tagger": "tag",
-    "seq2seq": "seq2seq",
-}
 PLUGINS = [
     "bucketrnn.app.infer",
 ]
@@ -93,9 +88,9 @@ def handler(action: str, task: str, command: str | None = None, run_dir: str | N
 
 
 def task_of(model_name: str, source: str = "config.json") -> str:
-    """The task of the app's ``model.name``; a ``ValueError`` naming ``source`` otherwise."""
-    task = MODEL_TASKS.get(model_name)
-    if task is None:
-        raise ValueError(f"{source} names model {model_name!r}, which this bucketrnn does not "
-                         f"know (models: {', '.join(sorted(MODEL_TASKS))})")
-    return task
+    """The task name of the app's ``model.name``; a ``ValueError`` naming ``source``
+    otherwise."""
+    try:
+        return task_of_model(model_name).name
+    except ValueError as e:
+        raise ValueError(f"{source} names {e}") from None

@@ -46,7 +46,7 @@ class TrainedRun:
         The run's config (``config.json``), in the app's schema.
     task : str
         ``"lm"``, ``"classify"``, ``"tag"`` or ``"seq2seq"``
-        (:data:`bucketrnn.app.tasks.MODEL_TASKS`).
+        (:mod:`bucketrnn.tasks`).
     graphs : GraphCache
         The model's bucket graphs with the trained parameters (no gradients), on :attr:`ctx`.
     vocab : Vocabulary
@@ -92,20 +92,18 @@ class TrainedRun:
         (:func:`bucketrnn.data.plan.find_outliers`) is refused naming its line number and
         ``source`` (the file it came from)."""
         from bucketrnn.app.config import to_dict
-        from bucketrnn.data.loader import BucketLoader
+        from bucketrnn.data.loader import BucketLoader, plan_lengths
+        from bucketrnn.data.plan import with_longest
 
         b = to_dict(self.config.bucketing)
-        lengths = BucketLoader(dataset, batch_size=1, num_buckets=1, shuffle=False,
-                               task=self.task, outliers="allow").lengths
+        lengths = plan_lengths(dataset, self.task)[1]
         refuse_outlier_lines(dataset, lengths, source)
         bounds, strategy = None, b["strategy"]
         # An automatic plan is fixed in config.json (bucketing.auto_boundaries): the training
         # plan's boundaries, reused here so the inputs meet the graphs training compiled.
         fixed = b["boundaries"] if strategy == "fixed" else b.get("auto_boundaries")
         if fixed:
-            strategy, bounds = "fixed", sorted(set(fixed))
-            if int(lengths.max()) > bounds[-1]:
-                bounds.append(int(lengths.max()))
+            strategy, bounds = "fixed", with_longest(fixed, lengths)
         planned = b["num_buckets"] if isinstance(b["num_buckets"], int) else FALLBACK_BUCKETS
         buckets = min(planned, len(np.unique(lengths)))
         budget = b["max_tokens"]

@@ -25,8 +25,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import mxnet as mx
 import numpy as np
+from mxnet import autograd, gluon
 
+from bucketrnn import compat
+from bucketrnn.data.loader import BucketLoader
+from bucketrnn.graphs.cache import DEFAULT_INPUTS, GraphCache, batch_like
 from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["CostModel", "CostModelError", "MAX_FIT_ERROR", "example_batch", "nonneg_lstsq",
@@ -247,8 +252,6 @@ def probe_lengths(lengths, count: int = 4, top: float = 0.99) -> list:
 def example_batch(dataset, rows: int = 2, ctx=None, task=None):
     """One batch of the first examples of ``dataset`` (a template of the input dtypes and
     trailing shapes for :func:`probe`)."""
-    from bucketrnn.data.loader import BucketLoader
-
     head = _Head(dataset, min(len(dataset), max(rows, 2)))
     loader = BucketLoader(head, batch_size=rows, num_buckets=1, shuffle=False, task=task,
                           ctx=ctx, outliers="allow")
@@ -273,8 +276,6 @@ class _Head:
 def probe_step(graphs, trainer):
     """``step(batch)``: one forward, backward and update of ``graphs`` with ``trainer``, waited
     for (the loss read back), as the probe times it."""
-    from mxnet import autograd
-
     def step(batch):
         with autograd.record():
             out = graphs(batch)
@@ -323,12 +324,6 @@ def probe(build, example, lengths, rows, ctx=None, memory: str = "shared", repea
     optimizer : str
         Optimizer of the timed updates (its cost per step is close among optimizers).
     """
-    import mxnet as mx
-    from mxnet import gluon
-
-    from bucketrnn import compat
-    from bucketrnn.graphs.cache import DEFAULT_INPUTS, GraphCache, _resize
-
     check_choice("memory", memory, MEMORY_POLICIES)
     repeats = check_int("repeats", repeats, low=1)
     probe_at = sorted({check_int("lengths", int(v), low=1) for v in lengths}, reverse=True)
@@ -358,7 +353,7 @@ def probe(build, example, lengths, rows, ctx=None, memory: str = "shared", repea
     best, compiles, mems = {}, [], []
     for shape in shapes:
         length, rows_now = shape
-        batch = _resize(example, length, rows_now)
+        batch = batch_like(example, length, rows_now)
         t0 = _clock()
         step(batch)  # compiles (a new length) or rebinds (a second row count), then warms
         warm = _clock() - t0
@@ -378,7 +373,7 @@ def probe(build, example, lengths, rows, ctx=None, memory: str = "shared", repea
                 raise
         # Disturbed by other work: time every shape once more, keep the fastest of all.
         for (length, rows_now) in shapes:
-            batch = _resize(example, length, rows_now)
+            batch = batch_like(example, length, rows_now)
             step(batch)  # a rebind under "shared", never timed
             best[(length, rows_now)] = min(best[(length, rows_now)],
                                            _fastest(step, batch, repeats))

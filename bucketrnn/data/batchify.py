@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from bucketrnn.data.sampler import FillSlot, decode_slots, fill_slot
+from bucketrnn.tasks import TASK_NAMES
 from bucketrnn.validation import check_int, empty_sequence
 
 __all__ = ["Batch", "PadToBucket", "SlotDataset", "TASKS", "check_pad_val", "to_ndarray"]
@@ -45,6 +46,10 @@ class Batch:
         ``int64`` ``(B,)``: dataset index of each row, -1 for fill rows.
     label_length : mxnet.nd.NDArray or None
         ``int32`` ``(B,)`` target lengths, for sequence pairs only.
+    meta : dict
+        Host-side facts of a batch made by :class:`PadToBucket`: ``bucket`` (index in the
+        plan), real ``rows``, real ``tokens`` and padded ``slots`` (``target_tokens`` and
+        ``target_slots`` too for pairs); the loader adds ``epoch`` and ``step``.
     """
 
     bucket_key: Any
@@ -77,9 +82,22 @@ class Batch:
 _ARRAY_FIELDS = ("data", "valid_length", "label", "weight", "label_length")
 
 
-TASKS = ("lm", "classify", "seq2seq", "tag", None)
+# None: float feature sequences with no target (the user's own loss decides the rest).
+TASKS = TASK_NAMES + (None,)
 _INT32_MAX = np.iinfo(np.int32).max
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _counts(fields: dict, real: np.ndarray) -> dict:
+    """What a batch holds, counted on the host while its arrays are numpy, so that nobody has
+    to copy them back from a device to count: real ``rows``, real ``tokens`` (valid steps of
+    real rows) and padded ``slots`` (rows x steps), and for pairs the same of the targets."""
+    out = {"rows": int(real.sum()), "tokens": int(fields["valid_length"][real].sum()),
+           "slots": int(np.prod(fields["data"].shape[:2]))}
+    if fields.get("label_length") is not None:
+        out.update(target_tokens=int(fields["label_length"][real].sum()),
+                   target_slots=int(np.prod(fields["label"].shape[:2])))
+    return out
 
 
 def check_pad_val(pad_val, features: bool | None):
@@ -425,8 +443,9 @@ class PadToBucket:
             raise type(e)(f"bucket {bucket} (key {key}), examples {index.tolist()}: {e}") from e
         self._check_ids(fields, index)
         fields["weight"] = real.astype(np.float32)
+        counts = _counts(fields, real)
         batch = self._finish(key, fields, np.where(real, slots, -1))
-        batch.meta["bucket"] = bucket
+        batch.meta.update(bucket=bucket, **counts)
         return batch
 
     def _check_ids(self, fields, index):

@@ -25,7 +25,7 @@ from bucketrnn.validation import check_int
 __all__ = ["BOS", "EOS", "LABELS", "PAD", "UNK", "FlatSequences", "LabelledSplits",
            "LabelledText", "Lines", "OverflowCounts", "Vocabulary", "encode_lines", "label_lines",
            "labelled_text_file", "penn_treebank", "penn_treebank_sentences", "read_labelled",
-           "read_lines", "split_indices", "text_file"]
+           "read_lines", "split_indices", "split_tokens", "text_file"]
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -385,6 +385,16 @@ def _decode_utf8(data: bytes, path: str) -> str:
             f"file (0-based) holds byte 0x{data[e.start]:02x} ({e.reason}); re-encode the file "
             "as UTF-8 (e.g. iconv -f <its encoding> -t UTF-8) or fix that line"
         ) from e
+
+
+def split_tokens(text: str, tokens: str = "whitespace") -> list:
+    """The tokens of ``text``: its words (split at whitespace) for ``tokens="whitespace"``, its
+    characters for ``"char"`` (spaces are tokens then).
+
+    >>> split_tokens("a b"), split_tokens("a b", "char")
+    (['a', 'b'], ['a', ' ', 'b'])
+    """
+    return text.split() if tokens == "whitespace" else list(text)
 
 
 def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = None,

@@ -15,8 +15,9 @@ import numpy as np
 from bucketrnn import compat
 from bucketrnn.data.batchify import TASKS, PadToBucket, SlotDataset, check_pad_val, to_ndarray
 from bucketrnn.data.lengths import is_sequence, sequence_lengths
-from bucketrnn.data.plan import AUTO_MOVED, BucketPlan, plan_buckets
+from bucketrnn.data.plan import AUTO_MOVED, BucketPlan, plan_buckets, with_longest
 from bucketrnn.data.sampler import BucketBatchSampler, fill_slot
+from bucketrnn.tasks import get_task
 from bucketrnn.validation import EMPTY_DATASET, check_int, is_int
 
 __all__ = ["BucketLoader", "detect_task", "evaluation_loader", "plan_lengths"]
@@ -148,7 +149,8 @@ class BucketLoader:
     :class:`~bucketrnn.data.batchify.PadToBucket` inside an ``mxnet.gluon.data.DataLoader`` (worker
     processes and prefetch included). Every batch of bucket ``k`` has shape
     ``(plan.batch_sizes[k], plan.keys[k], ...)`` under ``last_batch='fill'``;
-    ``batch.meta`` holds its ``bucket`` index, ``epoch`` and ``step``.
+    ``batch.meta`` holds its ``bucket`` index, ``epoch`` and ``step``, and its real ``rows``,
+    ``tokens`` and padded ``slots`` (counted on the host).
 
     An iteration plays the rest of the current epoch and then moves to the next one; breaking
     out and iterating again continues where it stopped (``set_epoch`` with another epoch
@@ -485,18 +487,10 @@ def plan_lengths(dataset, task: str | None = None) -> tuple[str, np.ndarray]:
         task = "tag"
     task = detect_task(dataset[0]) if task is None else task
     lengths = sequence_lengths(dataset)
-    if task == "tag" and lengths.ndim == 2:
-        lengths = _tag_lengths(lengths)
-    if (lengths.ndim == 2) != (task == "seq2seq"):
-        raise ValueError(f"task={task!r} does not fit the dataset: its examples "
-                         f"{'are' if lengths.ndim == 2 else 'are not'} (src, tgt) pairs")
-    if task == "lm":
-        short = np.flatnonzero(lengths < 2)
-        if short.size:
-            i = int(short[0])
-            raise ValueError(f"example {i} has {int(lengths[i])} token; task='lm' needs at "
-                             "least 2 per sequence (one input, one target)")
-        lengths = lengths - 1
+    if task is not None:
+        return task, get_task(task).planned_lengths(lengths)
+    if lengths.ndim == 2:
+        raise ValueError("task=None does not fit the dataset: its examples are (src, tgt) pairs")
     return task, lengths
 
 
@@ -515,18 +509,6 @@ def _check_given_plan(plan, lengths, on_overflow: str) -> None:
                          "than the plan assigned; plan this dataset's plan_lengths()")
 
 
-def _tag_lengths(lengths):
-    """Token lengths of ``(tokens, tags)`` examples; a ``ValueError`` naming the first example
-    whose tags are not as long as its tokens."""
-    bad = np.flatnonzero(lengths[:, 0] != lengths[:, 1])
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(f"example {i} has {int(lengths[i, 0])} tokens but "
-                         f"{int(lengths[i, 1])} tags; task='tag' needs exactly one tag per "
-                         f"token ({bad.size} example(s) differ)")
-    return lengths[:, 0]
-
-
 def evaluation_loader(train: BucketLoader, dataset, **kwargs) -> BucketLoader:
     """A loader over ``dataset`` on ``train``'s bucket boundaries, so it reuses its graphs.
 
@@ -535,11 +517,7 @@ def evaluation_loader(train: BucketLoader, dataset, **kwargs) -> BucketLoader:
     ``timeout``, ``vocab_size`` and ``num_classes``. ``kwargs`` go to :class:`BucketLoader`
     (batch sizes, ``pad_val``, ...).
     """
-    bounds = list(train.plan.boundaries)
-    probe = BucketLoader(dataset, batch_size=1, num_buckets=1, shuffle=False, task=train.task)
-    longest = int(probe.lengths.max())
-    if longest > bounds[-1]:
-        bounds.append(longest)
+    bounds = with_longest(train.plan.boundaries, plan_lengths(dataset, train.task)[1])
     kwargs = {"shuffle": False, "task": train.task, "ctx": train.ctx, "timeout": train.timeout,
               "vocab_size": train.vocab_size, "num_classes": train.num_classes, **kwargs}
     return BucketLoader(dataset, strategy="fixed", boundaries=bounds, **kwargs)

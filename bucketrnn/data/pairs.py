@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bucketrnn.data.datasets import EOS, OverflowCounts, Vocabulary, read_lines
+from bucketrnn.data.datasets import EOS, OverflowCounts, Vocabulary, read_lines, split_tokens
 from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["Pairs", "TOY_TASKS", "decode_ids", "encode_pairs", "pair_vocabularies",
@@ -55,10 +55,6 @@ class Pairs(list):
         indices = np.asarray(indices, dtype=np.int64)
         return Pairs([self[i] for i in indices], self.path, self.line_numbers[indices],
                      self.tokens, self.overflow)
-
-
-def _split(text: str, tokens: str):
-    return text.split() if tokens == "whitespace" else list(text)
 
 
 def read_pairs(path: str, tokens: str = "whitespace", max_length: int | None = None,
@@ -99,7 +95,7 @@ def read_pairs(path: str, tokens: str = "whitespace", max_length: int | None = N
         if tabs != 1:
             raise ValueError(f"pairs file {path!r} line {number} has {tabs} tabs: each line must "
                              "be one source<TAB>target pair (exactly one tab)")
-        src, tgt = (_split(side, tokens) for side in text.split("\t"))
+        src, tgt = (split_tokens(side, tokens) for side in text.split("\t"))
         for name, side in (("source", src), ("target", tgt)):
             if not side:
                 raise ValueError(f"pairs file {path!r} line {number} has an empty {name}: each "

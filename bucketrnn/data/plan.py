@@ -37,6 +37,7 @@ from numbers import Real
 
 import numpy as np
 
+from bucketrnn.compat import MAX_ARRAY_ELEMENTS
 from bucketrnn.data.lengths import is_pair_lengths
 from bucketrnn.validation import (
     EMPTY_DATASET,
@@ -64,6 +65,7 @@ __all__ = [
     "plan_buckets",
     "quantile_boundaries",
     "refuse_outliers",
+    "with_longest",
 ]
 
 STRATEGIES = ("optimal", "quantile", "exp", "fixed")
@@ -75,11 +77,9 @@ OUTLIER_FLOOR = 1024
 AUTO_MOVED = ("{name} takes num_buckets as an integer; a number of buckets chosen by measurement "
               "comes from bucketrnn.autoplan.auto_plan(lengths, cost, ...): pass its plan as "
               "BucketLoader(plan=...), or its boundaries with strategy='fixed'")
-# MXNet 1.9.1 (built without large-tensor support) indexes an array's elements with int32: an
-# array of more than 2**31 - 1 elements is refused when an operator makes it ("larger than 2^31
-# elements"). One batch's token array is (rows, bucket length), and the model's arrays of that
-# batch are at least as large, so a bucket whose batch exceeds this can never run.
-MAX_BATCH_ELEMENTS = 2**31 - 1
+# One batch's token array is (rows, bucket length), and the model's arrays of that batch are at
+# least as large, so a bucket whose batch exceeds MXNet's array limit can never run.
+MAX_BATCH_ELEMENTS = MAX_ARRAY_ELEMENTS
 
 
 def key_length(key) -> int:
@@ -621,6 +621,21 @@ def _refuse_oversized_batches(keys, sizes, batch_size, max_tokens) -> None:
                 f" per array; use a batch size of at most {MAX_BATCH_ELEMENTS // int(length)} "
                 "rows for this bucket"
             )
+
+
+def with_longest(boundaries, lengths) -> list:
+    """``boundaries`` sorted and without repeats, plus one for the longest of ``lengths`` (the
+    source side of ``(src, tgt)`` pairs) when it is longer than every boundary: another
+    dataset planned on a run's boundaries, so it meets the graphs the run compiled, with one
+    more graph only when it must.
+
+    >>> with_longest([8, 4, 8], [3, 9, 2]), with_longest([4, 8], [3, 7])
+    ([4, 8, 9], [4, 8])
+    """
+    bounds = sorted({int(b) for b in boundaries})
+    lengths = np.asarray(lengths)
+    longest = int((lengths[:, 0] if lengths.ndim == 2 else lengths).max())
+    return bounds + [longest] if longest > bounds[-1] else bounds
 
 
 def pad_to_max_waste(lengths) -> float:

@@ -14,7 +14,11 @@ import traceback
 import warnings
 from typing import NamedTuple
 
+import mxnet as mx
+
 from bucketrnn import compat
+from bucketrnn.cores import physical_cores
+from bucketrnn.errors import BucketRNNWarning
 from bucketrnn.validation import check_int
 
 __all__ = [
@@ -103,8 +107,6 @@ def create_kvstore(kvstore="local"):
             raise ValueError(f"kvstore={kvstore!r} is created by workers only, but this "
                              f"process has DMLC_ROLE={role!r}")
         check_threads()
-    import mxnet as mx
-
     try:
         kv = mx.kv.create(kvstore)
     except mx.base.MXNetError as e:
@@ -250,8 +252,6 @@ def ready(trainer) -> None:
     if compat.trainer_prepare(trainer):
         kv = compat.trainer_kvstore(trainer)
         if kv is not None and "dist" in kv.type:
-            import mxnet as mx
-
             mx.nd.waitall()
 
 
@@ -287,8 +287,6 @@ def check_threads(environ=None) -> None:
     ``bucketrnn-launch`` sets it; by hand, set it to :func:`default_threads` of the workers
     on the machine.
     """
-    from bucketrnn.errors import BucketRNNWarning
-
     env = os.environ if environ is None else environ
     if not env.get("OMP_NUM_THREADS"):
         warnings.warn("OMP_NUM_THREADS is not set in this distributed worker: every worker on "
@@ -316,7 +314,5 @@ def default_threads(workers_on_host: int, cores: int | None = None) -> int:
     """
     workers_on_host = check_int("workers_on_host", workers_on_host, low=1)
     if cores is None:
-        from bucketrnn.cores import physical_cores
-
         cores = physical_cores()
     return max(1, int(cores) // workers_on_host)

@@ -63,6 +63,7 @@ from mxnet import symbol as sym
 from mxnet.base import MXNetError
 
 from bucketrnn import compat
+from bucketrnn.compat import MAX_ARRAY_ELEMENTS
 from bucketrnn.data.batchify import Batch
 from bucketrnn.errors import GraphTooLargeError
 from bucketrnn.files import read_json
@@ -70,7 +71,7 @@ from bucketrnn.graphs.precision import check_precision, to_bfloat16
 from bucketrnn.graphs.shared import SharedPool, available_memory, bind_shared, graph_bytes, key_size
 from bucketrnn.validation import is_int
 
-__all__ = ["GraphCache", "MEMORY", "NODE_BYTES", "share_parameters"]
+__all__ = ["GraphCache", "MEMORY", "NODE_BYTES", "batch_like", "share_parameters"]
 
 MEMORY = ("shared", "static", "dynamic")
 DEFAULT_INPUTS = ("data", "valid_length", "label", "weight")
@@ -484,7 +485,7 @@ class GraphCache:
                 self._template = example
             for ctx in self.ctx:  # before the arrays of a (possibly huge) key exist
                 self._check_memory(key, rows // len(self.ctx), ctx)
-            batch = _resize(example, key, rows)
+            batch = batch_like(example, key, rows)
             started = time.perf_counter()
             with _grads_kept(self.collect_params()):
                 self._step_once(batch)
@@ -556,7 +557,7 @@ class GraphCache:
         if self.length_agnostic:
             # Its one traced graph, shapes inferred at this key: no probes, no new trace.
             try:
-                named = self._named_inputs(_resize(example, key, rows))
+                named = self._named_inputs(batch_like(example, key, rows))
                 got = graph_bytes(self._symbol(key, list(named)),
                                   {n: a.shape for n, a in named.items()},
                                   {n: a.dtype for n, a in named.items()})
@@ -602,7 +603,7 @@ class GraphCache:
         return const, slopes
 
     def _sizes(self, key, rows, example, block):
-        named = self._named_inputs(_resize(example, key, rows))
+        named = self._named_inputs(batch_like(example, key, rows))
         names = list(named)
         out = block(*[sym.var(n) for n in names])
         symbol = sym.Group(list(out)) if isinstance(out, (list, tuple)) else out
@@ -719,7 +720,7 @@ class GraphCache:
 
 # Limits of an export index (_read_index): a bucket key is a length MXNet can index (int32) or a
 # (source, target) pair of them; an index of more graphs than this is no export of a real plan.
-MAX_KEY = 2**31 - 1
+MAX_KEY = MAX_ARRAY_ELEMENTS
 MAX_INDEX_GRAPHS = 100_000
 MAX_INDEX_BYTES = 64 * 2**20
 
@@ -837,8 +838,9 @@ class _BlockRunner:
         return tuple(out) if isinstance(out, list) else out
 
 
-def _resize(example: Batch, key, rows: int) -> Batch:
-    """A zero batch like ``example`` with ``rows`` rows, padded to ``key``."""
+def batch_like(example: Batch, key, rows: int) -> Batch:
+    """A zero batch like ``example`` with ``rows`` rows, padded to ``key``: what a graph of
+    that shape is compiled, warmed up or measured with."""
     src, tgt = key if isinstance(key, tuple) else (key, key)
 
     def like(arr, length=None, fill=0):

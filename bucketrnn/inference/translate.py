@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bucketrnn.data.datasets import EOS, read_lines
-from bucketrnn.data.pairs import _split
+from bucketrnn.data.datasets import EOS, read_lines, split_tokens
 from bucketrnn.data.pairs import decode_ids as ids_to_text
 from bucketrnn.data.plan import find_outliers, plan_buckets
 from bucketrnn.inference.bleu import corpus_bleu, exact_match
@@ -78,7 +77,7 @@ def _tokens(sources, tokens):
     check_choice("tokens", tokens, ("whitespace", "char"))
     out = []
     for i, s in enumerate(sources):
-        toks = _split(s, tokens) if isinstance(s, str) else list(s)
+        toks = split_tokens(s, tokens) if isinstance(s, str) else list(s)
         if not toks:
             raise ValueError(f"source {i} is empty ({s!r}): every source needs at least one "
                              "token")
@@ -162,7 +161,7 @@ def translate_file(model, src_vocab, tgt_vocab, path: str, tokens: str = "whites
     sources = []
     for chars, number in zip(lines, lines.line_numbers.tolist()):
         text = "".join(chars).split("\t", 1)[0]
-        toks = text.split() if tokens == "whitespace" else list(text)
+        toks = split_tokens(text, tokens)
         if not toks:
             raise ValueError(f"file {path!r} line {number} has an empty source")
         sources.append(toks)

@@ -231,9 +231,13 @@ def loss_normalizer(batch, per: str = "token"):
     >>> loss_normalizer(b), loss_normalizer(b, per="row")
     (3.0, 1.0)
     """
+    meta = getattr(batch, "meta", None) or {}  # counted on the host by the loader
     if per == "row":
-        return float(batch.weight.sum().asscalar())
+        return float(meta["rows"]) if "rows" in meta else float(batch.weight.sum().asscalar())
     if per == "token":
+        side = "tokens" if batch.label_length is None else "target_tokens"
+        if side in meta:
+            return float(meta[side])
         lengths = batch.valid_length if batch.label_length is None else batch.label_length
         return float((lengths.astype("float32") * batch.weight).sum().asscalar())
     raise ValueError(f"per must be 'token' or 'row', got per={per!r}")

@@ -34,11 +34,12 @@ import warnings
 import numpy as np
 from mxnet import nd
 
+from bucketrnn.compat import MAX_ARRAY_ELEMENTS
+from bucketrnn.models.seq2seq import Seq2Seq
 from bucketrnn.validation import check_int
 
 __all__ = ["Seq2SeqDecoder"]
 
-_MAX_ARRAY = 2**31 - 1  # elements an MXNet 1.9.1 array may hold (int32 indexing)
 
 
 class Seq2SeqDecoder:
@@ -55,8 +56,6 @@ class Seq2SeqDecoder:
     """
 
     def __init__(self, model, eos_id: int = 1, ctx=None):
-        from bucketrnn.models.seq2seq import Seq2Seq
-
         if not isinstance(model, Seq2Seq):
             raise TypeError(f"model must be a Seq2Seq block, got {type(model).__name__}")
         check_int("eos_id", eos_id, low=0)
@@ -74,8 +73,6 @@ class Seq2SeqDecoder:
         self.steps = 0  # step-graph calls, for tests and reports
 
     def _graph(self, key, role):
-        from bucketrnn.models.seq2seq import Seq2Seq
-
         block = Seq2Seq(key, role=role, prefix=self.model.prefix, params=self._params,
                         **self._config)
         block.hybridize(active=True)
@@ -126,13 +123,13 @@ class Seq2SeqDecoder:
             rows, width = len(sources) * repeat, self.model.hidden_size * (
                 self.model.encoder.directions)
             widest = max(src_len * width, self.model.tgt_vocab_size)
-            if rows * widest > _MAX_ARRAY:
+            if rows * widest > MAX_ARRAY_ELEMENTS:
+                most = max(MAX_ARRAY_ELEMENTS // (len(sources) * widest), 1)
                 raise ValueError(
                     f"beam_size={repeat} is too large for {len(sources)} source(s) of "
                     f"{src_len} steps: its arrays would hold {rows} x {widest} = "
-                    f"{rows * widest} values, more than {_MAX_ARRAY} (MXNet's int32 array "
-                    f"size); use beam_size <= {max(_MAX_ARRAY // (len(sources) * widest), 1)} "
-                    "or fewer sources a batch")
+                    f"{rows * widest} values, more than {MAX_ARRAY_ELEMENTS} (MXNet's int32 array "
+                    f"size); use beam_size <= {most} or fewer sources a batch")
         memory, keys, bias, *states = self._run(self.encoder(src_len), data, vl)
         if repeat > 1:
             memory, keys, bias = (a.repeat(repeat, axis=0) for a in (memory, keys, bias))

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from bucketrnn.data.datasets import FlatSequences
+from bucketrnn.data.loader import BucketLoader
+from bucketrnn.data.plan import with_longest
 from bucketrnn.models.base import masked_token_loss
 from bucketrnn.models.classifier import SequenceClassifier
 
@@ -78,8 +83,6 @@ def tag_batch(graphs, batch):
     real row, in batch order (``batch.indices[batch.indices >= 0]`` names their examples). Map
     the ids to names with the class map (``tags.json`` of an app run).
     """
-    import numpy as np
-
     out = graphs(batch)
     if not isinstance(out, (list, tuple)) or len(out) < 2:
         raise ValueError("tag_batch needs a tagger built with outputs=('loss', 'logits'), got "
@@ -131,11 +134,6 @@ def tag_sentences(graphs, sentences, vocab, classes=None, batch_size: int = 32,
     >>> [len(t) for t in tags], set(tags[0]) <= {"A", "B"}
     ([2, 0, 1], True)
     """
-    import numpy as np
-
-    from bucketrnn.data.datasets import FlatSequences
-    from bucketrnn.data.loader import BucketLoader
-
     ids = [vocab.encode(list(s)) for s in sentences]
     keep = [i for i, s in enumerate(ids) if s.size]
     out = [[] if classes is not None else np.zeros(0, np.int64) for _ in ids]
@@ -146,10 +144,7 @@ def tag_sentences(graphs, sentences, vocab, classes=None, batch_size: int = 32,
     lengths = ds.lengths()
     plan = {"num_buckets": min(num_buckets, np.unique(lengths).size)}
     if boundaries is not None:
-        bounds = sorted(int(b) for b in boundaries)
-        if int(lengths.max()) > bounds[-1]:
-            bounds.append(int(lengths.max()))
-        plan = {"strategy": "fixed", "boundaries": bounds}
+        plan = {"strategy": "fixed", "boundaries": with_longest(boundaries, lengths)}
     loader = BucketLoader(ds, batch_size=batch_size, shuffle=False, task="tag", ctx=ctx,
                           vocab_size=len(vocab), **plan)
     for batch in loader:

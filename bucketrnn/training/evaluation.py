@@ -1,10 +1,10 @@
 """Evaluate bucketed graphs on a loader: one pass, the task's metrics, fill rows never counted.
 
 :func:`evaluate` is the one evaluation path: :meth:`bucketrnn.training.loop.TrainLoop.evaluate`
-calls
-it, and so can a loop of one's own or :func:`bucketrnn.load_run`'s result. Loss is summed over
-real tokens (``lm``) or real rows (``classify``) and divided once at the end, so the figures do
-not depend on how the examples were bucketed or batched (to float tolerance).
+calls it, and so can a loop of one's own or :func:`bucketrnn.load_run`'s result. Loss is summed
+over what the task divides by (:class:`bucketrnn.tasks.Task`: real tokens, or real rows for
+``classify``) and divided once at the end, so the figures do not depend on how the examples were
+bucketed or batched (to float tolerance).
 
 Examples
 --------
@@ -25,63 +25,11 @@ from __future__ import annotations
 import sys
 import time
 
-import numpy as np
-
+from bucketrnn.tasks import get_task
 from bucketrnn.training import metrics
 from bucketrnn.training.progress import Progress
 
-__all__ = ["EVALUATION_TASKS", "add_accuracy_counts", "add_tag_counts", "batch_counts",
-           "correct_predictions", "evaluate"]
-
-# The tasks whose figures evaluate() knows: loss per token and perplexity, loss per row and
-# accuracy, loss per token and token accuracy (accuracies when the graphs also return logits).
-EVALUATION_TASKS = ("lm", "classify", "tag", "seq2seq")
-PER_TOKEN_TASKS = ("lm", "tag", "seq2seq")
-
-
-def batch_counts(batch, task: str):
-    """``(real_tokens, slots, loss_denominator, real_rows)`` of a batch: the real tokens and
-    padded slots computed (target side for ``seq2seq``), what its summed loss is divided by
-    (real tokens for ``lm``, ``tag`` and ``seq2seq``, real rows otherwise) and the boolean mask
-    of its real (non-fill) rows."""
-    vl = batch.valid_length.asnumpy().astype(np.int64)
-    real_rows = np.asarray(batch.indices) >= 0
-    real = int(vl[real_rows].sum())
-    slots = int(np.prod(batch.data.shape[:2]))
-    if task == "seq2seq":  # the loss is over target tokens: count (and time) those
-        tl = batch.label_length.asnumpy().astype(np.int64)
-        real, slots = int(tl[real_rows].sum()), int(np.prod(batch.label.shape[:2]))
-        return real, slots, real, real_rows
-    count = real if task in PER_TOKEN_TASKS else int(real_rows.sum())
-    return real, slots, count, real_rows
-
-
-def correct_predictions(logits, batch, real_rows) -> float:
-    """Real rows whose arg-max class equals ``batch.label``."""
-    pred = logits.argmax(axis=-1).asnumpy()
-    label = batch.label.asnumpy()
-    return float((pred == label)[real_rows].sum())
-
-
-def add_tag_counts(out, batch, tally: dict, real_rows, task: str) -> None:
-    """Add a tagging batch's correct and counted tokens to ``tally`` (its ``rows`` count
-    tokens), when ``task`` is ``"tag"`` and the graphs returned logits after the loss."""
-    if task == "tag" and isinstance(out, (list, tuple)) and len(out) > 1:
-        correct, tokens = metrics.token_counts(out[1], batch.label, batch.valid_length,
-                                               real_rows)
-        tally["correct"] += correct
-        tally["rows"] += tokens
-
-
-def add_accuracy_counts(out, batch, tally: dict, real_rows, task: str) -> None:
-    """Add a batch's correct and counted rows (``classify``) or tokens (``tag``) to ``tally``
-    when the graphs returned logits after the loss; other tasks add nothing. The one counting
-    path of training steps and :func:`evaluate`."""
-    if task == "classify" and isinstance(out, (list, tuple)) and len(out) > 1:
-        tally["correct"] += correct_predictions(out[1], batch, real_rows)
-        tally["rows"] += int(real_rows.sum())
-    else:
-        add_tag_counts(out, batch, tally, real_rows, task)
+__all__ = ["evaluate"]
 
 
 def evaluate(graphs, loader, task: str | None = None, progress: bool = False,
@@ -112,12 +60,10 @@ def evaluate(graphs, loader, task: str | None = None, progress: bool = False,
     Raises
     ------
     ValueError
-        A task other than those of :data:`EVALUATION_TASKS`.
+        A task other than those of :data:`bucketrnn.tasks.TASKS`.
     """
-    task = getattr(loader, "task", None) if task is None else task
-    if task not in EVALUATION_TASKS:
-        raise ValueError(f"task must be one of {EVALUATION_TASKS} (the loader's task unless "
-                         f"given), got task={task!r}")
+    task = get_task(getattr(loader, "task", None) if task is None else task,
+                    name="task (the loader's task unless given)")
     t = metrics.tally()
     started = time.perf_counter()
     loader.set_epoch(0)
@@ -125,13 +71,13 @@ def evaluate(graphs, loader, task: str | None = None, progress: bool = False,
     bar.start("evaluate", len(loader))
     for done, batch in enumerate(loader, 1):
         bar.update(done)
-        _, _, n, real_rows = batch_counts(batch, task)
+        _, _, n, real_rows = task.counts(batch)
         out = graphs(batch)
         first = out[0] if isinstance(out, (list, tuple)) else out
         t["loss"] += float(first.sum().asscalar())
         t["count"] += n
-        add_accuracy_counts(out, batch, t, real_rows, task)
+        task.add_accuracy(out, batch, t, real_rows)
     bar.close()
-    result = metrics.figures(task, t)
+    result = task.figures(t)
     result["seconds"] = time.perf_counter() - started
     return result

@@ -38,20 +38,23 @@ import threading
 import time
 from numbers import Real
 
+import mxnet as mx
 import numpy as np
+from mxnet import autograd, gluon
 
 from bucketrnn import compat, distributed
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
+from bucketrnn.graphs.cache import GraphCache
+from bucketrnn.tasks import get_task
 from bucketrnn.training import checkpoint as ckpt
 from bucketrnn.training import evaluation, metrics, optim_state
-from bucketrnn.training.metrics import MetricsLog, figures
+from bucketrnn.training.metrics import MetricsLog
 from bucketrnn.training.progress import Progress
 from bucketrnn.training.rundir import METRICS, RunLock
 from bucketrnn.validation import check_choice, check_int
 
-__all__ = ["LEARNING_RATE", "MIN_LEARNING_RATE", "ON_NONFINITE", "TrainLoop", "TASKS"]
+__all__ = ["LEARNING_RATE", "MIN_LEARNING_RATE", "ON_NONFINITE", "TrainLoop"]
 
-TASKS = ("lm", "classify", "tag", "seq2seq")
 log = logging.getLogger(__name__)
 ON_NONFINITE = ("error", "skip")
 MIN_LEARNING_RATE = 1e-30  # the floor of the decayed learning rate (TrainLoop.learning_rate_of)
@@ -163,11 +166,6 @@ class TrainLoop:
                  run_dir: str | None = None, checkpoint_every: int = 200, log_every: int = 10,
                  progress: bool = True, fingerprint: dict | None = None, init=None, stream=None,
                  on_nonfinite: str = "error", precision: str = "fp32"):
-        import mxnet as mx
-        from mxnet import gluon
-
-        from bucketrnn.graphs.cache import GraphCache
-
         epochs = check_int("epochs", epochs, low=1)
         checkpoint_every = check_int("checkpoint_every", checkpoint_every, low=0)
         log_every = check_int("log_every", log_every, low=1)
@@ -180,8 +178,7 @@ class TrainLoop:
             raise ValueError(f"lr_decay must be in (0, 1], got lr_decay={lr_decay!r}")
         check_choice("on_nonfinite", on_nonfinite, ON_NONFINITE)
         task = getattr(train_loader, "task", None)
-        if task not in TASKS:
-            raise ValueError(f"train_loader.task must be one of {TASKS}, got task={task!r}")
+        self._task = get_task(task, name="train_loader.task")
         self.task = task
         self.loader = train_loader
         # A dist_* name becomes a store here; "local"/"device" stay names (one process, and
@@ -291,8 +288,6 @@ class TrainLoop:
         ``CheckpointError`` for a damaged or incomplete one (a missing optimizer state is
         refused, never replaced by fresh moments).
         """
-        import mxnet as mx
-
         path = path or self.checkpoint_path
         state = ckpt.load(path, fingerprint=self.fingerprint, required=_META)
         mine = set(self.params.keys())
@@ -348,7 +343,7 @@ class TrainLoop:
         self.metrics_log.write(record)
 
     def _figures(self, t: dict) -> dict:
-        return figures(self.task, t)
+        return self._task.figures(t)
 
     def _flush_window(self):
         w = self._window
@@ -363,19 +358,13 @@ class TrainLoop:
         self._window = metrics.tally()
 
     # -------------------------------------------------------------------- steps
-    def _batch_counts(self, batch):
-        return evaluation.batch_counts(batch, self.task)
-
     def _grads(self):
         return [p.grad(self.ctx) for p in self.params.values() if p.grad_req != "null"]
 
     def train_step(self, batch) -> dict:
         """One optimisation step on ``batch``; returns its tally (summed loss, counts)."""
-        import mxnet as mx
-        from mxnet import autograd, gluon
-
         mx.random.seed(_step_seed(self.seed, self.global_step))
-        real, slots, count, real_rows = self._batch_counts(batch)
+        real, slots, count, real_rows = self._task.counts(batch)
         with autograd.record():
             out = self.graphs(batch)
             loss = out[0] if isinstance(out, (list, tuple)) else out
@@ -420,7 +409,7 @@ class TrainLoop:
             tally.update(loss=0.0, count=0, skipped=1)
             self.history["skipped_steps"] += 1
         else:
-            evaluation.add_accuracy_counts(out, batch, tally, real_rows, self.task)
+            self._task.add_accuracy(out, batch, tally, real_rows)
         self.global_step += 1
         self.history["real_tokens"] += real
         self.history["slots"] += slots

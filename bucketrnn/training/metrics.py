@@ -2,7 +2,8 @@
 
 A *tally* is a plain dict of sums over steps (so it can live in a checkpoint's JSON):
 summed loss and its denominator, correct predictions and rows, real tokens, computed slots,
-steps, skipped steps and seconds. :func:`figures` turns one into the numbers a user reads.
+steps, skipped steps and seconds. The task turns one into the numbers a user reads
+(:meth:`bucketrnn.tasks.Task.figures`).
 
 :class:`MetricsLog` owns ``metrics.jsonl``: one strict-JSON object per line (non-finite numbers
 are written as ``null``), line-buffered so ``tail -f`` follows a run, ``fsync``-ed at every
@@ -12,7 +13,8 @@ checkpoint so the checkpoint can record the file's length, and cut back to that 
 Examples
 --------
 >>> t = tally(loss=6.0, count=3, real=3, slots=4, steps=1)
->>> figures("lm", t)["loss"]
+>>> from bucketrnn.tasks import LM
+>>> LM.figures(t)["loss"]
 2.0
 """
 
@@ -23,12 +25,14 @@ import os
 
 import numpy as np
 
+from bucketrnn import tasks
 from bucketrnn.errors import CheckpointError
 from bucketrnn.files import open_regular
 from bucketrnn.training.checkpoint import HISTORY_TALLY as TALLY_KEYS
 from bucketrnn.training.checkpoint import json_dumps
 
-__all__ = ["MetricsLog", "figures", "tally", "token_accuracy", "token_counts"]
+__all__ = ["MetricsLog", "tally", "token_accuracy", "token_counts"]
+
 
 def tally(**values) -> dict:
     """Sums over steps, all zero except ``values``: loss, loss denominator (tokens or rows),
@@ -38,22 +42,6 @@ def tally(**values) -> dict:
     if unknown:
         raise KeyError(f"not a tally field: {sorted(unknown)}")
     out.update(values)
-    return out
-
-
-def figures(task: str, t: dict) -> dict:
-    """Mean loss, and perplexity (``task='lm'`` or ``'seq2seq'``) or accuracy (when rows were
-    counted).
-
-    For ``task='tag'`` the loss is per token and ``correct``/``rows`` count tokens, so
-    ``accuracy`` is the token accuracy (:func:`token_counts`).
-    """
-    mean = t["loss"] / t["count"] if t["count"] else math.nan  # all steps skipped
-    out = {"loss": mean}
-    if task in ("lm", "seq2seq"):
-        out["perplexity"] = math.exp(min(mean, 50.0))
-    elif t["rows"]:
-        out["accuracy"] = t["correct"] / t["rows"]
     return out
 
 
@@ -91,11 +79,8 @@ def token_counts(logits, label, valid_length, weight=None) -> tuple[int, int]:
     if pred.shape != label.shape or pred.ndim != 2:
         raise ValueError(f"logits must be (B, L, C) and label (B, L), got logits of shape "
                          f"{tuple(logits.shape)} and label of shape {label.shape}")
-    vl = _host(valid_length).astype(np.int64).reshape(-1)
-    mask = np.arange(label.shape[1]) < vl[:, None]
-    if weight is not None:
-        mask &= (_host(weight).reshape(-1) > 0)[:, None]
-    return int((pred == label)[mask].sum()), int(mask.sum())
+    rows = np.ones(label.shape[0], bool) if weight is None else _host(weight).reshape(-1) > 0
+    return tasks.token_counts(pred, label, valid_length, rows)
 
 
 def token_accuracy(logits, label, valid_length, weight=None) -> float:
