@@ -5,8 +5,7 @@
 
 Steps: load PTB sentences as token ids (``<eos> w1 ... wn <eos>``), plan length buckets, train one
 unrolled graph per bucket with :class:`bucketrnn.training.loop.TrainLoop`, and evaluate perplexity
-on
-the validation and test sentences padded to the training buckets.
+on the validation and test sentences padded to the training buckets.
 """
 
 import argparse

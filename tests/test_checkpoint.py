@@ -430,8 +430,7 @@ def test_members_in_fortran_order_load_as_the_arrays_they_are(tmp_path):
 
 # ---------------------------------------------------------------- forged but well-typed meta
 # As the training loop asks for them (bucketrnn.training.loop._META): the history's structure is
-# checked
-# by load itself, so a forged value fails at load, not mid-training.
+# checked by load itself, so a forged value fails at load, not mid-training.
 _HISTORY_REQUIRED = {"history": dict, "history.epochs": list,
                      "history.train_seconds": (int, float), "history.epoch_acc": (dict, type(None))}
 
@@ -526,8 +525,8 @@ def test_non_finite_numbers_in_meta_are_refused(tmp_path, text):
         ckpt.load(path)
 
 
-# As bucketrnn.training.loop._META asks: the epoch count and global step checked against the
-# records.
+# As bucketrnn.training.loop._META asks: the epoch count and global step checked against
+# the records.
 _LOOP_REQUIRED = {"epoch": int, "epoch_finished": bool, "global_step": int, **_HISTORY_REQUIRED}
 
 

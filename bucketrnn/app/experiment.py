@@ -100,8 +100,8 @@ def _refuse_outlier_lines(parts, markers: int = 2) -> None:
 
 def _load_pairs(d: dict, seed: int) -> Data:
     """``dataset=pairs``: train/valid/test pairs (:mod:`bucketrnn.data.pairs`), vocabularies from
-    the
-    training pairs only; a pair far longer than the rest is refused naming its file and line."""
+    the training pairs only; a pair far longer than the rest is refused naming its file and
+    line."""
     from bucketrnn.data import pairs as P
     from bucketrnn.data.plan import find_outliers
 

@@ -130,8 +130,7 @@ def run(cfg, run_dir: str, stream=None, overrides=None) -> dict:
     Returns the summary (also written to ``summary.json``). Raises ``ValueError`` /
     ``FileNotFoundError`` / ``StateMismatchError`` for bad input before writing anything, and
     :class:`~bucketrnn.training.rundir.RunLockedError` when another process is writing the run
-    directory
-    (the lock is held from before the first write until the summary is written).
+    directory (the lock is held from before the first write until the summary is written).
     """
     locks, handlers, owned = [], [], set()
     logger = logging.getLogger("bucketrnn")

@@ -7,8 +7,7 @@ bucket's step time, plus compiling each bucket's graph once::
     T(plan) = sum_k  epochs * ceil(n_k / B_k) * t(B_k, L_k)  +  compile(L_k)
 
 with ``t`` and ``compile`` from a :class:`~bucketrnn.autoplan.costmodel.CostModel`. More buckets
-pad less
-but compile more graphs; the best ``K`` balances the two for the run's length.
+pad less but compile more graphs; the best ``K`` balances the two for the run's length.
 
 :func:`auto_boundaries` minimises ``T`` exactly over boundaries drawn from the distinct lengths,
 for every ``K`` from 1 to ``max_buckets`` at once: a dynamic program over the sorted histogram

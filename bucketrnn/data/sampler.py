@@ -11,8 +11,7 @@ which is how :class:`~bucketrnn.data.batchify.PadToBucket` knows the bucket and 
 lengths >= 1. A fill slot is not an int on purpose: a plain dataset indexed with it raises,
 where a negative int would silently read another example. Read the batches through
 :class:`~bucketrnn.data.batchify.SlotDataset` (or use :class:`~bucketrnn.BucketLoader`), which
-passes
-a fill row on as the int ``fill_slot(index) < 0``.
+passes a fill row on as the int ``fill_slot(index) < 0``.
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 :class:`TrainLoop` takes plain Python arguments (no Hydra config): a model factory (or a
 :class:`~bucketrnn.graphs.cache.GraphCache`), a :class:`~bucketrnn.data.loader.BucketLoader`, and
-optimizer
-settings. It writes, into ``run_dir``:
+optimizer settings. It writes, into ``run_dir``:
 
 ``metrics.jsonl``
     One JSON object per line: ``{"kind": "step", ...}`` every ``log_every`` steps (loss and
@@ -15,11 +14,10 @@ settings. It writes, into ``run_dir``:
 Resumption is exact from any checkpoint (mid-epoch, epoch end, the last one of a finished run
 given more epochs): the checkpoint holds the parameters, the optimizer states
 (:mod:`bucketrnn.training.optim_state`, no pickle), the loader's ``state_dict`` (its schedule is a
-pure
-function of ``(seed, epoch)``), the next epoch to run, the step counter from which MXNet's random
-seed is derived, and the metrics file length (lines written after the checkpoint are dropped on
-resume, so the file reads as one run). Every line of ``metrics.jsonl`` is strict JSON (a
-non-finite number is ``null``).
+pure function of ``(seed, epoch)``), the next epoch to run, the step counter from which MXNet's
+random seed is derived, and the metrics file length (lines written after the checkpoint are
+dropped on resume, so the file reads as one run). Every line of ``metrics.jsonl`` is strict JSON
+(a non-finite number is ``null``).
 
 A non-finite loss (or gradient norm, when ``clip_norm`` computes it) stops training with
 :class:`~bucketrnn.errors.NonFiniteError` naming the step, or with ``on_nonfinite="skip"`` drops
@@ -418,8 +416,7 @@ class TrainLoop:
     def evaluate(self, loader) -> dict:
         """Loss and perplexity (``lm``), accuracy (``classify``) or token accuracy (``tag``)
         over one pass of ``loader`` (:func:`bucketrnn.training.evaluation.evaluate`, with this
-        loop's id
-        checks and progress bar)."""
+        loop's id checks and progress bar)."""
         self._install_id_limits(loader)
         return evaluation.evaluate(self.graphs, loader, task=self.task, progress=self.progress,
                                    stream=self.stream)
