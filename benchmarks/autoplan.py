@@ -26,10 +26,11 @@ Method (per distribution):
    and its real tokens/s ``epochs * real_tokens / time``. All plans share the same per-key
    measurements, so the comparison between plans is paired.
 4. Check against real training (``--check-limit`` sentences of Penn Treebank, one epoch):
-   auto and the best fixed K of that subset each train with :class:`bucketrnn.TrainLoop` from
-   fresh graphs, interleaved over ``--rounds`` rounds; the wall time of the fit (compile
-   included) gives real tokens/s, set beside what step 3's per-key figures predict for the
-   same plan. The median of the per-round ratios is reported, with every round's.
+   auto and the best fixed K of that subset each train with
+   :class:`bucketrnn.training.loop.TrainLoop` from fresh graphs, interleaved over ``--rounds``
+   rounds; the wall time of the fit (compile included) gives real tokens/s, set beside what
+   step 3's per-key figures predict for the same plan. The median of the per-round ratios is
+   reported, with every round's.
 
 :func:`measure` returns the figures as a dict; :func:`markdown` renders them.
 """

@@ -13,7 +13,7 @@ import importlib.util
 import sys
 import warnings
 
-__all__ = ["MOVED", "install"]
+__all__ = ["MOVED", "install", "moved_names"]
 
 MOVED = {
     "bucketrnn.lengths": "bucketrnn.data.lengths",
@@ -51,11 +51,45 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec):
         new = MOVED[spec.name]
         warnings.warn(f"{spec.name} moved to {new}; import it from there",
-                      DeprecationWarning, stacklevel=3)
-        return importlib.import_module(new)
+                      DeprecationWarning, stacklevel=2)
+        module = importlib.import_module(new)
+        self._specs = getattr(self, "_specs", {})
+        self._specs.setdefault(new, module.__spec__)
+        return module
 
     def exec_module(self, module):
-        pass  # the module was executed under its new name already
+        # The module was executed under its new name already. The import system has just set
+        # its __spec__ to the old name's: give it back its own, so importlib.reload (and
+        # IPython's autoreload) reload the real module.
+        real = self._specs[module.__name__]
+        module.__spec__, module.__loader__ = real, real.loader
+
+    def get_code(self, fullname):
+        # ``python -m bucketrnn.<old name>``: say where it went instead of a traceback.
+        raise ImportError(f"{fullname} moved to {MOVED[fullname]}; run that module instead")
+
+
+def moved_names(module: str, names: dict):
+    """A module ``__getattr__`` that still hands out names that left ``module``, with a
+    ``DeprecationWarning``: ``{name: "new.module"}`` (the same name there),
+    ``{name: "new.module:other"}``, or ``{name: (callable, "what to use instead")}`` for a name
+    whose replacement has another form (the callable makes the old object)."""
+
+    def __getattr__(name):
+        if name not in names:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        target = names[name]
+        if isinstance(target, tuple):
+            make, instead = target
+            warnings.warn(f"{module}.{name} is gone; use {instead}", DeprecationWarning,
+                          stacklevel=2)
+            return make()
+        where, _, attr = target.partition(":")
+        warnings.warn(f"{module}.{name} moved to {where}.{attr or name}", DeprecationWarning,
+                      stacklevel=2)
+        return getattr(importlib.import_module(where), attr or name)
+
+    return __getattr__
 
 
 def install() -> None:

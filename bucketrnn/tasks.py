@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["CLASSIFY", "LM", "SEQ2SEQ", "TAG", "TASKS", "TASK_NAMES", "Task", "get_task",
-           "task_of_model"]
+           "host_counts", "task_of_model", "token_counts"]
 
 # Perplexity is reported as exp(min(mean loss, this)).
 _EXP_CAP = 50.0
@@ -107,11 +107,11 @@ class Task:
         by, and the boolean mask of its real (non-fill) rows. Read from ``batch.meta`` when
         the batch came from a :class:`~bucketrnn.BucketLoader` (no copy from the device)."""
         real_rows = np.asarray(batch.indices) >= 0
-        meta = getattr(batch, "meta", None) or {}
+        meta = host_counts(batch)
         side = "target_" if self.pairs else ""
         if f"{side}tokens" in meta:
             real, slots = meta[f"{side}tokens"], meta[f"{side}slots"]
-        else:  # a batch made by hand
+        else:  # a batch made or changed by hand
             lengths = batch.label_length if self.pairs else batch.valid_length
             array = batch.label if self.pairs else batch.data
             vl = lengths.asnumpy() if hasattr(lengths, "asnumpy") else np.asarray(lengths)
@@ -144,6 +144,18 @@ class Task:
             correct, counted = int((pred == label)[real_rows].sum()), int(real_rows.sum())
         tally["correct"] += correct
         tally["rows"] += counted
+
+
+def host_counts(batch) -> dict:
+    """``batch.meta``'s counts (:class:`~bucketrnn.data.batchify.Batch`) when they still describe
+    the batch, else ``{}``: a batch sliced, resized or refilled by hand has other rows or slots
+    than the loader counted, and its arrays are counted instead. (A changed ``weight`` or
+    ``valid_length`` is not seen: clear ``batch.meta`` after editing them.)"""
+    meta = getattr(batch, "meta", None) or {}
+    if "rows" not in meta or meta["rows"] != int((np.asarray(batch.indices) >= 0).sum()) \
+            or meta["slots"] != int(np.prod(batch.data.shape[:2])):
+        return {}
+    return meta
 
 
 def _host(x) -> np.ndarray:

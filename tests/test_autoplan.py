@@ -149,3 +149,18 @@ def test_auto_is_refused_by_the_planner_and_loader_and_on_pairs():
         auto_plan(np.array([[3, 4], [5, 6], [7, 2]]), cost)
     with pytest.raises(TypeError, match=r"num_buckets must be an int, got num_buckets='many'"):
         plan_buckets(_lengths(), num_buckets="many")
+
+
+def test_old_auto_arguments_point_to_auto_plan_and_a_plan_takes_no_planning_arguments():
+    cost = CostModel(step=(1e-3, 1e-4, 1e-5), compile=(0.05, 0.001))
+    for call in (lambda: plan_buckets(_lengths(), num_buckets="auto", cost=cost),
+                 lambda: BucketLoader([[1, 2, 3]] * 4, num_buckets="auto", cost=cost)):
+        with pytest.raises(ValueError, match=r"takes no cost= \(got cost=CostModel.*auto_plan"):
+            call()
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'costs'"):
+        plan_buckets(_lengths(), costs=cost)
+    seqs = [[1] * int(n) for n in _lengths(n=60) + 1]
+    plan = auto_plan(plan_lengths(seqs)[1], cost, batch_size=4)
+    with pytest.raises(ValueError, match=r"plan= is a finished plan, so batch_size=4 would not "
+                                         r"be used"):
+        BucketLoader(seqs, plan=plan, batch_size=4)

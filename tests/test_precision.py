@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon, sym
 
-from bucketrnn import Batch, GraphCache, precision
+from bucketrnn import Batch, GraphCache
 from bucketrnn.data.loader import BucketLoader
+from bucketrnn.graphs import precision
 from bucketrnn.graphs.precision import check_precision, cpu_has_bf16, to_bfloat16
 from bucketrnn.models import LanguageModel
 from bucketrnn.training import checkpoint as ckpt

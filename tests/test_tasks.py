@@ -85,3 +85,25 @@ def test_loss_normalizer_reads_the_counts_without_the_device():
         # No device array is read when the counts came with the batch.
         batch.valid_length = batch.weight = mx.nd.array([float("nan")] * 2)
         assert loss_normalizer(batch) == expected
+
+
+def test_counts_that_no_longer_describe_the_batch_are_not_used():
+    from dataclasses import replace
+
+    from bucketrnn.graphs.cache import batch_like
+
+    loader = BucketLoader([[1, 2, 3], [2, 3, 4, 1], [1, 2], [3, 3, 2]], batch_size=4,
+                          num_buckets=1, shuffle=False)
+    batch = next(iter(loader))
+    assert loss_normalizer(batch) == batch.meta["tokens"] == 8  # 2 + 3 + 1 + 2
+    # Two rows kept by hand: the loader's counts are of four, so the arrays are counted.
+    half = replace(batch, data=batch.data[:2], valid_length=batch.valid_length[:2],
+                   label=batch.label[:2], weight=batch.weight[:2], indices=batch.indices[:2])
+    assert loss_normalizer(half) == float(batch.valid_length.asnumpy()[:2].sum())
+    assert LM.counts(half)[0] == int(batch.valid_length.asnumpy()[:2].sum())
+    # A batch made from another is not counted as that one; a copy has a meta of its own.
+    bigger = batch_like(batch, 5, 6)
+    assert bigger.meta == {} and loss_normalizer(bigger) == 30.0
+    copy = batch.as_in_context(mx.cpu())
+    copy.meta["tokens"] = -1
+    assert batch.meta["tokens"] == 8

@@ -356,18 +356,20 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
             raise ValueError("bucketing.num_buckets=auto needs the model's cost model (the app "
                              "probes it; bucketrnn.autoplan.costmodel.probe); give "
                              "bucketing.num_buckets=N to plan without one")
-        else:
+    try:
+        if plan["num_buckets"] == "auto":  # planned by measurement, a layer above the loader
             from bucketrnn.autoplan import auto_plan
 
             _, lengths = plan_lengths(data.train)
             plan = {"plan": auto_plan(lengths, cost, epochs=epochs, memory_limit=memory_limit,
                                       on_overflow=b["on_overflow"], **sizes)}
-    try:
+        else:
+            plan.update(sizes)
         train = BucketLoader(data.train, **plan, shuffle=b["shuffle"], seed=seed,
                              last_batch=b["last_batch"], on_overflow=b["on_overflow"],
                              num_workers=b["num_workers"], timeout=b["timeout"],
                              num_shards=num_shards, shard_index=shard_index, ctx=ctx,
-                             vocab_size=data.vocab_size, num_classes=data.num_classes, **sizes)
+                             vocab_size=data.vocab_size, num_classes=data.num_classes)
     except ValueError as e:
         # The library names its argument (num_buckets=8 is more than the 2 distinct lengths,
         # max_tokens=...): the app's users set it as bucketing.<argument>.

@@ -27,11 +27,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bucketrnn.tasks import task_of_model
+from bucketrnn._aliases import moved_names
+from bucketrnn.tasks import TASKS, task_of_model
 
 __all__ = ["ACTIONS", "PLUGINS", "Predictions", "handler", "register", "task_of", "tasks_for"]
 
 ACTIONS = ("read", "predict", "generate", "translate")
+__getattr__ = moved_names(__name__, {"MODEL_TASKS": (
+    lambda: {m: t.name for t in TASKS.values() for m in t.models},
+    "bucketrnn.tasks.task_of_model(name)")})
 PLUGINS = [
     "bucketrnn.app.infer",
 ]

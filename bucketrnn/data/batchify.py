@@ -76,7 +76,8 @@ class Batch:
         return self._map_arrays(lambda x: None if x is None else x.as_in_context(ctx))
 
     def _map_arrays(self, fn) -> "Batch":
-        return replace(self, **{name: fn(getattr(self, name)) for name in _ARRAY_FIELDS})
+        return replace(self, meta=dict(self.meta),
+                       **{name: fn(getattr(self, name)) for name in _ARRAY_FIELDS})
 
 
 _ARRAY_FIELDS = ("data", "valid_length", "label", "weight", "label_length")

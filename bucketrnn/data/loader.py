@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import multiprocessing
 import signal
@@ -15,7 +16,13 @@ import numpy as np
 from bucketrnn import compat
 from bucketrnn.data.batchify import TASKS, PadToBucket, SlotDataset, check_pad_val, to_ndarray
 from bucketrnn.data.lengths import is_sequence, sequence_lengths
-from bucketrnn.data.plan import AUTO_MOVED, BucketPlan, plan_buckets, with_longest
+from bucketrnn.data.plan import (
+    AUTO_MOVED,
+    BucketPlan,
+    plan_buckets,
+    refuse_auto_arguments,
+    with_longest,
+)
 from bucketrnn.data.sampler import BucketBatchSampler, fill_slot
 from bucketrnn.tasks import get_task
 from bucketrnn.validation import EMPTY_DATASET, check_int, is_int
@@ -232,7 +239,8 @@ class BucketLoader:
                  timeout: float = 120, ctx=None, pad_val: int | float = 0,
                  vocab_size: int | tuple[int, int] | None = None, num_classes: int | None = None,
                  max_length: int | None = None, outliers: str = "error",
-                 plan: BucketPlan | None = None):
+                 plan: BucketPlan | None = None, **unknown):
+        refuse_auto_arguments("BucketLoader", unknown)
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"dataset must support len() and indexing, got "
                             f"{type(dataset).__name__}")
@@ -264,6 +272,15 @@ class BucketLoader:
                                 on_overflow=on_overflow, max_length=max_length,
                                 outliers=outliers)
         else:
+            given = {"batch_size": batch_size, "num_buckets": num_buckets, "strategy": strategy,
+                     "max_tokens": max_tokens, "batch_size_multiple": batch_size_multiple,
+                     "boundaries": boundaries, "max_length": max_length, "outliers": outliers}
+            defaults = inspect.signature(BucketLoader.__init__).parameters
+            changed = [k for k, v in given.items() if v != defaults[k].default]
+            if changed:
+                raise ValueError(f"plan= is a finished plan, so {changed[0]}="
+                                 f"{given[changed[0]]!r} would not be used; give the planning "
+                                 "arguments to whatever made the plan, or leave plan= out")
             _check_given_plan(plan, lengths, on_overflow)
         self.plan = plan
         self.sampler = BucketBatchSampler(lengths, self.plan, shuffle=shuffle, seed=seed,
@@ -505,8 +522,9 @@ def _check_given_plan(plan, lengths, on_overflow: str) -> None:
         raise ValueError(f"plan was made for {made} examples, the dataset has {len(lengths)}; "
                          "plan this dataset's plan_lengths()")
     if not np.array_equal(plan.assign(lengths, on_overflow), given):
-        raise ValueError("plan does not fit the dataset: its examples fall into other buckets "
-                         "than the plan assigned; plan this dataset's plan_lengths()")
+        raise ValueError(f"plan does not fit the dataset: its examples fall into other buckets "
+                         f"than the plan assigned (with on_overflow={on_overflow!r}); plan this "
+                         "dataset's plan_lengths() with the same on_overflow")
 
 
 def evaluation_loader(train: BucketLoader, dataset, **kwargs) -> BucketLoader:

@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from bucketrnn._aliases import moved_names
 from bucketrnn.data.datasets import EOS, OverflowCounts, Vocabulary, read_lines, split_tokens
 from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["Pairs", "TOY_TASKS", "decode_ids", "encode_pairs", "pair_vocabularies",
            "read_pairs", "toy_pairs"]
+__getattr__ = moved_names(__name__, {"TGT_VOCAB": "bucketrnn.training.rundir"})
 
 _POLICIES = ("error", "truncate", "drop")
 TOY_TASKS = ("copy", "reverse", "translit")

@@ -77,6 +77,17 @@ OUTLIER_FLOOR = 1024
 AUTO_MOVED = ("{name} takes num_buckets as an integer; a number of buckets chosen by measurement "
               "comes from bucketrnn.autoplan.auto_plan(lengths, cost, ...): pass its plan as "
               "BucketLoader(plan=...), or its boundaries with strategy='fixed'")
+AUTO_ARGUMENTS = ("cost", "epochs", "max_buckets", "memory_limit")
+
+
+def refuse_auto_arguments(name: str, given: dict) -> None:
+    """``given``: keyword arguments ``name`` does not take. The automatic plan's (``cost``,
+    ``epochs``, ...) get the way to it; others the ``TypeError`` Python would raise."""
+    for key in sorted(given):
+        if key in AUTO_ARGUMENTS:
+            raise ValueError(f"{name} takes no {key}= (got {key}={given[key]!r}): "
+                             + AUTO_MOVED.format(name=name))
+        raise TypeError(f"{name}() got an unexpected keyword argument {key!r}")
 # One batch's token array is (rows, bucket length), and the model's arrays of that batch are at
 # least as large, so a bucket whose batch exceeds MXNet's array limit can never run.
 MAX_BATCH_ELEMENTS = MAX_ARRAY_ELEMENTS
@@ -656,6 +667,7 @@ def plan_buckets(
     ratio: float = 1.2,
     max_length: int | None = None,
     outliers: str = "error",
+    **unknown,
 ) -> BucketPlan:
     """Plan buckets for ``lengths``.
 
@@ -714,6 +726,7 @@ def plan_buckets(
     check_choice("on_overflow", on_overflow, OVERFLOW_POLICIES)
     check_choice("outliers", outliers, OUTLIER_POLICIES)
     _validate_sizes(batch_size, max_tokens, batch_size_multiple)
+    refuse_auto_arguments("plan_buckets", unknown)
     if isinstance(num_buckets, str) and num_buckets == "auto":
         raise ValueError(AUTO_MOVED.format(name="plan_buckets"))
     check_int("num_buckets", num_buckets, low=1)

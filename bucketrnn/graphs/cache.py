@@ -861,6 +861,7 @@ def batch_like(example: Batch, key, rows: int) -> Batch:
         weight=like(example.weight, fill=1),
         indices=np.arange(rows, dtype=np.int64),
         label_length=like(example.label_length, fill=tgt),
+        meta={},  # the example's counts are not this batch's
     )
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from mxnet import gluon, nd
 
 from bucketrnn.models.encoder import AGNOSTIC_CELLS
+from bucketrnn.tasks import host_counts
 
 __all__ = ["BucketModel", "OUTPUTS", "loss_normalizer", "masked_token_loss"]
 
@@ -221,6 +222,8 @@ def loss_normalizer(batch, per: str = "token"):
     Divide the summed loss of a batch by it to get a mean that fill rows do not distort. The
     tokens counted are the ones a loss is computed on: ``valid_length`` for a language model,
     and for a sequence-pair (seq2seq) batch, which has ``label_length``, the target tokens.
+    A loader's batch brings the counts in ``batch.meta`` (no copy from the device); after
+    editing its ``weight`` or ``valid_length`` by hand, clear ``batch.meta``.
 
     Examples
     --------
@@ -231,7 +234,7 @@ def loss_normalizer(batch, per: str = "token"):
     >>> loss_normalizer(b), loss_normalizer(b, per="row")
     (3.0, 1.0)
     """
-    meta = getattr(batch, "meta", None) or {}  # counted on the host by the loader
+    meta = host_counts(batch)  # counted on the host by the loader, when still true
     if per == "row":
         return float(meta["rows"]) if "rows" in meta else float(batch.weight.sum().asscalar())
     if per == "token":

@@ -25,11 +25,23 @@ from __future__ import annotations
 import sys
 import time
 
+from bucketrnn._aliases import moved_names
 from bucketrnn.tasks import get_task
 from bucketrnn.training import metrics
 from bucketrnn.training.progress import Progress
 
 __all__ = ["evaluate"]
+
+# What the task objects do now (bucketrnn.tasks), for code written against the old helpers.
+__getattr__ = moved_names(__name__, {
+    "EVALUATION_TASKS": "bucketrnn.tasks:TASK_NAMES",
+    "batch_counts": (lambda: lambda batch, task: get_task(task).counts(batch),
+                     "bucketrnn.tasks.get_task(task).counts(batch)"),
+    "add_accuracy_counts": (
+        lambda: lambda out, batch, tally, real_rows, task: get_task(task).add_accuracy(
+            out, batch, tally, real_rows),
+        "bucketrnn.tasks.get_task(task).add_accuracy(out, batch, tally, real_rows)"),
+})
 
 
 def evaluate(graphs, loader, task: str | None = None, progress: bool = False,
@@ -62,8 +74,7 @@ def evaluate(graphs, loader, task: str | None = None, progress: bool = False,
     ValueError
         A task other than those of :data:`bucketrnn.tasks.TASKS`.
     """
-    task = get_task(getattr(loader, "task", None) if task is None else task,
-                    name="task (the loader's task unless given)")
+    task = get_task(getattr(loader, "task", None) if task is None else task)  # the loader's
     t = metrics.tally()
     started = time.perf_counter()
     loader.set_epoch(0)

@@ -41,6 +41,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from bucketrnn import compat, distributed
+from bucketrnn._aliases import moved_names
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.graphs.cache import GraphCache
 from bucketrnn.tasks import get_task
@@ -52,6 +53,7 @@ from bucketrnn.training.rundir import METRICS, RunLock
 from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["LEARNING_RATE", "MIN_LEARNING_RATE", "ON_NONFINITE", "TrainLoop"]
+__getattr__ = moved_names(__name__, {"TASKS": "bucketrnn.tasks:TASK_NAMES"})
 
 log = logging.getLogger(__name__)
 ON_NONFINITE = ("error", "skip")

@@ -26,12 +26,16 @@ import os
 import numpy as np
 
 from bucketrnn import tasks
+from bucketrnn._aliases import moved_names
 from bucketrnn.errors import CheckpointError
 from bucketrnn.files import open_regular
 from bucketrnn.training.checkpoint import HISTORY_TALLY as TALLY_KEYS
 from bucketrnn.training.checkpoint import json_dumps
 
 __all__ = ["MetricsLog", "tally", "token_accuracy", "token_counts"]
+__getattr__ = moved_names(__name__, {
+    "figures": (lambda: lambda task, t: tasks.get_task(task).figures(t),
+                "bucketrnn.tasks.get_task(task).figures(tally)")})
 
 
 def tally(**values) -> dict:

@@ -36,10 +36,15 @@ import os
 import re
 import threading
 
+from bucketrnn._aliases import moved_names
 from bucketrnn.files import open_fd
 
 __all__ = ["CHECKPOINT", "CLASSES", "CONFIG", "LOCK", "LOG", "METRICS", "SUMMARY", "TAGS",
            "TGT_VOCAB", "VOCAB", "RunLock", "RunLockedError", "clean_temporaries"]
+
+# Whole-file I/O moved to bucketrnn.files (data and graphs use it too).
+__getattr__ = moved_names(__name__, {name: "bucketrnn.files" for name in (
+    "MAX_JSON_BYTES", "atomic_write", "file_kind", "open_regular", "read_json", "read_regular")})
 
 CHECKPOINT = "checkpoint.npz"
 CONFIG = "config.json"
