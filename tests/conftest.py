@@ -1,4 +1,5 @@
-"""Shared test helpers for the data-pipeline stages (sampler, batchify, loader)."""
+"""Shared test helpers for the data-pipeline stages (sampler, batchify, loader), and the
+``slow`` marker: ``make test`` runs everything; ``pytest -m "not slow"`` is the quick subset."""
 
 import os
 import pickle
@@ -80,3 +81,44 @@ def lock_holder():
                 except ProcessLookupError:
                     pass
         proc.wait()
+
+
+# Tests that train through the app, start processes (distributed jobs, examples, benchmarks,
+# a wheel build) or compare long runs: marked slow here by path, in one place; single slow tests
+# elsewhere carry @pytest.mark.slow.
+SLOW_PATHS = (
+    "tests/app/test_app_precision.py", "tests/app/test_auto.py", "tests/app/test_compare.py",
+    "tests/app/test_experiment.py", "tests/app/test_pairs_app.py", "tests/app/test_plots.py",
+    "tests/app/test_run.py", "tests/app/test_run_distributed.py", "tests/app/test_run_foreach.py",
+    "tests/app/test_tagged.py", "tests/app/test_trained.py", "tests/distributed/",
+    "tests/test_benchmark_distributed.py", "tests/test_benchmarks_smoke.py",
+    "tests/test_examples.py", "tests/test_packaging.py", "tests/test_resume.py",
+    "tests/test_graphs_memory.py", "tests/test_benchmark_",
+    # single tests of a second or more (subprocesses, real training, resume after a crash)
+    "tests/models/test_decode.py::test_decoding_a_model_trained_on_reversal_reproduces_it",
+    "tests/test_train.py::test_resume_after_a_crash_matches_an_uninterrupted_run",
+    "tests/test_train.py::test_ctrl_c_stops_after_the_step_with_a_checkpoint",
+    "tests/test_train.py::test_a_run_directory_held_by_another_process_is_refused",
+    "tests/test_train.py::test_tiny_run_writes_metrics_and_checkpoint",
+    "tests/test_loader.py::test_loader_resumes_like_an_uninterrupted_run",
+    "tests/test_loader.py::test_worker_killed_from_outside_is_noticed",
+    "tests/test_checkpoint.py::test_real_checkpoints_mid_epoch_at_an_epoch_end_and_at_the_end_load",
+    "tests/test_cores.py::test_import_sets_the_threads_before_mxnet_loads",
+    "tests/test_cores.py::test_mxnet_imported_first_is_reported_not_changed",
+    "tests/test_precision.py::test_bf16_checkpoints_hold_fp32_and_resume_equals_the_uninterrupted",
+    "tests/test_datasets.py::test_penn_treebank_has_no_outliers_in_words_or_characters",
+    "tests/test_rundir.py::test_second_writer_gets_the_holders_pid_and_kill_9_releases",
+    "tests/test_rundir.py::test_lock_is_reentrant_in_one_process",
+    "tests/test_rundir.py::test_forked_children_do_not_keep_the_lock",
+    "tests/test_costmodel.py::test_probe_measures_the_real_graph_and_leaves_training_parameters",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    root = str(config.rootpath) + os.sep
+    for item in items:
+        path = str(item.path)
+        node = path[len(root):] + "::" + item.name if path.startswith(root) else ""
+        if node.startswith(SLOW_PATHS):
+            item.add_marker(pytest.mark.slow)
+

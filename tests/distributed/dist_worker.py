@@ -19,12 +19,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from bucketrnn import (
-    distributed,  # noqa: E402
-    optim_state,  # noqa: E402
-)
+from bucketrnn import distributed  # noqa: E402
 from bucketrnn.models import loss_normalizer  # noqa: E402
 from bucketrnn.training import checkpoint as ckpt  # noqa: E402
+from bucketrnn.training import optim_state  # noqa: E402
 
 VOCAB = 20
 
