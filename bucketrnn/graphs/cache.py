@@ -79,7 +79,7 @@ FORMAT = 1
 # Memory estimate (see GraphCache.estimate_memory). Bytes a bound graph keeps per node besides
 # its arrays: a round figure just above what unrolled LSTMs keep on CPU under "shared" and
 # "static" ("dynamic" keeps less), so the estimate errs high rather than admit a graph that
-# does not fit (docs/concepts.md, "Outliers"; tests/test_graphs_memory.py). Probe lengths for the
+# does not fit (docs/concepts.md, "Outliers"; tests/graphs/test_memory.py). Probe lengths for the
 # linear fit, and the largest key a fixed mapping of blocks is traced at to estimate it.
 NODE_BYTES = 10_000
 PROBE = 8
@@ -514,7 +514,7 @@ class GraphCache:
         :data:`NODE_BYTES` per graph node (what a bound executor keeps per node besides its
         arrays). It is meant to be right in magnitude, not exact: it counts what a step holds at
         most, so it reads high under ``"dynamic"``, which frees intermediate arrays sooner
-        (``tests/test_graphs_memory.py`` holds it within 2x of a measurement). A fused RNN
+        (``tests/graphs/test_memory.py`` holds it within 2x of a measurement). A fused RNN
         layer's own workspace is not counted.
 
         A graph of a long key is not traced: the factory builds the key's block at two (for a

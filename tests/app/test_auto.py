@@ -24,7 +24,7 @@ TINY = ["bucketing.num_buckets=auto", "dataset.limit=60", "dataset.valid_limit=2
 def _tolerant_fit(monkeypatch):
     # A tiny model's steps take milliseconds, which other jobs on a shared machine can bend
     # past the 25% fit limit: these tests are about the app's flow, and the limit has tests of
-    # its own (tests/test_costmodel.py), so here any fit is taken.
+    # its own (tests/autoplan/test_costmodel.py), so here any fit is taken.
     monkeypatch.setattr(costmodel, "MAX_FIT_ERROR", 1e9)
 
 

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from _app import ROOT, TINY
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
@@ -17,12 +18,6 @@ from bucketrnn.app.plan import describe
 from bucketrnn.app.run import run
 from bucketrnn.training import checkpoint as ckpt
 from bucketrnn.training.rundir import RunLockedError
-
-ROOT = os.path.dirname(CONF_DIR)
-TINY = ["dataset.limit=60", "dataset.valid_limit=20", "dataset.test_limit=20",
-        "model.hidden_size=12", "model.num_layers=1", "bucketing.num_buckets=3",
-        "bucketing.batch_size=8", "trainer.epochs=2", "trainer.checkpoint_every=3",
-        "trainer.log_every=2", "trainer.progress=false", "trainer.lr=0.01"]
 
 
 def _compose(*overrides):

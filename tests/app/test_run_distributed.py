@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from test_run import ROOT, TINY
+from _app import ROOT, TINY
 
 
 def test_app_trains_on_two_dist_sync_workers(tmp_path):

@@ -32,5 +32,12 @@ def test_bad_arguments_are_named():
         lm_flops_per_token(10, None, 0, 1)
 
 
-def test_gemm_peak_is_a_positive_rate():
-    assert gemm_peak(size=64, repeats=2) > 0
+def test_gemm_peak_is_the_fastest_repeat_in_flops(monkeypatch):
+    # A clock whose repeats take 0.5, 0.25 and 0.4 s: the peak is 2 n^3 FLOPs / 0.25 s.
+    from bucketrnn.training import flops
+
+    ticks = iter([0.0, 0.5, 1.0, 1.25, 2.0, 2.4])
+    monkeypatch.setattr(flops.time, "perf_counter", lambda: next(ticks))
+    assert gemm_peak(size=64, repeats=3) == pytest.approx(2 * 64 ** 3 / 0.25)
+    with pytest.raises(ValueError, match="repeats must be an integer >= 1, got repeats=0"):
+        gemm_peak(size=64, repeats=0)

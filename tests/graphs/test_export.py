@@ -6,7 +6,7 @@ import pickle
 import traceback
 
 import pytest
-from test_graphs import BATCHES, make
+from _graphs import BATCHES, make
 
 from bucketrnn.graphs.cache import GraphCache
 

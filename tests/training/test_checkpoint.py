@@ -550,7 +550,7 @@ def test_the_records_must_be_the_epochs_done(tmp_path, finished, epoch, records,
 def test_real_checkpoints_mid_epoch_at_an_epoch_end_and_at_the_end_load(tmp_path):
     """The relation enforced above is the training loop's own: checked on the checkpoints it
     writes mid-epoch, at an epoch end and at the end of the run, with its own _META."""
-    from test_resume import _crash, _loop
+    from _resume import _crash, _loop
 
     from bucketrnn.training.loop import _META
 

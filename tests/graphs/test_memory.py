@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from test_graphs import VOCAB, lm_batch, lm_factory
+from _graphs import VOCAB, lm_batch, lm_factory
 
 from bucketrnn.errors import GraphTooLargeError
 from bucketrnn.graphs.cache import NODE_BYTES, GraphCache
