@@ -219,7 +219,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     if planning:
         cost = auto.probe_run(cfg, data, ctx, num_shards=shard.num_shards)
         if cost is None:
-            bucketing = {**to_dict(cfg.bucketing), "num_buckets": auto.FALLBACK_BUCKETS}
+            bucketing = auto.fallback(cfg.bucketing, data)
     train_loader, valid_loader, test_loader = make_loaders(
         data, bucketing, seed=cfg.seed, num_shards=shard.num_shards,
         shard_index=shard.shard_index, ctx=ctx, cost=cost,

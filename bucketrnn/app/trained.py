@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bucketrnn.app.auto import FALLBACK_BUCKETS
+from bucketrnn.app.auto import FALLBACK_BUCKETS, fallback_buckets
 from bucketrnn.files import read_json
 from bucketrnn.models.build import build_model
 from bucketrnn.training.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, TGT_VOCAB, VOCAB
@@ -107,7 +107,7 @@ class TrainedRun:
             if int(lengths.max()) > bounds[-1]:
                 bounds.append(int(lengths.max()))
         planned = b["num_buckets"] if isinstance(b["num_buckets"], int) else FALLBACK_BUCKETS
-        buckets = min(planned, len(np.unique(lengths)))
+        buckets = fallback_buckets(lengths, planned)
         budget = b["max_tokens"]
         if budget is not None:  # a token budget too small for the longest line: rows of one
             budget = max(budget, b["batch_size_multiple"] * int(lengths.max()))
@@ -150,6 +150,7 @@ class TrainedRun:
         from bucketrnn.models.decode import Seq2SeqDecoder
 
         b = to_dict(self.config.bucketing)
+        # decode_ids plans the sources with no more buckets than their distinct lengths.
         k = b["num_buckets"] if isinstance(b["num_buckets"], int) else FALLBACK_BUCKETS
         decoder = Seq2SeqDecoder(self.graphs.block((1, 1)), eos_id=self.tgt_vocab.eos_id)
         return score_pairs(decoder, pairs, batch_size=b["batch_size"] or 32, num_buckets=k,
