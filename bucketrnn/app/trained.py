@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bucketrnn.app.auto import FALLBACK_BUCKETS, fallback_buckets
-from bucketrnn.files import read_json
+from bucketrnn.files import not_regular, read_json
 from bucketrnn.models.build import build_model
 from bucketrnn.training.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, TGT_VOCAB, VOCAB
 from bucketrnn.training.runfiles import load_tags, read_config
@@ -296,11 +296,8 @@ def _checkpoint_path(run_dir: str, checkpoint) -> str:
     path = os.path.join(run_dir, CHECKPOINT) if latest else os.fspath(checkpoint)
     if os.path.isfile(path):
         return path
-    if os.path.islink(path):
-        why = f"a symbolic link to the missing {os.readlink(path)!r}"
-    elif os.path.lexists(path):
-        why = "not a regular file" + (" (a directory)" if os.path.isdir(path) else "")
-    else:
+    why = not_regular(path)  # a dangling link, a link to a device, a directory, ...
+    if why is None:
         why = ("none (the run stopped before its first checkpoint, or is still running "
                "and has not reached it)") if latest else "none"
     raise FileNotFoundError(f"no checkpoint at {path!r}: there is {why}")

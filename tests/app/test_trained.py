@@ -397,6 +397,15 @@ def test_checkpoint_argument_and_unreadable_checkpoints_are_named(lm, tmp_path):
         bucketrnn.load_run(str(copy))
     with pytest.raises(FileNotFoundError, match=r"not a regular file \(a directory\)"):
         bucketrnn.load_run(lm[0], checkpoint=str(tmp_path))
+    # A link to a device is no missing file: it says what the link leads to.
+    os.remove(copy / "checkpoint.npz")
+    os.symlink("/dev/zero", copy / "checkpoint.npz")
+    with pytest.raises(FileNotFoundError, match=r"there is a symbolic link to '/dev/zero', not "
+                                                r"a regular file \(a character device\)$"):
+        bucketrnn.load_run(str(copy))
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint at '/dev/zero': there is not a "
+                                                r"regular file \(a character device\)$"):
+        bucketrnn.load_run(lm[0], checkpoint="/dev/zero")
 
 
 def test_a_vocabulary_with_duplicates_or_without_eos_is_refused_naming_it(lm, tmp_path):
