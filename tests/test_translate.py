@@ -91,3 +91,12 @@ def test_an_unknown_reference_token_matches_nothing_with_unk_id():
     assert got["exact_match"] < 1.0
     with pytest.raises(ValueError, match="unk_id"):
         score_pairs(dec, examples, unk_id=-1)
+
+
+def test_a_huge_unknown_source_token_is_shortened_in_the_note(tmp_path):
+    from bucketrnn.inference.translate import translate_file
+
+    path = tmp_path / "in.txt"
+    path.write_text("a " + "x" * 10**6 + " b\n")
+    note, = translate_file(model(), SRC, TGT, str(path), max_length=3)["notes"]
+    assert len(note) < 300 and "(1,000,000 characters)" in note and "'xxxx" in note

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from bucketrnn.app.tasks import Predictions, register
+from bucketrnn.validation import quote_tokens
 
 __all__ = ["generate_lm", "predict_classify", "predict_tag", "read_classify", "read_lines_of",
            "read_lm", "read_tag", "translate_seq2seq"]
@@ -48,7 +49,7 @@ def _unknown_note(run, lines) -> list:
     if not unknown:
         return []
     count = sum(1 for t in seen if t not in run.vocab.stoi)
-    shown = ", ".join(repr(t) for t in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+    shown = quote_tokens(unknown, 5)
     return [f"{count} of {len(seen)} tokens are not in the run's vocabulary and were read as "
             f"<unk> ({shown})"]
 

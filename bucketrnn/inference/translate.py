@@ -31,7 +31,7 @@ from bucketrnn.data.pairs import decode_ids as ids_to_text
 from bucketrnn.data.plan import find_outliers, plan_buckets
 from bucketrnn.inference.bleu import corpus_bleu, exact_match
 from bucketrnn.models.decode import Seq2SeqDecoder
-from bucketrnn.validation import check_choice, check_int
+from bucketrnn.validation import check_choice, check_int, quote_tokens
 
 __all__ = ["decode_ids", "score_pairs", "translate", "translate_file"]
 
@@ -178,7 +178,7 @@ def translate_file(model, src_vocab, tgt_vocab, path: str, tokens: str = "whites
     unknown = sorted({t for toks in sources for t in toks if t not in src_vocab.stoi})
     notes = []
     if unknown:
-        shown = ", ".join(map(repr, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        shown = quote_tokens(unknown, 10)
         notes.append(f"{len(unknown)} source token(s) not in the run's vocabulary, read as "
                      f"<unk>: {shown}")
     outputs = translate(model, src_vocab, tgt_vocab, sources, tokens=tokens, **kwargs)

@@ -237,6 +237,21 @@ def test_generate_refuses_bad_prompts_and_notes_unknown_words(lm):
     assert status == 2 and "temperature must be a finite number >= 0" in err
 
 
+def test_a_huge_unknown_token_is_shortened_in_every_note(lm, clf, tmp_path):
+    # One 10**6-character word was echoed whole (1 MB) by the unknown-word note.
+    huge = "z" * 10**6
+    path = _write(tmp_path / "in.txt", [f"w1 {huge} w2", "w3 w4"])
+    status, _, err = _command("predict", clf[0], path)
+    assert status == 0 and len(err) < 500 and "'zzzz" in err
+    assert "(1,000,000 characters)" in err
+    status, _, err = _command("evaluate", clf[0], _write(tmp_path / "labelled.txt",
+                                                         [f"{huge} w1 w2"]))
+    assert status == 2 and len(err) < 500 and "label 'zzzz" in err
+    status, _, err = _command("generate", lm[0], "--prompt", f"w3 {'y' * 10**5}", "--seed", "0",
+                              "--max-tokens", "1")
+    assert status == 0 and len(err) < 500 and "(100,000 characters)" in err
+
+
 # ---------------------------------------------------------------------------- predict
 def test_predict_keeps_input_order_across_buckets(clf, tmp_path):
     rng = np.random.default_rng(7)
