@@ -13,10 +13,16 @@ from __future__ import annotations
 import numpy as np
 
 from bucketrnn.app.tasks import Predictions, register
-from bucketrnn.validation import quote_tokens
+from bucketrnn.validation import quote_token, quote_tokens
 
-__all__ = ["generate_lm", "predict_classify", "predict_tag", "read_classify", "read_lines_of",
-           "read_lm", "read_tag", "translate_seq2seq"]
+__all__ = ["MAX_PROMPT_CHARACTERS", "generate_lm", "predict_classify", "predict_tag",
+           "read_classify", "read_lines_of", "read_lm", "read_tag", "translate_seq2seq"]
+
+
+# The longest prompt generate takes: what one command-line argument may hold on Linux
+# (MAX_ARG_STRLEN, 128 KiB with its closing NUL), so load_run(...).generate() and `bucketrnn
+# generate --prompt` accept the same prompts. The prompt is fed one token per step.
+MAX_PROMPT_CHARACTERS = 2**17 - 1
 
 
 def read_lines_of(run, path: str, every_line: bool = False):
@@ -176,10 +182,14 @@ def generate_lm(run, prompt: str, max_tokens: int = 50, temperature: float = 1.0
 
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a string, got prompt={prompt!r}")
+    if len(prompt) > MAX_PROMPT_CHARACTERS:
+        raise ValueError(f"prompt is {len(prompt):,} characters long, more than the "
+                         f"{MAX_PROMPT_CHARACTERS:,} a prompt may hold (as on the command line): "
+                         "give its last part, which the continuation follows from")
     char = to_dict(run.config.dataset)["tokens"] == "char"
     tokens = list(prompt) if char else prompt.split()
     if not prompt.strip():
-        raise ValueError(f"prompt must hold at least one token, got prompt={prompt!r}")
+        raise ValueError(f"prompt must hold at least one token, got prompt={quote_token(prompt)}")
     ids = [run.vocab.bos_id, *run.vocab.encode(tokens).tolist()]
     sep = "" if char else " "
     shown = []

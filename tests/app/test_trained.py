@@ -237,6 +237,21 @@ def test_generate_refuses_bad_prompts_and_notes_unknown_words(lm):
     assert status == 2 and "temperature must be a finite number >= 0" in err
 
 
+def test_a_prompt_longer_than_the_command_line_allows_is_refused_naming_both(lm):
+    # The command line caps one argument at 128 KiB; load_run(...).generate() had no cap and
+    # fed a prompt of any length, token by token.
+    from bucketrnn.app.infer import MAX_PROMPT_CHARACTERS
+
+    run_ = bucketrnn.load_run(lm[0])
+    prompt = "w1 " * (MAX_PROMPT_CHARACTERS // 3 + 1)
+    with pytest.raises(ValueError, match=rf"prompt is {len(prompt):,} characters long, more than "
+                                         rf"the {MAX_PROMPT_CHARACTERS:,} a prompt may hold"):
+        run_.generate(prompt, max_tokens=1)
+    assert run_._step is None  # refused before the step graph was built
+    fits = "w1 " * (MAX_PROMPT_CHARACTERS // 3)
+    assert run_.generate(fits[:2000], max_tokens=0, seed=0)["ids"] == []
+
+
 def test_a_huge_unknown_token_is_shortened_in_every_note(lm, clf, tmp_path):
     # One 10**6-character word was echoed whole (1 MB) by the unknown-word note.
     huge = "z" * 10**6
