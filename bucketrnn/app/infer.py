@@ -221,8 +221,13 @@ def translate_seq2seq(run, path: str) -> Predictions:
     data (:func:`bucketrnn.inference.translate.translate_file`)."""
     from bucketrnn.app.config import to_dict
     from bucketrnn.inference.translate import translate_file
+    from bucketrnn.models.decode import Seq2SeqDecoder
 
-    # Any key's block holds the shared parameters; the decoder builds its own graphs from it.
-    done = translate_file(run.graphs.block((1, 1)), run.vocab, run.tgt_vocab, path,
+    # Any key's block holds the shared parameters; the decoder builds its own graphs from it,
+    # refusing a batch too large for the run graphs' memory limit before building it.
+    model = run.graphs.block((1, 1))
+    decoder = Seq2SeqDecoder(model, eos_id=run.tgt_vocab.eos_id, ctx=run.ctx,
+                             memory_limit=run.graphs.memory_limit)
+    done = translate_file(model, run.vocab, run.tgt_vocab, path, decoder=decoder,
                           tokens=to_dict(run.config.dataset)["tokens"])
     return Predictions(done["outputs"], done["line_numbers"], done["notes"])
