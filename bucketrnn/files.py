@@ -17,8 +17,8 @@ import os
 import stat
 import tempfile
 
-__all__ = ["MAX_JSON_BYTES", "atomic_write", "file_kind", "open_fd", "open_regular", "read_json",
-           "read_regular"]
+__all__ = ["MAX_JSON_BYTES", "atomic_write", "file_kind", "not_regular", "open_fd", "open_regular",
+           "read_json", "read_regular"]
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -153,6 +153,23 @@ def file_kind(mode: int) -> str:
         if test(mode):
             return kind
     return "a regular file" if stat.S_ISREG(mode) else "not a regular file"
+
+
+def not_regular(path: str) -> str | None:
+    """Why ``path`` holds no regular file to read, for a message, or None when it does (or
+    nothing is there at all): ``"a symbolic link to the missing 'x'"``, ``"a symbolic link to
+    '/dev/zero', not a regular file (a character device)"``, ``"not a regular file (a
+    directory)"``."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        if os.path.islink(path):
+            return f"a symbolic link to the missing {os.readlink(path)!r}"
+        return None
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = f"not a regular file ({file_kind(st.st_mode)})"
+    return f"a symbolic link to {os.readlink(path)!r}, {kind}" if os.path.islink(path) else kind
 
 
 def read_regular(path: str, limit: int | None = None) -> bytes:

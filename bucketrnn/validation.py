@@ -22,8 +22,11 @@ from numbers import Integral
 
 import numpy as np
 
-__all__ = ["EMPTY_DATASET", "check_choice", "check_int", "check_lengths", "differences",
-           "empty_sequence", "is_int"]
+__all__ = ["EMPTY_DATASET", "SHOWN_CHARACTERS", "check_choice", "check_int", "check_lengths",
+           "differences", "empty_sequence", "is_int", "quote_token", "quote_tokens"]
+
+# Characters of one user token a message shows: a 10**6-character word is not echoed whole.
+SHOWN_CHARACTERS = 40
 
 EMPTY_DATASET = ("the dataset is empty: got 0 examples; bucketing needs at least one "
                  "sequence")
@@ -81,6 +84,23 @@ def check_lengths(lengths, what: str = "lengths") -> np.ndarray:
         i = int(bad[0])
         raise ValueError(empty_sequence(i, arr[i].tolist(), bad.size))
     return arr.astype(np.int64)
+
+
+def quote_token(token) -> str:
+    """``repr(token)`` for a message, cut after :data:`SHOWN_CHARACTERS` characters with its
+    length said: ``'zzzz...zz'... (1,000,000 characters)``."""
+    token = str(token)
+    if len(token) <= SHOWN_CHARACTERS:
+        return repr(token)
+    return f"{token[:SHOWN_CHARACTERS]!r}... ({len(token):,} characters)"
+
+
+def quote_tokens(tokens, most: int) -> str:
+    """The first ``most`` of ``tokens``, each by :func:`quote_token`, comma-separated, with
+    ``...`` when there are more: the one way a message lists the user's words."""
+    tokens = list(tokens)
+    shown = ", ".join(quote_token(t) for t in tokens[:most])
+    return shown + (" ..." if len(tokens) > most else "")
 
 
 def empty_sequence(index: int, length=0, count: int | None = None) -> str:

@@ -122,3 +122,17 @@ def pytest_collection_modifyitems(config, items):
         if node.startswith(SLOW_PATHS):
             item.add_marker(pytest.mark.slow)
 
+
+@pytest.fixture
+def no_long_encoder(monkeypatch):
+    """Fail at once, never after gigabytes, if a decoder builds an encoder graph of more than
+    1,000 steps: a test of a refusal stays cheap when the refusal is missing."""
+    from bucketrnn.models.decode import Seq2SeqDecoder
+
+    built = Seq2SeqDecoder.encoder
+
+    def guarded(self, src_len):
+        assert src_len <= 1000, f"an encoder graph of {src_len} steps was built"
+        return built(self, src_len)
+
+    monkeypatch.setattr(Seq2SeqDecoder, "encoder", guarded)

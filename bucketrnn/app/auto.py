@@ -10,9 +10,10 @@ available on the context, and records the chosen boundaries in the config as
 resumed run reuses that plan instead of probing again (a new probe could pick another ``K`` and
 the checkpoint's schedule would no longer fit).
 
-When no cost model can be had the app falls back to :data:`FALLBACK_BUCKETS` optimal buckets and
-says why: the probe's timings did not fit (another job disturbed them), or several workers of a
-distributed job would each probe and could disagree on the plan.
+When no cost model can be had the app falls back to :data:`FALLBACK_BUCKETS` optimal buckets
+(no more than the data's distinct lengths: :func:`fallback_buckets`) and says why: the probe's
+timings did not fit (another job disturbed them), or several workers of a distributed job would
+each probe and could disagree on the plan.
 """
 
 from __future__ import annotations
@@ -24,11 +25,30 @@ import numpy as np
 from bucketrnn.app.config import to_dict
 from bucketrnn.models.build import build_model
 
-__all__ = ["FALLBACK_BUCKETS", "is_auto", "pending", "plan_note", "planned_epochs", "probe_run",
-           "reuse_saved_plan", "summary_entry"]
+__all__ = ["FALLBACK_BUCKETS", "fallback", "fallback_buckets", "is_auto", "pending", "plan_note",
+           "planned_epochs", "probe_run", "reuse_saved_plan", "summary_entry"]
 
 FALLBACK_BUCKETS = 8
 log = logging.getLogger("bucketrnn.app")
+
+
+def fallback_buckets(lengths, wanted: int = FALLBACK_BUCKETS) -> int:
+    """The buckets of the fallback plan (or of ``wanted``) for examples of these planned
+    ``lengths`` (a pair's source length for ``(src, tgt)`` rows): :data:`FALLBACK_BUCKETS`,
+    but no more than the distinct lengths, which the planner would refuse (a bucket per
+    distinct length is the finest split there is). The one place the fallback's size is
+    decided."""
+    lengths = np.asarray(lengths)
+    primary = lengths[:, 0] if lengths.ndim == 2 else lengths
+    return max(1, min(int(wanted), int(np.unique(primary).size)))
+
+
+def fallback(bucketing, data) -> dict:
+    """``bucketing`` (a config) as a dict planning the fallback's buckets for ``data`` (the
+    app's :class:`~bucketrnn.app.experiment.Data`: its training split is planned)."""
+    from bucketrnn.data.loader import plan_lengths
+
+    return {**to_dict(bucketing), "num_buckets": fallback_buckets(plan_lengths(data.train)[1])}
 
 
 def is_auto(bucketing) -> bool:
@@ -78,21 +98,21 @@ def planned_epochs(trainer, b: dict, num_examples: int, num_shards: int = 1) -> 
 
 def probe_run(cfg, data, ctx, num_shards: int = 1):
     """The cost model of the run's model on ``ctx``, or None (with a logged reason) when the
-    app must fall back to :data:`FALLBACK_BUCKETS` buckets."""
+    app must fall back to :func:`fallback_buckets` buckets (:func:`fallback`)."""
     from bucketrnn.autoplan.costmodel import CostModelError, example_batch, probe, probe_lengths
     from bucketrnn.data.loader import plan_lengths
 
+    b = to_dict(cfg.bucketing)
+    task, lengths = plan_lengths(data.train)
+    k = fallback_buckets(lengths)
     if num_shards > 1:
         log.warning("note: bucketing.num_buckets=auto with %d distributed workers: each would "
                     "probe on its own and could choose another plan, so %d buckets are used; "
-                    "give bucketing.num_buckets=N to choose", num_shards, FALLBACK_BUCKETS)
+                    "give bucketing.num_buckets=N to choose", num_shards, k)
         return None
-    b = to_dict(cfg.bucketing)
-    task, lengths = plan_lengths(data.train)
     if lengths.ndim == 2:
         log.warning("note: bucketing.num_buckets=auto plans one length per example; for (src, "
-                    "tgt) pairs %d buckets are used; give bucketing.num_buckets=N to choose",
-                    FALLBACK_BUCKETS)
+                    "tgt) pairs %d buckets are used; give bucketing.num_buckets=N to choose", k)
         return None
     if np.unique(lengths).size < 2:
         return None  # one distinct length: one bucket, nothing to measure
@@ -103,7 +123,7 @@ def probe_run(cfg, data, ctx, num_shards: int = 1):
                      memory=to_dict(cfg.memory)["policy"])
     except CostModelError as e:
         log.warning("warning: bucketing.num_buckets=auto: the probe's timings gave no usable "
-                    "cost model, so %d buckets are used instead. %s", FALLBACK_BUCKETS, e)
+                    "cost model, so %d buckets are used instead. %s", k, e)
         return None
 
 

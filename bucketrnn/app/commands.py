@@ -71,6 +71,9 @@ def _evaluate(run, args, out) -> None:
 
 
 def _generate(run, args, out) -> None:
+    # Here, not at the head: `bucketrnn <command> --help` answers without loading the library.
+    from bucketrnn.validation import quote_tokens
+
     wrote = []
 
     def write(piece):  # each token as it comes: a long or endless sample shows its progress
@@ -87,7 +90,7 @@ def _generate(run, args, out) -> None:
             out.write("\n")
     if result["unknown"]:
         sys.stderr.write(f"note: not in the run's vocabulary, read as <unk>: "
-                         f"{', '.join(map(repr, result['unknown']))}\n")
+                         f"{quote_tokens(result['unknown'], 10)}\n")
 
 
 def _lines(run, args, out, action) -> None:

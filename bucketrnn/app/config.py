@@ -528,8 +528,8 @@ def validate(cfg) -> None:
     need(t["epochs"] >= 1, "trainer.epochs", t["epochs"], "must be >= 1")
     need(t["max_steps"] is None or t["max_steps"] >= 1, "trainer.max_steps", t["max_steps"],
          "must be null or >= 1")
-    need(t["clip_norm"] is None or t["clip_norm"] > 0, "trainer.clip_norm", t["clip_norm"],
-         "must be null or > 0")
+    need(t["clip_norm"] is None or 0 < t["clip_norm"] < float("inf"), "trainer.clip_norm",
+         t["clip_norm"], "must be null or a finite number > 0 (the largest gradient norm)")
     need(t["checkpoint_every"] >= 0, "trainer.checkpoint_every", t["checkpoint_every"],
          "must be >= 0 (0: only at epoch ends)")
     need(t["log_every"] >= 1, "trainer.log_every", t["log_every"], "must be >= 1")

@@ -13,9 +13,16 @@ from __future__ import annotations
 import numpy as np
 
 from bucketrnn.app.tasks import Predictions, register
+from bucketrnn.validation import quote_token, quote_tokens
 
-__all__ = ["generate_lm", "predict_classify", "predict_tag", "read_classify", "read_lines_of",
-           "read_lm", "read_tag", "translate_seq2seq"]
+__all__ = ["MAX_PROMPT_CHARACTERS", "generate_lm", "predict_classify", "predict_tag",
+           "read_classify", "read_lines_of", "read_lm", "read_tag", "translate_seq2seq"]
+
+
+# The longest prompt generate takes: what one command-line argument may hold on Linux
+# (MAX_ARG_STRLEN, 128 KiB with its closing NUL), so load_run(...).generate() and `bucketrnn
+# generate --prompt` accept the same prompts. The prompt is fed one token per step.
+MAX_PROMPT_CHARACTERS = 2**17 - 1
 
 
 def read_lines_of(run, path: str, every_line: bool = False):
@@ -48,7 +55,7 @@ def _unknown_note(run, lines) -> list:
     if not unknown:
         return []
     count = sum(1 for t in seen if t not in run.vocab.stoi)
-    shown = ", ".join(repr(t) for t in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+    shown = quote_tokens(unknown, 5)
     return [f"{count} of {len(seen)} tokens are not in the run's vocabulary and were read as "
             f"<unk> ({shown})"]
 
@@ -175,10 +182,14 @@ def generate_lm(run, prompt: str, max_tokens: int = 50, temperature: float = 1.0
 
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a string, got prompt={prompt!r}")
+    if len(prompt) > MAX_PROMPT_CHARACTERS:
+        raise ValueError(f"prompt is {len(prompt):,} characters long, more than the "
+                         f"{MAX_PROMPT_CHARACTERS:,} a prompt may hold (as on the command line): "
+                         "give its last part, which the continuation follows from")
     char = to_dict(run.config.dataset)["tokens"] == "char"
     tokens = list(prompt) if char else prompt.split()
     if not prompt.strip():
-        raise ValueError(f"prompt must hold at least one token, got prompt={prompt!r}")
+        raise ValueError(f"prompt must hold at least one token, got prompt={quote_token(prompt)}")
     ids = [run.vocab.bos_id, *run.vocab.encode(tokens).tolist()]
     sep = "" if char else " "
     shown = []
@@ -210,8 +221,13 @@ def translate_seq2seq(run, path: str) -> Predictions:
     data (:func:`bucketrnn.inference.translate.translate_file`)."""
     from bucketrnn.app.config import to_dict
     from bucketrnn.inference.translate import translate_file
+    from bucketrnn.models.decode import Seq2SeqDecoder
 
-    # Any key's block holds the shared parameters; the decoder builds its own graphs from it.
-    done = translate_file(run.graphs.block((1, 1)), run.vocab, run.tgt_vocab, path,
+    # Any key's block holds the shared parameters; the decoder builds its own graphs from it,
+    # refusing a batch too large for the run graphs' memory limit before building it.
+    model = run.graphs.block((1, 1))
+    decoder = Seq2SeqDecoder(model, eos_id=run.tgt_vocab.eos_id, ctx=run.ctx,
+                             memory_limit=run.graphs.memory_limit)
+    done = translate_file(model, run.vocab, run.tgt_vocab, path, decoder=decoder,
                           tokens=to_dict(run.config.dataset)["tokens"])
     return Predictions(done["outputs"], done["line_numbers"], done["notes"])

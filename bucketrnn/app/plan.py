@@ -38,7 +38,7 @@ def describe(cfg) -> str:
     if auto.pending(cfg.bucketing):
         cost = auto.probe_run(cfg, data, parse_context(cfg.trainer.context))
         if cost is None:
-            bucketing = {**to_dict(cfg.bucketing), "num_buckets": auto.FALLBACK_BUCKETS}
+            bucketing = auto.fallback(cfg.bucketing, data)
     train, valid, test = make_loaders(
         data, bucketing, seed=cfg.seed, cost=cost,
         epochs=auto.planned_epochs(cfg.trainer, to_dict(cfg.bucketing), len(data.train)))

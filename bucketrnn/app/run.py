@@ -25,6 +25,9 @@ import os
 import sys
 import time
 
+from hydra.experimental.callback import Callback
+from omegaconf import OmegaConf
+
 from bucketrnn import cores
 from bucketrnn.app import auto
 from bucketrnn.app.config import (
@@ -218,7 +221,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     if planning:
         cost = auto.probe_run(cfg, data, ctx, num_shards=shard.num_shards)
         if cost is None:
-            bucketing = {**to_dict(cfg.bucketing), "num_buckets": auto.FALLBACK_BUCKETS}
+            bucketing = auto.fallback(cfg.bucketing, data)
     train_loader, valid_loader, test_loader = make_loaders(
         data, bucketing, seed=cfg.seed, num_shards=shard.num_shards,
         shard_index=shard.shard_index, ctx=ctx, cost=cost,
@@ -436,6 +439,35 @@ def _hydra_app(cfg) -> None:
             # A resumed run lives in its own directory; the one Hydra made for this command
             # holds nothing but a copy of the log.
             _remove_if_untouched(output_dir)
+
+
+class RunDirectoryCheck(Callback):
+    """Makes the run's directory (a sweep's, for ``-m``) just before Hydra would (registered
+    in ``conf/config.yaml`` as ``hydra.callbacks.run_dir``): one that cannot be made (a
+    read-only place, a path below a file, no permission) ends the command with one line naming
+    it and its key, status 2, where Hydra printed its own traceback."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        _make_run_directory(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        _make_run_directory(config, "hydra.sweep.dir")
+
+
+def _make_run_directory(config, key: str) -> None:
+    try:
+        # Hydra registers ${now:...} with a per-config cache: the path resolved here is the one
+        # Hydra makes and runs in.
+        path = str(OmegaConf.select(config, key))
+    except Exception:  # an interpolation only a running job resolves: Hydra makes it
+        return
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        # Hydra's logging is not set up yet: straight to stderr, as the app's errors read.
+        print(f"error: cannot make the run directory {path!r} ({key}): {e.strerror or e}; "
+              f"give a writable one with {key}=DIR", file=sys.stderr)
+        sys.exit(2)
 
 
 # When this process started (set by main(), before Hydra makes any directory).

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bucketrnn.app.auto import FALLBACK_BUCKETS
-from bucketrnn.files import read_json
+from bucketrnn.app.auto import FALLBACK_BUCKETS, fallback_buckets
+from bucketrnn.files import not_regular, read_json
 from bucketrnn.models.build import build_model
 from bucketrnn.training.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, TGT_VOCAB, VOCAB
 from bucketrnn.training.runfiles import load_tags, read_config
@@ -105,7 +105,7 @@ class TrainedRun:
         if fixed:
             strategy, bounds = "fixed", with_longest(fixed, lengths)
         planned = b["num_buckets"] if isinstance(b["num_buckets"], int) else FALLBACK_BUCKETS
-        buckets = min(planned, len(np.unique(lengths)))
+        buckets = fallback_buckets(lengths, planned)
         budget = b["max_tokens"]
         if budget is not None:  # a token budget too small for the longest line: rows of one
             budget = max(budget, b["batch_size_multiple"] * int(lengths.max()))
@@ -148,6 +148,7 @@ class TrainedRun:
         from bucketrnn.models.decode import Seq2SeqDecoder
 
         b = to_dict(self.config.bucketing)
+        # decode_ids plans the sources with no more buckets than their distinct lengths.
         k = b["num_buckets"] if isinstance(b["num_buckets"], int) else FALLBACK_BUCKETS
         decoder = Seq2SeqDecoder(self.graphs.block((1, 1)), eos_id=self.tgt_vocab.eos_id)
         return score_pairs(decoder, pairs, batch_size=b["batch_size"] or 32, num_buckets=k,
@@ -293,11 +294,8 @@ def _checkpoint_path(run_dir: str, checkpoint) -> str:
     path = os.path.join(run_dir, CHECKPOINT) if latest else os.fspath(checkpoint)
     if os.path.isfile(path):
         return path
-    if os.path.islink(path):
-        why = f"a symbolic link to the missing {os.readlink(path)!r}"
-    elif os.path.lexists(path):
-        why = "not a regular file" + (" (a directory)" if os.path.isdir(path) else "")
-    else:
+    why = not_regular(path)  # a dangling link, a link to a device, a directory, ...
+    if why is None:
         why = ("none (the run stopped before its first checkpoint, or is still running "
                "and has not reached it)") if latest else "none"
     raise FileNotFoundError(f"no checkpoint at {path!r}: there is {why}")

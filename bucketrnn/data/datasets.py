@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 
 from bucketrnn.data.plan import OVERFLOW_POLICIES
 from bucketrnn.files import atomic_write, read_json, read_regular
-from bucketrnn.validation import check_int
+from bucketrnn.validation import check_int, quote_token
 
 __all__ = ["BOS", "EOS", "LABELS", "PAD", "UNK", "FlatSequences", "LabelledSplits",
            "LabelledText", "Lines", "OverflowCounts", "Vocabulary", "encode_lines", "label_lines",
@@ -575,7 +575,7 @@ class LabelledText:
                 return index[name]
             except KeyError:
                 raise ValueError(f"{self.sentences.path!r} line {int(lines[j])}: label "
-                                 f"{name!r} is not one of the {len(index)} classes "
+                                 f"{quote_token(name)} is not one of the {len(index)} classes "
                                  f"{list(index)[:10]!r}") from None
 
         if self.per_token:
@@ -598,7 +598,8 @@ def _split_tagged(path, number, items):
         token, slash, tag = item.rpartition("/")
         if not slash or not token or not tag:
             what = "no tag" if not slash or not tag else "no token before its '/'"
-            raise ValueError(f"tagged file {path!r} line {number}: item {item!r} has {what}; "
+            raise ValueError(f"tagged file {path!r} line {number}: item {quote_token(item)} has "
+                             f"{what}; "
                              "write every item as token/TAG (the tag follows the last '/', so "
                              "a token may itself hold '/')")
         tokens.append(token)

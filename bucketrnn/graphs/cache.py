@@ -71,7 +71,7 @@ from bucketrnn.graphs.precision import check_precision, to_bfloat16
 from bucketrnn.graphs.shared import SharedPool, available_memory, bind_shared, graph_bytes, key_size
 from bucketrnn.validation import is_int
 
-__all__ = ["GraphCache", "MEMORY", "NODE_BYTES", "batch_like", "share_parameters"]
+__all__ = ["GraphCache", "MEMORY", "NODE_BYTES", "batch_like", "format_bytes", "share_parameters"]
 
 MEMORY = ("shared", "static", "dynamic")
 DEFAULT_INPUTS = ("data", "valid_length", "label", "weight")
@@ -623,10 +623,11 @@ class GraphCache:
         limit = available_memory(ctx) if auto else int(self.memory_limit)
         if estimate is None or limit is None or estimate <= limit:
             return
-        where = (f"only {_bytes(limit)} is available on {ctx}" if auto
-                 else f"memory_limit={self.memory_limit} ({_bytes(limit)})")
+        where = (f"only {format_bytes(limit)} is available on {ctx}" if auto
+                 else f"memory_limit={self.memory_limit} ({format_bytes(limit)})")
         raise GraphTooLargeError(
-            f"the graph of bucket_key={key!r} with {rows} rows needs about {_bytes(estimate)} "
+            f"the graph of bucket_key={key!r} with {rows} rows needs about "
+            f"{format_bytes(estimate)} "
             f"(estimated before building it) but {where}: lower the largest bucket length "
             "(dataset max_length=N with on_overflow='truncate' or 'drop', so outliers are cut "
             "or dropped and counted), use fewer rows per batch (batch_size or max_tokens), or "
@@ -818,7 +819,8 @@ def _load_params(params, path: str, index_path: str, ctxs) -> None:
                          f"{e}") from None
 
 
-def _bytes(n: int) -> str:
+def format_bytes(n: int) -> str:
+    """``n`` bytes for a message: ``"1.5 GB"`` from 1 GiB on, else ``"12.3 MB"``."""
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
 
 

@@ -28,9 +28,10 @@ import numpy as np
 from bucketrnn.data.datasets import EOS, read_lines, split_tokens
 from bucketrnn.data.pairs import decode_ids as ids_to_text
 from bucketrnn.data.plan import find_outliers, plan_buckets
+from bucketrnn.errors import GraphTooLargeError
 from bucketrnn.inference.bleu import corpus_bleu, exact_match
 from bucketrnn.models.decode import Seq2SeqDecoder
-from bucketrnn.validation import check_choice, check_int
+from bucketrnn.validation import check_choice, check_int, quote_tokens
 
 __all__ = ["decode_ids", "score_pairs", "translate", "translate_file"]
 
@@ -56,6 +57,12 @@ def decode_ids(decoder: Seq2SeqDecoder, sources, beam_size: int = 1,
     plan = plan_buckets(lengths, num_buckets=min(num_buckets, np.unique(lengths).size),
                         batch_size=batch_size)
     bucket = plan.assign(lengths)
+    # Every bucket's memory is judged before any is decoded, the largest first: a source too
+    # long to decode is refused before the shorter ones take their time.
+    for b in np.argsort(plan.keys)[::-1]:
+        members = int(np.count_nonzero(bucket == b))
+        if members:
+            decoder.check_memory(int(plan.keys[b]), min(batch_size, members), beam_size)
     out = [None] * len(sources)
     for b, src_len in enumerate(plan.keys):
         members = np.flatnonzero(bucket == b)
@@ -156,6 +163,10 @@ def translate_file(model, src_vocab, tgt_vocab, path: str, tokens: str = "whites
         What :func:`~bucketrnn.data.datasets.read_lines` refuses; a line with an empty source; a
         source far longer than the rest (:func:`bucketrnn.data.plan.find_outliers`), naming its
         line, before any graph of its length is built.
+    GraphTooLargeError
+        A source too long to decode in the memory there is (the decoder's ``memory_limit``,
+        :meth:`~bucketrnn.models.decode.Seq2SeqDecoder.estimate_memory`), naming the file and
+        its longest line, before its encoder graph is built.
     """
     lines = read_lines(path, tokens="char")  # characters keep the tabs
     sources = []
@@ -177,8 +188,16 @@ def translate_file(model, src_vocab, tgt_vocab, path: str, tokens: str = "whites
     unknown = sorted({t for toks in sources for t in toks if t not in src_vocab.stoi})
     notes = []
     if unknown:
-        shown = ", ".join(map(repr, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        shown = quote_tokens(unknown, 10)
         notes.append(f"{len(unknown)} source token(s) not in the run's vocabulary, read as "
                      f"<unk>: {shown}")
-    outputs = translate(model, src_vocab, tgt_vocab, sources, tokens=tokens, **kwargs)
+    try:
+        outputs = translate(model, src_vocab, tgt_vocab, sources, tokens=tokens, **kwargs)
+    except GraphTooLargeError as e:
+        # The decoder's hint names library arguments: name the file's longest line.
+        i = int(np.argmax([len(t) for t in sources]))
+        what = str(e).split(": lower the largest bucket length", 1)[0]
+        raise GraphTooLargeError(f"file {path!r} is too long to decode here: {what}; its "
+                                 f"longest source, line {int(lines.line_numbers[i])}, is "
+                                 f"{len(sources[i])} tokens: split or cut long lines") from None
     return {"outputs": outputs, "line_numbers": lines.line_numbers.copy(), "notes": notes}

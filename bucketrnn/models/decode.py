@@ -32,11 +32,16 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from mxnet import name as mx_name
 from mxnet import nd
+from mxnet import symbol as sym
 
 from bucketrnn.compat import MAX_ARRAY_ELEMENTS
+from bucketrnn.errors import GraphTooLargeError
+from bucketrnn.graphs.cache import NODE_BYTES, PROBE, format_bytes
+from bucketrnn.graphs.shared import available_memory, graph_bytes
 from bucketrnn.models.seq2seq import Seq2Seq
-from bucketrnn.validation import check_int
+from bucketrnn.validation import check_int, is_int
 
 __all__ = ["Seq2SeqDecoder"]
 
@@ -53,15 +58,27 @@ class Seq2SeqDecoder:
         The target id that ends a hypothesis (``<eos>``: id 1 in the app's vocabularies).
     ctx : mx.Context, optional
         Where the graphs run; default the context of the model's parameters.
+    memory_limit : "auto", int or None
+        Refuse (:class:`~bucketrnn.errors.GraphTooLargeError`) to decode a batch whose
+        :meth:`estimate_memory` exceeds this many bytes (``"auto"``: the memory available on
+        ``ctx``), before its encoder graph is built, as :class:`~bucketrnn.GraphCache` does for
+        training graphs. None turns the check off.
     """
 
-    def __init__(self, model, eos_id: int = 1, ctx=None):
+    def __init__(self, model, eos_id: int = 1, ctx=None, memory_limit="auto"):
         if not isinstance(model, Seq2Seq):
             raise TypeError(f"model must be a Seq2Seq block, got {type(model).__name__}")
         check_int("eos_id", eos_id, low=0)
         if eos_id >= model.tgt_vocab_size:
             raise ValueError(f"eos_id must be a target id below tgt_vocab_size="
                              f"{model.tgt_vocab_size}, got eos_id={eos_id}")
+        if not (memory_limit is None or memory_limit == "auto"
+                or (is_int(memory_limit) and memory_limit > 0)):
+            raise ValueError(f"memory_limit must be 'auto', a number of bytes > 0 or None, got "
+                             f"memory_limit={memory_limit!r}")
+        self.memory_limit = memory_limit
+        self._fits: dict = {}  # rows -> the encoder's sizes at two probe lengths
+        self._checked: set = set()
         self.model, self.eos_id, self.bos_id = model, int(eos_id), model.bos_id
         self._config = model.config()
         self._params = model.collect_params()
@@ -95,6 +112,96 @@ class Seq2SeqDecoder:
             self.encoders[src_len] = self._graph((int(src_len), 1), "encode")
         return self.encoders[src_len]
 
+    # ------------------------------------------------------------------ memory
+    def estimate_memory(self, src_len: int, rows: int = 1, beam_size: int = 1) -> int | None:
+        """Bytes decoding ``rows`` sources padded to ``src_len`` steps with ``beam_size``
+        hypotheses each is expected to need, estimated without building a graph of that
+        length; None if it cannot be estimated.
+
+        The sum of the encoder graph's arrays and :data:`~bucketrnn.graphs.cache.NODE_BYTES`
+        per node (as :meth:`GraphCache.estimate_memory <bucketrnn.GraphCache.estimate_memory>`
+        counts a graph), extrapolated linearly in ``src_len`` from two traces at
+        :data:`~bucketrnn.graphs.cache.PROBE` and twice that (exact for an unrolled encoder;
+        a ``foreach`` encoder's per-step arrays are not counted), and the step graph's arrays
+        and nodes with its inputs (the encoder's outputs for ``rows * beam_size`` rows), its
+        shapes inferred at ``src_len``. The trained parameters exist already: not counted.
+        """
+        check_int("src_len", src_len, low=1)
+        check_int("rows", rows, low=1)
+        check_int("beam_size", beam_size, low=1)
+        return self._estimate(int(src_len), int(rows), int(beam_size))
+
+    def _estimate(self, src_len, rows, beam, fit=True):
+        try:
+            if fit:
+                if rows not in self._fits:
+                    self._fits[rows] = [self._encoder_sizes(n, rows) for n in (PROBE, 2 * PROBE)]
+                (a0, n0, s0), (a1, n1, s1) = self._fits[rows]
+                grow = (src_len - PROBE) / PROBE
+                activations, nodes = a0 + (a1 - a0) * grow, n0 + (n1 - n0) * grow
+                # An output's axis that grew with the probe length is the source axis.
+                shapes = [tuple(int(d0 + (d1 - d0) * grow) for d0, d1 in zip(x0, x1))
+                          for x0, x1 in zip(s0, s1)]
+            else:
+                activations, nodes, shapes = self._encoder_sizes(src_len, rows)
+            step_activations, step_nodes, step_inputs = self._step_sizes(shapes, rows * beam)
+        except Exception:  # best effort, as GraphCache's: no estimate, never a broken decode
+            return None
+        return int(max(activations, 0) + step_activations + step_inputs
+                   + NODE_BYTES * (max(nodes, 0) + step_nodes))
+
+    def _encoder_sizes(self, src_len, rows):
+        """(activations, nodes, output shapes) of the encoder graph traced at ``src_len``."""
+        # A name manager of its own, as GraphCache's probes: these blocks must not advance
+        # the counter that names real blocks.
+        with mx_name.NameManager():
+            block = Seq2Seq((src_len, 1), role="encode", prefix=self.model.prefix,
+                            params=self._params, **self._config)
+            out = block(sym.var("data"), sym.var("valid_length"))
+        graph = sym.Group(list(out))
+        shapes = {"data": (rows, src_len), "valid_length": (rows,)}
+        dtypes = {"data": np.int32, "valid_length": np.int32}
+        got = graph_bytes(graph, shapes, dtypes)
+        _, out_shapes, _ = graph.infer_shape(**shapes)
+        return float(got["activations"]), float(got["nodes"]), [tuple(s) for s in out_shapes]
+
+    def _step_sizes(self, encoded, rows):
+        """(activations, nodes, input bytes) of the step graph for ``rows`` rows attending
+        over encoder outputs shaped ``encoded`` (for the encoder's own rows)."""
+        names = ["prev", "feed"] + [f"in{i}" for i in range(len(encoded))]
+        with mx_name.NameManager():
+            out = self._step(*[sym.var(n) for n in names])
+        graph = sym.Group(list(out))
+        shapes = {"prev": (rows,), "feed": (rows, self.model.hidden_size)}
+        shapes.update({n: (rows,) + s[1:] for n, s in zip(names[2:], encoded)})
+        dtypes = {n: np.float32 for n in names}
+        dtypes["prev"] = np.int32
+        got = graph_bytes(graph, shapes, dtypes)
+        inputs = sum(4 * int(np.prod(s, dtype=np.int64)) for s in shapes.values())
+        return float(got["activations"]), float(got["nodes"]), float(inputs)
+
+    def check_memory(self, src_len: int, rows: int, beam_size: int = 1) -> None:
+        """Refuse (:class:`~bucketrnn.errors.GraphTooLargeError`) decoding ``rows`` sources of
+        ``src_len`` steps whose :meth:`estimate_memory` exceeds ``memory_limit``, and a beam
+        whose arrays MXNet cannot index (``ValueError``); a size that passed once is not
+        estimated again."""
+        key = (int(src_len), int(rows), int(beam_size))
+        self._check_array_size(*key)
+        if self.memory_limit is None or key in self._checked:
+            return
+        estimate = self.estimate_memory(*key)
+        auto = self.memory_limit == "auto"
+        limit = available_memory(self.ctx) if auto else int(self.memory_limit)
+        if estimate is not None and limit is not None and estimate > limit:
+            where = (f"only {format_bytes(limit)} is available on {self.ctx}" if auto
+                     else f"memory_limit={self.memory_limit} ({format_bytes(limit)})")
+            raise GraphTooLargeError(
+                f"decoding {rows} source(s) of {src_len} steps (beam size {beam_size}) needs "
+                f"about {format_bytes(estimate)} (estimated before building it) but {where}: lower "
+                "the largest bucket length (split or cut long sources), decode fewer sources "
+                "a batch (batch_size), or pass memory_limit= (None turns this check off)")
+        self._checked.add(key)
+
     # ------------------------------------------------------------------ inputs
     def _pad(self, sources, src_len):
         lengths = np.array([len(s) for s in sources], dtype=np.int64)
@@ -115,21 +222,24 @@ class Seq2SeqDecoder:
         return (nd.array(data, ctx=self.ctx, dtype="int32"),
                 nd.array(lengths, ctx=self.ctx, dtype="int32"), src_len)
 
-    def _start(self, sources, src_len, repeat):
-        data, vl, src_len = self._pad(sources, src_len)
+    def _check_array_size(self, src_len, sources, repeat):
         if repeat > 1:
             # Every array of the search holds rows = sources x beam_size: the repeated encoder
             # outputs and each step's log-probabilities must fit MXNet's int32 array size.
-            rows, width = len(sources) * repeat, self.model.hidden_size * (
+            rows, width = sources * repeat, self.model.hidden_size * (
                 self.model.encoder.directions)
             widest = max(src_len * width, self.model.tgt_vocab_size)
             if rows * widest > MAX_ARRAY_ELEMENTS:
-                most = max(MAX_ARRAY_ELEMENTS // (len(sources) * widest), 1)
+                most = max(MAX_ARRAY_ELEMENTS // (sources * widest), 1)
                 raise ValueError(
-                    f"beam_size={repeat} is too large for {len(sources)} source(s) of "
+                    f"beam_size={repeat} is too large for {sources} source(s) of "
                     f"{src_len} steps: its arrays would hold {rows} x {widest} = "
-                    f"{rows * widest} values, more than {MAX_ARRAY_ELEMENTS} (MXNet's int32 array "
-                    f"size); use beam_size <= {most} or fewer sources a batch")
+                    f"{rows * widest} values, more than {MAX_ARRAY_ELEMENTS} (MXNet's int32 "
+                    f"array size); use beam_size <= {most} or fewer sources a batch")
+
+    def _start(self, sources, src_len, repeat):
+        data, vl, src_len = self._pad(sources, src_len)
+        self.check_memory(src_len, len(sources), repeat)  # before its encoder graph exists
         memory, keys, bias, *states = self._run(self.encoder(src_len), data, vl)
         if repeat > 1:
             memory, keys, bias = (a.repeat(repeat, axis=0) for a in (memory, keys, bias))

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
-from bucketrnn.files import atomic_write
+from bucketrnn.files import atomic_write, not_regular
 from bucketrnn.training.optim_state import PREFIX as OPTIM_PREFIX
 from bucketrnn.training.optim_state import OptimizerState
 from bucketrnn.training.rundir import CHECKPOINT, clean_temporaries
@@ -410,7 +410,8 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
         Another format or configuration.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no checkpoint at {path!r}")
+        why = not_regular(path)
+        raise FileNotFoundError(f"no checkpoint at {path!r}" + (f": it is {why}" if why else ""))
 
     def bad(what):
         return CheckpointError(f"checkpoint {path!r} is corrupted or not a bucketrnn "

@@ -146,3 +146,31 @@ def test_a_classifier_plans_auto_too(tmp_path):
                            "dataset.label=first_token", "model.hidden_size=8"),
                   str(tmp_path / "run"))
     assert summary["auto_plan"]["chosen"] and 0.0 <= summary["valid"]["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("reason", ["probe", "one length"])
+def test_the_fallback_never_asks_for_more_buckets_than_distinct_lengths(tmp_path, monkeypatch,
+                                                                         capsys, reason):
+    # 6 distinct lengths (lm: 2..7 steps), or 1: the fallback's 8 buckets were refused by the
+    # planner's own rule ("8 is more than the 6 distinct lengths") on a valid dataset.
+    words = "abcdefgh"
+    sizes = range(3, 9) if reason == "probe" else [5]
+    lines = [" ".join(words[:n]) for _ in range(10) for n in sizes]
+    corpus = tmp_path / "small.txt"
+    corpus.write_text("\n".join(lines) + "\n")
+    if reason == "probe":
+        def noisy(*args, **kwargs):
+            raise costmodel.CostModelError("the step times do not fit (test)")
+
+        monkeypatch.setattr(costmodel, "probe", noisy)
+    summary = run(_compose("dataset=text", f"dataset.path={corpus}", "trainer.max_steps=2",
+                           "dataset.valid_fraction=0", "dataset.test_fraction=0"),
+                  str(tmp_path / "run"), stream=sys.stdout)
+    distinct = len(sizes)
+    assert summary["auto_plan"]["why"] == "fallback"
+    # optimal planning takes num_buckets as an upper bound
+    assert summary["auto_plan"]["num_buckets"] == len(summary["plan"]["keys"]) <= distinct
+    assert auto.fallback_buckets(np.array(list(sizes) * 3)) == min(auto.FALLBACK_BUCKETS,
+                                                                  distinct)
+    if reason == "probe":
+        assert f"so {distinct} buckets are used" in capsys.readouterr().out

@@ -86,3 +86,26 @@ def test_the_library_defaults_are_the_apps():
                 "kvstore", "on_nonfinite"):
         assert loop[key] == app["trainer"][key], key
     assert loop["memory"] == app["memory"]["policy"]
+
+
+@pytest.mark.parametrize("clip_norm", [0.0, -1.0, float("nan"), float("inf")])
+def test_clip_norm_must_be_finite_and_positive_naming_the_key(clip_norm):
+    cfg = OmegaConf.structured(Config)
+    cfg.trainer.clip_norm = clip_norm
+    with pytest.raises(ValueError, match=r"trainer\.clip_norm must be null or a finite number > "
+                                         r"0 \(the largest gradient norm\), got "
+                                         rf"trainer\.clip_norm={clip_norm!r}"):
+        validate(cfg)
+
+
+def test_an_infinite_clip_norm_is_refused_before_anything_is_written(tmp_path):
+    from bucketrnn.app.run import run
+
+    corpus = tmp_path / "train.txt"
+    corpus.write_text("a b c\nb c d e\n" * 20)
+    cfg = OmegaConf.structured(Config)
+    cfg.dataset.name, cfg.dataset.path = "text", str(corpus)
+    cfg.trainer.clip_norm = float("inf")
+    with pytest.raises(ValueError, match=r"^trainer\.clip_norm must be null or a finite"):
+        run(cfg, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())

@@ -161,3 +161,27 @@ def test_more_buckets_than_distinct_lengths_names_the_config_key(tmp_path):
         run(_compose(f"dataset.path={path}", "bucketing.num_buckets=8",
                      "dataset.valid_fraction=0", "dataset.test_fraction=0"),
             str(tmp_path / "run"))
+
+
+def test_translate_refuses_a_lone_huge_line_as_predict_does(tmp_path, no_long_encoder):
+    # predict and evaluate refused a 10**6-token line in seconds; translate ran until killed.
+    import io
+    import time
+
+    from bucketrnn.app import commands
+
+    run_dir = str(tmp_path / "run")
+    run(_compose(f"dataset.path={_pairs_file(tmp_path)}"), run_dir, stream=io.StringIO())
+    src = tmp_path / "huge.txt"
+    src.write_text("\n" + "c " * 10**6 + "\n")  # alone: no rest to be an outlier against
+    err = io.StringIO()
+    saved, sys.stderr = sys.stderr, err
+    started = time.perf_counter()
+    try:
+        status = commands.main(["translate", run_dir, str(src)], out=io.StringIO())
+    finally:
+        sys.stderr = saved
+    assert status == 2 and time.perf_counter() - started < 60
+    message = err.getvalue()
+    assert message.startswith(f"error: file {str(src)!r} is too long to decode here: "), message
+    assert "its longest source, line 2, is 1000000 tokens: split or cut long lines" in message

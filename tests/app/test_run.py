@@ -554,3 +554,29 @@ def test_cli_on_a_live_run_directory_writes_nothing_there(tmp_path, lock_holder)
     # Hydra's .hydra/ (config.yaml, overrides.yaml) is not written over the live run's files.
     assert sorted(p for p in os.listdir(live) if p != "bucketrnn.log") == [".lock", "config.json"]
     assert (live / "config.json").read_text() == "{}"
+
+
+def _readonly_dir(tmp_path):
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+@pytest.mark.parametrize("where", ["below a file", "read-only", "multirun below a file"])
+def test_a_run_directory_that_cannot_be_made_is_one_clear_line(tmp_path, where):
+    # Hydra makes the run directory before the app runs; its own traceback was all a user got.
+    if where == "read-only" and os.geteuid() == 0:
+        pytest.skip("root writes into a read-only directory (a directory below a file fails "
+                    "for root too)")
+    (tmp_path / "afile").write_text("")
+    parent = _readonly_dir(tmp_path) if where == "read-only" else tmp_path / "afile"
+    key = "hydra.sweep.dir" if where.startswith("multirun") else "hydra.run.dir"
+    args = ["-m"] if where.startswith("multirun") else []
+    done = subprocess.run([sys.executable, "-m", "bucketrnn", *args, f"{key}={parent}/run"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot make the run directory "
+                                                   f"'{parent}/run' ({key}): "), lines
+    assert "HYDRA_FULL_ERROR" not in done.stderr and "Traceback" not in done.stderr

@@ -237,6 +237,36 @@ def test_generate_refuses_bad_prompts_and_notes_unknown_words(lm):
     assert status == 2 and "temperature must be a finite number >= 0" in err
 
 
+def test_a_prompt_longer_than_the_command_line_allows_is_refused_naming_both(lm):
+    # The command line caps one argument at 128 KiB; load_run(...).generate() had no cap and
+    # fed a prompt of any length, token by token.
+    from bucketrnn.app.infer import MAX_PROMPT_CHARACTERS
+
+    run_ = bucketrnn.load_run(lm[0])
+    prompt = "w1 " * (MAX_PROMPT_CHARACTERS // 3 + 1)
+    with pytest.raises(ValueError, match=rf"prompt is {len(prompt):,} characters long, more than "
+                                         rf"the {MAX_PROMPT_CHARACTERS:,} a prompt may hold"):
+        run_.generate(prompt, max_tokens=1)
+    assert run_._step is None  # refused before the step graph was built
+    fits = "w1 " * (MAX_PROMPT_CHARACTERS // 3)
+    assert run_.generate(fits[:2000], max_tokens=0, seed=0)["ids"] == []
+
+
+def test_a_huge_unknown_token_is_shortened_in_every_note(lm, clf, tmp_path):
+    # One 10**6-character word was echoed whole (1 MB) by the unknown-word note.
+    huge = "z" * 10**6
+    path = _write(tmp_path / "in.txt", [f"w1 {huge} w2", "w3 w4"])
+    status, _, err = _command("predict", clf[0], path)
+    assert status == 0 and len(err) < 500 and "'zzzz" in err
+    assert "(1,000,000 characters)" in err
+    status, _, err = _command("evaluate", clf[0], _write(tmp_path / "labelled.txt",
+                                                         [f"{huge} w1 w2"]))
+    assert status == 2 and len(err) < 500 and "label 'zzzz" in err
+    status, _, err = _command("generate", lm[0], "--prompt", f"w3 {'y' * 10**5}", "--seed", "0",
+                              "--max-tokens", "1")
+    assert status == 0 and len(err) < 500 and "(100,000 characters)" in err
+
+
 # ---------------------------------------------------------------------------- predict
 def test_predict_keeps_input_order_across_buckets(clf, tmp_path):
     rng = np.random.default_rng(7)
@@ -397,6 +427,15 @@ def test_checkpoint_argument_and_unreadable_checkpoints_are_named(lm, tmp_path):
         bucketrnn.load_run(str(copy))
     with pytest.raises(FileNotFoundError, match=r"not a regular file \(a directory\)"):
         bucketrnn.load_run(lm[0], checkpoint=str(tmp_path))
+    # A link to a device is no missing file: it says what the link leads to.
+    os.remove(copy / "checkpoint.npz")
+    os.symlink("/dev/zero", copy / "checkpoint.npz")
+    with pytest.raises(FileNotFoundError, match=r"there is a symbolic link to '/dev/zero', not "
+                                                r"a regular file \(a character device\)$"):
+        bucketrnn.load_run(str(copy))
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint at '/dev/zero': there is not a "
+                                                r"regular file \(a character device\)$"):
+        bucketrnn.load_run(lm[0], checkpoint="/dev/zero")
 
 
 def test_a_vocabulary_with_duplicates_or_without_eos_is_refused_naming_it(lm, tmp_path):

@@ -41,6 +41,20 @@ def test_an_item_without_a_tag_names_file_line_and_item(tmp_path, line, item, wh
         read_labelled(path, "tags")
 
 
+def test_a_huge_item_or_label_is_shortened_in_the_message(tmp_path):
+    huge = "q" * 10**6
+    path = _file(tmp_path, f"a/DT {huge}\n")
+    with pytest.raises(ValueError, match=r"item 'q{40}'\.\.\. \(1,000,000 characters\) has "
+                                         r"no tag") as info:
+        read_labelled(path, "tags")
+    assert len(str(info.value)) < 500
+    path = _file(tmp_path, f"{huge} a fine film\n", "labels.txt")
+    with pytest.raises(ValueError, match=r"label 'q{40}'\.\.\. \(1,000,000 characters\) is not "
+                                         r"one of the 1 classes") as info:
+        read_labelled(path, "first_token").label_ids(["pos"])
+    assert len(str(info.value)) < 500
+
+
 def test_first_token_and_contains(tmp_path):
     path = _file(tmp_path, "pos a fine film\nneg dull\n")
     text = read_labelled(path, "first_token")

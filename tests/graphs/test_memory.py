@@ -164,3 +164,43 @@ def test_each_batch_size_gets_its_own_fit():
     graphs(lm_batch(0, 7, rows=5, fill=1))
     assert set(graphs._fits) == {2, 6}
     assert graphs.estimate_memory(7, batch_size=6) > graphs.estimate_memory(7, batch_size=2)
+
+
+LONG_LINE = """
+import json
+import mxnet as mx, numpy as np
+from bucketrnn import Batch
+from bucketrnn.graphs.cache import GraphCache
+from bucketrnn.models import SequenceClassifier
+
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM"))
+
+L, B = 1000, 8  # one long line and its fill rows, as `bucketrnn predict` batches it
+batch = Batch(L, mx.nd.ones((B, L), dtype="int32"), mx.nd.full((B,), L, dtype="int32"),
+              mx.nd.zeros((B,), dtype="int32"), mx.nd.ones(B), np.arange(B))
+factory = SequenceClassifier.factory(num_classes=2, vocab_size=32, hidden_size=16)
+estimate = GraphCache(factory, memory_limit=None).estimate_memory(L, example=batch)
+graphs = GraphCache(factory, memory_limit=None)
+graphs.initialize()
+for p in graphs.collect_params().values():
+    p.grad_req = "null"  # a trained run's graphs: inference only
+mx.nd.waitall()
+before = rss()
+graphs(batch)[0].asnumpy()
+print(json.dumps({"estimate": estimate, "measured": rss() - before}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc (Linux)")
+def test_a_lone_long_line_of_a_small_model_is_estimated_at_or_above_its_peak():
+    # Issue 21: a lone 25,000-token line of a 16-unit classifier took 3.0 GB (~120 kB per
+    # token) in `bucketrnn predict`. Nearly all of it is per-node cost (the arrays of 16 units
+    # are tiny): the estimate counts it (NODE_BYTES per node) and must not read below the
+    # peak the process reaches, so a graph that would not fit is refused before it is built.
+    env = dict(os.environ, OMP_NUM_THREADS="1", MXNET_SUBGRAPH_VERBOSE="0")
+    out = subprocess.run([sys.executable, "-c", LONG_LINE], env=env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["measured"] <= got["estimate"] < 3 * got["measured"], got

@@ -91,3 +91,65 @@ def test_an_unknown_reference_token_matches_nothing_with_unk_id():
     assert got["exact_match"] < 1.0
     with pytest.raises(ValueError, match="unk_id"):
         score_pairs(dec, examples, unk_id=-1)
+
+
+def test_a_huge_unknown_source_token_is_shortened_in_the_note(tmp_path):
+    from bucketrnn.inference.translate import translate_file
+
+    path = tmp_path / "in.txt"
+    path.write_text("a " + "x" * 10**6 + " b\n")
+    note, = translate_file(model(), SRC, TGT, str(path), max_length=3)["notes"]
+    assert len(note) < 300 and "(1,000,000 characters)" in note and "'xxxx" in note
+
+
+def test_a_lone_source_too_long_to_decode_is_refused_before_its_encoder_is_built(
+        tmp_path, no_long_encoder):
+    # One 10**6-token line has no rest to be an outlier against: decoding it was traced into a
+    # 10**6-step encoder (killed at 150 s, 4.6 GB and growing). The decoder's memory estimate
+    # refuses it first, naming the file and line.
+    import time
+
+    from bucketrnn.errors import GraphTooLargeError
+    from bucketrnn.inference.translate import translate_file
+
+    m = model()
+    path = tmp_path / "in.txt"
+    path.write_text("\n" + "a b " * 500_000 + "\n")
+    dec = Seq2SeqDecoder(m, eos_id=TGT["<eos>"])
+    started = time.perf_counter()
+    with pytest.raises(GraphTooLargeError, match=rf"file {str(path)!r} is too long to decode "
+                                                 r"here: .* 1000000 steps .* needs about "
+                                                 r"[\d.]+ GB \(estimated before building it\) "
+                                                 r"but only .* available on cpu\(0\); its "
+                                                 r"longest source, line 2, is 1000000 tokens"):
+        translate_file(m, SRC, TGT, str(path), decoder=dec)
+    assert time.perf_counter() - started < 30
+    assert dec.encoders == {}
+
+
+def test_the_decoders_memory_limit_and_estimate():
+    from bucketrnn.errors import GraphTooLargeError
+
+    m = model()
+    dec = Seq2SeqDecoder(m, eos_id=1, memory_limit=10_000)
+    with pytest.raises(GraphTooLargeError, match=r"decoding 2 source\(s\) of 3 steps \(beam "
+                                                 r"size 1\) needs about [\d.]+ MB .* but "
+                                                 r"memory_limit=10000"):
+        dec.greedy([[3, 4, 5], [6, 2]], max_length=5)
+    assert dec.encoders == {} and dec.steps == 0
+    small = dec.estimate_memory(50, rows=2)
+    assert 0 < small < dec.estimate_memory(100, rows=2) < dec.estimate_memory(100, rows=8)
+    assert dec.estimate_memory(100, rows=2, beam_size=4) > dec.estimate_memory(100, rows=2)
+    free = Seq2SeqDecoder(m, eos_id=1, memory_limit=None)  # no check, no estimate
+    assert len(free.greedy([[3, 4, 5]], max_length=3)) == 1 and free._fits == {}
+    for bad in ("8GB", 0, -1, True):
+        with pytest.raises(ValueError, match="memory_limit must be 'auto', a number of bytes > 0 "
+                                             "or None"):
+            Seq2SeqDecoder(m, eos_id=1, memory_limit=bad)
+
+
+def test_the_decoders_linear_estimate_equals_tracing_the_length_itself():
+    # An unrolled encoder grows linearly in the source length: the fit from two short traces
+    # must predict a longer one exactly.
+    dec = Seq2SeqDecoder(model(), eos_id=1)
+    assert dec.estimate_memory(60, rows=3) == dec._estimate(60, 3, 1, fit=False)

@@ -70,6 +70,20 @@ def test_unreadable_and_missing_files(tmp_path):
         ckpt.load(str(tmp_path / "absent.npz"))
 
 
+def test_a_checkpoint_path_that_is_no_regular_file_says_what_it_is(tmp_path):
+    (tmp_path / "zero.npz").symlink_to("/dev/zero")
+    (tmp_path / "dangling.npz").symlink_to(tmp_path / "gone.npz")
+    for path, what in (("/dev/zero", r"it is not a regular file \(a character device\)"),
+                       (str(tmp_path / "zero.npz"), r"it is a symbolic link to '/dev/zero', "
+                                                    r"not a regular file \(a character "
+                                                    r"device\)"),
+                       (str(tmp_path / "dangling.npz"), r"it is a symbolic link to the missing "
+                                                        r"'.*gone\.npz'"),
+                       (str(tmp_path), r"it is not a regular file \(a directory\)")):
+        with pytest.raises(FileNotFoundError, match=rf"^no checkpoint at '{path}': {what}$"):
+            ckpt.load(path)
+
+
 def test_params_must_be_a_dict(tmp_path):
     with pytest.raises(TypeError, match="params must be a dict"):
         ckpt.save(str(tmp_path / "c.npz"), [np.zeros(1)], None, {})
