@@ -27,6 +27,7 @@ import time
 
 from bucketrnn import cores
 from bucketrnn.app import auto
+from bucketrnn.app.commands import figures_text
 from bucketrnn.app.config import (
     CONF_DIR,
     check_vocab_size,
@@ -37,7 +38,7 @@ from bucketrnn.app.config import (
     validate,
 )
 from bucketrnn.app.experiment import load_data, make_loaders
-from bucketrnn.data.plan import pad_to_max_waste
+from bucketrnn.data.plan import longest_key, pad_to_max_waste
 from bucketrnn.files import open_regular
 from bucketrnn.models.build import build_model
 from bucketrnn.training.rundir import (
@@ -303,6 +304,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         "dataset": data.description, "train_sequences": len(data.train),
         "dataset_overflow": data.overflow,
         "plan": plan.to_dict(), "pad_to_max_waste": pad_to_max_waste(train_loader.lengths),
+        "longest_key": longest_key(train_loader.lengths),
         "steps": loop.global_step, "epochs_done": len(history["epochs"]),
         "train_seconds": seconds, "wall_seconds": time.time() - started,
         "tokens_per_s": history["real_tokens"] / max(seconds, 1e-9),
@@ -380,15 +382,33 @@ def _report(what: str):
         log.warning("warning: %s: %s: %s", what, type(e).__name__, e)
 
 
+def _sides(s: dict) -> str:
+    keys = s["plan"]["keys"]
+    return " (source + target)" if keys and isinstance(keys[0], (list, tuple)) else ""
+
+
+def waste_text(s: dict) -> str:
+    """The waste figures of a summary, each named by what it counts (one definition each:
+    :attr:`bucketrnn.data.plan.BucketPlan.waste`, the measured ``padded_fraction`` of the
+    steps run, :func:`bucketrnn.data.plan.pad_to_max_waste`)."""
+    sides = " (source + target steps)" if _sides(s) else ""
+    longest = s.get("longest_key")
+    key = "" if longest is None else \
+        f" {tuple(longest) if isinstance(longest, (list, tuple)) else longest}"
+    return (f"{100 * s['plan']['waste']:.1f}% of the plan's computed slots{sides} are not real "
+            f"tokens (padding and fill rows; {100 * s['padded_fraction']:.1f}% over the steps "
+            f"run) vs {100 * s['pad_to_max_waste']:.1f}% padding to the longest key{key}")
+
+
 def format_summary(s: dict) -> str:
     """The human-readable end-of-run report."""
     lines = ["", "== summary ==", f"dataset        {s['dataset']}",
              f"model          {s['config']['model']['name']} ({s['config']['model']['cell']}), "
              f"{s['steps']} steps, {s['epochs_done']} epoch(s)",
-             f"buckets        {len(s['plan']['keys'])} (waste {100 * s['plan']['waste']:.1f}% vs "
-             f"{100 * s['pad_to_max_waste']:.1f}% padding to the longest), "
-             f"{s['graphs_compiled']} graphs compiled",
-             f"speed          {s['tokens_per_s']:,.0f} real tokens/s over "
+             f"buckets        {len(s['plan']['keys'])} keys, {s['graphs_compiled']} graphs "
+             f"compiled",
+             f"waste          {waste_text(s)}",
+             f"speed          {s['tokens_per_s']:,.0f} real tokens/s{_sides(s)} over "
              f"{s['train_seconds']:.0f} s of training; wall {s['wall_seconds']:.0f} s",
              f"threads        {s.get('threads', 'unknown')}"]
     lines.append(f"precision      {s.get('precision', 'fp32')}")
@@ -406,7 +426,7 @@ def format_summary(s: dict) -> str:
                      f"({u['gemm_peak_gflops']:.0f} GFLOP/s)")
     for name in ("valid", "test"):
         if name in s:
-            figs = ", ".join(f"{k} {v:.4g}" for k, v in s[name].items() if k != "seconds")
+            figs = figures_text(s[name])
             lines.append(f"{name:<14} {figs}")
     lines.append(f"run directory  {s['run_dir']}")
     return "\n".join(lines)

@@ -64,6 +64,7 @@ __all__ = [
     "find_outliers",
     "key_length",
     "length_histogram",
+    "longest_key",
     "optimal_boundaries",
     "pad_to_max_waste",
     "plan_buckets",
@@ -668,10 +669,26 @@ def _priced_batch_sizes(steps, batch_size, max_tokens, batch_size_multiple) -> n
     return np.maximum(sizes, 1)
 
 
-def pad_to_max_waste(lengths) -> float:
-    """Share of slots that are padding when every sequence is padded to the longest."""
+def longest_key(lengths):
+    """The one key that holds every example: the longest length, or for ``(N, 2)`` pairs the
+    longest source and the longest target."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    return 1.0 - lengths.sum() / (lengths.size * lengths.max())
+    if is_pair_lengths(lengths):
+        return (int(lengths[:, 0].max()), int(lengths[:, 1].max()))
+    return int(lengths.max())
+
+
+def pad_to_max_waste(lengths) -> float:
+    """Share of slots that are padding when every example is padded to :func:`longest_key`
+    (one graph; for pairs both sides, source plus target steps, as :attr:`BucketPlan.waste`
+    counts them).
+
+    >>> round(pad_to_max_waste([[2, 1], [4, 3]]), 4)  # 10 real of 2 x (4 + 3) slots
+    0.2857
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    rows = lengths.shape[0]
+    return 1.0 - lengths.sum() / (rows * key_length(longest_key(lengths)))
 
 
 def plan_buckets(

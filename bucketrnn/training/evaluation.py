@@ -41,17 +41,21 @@ PER_TOKEN_TASKS = ("lm", "tag", "seq2seq")
 
 def batch_counts(batch, task: str):
     """``(real_tokens, slots, loss_denominator, real_rows)`` of a batch: the real tokens and
-    padded slots computed (target side for ``seq2seq``), what its summed loss is divided by
-    (real tokens for ``lm``, ``tag`` and ``seq2seq``, real rows otherwise) and the boolean mask
-    of its real (non-fill) rows."""
+    the slots computed, fill rows included (both sides for ``seq2seq``: source plus target
+    steps, as :attr:`BucketPlan.waste <bucketrnn.data.plan.BucketPlan.waste>` counts them),
+    what its summed loss is divided by (real tokens for ``lm`` and ``tag``, real target tokens
+    for ``seq2seq``, real rows otherwise) and the boolean mask of its real (non-fill) rows."""
     vl = batch.valid_length.asnumpy().astype(np.int64)
     real_rows = np.asarray(batch.indices) >= 0
     real = int(vl[real_rows].sum())
     slots = int(np.prod(batch.data.shape[:2]))
-    if task == "seq2seq":  # the loss is over target tokens: count (and time) those
+    if task == "seq2seq":
+        # Both sides are computed (the plan's real tokens and slots count both); the loss is
+        # over target tokens.
         tl = batch.label_length.asnumpy().astype(np.int64)
-        real, slots = int(tl[real_rows].sum()), int(np.prod(batch.label.shape[:2]))
-        return real, slots, real, real_rows
+        target = int(tl[real_rows].sum())
+        return (real + target, slots + int(np.prod(batch.label.shape[:2])), target,
+                real_rows)
     count = real if task in PER_TOKEN_TASKS else int(real_rows.sum())
     return real, slots, count, real_rows
 

@@ -86,3 +86,20 @@ def test_the_library_defaults_are_the_apps():
                 "kvstore", "on_nonfinite"):
         assert loop[key] == app["trainer"][key], key
     assert loop["memory"] == app["memory"]["policy"]
+
+
+def test_the_help_footer_names_every_task_each_command_serves():
+    import yaml
+
+    from bucketrnn.app.config import CONF_DIR
+    from bucketrnn.app.tasks import tasks_for
+
+    with open(f"{CONF_DIR}/config.yaml", encoding="utf-8") as f:
+        footer = yaml.safe_load(f)["hydra"]["help"]["footer"]
+    nouns = {"lm": "language models", "classify": "classifiers", "tag": "taggers",
+             "seq2seq": "sequence pairs"}
+    for command in ("predict", "generate", "translate"):
+        line = next(x for x in footer.splitlines() if f"bucketrnn {command} " in x)
+        for task in tasks_for(command):
+            assert nouns[task] in line, (command, task)
+    assert "--beam N --max-length M" in footer
