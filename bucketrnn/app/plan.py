@@ -49,11 +49,11 @@ def describe(cfg) -> str:
     longest = longest_key(train.lengths)
     sides = " (source + target steps)" if isinstance(longest, tuple) else ""
     slots_max = train.lengths.shape[0] * key_length(longest)
-    lines.append(f"padding to the longest key {longest} (one graph): "
-                 f"{100 * pad_to_max_waste(train.lengths):.2f}% of {slots_max} slots{sides} "
-                 "are not real tokens")
-    lines.append(f"this plan ({plan.num_buckets} graphs): waste {100 * plan.waste:.2f}%: of "
-                 f"{plan.computed_slots} computed slots{sides}, the share that is not real tokens "
+    where = f"key {longest}" if sides else f"({longest}, one graph)"
+    lines.append(f"padding to the longest {where}: {100 * pad_to_max_waste(train.lengths):.2f}% "
+                 f"of {slots_max} slots{sides}" + (", one graph" if sides else ""))
+    lines.append(f"this plan ({plan.num_buckets} graphs): {100 * plan.waste:.2f}% of "
+                 f"{plan.computed_slots} computed slots{sides} are not real tokens "
                  f"(time padding {100 * plan.padding_fraction:.2f}%, fill rows "
                  f"{100 * plan.fill_fraction:.2f}%); {len(train)} batches per epoch")
     for name, loader in (("valid", valid), ("test", test)):

@@ -388,16 +388,16 @@ def _sides(s: dict) -> str:
 
 
 def waste_text(s: dict) -> str:
-    """The waste figures of a summary, each named by what it counts (one definition each:
-    :attr:`bucketrnn.data.plan.BucketPlan.waste`, the measured ``padded_fraction`` of the
-    steps run, :func:`bucketrnn.data.plan.pad_to_max_waste`)."""
-    sides = " (source + target steps)" if _sides(s) else ""
-    longest = s.get("longest_key")
-    key = "" if longest is None else \
-        f" {tuple(longest) if isinstance(longest, (list, tuple)) else longest}"
-    return (f"{100 * s['plan']['waste']:.1f}% of the plan's computed slots{sides} are not real "
-            f"tokens (padding and fill rows; {100 * s['padded_fraction']:.1f}% over the steps "
-            f"run) vs {100 * s['pad_to_max_waste']:.1f}% padding to the longest key{key}")
+    """The waste figures of a summary: the plan's (:attr:`bucketrnn.data.plan.BucketPlan.waste`,
+    which summary.json's ``padded_fraction`` measures over the steps run) against padding every
+    example to the longest (:func:`bucketrnn.data.plan.pad_to_max_waste`); for pairs each
+    named as counting both sides, with the longest key."""
+    if not _sides(s):
+        return (f"waste {100 * s['plan']['waste']:.1f}% vs {100 * s['pad_to_max_waste']:.1f}% "
+                "padding to the longest")
+    longest = tuple(s.get("longest_key") or ())
+    return (f"waste {100 * s['plan']['waste']:.1f}% of computed slots, source + target steps, "
+            f"vs {100 * s['pad_to_max_waste']:.1f}% padding to the longest key {longest}")
 
 
 def format_summary(s: dict) -> str:
@@ -405,9 +405,8 @@ def format_summary(s: dict) -> str:
     lines = ["", "== summary ==", f"dataset        {s['dataset']}",
              f"model          {s['config']['model']['name']} ({s['config']['model']['cell']}), "
              f"{s['steps']} steps, {s['epochs_done']} epoch(s)",
-             f"buckets        {len(s['plan']['keys'])} keys, {s['graphs_compiled']} graphs "
-             f"compiled",
-             f"waste          {waste_text(s)}",
+             f"buckets        {len(s['plan']['keys'])} ({waste_text(s)}), "
+             f"{s['graphs_compiled']} graphs compiled",
              f"speed          {s['tokens_per_s']:,.0f} real tokens/s{_sides(s)} over "
              f"{s['train_seconds']:.0f} s of training; wall {s['wall_seconds']:.0f} s",
              f"threads        {s.get('threads', 'unknown')}"]

@@ -120,11 +120,9 @@ def test_one_definition_of_each_waste_figure(trained):
     assert saved["longest_key"] == [int(lengths[:, 0].max()), int(lengths[:, 1].max())]
     assert saved["pad_to_max_waste"] == pytest.approx(pad_to_max_waste(lengths))
     text = format_summary(s)
-    w = 100 * s["plan"]["waste"]
-    assert (f"waste          {w:.1f}% of the plan's computed slots (source + target steps)"
-            in text)
-    key = tuple(saved["longest_key"])
-    assert f"{100 * s['pad_to_max_waste']:.1f}% padding to the longest key {key}" in text
+    w, key = 100 * s["plan"]["waste"], tuple(saved["longest_key"])
+    assert (f"(waste {w:.1f}% of computed slots, source + target steps, vs "
+            f"{100 * s['pad_to_max_waste']:.1f}% padding to the longest key {key})") in text
     assert "BLEU " in text and "(0-100)" in text
 
 
@@ -139,10 +137,11 @@ def test_plan_names_the_longest_key_of_both_sides(trained):
     text = describe(_compose(f"dataset.path={trained['path']}"))
     saved = json.loads((trained["tmp"] / "run" / "summary.json").read_text())
     key = tuple(saved["longest_key"])
-    assert f"padding to the longest key {key} (one graph): " \
-           f"{100 * saved['pad_to_max_waste']:.2f}%" in text
-    assert f"waste {100 * saved['plan']['waste']:.2f}%" in text
-    assert "(source + target steps)" in text
+    assert f"padding to the longest key {key}: {100 * saved['pad_to_max_waste']:.2f}% of " \
+           in text
+    slots = saved["plan"]["computed_slots"]
+    assert (f"{100 * saved['plan']['waste']:.2f}% of {slots} computed slots (source + target "
+            "steps) are not real tokens") in text
 
 
 def test_compare_shows_exact_match_and_bleu_of_pairs_runs(trained, capsys):
