@@ -149,3 +149,37 @@ def test_more_distinct_lengths_than_candidates_still_plans_every_pair():
     keys = np.array(plan.keys)
     assert plan.num_buckets <= 8
     assert (lengths <= keys[plan.example_buckets]).all()
+
+
+def test_fixed_two_sided_keys_are_planned_as_given():
+    lengths = pairs_of([3, 3, 8, 2], [2, 5, 2, 1])
+    plan = plan_buckets(lengths, strategy="fixed", boundaries=[(8, 2), (3, 5), (3, 2)],
+                        batch_size=2)
+    assert plan.keys == ((3, 2), (3, 5), (8, 2)) and plan.boundaries == (3, 8)
+    assert plan.example_buckets.tolist() == [0, 1, 2, 0]
+    with pytest.raises(ValueError, match="must not repeat a key"):
+        plan_buckets(lengths, strategy="fixed", boundaries=[(3, 5), (3, 5), (8, 2)])
+    with pytest.raises(ValueError, match=r"example 0 has target length 4"):
+        plan_buckets(pairs_of([8], [4]), strategy="fixed", boundaries=[(3, 5), (8, 2)])
+
+
+def test_an_evaluation_loader_of_pairs_meets_the_training_keys():
+    from bucketrnn.data.loader import BucketLoader, evaluation_loader
+
+    rng = np.random.default_rng(1)
+
+    def pairs(n, top):
+        return [(rng.integers(2, 9, rng.integers(1, top)),
+                 rng.integers(2, 9, rng.integers(1, top))) for _ in range(n)]
+
+    train = BucketLoader(pairs(200, 12), batch_size=8, num_buckets=5, shuffle=False)
+    held = pairs(60, 15)  # some sources and targets longer than any training key
+    ev = evaluation_loader(train, held, batch_size=8)
+    assert set(train.plan.keys) <= set(ev.plan.keys)
+    keys = np.array(ev.plan.keys)
+    assert (ev.lengths <= keys[ev.plan.example_buckets]).all()
+    # A pair that a training key holds is evaluated in that key (its graph is reused).
+    ids = train.plan.assign(ev.lengths, on_overflow="drop")
+    assert (ids >= 0).any() and (ids < 0).any()
+    for i in np.flatnonzero(ids >= 0):
+        assert ev.plan.keys[ev.plan.example_buckets[i]] == train.plan.keys[ids[i]]

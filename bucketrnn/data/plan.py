@@ -318,6 +318,19 @@ def _check_fixed(boundaries) -> np.ndarray:
     return b.astype(np.int64)
 
 
+def _check_fixed_keys(keys) -> tuple:
+    """Two-sided fixed keys ``[(S, T), ...]`` as a sorted tuple of int pairs, or a ValueError."""
+    k = np.asarray(keys)
+    if k.ndim != 2 or k.shape[1] != 2 or k.shape[0] == 0 or \
+            not np.issubdtype(k.dtype, np.integer) or (k < 1).any():
+        raise ValueError(f"boundaries of pairs must be integers >= 1, or a list of (source, "
+                         f"target) keys of integers >= 1, got boundaries={keys!r}")
+    out = tuple(sorted({(int(s), int(t)) for s, t in k}))
+    if len(out) != k.shape[0]:
+        raise ValueError(f"boundaries must not repeat a key, got boundaries={keys!r}")
+    return out
+
+
 def _assign_primary(boundaries, primary, on_overflow: str) -> np.ndarray:
     """Bucket index of each (source) length under ``on_overflow``; see :meth:`BucketPlan.assign`."""
     check_choice("on_overflow", on_overflow, OVERFLOW_POLICIES)
@@ -722,8 +735,11 @@ def plan_buckets(
     batch_size, max_tokens, batch_size_multiple : int
         Per-bucket batch sizes; see :func:`bucket_batch_sizes`. With ``max_tokens``,
         ``batch_size`` (pass ``None`` to disable) caps the result.
-    boundaries : list of int
-        Inclusive upper bounds for ``strategy="fixed"``; strictly increasing.
+    boundaries : list of int, or list of (int, int) for pairs
+        Inclusive upper bounds for ``strategy="fixed"``; strictly increasing. For ``(src,
+        tgt)`` lengths, two-sided keys ``[(S, T), ...]`` may be given instead (e.g. a training
+        plan's ``keys``, so an evaluation set meets its graphs): distinct, each >= 1, assigned
+        by the module's interval convention.
     on_overflow : {"error", "truncate", "drop"}
         Examples longer than the largest fixed boundary or than ``max_length``: see
         :meth:`BucketPlan.assign`; the plan counts them (``num_dropped``, ``num_truncated``).
@@ -784,11 +800,16 @@ def plan_buckets(
         if pairs:
             refuse_outliers(lengths[:, 1], "target length")
     values, counts = length_histogram(planned)
+    fixed_keys = None
 
     if strategy == "fixed":
         if boundaries is None:
             raise ValueError("strategy='fixed' needs boundaries=[...], got boundaries=None")
-        bounds = _check_fixed(boundaries)
+        if pairs and np.ndim(boundaries) == 2:
+            fixed_keys = _check_fixed_keys(boundaries)
+            bounds = np.array(sorted({k[0] for k in fixed_keys}), dtype=np.int64)
+        else:
+            bounds = _check_fixed(boundaries)
     else:
         if boundaries is not None:
             raise ValueError(f"boundaries are only used with strategy='fixed', got "
@@ -811,7 +832,9 @@ def plan_buckets(
 
     if pairs:
         tgt = lengths[:, 1]
-        if strategy == "optimal":
+        if fixed_keys is not None:
+            keys = fixed_keys
+        elif strategy == "optimal":
             keys = tuple(pair_keys(planned, tgt, num_buckets,
                                    lambda steps: _priced_batch_sizes(
                                        steps, batch_size, max_tokens, batch_size_multiple)))
