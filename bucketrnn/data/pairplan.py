@@ -28,7 +28,9 @@ Candidates. Each side's boundaries are drawn from its distinct lengths when ther
 :data:`MAX_CANDIDATES` of them (the plan is then exact); beyond that, from
 :data:`MAX_CANDIDATES` lengths at equal count quantiles, always including the longest (each
 length then counts as the smallest candidate at or above it: near-exact, and the time stays
-bounded: ``O(J^2 * K * T^2)`` for ``J, T <= 64`` candidates and ``K`` keys).
+bounded: ``O(J^2 * K * T^2)`` for ``J, T <= 64`` candidates and ``K`` keys; 200,000 pairs
+with 499 x 399 distinct lengths took 4 s for 8 keys and 10 s for 32 on a 2-core AMD EPYC under
+a load average of 15).
 """
 
 from __future__ import annotations
