@@ -103,21 +103,20 @@ class Task:
     # -------------------------------------------------------------- loss
     def counts(self, batch) -> tuple:
         """``(real_tokens, slots, loss_denominator, real_rows)`` of a batch: the real tokens
-        and padded slots computed (the target side for pairs), what its summed loss is divided
-        by, and the boolean mask of its real (non-fill) rows. Read from ``batch.meta`` when
-        the batch came from a :class:`~bucketrnn.BucketLoader` (no copy from the device)."""
+        and the slots computed, fill rows included (both sides of pairs, source plus target
+        steps, as :attr:`BucketPlan.waste <bucketrnn.data.plan.BucketPlan.waste>` counts them),
+        what its summed loss is divided by (real tokens, real target tokens for pairs, real
+        rows when not ``per_token``) and the boolean mask of its real (non-fill) rows. Read
+        from ``batch.meta`` when the batch came from a :class:`~bucketrnn.BucketLoader` (no
+        copy from the device)."""
         real_rows = np.asarray(batch.indices) >= 0
-        meta = host_counts(batch)
-        side = "target_" if self.pairs else ""
-        if f"{side}tokens" in meta:
-            real, slots = meta[f"{side}tokens"], meta[f"{side}slots"]
-        else:  # a batch made or changed by hand
-            lengths = batch.label_length if self.pairs else batch.valid_length
-            array = batch.label if self.pairs else batch.data
-            vl = lengths.asnumpy() if hasattr(lengths, "asnumpy") else np.asarray(lengths)
-            real = int(vl.astype(np.int64)[real_rows].sum())
-            slots = int(np.prod(array.shape[:2]))
-        return real, slots, real if self.per_token else int(real_rows.sum()), real_rows
+        meta = host_counts(batch) or _array_counts(batch, real_rows)
+        real, slots = meta["tokens"], meta["slots"]
+        loss_tokens = real
+        if self.pairs:  # both sides are computed; the loss is over the target tokens
+            loss_tokens = meta["target_tokens"]
+            real, slots = real + loss_tokens, slots + meta["target_slots"]
+        return real, slots, loss_tokens if self.per_token else int(real_rows.sum()), real_rows
 
     # -------------------------------------------------------------- figures
     def figures(self, tally: dict) -> dict:
@@ -156,6 +155,17 @@ def host_counts(batch) -> dict:
             or meta["slots"] != int(np.prod(batch.data.shape[:2])):
         return {}
     return meta
+
+
+def _array_counts(batch, real_rows) -> dict:
+    """What ``batch.meta`` would hold, counted from the batch's arrays (a batch made by hand)."""
+    vl = _host(batch.valid_length).astype(np.int64)
+    out = {"tokens": int(vl[real_rows].sum()), "slots": int(np.prod(batch.data.shape[:2]))}
+    if getattr(batch, "label_length", None) is not None:
+        tl = _host(batch.label_length).astype(np.int64)
+        out.update(target_tokens=int(tl[real_rows].sum()),
+                   target_slots=int(np.prod(batch.label.shape[:2])))
+    return out
 
 
 def _host(x) -> np.ndarray:

@@ -78,7 +78,7 @@ def main():
         started = time.perf_counter()
         s = score_pairs(decoder, test, beam_size=beam, batch_size=args.batch_size,
                         num_buckets=args.buckets)
-        print(f"{name:<8} exact match {s['exact_match']:.3f}, BLEU {100 * s['bleu']:.1f} on "
+        print(f"{name:<8} exact match {s['exact_match']:.3f}, BLEU {s['bleu']:.1f} (0-100) on "
               f"{s['pairs']} test pairs ({time.perf_counter() - started:.1f} s)")
     print(f"decoding graphs: {len(decoder.encoders)} encoder (one per source bucket) + 1 step")
     sample = " ".join(test_pairs[0][0])

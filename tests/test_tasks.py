@@ -70,8 +70,12 @@ def test_counts_come_with_the_batch_and_equal_the_arrays(task, data):
         assert (from_meta[3] == from_arrays[3]).all()
         real = from_meta[3]
         fill_rows += int((~real).sum())
-        lengths = batch.label_length if spec.pairs else batch.valid_length
-        assert from_meta[0] == int(lengths.asnumpy()[real].sum())
+        real_tokens = int(batch.valid_length.asnumpy()[real].sum())
+        if spec.pairs:  # both sides computed, the loss over the targets
+            target = int(batch.label_length.asnumpy()[real].sum())
+            assert from_meta[0] == real_tokens + target and from_meta[2] == target
+        else:
+            assert from_meta[0] == real_tokens
     assert fill_rows == len(data) % 2  # an odd dataset's last batch has one, never counted
 
 

@@ -32,15 +32,18 @@ FALLBACK_BUCKETS = 8
 log = logging.getLogger("bucketrnn.app")
 
 
-def fallback_buckets(lengths, wanted: int = FALLBACK_BUCKETS) -> int:
+def fallback_buckets(lengths, wanted: int = FALLBACK_BUCKETS, strategy: str = "optimal") -> int:
     """The buckets of the fallback plan (or of ``wanted``) for examples of these planned
-    ``lengths`` (a pair's source length for ``(src, tgt)`` rows): :data:`FALLBACK_BUCKETS`,
-    but no more than the distinct lengths, which the planner would refuse (a bucket per
-    distinct length is the finest split there is). The one place the fallback's size is
-    decided."""
+    ``lengths``: :data:`FALLBACK_BUCKETS`, but no more than the distinct lengths, which the
+    planner would refuse (a bucket per distinct length is the finest split there is; for
+    ``(src, tgt)`` pairs the distinct pairs under the two-sided ``optimal`` plan, the distinct
+    sources under a one-sided strategy). The one place the fallback's size is decided."""
     lengths = np.asarray(lengths)
-    primary = lengths[:, 0] if lengths.ndim == 2 else lengths
-    return max(1, min(int(wanted), int(np.unique(primary).size)))
+    if lengths.ndim == 2:
+        distinct = np.unique(lengths if strategy == "optimal" else lengths[:, 0], axis=0)
+    else:
+        distinct = np.unique(lengths)
+    return max(1, min(int(wanted), len(distinct)))
 
 
 def fallback(bucketing, data) -> dict:

@@ -8,8 +8,12 @@ finds the work for the run's task in :mod:`bucketrnn.app.tasks`::
     bucketrnn evaluate RUN_DIR [valid|test|FILE] [--json]
     bucketrnn generate RUN_DIR --prompt "the company" [--max-tokens 30 --temperature 0.8
                                                       --top-k 10 --seed 0]
-    bucketrnn predict RUN_DIR FILE            # one class per input line, in input order
-    bucketrnn translate RUN_DIR FILE          # sequence-pair runs
+    bucketrnn predict RUN_DIR FILE            # classifiers: a class per input line;
+                                              # taggers: token/TAG per token; input order
+    bucketrnn translate RUN_DIR FILE [--beam N --max-length M]   # sequence-pair runs
+
+``evaluate`` of a sequence-pair run (a split, or a ``source<TAB>target`` FILE) gives the loss,
+perplexity, and the greedy exact match and corpus BLEU on sacrebleu's 0-100 scale.
 
 Every command takes ``--ctx cpu|gpu:N`` and ``--checkpoint PATH``. Results go to stdout,
 notes (unknown words, lines cut by ``max_length``) to stderr; bad input exits with status 2
@@ -23,9 +27,35 @@ import json
 import os
 import sys
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "figures_text", "main"]
 
 COMMANDS = ("evaluate", "generate", "predict", "translate")
+
+
+def _at_least_one(option: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < 1:
+            raise argparse.ArgumentTypeError(f"{option} must be an integer >= 1, got {text!r}")
+        return value
+    return parse
+
+
+def figures_text(figures: dict) -> str:
+    """``name value, ...`` of a split's figures, each named by what it is: BLEU is labelled
+    with its scale (sacrebleu's 0-100); counts and timings are left out."""
+    shown = []
+    for k, v in figures.items():
+        if k in ("seconds", "examples", "overflow", "pairs"):
+            continue
+        if k == "bleu":
+            shown.append(f"BLEU {v:.2f} (0-100)")
+        else:
+            shown.append(f"{k.replace('_', ' ')} {v:.4g}")
+    return ", ".join(shown)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
                        ("translate", "one output sequence per input line")):
         p = sub.add_parser(name, parents=[common], help=what)
         p.add_argument("file", metavar="FILE")
+        if name == "translate":
+            p.add_argument("--beam", type=_at_least_one("--beam"), default=1, metavar="N",
+                           help="beam search keeping N hypotheses (default 1: greedy)")
+            p.add_argument("--max-length", type=_at_least_one("--max-length"), default=None,
+                           metavar="M", help="at most M target tokens a line, <eos> included "
+                           "(default: 2 x the source bucket's length + 10)")
     return top
 
 
@@ -59,9 +95,9 @@ def _evaluate(run, args, out) -> None:
     if args.json:
         out.write(json.dumps(result, sort_keys=True) + "\n")
         return
-    figures = ", ".join(f"{k} {v:.4g}" for k, v in result.items()
-                        if k not in ("seconds", "examples", "overflow"))
-    out.write(f"{args.data}: {figures} ({result['examples']} sequences, "
+    figures = figures_text(result)
+    noun = "pairs" if "bleu" in result else "sequences"
+    out.write(f"{args.data}: {figures} ({result['examples']} {noun}, "
               f"{result['seconds']:.2f} s)\n")
     overflow = result.get("overflow")
     if overflow and (overflow["lines_dropped"] or overflow["lines_truncated"]):
@@ -96,7 +132,9 @@ def _generate(run, args, out) -> None:
 def _lines(run, args, out, action) -> None:
     from bucketrnn.app.tasks import handler
 
-    predictions = handler(action, run.task, action, run.run_dir)(run, args.file)
+    options = {"beam": args.beam, "max_length": args.max_length} if action == "translate" \
+        else {}
+    predictions = handler(action, run.task, action, run.run_dir)(run, args.file, **options)
     for note in predictions.notes:
         sys.stderr.write(f"note: {note}\n")
     line = 1

@@ -6,8 +6,12 @@ Made for sweeps::
     python -m bucketrnn.app.compare multirun/2026-11-28_17-00-00
 
 The first columns are the settings that differ between the runs (the config each run saved in
-its ``summary.json``: ``bucketing.num_buckets=8``), then padding waste, graphs compiled, real
-tokens/s, training seconds and the validation/test figures.
+its ``summary.json``: ``bucketing.num_buckets=8``), then the plan's waste (``plan waste%``: the
+share of its computed slots, fill rows included and for sequence pairs source plus target
+steps, that are not real tokens, the summary's figure), graphs compiled, real tokens/s (source
+plus target for pairs), training seconds and the validation/test figures (perplexity, or
+accuracy); when a run is a sequence-pair run, also its greedy exact match and BLEU (sacrebleu's
+0-100 scale) on each split.
 
 A run whose ``summary.json`` cannot be read (not a regular file, over
 :data:`MAX_SUMMARY_BYTES`, not JSON, not an object, a field missing or of the wrong type) is left
@@ -175,17 +179,31 @@ def _metric(s: dict, split: str) -> str:
     return "-"
 
 
+def _translation(s: dict, split: str, key: str, fmt: str) -> str:
+    value = (s.get(split) or {}).get(key)
+    return fmt.format(value) if _is_number(value) else "-"
+
+
 def table(rows: list) -> str:
     """A plain-text table of the runs."""
     if not rows:
         return "no runs"
-    head = ["run", "settings", "waste%", "graphs", "tok/s", "train s", "valid", "test"]
+    head = ["run", "settings", "plan waste%", "graphs", "tok/s", "train s", "valid", "test"]
+    # Sequence-pair runs: the figures of translating the held-out sources.
+    pairs = any(_is_number((s.get(split) or {}).get("bleu")) for s in rows
+                for split in ("valid", "test"))
+    if pairs:
+        head += ["valid exact", "valid BLEU", "test exact", "test BLEU"]
     body = []
     for s, differ in zip(rows, settings(rows)):
-        body.append([s["name"], " ".join(differ) or "-",
-                     f"{100 * s['plan']['waste']:.1f}", str(s["graphs_compiled"]),
-                     f"{s['tokens_per_s']:,.0f}", f"{s['train_seconds']:.0f}",
-                     _metric(s, "valid"), _metric(s, "test")])
+        row = [s["name"], " ".join(differ) or "-",
+               f"{100 * s['plan']['waste']:.1f}", str(s["graphs_compiled"]),
+               f"{s['tokens_per_s']:,.0f}", f"{s['train_seconds']:.0f}",
+               _metric(s, "valid"), _metric(s, "test")]
+        if pairs:
+            row += [_translation(s, split, key, fmt) for split in ("valid", "test")
+                    for key, fmt in (("exact_match", "{:.3f}"), ("bleu", "{:.2f}"))]
+        body.append(row)
     body = [[_printable(c) for c in r] for r in body]
     widths = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + body]

@@ -1,6 +1,7 @@
 """The commands' work for language models and classifiers, registered by task.
 
-``("read", "lm" | "classify")``: a file in the run's data format for ``evaluate FILE``;
+``("read", "lm" | "classify" | "seq2seq")``: a file in the run's data format for
+``evaluate FILE`` (for pairs ``source<TAB>target`` lines);
 ``("read", "tag")`` and ``("predict", "tag")`` for taggers (``token/TAG`` per token);
 ``("predict", "classify")``: a class name per line; ``("generate", "lm")``: stateful sampling.
 Files are read as the run read its training data (``dataset.tokens``, ``dataset.max_length``
@@ -16,7 +17,8 @@ from bucketrnn.app.tasks import Predictions, register
 from bucketrnn.validation import quote_token, quote_tokens
 
 __all__ = ["MAX_PROMPT_CHARACTERS", "generate_lm", "predict_classify", "predict_tag",
-           "read_classify", "read_lines_of", "read_lm", "read_tag", "translate_seq2seq"]
+           "read_classify", "read_lines_of", "read_lm", "read_seq2seq", "read_tag",
+           "translate_seq2seq"]
 
 
 # The longest prompt generate takes: what one command-line argument may hold on Linux
@@ -81,6 +83,32 @@ def read_classify(run, path: str):
     seqs = encode_lines(text.sentences, run.vocab)
     return (FlatSequences(seqs.tokens, seqs.offsets, ids, line_numbers=seqs.line_numbers),
             text.sentences.overflow)
+
+
+@register("read", "seq2seq")
+def read_seq2seq(run, path: str):
+    """``(pairs, OverflowCounts)`` of a ``source<TAB>target`` file, read as the run read its
+    pairs (``dataset.tokens``, ``dataset.max_length`` with ``dataset.on_overflow``) and encoded
+    with the run's source and target vocabularies (unknown tokens become ``<unk>``): the
+    examples :func:`bucketrnn.data.pairs.encode_pairs` makes, each target ending in ``<eos>``."""
+    from bucketrnn.app.config import to_dict
+    from bucketrnn.data.pairs import Pairs, encode_pairs, read_pairs
+
+    d = to_dict(run.config.dataset)
+    policy = d.get("on_overflow", "error") if d["max_length"] is not None else "error"
+    try:
+        pairs = read_pairs(path, tokens=d["tokens"], max_length=d["max_length"],
+                           on_overflow=policy)
+    except ValueError as e:
+        head, sep, _ = str(e).partition("; pass on_overflow=")
+        if not sep:
+            raise
+        raise ValueError(f"{head}: the run's dataset.max_length, with dataset.on_overflow="
+                         f"{policy!r}; split or cut such lines") from None
+    encoded = encode_pairs(pairs, run.vocab, run.tgt_vocab)
+    # Kept with their line numbers: an error names the file's line.
+    return (Pairs(encoded, path, pairs.line_numbers, pairs.tokens, pairs.overflow),
+            pairs.overflow)
 
 
 @register("read", "tag")
@@ -215,10 +243,13 @@ def generate_lm(run, prompt: str, max_tokens: int = 50, temperature: float = 1.0
 
 
 @register("translate", "seq2seq")
-def translate_seq2seq(run, path: str) -> Predictions:
+def translate_seq2seq(run, path: str, beam: int = 1, max_length: int | None = None
+                      ) -> Predictions:
     """Every non-blank line of ``path`` (a source, or a ``source<TAB>target`` pair whose
-    target is ignored) translated greedily, in input order, the sources bucketed like training
-    data (:func:`bucketrnn.inference.translate.translate_file`)."""
+    target is ignored) translated in input order, the sources bucketed like training data
+    (:func:`bucketrnn.inference.translate.translate_file`): greedily with ``beam=1``, else by
+    beam search keeping ``beam`` hypotheses; at most ``max_length`` target tokens a line
+    (``<eos>`` included; default ``2 * source bucket length + 10``)."""
     from bucketrnn.app.config import to_dict
     from bucketrnn.inference.translate import translate_file
     from bucketrnn.models.decode import Seq2SeqDecoder
@@ -229,5 +260,6 @@ def translate_seq2seq(run, path: str) -> Predictions:
     decoder = Seq2SeqDecoder(model, eos_id=run.tgt_vocab.eos_id, ctx=run.ctx,
                              memory_limit=run.graphs.memory_limit)
     done = translate_file(model, run.vocab, run.tgt_vocab, path, decoder=decoder,
-                          tokens=to_dict(run.config.dataset)["tokens"])
+                          tokens=to_dict(run.config.dataset)["tokens"], beam_size=beam,
+                          max_length=max_length)
     return Predictions(done["outputs"], done["line_numbers"], done["notes"])

@@ -19,7 +19,7 @@ import sys
 from bucketrnn.app import auto
 from bucketrnn.app.config import CONF_DIR, parse_context, to_dict
 from bucketrnn.app.experiment import load_data, make_loaders
-from bucketrnn.data.plan import pad_to_max_waste
+from bucketrnn.data.plan import key_length, longest_key, pad_to_max_waste
 
 __all__ = ["describe", "main"]
 
@@ -46,11 +46,14 @@ def describe(cfg) -> str:
     lines = [f"dataset: {data.description}",
              f"train: {len(data.train)} sequences, {int(train.lengths.sum())} time steps "
              f"(task {train.task!r})", "", repr(plan), ""]
-    slots_max = train.lengths.size * int(train.lengths.max())
-    lines.append(f"padding to the longest ({int(train.lengths.max())}, one graph): "
-                 f"{100 * pad_to_max_waste(train.lengths):.2f}% of {slots_max} slots")
+    longest = longest_key(train.lengths)
+    sides = " (source + target steps)" if isinstance(longest, tuple) else ""
+    slots_max = train.lengths.shape[0] * key_length(longest)
+    where = f"key {longest}" if sides else f"({longest}, one graph)"
+    lines.append(f"padding to the longest {where}: {100 * pad_to_max_waste(train.lengths):.2f}% "
+                 f"of {slots_max} slots{sides}" + (", one graph" if sides else ""))
     lines.append(f"this plan ({plan.num_buckets} graphs): {100 * plan.waste:.2f}% of "
-                 f"{plan.computed_slots} computed slots are not real tokens "
+                 f"{plan.computed_slots} computed slots{sides} are not real tokens "
                  f"(time padding {100 * plan.padding_fraction:.2f}%, fill rows "
                  f"{100 * plan.fill_fraction:.2f}%); {len(train)} batches per epoch")
     for name, loader in (("valid", valid), ("test", test)):

@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 
 from bucketrnn import cores
 from bucketrnn.app import auto
+from bucketrnn.app.commands import figures_text
 from bucketrnn.app.config import (
     CONF_DIR,
     check_vocab_size,
@@ -40,7 +41,7 @@ from bucketrnn.app.config import (
     validate,
 )
 from bucketrnn.app.experiment import load_data, make_loaders
-from bucketrnn.data.plan import pad_to_max_waste
+from bucketrnn.data.plan import longest_key, pad_to_max_waste
 from bucketrnn.files import open_regular
 from bucketrnn.models.build import build_model
 from bucketrnn.training.rundir import (
@@ -305,6 +306,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
         "dataset": data.description, "train_sequences": len(data.train),
         "dataset_overflow": data.overflow,
         "plan": plan.to_dict(), "pad_to_max_waste": pad_to_max_waste(train_loader.lengths),
+        "longest_key": longest_key(train_loader.lengths),
         "steps": loop.global_step, "epochs_done": len(history["epochs"]),
         "train_seconds": seconds, "wall_seconds": time.time() - started,
         "tokens_per_s": history["real_tokens"] / max(seconds, 1e-9),
@@ -382,15 +384,32 @@ def _report(what: str):
         log.warning("warning: %s: %s: %s", what, type(e).__name__, e)
 
 
+def _sides(s: dict) -> str:
+    keys = s["plan"]["keys"]
+    return " (source + target)" if keys and isinstance(keys[0], (list, tuple)) else ""
+
+
+def waste_text(s: dict) -> str:
+    """The waste figures of a summary: the plan's (:attr:`bucketrnn.data.plan.BucketPlan.waste`,
+    which summary.json's ``padded_fraction`` measures over the steps run) against padding every
+    example to the longest (:func:`bucketrnn.data.plan.pad_to_max_waste`); for pairs each
+    named as counting both sides, with the longest key."""
+    if not _sides(s):
+        return (f"waste {100 * s['plan']['waste']:.1f}% vs {100 * s['pad_to_max_waste']:.1f}% "
+                "padding to the longest")
+    longest = tuple(s.get("longest_key") or ())
+    return (f"waste {100 * s['plan']['waste']:.1f}% of computed slots, source + target steps, "
+            f"vs {100 * s['pad_to_max_waste']:.1f}% padding to the longest key {longest}")
+
+
 def format_summary(s: dict) -> str:
     """The human-readable end-of-run report."""
     lines = ["", "== summary ==", f"dataset        {s['dataset']}",
              f"model          {s['config']['model']['name']} ({s['config']['model']['cell']}), "
              f"{s['steps']} steps, {s['epochs_done']} epoch(s)",
-             f"buckets        {len(s['plan']['keys'])} (waste {100 * s['plan']['waste']:.1f}% vs "
-             f"{100 * s['pad_to_max_waste']:.1f}% padding to the longest), "
+             f"buckets        {len(s['plan']['keys'])} ({waste_text(s)}), "
              f"{s['graphs_compiled']} graphs compiled",
-             f"speed          {s['tokens_per_s']:,.0f} real tokens/s over "
+             f"speed          {s['tokens_per_s']:,.0f} real tokens/s{_sides(s)} over "
              f"{s['train_seconds']:.0f} s of training; wall {s['wall_seconds']:.0f} s",
              f"threads        {s.get('threads', 'unknown')}"]
     lines.append(f"precision      {s.get('precision', 'fp32')}")
@@ -408,7 +427,7 @@ def format_summary(s: dict) -> str:
                      f"({u['gemm_peak_gflops']:.0f} GFLOP/s)")
     for name in ("valid", "test"):
         if name in s:
-            figs = ", ".join(f"{k} {v:.4g}" for k, v in s[name].items() if k != "seconds")
+            figs = figures_text(s[name])
             lines.append(f"{name:<14} {figs}")
     lines.append(f"run directory  {s['run_dir']}")
     return "\n".join(lines)

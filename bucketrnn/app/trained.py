@@ -97,7 +97,9 @@ class TrainedRun:
 
         b = to_dict(self.config.bucketing)
         lengths = plan_lengths(dataset, self.task)[1]
-        refuse_outlier_lines(dataset, lengths, source)
+        pairs = lengths.ndim == 2
+        # A pair is as long as its longer side (either would unroll that far).
+        refuse_outlier_lines(dataset, lengths.max(axis=1) if pairs else lengths, source)
         bounds, strategy = None, b["strategy"]
         # An automatic plan is fixed in config.json (bucketing.auto_boundaries): the training
         # plan's boundaries, reused here so the inputs meet the graphs training compiled.
@@ -105,10 +107,11 @@ class TrainedRun:
         if fixed:
             strategy, bounds = "fixed", with_longest(fixed, lengths)
         planned = b["num_buckets"] if isinstance(b["num_buckets"], int) else FALLBACK_BUCKETS
-        buckets = fallback_buckets(lengths, planned)
+        buckets = fallback_buckets(lengths, planned, strategy)
         budget = b["max_tokens"]
         if budget is not None:  # a token budget too small for the longest line: rows of one
-            budget = max(budget, b["batch_size_multiple"] * int(lengths.max()))
+            steps = lengths.sum(axis=1) if pairs else lengths
+            budget = max(budget, b["batch_size_multiple"] * int(steps.max()))
         return BucketLoader(dataset, batch_size=b["batch_size"], max_tokens=budget,
                             batch_size_multiple=b["batch_size_multiple"], num_buckets=buckets,
                             strategy=strategy, boundaries=bounds, shuffle=False,
@@ -136,13 +139,13 @@ class TrainedRun:
             extra = {"overflow": overflow.to_dict()}
         with explain_too_large(loader.dataset, loader.lengths, os.fspath(what)):
             result = evaluate(self.graphs, loader, task=self.task)
-        if self.task == "seq2seq" and what in ("valid", "test"):
+        if self.task == "seq2seq":
             result.update(self._translation_scores(loader.dataset))
         return {**result, "examples": len(loader.dataset), **extra}
 
     def _translation_scores(self, pairs) -> dict:
-        """Greedy exact match and corpus BLEU-4 of held-out pairs, as the training summary
-        reports them (:func:`bucketrnn.inference.translate.score_pairs`)."""
+        """Greedy exact match and corpus BLEU-4 (0-100) of held-out pairs, as the training
+        summary reports them (:func:`bucketrnn.inference.translate.score_pairs`)."""
         from bucketrnn.app.config import to_dict
         from bucketrnn.inference.translate import score_pairs
         from bucketrnn.models.decode import Seq2SeqDecoder

@@ -527,15 +527,38 @@ def _check_given_plan(plan, lengths, on_overflow: str) -> None:
                          "dataset's plan_lengths() with the same on_overflow")
 
 
+def _evaluation_keys(plan: BucketPlan, lengths) -> list:
+    """A pairs training plan's keys, plus for each source bucket (and past the longest) a key
+    as long as the targets there that no training key holds (the plan's interval convention)."""
+    keys = set(plan.keys)
+    bounds = list(plan.boundaries)
+    src, tgt = lengths[:, 0], lengths[:, 1]
+    if src.max() > bounds[-1]:
+        bounds.append(int(src.max()))
+    j = np.searchsorted(bounds, src, side="left")
+    for b in np.unique(j):
+        inside = tgt[j == b]
+        held = [t for s, t in keys if s == bounds[b]]
+        if not held or inside.max() > max(held):
+            keys.add((int(bounds[b]), int(inside.max())))
+    return sorted(keys)
+
+
 def evaluation_loader(train: BucketLoader, dataset, **kwargs) -> BucketLoader:
     """A loader over ``dataset`` on ``train``'s bucket boundaries, so it reuses its graphs.
 
     The boundaries are the training plan's, plus one for the longest evaluation sequence when
-    it is longer than every training bucket; no shuffling, the training loader's task, ``ctx``,
-    ``timeout``, ``vocab_size`` and ``num_classes``. ``kwargs`` go to :class:`BucketLoader`
-    (batch sizes, ``pad_val``, ...).
+    it is longer than every training bucket (pairs: the training keys, plus a key for the
+    pairs of a source bucket whose target none of its keys holds); no shuffling, the training
+    loader's task, ``ctx``, ``timeout``, ``vocab_size`` and ``num_classes``. ``kwargs`` go to
+    :class:`BucketLoader` (batch sizes, ``pad_val``, ...).
     """
-    bounds = with_longest(train.plan.boundaries, plan_lengths(dataset, train.task)[1])
+    _, lengths = plan_lengths(dataset, train.task)
+    if lengths.ndim == 2 and isinstance(train.plan.keys[0], tuple):
+        # Pairs: the training keys themselves, plus a key for what none of them holds.
+        bounds = _evaluation_keys(train.plan, lengths)
+    else:
+        bounds = with_longest(train.plan.boundaries, lengths)
     kwargs = {"shuffle": False, "task": train.task, "ctx": train.ctx, "timeout": train.timeout,
               "vocab_size": train.vocab_size, "num_classes": train.num_classes, **kwargs}
     return BucketLoader(dataset, strategy="fixed", boundaries=bounds, **kwargs)

@@ -7,13 +7,17 @@ batches are padded to exactly ``b_k`` time steps: the bucket key. ``optimal`` an
 except with ``fixed`` boundaries the largest bucket is exactly as long as the longest example
 (or ``max_length``, when given).
 
-For ``(src, tgt)`` pairs the boundaries apply to the source length; a bucket's key is
+For ``(src, tgt)`` pairs the boundaries apply to the source length. With ``optimal`` each
+source bucket is further split on target lengths (:mod:`bucketrnn.data.pairplan`: a pair goes to
+the source bucket ``b_{k-1} < src <= b_k``, then to the smallest of that bucket's target lengths
+``T >= tgt``; its key is ``(b_k, T)``), and ``num_buckets`` bounds the number of keys, one graph
+each. ``quantile``, ``exp`` and ``fixed`` plan the source side only: one key per boundary,
 ``(b_k, longest target in the bucket)``.
 
 Cost model. A bucket of ``n_k`` examples, padded length ``L_k`` and batch size ``B_k`` computes
 ``ceil(n_k / B_k) * B_k * L_k`` slots: the time padding plus the masked rows that fill its last
-batch. ``optimal`` minimises the sum of that over buckets exactly (for pairs: the source side's
-cost, the one its boundaries are chosen on).
+batch. ``optimal`` minimises the sum of that over buckets exactly (for pairs ``L_k = S_k + T_k``,
+the steps of both sides, over source boundaries and per-source-bucket target boundaries).
 
 Outliers. One pathological example (a 10**6-token line among sentences) would give its bucket a
 10**6-step graph. :func:`find_outliers` judges the lengths before any boundary is chosen: set
@@ -39,6 +43,7 @@ import numpy as np
 
 from bucketrnn.compat import MAX_ARRAY_ELEMENTS
 from bucketrnn.data.lengths import is_pair_lengths
+from bucketrnn.data.pairplan import pair_keys
 from bucketrnn.validation import (
     EMPTY_DATASET,
     check_choice,
@@ -60,6 +65,7 @@ __all__ = [
     "find_outliers",
     "key_length",
     "length_histogram",
+    "longest_key",
     "optimal_boundaries",
     "pad_to_max_waste",
     "plan_buckets",
@@ -186,7 +192,7 @@ def _check_ratio(ratio) -> None:
 # ---------------------------------------------------------------------------------------------
 # boundary strategies (pure functions of the histogram)
 # ---------------------------------------------------------------------------------------------
-def _check_num_buckets(num_buckets, values) -> int:
+def _check_num_buckets(num_buckets, values, what: str = "lengths") -> int:
     """The one ``num_buckets`` rule of every planned strategy: an integer >= 1 and no more than
     the distinct lengths (a bucket per distinct length is the finest split there is; more would
     be empty buckets, or silently fewer than asked)."""
@@ -194,7 +200,7 @@ def _check_num_buckets(num_buckets, values) -> int:
     distinct = int(np.asarray(values).size)
     if num_buckets > distinct:
         raise ValueError(
-            f"num_buckets={num_buckets} is more than the {distinct} distinct lengths in the "
+            f"num_buckets={num_buckets} is more than the {distinct} distinct {what} in the "
             f"data; use num_buckets <= {distinct}"
         )
     return num_buckets
@@ -323,6 +329,19 @@ def _check_fixed(boundaries) -> np.ndarray:
     return b.astype(np.int64)
 
 
+def _check_fixed_keys(keys) -> tuple:
+    """Two-sided fixed keys ``[(S, T), ...]`` as a sorted tuple of int pairs, or a ValueError."""
+    k = np.asarray(keys)
+    if k.ndim != 2 or k.shape[1] != 2 or k.shape[0] == 0 or \
+            not np.issubdtype(k.dtype, np.integer) or (k < 1).any():
+        raise ValueError(f"boundaries of pairs must be integers >= 1, or a list of (source, "
+                         f"target) keys of integers >= 1, got boundaries={keys!r}")
+    out = tuple(sorted({(int(s), int(t)) for s, t in k}))
+    if len(out) != k.shape[0]:
+        raise ValueError(f"boundaries must not repeat a key, got boundaries={keys!r}")
+    return out
+
+
 def _assign_primary(boundaries, primary, on_overflow: str) -> np.ndarray:
     """Bucket index of each (source) length under ``on_overflow``; see :meth:`BucketPlan.assign`."""
     check_choice("on_overflow", on_overflow, OVERFLOW_POLICIES)
@@ -338,6 +357,46 @@ def _assign_primary(boundaries, primary, on_overflow: str) -> np.ndarray:
                 "Add a larger boundary or pass on_overflow='truncate' or 'drop'"
             )
         ids[over] = len(boundaries) - 1 if on_overflow == "truncate" else -1
+    return ids
+
+
+def _assign_pairs(boundaries, keys, lengths, on_overflow: str) -> np.ndarray:
+    """Key index of each ``(src, tgt)`` pair: its source bucket by ``boundaries``, then the
+    smallest target length among that source bucket's keys that holds the target (the module's
+    interval convention); see :meth:`BucketPlan.assign` for ``on_overflow``."""
+    src_ids = _assign_primary(boundaries, lengths[:, 0], on_overflow)
+    bounds = np.asarray(boundaries, dtype=np.int64)
+    key_src = np.array([k[0] for k in keys], dtype=np.int64)
+    key_tgt = np.array([k[1] for k in keys], dtype=np.int64)
+    key_bucket = np.searchsorted(bounds, key_src, side="left")
+    # One sorted code per key and per pair, source bucket first: the first key at or above a
+    # pair's code is its key, unless that key belongs to the next source bucket.
+    wide = int(max(key_tgt.max(), lengths[:, 1].max())) + 1
+    key_code = key_bucket * wide + key_tgt
+    order = np.argsort(key_code, kind="stable")
+    ids = np.full(lengths.shape[0], -1, dtype=np.int64)
+    kept = src_ids >= 0
+    code = src_ids[kept] * wide + lengths[kept, 1]
+    pos = np.searchsorted(key_code[order], code, side="left")
+    fits = pos < len(keys)
+    fits[fits] = key_bucket[order[pos[fits]]] == src_ids[kept][fits]
+    found = np.full(code.shape, -1, dtype=np.int64)
+    found[fits] = order[pos[fits]]
+    if not fits.all():
+        # The target is longer than every key of its source bucket.
+        over = np.flatnonzero(kept)[~fits]
+        last = np.full(len(bounds), -1, dtype=np.int64)
+        last[key_bucket[order]] = order  # the longest-target key of each source bucket
+        i = int(over[0])
+        if on_overflow == "error":
+            raise ValueError(
+                f"example {i} has target length {int(lengths[i, 1])}, longer than its "
+                f"bucket's target length {int(key_tgt[last[src_ids[i]]])}; pass on_overflow="
+                "'truncate' or 'drop', or plan on this dataset"
+            )
+        if on_overflow == "truncate":
+            found[~fits] = last[src_ids[kept][~fits]]
+    ids[kept] = found
     return ids
 
 
@@ -540,23 +599,9 @@ class BucketPlan:
         bucket length), ``"drop"`` marks it -1.
         """
         lengths = np.asarray(lengths, dtype=np.int64)
-        primary = lengths[:, 0] if is_pair_lengths(lengths) else lengths
-        ids = _assign_primary(self.boundaries, primary, on_overflow)
         if is_pair_lengths(lengths):
-            tgt_keys = np.array([k[1] for k in self.keys], dtype=np.int64)
-            kept = ids >= 0
-            tover = kept.copy()
-            tover[kept] = lengths[kept, 1] > tgt_keys[ids[kept]]
-            if tover.any() and on_overflow != "truncate":
-                i = int(np.flatnonzero(tover)[0])
-                if on_overflow == "error":
-                    raise ValueError(
-                        f"example {i} has target length {int(lengths[i, 1])}, longer than its "
-                        f"bucket's target length {int(tgt_keys[ids[i]])}; pass on_overflow="
-                        "'truncate' or 'drop', or plan on this dataset"
-                    )
-                ids[tover] = -1
-        return ids
+            return _assign_pairs(self.boundaries, self.keys, lengths, on_overflow)
+        return _assign_primary(self.boundaries, lengths, on_overflow)
 
     def fingerprint(self) -> str:
         """Stable short hash of what determines batch shapes: keys, boundaries, batch sizes."""
@@ -649,10 +694,41 @@ def with_longest(boundaries, lengths) -> list:
     return bounds + [longest] if longest > bounds[-1] else bounds
 
 
-def pad_to_max_waste(lengths) -> float:
-    """Share of slots that are padding when every sequence is padded to the longest."""
+
+def _priced_batch_sizes(steps, batch_size, max_tokens, batch_size_multiple) -> np.ndarray:
+    """Batch sizes the pair search prices candidate keys with: :func:`bucket_batch_sizes`, but a
+    candidate too long for ``max_tokens`` gets 1 row (the plan's own keys are checked after)."""
+    steps = np.asarray(steps, dtype=np.int64)
+    if max_tokens is None:
+        return bucket_batch_sizes(steps, batch_size, None, batch_size_multiple)
+    sizes = max_tokens // steps
+    if batch_size is not None:
+        sizes = np.minimum(sizes, batch_size)
+    if batch_size_multiple > 1:
+        sizes = (sizes // batch_size_multiple) * batch_size_multiple
+    return np.maximum(sizes, 1)
+
+
+def longest_key(lengths):
+    """The one key that holds every example: the longest length, or for ``(N, 2)`` pairs the
+    longest source and the longest target."""
     lengths = np.asarray(lengths, dtype=np.int64)
-    return 1.0 - lengths.sum() / (lengths.size * lengths.max())
+    if is_pair_lengths(lengths):
+        return (int(lengths[:, 0].max()), int(lengths[:, 1].max()))
+    return int(lengths.max())
+
+
+def pad_to_max_waste(lengths) -> float:
+    """Share of slots that are padding when every example is padded to :func:`longest_key`
+    (one graph; for pairs both sides, source plus target steps, as :attr:`BucketPlan.waste`
+    counts them).
+
+    >>> round(pad_to_max_waste([[2, 1], [4, 3]]), 4)  # 10 real of 2 x (4 + 3) slots
+    0.2857
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    rows = lengths.shape[0]
+    return 1.0 - lengths.sum() / (rows * key_length(longest_key(lengths)))
 
 
 def plan_buckets(
@@ -687,8 +763,11 @@ def plan_buckets(
     batch_size, max_tokens, batch_size_multiple : int
         Per-bucket batch sizes; see :func:`bucket_batch_sizes`. With ``max_tokens``,
         ``batch_size`` (pass ``None`` to disable) caps the result.
-    boundaries : list of int
-        Inclusive upper bounds for ``strategy="fixed"``; strictly increasing.
+    boundaries : list of int, or list of (int, int) for pairs
+        Inclusive upper bounds for ``strategy="fixed"``; strictly increasing. For ``(src,
+        tgt)`` lengths, two-sided keys ``[(S, T), ...]`` may be given instead (e.g. a training
+        plan's ``keys``, so an evaluation set meets its graphs): distinct, each >= 1, assigned
+        by the module's interval convention.
     on_overflow : {"error", "truncate", "drop"}
         Examples longer than the largest fixed boundary or than ``max_length``: see
         :meth:`BucketPlan.assign`; the plan counts them (``num_dropped``, ``num_truncated``).
@@ -750,17 +829,29 @@ def plan_buckets(
         if pairs:
             refuse_outliers(lengths[:, 1], "target length")
     values, counts = length_histogram(planned)
+    fixed_keys = None
 
     if strategy == "fixed":
         if boundaries is None:
             raise ValueError("strategy='fixed' needs boundaries=[...], got boundaries=None")
-        bounds = _check_fixed(boundaries)
+        if pairs and np.ndim(boundaries) == 2:
+            fixed_keys = _check_fixed_keys(boundaries)
+            bounds = np.array(sorted({k[0] for k in fixed_keys}), dtype=np.int64)
+        else:
+            bounds = _check_fixed(boundaries)
     else:
         if boundaries is not None:
             raise ValueError(f"boundaries are only used with strategy='fixed', got "
                              f"strategy={strategy!r}")
-        _check_num_buckets(num_buckets, values)
-        if strategy == "optimal":
+        if pairs and strategy == "optimal":
+            # Two-sided keys (bucketrnn.data.pairplan): the finest plan has one key per
+            # distinct (source, target) pair.
+            _check_num_buckets(num_buckets, np.unique(planned * (int(lengths[:, 1].max()) + 1)
+                                                      + lengths[:, 1]),
+                               "(source, target) length pairs")
+            bounds = None
+        elif strategy == "optimal":
+            _check_num_buckets(num_buckets, values)
             sizes = bucket_batch_sizes(values, batch_size, max_tokens, batch_size_multiple)
             bounds = optimal_boundaries(values, counts, num_buckets, sizes)
         elif strategy == "quantile":
@@ -768,25 +859,40 @@ def plan_buckets(
         else:
             bounds = exp_boundaries(values, counts, num_buckets, ratio)
 
-    # Targets never overflow here: the target keys follow from the data.
-    ids = _assign_primary(bounds, primary, on_overflow)
-    kept = ids >= 0
-    nb = len(bounds)
-    bucket_counts = np.bincount(ids[kept], minlength=nb)
-    truncated = kept & (primary > bounds[np.maximum(ids, 0)])
     if pairs:
-        tgt_keys = np.zeros(nb, dtype=np.int64)
-        np.maximum.at(tgt_keys, ids[kept], lengths[kept, 1])
-        keys = tuple((int(b), int(max(t, 1))) for b, t in zip(bounds, tgt_keys))
-        real = np.minimum(primary, bounds[np.maximum(ids, 0)]) + lengths[:, 1]
-        key_len = bounds + tgt_keys
+        tgt = lengths[:, 1]
+        if fixed_keys is not None:
+            keys = fixed_keys
+        elif strategy == "optimal":
+            keys = tuple(pair_keys(planned, tgt, num_buckets,
+                                   lambda steps: _priced_batch_sizes(
+                                       steps, batch_size, max_tokens, batch_size_multiple)))
+            bounds = np.array(sorted({k[0] for k in keys}), dtype=np.int64)
+        else:
+            # One key per source bucket, its target length the bucket's longest target.
+            src_ids = _assign_primary(bounds, primary, on_overflow)
+            tgt_keys = np.zeros(len(bounds), dtype=np.int64)
+            np.maximum.at(tgt_keys, src_ids[src_ids >= 0], tgt[src_ids >= 0])
+            keys = tuple((int(b), int(max(t, 1))) for b, t in zip(bounds, tgt_keys))
+        # Targets never overflow here: the target keys follow from the data.
+        ids = _assign_pairs(bounds, keys, lengths, on_overflow)
+        kept = ids >= 0
+        nb = len(keys)
+        key_src = np.array([k[0] for k in keys], dtype=np.int64)
+        key_len = np.array([k[0] + k[1] for k in keys], dtype=np.int64)
+        truncated = kept & (primary > key_src[np.maximum(ids, 0)])
+        real = np.minimum(primary, key_src[np.maximum(ids, 0)]) + tgt
+        sizes = bucket_batch_sizes(key_len, batch_size, max_tokens, batch_size_multiple)
     else:
+        ids = _assign_primary(bounds, primary, on_overflow)
+        kept = ids >= 0
+        nb = len(bounds)
+        truncated = kept & (primary > bounds[np.maximum(ids, 0)])
         keys = tuple(int(b) for b in bounds)
         real = np.minimum(primary, bounds[np.maximum(ids, 0)])
-        key_len = bounds
+        sizes = bucket_batch_sizes(bounds, batch_size, max_tokens, batch_size_multiple)
+    bucket_counts = np.bincount(ids[kept], minlength=nb)
     real_per_bucket = np.bincount(ids[kept], weights=real[kept], minlength=nb).astype(np.int64)
-    sizes = bucket_batch_sizes(key_len if max_tokens is not None else bounds, batch_size,
-                               max_tokens, batch_size_multiple)
     _refuse_oversized_batches(keys, sizes, batch_size, max_tokens)
     return BucketPlan(
         strategy=strategy,

@@ -1,16 +1,20 @@
 """Metrics of generated sequences against references: exact match and corpus BLEU-4.
 
-:func:`corpus_bleu` is Papineni et al. (2002) at the corpus level, as ``sacrebleu`` and
-``multi-bleu.perl`` compute it: clipped n-gram matches and candidate n-gram counts are summed
-over the corpus for n = 1..4, the score is the geometric mean of the four precisions times the
-brevity penalty ``exp(1 - r / c)`` when the candidates' total length ``c`` is below the
-references' ``r`` (1 otherwise); a precision of 0 makes the score 0 (no smoothing). One
-reference per candidate; tokens are any hashable values (words or ids).
+:func:`corpus_bleu` is Papineni et al. (2002) at the corpus level on sacrebleu's 0-100 scale,
+computed as ``sacrebleu.corpus_bleu(hyps, [refs], tokenize='none')`` computes it with its
+defaults (a test holds the two equal on random corpora): clipped n-gram matches and candidate
+n-gram counts are summed over the corpus for n = 1..4; the score is ``100 *`` the geometric
+mean of the four precisions times the brevity penalty ``exp(1 - r / c)`` when the candidates'
+total length ``c`` is below the references' ``r`` (1 otherwise). A precision with no match is
+smoothed as sacrebleu's default ``exp`` method (NIST's ``mteval``) does: the k-th such order
+counts ``1 / (2**k * candidate n-grams)``; no match at any order, no candidate n-gram of some
+order, or no candidate token gives 0. One reference per candidate; tokens are any hashable
+values (words or ids).
 
 Examples
 --------
 >>> round(corpus_bleu([["a", "b", "c", "d"]], [["a", "b", "c", "d"]]), 6)
-1.0
+100.0
 >>> exact_match([[1, 2], [3]], [[1, 2], [3, 4]])
 0.5
 """
@@ -63,11 +67,19 @@ def bleu_stats(candidates, references, max_n: int = MAX_N) -> dict:
 
 
 def corpus_bleu(candidates, references, max_n: int = MAX_N) -> float:
-    """Corpus BLEU (0..1) of token sequences against one reference each (see the module)."""
+    """Corpus BLEU on the 0-100 scale of token sequences against one reference each, equal to
+    sacrebleu's ``corpus_bleu`` with its defaults and ``tokenize='none'`` (see the module)."""
     s = bleu_stats(candidates, references, max_n)
-    if min(s["matches"]) == 0 or s["cand_len"] == 0:
-        return 0.0
-    log_p = sum(math.log(m / t) for m, t in zip(s["matches"], s["totals"])) / max_n
     c, r = s["cand_len"], s["ref_len"]
-    bp = 1.0 if c >= r else math.exp(1.0 - r / c)
-    return bp * math.exp(log_p)
+    if not any(s["matches"]) or c == 0 or min(s["totals"]) == 0:
+        return 0.0
+    bp = 1.0 if c >= r else math.exp(1 - r / c)
+    # The arithmetic of sacrebleu's compute_bleu, step for step, so the two agree to the bit.
+    logs, halving = [], 1.0
+    for m, t in zip(s["matches"], s["totals"]):
+        if m == 0:
+            halving *= 2
+            logs.append(math.log(100. / (halving * t)))
+        else:
+            logs.append(math.log(100. * m / t))
+    return bp * math.exp(sum(logs) / max_n)

@@ -133,3 +133,10 @@ def test_values_are_shown_as_text_never_run_nor_sent_to_the_terminal(tmp_path, c
     assert f"model.cell={code_text}" in out
     assert "\x1b" not in out and len(out.splitlines()) == 4
     assert "b\\x1b[2Jc" in out and "model.cell=x\\ny\\x1b[31m" in out
+
+
+def test_runs_without_pairs_have_no_translation_columns(tmp_path, capsys):
+    _run(tmp_path, "a")
+    code = main([str(tmp_path)])
+    head = capsys.readouterr().out.splitlines()[0]
+    assert code == 0 and "BLEU" not in head and "plan waste%" in head

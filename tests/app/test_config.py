@@ -109,3 +109,20 @@ def test_an_infinite_clip_norm_is_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match=r"^trainer\.clip_norm must be null or a finite"):
         run(cfg, str(tmp_path / "run"))
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_the_help_footer_names_every_task_each_command_serves():
+    import yaml
+
+    from bucketrnn.app.config import CONF_DIR
+    from bucketrnn.app.tasks import tasks_for
+
+    with open(f"{CONF_DIR}/config.yaml", encoding="utf-8") as f:
+        footer = yaml.safe_load(f)["hydra"]["help"]["footer"]
+    nouns = {"lm": "language models", "classify": "classifiers", "tag": "taggers",
+             "seq2seq": "sequence pairs"}
+    for command in ("predict", "generate", "translate"):
+        line = next(x for x in footer.splitlines() if f"bucketrnn {command} " in x)
+        for task in tasks_for(command):
+            assert nouns[task] in line, (command, task)
+    assert "--beam N --max-length M" in footer

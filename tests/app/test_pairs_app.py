@@ -44,7 +44,7 @@ def test_tiny_pairs_run_saves_both_vocabularies(tmp_path, shared):
     assert "A" in tgt.stoi and ("A" in src.stoi) == shared
     assert summary["steps"] == 6 and summary["valid"]["perplexity"] > 1
     for split in ("valid", "test"):  # greedy decoding of the held-out pairs
-        assert 0 <= summary[split]["exact_match"] <= 1 and 0 <= summary[split]["bleu"] <= 1
+        assert 0 <= summary[split]["exact_match"] <= 1 and 0 <= summary[split]["bleu"] <= 100
         assert summary[split]["pairs"] == 6
     assert summary["graphs_compiled"] >= 1 and summary["tokens_per_s"] > 0
     assert all(isinstance(k, list) and len(k) == 2 for k in summary["plan"]["keys"])
@@ -157,7 +157,7 @@ def test_more_buckets_than_distinct_lengths_names_the_config_key(tmp_path):
     path = tmp_path / "two.tsv"
     path.write_text("a b\tB A\nc d e\tE D C\n")
     with pytest.raises(ValueError, match=r"^bucketing\.num_buckets=8 is more than the 2 "
-                                         r"distinct lengths"):
+                                         r"distinct \(source, target\) length pairs"):
         run(_compose(f"dataset.path={path}", "bucketing.num_buckets=8",
                      "dataset.valid_fraction=0", "dataset.test_fraction=0"),
             str(tmp_path / "run"))

@@ -131,7 +131,7 @@ def test_decoding_a_model_trained_on_reversal_reproduces_it():
     greedy = score_pairs(dec, test, batch_size=16, num_buckets=3)
     beam = score_pairs(dec, test, beam_size=3, batch_size=16, num_buckets=3)
     assert greedy["exact_match"] >= 0.9 and beam["exact_match"] >= 0.9, (greedy, beam)
-    assert greedy["bleu"] > 0.9 and greedy["pairs"] == 60
+    assert greedy["bleu"] > 90 and greedy["pairs"] == 60
     # Decoding is bucketed: one encoder graph per source bucket, outputs in input order.
     ids = decode_ids(dec, [src for src, _ in test[:5]], num_buckets=3)
     assert ids == [list(src[::-1]) for src, _ in test[:5]]
