@@ -5,17 +5,20 @@ of the step's input and one of the previous state. The input product does not de
 state, so :func:`unroll` computes it for every step at once, as one ``FullyConnected`` over the
 whole ``(B, length, input)`` sequence, and leaves only the state product inside the loop. One
 large product runs near the machine's GEMM peak where ``length`` small ones do not, and every
-step runs fewer operators (forward and backward): on the default language model a training
-step took 1.17-1.25x less CPU time (``python -m benchmarks.step``, docs/concepts.md, "Where the
-time of a step goes").
+step runs fewer operators (forward and backward). The measured gain on the default language
+model is in docs/concepts.md ("Where the time of a step goes", ``python -m benchmarks.step``).
 
 It computes what ``cell.unroll(length, x, layout="NTC", merge_outputs=True,
 valid_length=valid_length)`` computes, from the cell's own parameters (same names and shapes,
 so checkpoints are unchanged): outputs past each row's valid length are zero, the final states
-are those at the last valid step (``SequenceLast`` of the stacked states). Two rearrangements
-change float rounding only: an LSTM adds its two biases once (``i2h_bias + h2h_bias``) instead
-of at every step, and a GRU forms ``(1 - z) * n + z * h`` as ``n + z * (h - n)``. The first step
-starts from zero states, so an LSTM skips the forget gate's product with the zero cell state.
+are those at the last valid step (``SequenceLast`` of the stacked states). The first step starts
+from zero states, so an LSTM skips the forget gate's product with the zero cell state, and a GRU
+forms ``(1 - z) * n + z * h`` as ``n + z * (h - n)``: float rounding only.
+
+Each bias enters the graph on its own (``i2h_bias`` in the sequence product, ``h2h_bias`` in
+every step's): adding the two once would be one operator less per step, but MXNet 1.9.1's
+``CachedOp`` then accumulates the biases' gradients wrongly under ``grad_req="add"`` (the
+``static`` and ``dynamic`` policies; tests/test_graphs.py holds it).
 """
 
 from __future__ import annotations
@@ -43,16 +46,13 @@ def _steps(F, x, length):
 
 def _lstm(F, cell, x, length, hidden):
     i2h_weight, h2h_weight, i2h_bias, h2h_bias = _weights(F, cell, x)
-    proj = F.FullyConnected(x, i2h_weight, i2h_bias + h2h_bias, num_hidden=4 * hidden,
-                            flatten=False)
+    proj = F.FullyConnected(x, i2h_weight, i2h_bias, num_hidden=4 * hidden, flatten=False)
     hs, cs, h, c = [], [], None, None
     for gates in _steps(F, proj, length):
         if h is None:
-            # The zero begin state, shaped from the data. Its product is zero, but it keeps
-            # h2h_weight in the graph of a length-1 bucket (its gradient is then a real zero,
-            # not a stale one a Trainer refuses).
+            # The zero begin state, shaped from the data: its product is zero, the bias stays.
             h = F.zeros_like(F.slice_axis(gates, axis=1, begin=0, end=hidden))
-        gates = gates + F.FullyConnected(h, h2h_weight, num_hidden=4 * hidden, no_bias=True)
+        gates = gates + F.FullyConnected(h, h2h_weight, h2h_bias, num_hidden=4 * hidden)
         i, f, g, o = F.SliceChannel(gates, num_outputs=4)
         i, g = F.sigmoid(i), F.tanh(g)
         c = i * g if c is None else F.sigmoid(f) * c + i * g
