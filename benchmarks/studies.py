@@ -35,6 +35,11 @@ STUDIES = {
                   "default experiment on the first 4,000 PTB sentences, interleaved arms "
                   "(issue 12)", ["--rounds", "2"],
                   ["--rounds", "1", "--limit", "60", "--steps", "2", "--threads", "1"]),
+    "step": ("One training step of the default experiment before and after issue 18 (the "
+             "unrolled cells' input products hoisted out of the time loop), the masked "
+             "cross-entropy formulations MXNet offers, and the fraction of the fp32 GEMM peak",
+             [], ["--rounds", "1", "--steps", "2", "--limit", "200", "--loss-rounds", "1",
+              "--profile", "3"]),
     "pairs": ("Sequence pairs: bucketed training against padding both sides to the longest, "
               "and beam search against greedy (issue 13)", [], ["--tiny"]),
 }

@@ -7,7 +7,9 @@ length with ``cell="foreach"``, and guarantees that outputs at valid steps and f
 those of the unpadded sequence:
 
 * ``cell="unrolled"``: ``LSTMCell``/``GRUCell`` unrolled over the length with
-  ``valid_length`` (states are taken at the last valid step, outputs past it are zero).
+  ``valid_length`` (states are taken at the last valid step, outputs past it are zero); the
+  input products of all steps run as one product before the loop
+  (:func:`bucketrnn.models.unroll.unroll`), the state products step by step.
 * ``cell="fused"``: one fused ``gluon.rnn.LSTM``/``GRU`` layer per layer and direction. The
   fused CPU kernel ignores sequence lengths, so padding is handled explicitly: pads sit after the
   valid part (causal, so valid steps are unaffected), the reverse direction reverses the valid
@@ -30,6 +32,7 @@ from __future__ import annotations
 from mxnet import gluon
 from mxnet.gluon import rnn
 
+from bucketrnn.models.unroll import unroll
 from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["AGNOSTIC_CELLS", "CELLS", "MODES", "RecurrentEncoder", "check_positive",
@@ -168,10 +171,7 @@ class RecurrentEncoder(gluon.HybridBlock):
 
     def _direction(self, F, block, x, valid_length):
         if self.cell == "unrolled":
-            out, states = block.unroll(
-                self.length, x, layout="NTC", merge_outputs=True, valid_length=valid_length
-            )
-            return out, list(states)
+            return unroll(F, block, x, valid_length, self.length, self.mode)
         if self.cell == "foreach":
             return self._foreach(F, block, x, valid_length)
         out = block(x, None, valid_length) if self.use_sequence_length else block(x)
