@@ -18,7 +18,7 @@ forms ``(1 - z) * n + z * h`` as ``n + z * (h - n)``: float rounding only.
 Each bias enters the graph on its own (``i2h_bias`` in the sequence product, ``h2h_bias`` in
 every step's): adding the two once would be one operator less per step, but MXNet 1.9.1's
 ``CachedOp`` then accumulates the biases' gradients wrongly under ``grad_req="add"`` (the
-``static`` and ``dynamic`` policies; tests/test_graphs.py holds it).
+``static`` and ``dynamic`` policies; tests/graphs/test_cache.py holds it).
 """
 
 from __future__ import annotations
