@@ -8,8 +8,8 @@
 The corpus is generated like a user's text: a Zipf vocabulary of 50,000 words (random letter
 strings), line lengths log-normal around 14 words, clipped to 1-201 (mean ~19). Every figure is
 measured in a fresh process (``/usr/bin/time -v`` for one process's peak RSS and the CPU
-seconds of it and its children; the process tree's peak PSS is sampled from /proc every 0.1 s,
-so the workers of a prepare count once each, shared pages split among them):
+seconds of it and its children; the process tree's peak PSS is sampled from /proc,
+so the workers of a prepare count once each, shared pages split among them; every 0.2 s):
 
 - ``prepare``: ``bucketrnn-prepare CORPUS OUT`` (both cores);
 - ``plan``: ``bucketrnn-plan dataset=prepared dataset.path=OUT`` (load + lengths + plan);
@@ -18,6 +18,8 @@ so the workers of a prepare count once each, shared pages split among them):
   10 MB prepared corpus and on the 10 MB text file read in memory;
 - ``tokens_per_s``: the default model (``lstm_lm``, 2x200) on the 10 MB corpus, prepared vs
   read in memory (the same batches), the arms interleaved A B A B over ``--rounds``;
+- ``loader``: CPU milliseconds per batch of the loader alone (no model) on the same two
+  datasets, interleaved: what the memory maps could add to a step;
 - ``planner``: the exact planner (``plan_buckets``, ``strategy=optimal``, 8 buckets) on 10^7
   (and with ``--planner-1e8`` 10^8) synthetic lengths, and the size of the sampler's state.
 """
@@ -78,21 +80,22 @@ def generate(path: str, size_mb: float, seed: int = 0) -> dict:
 
 # ------------------------------------------------------------------ measuring a process
 def _tree(pid: int) -> list:
-    """``pid`` and its descendants (from /proc)."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
+    """``pid`` and its descendants (``/proc/PID/task/TID/children``: only this subtree is read,
+    so sampling costs little beside the measured processes)."""
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
         out.append(p)
-        todo.extend(children.get(p, ()))
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+            except OSError:
+                pass
     return out
 
 
@@ -110,7 +113,7 @@ def _pss_kb(pid: int) -> int:
 class _Sampler(threading.Thread):
     """Peak PSS (KB) of a process tree, sampled every ``every`` seconds."""
 
-    def __init__(self, pid: int, every: float = 0.1):
+    def __init__(self, pid: int, every: float = 0.2):
         super().__init__(daemon=True)
         self.pid, self.every, self.peak, self.stop = pid, every, 0, threading.Event()
 
@@ -189,6 +192,32 @@ def tokens_per_s(dataset: list, workdir: str, tag: str, steps: int) -> float:
         return float(json.load(f)["tokens_per_s"])
 
 
+LOADER = """
+import json, sys, time
+from bucketrnn.data.datasets import text_file
+from bucketrnn.data.loader import BucketLoader
+from bucketrnn.data.prepared import PreparedDataset
+kind, path, batches = sys.argv[1], sys.argv[2], int(sys.argv[3])
+ds = PreparedDataset(path) if kind == "prepared" else text_file(path)[0]
+loader = BucketLoader(ds, batch_size=32, num_buckets=8, shuffle=True, seed=0, task="lm")
+start, tokens = time.process_time(), 0
+for i, batch in enumerate(loader):
+    tokens += int(batch.valid_length.sum().asscalar())
+    if i + 1 == batches:
+        break
+print(json.dumps({"cpu_s": time.process_time() - start, "tokens": tokens}))
+"""
+
+
+def loader_cost(kind: str, path: str, batches: int) -> dict:
+    """CPU seconds the loader takes for ``batches`` batches (no model): what the prepared
+    dataset could add to a training step."""
+    out = measure(_python("-c", LOADER, kind, path, str(batches)), _env())
+    figures = json.loads(out["stdout"].strip().splitlines()[-1])
+    return {"cpu_ms_per_batch": round(1000 * figures["cpu_s"] / batches, 3),
+            "tokens": figures["tokens"]}
+
+
 def planner(n: int, seed: int = 0) -> dict:
     """The exact planner and the sampler on ``n`` synthetic lengths, in this process."""
     from bucketrnn.data.plan import length_histogram, plan_buckets
@@ -237,7 +266,7 @@ def parse_args(argv=None):
                    help="training steps per tokens/s run (default 150)")
     p.add_argument("--skip", default="",
                    help="comma-separated parts to leave out: prepare,plan,first_step,"
-                        "tokens_per_s,planner")
+                        "tokens_per_s,loader,planner")
     p.add_argument("--planner-1e8", action="store_true",
                    help="also plan 10^8 lengths (about 6 GB of memory)")
     p.add_argument("--tiny", action="store_true", help="seconds: 1 MB, 1 round, 4 steps")
@@ -293,6 +322,17 @@ def main(argv=None) -> dict:
                     _log(f"tokens/s, round {r}, {name}: {tps[name][-1]}")
             result["tokens_per_s"] = {**tps, **_ratio_spread(tps["prepared"],
                                                              tps["in_memory"])}
+        if "loader" not in skip:
+            arms = {"prepared": ("prepared", small_out), "in_memory": ("text", small)}
+            rows = {name: [] for name in arms}
+            batches = 50 if args.tiny else 2000
+            for r in range(args.rounds):
+                for name in (list(arms) if r % 2 == 0 else list(arms)[::-1]):
+                    rows[name].append(loader_cost(*arms[name], batches))
+                    _log(f"loader, round {r}, {name}: {rows[name][-1]}")
+            cost = {name: [x["cpu_ms_per_batch"] for x in rows[name]] for name in rows}
+            result["loader"] = {"batches": batches, **cost,
+                                **_ratio_spread(cost["prepared"], cost["in_memory"])}
         if "planner" not in skip:
             sizes = [10**5] if args.tiny else [10**7] + ([10**8] if args.planner_1e8 else [])
             result["planner"] = [planner(n) for n in sizes]

@@ -141,14 +141,22 @@ def _check_offsets(where: str, offsets: np.ndarray, num_tokens: int) -> None:
         raise ValueError(f"prepared file {where!r} is damaged: offsets run from "
                          f"{int(offsets[0])} to {int(offsets[-1])}, the token file holds "
                          f"{num_tokens} tokens; run bucketrnn-prepare again")
-    for start in range(0, offsets.size - 1, _BLOCK):
-        block = np.asarray(offsets[start:start + _BLOCK + 1])
-        bad = np.flatnonzero((np.diff(block) < 0) | (block[1:] > num_tokens))
-        if bad.size:
-            i = start + int(bad[0])
-            raise ValueError(f"prepared file {where!r} is damaged: offsets[{i}:{i + 2}]="
-                             f"{np.asarray(offsets[i:i + 2]).tolist()} (past the end of "
-                             f"{num_tokens} tokens or decreasing); run bucketrnn-prepare again")
+    # Read with plain reads, not through the map: pages touched through a map stay in the
+    # process's resident set, and a check must not cost the memory of the whole offsets file.
+    with open(where, "rb") as f:
+        f.seek(offsets.offset)
+        last = 0
+        for start in range(0, offsets.size, _BLOCK):
+            block = np.fromfile(f, dtype=offsets.dtype, count=min(_BLOCK, offsets.size - start))
+            steps = np.diff(block, prepend=last)
+            bad = np.flatnonzero((steps < 0) | (block > num_tokens))
+            if bad.size:
+                i = max(start + int(bad[0]) - 1, 0)
+                raise ValueError(f"prepared file {where!r} is damaged: offsets[{i}:{i + 2}]="
+                                 f"{np.asarray(offsets[i:i + 2]).tolist()} (past the end of "
+                                 f"{num_tokens} tokens or decreasing); run bucketrnn-prepare "
+                                 "again")
+            last = block[-1]
 
 
 class PreparedDataset(Dataset):
@@ -203,7 +211,6 @@ class PreparedDataset(Dataset):
         self.manifest = manifest = read_manifest(path)
         self.format = manifest["format"]
         self.label = manifest["options"].get("label")
-        self._verify = bool(verify)
         files = manifest["files"]
         arrays = {name[:-4]: _open_array(path, name, entry, verify)
                   for name, entry in files.items() if name.endswith(".npy")}
