@@ -203,7 +203,7 @@ class PreparedDataset(Dataset):
     >>> _ = open(os.path.join(tmp, "c.txt"), "w").write("a b\\nb c d\\n")
     >>> ds = prepare(os.path.join(tmp, "c.txt"), os.path.join(tmp, "c"), progress=False)
     >>> len(ds), ds.lengths().tolist(), ds[0].tolist(), ds.vocab.itos[2:]
-    (2, [4, 5], [1, 2, 3, 1], ['b', 'a', 'c', 'd'])
+    (2, [4, 5], [1, 3, 2, 1], ['b', 'a', 'c', 'd'])
     """
 
     def __init__(self, path: str, verify: bool = False, indices=None):
