@@ -8,6 +8,8 @@ The app (:mod:`bucketrnn.app.run`) and the plan command (:mod:`bucketrnn.app.pla
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -244,9 +246,6 @@ PREPARE_HINT_BYTES = 256 * 2**20
 
 def _hint_prepare(path) -> None:
     """Say how to prepare a large text file once rather than read it at every run."""
-    import os
-    import sys
-
     try:
         size = os.path.getsize(path)
     except (OSError, TypeError):
@@ -262,8 +261,6 @@ def _load_prepared(d: dict, seed: int) -> Data:
     """``dataset=prepared`` (or a file dataset whose ``path`` is a prepared directory): the
     memory-mapped :class:`~bucketrnn.data.prepared.PreparedDataset`, held-out splits and limits
     as index views; the vocabulary and class map are the directory's."""
-    import os
-
     from bucketrnn.data.datasets import split_indices
     from bucketrnn.data.plan import find_outliers
     from bucketrnn.data.prepared import PreparedDataset

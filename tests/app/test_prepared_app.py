@@ -124,3 +124,14 @@ def test_the_command_reports_and_refuses_bad_input(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 sequences, 7 tokens, vocabulary 5" in out
     assert "bucketrnn dataset=prepared dataset.path=" in out
+
+
+def test_a_large_text_file_gets_a_note_saying_how_to_prepare_it(corpus, monkeypatch, capsys):
+    import bucketrnn.app.experiment as experiment
+
+    path, _, _ = corpus
+    load_data(_compose("dataset=text", f"dataset.path={path}").dataset)
+    assert "bucketrnn-prepare" not in capsys.readouterr().err
+    monkeypatch.setattr(experiment, "PREPARE_HINT_BYTES", 1000)
+    load_data(_compose("dataset=text", f"dataset.path={path}").dataset)
+    assert f"bucketrnn-prepare {path} {path}.prepared" in capsys.readouterr().err
