@@ -31,7 +31,6 @@ MOVED = {
     "bucketrnn.checkpoint": "bucketrnn.training.checkpoint",
     "bucketrnn.optim_state": "bucketrnn.training.optim_state",
     "bucketrnn.rundir": "bucketrnn.training.rundir",
-    "bucketrnn.progress": "bucketrnn.training.progress",
     "bucketrnn.flops": "bucketrnn.training.flops",
     "bucketrnn.costmodel": "bucketrnn.autoplan.costmodel",
     "bucketrnn.generation": "bucketrnn.inference.generation",

@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "bucketrnn"
 
 # What each part of the package may import (besides itself). "shared" is the modules at the
 # package root that every layer uses.
-SHARED = {"compat", "cores", "errors", "files", "tasks", "validation", "_aliases"}
+SHARED = {"compat", "cores", "errors", "files", "progress", "tasks", "validation", "_aliases"}
 ALLOWED = {
     "shared": set(),
     "data": {"shared"},

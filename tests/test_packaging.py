@@ -13,7 +13,8 @@ from bucketrnn.app.config import CONF_DIR
 ROOT = os.path.dirname(CONF_DIR)
 SCRIPTS = {"bucketrnn": "bucketrnn.app.run:main", "bucketrnn-plan": "bucketrnn.app.plan:main",
            "bucketrnn-compare": "bucketrnn.app.compare:main",
-           "bucketrnn-launch": "bucketrnn.distributed.launch:main"}
+           "bucketrnn-launch": "bucketrnn.distributed.launch:main",
+           "bucketrnn-prepare": "bucketrnn.app.prepare:main"}
 
 
 @pytest.fixture(scope="module")

@@ -66,6 +66,7 @@ class DatasetName(str, Enum):
     text = "text"
     tagged = "tagged"
     pairs = "pairs"
+    prepared = "prepared"
 
 
 class Tokens(str, Enum):
@@ -140,7 +141,12 @@ class DatasetConfig:
     of each line is its class and is removed from the input). ``max_length`` (``text``): a
     longer line is an error, or cut or dropped by ``on_overflow``, and counted. ``tagged``: one
     ``token/TAG token/TAG ...`` sentence per line of ``path`` (split on the last ``/`` of each
-    item), with the keys of ``text`` except ``label``; for ``model=tagger``.
+    item), with the keys of ``text`` except ``label``; for ``model=tagger``. ``prepared``: a
+    directory ``bucketrnn-prepare`` wrote (``path``), memory-mapped; its format (text, a label,
+    tagged, pairs), tokens and vocabulary were fixed when it was prepared, so ``tokens`` and
+    ``label`` must say what it holds; ``valid_fraction`` / ``test_fraction`` and the limits
+    apply. A ``text``, ``tagged`` or ``pairs`` ``path`` naming a prepared directory is read the
+    same way.
     """
 
     name: DatasetName = DatasetName.ptb
@@ -427,6 +433,44 @@ def _check_optimizer(t: dict, need) -> None:
 _FILES = ("text", "tagged", "pairs")
 
 
+def _as_prepared(ds: dict, need) -> dict:
+    """A prepared directory's dataset config as the file config it stands for (``name`` text,
+    tagged or pairs; its ``label``), after checking what the directory fixed: the remaining
+    checks of :func:`validate` then apply as to that file."""
+    # Imported here: only a prepared dataset needs it (it loads numpy and MXNet's Dataset).
+    from bucketrnn.data.prepared import is_prepared, read_manifest
+
+    name = ds["name"]
+    if name == "prepared":
+        need(bool(ds["path"]), "dataset.path", ds["path"],
+             "is required for dataset=prepared (a directory bucketrnn-prepare wrote)")
+    elif not (name in _FILES and is_prepared(ds["path"])):
+        return ds
+    try:
+        manifest = read_manifest(ds["path"])
+    except (ValueError, FileNotFoundError) as e:
+        raise ValueError(f"dataset.path={ds['path']!r}: {e}") from None
+    o = manifest["options"]
+    form = o["format"]
+    need(name in ("prepared", form), "dataset", name,
+         f"must be prepared or {form}: dataset.path={ds['path']!r} was prepared as {form}")
+    for key in ("valid_path", "test_path", "max_length"):
+        need(ds[key] is None, f"dataset.{key}", ds[key],
+             f"must be null for a prepared dataset.path ({ds['path']!r}): held-out data comes "
+             "from valid_fraction/test_fraction, max_length was applied by bucketrnn-prepare "
+             "(--max-length)")
+    for key in ("tokens", "label"):
+        need((ds[key] or None) == o[key], f"dataset.{key}", ds[key],
+             f"must say what dataset.path={ds['path']!r} holds ({key}={o[key]!r}, as it was "
+             f"prepared; the run's config.json records how its text reads): set "
+             f"dataset.{key}={o[key]}")
+    need(ds["min_count"] in (1, o["min_count"]), "dataset.min_count", ds["min_count"],
+         f"is fixed by bucketrnn-prepare for a prepared dataset.path (it used --min-count "
+         f"{o['min_count']}): leave it out, or prepare again with --min-count "
+         f"{ds['min_count']}")
+    return {**ds, "name": form, "min_count": o["min_count"], "shared_vocab": o["shared_vocab"]}
+
+
 def validate(cfg) -> None:
     """Check ranges and combinations the types cannot; ``ValueError`` naming the key."""
     d = to_dict(cfg)
@@ -438,6 +482,7 @@ def validate(cfg) -> None:
     ds, model, b, t = d["dataset"], d["model"], d["bucketing"], d["trainer"]
     need(isinstance(d["seed"], int) and d["seed"] >= 0, "seed", d["seed"],
          "must be an integer >= 0")
+    ds = _as_prepared(ds, need)
     need(ds["min_count"] >= 1, "dataset.min_count", ds["min_count"],
          "must be >= 1 (words seen fewer times become <unk>)")
     if ds["name"] == "text":

@@ -8,6 +8,8 @@ The app (:mod:`bucketrnn.app.run`) and the plan command (:mod:`bucketrnn.app.pla
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,11 +75,12 @@ def _read(datasets, key: str, path: str, kw: dict):
         raise _keyed(key, path, e) from e
 
 
-def _refuse_outlier_lines(parts, markers: int = 2) -> None:
+def _refuse_outlier_lines(parts, markers: int = 2, prepared: bool = False) -> None:
     """Refuse a line far longer than the rest (:func:`bucketrnn.data.plan.find_outliers`, on
     tokens per line over every split), naming its file and line, before any plan or graph.
     ``markers``: tokens each sequence has beyond its line's (the two ``<eos>`` of
-    ``encode_lines``; none for tagged sentences)."""
+    ``encode_lines``; none for tagged sentences). ``prepared``: the data is a prepared
+    directory, whose ``max_length`` is bucketrnn-prepare's."""
     from bucketrnn.data.plan import find_outliers
 
     parts = [(ds, key, path) for ds, key, path in parts if ds is not None and len(ds)]
@@ -92,9 +95,12 @@ def _refuse_outlier_lines(parts, markers: int = 2) -> None:
     raise ValueError(
         f"{key}={path!r} line {int(ds.line_numbers[i])} has {top} tokens, far more than the "
         f"rest of the data needs ({need} at most; {found.rule('line')}): "
-        f"bucketing it would unroll a {top}-step graph. Set dataset.max_length={need} with "
-        "dataset.on_overflow=truncate (keep the first max_length tokens) or drop (leave such "
-        "lines out); the run reports how many lines were cut or dropped"
+        f"bucketing it would unroll a {top}-step graph. "
+        + (f"Prepare it again with --max-length {need} --on-overflow truncate (keep the first "
+           "max_length tokens) or drop (leave such lines out)" if prepared else
+           f"Set dataset.max_length={need} with dataset.on_overflow=truncate (keep the first "
+           "max_length tokens) or drop (leave such lines out)")
+        + "; the run reports how many lines were cut or dropped"
     )
 
 
@@ -170,7 +176,12 @@ def load_data(dataset, seed: int = 0) -> Data:
     ``dataset.on_overflow`` cuts or drops long lines, counted in ``Data.overflow``.
     """
     from bucketrnn.data import datasets
+    from bucketrnn.data.prepared import is_prepared
     d = to_dict(dataset)
+    if d["name"] == "prepared" or (d["name"] != "ptb" and is_prepared(d["path"])):
+        return _load_prepared(d, seed)
+    if d["name"] != "ptb":
+        _hint_prepare(d["path"])
     if d["name"] == "tagged" or d["label"]:
         return _load_labelled(d, seed)
     overflow = None
@@ -227,6 +238,102 @@ def load_data(dataset, seed: int = 0) -> Data:
                                for name, part in (("train", train), ("valid", valid),
                                                   ("test", test))])
     return Data(train, valid, test, vocab, None, what, overflow)
+
+
+# A text file this large takes minutes to read and ~20x its size in memory at every run.
+PREPARE_HINT_BYTES = 256 * 2**20
+
+
+def _hint_prepare(path) -> None:
+    """Say how to prepare a large text file once rather than read it at every run."""
+    try:
+        size = os.path.getsize(path)
+    except (OSError, TypeError):
+        return  # the reader names a missing file
+    if size >= PREPARE_HINT_BYTES:
+        print(f"note: dataset.path={path!r} is {size / 2**20:.0f} MB of text, read and "
+              "tokenized in memory at every run; prepare it once (bounded memory, memory-mapped "
+              f"afterwards): bucketrnn-prepare {path} {path}.prepared, then dataset.path="
+              f"{path}.prepared", file=sys.stderr)
+
+
+def _load_prepared(d: dict, seed: int) -> Data:
+    """``dataset=prepared`` (or a file dataset whose ``path`` is a prepared directory): the
+    memory-mapped :class:`~bucketrnn.data.prepared.PreparedDataset`, held-out splits and limits
+    as index views; the vocabulary and class map are the directory's."""
+    from bucketrnn.data.datasets import split_indices
+    from bucketrnn.data.plan import find_outliers
+    from bucketrnn.data.prepared import PreparedDataset
+
+    path = d["path"]
+    try:
+        full = PreparedDataset(path)
+    except (ValueError, FileNotFoundError) as e:
+        raise _keyed("dataset.path", path, e) from e
+    src = full.manifest["source"]
+    try:
+        st = os.stat(src["path"])
+    except OSError:
+        st = None  # the source may live elsewhere: the prepared files are what is read
+    if st is not None and (st.st_size, st.st_mtime_ns) != (src["bytes"], src["mtime_ns"]):
+        raise ValueError(f"dataset.path={path!r} was prepared from {src['path']!r}, which has "
+                         f"changed since ({src['bytes']} bytes then, {st.st_size} now): prepare "
+                         f"it again (bucketrnn-prepare {src['path']} {path} --force)")
+    parts = split_indices(len(full), d["valid_fraction"], d["test_fraction"], seed)
+    if parts[0].size == 0:
+        raise ValueError(f"dataset.path={path!r} leaves no training sequences after holding "
+                         f"out valid_fraction={d['valid_fraction']} and test_fraction="
+                         f"{d['test_fraction']} of {len(full)}")
+    if parts[1].size == 0 and parts[2].size == 0:
+        train, valid, test = full, None, None  # the whole corpus: the flat fast path
+    else:
+        train, valid, test = (full.subset(p) if p.size else None for p in parts)
+    train, valid, test = (_limited(part, d[key]) for part, key in
+                          ((train, "limit"), (valid, "valid_limit"), (test, "test_limit")))
+    fmt, label = full.format, full.label
+    splits = [(train, "dataset.path", path), (valid, "dataset.path", path),
+              (test, "dataset.path", path)]
+    if fmt == "pairs":
+        sizes = [np.maximum(ds.lengths()[:, 0], ds.lengths()[:, 1] - 1)
+                 for ds, _, _ in splits if ds is not None]
+        found = find_outliers(np.concatenate(sizes))
+        if found:
+            i = int(found.indices[0])
+            parts_ = [ds for ds, _, _ in splits if ds is not None]
+            k = int(np.searchsorted(np.cumsum([s.size for s in sizes]), i, side="right"))
+            i -= sum(s.size for s in sizes[:k])
+            raise ValueError(
+                f"dataset.path={path!r} line {int(parts_[k].line_numbers[i])} has a side of "
+                f"{int(found.lengths[0])} tokens, far more than the rest of the data needs "
+                f"({found.rest_max} at most; {found.rule('pair')}): prepare it again with "
+                f"--max-length {found.rest_max} --on-overflow truncate (or drop)")
+    else:
+        _refuse_outlier_lines(splits, markers=0 if fmt == "tagged" else 2, prepared=True)
+    c = full.manifest["counts"]
+    o = full.manifest["options"]
+    what = (f"{path} (prepared from {src['path']}: {fmt}, {o['tokens']} tokens, "
+            f"{c['sequences']} sequences, {c['tokens']} token ids, vocabulary {len(full.vocab)})")
+    if o["max_length"] is not None:
+        what += (f", max_length={o['max_length']} ({o['on_overflow']}: "
+                 f"{_overflow_text(c['overflow'])})")
+    classes = full.classes
+    if fmt == "tagged":
+        if len(classes) < 2:
+            raise ValueError(f"dataset.path={path!r} has {len(classes)} tag ({classes!r}): a "
+                             "tagger needs at least 2 tags")
+        what = f"tagged {what}, {len(classes)} tags (accuracy is per token)"
+    elif label:
+        _refuse_one_class(label, train.labels, classes)
+        what += f", label {label} ({len(classes)} classes)"
+    return Data(train, valid, test, full.vocab, len(classes) if classes else None, what,
+                c["overflow"], classes, tgt_vocab=full.tgt_vocab)
+
+
+def _overflow_text(counts: dict) -> str:
+    """The overflow counts of a manifest as the text readers print them."""
+    from bucketrnn.data.datasets import OverflowCounts
+
+    return str(OverflowCounts(**counts))
 
 
 def _encoded(splits, vocab, tagged: bool, d: dict) -> list:

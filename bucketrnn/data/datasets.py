@@ -25,7 +25,9 @@ from bucketrnn.validation import check_int, quote_token
 __all__ = ["BOS", "EOS", "LABELS", "PAD", "UNK", "FlatSequences", "LabelledSplits",
            "LabelledText", "Lines", "OverflowCounts", "Vocabulary", "encode_lines", "label_lines",
            "labelled_text_file", "penn_treebank", "penn_treebank_sentences", "read_labelled",
-           "read_lines", "split_indices", "split_tokens", "text_file"]
+           "read_lines", "split_indices", "split_tokens", "text_file", "label_kind",
+           "no_sequences_error", "no_token_after_label", "overflow_error", "split_tagged",
+           "utf8_error"]
 
 EOS = "<eos>"
 UNK = "<unk>"
@@ -193,8 +195,16 @@ class Vocabulary:
         counter = Counter()
         for s in sentences:
             counter.update(s)
+        return cls.from_counts(counter, min_count, max_size, specials)
+
+    @classmethod
+    def from_counts(cls, counts: Counter, min_count: int = 1, max_size: int | None = None,
+                    specials: Sequence[str] = ()) -> "Vocabulary":
+        """:meth:`build` from token counts already made (a ``Counter`` whose insertion order is
+        the order tokens were first seen, which breaks ties; what a streaming pass over a file
+        larger than memory collects)."""
         special = [UNK, EOS, *specials]
-        words = [w for w, c in counter.most_common() if c >= min_count and w not in special]
+        words = [w for w, c in counts.most_common() if c >= min_count and w not in special]
         if max_size is not None:
             words = words[: max(0, max_size - len(special))]
         return cls(special + words)
@@ -380,11 +390,31 @@ def _decode_utf8(data: bytes, path: str) -> str:
     except UnicodeDecodeError as e:
         before = data[:e.start].decode("utf-8")  # the first bad byte ends the valid prefix
         line = before.replace("\r\n", "\n").replace("\r", "\n").count("\n") + 1
-        raise ValueError(
-            f"text file {path!r} is not valid UTF-8: line {line}, byte offset {e.start} of the "
-            f"file (0-based) holds byte 0x{data[e.start]:02x} ({e.reason}); re-encode the file "
-            "as UTF-8 (e.g. iconv -f <its encoding> -t UTF-8) or fix that line"
-        ) from e
+        raise ValueError(utf8_error(path, line, e.start, data[e.start], e.reason)) from e
+
+
+def utf8_error(path: str, line: int, offset: int, byte: int, reason: str) -> str:
+    """The message for a file that is not UTF-8: ``line`` (1-based) holds ``byte`` at byte
+    ``offset`` (0-based) of the file. One message for every reader (in memory or streaming)."""
+    return (f"text file {path!r} is not valid UTF-8: line {line}, byte offset {offset} of the "
+            f"file (0-based) holds byte 0x{byte:02x} ({reason}); re-encode the file "
+            "as UTF-8 (e.g. iconv -f <its encoding> -t UTF-8) or fix that line")
+
+
+def overflow_error(path: str, number: int, length: int, max_length: int, longer: int) -> str:
+    """The message for a line of ``length`` tokens over ``max_length`` under
+    ``on_overflow='error'`` (``longer``: how many lines of the file are over)."""
+    return (f"text file {path!r} line {number} has {length} tokens, more than "
+            f"max_length={max_length} ({longer} line(s) are longer); pass on_overflow="
+            "'truncate' (keep their first max_length tokens) or 'drop' (leave them out), "
+            "or a larger max_length")
+
+
+def no_sequences_error(path: str, max_length: int | None, lines_read: int) -> str:
+    """The message for a file with no sequence left (blank, or every line dropped)."""
+    return (f"text file {path!r} has no sequences"
+            + (f" of at most max_length={max_length} tokens" if max_length is not None else "")
+            + f" (read {lines_read} lines)")
 
 
 def split_tokens(text: str, tokens: str = "whitespace") -> list:
@@ -474,12 +504,8 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
         long = [j for j, ln in enumerate(lines) if len(ln) > max_length]
         if long and on_overflow == "error":
             j = long[0]
-            raise ValueError(
-                f"text file {path!r} line {numbers[j]} has {len(lines[j])} tokens, more than "
-                f"max_length={max_length} ({len(long)} line(s) are longer); pass on_overflow="
-                "'truncate' (keep their first max_length tokens) or 'drop' (leave them out), "
-                "or a larger max_length"
-            )
+            raise ValueError(overflow_error(path, numbers[j], len(lines[j]), max_length,
+                                            len(long)))
         if on_overflow == "truncate":
             cut = sum(len(lines[j]) - max_length for j in long)
             for j in long:
@@ -492,11 +518,7 @@ def read_lines(path: str, tokens: str = "whitespace", max_length: int | None = N
             numbers = [n for j, n in enumerate(numbers) if j not in gone]
             counts = OverflowCounts(lines_dropped=len(long), tokens_cut=cut)
     if not lines:
-        raise ValueError(
-            f"text file {path!r} has no sequences"
-            + (f" of at most max_length={max_length} tokens" if max_length is not None else "")
-            + f" (read {len(raw)} lines)"
-        )
+        raise ValueError(no_sequences_error(path, max_length, len(raw)))
     return Lines(lines, path, numbers, counts)
 
 
@@ -523,7 +545,9 @@ def text_file(path: str, tokens: str = "whitespace", vocab: Vocabulary | None = 
 LABELS = ("first_token", "contains:<token>", "tags")
 
 
-def _label_kind(label) -> str:
+def label_kind(label) -> str:
+    """``"first_token"``, ``"contains"`` or ``"tags"`` for a ``label`` of :data:`LABELS`; a
+    ``ValueError`` naming ``label`` otherwise."""
     if label in ("first_token", "tags"):
         return label
     if isinstance(label, str) and label.startswith("contains:") and len(label) > len("contains:"):
@@ -592,7 +616,15 @@ class LabelledText:
         return LabelledText(lines, [self.labels[i] for i in indices], self.per_token)
 
 
-def _split_tagged(path, number, items):
+def no_token_after_label(path: str, number: int, label: str) -> str:
+    """The message for a ``label='first_token'`` line holding only its label."""
+    return (f"text file {path!r} line {number} has no token after its label {label!r}: "
+            "label='first_token' needs a label and at least one token per line")
+
+
+def split_tagged(path: str, number: int, items: list) -> tuple:
+    """``(tokens, tags)`` of one line of ``token/TAG`` items (split on the last ``/``); a
+    ``ValueError`` naming the file, the line and the item without a tag."""
     tokens, tags = [], []
     for item in items:
         token, slash, tag = item.rpartition("/")
@@ -645,7 +677,7 @@ def read_labelled(path: str, label: str, tokens: str = "whitespace",
     >>> text.sentences[1], text.labels[1], text.classes()
     (['1/2', 'cup'], ['CD', 'NN'], ['CD', 'DT', 'NN', 'VBD'])
     """
-    if _label_kind(label) == "tags" and tokens != "whitespace":
+    if label_kind(label) == "tags" and tokens != "whitespace":
         raise ValueError(f"label='tags' reads whitespace-separated token/TAG items, got "
                          f"tokens={tokens!r}")
     return label_lines(read_lines(path, tokens, max_length, on_overflow), label)
@@ -659,20 +691,18 @@ def label_lines(lines: Lines, label: str) -> LabelledText:
     >>> text.labels[:2], text.sentences.path
     (['0', '1'], 'treebank:valid')
     """
-    kind = _label_kind(label)
+    kind = label_kind(label)
     if not isinstance(lines, Lines):
         raise TypeError(f"lines must be Lines (read_lines, penn_treebank_sentences), got "
                         f"{type(lines).__name__}")
     path, numbers = lines.path, lines.line_numbers
     if kind == "tags":
-        pairs = [_split_tagged(path, int(n), ln) for ln, n in zip(lines, numbers)]
+        pairs = [split_tagged(path, int(n), ln) for ln, n in zip(lines, numbers)]
         sentences, labels = [p[0] for p in pairs], [p[1] for p in pairs]
     elif kind == "first_token":
         short = next((j for j, ln in enumerate(lines) if len(ln) < 2), None)
         if short is not None:
-            raise ValueError(f"text file {path!r} line {int(numbers[short])} has no token after "
-                             f"its label {lines[short][0]!r}: label='first_token' needs a label "
-                             "and at least one token per line")
+            raise ValueError(no_token_after_label(path, int(numbers[short]), lines[short][0]))
         sentences, labels = [ln[1:] for ln in lines], [ln[0] for ln in lines]
     else:
         word = label.split(":", 1)[1]
@@ -724,7 +754,7 @@ class LabelledSplits:
               label: str, overflow: OverflowCounts = OverflowCounts()) -> "LabelledSplits":
         """The splits with their class map: ``["0", "1"]`` for ``contains:``, else the sorted
         class names of every split."""
-        if _label_kind(label) == "contains":
+        if label_kind(label) == "contains":
             classes = ["0", "1"]
         else:
             classes = sorted(set().union(*(part.classes() for part in (train, valid, test)
@@ -784,7 +814,7 @@ def labelled_text_file(path: str, label: str, valid_fraction: float = 0.1,
         except ValueError as e:
             raise ValueError(f"{key}={value!r}: {e}") from None
 
-    _label_kind(label)  # an unknown label is named before any file is read
+    label_kind(label)  # an unknown label is named before any file is read
     whole = read("path", path)
     overflow = whole.sentences.overflow
     if valid_path or test_path:

@@ -34,7 +34,7 @@ from bucketrnn.data.datasets import EOS, OverflowCounts, Vocabulary, read_lines,
 from bucketrnn.validation import check_choice, check_int
 
 __all__ = ["Pairs", "TOY_TASKS", "decode_ids", "encode_pairs", "pair_vocabularies",
-           "read_pairs", "toy_pairs"]
+           "parse_pair", "read_pairs", "toy_pairs"]
 __getattr__ = moved_names(__name__, {"TGT_VOCAB": "bucketrnn.training.rundir"})
 
 _POLICIES = ("error", "truncate", "drop")
@@ -92,40 +92,55 @@ def read_pairs(path: str, tokens: str = "whitespace", max_length: int | None = N
     pairs, numbers = [], []
     dropped = truncated = cut = 0
     for chars, number in zip(lines, lines.line_numbers.tolist()):
-        text = "".join(chars)
-        tabs = text.count("\t")
-        if tabs != 1:
-            raise ValueError(f"pairs file {path!r} line {number} has {tabs} tabs: each line must "
-                             "be one source<TAB>target pair (exactly one tab)")
-        src, tgt = (split_tokens(side, tokens) for side in text.split("\t"))
-        for name, side in (("source", src), ("target", tgt)):
-            if not side:
-                raise ValueError(f"pairs file {path!r} line {number} has an empty {name}: each "
-                                 "line must be a non-empty source<TAB>non-empty target")
-        if EOS in tgt:  # whitespace tokens only: one character is never '<eos>'
-            raise ValueError(f"pairs file {path!r} line {number} has {EOS!r} in its target at "
-                             f"token {tgt.index(EOS) + 1}: it is the end-of-target marker (every "
-                             "target gets one appended), so decoding would stop there and never "
-                             "produce the rest; remove it from the file")
-        longest = max(len(src), len(tgt))
-        if max_length is not None and longest > max_length:
-            if on_overflow == "error":
-                raise ValueError(
-                    f"pairs file {path!r} line {number} has a side of {longest} tokens, more "
-                    f"than max_length={max_length}; pass on_overflow='truncate' or 'drop', or "
-                    "a larger max_length")
-            cut += max(len(src) - max_length, 0) + max(len(tgt) - max_length, 0)
-            if on_overflow == "drop":
-                dropped += 1
-                continue
-            truncated += 1
-            src, tgt = src[:max_length], tgt[:max_length]
-        pairs.append((src, tgt))
+        pair, lost = parse_pair("".join(chars), path, number, tokens, max_length, on_overflow)
+        cut += lost
+        if pair is None:
+            dropped += 1
+            continue
+        truncated += lost > 0
+        pairs.append(pair)
         numbers.append(number)
     if not pairs:
         raise ValueError(f"pairs file {path!r} has no pair of at most max_length={max_length} "
                          "tokens a side")
     return Pairs(pairs, path, numbers, tokens, OverflowCounts(dropped, truncated, cut))
+
+
+def parse_pair(text: str, path: str, number: int, tokens: str, max_length: int | None,
+               on_overflow: str) -> tuple:
+    """One line of a pairs file: ``((source tokens, target tokens), tokens cut)``, or
+    ``(None, tokens cut)`` for a pair ``on_overflow="drop"`` leaves out.
+
+    ``text`` is the line without its line break. A ``ValueError`` names the file and the line
+    for every bad line (:func:`read_pairs`); the streaming reader of
+    :mod:`bucketrnn.data.prepare` parses lines with it too, so both give the same errors.
+    """
+    tabs = text.count("\t")
+    if tabs != 1:
+        raise ValueError(f"pairs file {path!r} line {number} has {tabs} tabs: each line must "
+                         "be one source<TAB>target pair (exactly one tab)")
+    src, tgt = (split_tokens(side, tokens) for side in text.split("\t"))
+    for name, side in (("source", src), ("target", tgt)):
+        if not side:
+            raise ValueError(f"pairs file {path!r} line {number} has an empty {name}: each "
+                             "line must be a non-empty source<TAB>non-empty target")
+    if EOS in tgt:  # whitespace tokens only: one character is never '<eos>'
+        raise ValueError(f"pairs file {path!r} line {number} has {EOS!r} in its target at "
+                         f"token {tgt.index(EOS) + 1}: it is the end-of-target marker (every "
+                         "target gets one appended), so decoding would stop there and never "
+                         "produce the rest; remove it from the file")
+    longest = max(len(src), len(tgt))
+    if max_length is None or longest <= max_length:
+        return (src, tgt), 0
+    if on_overflow == "error":
+        raise ValueError(
+            f"pairs file {path!r} line {number} has a side of {longest} tokens, more "
+            f"than max_length={max_length}; pass on_overflow='truncate' or 'drop', or "
+            "a larger max_length")
+    cut = max(len(src) - max_length, 0) + max(len(tgt) - max_length, 0)
+    if on_overflow == "drop":
+        return None, cut
+    return (src[:max_length], tgt[:max_length]), cut
 
 
 def pair_vocabularies(pairs, shared: bool = False, min_count: int = 1):

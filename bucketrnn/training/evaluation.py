@@ -26,9 +26,9 @@ import sys
 import time
 
 from bucketrnn._aliases import moved_names
+from bucketrnn.progress import Progress
 from bucketrnn.tasks import get_task
 from bucketrnn.training import metrics
-from bucketrnn.training.progress import Progress
 
 __all__ = ["evaluate"]
 

@@ -44,11 +44,11 @@ from bucketrnn import compat, distributed
 from bucketrnn._aliases import moved_names
 from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.graphs.cache import GraphCache
+from bucketrnn.progress import Progress
 from bucketrnn.tasks import get_task
 from bucketrnn.training import checkpoint as ckpt
 from bucketrnn.training import evaluation, metrics, optim_state
 from bucketrnn.training.metrics import MetricsLog
-from bucketrnn.training.progress import Progress
 from bucketrnn.training.rundir import METRICS, RunLock
 from bucketrnn.validation import check_choice, check_int
 
