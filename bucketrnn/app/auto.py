@@ -23,6 +23,9 @@ import logging
 import numpy as np
 
 from bucketrnn.app.config import to_dict
+from bucketrnn.autoplan import costmodel
+from bucketrnn.data.loader import plan_lengths
+from bucketrnn.data.plan import bucket_batch_sizes
 from bucketrnn.models.build import build_model
 
 __all__ = ["FALLBACK_BUCKETS", "fallback", "fallback_buckets", "is_auto", "pending", "plan_note",
@@ -49,8 +52,6 @@ def fallback_buckets(lengths, wanted: int = FALLBACK_BUCKETS, strategy: str = "o
 def fallback(bucketing, data) -> dict:
     """``bucketing`` (a config) as a dict planning the fallback's buckets for ``data`` (the
     app's :class:`~bucketrnn.app.experiment.Data`: its training split is planned)."""
-    from bucketrnn.data.loader import plan_lengths
-
     return {**to_dict(bucketing), "num_buckets": fallback_buckets(plan_lengths(data.train)[1])}
 
 
@@ -77,8 +78,6 @@ def reuse_saved_plan(cfg, saved: dict | None):
 
 
 def _rows(b: dict):
-    from bucketrnn.data.plan import bucket_batch_sizes
-
     def rows(length):
         return int(bucket_batch_sizes([length], b["batch_size"], b["max_tokens"],
                                       b["batch_size_multiple"])[0])
@@ -102,9 +101,6 @@ def planned_epochs(trainer, b: dict, num_examples: int, num_shards: int = 1) -> 
 def probe_run(cfg, data, ctx, num_shards: int = 1):
     """The cost model of the run's model on ``ctx``, or None (with a logged reason) when the
     app must fall back to :func:`fallback_buckets` buckets (:func:`fallback`)."""
-    from bucketrnn.autoplan.costmodel import CostModelError, example_batch, probe, probe_lengths
-    from bucketrnn.data.loader import plan_lengths
-
     b = to_dict(cfg.bucketing)
     task, lengths = plan_lengths(data.train)
     k = fallback_buckets(lengths)
@@ -121,10 +117,11 @@ def probe_run(cfg, data, ctx, num_shards: int = 1):
         return None  # one distinct length: one bucket, nothing to measure
     build = build_model(to_dict(cfg.model), len(data.vocab), data.num_classes)  # its own parameters
     try:
-        example = example_batch(data.train, rows=2, ctx=ctx, task=task)
-        return probe(build, example, probe_lengths(lengths), _rows(b), ctx=ctx,
-                     memory=to_dict(cfg.memory)["policy"])
-    except CostModelError as e:
+        # Through the module: tests stand in a probe of their own (costmodel.probe).
+        example = costmodel.example_batch(data.train, rows=2, ctx=ctx, task=task)
+        return costmodel.probe(build, example, costmodel.probe_lengths(lengths), _rows(b),
+                               ctx=ctx, memory=to_dict(cfg.memory)["policy"])
+    except costmodel.CostModelError as e:
         log.warning("warning: bucketing.num_buckets=auto: the probe's timings gave no usable "
                     "cost model, so %d buckets are used instead. %s", k, e)
         return None

@@ -15,6 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from bucketrnn.app.config import to_dict
+from bucketrnn.autoplan import auto_plan
+from bucketrnn.data import datasets
+from bucketrnn.data import pairs as P
+from bucketrnn.data.datasets import OverflowCounts, split_indices
+from bucketrnn.data.loader import BucketLoader, evaluation_loader, plan_lengths
+from bucketrnn.data.plan import find_outliers
+from bucketrnn.data.prepared import PreparedDataset, is_prepared
 
 __all__ = ["Data", "load_data", "make_loaders"]
 
@@ -81,8 +88,6 @@ def _refuse_outlier_lines(parts, markers: int = 2, prepared: bool = False) -> No
     ``markers``: tokens each sequence has beyond its line's (the two ``<eos>`` of
     ``encode_lines``; none for tagged sentences). ``prepared``: the data is a prepared
     directory, whose ``max_length`` is bucketrnn-prepare's."""
-    from bucketrnn.data.plan import find_outliers
-
     parts = [(ds, key, path) for ds, key, path in parts if ds is not None and len(ds)]
     sizes = [ds.lengths() - markers for ds, _, _ in parts]
     found = find_outliers(np.concatenate(sizes))
@@ -108,9 +113,6 @@ def _load_pairs(d: dict, seed: int) -> Data:
     """``dataset=pairs``: train/valid/test pairs (:mod:`bucketrnn.data.pairs`), vocabularies from
     the training pairs only; a pair far longer than the rest is refused naming its file and
     line."""
-    from bucketrnn.data import pairs as P
-    from bucketrnn.data.plan import find_outliers
-
     kw = {"tokens": d["tokens"], "max_length": d["max_length"],
           "on_overflow": d.get("on_overflow", "error")}
 
@@ -129,8 +131,6 @@ def _load_pairs(d: dict, seed: int) -> Data:
                 parts[name] = (read(f"{name}_path"), f"{name}_path")
                 counts += parts[name][0].overflow
     else:
-        from bucketrnn.data.datasets import split_indices
-
         train_i, valid_i, test_i = split_indices(len(full), d["valid_fraction"],
                                                  d["test_fraction"], seed)
         if train_i.size == 0:
@@ -175,8 +175,6 @@ def load_data(dataset, seed: int = 0) -> Data:
     line (see :func:`bucketrnn.data.plan.find_outliers`); ``dataset.max_length`` with
     ``dataset.on_overflow`` cuts or drops long lines, counted in ``Data.overflow``.
     """
-    from bucketrnn.data import datasets
-    from bucketrnn.data.prepared import is_prepared
     d = to_dict(dataset)
     if d["name"] == "prepared" or (d["name"] != "ptb" and is_prepared(d["path"])):
         return _load_prepared(d, seed)
@@ -261,10 +259,6 @@ def _load_prepared(d: dict, seed: int) -> Data:
     """``dataset=prepared`` (or a file dataset whose ``path`` is a prepared directory): the
     memory-mapped :class:`~bucketrnn.data.prepared.PreparedDataset`, held-out splits and limits
     as index views; the vocabulary and class map are the directory's."""
-    from bucketrnn.data.datasets import split_indices
-    from bucketrnn.data.plan import find_outliers
-    from bucketrnn.data.prepared import PreparedDataset
-
     path = d["path"]
     try:
         full = PreparedDataset(path)
@@ -331,8 +325,6 @@ def _load_prepared(d: dict, seed: int) -> Data:
 
 def _overflow_text(counts: dict) -> str:
     """The overflow counts of a manifest as the text readers print them."""
-    from bucketrnn.data.datasets import OverflowCounts
-
     return str(OverflowCounts(**counts))
 
 
@@ -340,7 +332,6 @@ def _encoded(splits, vocab, tagged: bool, d: dict) -> list:
     """``[train, valid, test]`` of labelled splits as FlatSequences (None where absent), with
     ``dataset.limit`` / ``valid_limit`` / ``test_limit``: a tagger's sentences as they are with
     a tag per token, a classifier's in the language-model form of ``encode_lines``."""
-    from bucketrnn.data import datasets
     out = []
     for name in ("train", "valid", "test"):
         text = getattr(splits, name)
@@ -364,7 +355,6 @@ def _encoded(splits, vocab, tagged: bool, d: dict) -> list:
 def _labelled_ptb(d: dict, label: str) -> Data:
     """Penn Treebank sentences labelled by ``dataset.label`` (``contains:N``: does a sentence
     hold a number?), on PTB's own splits; the vocabulary is that of all training sentences."""
-    from bucketrnn.data import datasets
     parts = [datasets.label_lines(datasets.penn_treebank_sentences(name), label)
              for name in ("train", "valid", "test")]
     splits = datasets.LabelledSplits.build(*parts, label=label)
@@ -386,7 +376,6 @@ def _load_labelled(d: dict, seed: int) -> Data:
     """A labelled text file (``dataset=text`` with ``dataset.label``) or a tagged one
     (``dataset=tagged``), read by :func:`bucketrnn.data.datasets.labelled_text_file`: the split,
     labels and class map of the library, encoded with a vocabulary of the training split."""
-    from bucketrnn.data import datasets
     tagged = d["name"] == "tagged"
     label = "tags" if tagged else d["label"]
     on_overflow = d.get("on_overflow", "error")
@@ -446,8 +435,6 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
     those boundaries are used as they are; with neither, ``ValueError``
     (:mod:`bucketrnn.app.auto`).
     """
-    from bucketrnn.data.loader import BucketLoader, evaluation_loader, plan_lengths
-
     b = to_dict(bucketing)
     sizes = {"batch_size": b["batch_size"], "max_tokens": b["max_tokens"],
              "batch_size_multiple": b["batch_size_multiple"]}
@@ -465,8 +452,6 @@ def make_loaders(data: Data, bucketing, seed: int = 0, num_shards: int = 1,
                              "bucketing.num_buckets=N to plan without one")
     try:
         if plan["num_buckets"] == "auto":  # planned by measurement, a layer above the loader
-            from bucketrnn.autoplan import auto_plan
-
             _, lengths = plan_lengths(data.train)
             plan = {"plan": auto_plan(lengths, cost, epochs=epochs, memory_limit=memory_limit,
                                       on_overflow=b["on_overflow"], **sizes)}

@@ -13,7 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from bucketrnn.app.config import to_dict
 from bucketrnn.app.tasks import Predictions, register
+from bucketrnn.app.trained import explain_too_large, refuse_outlier_lines
+from bucketrnn.data.datasets import FlatSequences, encode_lines, label_lines, read_lines
+from bucketrnn.data.pairs import Pairs, encode_pairs, read_pairs
+from bucketrnn.inference.generation import generate
+from bucketrnn.inference.translate import translate_file
+from bucketrnn.models import tag_sentences
+from bucketrnn.models.decode import Seq2SeqDecoder
 from bucketrnn.validation import quote_token, quote_tokens
 
 __all__ = ["MAX_PROMPT_CHARACTERS", "generate_lm", "predict_classify", "predict_tag",
@@ -31,9 +39,6 @@ def read_lines_of(run, path: str, every_line: bool = False):
     """The token lines of ``path`` read with the run's ``dataset`` settings. With
     ``every_line`` (predict: every line gets an answer) a line longer than ``max_length`` is
     truncated (and counted) where the run's policy would drop it."""
-    from bucketrnn.app.config import to_dict
-    from bucketrnn.data.datasets import read_lines
-
     d = to_dict(run.config.dataset)
     policy = d.get("on_overflow", "error") if d["max_length"] is not None else "error"
     if every_line and policy == "drop":
@@ -65,8 +70,6 @@ def _unknown_note(run, lines) -> list:
 @register("read", "lm")
 def read_lm(run, path: str):
     """``(FlatSequences, OverflowCounts)``: each line as ``<eos> w1 ... wn <eos>``."""
-    from bucketrnn.data.datasets import encode_lines
-
     lines = read_lines_of(run, path)
     return encode_lines(lines, run.vocab), lines.overflow
 
@@ -76,8 +79,6 @@ def read_classify(run, path: str):
     """``(FlatSequences with labels, OverflowCounts)``, labelled as the run's
     ``dataset.label`` says (``first_token``: each line starts with its class name), with the
     run's class map (a class it does not know is refused naming the line)."""
-    from bucketrnn.data.datasets import FlatSequences, encode_lines, label_lines
-
     text = label_lines(read_lines_of(run, path), run.config.dataset.label)
     ids = text.label_ids(run.classes)
     seqs = encode_lines(text.sentences, run.vocab)
@@ -91,9 +92,6 @@ def read_seq2seq(run, path: str):
     pairs (``dataset.tokens``, ``dataset.max_length`` with ``dataset.on_overflow``) and encoded
     with the run's source and target vocabularies (unknown tokens become ``<unk>``): the
     examples :func:`bucketrnn.data.pairs.encode_pairs` makes, each target ending in ``<eos>``."""
-    from bucketrnn.app.config import to_dict
-    from bucketrnn.data.pairs import Pairs, encode_pairs, read_pairs
-
     d = to_dict(run.config.dataset)
     policy = d.get("on_overflow", "error") if d["max_length"] is not None else "error"
     try:
@@ -115,8 +113,6 @@ def read_seq2seq(run, path: str):
 def read_tag(run, path: str):
     """``(FlatSequences with a tag per token, OverflowCounts)`` of a ``token/TAG ...`` file,
     with the run's tag map (an unknown tag is refused naming the line)."""
-    from bucketrnn.data.datasets import FlatSequences, label_lines
-
     text = label_lines(read_lines_of(run, path), "tags")
     seqs = FlatSequences.from_sequences([run.vocab.encode(s) for s in text.sentences],
                                         tags=text.label_ids(run.classes))
@@ -128,10 +124,6 @@ def read_tag(run, path: str):
 def predict_tag(run, path: str) -> Predictions:
     """Every non-blank line of ``path`` (plain tokens) as ``token/TAG token/TAG ...``, in
     input order, bucketed on the run's boundaries (:func:`bucketrnn.models.tag_sentences`)."""
-    from bucketrnn.app.config import to_dict
-    from bucketrnn.app.trained import explain_too_large, refuse_outlier_lines
-    from bucketrnn.models import tag_sentences
-
     lines = read_lines_of(run, path, every_line=True)
     # A line far longer than the rest is refused naming its line and the file, as predict does
     # for a classifier (tag_sentences' own check names a 0-based example and library arguments).
@@ -160,9 +152,6 @@ def predict_tag(run, path: str) -> Predictions:
 def predict_classify(run, path: str) -> Predictions:
     """The class name of every non-blank line of ``path`` (unlabelled text), in input order;
     the lines are bucketed and batched like training data."""
-    from bucketrnn.app.trained import explain_too_large
-    from bucketrnn.data.datasets import FlatSequences, encode_lines
-
     lines = read_lines_of(run, path, every_line=True)
     encoded = encode_lines(lines, run.vocab)
     dataset = FlatSequences(encoded.tokens, encoded.offsets, np.zeros(len(lines), np.int32),
@@ -205,9 +194,6 @@ def generate_lm(run, prompt: str, max_tokens: int = 50, temperature: float = 1.0
     called with that text as it grows (the prompt once the options are checked, then each
     token as it is drawn, with its separator): the pieces join to ``text``.
     """
-    from bucketrnn.app.config import to_dict
-    from bucketrnn.inference.generation import generate
-
     if not isinstance(prompt, str):
         raise TypeError(f"prompt must be a string, got prompt={prompt!r}")
     if len(prompt) > MAX_PROMPT_CHARACTERS:
@@ -250,10 +236,6 @@ def translate_seq2seq(run, path: str, beam: int = 1, max_length: int | None = No
     (:func:`bucketrnn.inference.translate.translate_file`): greedily with ``beam=1``, else by
     beam search keeping ``beam`` hypotheses; at most ``max_length`` target tokens a line
     (``<eos>`` included; default ``2 * source bucket length + 10``)."""
-    from bucketrnn.app.config import to_dict
-    from bucketrnn.inference.translate import translate_file
-    from bucketrnn.models.decode import Seq2SeqDecoder
-
     # Any key's block holds the shared parameters; the decoder builds its own graphs from it,
     # refusing a batch too large for the run graphs' memory limit before building it.
     model = run.graphs.block((1, 1))

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import sys
 
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+
 from bucketrnn.app import auto
-from bucketrnn.app.config import CONF_DIR, parse_context, to_dict
+from bucketrnn.app.config import CONF_DIR, parse_context, to_dict, validate
 from bucketrnn.app.experiment import load_data, make_loaders
 from bucketrnn.data.plan import key_length, longest_key, pad_to_max_waste
 
@@ -26,8 +29,6 @@ __all__ = ["describe", "main"]
 
 def describe(cfg) -> str:
     """The report ``python -m bucketrnn.app.plan`` prints."""
-    from bucketrnn.app.config import validate
-
     validate(cfg)
     if str(cfg.resume).strip():
         raise ValueError(f"resume={cfg.resume!r} continues a run in the app; bucketrnn-plan "
@@ -67,16 +68,10 @@ def describe(cfg) -> str:
 
 def main(argv=None) -> int:
     """Entry point of ``python -m bucketrnn.app.plan [override ...]``."""
-    from hydra import compose, initialize_config_dir
-
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
-    from hydra.errors import HydraException
-
-    import bucketrnn.app.config  # noqa: F401  (registers the schema)
-
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose(config_name="config", overrides=argv)

@@ -23,6 +23,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bucketrnn.data.prepare import PrepareOptions, prepare
+
 __all__ = ["main"]
 
 
@@ -60,8 +62,6 @@ def main(argv=None) -> int:
     """Entry point of ``bucketrnn-prepare`` / ``python -m bucketrnn.app.prepare``."""
     args = _parser().parse_args(argv)
     # Imported here: argparse answers --help without loading numpy and MXNet.
-    from bucketrnn.data.prepare import PrepareOptions, prepare
-
     try:
         options = PrepareOptions(format=args.format, tokens=args.tokens, label=args.label,
                                  min_count=args.min_count, max_size=args.max_size,

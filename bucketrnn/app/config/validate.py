@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import re
 
+import mxnet as mx
+
 from bucketrnn.app.config.schema import to_dict
 from bucketrnn.compat import MAX_ARRAY_ELEMENTS
+from bucketrnn.data.prepared import is_prepared, read_manifest
+from bucketrnn.distributed import KVSTORES
+from bucketrnn.graphs.precision import check_precision
+from bucketrnn.training.loop import ON_NONFINITE
 
 __all__ = ["OPTIMIZERS", "check_vocab_size", "parse_context", "validate"]
 
@@ -27,8 +33,6 @@ def parse_context(text: str):
     >>> parse_context("gpu(1)")
     gpu(1)
     """
-    import mxnet as mx
-
     m = _CONTEXT.match(str(text).strip())
     if not m:
         raise ValueError(f"trainer.context must be 'cpu', 'gpu' or 'gpu(i)', got {text!r}")
@@ -115,8 +119,6 @@ def check_vocab_size(model, vocab_size: int, num_classes: int | None = None) -> 
 def _check_optimizer(t: dict, need) -> None:
     """Make the optimizer once, as the trainer will: an unknown argument or a value it cannot
     take is named under trainer.optimizer_params before anything is written."""
-    import mxnet as mx
-
     params = t["optimizer_params"]
     for key, value in params.items():
         need(key not in _OPTIMIZER_OWN, f"trainer.optimizer_params.{key}", value,
@@ -143,8 +145,6 @@ def _as_prepared(ds: dict, need) -> dict:
     tagged or pairs; its ``label``), after checking what the directory fixed: the remaining
     checks of :func:`validate` then apply as to that file."""
     # Imported here: only a prepared dataset needs it (it loads numpy and MXNet's Dataset).
-    from bucketrnn.data.prepared import is_prepared, read_manifest
-
     name = ds["name"]
     if name == "prepared":
         need(bool(ds["path"]), "dataset.path", ds["path"],
@@ -283,8 +283,6 @@ def validate(cfg) -> None:
     need(t["checkpoint_every"] >= 0, "trainer.checkpoint_every", t["checkpoint_every"],
          "must be >= 0 (0: only at epoch ends)")
     need(t["log_every"] >= 1, "trainer.log_every", t["log_every"], "must be >= 1")
-    from bucketrnn.training.loop import ON_NONFINITE
-
     need(t["on_nonfinite"] in ON_NONFINITE, "trainer.on_nonfinite", t["on_nonfinite"],
          f"must be one of {ON_NONFINITE}")
     need(t["optimizer"] in OPTIMIZERS, "trainer.optimizer", t["optimizer"],
@@ -295,8 +293,6 @@ def validate(cfg) -> None:
          "dataset.path", ds["path"] or ds["valid_path"] or ds["test_path"],
          f"is read by dataset=text, tagged or pairs only (dataset={ds['name']} would ignore "
          "it): add dataset=text")
-    from bucketrnn.distributed import KVSTORES
-
     need(t["kvstore"] in KVSTORES, "trainer.kvstore", t["kvstore"],
          f"must be one of {', '.join(KVSTORES)}")
     need(t["precision"] == "fp32" or d["memory"]["policy"] == "shared", "trainer.precision",
@@ -304,12 +300,8 @@ def validate(cfg) -> None:
          f"the shared policy binds), got memory.policy={d['memory']['policy']}")
     ctx = parse_context(t["context"])
     if ctx.device_type == "gpu":
-        import mxnet as mx
-
         gpus = mx.context.num_gpus()
         need(ctx.device_id < gpus, "trainer.context", t["context"],
              f"names a GPU this machine does not have (MXNet sees {gpus} GPU(s)); use "
              "trainer.context=cpu")
-    from bucketrnn.graphs.precision import check_precision
-
     check_precision(t["precision"], ctx, name="trainer.precision")
