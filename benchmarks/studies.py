@@ -35,6 +35,10 @@ STUDIES = {
                   "default experiment on the first 4,000 PTB sentences, interleaved arms "
                   "(issue 12)", ["--rounds", "2"],
                   ["--rounds", "1", "--limit", "60", "--steps", "2", "--threads", "1"]),
+    "contention": ("Training beside a busy process: the app (issue 18's short run) alone and "
+                   "beside a pure-Python loop holding one core, interleaved, with bucketrnn's "
+                   "default threads (issue 18)", [],
+                   ["--rounds", "1", "--limit", "60", "--steps", "2", "--held-out", "20"]),
     "pairs": ("Sequence pairs: bucketed training against padding both sides to the longest, "
               "and beam search against greedy (issue 13)", [], ["--tiny"]),
 }
