@@ -53,8 +53,9 @@ USER_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS", "MXNET_CPU_
 # How idle OpenMP threads wait: the OpenMP standard's variable and libgomp's own spin count
 # (which takes precedence over the policy in libgomp).
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-# What bucketrnn sets when the user set none of WAIT_VARIABLES (measured against libgomp's
-# default and shorter spin counts: docs/configuration.md, "Threads").
+# What bucketrnn sets when the user set none of WAIT_VARIABLES. Measured against libgomp's
+# default and shorter spin counts on a loaded machine (docs/configuration.md, "Threads"); never
+# spinning is what keeps a descheduled partner thread from being waited for.
 WAIT_DEFAULT = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 # What this process's import did (for the app's summary). threads: "set", "user", "late",
