@@ -25,8 +25,8 @@ def write_json(path: str | None, result) -> None:
 
 
 def app_env(threads: int | None = None) -> dict:
-    """This process's environment without the user's thread variables, for a ``python -m
-    bucketrnn`` run that chooses its own threads (``OMP_NUM_THREADS=threads`` when given).
+    """This process's environment without the user's thread and wait variables, for a ``python
+    -m bucketrnn`` run that chooses its own (``OMP_NUM_THREADS=threads`` when given).
 
     Parameters
     ----------
@@ -38,9 +38,10 @@ def app_env(threads: int | None = None) -> dict:
     dict
         The child's environment.
     """
-    from bucketrnn.cores import USER_THREAD_VARIABLES
+    from bucketrnn.cores import USER_THREAD_VARIABLES, WAIT_VARIABLES
 
-    env = {k: v for k, v in os.environ.items() if k not in USER_THREAD_VARIABLES}
+    env = {k: v for k, v in os.environ.items()
+           if k not in USER_THREAD_VARIABLES + WAIT_VARIABLES}
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     return env

@@ -40,6 +40,10 @@ STUDIES = {
              "cross-entropy formulations MXNet offers, and the fraction of the fp32 GEMM peak",
              [], ["--rounds", "1", "--steps", "2", "--limit", "200", "--loss-rounds", "1",
               "--profile", "3"]),
+    "contention": ("Training beside a busy process: the app (issue 18's short run) alone and "
+                   "beside a pure-Python loop holding one core, interleaved, with bucketrnn's "
+                   "default threads (issue 18)", [],
+                   ["--rounds", "1", "--limit", "60", "--steps", "2", "--held-out", "20"]),
     "pairs": ("Sequence pairs: bucketed training against padding both sides to the longest, "
               "and beam search against greedy (issue 13)", [], ["--tiny"]),
 }

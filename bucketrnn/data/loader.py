@@ -13,7 +13,7 @@ from numbers import Real
 
 import numpy as np
 
-from bucketrnn import compat
+from bucketrnn import compat, cores
 from bucketrnn.data.batchify import TASKS, PadToBucket, SlotDataset, check_pad_val, to_ndarray
 from bucketrnn.data.lengths import is_sequence, sequence_lengths
 from bucketrnn.data.plan import (
@@ -305,6 +305,9 @@ class BucketLoader:
         if self._loader is None:
             from mxnet.gluon.data import DataLoader
 
+            if self.num_workers:
+                # The workers are forked now: one OpenMP thread each, beside the training's.
+                cores.one_thread_in_forked_children()
             self._loader = DataLoader(self._slots, batch_sampler=self._window,
                                       batchify_fn=self.batchify, num_workers=self.num_workers,
                                       prefetch=self.prefetch, timeout=self.timeout)

@@ -8,7 +8,11 @@ Usage::
 Every process gets the ps-lite variables (``DMLC_ROLE``, ``DMLC_PS_ROOT_URI=127.0.0.1``,
 ``DMLC_PS_ROOT_PORT``, ``DMLC_NUM_SERVER``, ``DMLC_NUM_WORKER``, ``DMLC_NODE_HOST``); workers
 run the command, with ``OMP_NUM_THREADS`` set to share the cores (``--threads``, default
-``cores // workers``, at least 1). The scheduler and servers are ``python -c "import mxnet"``:
+``cores // workers``, at least 1). Every process also gets bucketrnn's OpenMP wait setting
+(:data:`bucketrnn.cores.WAIT_DEFAULT`: idle threads sleep rather than spin, so the processes of
+the job do not steal each other's cores) unless the launcher's environment sets
+``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``, which then pass unchanged. The scheduler and servers
+are ``python -c "import mxnet"``:
 importing MXNet with ``DMLC_ROLE=scheduler|server`` runs that role until the job ends.
 
 Every line a process prints is echoed with its name: ``[scheduler]``, ``[server 0]``,
@@ -34,10 +38,12 @@ import sys
 import threading
 import time
 
+from bucketrnn.cores import WAIT_VARIABLES, choose_wait
 from bucketrnn.distributed.kvstore import default_threads
 from bucketrnn.validation import is_int
 
-__all__ = ["LaunchError", "check_port", "describe", "free_port", "launch", "main"]
+__all__ = ["LaunchError", "check_port", "describe", "free_port", "launch", "main",
+           "process_env"]
 
 HOST = "127.0.0.1"
 POLL_SECONDS = 0.05
@@ -143,6 +149,24 @@ def _stop(procs, grace=KILL_GRACE_SECONDS):
         p.thread.join(timeout=1.0)
 
 
+def process_env(base: dict, role: str, threads: int = 1) -> dict:
+    """The environment of one process of a job: ``base`` (with the ``DMLC_*`` variables of the
+    job) plus its role, its OpenMP threads and, unless ``base`` sets a wait variable, bucketrnn's
+    wait setting. Set explicitly rather than inherited from this process's own
+    ``import bucketrnn``, because ``base`` may be any environment and the scheduler and servers
+    never import bucketrnn.
+
+    Examples
+    --------
+    >>> env = process_env({"OMP_WAIT_POLICY": "ACTIVE"}, "worker", 2)
+    >>> env["DMLC_ROLE"], env["OMP_NUM_THREADS"], env["OMP_WAIT_POLICY"]
+    ('worker', '2', 'ACTIVE')
+    """
+    env = dict(base, DMLC_ROLE=role, OMP_NUM_THREADS=str(threads))
+    choose_wait(env, gomp_loaded=False)
+    return env
+
+
 def launch(command, workers=2, servers=1, port=None, timeout=None, threads=None,
            out=None, env=None) -> int:
     """Run ``command`` as ``workers`` workers of a job with ``servers`` servers; return a code.
@@ -199,17 +223,18 @@ def launch(command, workers=2, servers=1, port=None, timeout=None, threads=None,
 
     role_argv = [sys.executable, "-c", "import mxnet"]
     procs, worker_procs = [], []
+    wait = ", ".join(f"{k}={v}" for k, v in process_env(base, "worker", threads).items()
+                     if k in WAIT_VARIABLES and v)
     note(f"scheduler {HOST}:{port}, {servers} server(s), {workers} worker(s), "
-         f"OMP_NUM_THREADS={threads} per worker: {' '.join(command)}")
+         f"OMP_NUM_THREADS={threads} per worker, {wait}: {' '.join(command)}")
     try:
-        procs.append(_Proc("scheduler", role_argv, {**base, "DMLC_ROLE": "scheduler",
-                                                    "OMP_NUM_THREADS": "1"}, out, lock))
+        procs.append(_Proc("scheduler", role_argv, process_env(base, "scheduler"), out, lock))
         for i in range(servers):
-            procs.append(_Proc(f"server {i}", role_argv, {**base, "DMLC_ROLE": "server",
-                                                          "OMP_NUM_THREADS": "1"}, out, lock))
+            procs.append(_Proc(f"server {i}", role_argv, process_env(base, "server"), out,
+                               lock))
         for i in range(workers):
-            p = _Proc(f"worker {i}", list(command), {**base, "DMLC_ROLE": "worker",
-                                                     "OMP_NUM_THREADS": str(threads)}, out, lock)
+            p = _Proc(f"worker {i}", list(command), process_env(base, "worker", threads), out,
+                      lock)
             procs.append(p)
             worker_procs.append(p)
     except OSError as e:

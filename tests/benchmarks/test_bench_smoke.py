@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -90,3 +92,40 @@ def test_an_unknown_study_is_refused():
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--studies", "nope"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "unknown studies ['nope']" in proc.stderr
+
+
+def test_contention_benchmark_tiny(tmp_path):
+    """Both settings alone and beside the busy loop; the
+    settings reach the app whatever the caller's shell sets; the target reads the ratio."""
+    from benchmarks import contention, report
+
+    assert contention.setting_env("spin=300000+threads=1", {"OMP_WAIT_POLICY": "PASSIVE",
+                                                             "OMP_NUM_THREADS": "2"}) == {
+        "GOMP_SPINCOUNT": "300000", "OMP_NUM_THREADS": "1"}
+    with pytest.raises(ValueError, match="unknown setting 'spin=fast'"):
+        contention.setting_env("spin=fast", {})
+    out = tmp_path / "c.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.contention", "--settings",
+                           "default,spin=300000", "--rounds", "1", "--limit", "60", "--steps",
+                           "2", "--held-out", "20", "--json", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_WAIT_POLICY="ACTIVE"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert [(x["setting"], x["busy"]) for x in rows] == [
+        ("default", False), ("default", True), ("spin=300000", False), ("spin=300000", True)]
+    assert all(x["tokens_per_s"] > 0 for x in rows)
+    assert rows[0]["threads"].endswith("idle threads sleep (OMP_WAIT_POLICY=PASSIVE; set "
+                                       "OMP_WAIT_POLICY or GOMP_SPINCOUNT to choose)")
+    assert "wait as set by the user (GOMP_SPINCOUNT=300000)" in rows[2]["threads"]
+    # The busy loop ran beside the run (it held a core) and only then.
+    assert all(x["busy_cpu_seconds"] > 0.5 for x in rows if x["busy"])
+    assert all(x["busy_cpu_seconds"] is None for x in rows if not x["busy"])
+    f = result["settings"]["default"]
+    assert f["ratios"] == [rows[1]["tokens_per_s"] / rows[0]["tokens_per_s"]]
+    assert "busy / alone median" in proc.stdout
+    target = report.targets({}, {"studies": {"contention": {"result": result}}})
+    assert [t["measured"] for t in target] == [round(f["median"], 3)]
+    assert target[0]["goal"] == 0.45 and target[0]["met"] == (f["median"] >= 0.45)
+    assert "| round | setting | beside a busy loop |" in contention.markdown(result)

@@ -203,6 +203,24 @@ def test_a_killed_launcher_takes_its_processes_with_it(sig):
         proc.wait()
 
 
+def test_every_process_of_a_job_gets_its_threads_and_the_wait_setting():
+    from bucketrnn.cores import WAIT_DEFAULT
+
+    base = {"DMLC_NUM_WORKER": "2", "OMP_NUM_THREADS": "8"}
+    worker = launch.process_env(base, "worker", 3)
+    assert worker == {**base, "DMLC_ROLE": "worker", "OMP_NUM_THREADS": "3", **WAIT_DEFAULT}
+    server = launch.process_env(base, "server")
+    assert server["OMP_NUM_THREADS"] == "1" and server["DMLC_ROLE"] == "server"
+    assert all(server[k] == v for k, v in WAIT_DEFAULT.items())
+    assert base == {"DMLC_NUM_WORKER": "2", "OMP_NUM_THREADS": "8"}  # not changed
+    # The user's wait setting passes unchanged to every process.
+    for user in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "300000"}):
+        for role in ("scheduler", "server", "worker"):
+            env = launch.process_env(user, role)
+            assert {k: env.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} == {
+                "OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": None, **user}
+
+
 def test_describe_exit_codes():
     assert launch.describe(3) == "exit code 3"
     assert launch.describe(-9) == "signal SIGKILL"
