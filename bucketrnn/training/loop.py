@@ -63,6 +63,8 @@ _META = {"epoch": int, "epoch_finished": bool, "global_step": int, "loader": dic
          "metrics_offset": int, "history": dict, "history.epochs": list,
          "history.train_seconds": (int, float), "history.real_tokens": int, "history.slots": int,
          "history.skipped_steps": int, "history.epoch_acc": (dict, type(None))}
+# Checked when present: the open metrics window (checkpoints of bucketrnn before it have none).
+_OPTIONAL_META = {"window": dict}
 
 
 def _epoch_line(record: dict, epochs: int) -> str:
@@ -263,7 +265,9 @@ class TrainLoop:
         """
         if self.run_dir is None or not self.is_writer:
             return
-        self._flush_window()
+        # The open log window goes into the checkpoint, not into metrics.jsonl: a resume then
+        # continues it, so its step records are the uninterrupted run's (a window flushed here
+        # would split in two wherever a run happened to stop).
         offset = self.metrics_log.sync()
         params = {name: p.data(self.ctx).asnumpy() for name, p in self.params.items()}
         # Under dist_async the optimizer state is on the servers: MXNet cannot read it here.
@@ -272,7 +276,8 @@ class TrainLoop:
         meta = {"epoch": self.epoch, "epoch_finished": epoch_finished,
                 "global_step": self.global_step, "loader": self.loader.state_dict(),
                 "rng": {"seed": self.seed, "scheme": "mx.random.seed(f(seed, global_step))"},
-                "history": self.history, "metrics_offset": offset}
+                "history": self.history, "metrics_offset": offset,
+                "window": dict(self._window)}
         try:
             ckpt.save(self.checkpoint_path, params, optim, meta, fingerprint=self.fingerprint)
         except NonFiniteError as e:
@@ -294,7 +299,8 @@ class TrainLoop:
         import mxnet as mx
 
         path = path or self.checkpoint_path
-        state = ckpt.load(path, fingerprint=self.fingerprint, required=_META)
+        state = ckpt.load(path, fingerprint=self.fingerprint, required=_META,
+                          optional=_OPTIONAL_META)
         mine = set(self.params.keys())
         if set(state.params) != mine:
             raise StateMismatchError(
@@ -341,6 +347,8 @@ class TrainLoop:
         self.global_step, self.history = meta["global_step"], meta["history"]
         self.epoch = meta["epoch"]
         self._resumed_offset = meta["metrics_offset"]
+        # A checkpoint written before the window was kept in it had flushed it: empty.
+        self._window = metrics.tally(**(meta.get("window") or {}))
         return meta
 
     # -------------------------------------------------------------------- metrics
@@ -559,10 +567,19 @@ class TrainLoop:
             if self._window["steps"] >= self.log_every:
                 self._flush_window()
             done = self.max_steps is not None and self.global_step >= self.max_steps
+            if done and loader.epoch != self.epoch:  # it moves on after the last batch
+                # max_steps falls on the epoch's last batch: the epoch ends as any other
+                # (recorded, evaluated, checkpointed as finished); fit stops after it.
+                done = False
             due = self.checkpoint_every and self.global_step % self.checkpoint_every == 0
             if done or due or self._stop is not None:
                 self.save_checkpoint(epoch_finished=False)
                 last = time.perf_counter()
+            if done or self._stop is not None:
+                # The run stops here: its open window gets its record now, after the
+                # checkpoint (which holds the window), so a resume cuts this record off and
+                # continues the window.
+                self._flush_window()
             if done:
                 return True
             if self._stop is not None:
