@@ -292,6 +292,18 @@ def test_a_nan_checkpoint_is_refused_on_resume(tmp_path):
         _loop(tmp_path).fit(resume=True)
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.float64, np.float16])
+def test_a_parameter_of_another_dtype_is_refused_naming_it(tmp_path, dtype):
+    path = _stopped_run(tmp_path)
+    with np.load(path) as z:
+        name = sorted(k for k in z.files if k.startswith("param/"))[0]
+        forged = z[name].astype(dtype)
+    _edit(path, arrays={name: forged})
+    with pytest.raises(CheckpointError, match=f"parameter {name[len('param/'):]} is "
+                                              f"{np.dtype(dtype).name}, the model's float32"):
+        _loop(tmp_path).fit(resume=True)
+
+
 # ---------------------------------------------------------------- files around a run
 def test_a_torn_metrics_line_and_leftover_temporaries_are_cleaned_on_resume(tmp_path, whole):
     optimizer, ref, ref_dir = whole

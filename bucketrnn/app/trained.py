@@ -424,6 +424,13 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
                                   f"{tuple(state.params[name].shape)}, but the model of "
                                   f"{config_path} with {' and '.join(made_of)} needs "
                                   f"{p.shape}: are these files of another run?")
+        # Training writes each parameter in its own dtype; another one (int8 values) would be
+        # cast silently by set_data below.
+        if state.params[name].dtype != np.dtype(p.dtype):
+            raise CheckpointError(f"checkpoint {path!r} holds {name} as "
+                                  f"{state.params[name].dtype.name}, but the model of "
+                                  f"{config_path} needs {np.dtype(p.dtype).name}: not a "
+                                  "checkpoint bucketrnn wrote")
     params.initialize(ctx=ctx)
     for name, p in params.items():
         p.set_data(mx.nd.array(state.params[name], dtype=p.dtype, ctx=ctx))

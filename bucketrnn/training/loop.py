@@ -311,6 +311,13 @@ class TrainLoop:
             if tuple(state.params[name].shape) != tuple(p.shape):
                 raise StateMismatchError(f"checkpoint parameter {name} has shape "
                                          f"{state.params[name].shape}, the model's {p.shape}")
+            # The loop writes each parameter in its own dtype: another one (int8 values would
+            # be cast silently on restore) was not written by this model.
+            if state.params[name].dtype != np.dtype(p.dtype):
+                raise CheckpointError(f"checkpoint {path!r}: parameter {name} is "
+                                      f"{state.params[name].dtype.name}, the model's "
+                                      f"{np.dtype(p.dtype).name}: not a checkpoint this model "
+                                      "wrote")
         meta = state.meta
         if self.run_dir is not None and self.is_writer:
             self.metrics_log.check_offset(meta["metrics_offset"], path)

@@ -399,6 +399,23 @@ def test_checkpoint_argument_and_unreadable_checkpoints_are_named(lm, tmp_path):
         bucketrnn.load_run(lm[0], checkpoint=str(tmp_path))
 
 
+def test_a_checkpoint_with_parameters_of_another_dtype_is_refused_naming_one(lm, tmp_path):
+    from bucketrnn.training import checkpoint as ckpt
+
+    copy = _copy_run(lm[0], tmp_path / "copy")
+    path = copy / "checkpoint.npz"
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    name = sorted(k for k in arrays if k.startswith("param/"))[0]
+    arrays[name] = np.clip(arrays[name] * 100, -128, 127).astype(np.int8)
+    arrays["checksum"] = np.frombuffer(ckpt._checksum(arrays).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(CheckpointError, match=f"holds {name[len('param/'):]} as int8, but the "
+                                              "model .* needs float32"):
+        bucketrnn.load_run(str(copy))
+
+
 def test_a_vocabulary_with_duplicates_or_without_eos_is_refused_naming_it(lm, tmp_path):
     copy = _copy_run(lm[0], tmp_path / "copy")
     tokens = json.loads((copy / "vocab.json").read_text())
