@@ -38,6 +38,7 @@ from bucketrnn.app.config import (
 )
 from bucketrnn.app.experiment import load_data, make_loaders
 from bucketrnn.data.plan import pad_to_max_waste
+from bucketrnn.errors import DivergedError
 from bucketrnn.files import open_regular
 from bucketrnn.models.build import build_model
 from bucketrnn.training.rundir import (
@@ -325,10 +326,36 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
 
         with _report("plots not drawn"):
             summary["plots"] = plots.save_all(work, train_loader.lengths, plan)
+    blown = _divergence(results, history, data)
+    if blown:
+        summary["diverged"] = blown
     if writer:
         write_json(os.path.join(work, SUMMARY), summary)
     log.info("%s", format_summary(summary))
+    if blown:
+        # The run is kept (summary, checkpoint) for inspection, but it is no trained model.
+        raise DivergedError(f"the run diverged: {blown}; its parameters are no model. Lower "
+                            f"trainer.lr (it was {t['lr']}) and start a new run")
     return summary
+
+
+def _divergence(results: dict, history: dict, data) -> str | None:
+    """Why the run's final figures say it diverged (:func:`~bucketrnn.training.metrics.
+    diverged`), or None: the validation and test losses measured at the end, else the last
+    epoch's training loss; a run stopped before any of them is not judged."""
+    from bucketrnn.training.metrics import diverged
+
+    losses = {name: results[name]["loss"] for name in ("valid", "test") if name in results}
+    if not losses and history["epochs"]:
+        losses = {"train": history["epochs"][-1]["train_loss"]}
+    # What the model predicts among: the (target) tokens, or the classes (tags).
+    outcomes = len(data.tgt_vocab) if data.tgt_vocab is not None else \
+        data.num_classes if data.num_classes is not None else len(data.vocab)
+    for name, loss in losses.items():
+        why = diverged(loss, outcomes)
+        if why is not None:
+            return f"{name} {why}"
+    return None
 
 
 def _score_translations(loop, data, results: dict, b: dict) -> None:

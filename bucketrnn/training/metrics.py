@@ -28,7 +28,12 @@ from bucketrnn.files import open_regular
 from bucketrnn.training.checkpoint import HISTORY_TALLY as TALLY_KEYS
 from bucketrnn.training.checkpoint import json_dumps
 
-__all__ = ["MetricsLog", "figures", "tally", "token_accuracy", "token_counts"]
+__all__ = ["DIVERGED_FACTOR", "MetricsLog", "diverged", "figures", "tally", "token_accuracy",
+           "token_counts"]
+
+# How many times the loss of a uniform guess a final loss may reach before the run counts as
+# diverged (:func:`diverged`).
+DIVERGED_FACTOR = 10
 
 def tally(**values) -> dict:
     """Sums over steps, all zero except ``values``: loss, loss denominator (tokens or rows),
@@ -51,10 +56,45 @@ def figures(task: str, t: dict) -> dict:
     mean = t["loss"] / t["count"] if t["count"] else math.nan  # all steps skipped
     out = {"loss": mean}
     if task in ("lm", "seq2seq"):
-        out["perplexity"] = math.exp(min(mean, 50.0))
+        out["perplexity"] = perplexity(mean)
     elif t["rows"]:
         out["accuracy"] = t["correct"] / t["rows"]
     return out
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)``, infinite when that overflows a float (a loss above about 709.8): the true
+    figure of a blown-up run, never a capped one."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
+def diverged(loss: float, outcomes: int) -> str | None:
+    """Why a run whose final mean loss is ``loss`` diverged, or None when it did not.
+
+    A model that guesses uniformly among ``outcomes`` (the tokens of the vocabulary a language
+    model predicts, or the classes) has a mean cross-entropy of ``ln(outcomes)``, whatever the
+    data; training starts near it. A loss that is not finite, or more than
+    :data:`DIVERGED_FACTOR` (10) times that, is no model: the updates blew the parameters up
+    (a learning rate far too high). A loss between the two, worse than guessing but of that
+    order (an early stop, an overfit classifier), is reported as it is.
+
+    >>> diverged(2.5, 20) is None
+    True
+    >>> diverged(5.6e30, 20)
+    'loss 5.6e+30 is more than 10 times the loss of a uniform guess among 20 (ln 20 = 3.00)'
+    """
+    if isinstance(outcomes, bool) or not isinstance(outcomes, int) or outcomes < 2:
+        raise ValueError(f"outcomes must be an int >= 2, got outcomes={outcomes!r}")
+    uniform = math.log(outcomes)
+    if not math.isfinite(loss):
+        return f"loss {loss} is not finite"
+    if loss > DIVERGED_FACTOR * uniform:
+        return (f"loss {loss:.3g} is more than {DIVERGED_FACTOR} times the loss of a uniform "
+                f"guess among {outcomes} (ln {outcomes} = {uniform:.2f})")
+    return None
 
 
 def _host(x):
