@@ -304,6 +304,18 @@ def test_a_parameter_of_another_dtype_is_refused_naming_it(tmp_path, dtype):
         _loop(tmp_path).fit(resume=True)
 
 
+def test_run_file_digests_are_recorded_and_a_resume_with_others_is_refused(tmp_path):
+    digests = {"vocab.json": "a" * 64, "classes.json": "b" * 64}
+    _loop(tmp_path, max_steps=3, run_files=digests).fit()
+    assert ckpt.load(str(tmp_path / "checkpoint.npz")).meta["run_files"] == digests
+    with pytest.raises(StateMismatchError, match="classes.json differs from the one the "
+                                                 "checkpoint was trained with"):
+        _loop(tmp_path, run_files={**digests, "classes.json": "c" * 64}).fit(resume=True)
+    _edit(str(tmp_path / "checkpoint.npz"), meta={"run_files": {"vocab.json": "no digest"}})
+    with pytest.raises(CheckpointError, match="field 'run_files.vocab.json' must be a SHA-256"):
+        _loop(tmp_path, run_files=digests).fit(resume=True)
+
+
 # ---------------------------------------------------------------- files around a run
 def test_a_torn_metrics_line_and_leftover_temporaries_are_cleaned_on_resume(tmp_path, whole):
     optimizer, ref, ref_dir = whole

@@ -54,6 +54,7 @@ from bucketrnn.training.rundir import (
 )
 from bucketrnn.training.runfiles import (
     check_saved_vocab,
+    file_digests,
     load_tags,
     read_config,
     read_run_file,
@@ -258,6 +259,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
             # The tagger's class map (tag id -> name), to use the trained model later (written
             # again when a resumed run lost it: it is the data's, as the vocabulary is).
             save_tags(os.path.join(work, TAGS), data.classes)
+    # Every checkpoint records these files' digests: load_run and a resume refuse others.
+    run_files = file_digests(work) if writer else None
     params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
     log.info("run directory: %s%s", work, " (resumed)" if resume_dir else "")
     log.info("dataset: %s; %d training sequences", data.description, len(data.train))
@@ -282,7 +285,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
                      memory=memory, kvstore=kv, seed=cfg.seed,
                      run_dir=work, checkpoint_every=t["checkpoint_every"],
                      log_every=t["log_every"], progress=t["progress"], fingerprint=fp,
-                     on_nonfinite=t["on_nonfinite"], precision=t["precision"])
+                     on_nonfinite=t["on_nonfinite"], precision=t["precision"],
+                     run_files=run_files)
     history = loop.fit(valid_loader, resume=bool(resume_dir))
     results = {}
     last = history["epochs"][-1] if history["epochs"] else {}

@@ -234,10 +234,20 @@ def _check_tally(key: str, value, bad) -> None:
     _check_counts(key, value, bad)
 
 
+def _check_digests(key: str, value, bad) -> None:
+    """``{file name: SHA-256 as 64 lowercase hex digits}``."""
+    for name, digest in value.items():
+        if not (isinstance(digest, str) and len(digest) == 64
+                and all(c in "0123456789abcdef" for c in digest)):
+            raise bad(f"field '{key}.{name}' must be a SHA-256 (64 hex digits), got "
+                      f"{digest!r:.80}")
+
+
 # The training loop's history, checked further when ``required`` names these fields: a forged
 # value of the right type must fail here, not mid-training.
 _STRUCTURE = {"history": _check_counts, "history.epochs": _check_epochs,
-              "history.epoch_acc": _check_tally, "window": _check_tally}
+              "history.epoch_acc": _check_tally, "window": _check_tally,
+              "run_files": _check_digests}
 
 
 def _field(meta: dict, key: str, bad, missing=None):
@@ -413,7 +423,7 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
     optional : dict, optional
         Like ``required``, for fields checked only when present (ones older checkpoints lack);
         ``window`` (the training loop's open metrics window) maps exactly
-        :data:`HISTORY_TALLY` to numbers.
+        :data:`HISTORY_TALLY` to numbers; ``run_files`` maps file names to SHA-256 digests.
 
     Raises
     ------

@@ -63,8 +63,9 @@ _META = {"epoch": int, "epoch_finished": bool, "global_step": int, "loader": dic
          "metrics_offset": int, "history": dict, "history.epochs": list,
          "history.train_seconds": (int, float), "history.real_tokens": int, "history.slots": int,
          "history.skipped_steps": int, "history.epoch_acc": (dict, type(None))}
-# Checked when present: the open metrics window (checkpoints of bucketrnn before it have none).
-_OPTIONAL_META = {"window": dict}
+# Checked when present (checkpoints of a bucketrnn before them have none): the open metrics
+# window, and the digests of the files the checkpoint's ids refer to.
+_OPTIONAL_META = {"window": dict, "run_files": dict}
 
 
 def _epoch_line(record: dict, epochs: int) -> str:
@@ -137,6 +138,11 @@ class TrainLoop:
     fingerprint : dict, optional
         Flat description of the configuration, stored in checkpoints; resuming with another
         one raises ``StateMismatchError`` naming what differs.
+    run_files : dict, optional
+        ``{file name: SHA-256 hex}`` of the files the parameters' ids refer to (a vocabulary,
+        a class map: :func:`bucketrnn.training.runfiles.file_digests`), stored in every
+        checkpoint (meta ``run_files``); resuming with other digests raises
+        ``StateMismatchError`` naming the file (a checkpoint without them is resumed).
     init : mx.init.Initializer, optional
         Default ``mx.init.Xavier()``.
     on_nonfinite : {"error", "skip"}
@@ -164,7 +170,8 @@ class TrainLoop:
                  memory: str = "shared", kvstore="device", seed: int = 0,
                  run_dir: str | None = None, checkpoint_every: int = 200, log_every: int = 10,
                  progress: bool = True, fingerprint: dict | None = None, init=None, stream=None,
-                 on_nonfinite: str = "error", precision: str = "fp32"):
+                 on_nonfinite: str = "error", precision: str = "fp32",
+                 run_files: dict | None = None):
         import mxnet as mx
         from mxnet import gluon
 
@@ -212,6 +219,7 @@ class TrainLoop:
         self.seed, self.run_dir = seed, run_dir
         self.checkpoint_every, self.log_every = checkpoint_every, log_every
         self.fingerprint = dict(fingerprint or {})
+        self.run_files = None if run_files is None else dict(run_files)
         self.stream = stream or sys.stderr
         self.progress = progress
         if isinstance(model, GraphCache):
@@ -278,6 +286,8 @@ class TrainLoop:
                 "rng": {"seed": self.seed, "scheme": "mx.random.seed(f(seed, global_step))"},
                 "history": self.history, "metrics_offset": offset,
                 "window": dict(self._window)}
+        if self.run_files is not None:
+            meta["run_files"] = self.run_files
         try:
             ckpt.save(self.checkpoint_path, params, optim, meta, fingerprint=self.fingerprint)
         except NonFiniteError as e:
@@ -301,6 +311,15 @@ class TrainLoop:
         path = path or self.checkpoint_path
         state = ckpt.load(path, fingerprint=self.fingerprint, required=_META,
                           optional=_OPTIONAL_META)
+        recorded = state.meta.get("run_files")
+        if recorded is not None and self.run_files is not None:
+            name = next((n for n in sorted(recorded) if self.run_files.get(n) != recorded[n]),
+                        None)
+            if name is not None:
+                raise StateMismatchError(
+                    f"checkpoint {path!r}: {name} differs from the one the checkpoint was "
+                    "trained with (another SHA-256): its ids would mean other tokens or "
+                    f"classes; restore the run's own {name}, or start a new run")
         mine = set(self.params.keys())
         if set(state.params) != mine:
             raise StateMismatchError(
