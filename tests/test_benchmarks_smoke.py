@@ -90,3 +90,12 @@ def test_an_unknown_study_is_refused():
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--studies", "nope"], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "unknown studies ['nope']" in proc.stderr
+
+
+def test_id_check_benchmark_tiny():
+    from benchmarks import id_check
+
+    result = id_check.measure(rounds=1, steps=3)
+    assert set(result) == {"graphs check", "no check", "loader check"}
+    assert all(len(figs["cpu"]) == 1 and figs["wall"][0] > 0 for figs in result.values())
+    assert "| graphs check |" in id_check.report(result)

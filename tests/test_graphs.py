@@ -270,6 +270,62 @@ def test_export_with_custom_inputs_needs_them_back(tmp_path):
     np.testing.assert_array_equal(loaded(batch).asnumpy(), want)
 
 
+# The README's own loop: a loader without vocab_size / num_classes, a model that has them.
+@pytest.mark.parametrize("memory", MEMORY)
+@pytest.mark.parametrize("seqs, match", [
+    ([[1, 2, 3, 4], [2, 3, 1], [4, 99, 2, 3], [3, 3, 1]], "example 2 has token id 99"),
+    ([[1, 2, 3, 4], [2, 3, 1], [4, 1, 2, 99], [3, 3, 1]], "example 2 has token id 99"),  # target
+])
+def test_the_graphs_refuse_token_ids_their_model_would_clip(memory, seqs, match):
+    from bucketrnn import BucketLoader
+
+    loader = BucketLoader(seqs, batch_size=2, num_buckets=1, task="lm", shuffle=False)
+    assert loader.vocab_size is None
+    graphs = GraphCache(LanguageModel.factory(vocab_size=10, hidden_size=8), memory=memory,
+                        keys=loader.plan.keys)
+    graphs.initialize(mx.init.Xavier())
+    with pytest.raises(ValueError, match=rf"{match}, outside \[0, 10\) for vocab_size=10"):
+        for batch in loader:
+            with autograd.record():
+                graphs(batch)
+
+
+@pytest.mark.parametrize("label, match", [(5, "label 5"), (-1, "label -1"), (1.5, "label 1.5")])
+def test_the_graphs_refuse_labels_their_model_would_clip(label, match):
+    from bucketrnn import BucketLoader
+
+    data = [([1, 2, 3], 0), ([2, 3], 1), ([3, 1, 2], label), ([1, 1], 0)]
+    loader = BucketLoader(data, batch_size=2, num_buckets=1, task="classify", shuffle=False)
+    graphs = GraphCache(SequenceClassifier.factory(vocab_size=10, num_classes=2, hidden_size=8),
+                        keys=loader.plan.keys)
+    graphs.initialize(mx.init.Xavier())
+    with pytest.raises(ValueError, match=f"example 2 has {match}"):
+        for batch in loader:
+            graphs(batch)
+
+
+def test_a_batch_its_loader_checked_against_the_models_limits_is_not_checked_again(
+        monkeypatch):
+    from bucketrnn import BucketLoader
+    from bucketrnn.graphs import cache
+
+    seqs = [[1, 2, 3, 4], [2, 3, 1], [4, 1, 2, 3], [3, 3, 1]]
+    graphs = GraphCache(LanguageModel.factory(vocab_size=10, hidden_size=8), keys=[3])
+    graphs.initialize(mx.init.Xavier())
+    checked = []
+    real = cache.check_batch_ids
+    monkeypatch.setattr(cache, "check_batch_ids", lambda *a, **k: checked.append(1) or real(
+        *a, **k))
+    for vocab_size, expected in ((None, 2), (10, 0), (5, 0), (12, 2)):
+        checked.clear()
+        loader = BucketLoader(seqs, batch_size=2, num_buckets=1, task="lm", shuffle=False,
+                              vocab_size=vocab_size)
+        for batch in loader:
+            graphs(batch)
+        # Checked by the loader against the model's limit or a tighter one: not again.
+        assert len(checked) == expected, vocab_size
+
+
 def test_bad_input_messages():
     graphs = make("shared", keys=(4,))
     with pytest.raises(ValueError, match="memory must be one of .* got memory='pooled'"):
