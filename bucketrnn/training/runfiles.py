@@ -13,7 +13,7 @@ import json
 import os
 
 from bucketrnn.errors import StateMismatchError
-from bucketrnn.files import MAX_JSON_BYTES, atomic_write, read_json, read_regular
+from bucketrnn.files import atomic_write, read_json
 from bucketrnn.training.rundir import CLASSES, TAGS, TGT_VOCAB, VOCAB
 
 __all__ = ["DIGESTED", "check_file_digests", "check_saved_vocab", "file_digests", "load_tags",
@@ -130,13 +130,18 @@ def load_tags(path: str) -> list:
 
 
 def file_digests(run_dir: str) -> dict:
-    """``{name: SHA-256 hex}`` of each file of :data:`DIGESTED` that ``run_dir`` holds (read
-    as a regular file of at most ``MAX_JSON_BYTES``, like every JSON file of a run)."""
+    """``{name: SHA-256 hex}`` of each file of :data:`DIGESTED` that ``run_dir`` holds: of its
+    JSON document in a canonical form (keys sorted, no spaces), so the same content laid out
+    otherwise (indented by hand) has the same digest, and the same names in another order do
+    not. A file that is not JSON is a ``ValueError`` naming it."""
     digests = {}
     for name in DIGESTED:
         path = os.path.join(run_dir, name)
-        if os.path.lexists(path):
-            digests[name] = hashlib.sha256(read_regular(path, limit=MAX_JSON_BYTES)).hexdigest()
+        if not os.path.lexists(path):
+            continue
+        canonical = json.dumps(read_run_file(path, name), sort_keys=True,
+                               separators=(",", ":"), ensure_ascii=False)
+        digests[name] = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     return digests
 
 
