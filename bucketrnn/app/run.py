@@ -41,6 +41,7 @@ from bucketrnn.data.plan import pad_to_max_waste
 from bucketrnn.errors import DivergedError
 from bucketrnn.files import open_regular
 from bucketrnn.models.build import build_model
+from bucketrnn.training.metrics import diverged
 from bucketrnn.training.rundir import (
     CLASSES,
     CONFIG,
@@ -347,8 +348,6 @@ def _divergence(results: dict, history: dict, data) -> str | None:
     """Why the run's final figures say it diverged (:func:`~bucketrnn.training.metrics.
     diverged`), or None: the validation and test losses measured at the end, else the last
     epoch's training loss; a run stopped before any of them is not judged."""
-    from bucketrnn.training.metrics import diverged
-
     losses = {name: results[name]["loss"] for name in ("valid", "test") if name in results}
     if not losses and history["epochs"]:
         losses = {"train": history["epochs"][-1]["train_loss"]}
@@ -356,7 +355,8 @@ def _divergence(results: dict, history: dict, data) -> str | None:
     outcomes = len(data.tgt_vocab) if data.tgt_vocab is not None else \
         data.num_classes if data.num_classes is not None else len(data.vocab)
     for name, loss in losses.items():
-        why = diverged(loss, outcomes)
+        # A history restored from a checkpoint holds a non-finite figure as None.
+        why = diverged(math.nan if loss is None else loss, outcomes)
         if why is not None:
             return f"{name} {why}"
     return None
