@@ -17,9 +17,10 @@ given more epochs): the checkpoint holds the parameters, the optimizer states
 (:mod:`bucketrnn.training.optim_state`, no pickle), the loader's ``state_dict`` (its schedule is a
 pure
 function of ``(seed, epoch)``), the next epoch to run, the step counter from which MXNet's random
-seed is derived, and the metrics file length (lines written after the checkpoint are dropped on
-resume, so the file reads as one run). Every line of ``metrics.jsonl`` is strict JSON (a
-non-finite number is ``null``).
+seed is derived, the metrics file length (lines written after the checkpoint are dropped on
+resume, so the file reads as one run) and the open log window (the sums since the last step
+record: a resumed run continues it, so its step records are the uninterrupted run's). Every
+line of ``metrics.jsonl`` is strict JSON (a non-finite number is ``null``).
 
 A non-finite loss (or gradient norm, when ``clip_norm`` computes it) stops training with
 :class:`~bucketrnn.errors.NonFiniteError` naming the step, or with ``on_nonfinite="skip"`` drops
@@ -118,7 +119,8 @@ class TrainLoop:
         :data:`MIN_LEARNING_RATE` (1e-30).
     epochs : int
     max_steps : int, optional
-        Stop after this many steps in total (a checkpoint is written there).
+        Stop after this many steps in total (a checkpoint is written there); when it falls on
+        an epoch's last step, that epoch is finished (recorded, evaluated) first.
     memory : {"shared", "static", "dynamic"}
         GraphCache memory policy (ignored when ``model`` is a GraphCache).
     precision : {"fp32", "bf16"}
@@ -132,7 +134,8 @@ class TrainLoop:
     checkpoint_every : int
         Steps between checkpoints (0: only at epoch ends).
     log_every : int
-        Steps per ``metrics.jsonl`` step record.
+        Steps per ``metrics.jsonl`` step record (a window also ends at each epoch end, and
+        where the run stops: ``max_steps``, Ctrl-C, SIGTERM).
     progress : bool
         Draw a progress bar on ``stream``.
     fingerprint : dict, optional
