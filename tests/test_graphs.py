@@ -248,14 +248,14 @@ def test_custom_inputs():
     graphs = GraphCache(
         SequenceClassifier.factory(num_classes=2, vocab_size=VOCAB, hidden_size=8),
         keys=[6], inputs=lambda b: {"data": b.data, "valid_length": b.valid_length,
-                                    "label": b.label[:, 0], "weight": b.weight})
+                                    "label": b.label[:, 0] % 2, "weight": b.weight})
     graphs.initialize()
     assert graphs(lm_batch(0, 6)).shape == (4,)
 
 
 def test_export_with_custom_inputs_needs_them_back(tmp_path):
     def pick(b):
-        return {"data": b.data, "valid_length": b.valid_length, "label": b.label[:, 0],
+        return {"data": b.data, "valid_length": b.valid_length, "label": b.label[:, 0] % 2,
                 "weight": b.weight}
 
     graphs = GraphCache(SequenceClassifier.factory(num_classes=2, vocab_size=VOCAB,
@@ -302,6 +302,20 @@ def test_the_graphs_refuse_labels_their_model_would_clip(label, match):
     with pytest.raises(ValueError, match=f"example 2 has {match}"):
         for batch in loader:
             graphs(batch)
+
+
+def test_the_graphs_check_what_a_custom_inputs_callable_hands_them():
+    graphs = GraphCache(
+        SequenceClassifier.factory(num_classes=2, vocab_size=VOCAB, hidden_size=8), keys=[6],
+        inputs=lambda b: {"data": b.data, "valid_length": b.valid_length,
+                          "label": b.label[:, 0], "weight": b.weight})
+    graphs.initialize()
+    batch = lm_batch(0, 6)
+    first = batch.label[:, 0].asnumpy()
+    row = int(np.flatnonzero(first[:3] >= 2)[0])  # a real row whose label 2 classes cannot hold
+    with pytest.raises(ValueError, match=f"example {row} has label {int(first[row])}, outside "
+                                         r"\[0, 2\) for num_classes=2"):
+        graphs(batch)
 
 
 def test_a_batch_its_loader_checked_against_the_models_limits_is_not_checked_again(

@@ -494,9 +494,10 @@ class PadToBucket:
         fields["weight"] = real.astype(np.float32)
         batch = self._finish(key, fields, np.where(real, slots, -1))
         batch.meta["bucket"] = bucket
-        # What the ids were checked against here, so that graphs of a model with these limits
-        # need not check them again (ids_checked_against).
-        batch.meta["ids_checked"] = (self.vocab_size, self.num_classes)
+        if (self.vocab_size, self.num_classes) != (None, None):
+            # What the ids were checked against here, so that graphs of a model with these
+            # limits need not check them again (ids_checked_against).
+            batch.meta["ids_checked"] = (self.vocab_size, self.num_classes)
         return batch
 
     def _check_ids(self, fields, index):

@@ -439,6 +439,17 @@ class GraphCache:
             self._agnostic = (list(names), symbol)
         return symbol
 
+    @staticmethod
+    def _check_ids(batch, named: dict, limits) -> None:
+        """The ids the graph receives (its ``data`` and ``label`` inputs, which an ``inputs=``
+        callable may have made from the batch) against the model's ``limits``; rows are named
+        by ``batch.indices`` (inputs of another row count are not checked)."""
+        rows = len(np.asarray(batch.indices))
+        given = {n: named.get(n) for n in ("data", "label")}
+        if any(a is not None and (a.ndim == 0 or a.shape[0] != rows) for a in given.values()):
+            return
+        check_batch_ids(replace(batch, **given), *limits)
+
     def __call__(self, batch: Batch):
         """Run the graph of ``batch.bucket_key``; record it if inside ``autograd.record()``."""
         named = self._named_inputs(batch)
@@ -447,7 +458,7 @@ class GraphCache:
         # the model's declared limits are checked here unless the batch's loader did already.
         limits = (self.vocab_size, self.num_classes)
         if limits != (None, None) and not ids_checked_against(batch, *limits):
-            check_batch_ids(batch, *limits)
+            self._check_ids(batch, named, limits)
         if self._template is None:
             self._template = batch
         block = self.block(key)
