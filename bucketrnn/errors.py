@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "BucketRNNWarning",
     "CheckpointError",
+    "DivergedError",
     "GraphTooLargeError",
     "NonFiniteError",
     "StateMismatchError",
@@ -26,6 +27,12 @@ class GraphTooLargeError(ValueError):
 class CheckpointError(ValueError):
     """A checkpoint file is unreadable, corrupted, incomplete or of a kind bucketrnn never
     loads (e.g. one holding a pickle); the message names the file and what is wrong."""
+
+
+class DivergedError(ValueError):
+    """A run ended with a loss far beyond a uniform guess's, or a non-finite one
+    (:func:`bucketrnn.training.metrics.diverged`): it learned nothing usable. A ``ValueError``,
+    so the app ends with status 2, after writing its summary."""
 
 
 class NonFiniteError(FloatingPointError, ValueError):

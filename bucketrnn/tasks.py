@@ -35,10 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["CLASSIFY", "LM", "SEQ2SEQ", "TAG", "TASKS", "TASK_NAMES", "Task", "get_task",
-           "host_counts", "task_of_model", "token_counts"]
+           "host_counts", "perplexity", "task_of_model", "token_counts"]
 
-# Perplexity is reported as exp(min(mean loss, this)).
-_EXP_CAP = 50.0
 
 
 @dataclass(frozen=True)
@@ -125,7 +123,7 @@ class Task:
         mean = tally["loss"] / tally["count"] if tally["count"] else math.nan
         out = {"loss": mean}
         if self.perplexity:
-            out["perplexity"] = math.exp(min(mean, _EXP_CAP))
+            out["perplexity"] = perplexity(mean)
         elif self.accuracy and tally["rows"]:
             out["accuracy"] = tally["correct"] / tally["rows"]
         return out
@@ -143,6 +141,15 @@ class Task:
             correct, counted = int((pred == label)[real_rows].sum()), int(real_rows.sum())
         tally["correct"] += correct
         tally["rows"] += counted
+
+
+def perplexity(loss: float) -> float:
+    """``exp(loss)``, infinite when that overflows a float (a loss above about 709.8): the true
+    figure of a blown-up run, never a capped one."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
 
 
 def host_counts(batch) -> dict:

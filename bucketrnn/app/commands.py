@@ -160,6 +160,10 @@ def main(argv=None, out=None) -> int:
 
     try:
         run = load_run(args.run_dir, ctx=args.ctx, checkpoint=args.checkpoint)
+        if run.meta.get("run_files") is None:
+            sys.stderr.write("note: the checkpoint records no digests of its run files (a "
+                             "bucketrnn before them wrote it): that the vocabulary and class "
+                             "map are the ones it was trained with is not checked\n")
         if args.command == "evaluate":
             _evaluate(run, args, out)
         elif args.command == "generate":

@@ -42,8 +42,10 @@ from bucketrnn.app.config import (
 )
 from bucketrnn.app.experiment import load_data, make_loaders
 from bucketrnn.data.plan import longest_key, pad_to_max_waste
+from bucketrnn.errors import DivergedError
 from bucketrnn.files import open_regular
 from bucketrnn.models.build import build_model
+from bucketrnn.training.metrics import diverged
 from bucketrnn.training.rundir import (
     CLASSES,
     CONFIG,
@@ -57,6 +59,7 @@ from bucketrnn.training.rundir import (
 )
 from bucketrnn.training.runfiles import (
     check_saved_vocab,
+    file_digests,
     load_tags,
     read_config,
     read_run_file,
@@ -260,6 +263,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
             # The tagger's class map (tag id -> name), to use the trained model later (written
             # again when a resumed run lost it: it is the data's, as the vocabulary is).
             save_tags(os.path.join(work, TAGS), data.classes)
+    # Every checkpoint records these files' digests: load_run and a resume refuse others.
+    run_files = file_digests(work) if writer else None
     params = {"learning_rate": t["lr"], "wd": t["weight_decay"], **t["optimizer_params"]}
     log.info("run directory: %s%s", work, " (resumed)" if resume_dir else "")
     log.info("dataset: %s; %d training sequences", data.description, len(data.train))
@@ -284,7 +289,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
                      memory=memory, kvstore=kv, seed=cfg.seed,
                      run_dir=work, checkpoint_every=t["checkpoint_every"],
                      log_every=t["log_every"], progress=t["progress"], fingerprint=fp,
-                     on_nonfinite=t["on_nonfinite"], precision=t["precision"])
+                     on_nonfinite=t["on_nonfinite"], precision=t["precision"],
+                     run_files=run_files)
     history = loop.fit(valid_loader, resume=bool(resume_dir))
     results = {}
     last = history["epochs"][-1] if history["epochs"] else {}
@@ -329,10 +335,35 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
 
         with _report("plots not drawn"):
             summary["plots"] = plots.save_all(work, train_loader.lengths, plan)
+    blown = _divergence(results, history, data)
+    if blown:
+        summary["diverged"] = blown
     if writer:
         write_json(os.path.join(work, SUMMARY), summary)
     log.info("%s", format_summary(summary))
+    if blown:
+        # The run is kept (summary, checkpoint) for inspection, but it is no trained model.
+        raise DivergedError(f"the run diverged: {blown}; its parameters are no model. Lower "
+                            f"trainer.lr (it was {t['lr']}) and start a new run")
     return summary
+
+
+def _divergence(results: dict, history: dict, data) -> str | None:
+    """Why the run's final figures say it diverged (:func:`~bucketrnn.training.metrics.
+    diverged`), or None: the validation and test losses measured at the end, else the last
+    epoch's training loss; a run stopped before any of them is not judged."""
+    losses = {name: results[name]["loss"] for name in ("valid", "test") if name in results}
+    if not losses and history["epochs"]:
+        losses = {"train": history["epochs"][-1]["train_loss"]}
+    # What the model predicts among: the (target) tokens, or the classes (tags).
+    outcomes = len(data.tgt_vocab) if data.tgt_vocab is not None else \
+        data.num_classes if data.num_classes is not None else len(data.vocab)
+    for name, loss in losses.items():
+        # A history restored from a checkpoint holds a non-finite figure as None.
+        why = diverged(math.nan if loss is None else loss, outcomes)
+        if why is not None:
+            return f"{name} {why}"
+    return None
 
 
 def _score_translations(loop, data, results: dict, b: dict) -> None:

@@ -29,7 +29,7 @@ from bucketrnn.app.auto import FALLBACK_BUCKETS, fallback_buckets
 from bucketrnn.files import not_regular, read_json
 from bucketrnn.models.build import build_model
 from bucketrnn.training.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, TGT_VOCAB, VOCAB
-from bucketrnn.training.runfiles import load_tags, read_config
+from bucketrnn.training.runfiles import check_file_digests, load_tags, read_config
 
 __all__ = ["TrainedRun", "explain_too_large", "load_run", "refuse_outlier_lines"]
 
@@ -57,7 +57,10 @@ class TrainedRun:
     checkpoint : str
         The checkpoint file loaded.
     meta : dict
-        The checkpoint's position: ``global_step``, ``epoch``, ``epoch_finished``.
+        The checkpoint's position: ``global_step``, ``epoch``, ``epoch_finished``; and
+        ``run_files``, the SHA-256 of ``vocab.json`` (and ``tgt_vocab.json``,
+        ``classes.json``, ``tags.json``) it was trained with, checked against the files (None
+        for a checkpoint of a bucketrnn before them: then unchecked).
     ctx : mx.Context
     tgt_vocab : Vocabulary or None
         A sequence-pair model's target vocabulary (``tgt_vocab.json``; :attr:`vocab` is the
@@ -270,9 +273,12 @@ def _read_classes(run_dir: str, label) -> list:
     try:
         doc = read_json(path)
     except FileNotFoundError:
+        # Never "write it by hand": the class order is the checkpoint's, and a guess at it
+        # would silently rename every prediction.
         raise FileNotFoundError(f"{path!r} is missing: a classifier run keeps its class map "
-                                "there (runs of an older bucketrnn have none; retrain, or write "
-                                '{"label": ..., "classes": [name of class 0, 1, ...]})') from None
+                                "there, and the checkpoint's class ids mean nothing without it; "
+                                "restore it from a copy of the run directory, or retrain (runs "
+                                "of an older bucketrnn have none)") from None
     except ValueError as e:
         raise ValueError(f"{path!r} is not a class map written by bucketrnn: it {e}") from None
     names = doc.get("classes") if isinstance(doc, dict) else None
@@ -284,6 +290,11 @@ def _read_classes(run_dir: str, label) -> list:
     if bad:  # predict prints one name per line: a blank or multi-line name breaks line N = N
         raise ValueError(f"{path!r} is not a class map written by bucketrnn: class name "
                          f"{bad[0]!r} is blank or holds a line break, tab or surrounding space")
+    bad = [n for n in names if not n.isprintable()]
+    if bad:  # predict writes class names to the terminal: an escape sequence would act on it
+        raise ValueError(f"{path!r} is not a class map written by bucketrnn: class name "
+                         f"{bad[0]!r} holds an unprintable character (a control or format "
+                         "character, such as a terminal escape)")
     return names
 
 
@@ -395,7 +406,7 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
                              f"{EOS!r} token")
     path = _checkpoint_path(run_dir, checkpoint)
     try:
-        state = ckpt.load(path, fingerprint=fingerprint(cfg))
+        state = ckpt.load(path, fingerprint=fingerprint(cfg), optional={"run_files": dict})
     except StateMismatchError as e:
         # check_fingerprint's hint is for resuming training; here the files disagree.
         why = str(e).split("; it differs in ", 1)[-1].split(". Run with the original", 1)[0]
@@ -423,10 +434,21 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
                                   f"{tuple(state.params[name].shape)}, but the model of "
                                   f"{config_path} with {' and '.join(made_of)} needs "
                                   f"{p.shape}: are these files of another run?")
+        # Training writes each parameter in its own dtype; another one (int8 values) would be
+        # cast silently by set_data below.
+        if state.params[name].dtype != np.dtype(p.dtype):
+            raise CheckpointError(f"checkpoint {path!r} holds {name} as "
+                                  f"{state.params[name].dtype.name}, but the model of "
+                                  f"{config_path} needs {np.dtype(p.dtype).name}: not a "
+                                  "checkpoint bucketrnn wrote")
+    recorded = state.meta.get("run_files")
+    if recorded is not None:  # None: a checkpoint of a bucketrnn before the digests
+        check_file_digests(run_dir, recorded, path)
     params.initialize(ctx=ctx)
     for name, p in params.items():
         p.set_data(mx.nd.array(state.params[name], dtype=p.dtype, ctx=ctx))
         p.grad_req = "null"
-    meta = {k: state.meta.get(k) for k in ("global_step", "epoch", "epoch_finished")}
+    meta = {k: state.meta.get(k) for k in ("global_step", "epoch", "epoch_finished",
+                                           "run_files")}
     return TrainedRun(run_dir, cfg, task, graphs, vocab, classes, os.path.abspath(path), meta,
                       ctx, tgt_vocab=tgt_vocab)

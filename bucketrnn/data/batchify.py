@@ -19,7 +19,8 @@ from bucketrnn.data.sampler import FillSlot, decode_slots, fill_slot
 from bucketrnn.tasks import TASK_NAMES
 from bucketrnn.validation import check_int, empty_sequence
 
-__all__ = ["Batch", "PadToBucket", "SlotDataset", "TASKS", "check_pad_val", "to_ndarray"]
+__all__ = ["Batch", "PadToBucket", "SlotDataset", "TASKS", "check_batch_ids", "check_pad_val",
+           "ids_checked_against", "to_ndarray"]
 
 
 @dataclass
@@ -156,6 +157,72 @@ _FIXES = {
                          "vocab_size the model was built with",
     "num_classes": "labels must be class indices 0 .. num_classes - 1",
 }
+
+
+def check_batch_ids(batch: Batch, vocab_size=None, num_classes=None) -> None:
+    """Refuse a batch whose token ids or labels a model of ``vocab_size`` / ``num_classes``
+    would clip (MXNet's embedding and ``pick`` clip out-of-range ids silently on CPU).
+
+    The rules of :class:`PadToBucket`'s check, from the model's side (no task needed): integer
+    ``data`` holds token ids in ``[0, source vocab_size)`` (float features hold none); with
+    ``num_classes`` the ``label`` holds whole-number class ids (or per-token tags) in
+    ``[0, num_classes)``, else integer targets are token ids in ``[0, target vocab_size)``
+    (``vocab_size`` is ``(source, target)`` for sequence pairs). Only real rows are read (fill
+    rows repeat one); the ``ValueError`` names the dataset index and the value. Costs one copy
+    of ``data`` and ``label`` to the host.
+
+    >>> import numpy as np
+    >>> b = Batch(3, np.array([[1, 2, 3], [4, 12, 1]]), np.array([3, 3]),
+    ...           np.array([[2, 3, 0], [12, 1, 0]]), np.ones(2), np.array([7, 8]))
+    >>> check_batch_ids(b, vocab_size=10)
+    Traceback (most recent call last):
+    ...
+    ValueError: example 8 has token id 12, outside [0, 10) for vocab_size=10: ...
+    """
+    real = np.asarray(batch.indices) >= 0
+    index = np.asarray(batch.indices)[real]
+    pair = isinstance(vocab_size, (tuple, list))
+    source, target = vocab_size if pair else (vocab_size, vocab_size)
+    if source is not None and batch.data is not None:
+        data = _numpy(batch.data)[real]
+        if data.dtype.kind != "f":
+            _out_of_range(data, index, source, "token id", "vocab_size")
+    if batch.label is None:
+        return
+    if num_classes is not None:
+        label = _numpy(batch.label)[real]
+        if label.dtype.kind == "f":
+            bad = ~np.isfinite(label) | (label != np.floor(label))
+            if bad.any():
+                row = int(np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[0])
+                value = label[row][bad[row]].reshape(-1)[0]
+                raise ValueError(f"example {int(index[row])} has label {value.item()!r}; "
+                                 f"num_classes={num_classes} needs whole-number class labels")
+        _out_of_range(label, index, num_classes, "label" if label.ndim == 1 else "tag",
+                      "num_classes")
+    elif target is not None:
+        label = _numpy(batch.label)[real]
+        if label.dtype.kind != "f":
+            _out_of_range(label, index, target, "target token id" if pair else "token id",
+                          "target vocab_size" if pair else "vocab_size")
+
+
+def ids_checked_against(batch: Batch, vocab_size=None, num_classes=None) -> bool:
+    """Whether the loader that made ``batch`` already checked its ids against these limits or
+    tighter ones (``batch.meta["ids_checked"]``, set by :class:`PadToBucket`): then
+    :func:`check_batch_ids` would find nothing, and the graphs skip it."""
+    checked = batch.meta.get("ids_checked")
+    if checked is None:
+        return False
+    for mine, theirs in zip((vocab_size, num_classes), checked):
+        if mine is None:
+            continue
+        if theirs is None or isinstance(mine, tuple) != isinstance(theirs, tuple):
+            return False
+        pairs = zip(mine, theirs) if isinstance(mine, tuple) else ((mine, theirs),)
+        if any(t > m for m, t in pairs):
+            return False
+    return True
 
 
 def to_ndarray(batch: Batch, ctx=None) -> Batch:
@@ -447,6 +514,10 @@ class PadToBucket:
         counts = _counts(fields, real)
         batch = self._finish(key, fields, np.where(real, slots, -1))
         batch.meta.update(bucket=bucket, **counts)
+        if (self.vocab_size, self.num_classes) != (None, None):
+            # What the ids were checked against here, so that graphs of a model with these
+            # limits need not check them again (ids_checked_against).
+            batch.meta["ids_checked"] = (self.vocab_size, self.num_classes)
         return batch
 
     def _check_ids(self, fields, index):

@@ -707,8 +707,25 @@ def label_lines(lines: Lines, label: str) -> LabelledText:
     else:
         word = label.split(":", 1)[1]
         sentences, labels = list(lines), ["1" if word in ln else "0" for ln in lines]
+    if kind != "contains":
+        _refuse_unprintable(path, numbers, labels, "tag" if kind == "tags" else "label")
     return LabelledText(Lines(sentences, path, numbers, lines.overflow), labels,
                         per_token=kind == "tags")
+
+
+def _refuse_unprintable(path, numbers, labels, what: str) -> None:
+    """Class and tag names are printed (``predict`` writes them to a terminal, the run's class
+    map keeps them): refuse one holding a control or format character (a terminal escape
+    sequence, a right-to-left override; ``str.isprintable``), naming the file and line. Refused
+    rather than escaped on output: the name is the user's own data, and an escaped copy would
+    differ from the label a script compares it with."""
+    for j, label in enumerate(labels):
+        names = label if isinstance(label, list) else (label,)
+        bad = next((name for name in names if not name.isprintable()), None)
+        if bad is not None:
+            raise ValueError(f"text file {path!r} line {int(numbers[j])}: {what} {bad!r} holds an "
+                             "unprintable character (a control or format character, such as a "
+                             "terminal escape); class and tag names are printed: clean the file")
 
 
 def split_indices(n: int, valid_fraction: float = 0.1, test_fraction: float = 0.0,

@@ -64,7 +64,7 @@ from mxnet.base import MXNetError
 
 from bucketrnn import compat
 from bucketrnn.compat import MAX_ARRAY_ELEMENTS
-from bucketrnn.data.batchify import Batch
+from bucketrnn.data.batchify import Batch, check_batch_ids, ids_checked_against
 from bucketrnn.errors import GraphTooLargeError
 from bucketrnn.files import read_json
 from bucketrnn.graphs.precision import check_precision, to_bfloat16
@@ -135,6 +135,16 @@ class GraphCache:
         ``memory="shared"``, CPU contexts and a CPU with AVX512_BF16; refused otherwise
         (:func:`~bucketrnn.graphs.precision.check_precision`). :meth:`export` writes the float32
         graphs.
+
+    Notes
+    -----
+    Token ids and labels are checked against the model's declared :attr:`vocab_size` and
+    :attr:`num_classes` before a graph runs (MXNet's embedding and ``pick`` clip an
+    out-of-range id silently on CPU): a ``ValueError`` names the dataset index and the value
+    (:func:`~bucketrnn.data.batchify.check_batch_ids`). A batch whose loader already checked
+    them against these limits (``BucketLoader(vocab_size=..., num_classes=...)``, as
+    ``TrainLoop`` sets them) is not checked again; otherwise the check copies ``data`` and
+    ``label`` to the host (``python -m benchmarks.id_check`` measures it).
 
     Examples
     --------
@@ -430,10 +440,26 @@ class GraphCache:
             self._agnostic = (list(names), symbol)
         return symbol
 
+    @staticmethod
+    def _check_ids(batch, named: dict, limits) -> None:
+        """The ids the graph receives (its ``data`` and ``label`` inputs, which an ``inputs=``
+        callable may have made from the batch) against the model's ``limits``; rows are named
+        by ``batch.indices`` (inputs of another row count are not checked)."""
+        rows = len(np.asarray(batch.indices))
+        given = {n: named.get(n) for n in ("data", "label")}
+        if any(a is not None and (a.ndim == 0 or a.shape[0] != rows) for a in given.values()):
+            return
+        check_batch_ids(replace(batch, **given), *limits)
+
     def __call__(self, batch: Batch):
         """Run the graph of ``batch.bucket_key``; record it if inside ``autograd.record()``."""
         named = self._named_inputs(batch)
         key = batch.bucket_key
+        # MXNet's embedding and pick clip an out-of-range id silently (a finite, wrong loss):
+        # the model's declared limits are checked here unless the batch's loader did already.
+        limits = (self.vocab_size, self.num_classes)
+        if limits != (None, None) and not ids_checked_against(batch, *limits):
+            self._check_ids(batch, named, limits)
         if self._template is None:
             self._template = batch
         block = self.block(key)

@@ -234,19 +234,41 @@ def _check_tally(key: str, value, bad) -> None:
     _check_counts(key, value, bad)
 
 
+def _check_digests(key: str, value, bad) -> None:
+    """``{file name: SHA-256 as 64 lowercase hex digits}``."""
+    for name, digest in value.items():
+        if not (isinstance(digest, str) and len(digest) == 64
+                and all(c in "0123456789abcdef" for c in digest)):
+            raise bad(f"field '{key}.{name}' must be a SHA-256 (64 hex digits), got "
+                      f"{digest!r:.80}")
+
+
 # The training loop's history, checked further when ``required`` names these fields: a forged
 # value of the right type must fail here, not mid-training.
 _STRUCTURE = {"history": _check_counts, "history.epochs": _check_epochs,
-              "history.epoch_acc": _check_tally}
+              "history.epoch_acc": _check_tally, "window": _check_tally,
+              "run_files": _check_digests}
 
 
-def _check_fields(meta: dict, required: dict, bad) -> None:
-    for key, kind in required.items():
-        value = meta
-        for part in key.split("."):
-            if not isinstance(value, dict) or part not in value:
+def _field(meta: dict, key: str, bad, missing=None):
+    """The value of the dotted ``key`` in ``meta``; ``missing`` when absent, or an error when
+    ``missing`` is None."""
+    value = meta
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            if missing is None:
                 raise bad(f"field {key!r} is missing")
-            value = value[part]
+            return missing
+        value = value[part]
+    return value
+
+
+def _check_fields(meta: dict, required: dict, bad, optional: dict | None = None) -> None:
+    absent = object()
+    fields = [(key, kind, _field(meta, key, bad)) for key, kind in required.items()]
+    fields += [(key, kind, value) for key, kind in (optional or {}).items()
+               if (value := _field(meta, key, bad, missing=absent)) is not absent]
+    for key, kind, value in fields:
         kinds = kind if isinstance(kind, tuple) else (kind,)
         ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
         if not ok:
@@ -380,7 +402,8 @@ def _read_members(path: str, bad) -> dict:
     return arrays
 
 
-def load(path: str, fingerprint: dict | None = None, required: dict | None = None) -> Checkpoint:
+def load(path: str, fingerprint: dict | None = None, required: dict | None = None,
+         optional: dict | None = None) -> Checkpoint:
     """Read and verify a checkpoint written by :func:`save`.
 
     Parameters
@@ -397,6 +420,10 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
         int ``global_step`` that never decreases, numbers or null), as many as ``epoch`` when
         that is required too, none past ``global_step``; ``history.epoch_acc`` is None or maps
         exactly :data:`HISTORY_TALLY` to numbers.
+    optional : dict, optional
+        Like ``required``, for fields checked only when present (ones older checkpoints lack);
+        ``window`` (the training loop's open metrics window) maps exactly
+        :data:`HISTORY_TALLY` to numbers; ``run_files`` maps file names to SHA-256 digests.
 
     Raises
     ------
@@ -445,7 +472,7 @@ def load(path: str, fingerprint: dict | None = None, required: dict | None = Non
     for name, a in arrays.items():
         if a.dtype.kind in "fc" and not np.isfinite(a).all():
             raise bad(f"{name} holds non-finite values (NaN or infinity)")
-    _check_fields(doc["meta"], required or {}, bad)
+    _check_fields(doc["meta"], required or {}, bad, optional)
     if fingerprint is not None:
         check_fingerprint(doc["fingerprint"], fingerprint)
     params = {k[len(PARAM_PREFIX):]: a for k, a in arrays.items() if k.startswith(PARAM_PREFIX)}

@@ -15,9 +15,10 @@ Resumption is exact from any checkpoint (mid-epoch, epoch end, the last one of a
 given more epochs): the checkpoint holds the parameters, the optimizer states
 (:mod:`bucketrnn.training.optim_state`, no pickle), the loader's ``state_dict`` (its schedule is a
 pure function of ``(seed, epoch)``), the next epoch to run, the step counter from which MXNet's
-random seed is derived, and the metrics file length (lines written after the checkpoint are
-dropped on resume, so the file reads as one run). Every line of ``metrics.jsonl`` is strict JSON
-(a non-finite number is ``null``).
+random seed is derived, the metrics file length (lines written after the checkpoint are dropped
+on resume, so the file reads as one run) and the open log window (the sums since the last step
+record: a resumed run continues it, so its step records are the uninterrupted run's). Every
+line of ``metrics.jsonl`` is strict JSON (a non-finite number is ``null``).
 
 A non-finite loss (or gradient norm, when ``clip_norm`` computes it) stops training with
 :class:`~bucketrnn.errors.NonFiniteError` naming the step, or with ``on_nonfinite="skip"`` drops
@@ -66,6 +67,9 @@ _META = {"epoch": int, "epoch_finished": bool, "global_step": int, "loader": dic
          "metrics_offset": int, "history": dict, "history.epochs": list,
          "history.train_seconds": (int, float), "history.real_tokens": int, "history.slots": int,
          "history.skipped_steps": int, "history.epoch_acc": (dict, type(None))}
+# Checked when present (checkpoints of a bucketrnn before them have none): the open metrics
+# window, and the digests of the files the checkpoint's ids refer to.
+_OPTIONAL_META = {"window": dict, "run_files": dict}
 
 
 def _epoch_line(record: dict, epochs: int) -> str:
@@ -118,7 +122,8 @@ class TrainLoop:
         :data:`MIN_LEARNING_RATE` (1e-30).
     epochs : int
     max_steps : int, optional
-        Stop after this many steps in total (a checkpoint is written there).
+        Stop after this many steps in total (a checkpoint is written there); when it falls on
+        an epoch's last step, that epoch is finished (recorded, evaluated) first.
     memory : {"shared", "static", "dynamic"}
         GraphCache memory policy (ignored when ``model`` is a GraphCache).
     precision : {"fp32", "bf16"}
@@ -132,12 +137,18 @@ class TrainLoop:
     checkpoint_every : int
         Steps between checkpoints (0: only at epoch ends).
     log_every : int
-        Steps per ``metrics.jsonl`` step record.
+        Steps per ``metrics.jsonl`` step record (a window also ends at each epoch end, and
+        where the run stops: ``max_steps``, Ctrl-C, SIGTERM).
     progress : bool
         Draw a progress bar on ``stream``.
     fingerprint : dict, optional
         Flat description of the configuration, stored in checkpoints; resuming with another
         one raises ``StateMismatchError`` naming what differs.
+    run_files : dict, optional
+        ``{file name: SHA-256 hex}`` of the files the parameters' ids refer to (a vocabulary,
+        a class map: :func:`bucketrnn.training.runfiles.file_digests`), stored in every
+        checkpoint (meta ``run_files``); resuming with other digests raises
+        ``StateMismatchError`` naming the file (a checkpoint without them is resumed).
     init : mx.init.Initializer, optional
         Default ``mx.init.Xavier()``.
     on_nonfinite : {"error", "skip"}
@@ -165,7 +176,8 @@ class TrainLoop:
                  memory: str = "shared", kvstore="device", seed: int = 0,
                  run_dir: str | None = None, checkpoint_every: int = 200, log_every: int = 10,
                  progress: bool = True, fingerprint: dict | None = None, init=None, stream=None,
-                 on_nonfinite: str = "error", precision: str = "fp32"):
+                 on_nonfinite: str = "error", precision: str = "fp32",
+                 run_files: dict | None = None):
         epochs = check_int("epochs", epochs, low=1)
         checkpoint_every = check_int("checkpoint_every", checkpoint_every, low=0)
         log_every = check_int("log_every", log_every, low=1)
@@ -207,6 +219,7 @@ class TrainLoop:
         self.seed, self.run_dir = seed, run_dir
         self.checkpoint_every, self.log_every = checkpoint_every, log_every
         self.fingerprint = dict(fingerprint or {})
+        self.run_files = None if run_files is None else dict(run_files)
         self.stream = stream or sys.stderr
         self.progress = progress
         if isinstance(model, GraphCache):
@@ -260,7 +273,9 @@ class TrainLoop:
         """
         if self.run_dir is None or not self.is_writer:
             return
-        self._flush_window()
+        # The open log window goes into the checkpoint, not into metrics.jsonl: a resume then
+        # continues it, so its step records are the uninterrupted run's (a window flushed here
+        # would split in two wherever a run happened to stop).
         offset = self.metrics_log.sync()
         params = {name: p.data(self.ctx).asnumpy() for name, p in self.params.items()}
         # Under dist_async the optimizer state is on the servers: MXNet cannot read it here.
@@ -269,7 +284,10 @@ class TrainLoop:
         meta = {"epoch": self.epoch, "epoch_finished": epoch_finished,
                 "global_step": self.global_step, "loader": self.loader.state_dict(),
                 "rng": {"seed": self.seed, "scheme": "mx.random.seed(f(seed, global_step))"},
-                "history": self.history, "metrics_offset": offset}
+                "history": self.history, "metrics_offset": offset,
+                "window": dict(self._window)}
+        if self.run_files is not None:
+            meta["run_files"] = self.run_files
         try:
             ckpt.save(self.checkpoint_path, params, optim, meta, fingerprint=self.fingerprint)
         except NonFiniteError as e:
@@ -289,7 +307,17 @@ class TrainLoop:
         refused, never replaced by fresh moments).
         """
         path = path or self.checkpoint_path
-        state = ckpt.load(path, fingerprint=self.fingerprint, required=_META)
+        state = ckpt.load(path, fingerprint=self.fingerprint, required=_META,
+                          optional=_OPTIONAL_META)
+        recorded = state.meta.get("run_files")
+        if recorded is not None and self.run_files is not None:
+            name = next((n for n in sorted(recorded) if self.run_files.get(n) != recorded[n]),
+                        None)
+            if name is not None:
+                raise StateMismatchError(
+                    f"checkpoint {path!r}: {name} differs from the one the checkpoint was "
+                    "trained with (another SHA-256): its ids would mean other tokens or "
+                    f"classes; restore the run's own {name}, or start a new run")
         mine = set(self.params.keys())
         if set(state.params) != mine:
             raise StateMismatchError(
@@ -300,6 +328,13 @@ class TrainLoop:
             if tuple(state.params[name].shape) != tuple(p.shape):
                 raise StateMismatchError(f"checkpoint parameter {name} has shape "
                                          f"{state.params[name].shape}, the model's {p.shape}")
+            # The loop writes each parameter in its own dtype: another one (int8 values would
+            # be cast silently on restore) was not written by this model.
+            if state.params[name].dtype != np.dtype(p.dtype):
+                raise CheckpointError(f"checkpoint {path!r}: parameter {name} is "
+                                      f"{state.params[name].dtype.name}, the model's "
+                                      f"{np.dtype(p.dtype).name}: not a checkpoint this model "
+                                      "wrote")
         meta = state.meta
         if self.run_dir is not None and self.is_writer:
             self.metrics_log.check_offset(meta["metrics_offset"], path)
@@ -336,6 +371,8 @@ class TrainLoop:
         self.global_step, self.history = meta["global_step"], meta["history"]
         self.epoch = meta["epoch"]
         self._resumed_offset = meta["metrics_offset"]
+        # A checkpoint written before the window was kept in it had flushed it: empty.
+        self._window = metrics.tally(**(meta.get("window") or {}))
         return meta
 
     # -------------------------------------------------------------------- metrics
@@ -547,10 +584,19 @@ class TrainLoop:
             if self._window["steps"] >= self.log_every:
                 self._flush_window()
             done = self.max_steps is not None and self.global_step >= self.max_steps
+            if done and loader.epoch != self.epoch:  # it moves on after the last batch
+                # max_steps falls on the epoch's last batch: the epoch ends as any other
+                # (recorded, evaluated, checkpointed as finished); fit stops after it.
+                done = False
             due = self.checkpoint_every and self.global_step % self.checkpoint_every == 0
             if done or due or self._stop is not None:
                 self.save_checkpoint(epoch_finished=False)
                 last = time.perf_counter()
+            if done or self._stop is not None:
+                # The run stops here: its open window gets its record now, after the
+                # checkpoint (which holds the window), so a resume cuts this record off and
+                # continues the window.
+                self._flush_window()
             if done:
                 return True
             if self._stop is not None:

@@ -32,11 +32,16 @@ from bucketrnn.files import open_regular
 from bucketrnn.training.checkpoint import HISTORY_TALLY as TALLY_KEYS
 from bucketrnn.training.checkpoint import json_dumps
 
-__all__ = ["MetricsLog", "tally", "token_accuracy", "token_counts"]
+__all__ = ["DIVERGED_FACTOR", "MetricsLog", "diverged", "tally", "token_accuracy",
+           "token_counts"]
 __getattr__ = moved_names(__name__, {
     "figures": (lambda: lambda task, t: tasks.get_task(task).figures(t),
-                "bucketrnn.tasks.get_task(task).figures(tally)")})
+                "bucketrnn.tasks.get_task(task).figures(tally)"),
+    "perplexity": "bucketrnn.tasks"})
 
+# How many times the loss of a uniform guess a final loss may reach before the run counts as
+# diverged (:func:`diverged`).
+DIVERGED_FACTOR = 10
 
 def tally(**values) -> dict:
     """Sums over steps, all zero except ``values``: loss, loss denominator (tokens or rows),
@@ -47,6 +52,32 @@ def tally(**values) -> dict:
         raise KeyError(f"not a tally field: {sorted(unknown)}")
     out.update(values)
     return out
+
+
+def diverged(loss: float, outcomes: int) -> str | None:
+    """Why a run whose final mean loss is ``loss`` diverged, or None when it did not.
+
+    A model that guesses uniformly among ``outcomes`` (the tokens of the vocabulary a language
+    model predicts, or the classes) has a mean cross-entropy of ``ln(outcomes)``, whatever the
+    data; training starts near it. A loss that is not finite, or more than
+    :data:`DIVERGED_FACTOR` (10) times that, is no model: the updates blew the parameters up
+    (a learning rate far too high). A loss between the two, worse than guessing but of that
+    order (an early stop, an overfit classifier), is reported as it is.
+
+    >>> diverged(2.5, 20) is None
+    True
+    >>> diverged(5.6e30, 20)
+    'loss 5.6e+30 is more than 10 times the loss of a uniform guess among 20 (ln 20 = 3.00)'
+    """
+    if isinstance(outcomes, bool) or not isinstance(outcomes, int) or outcomes < 2:
+        raise ValueError(f"outcomes must be an int >= 2, got outcomes={outcomes!r}")
+    uniform = math.log(outcomes)
+    if not math.isfinite(loss):
+        return f"loss {loss} is not finite"
+    if loss > DIVERGED_FACTOR * uniform:
+        return (f"loss {loss:.3g} is more than {DIVERGED_FACTOR} times the loss of a uniform "
+                f"guess among {outcomes} (ln {outcomes} = {uniform:.2f})")
+    return None
 
 
 def _host(x):

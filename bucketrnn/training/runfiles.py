@@ -8,13 +8,21 @@ environment or call a resolver, and bucketrnn writes plain values only.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
+from bucketrnn.errors import StateMismatchError
 from bucketrnn.files import atomic_write, read_json
+from bucketrnn.training.rundir import CLASSES, TAGS, TGT_VOCAB, VOCAB
 
-__all__ = ["check_saved_vocab", "load_tags", "read_config", "read_run_file", "save_tags",
-           "write_json"]
+__all__ = ["DIGESTED", "check_file_digests", "check_saved_vocab", "file_digests", "load_tags",
+           "read_config", "read_run_file", "save_tags", "write_json"]
+
+# The files whose order gives a checkpoint's ids their meaning (token id -> word, class id ->
+# name): a training run records their SHA-256 in every checkpoint (meta "run_files"), so the
+# same names in another order are refused instead of turning every answer into another one.
+DIGESTED = (VOCAB, TGT_VOCAB, CLASSES, TAGS)
 
 
 def write_json(path: str, obj) -> None:
@@ -113,4 +121,43 @@ def load_tags(path: str) -> list:
     if bad:  # predict prints token/TAG items split by spaces: a tag with a blank breaks them
         raise ValueError(f"{path!r} is not a tag map written by bucketrnn: tag {bad[0]!r} is "
                          "empty or holds whitespace")
+    bad = [t for t in tags if not t.isprintable()]
+    if bad:  # predict writes tags to the terminal: an escape sequence would act on it
+        raise ValueError(f"{path!r} is not a tag map written by bucketrnn: tag {bad[0]!r} holds "
+                         "an unprintable character (a control or format character, such as a "
+                         "terminal escape)")
     return tags
+
+
+def file_digests(run_dir: str) -> dict:
+    """``{name: SHA-256 hex}`` of each file of :data:`DIGESTED` that ``run_dir`` holds: of its
+    JSON document in a canonical form (keys sorted, no spaces), so the same content laid out
+    otherwise (indented by hand) has the same digest, and the same names in another order do
+    not. A file that is not JSON is a ``ValueError`` naming it."""
+    digests = {}
+    for name in DIGESTED:
+        path = os.path.join(run_dir, name)
+        if not os.path.lexists(path):
+            continue
+        canonical = json.dumps(read_run_file(path, name), sort_keys=True,
+                               separators=(",", ":"), ensure_ascii=False)
+        digests[name] = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return digests
+
+
+def check_file_digests(run_dir: str, recorded: dict, checkpoint: str) -> None:
+    """Refuse run files that are not the ones ``checkpoint`` was trained with: a
+    ``StateMismatchError`` naming the first file of ``recorded`` (the checkpoint's
+    ``run_files``) that ``run_dir`` lacks or holds with another SHA-256."""
+    now = file_digests(run_dir)
+    for name in sorted(recorded):
+        path = os.path.join(run_dir, name)
+        if name not in now:
+            raise StateMismatchError(f"{path!r} is missing, and the checkpoint {checkpoint!r} "
+                                     "was trained with it: restore the run's own file")
+        if now[name] != recorded[name]:
+            raise StateMismatchError(
+                f"{path!r} is not the file the checkpoint {checkpoint!r} was trained with (its "
+                "SHA-256 differs from the one recorded there): the same names in another order "
+                "would turn every token or class id into another one. Restore the run's own "
+                f"{name}")

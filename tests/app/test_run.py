@@ -82,6 +82,20 @@ def test_fused_model_runs_and_shared_memory_gets_a_note(tmp_path, capsys, memory
     assert ("note: model.cell=fused with memory.policy=shared" in out) is note
 
 
+def test_a_diverged_run_ends_in_an_error_with_its_summary(tmp_path):
+    from bucketrnn.errors import DivergedError
+
+    with pytest.raises(DivergedError, match=r"the run diverged: valid loss .* is more than 10 "
+                                            r"times the loss of a uniform guess among \d+ .*"
+                                            r"Lower trainer.lr \(it was 100000.0\)"):
+        run(_compose("trainer.lr=1e5", "trainer.epochs=1", "plots=false"), str(tmp_path))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["diverged"].startswith("valid loss")
+    assert summary["valid"]["loss"] > 1e5
+    # The perplexity of such a loss overflows: infinite, not a capped number.
+    assert summary["valid"]["perplexity"] == float("inf")
+
+
 def test_run_on_another_context(tmp_path):
     # cpu(1) is a context of its own to MXNet: batches, graphs and checkpoints must all use it
     # (what a GPU run needs, checked without a GPU).
@@ -471,7 +485,7 @@ def test_language_model_cells_follow_the_model_name(name, mode):
 
 
 def test_config_choices_are_the_library_choices():
-    from bucketrnn.app import config
+    from bucketrnn.app.config import schema as config
     from bucketrnn.data import plan as buckets
     from bucketrnn.data import sampler
     from bucketrnn.graphs import cache as graphs

@@ -134,12 +134,17 @@ def test_a_trained_tagger_is_loaded_evaluated_and_tags_files_in_input_order(tagg
         assert line == " ".join(f"{w}/{t}" for w, t in zip(text.split(), alone))
 
 
-@pytest.mark.parametrize("bad", ['["DT", "N N"]', '["DT", ""]', '["DT", "NN\\n"]'])
-def test_a_tag_map_with_blank_or_spaced_tags_is_refused(tmp_path, bad):
+@pytest.mark.parametrize("bad, why", [
+    ('["DT", "N N"]', "empty or holds whitespace"), ('["DT", ""]', "empty or holds whitespace"),
+    ('["DT", "NN\\n"]', "empty or holds whitespace"),
+    # predict writes tags to the terminal: no escape sequence may get there
+    ('["DT", "\\u001b[31mNN"]', "holds an unprintable character"),
+    ('["DT", "N\\u202eN"]', "holds an unprintable character")])
+def test_a_tag_map_with_blank_or_spaced_tags_is_refused(tmp_path, bad, why):
     # predict prints token/TAG items separated by spaces: such a tag would break its lines.
     path = tmp_path / "tags.json"
     path.write_text(bad)
-    with pytest.raises(ValueError, match="empty or holds whitespace"):
+    with pytest.raises(ValueError, match=why):
         load_tags(str(path))
 
 
@@ -156,6 +161,18 @@ def test_a_tag_map_of_another_size_is_named_as_tags_json(tagged, tmp_path):
                                               r"\d+\), but the model of .*config.json with "
                                               r"vocab.json \(\d+ tokens\) and tags.json \(4 "
                                               r"classes\) needs \(4, \d+\)"):
+        bucketrnn.load_run(str(work))
+
+
+def test_a_tag_map_in_another_order_is_refused_naming_it(tagged, tmp_path):
+    import bucketrnn
+    from bucketrnn.errors import StateMismatchError
+
+    work = tmp_path / "run"
+    run(_compose(f"dataset.path={tagged}", "trainer.max_steps=1", "trainer.epochs=1"),
+        str(work))
+    (work / "tags.json").write_text('["DT", "VB", "NN"]')  # NN and VB swapped: same size
+    with pytest.raises(StateMismatchError, match="tags.json' is not the file the checkpoint"):
         bucketrnn.load_run(str(work))
 
 

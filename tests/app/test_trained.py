@@ -159,8 +159,10 @@ def test_classifier_without_class_map_is_refused_naming_the_file(clf, tmp_path):
     copy.mkdir()
     for name in ("config.json", "vocab.json", "checkpoint.npz"):
         (copy / name).write_bytes(open(os.path.join(clf[0], name), "rb").read())
-    with pytest.raises(FileNotFoundError, match="classes.json' is missing"):
+    with pytest.raises(FileNotFoundError, match="classes.json' is missing") as info:
         bucketrnn.load_run(str(copy))
+    # Written by hand, the class order would be a guess: the message never asks for it.
+    assert "write" not in str(info.value) and "restore" in str(info.value)
 
 
 # ---------------------------------------------------------------------------- generate
@@ -438,6 +440,85 @@ def test_checkpoint_argument_and_unreadable_checkpoints_are_named(lm, tmp_path):
         bucketrnn.load_run(lm[0], checkpoint="/dev/zero")
 
 
+def test_a_checkpoint_with_parameters_of_another_dtype_is_refused_naming_one(lm, tmp_path):
+    from bucketrnn.training import checkpoint as ckpt
+
+    copy = _copy_run(lm[0], tmp_path / "copy")
+    path = copy / "checkpoint.npz"
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    name = sorted(k for k in arrays if k.startswith("param/"))[0]
+    arrays[name] = np.clip(arrays[name] * 100, -128, 127).astype(np.int8)
+    arrays["checksum"] = np.frombuffer(ckpt._checksum(arrays).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with pytest.raises(CheckpointError, match=f"holds {name[len('param/'):]} as int8, but the "
+                                              "model .* needs float32"):
+        bucketrnn.load_run(str(copy))
+
+
+def _rewrite_checkpoint_meta(path, edit):
+    """Rewrite a checkpoint's meta as an older bucketrnn (or an attacker) would: valid
+    checksum."""
+    from bucketrnn.training import checkpoint as ckpt
+
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    doc = json.loads(arrays["meta"].tobytes())
+    edit(doc["meta"])
+    arrays["meta"] = np.frombuffer(json.dumps(doc).encode(), dtype=np.uint8)
+    arrays["checksum"] = np.frombuffer(ckpt._checksum(arrays).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_run_files_in_another_order_are_refused_naming_them(lm, clf, tmp_path):
+    copy = _copy_run(clf[0], tmp_path / "clf")
+    doc = json.loads((copy / "classes.json").read_text())
+    (copy / "classes.json").write_text(json.dumps({**doc, "classes": doc["classes"][::-1]}))
+    with pytest.raises(StateMismatchError, match=r"classes.json' is not the file the checkpoint "
+                                                 r".*checkpoint.npz' was trained with"):
+        bucketrnn.load_run(str(copy))
+    status, out, err = _command("predict", str(copy), clf[2]["test"])
+    assert status == 2 and out == "" and "classes.json' is not the file" in err
+    copy = _copy_run(lm[0], tmp_path / "lm")
+    tokens = json.loads((copy / "vocab.json").read_text())
+    tokens[-1], tokens[-2] = tokens[-2], tokens[-1]  # the same tokens, in another order
+    (copy / "vocab.json").write_text(json.dumps(tokens))
+    with pytest.raises(StateMismatchError, match="vocab.json' is not the file the checkpoint"):
+        bucketrnn.load_run(str(copy))
+    status, out, err = _command("generate", str(copy), "--prompt", "w1 w2", "--max-tokens", "3")
+    assert status == 2 and out == "" and "vocab.json' is not the file" in err
+
+
+def test_a_resume_refuses_run_files_changed_since_its_checkpoint(clf, tmp_path):
+    run_dir, _, files = clf
+    copy = _copy_run(run_dir, tmp_path / "clf")
+    (copy / "metrics.jsonl").write_bytes(open(os.path.join(run_dir, "metrics.jsonl"), "rb").read())
+    doc = json.loads((copy / "classes.json").read_text())
+    (copy / "classes.json").write_text(json.dumps({**doc, "classes": doc["classes"][::-1]}))
+    overrides = TINY + [f"dataset.{key}={files[split]}" for key, split in (
+        ("path", "train"), ("valid_path", "valid"), ("test_path", "test"))] + [
+        "model=classifier", "dataset.label=first_token", "trainer.epochs=3", f"resume={copy}"]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    with pytest.raises(StateMismatchError, match="classes.json differs from the one the "
+                                                 "checkpoint was trained with"):
+        run(cfg, str(tmp_path / "x"))
+
+
+def test_a_checkpoint_without_run_file_digests_loads_with_a_note(clf, tmp_path):
+    copy = _copy_run(clf[0], tmp_path / "old")
+    _rewrite_checkpoint_meta(copy / "checkpoint.npz", lambda meta: meta.pop("run_files"))
+    trained = bucketrnn.load_run(str(copy))
+    assert trained.meta["run_files"] is None and trained.classes == ["neg", "pos"]
+    status, out, err = _command("predict", str(copy), clf[2]["test"])
+    assert status == 0 and out
+    assert "note: the checkpoint records no digests of its run files" in err
+    fresh = bucketrnn.load_run(clf[0])
+    assert sorted(fresh.meta["run_files"]) == ["classes.json", "vocab.json"]
+
+
 def test_a_vocabulary_with_duplicates_or_without_eos_is_refused_naming_it(lm, tmp_path):
     copy = _copy_run(lm[0], tmp_path / "copy")
     tokens = json.loads((copy / "vocab.json").read_text())
@@ -461,6 +542,18 @@ def test_class_names_that_would_break_line_alignment_are_refused(clf, tmp_path):
                                                        "classes": names}))
         with pytest.raises(ValueError, match=re.escape(f"class name {names[1]!r} is blank or "
                                                        "holds a line break")):
+            bucketrnn.load_run(str(copy))
+
+
+def test_class_names_with_terminal_escapes_are_refused(clf, tmp_path):
+    # predict writes class names to the terminal: an escape sequence (ESC, the C1 CSI, a
+    # right-to-left override) would act on it instead of being read.
+    copy = _copy_run(clf[0], tmp_path / "copy")
+    for names in (["neg", "\x1b[2Jpos"], ["neg", "p\u202eos"], ["neg", "p\x9bos"]):
+        (copy / "classes.json").write_text(json.dumps({"label": "first_token",
+                                                       "classes": names}))
+        with pytest.raises(ValueError, match=re.escape(f"class name {names[1]!r} holds an "
+                                                       "unprintable character")):
             bucketrnn.load_run(str(copy))
 
 

@@ -129,3 +129,12 @@ def test_contention_benchmark_tiny(tmp_path):
     assert [t["measured"] for t in target] == [round(f["median"], 3)]
     assert target[0]["goal"] == 0.45 and target[0]["met"] == (f["median"] >= 0.45)
     assert "| round | setting | beside a busy loop |" in contention.markdown(result)
+
+
+def test_id_check_benchmark_tiny():
+    from benchmarks import id_check
+
+    result = id_check.measure(rounds=1, steps=3)
+    assert set(result) == {"graphs check", "no check", "loader check"}
+    assert all(len(figs["cpu"]) == 1 and figs["wall"][0] > 0 for figs in result.values())
+    assert "| graphs check |" in id_check.report(result)

@@ -55,6 +55,18 @@ def test_a_huge_item_or_label_is_shortened_in_the_message(tmp_path):
     assert len(str(info.value)) < 500
 
 
+@pytest.mark.parametrize("label, line", [
+    ("first_token", "pos ok\n\x1b[31mneg\x1b[0m bad\n"),  # a terminal colour escape
+    ("first_token", "pos ok\n\u202eneg bad\n"),  # a right-to-left override (a format char)
+    ("tags", "the/DT cat/NN\nthe/DT dog/\x1b]0;owned\x07NN\n"),  # an escape setting a title
+])
+def test_a_class_or_tag_with_an_unprintable_character_is_refused(tmp_path, label, line):
+    # predict writes class and tag names to the terminal: an escape sequence must never get there.
+    path = _file(tmp_path, line)
+    with pytest.raises(ValueError, match=rf"{path!r} line 2: .* holds an unprintable character"):
+        read_labelled(path, label)
+
+
 def test_first_token_and_contains(tmp_path):
     path = _file(tmp_path, "pos a fine film\nneg dull\n")
     text = read_labelled(path, "first_token")

@@ -192,14 +192,14 @@ def test_custom_inputs():
     graphs = GraphCache(
         SequenceClassifier.factory(num_classes=2, vocab_size=VOCAB, hidden_size=8),
         keys=[6], inputs=lambda b: {"data": b.data, "valid_length": b.valid_length,
-                                    "label": b.label[:, 0], "weight": b.weight})
+                                    "label": b.label[:, 0] % 2, "weight": b.weight})
     graphs.initialize()
     assert graphs(lm_batch(0, 6)).shape == (4,)
 
 
 def test_export_with_custom_inputs_needs_them_back(tmp_path):
     def pick(b):
-        return {"data": b.data, "valid_length": b.valid_length, "label": b.label[:, 0],
+        return {"data": b.data, "valid_length": b.valid_length, "label": b.label[:, 0] % 2,
                 "weight": b.weight}
 
     graphs = GraphCache(SequenceClassifier.factory(num_classes=2, vocab_size=VOCAB,
@@ -212,6 +212,76 @@ def test_export_with_custom_inputs_needs_them_back(tmp_path):
         GraphCache.load(str(tmp_path / "clf"))
     loaded = GraphCache.load(str(tmp_path / "clf"), inputs=pick)
     np.testing.assert_array_equal(loaded(batch).asnumpy(), want)
+
+
+# The README's own loop: a loader without vocab_size / num_classes, a model that has them.
+@pytest.mark.parametrize("memory", MEMORY)
+@pytest.mark.parametrize("seqs, match", [
+    ([[1, 2, 3, 4], [2, 3, 1], [4, 99, 2, 3], [3, 3, 1]], "example 2 has token id 99"),
+    ([[1, 2, 3, 4], [2, 3, 1], [4, 1, 2, 99], [3, 3, 1]], "example 2 has token id 99"),  # target
+])
+def test_the_graphs_refuse_token_ids_their_model_would_clip(memory, seqs, match):
+    from bucketrnn import BucketLoader
+
+    loader = BucketLoader(seqs, batch_size=2, num_buckets=1, task="lm", shuffle=False)
+    assert loader.vocab_size is None
+    graphs = GraphCache(LanguageModel.factory(vocab_size=10, hidden_size=8), memory=memory,
+                        keys=loader.plan.keys)
+    graphs.initialize(mx.init.Xavier())
+    with pytest.raises(ValueError, match=rf"{match}, outside \[0, 10\) for vocab_size=10"):
+        for batch in loader:
+            with autograd.record():
+                graphs(batch)
+
+
+@pytest.mark.parametrize("label, match", [(5, "label 5"), (-1, "label -1"), (1.5, "label 1.5")])
+def test_the_graphs_refuse_labels_their_model_would_clip(label, match):
+    from bucketrnn import BucketLoader
+
+    data = [([1, 2, 3], 0), ([2, 3], 1), ([3, 1, 2], label), ([1, 1], 0)]
+    loader = BucketLoader(data, batch_size=2, num_buckets=1, task="classify", shuffle=False)
+    graphs = GraphCache(SequenceClassifier.factory(vocab_size=10, num_classes=2, hidden_size=8),
+                        keys=loader.plan.keys)
+    graphs.initialize(mx.init.Xavier())
+    with pytest.raises(ValueError, match=f"example 2 has {match}"):
+        for batch in loader:
+            graphs(batch)
+
+
+def test_the_graphs_check_what_a_custom_inputs_callable_hands_them():
+    graphs = GraphCache(
+        SequenceClassifier.factory(num_classes=2, vocab_size=VOCAB, hidden_size=8), keys=[6],
+        inputs=lambda b: {"data": b.data, "valid_length": b.valid_length,
+                          "label": b.label[:, 0], "weight": b.weight})
+    graphs.initialize()
+    batch = lm_batch(0, 6)
+    first = batch.label[:, 0].asnumpy()
+    row = int(np.flatnonzero(first[:3] >= 2)[0])  # a real row whose label 2 classes cannot hold
+    with pytest.raises(ValueError, match=f"example {row} has label {int(first[row])}, outside "
+                                         r"\[0, 2\) for num_classes=2"):
+        graphs(batch)
+
+
+def test_a_batch_its_loader_checked_against_the_models_limits_is_not_checked_again(
+        monkeypatch):
+    from bucketrnn import BucketLoader
+    from bucketrnn.graphs import cache
+
+    seqs = [[1, 2, 3, 4], [2, 3, 1], [4, 1, 2, 3], [3, 3, 1]]
+    graphs = GraphCache(LanguageModel.factory(vocab_size=10, hidden_size=8), keys=[3])
+    graphs.initialize(mx.init.Xavier())
+    checked = []
+    real = cache.check_batch_ids
+    monkeypatch.setattr(cache, "check_batch_ids", lambda *a, **k: checked.append(1) or real(
+        *a, **k))
+    for vocab_size, expected in ((None, 2), (10, 0), (5, 0), (12, 2)):
+        checked.clear()
+        loader = BucketLoader(seqs, batch_size=2, num_buckets=1, task="lm", shuffle=False,
+                              vocab_size=vocab_size)
+        for batch in loader:
+            graphs(batch)
+        # Checked by the loader against the model's limit or a tighter one: not again.
+        assert len(checked) == expected, vocab_size
 
 
 def test_bad_input_messages():

@@ -570,6 +570,8 @@ def test_real_checkpoints_mid_epoch_at_an_epoch_end_and_at_the_end_load(tmp_path
 
     seen = set()
     for name, stop in (("mid-epoch 1", lambda spe: ("max_steps", spe + 2)),
+                       ("mid-epoch 0", lambda spe: ("max_steps", spe - 2)),
+                       # max_steps on an epoch's last step finishes that epoch
                        ("at the last step of epoch 0", lambda spe: ("max_steps", spe)),
                        ("epoch 0's end, crashed after", lambda spe: ("crash", spe + 1)),
                        ("end of the run", lambda spe: ("max_steps", None))):

@@ -307,7 +307,9 @@ def test_skip_drops_the_update_counts_it_and_writes_valid_json(tmp_path):
     records = _strict_json_lines(tmp_path / "metrics.jsonl")
     assert sum(r["skipped_steps"] for r in records if r["kind"] == "step") == 1
     assert records[-1]["kind"] == "epoch" and records[-1]["skipped_steps"] == 1
-    assert [r for r in records if r["kind"] == "step" and r["global_step"] == 5][0]["loss"] > 0
+    # The window holding the skipped step 5 reports its other step's loss.
+    window = [r for r in records if r["kind"] == "step" and r["global_step"] >= 5][0]
+    assert window["skipped_steps"] == 1 and window["loss"] > 0
 
 
 def test_a_window_of_skipped_steps_has_a_null_loss(tmp_path):

@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import pickle
+import signal
 
 import numpy as np
 import pytest
@@ -68,6 +69,62 @@ def test_max_steps_at_an_epoch_end_then_the_rest(tmp_path, whole):
     stop = _loop(tmp_path, optimizer)
     stop.max_steps = stop.loader.sampler.num_batches(0)
     stop.fit()
+    rest = _loop(tmp_path, optimizer)
+    rest.fit(resume=True)
+    _assert_same_run(ref, rest, ref_dir, tmp_path)
+
+
+@pytest.mark.parametrize("epochs_done", [1, 2])
+def test_an_epoch_that_ends_at_max_steps_is_recorded(tmp_path, epochs_done):
+    loop = _loop(tmp_path, epochs=2)
+    loop.max_steps = epochs_done * loop.loader.sampler.num_batches(0)
+    history = loop.fit()
+    assert [r["epoch"] for r in history["epochs"]] == list(range(epochs_done))
+    assert [r["epoch"] for r in _records(tmp_path) if r["kind"] == "epoch"] == \
+        list(range(epochs_done))
+    meta = ckpt.load(str(tmp_path / "checkpoint.npz")).meta
+    assert (meta["epoch"], meta["epoch_finished"], meta["global_step"]) == \
+        (epochs_done, True, loop.max_steps)
+
+
+def _stop_at(loop, at_step, signum):
+    step = loop.train_step
+
+    def train_step(batch):
+        tally = step(batch)
+        if loop.global_step == at_step:
+            os.kill(os.getpid(), signum)  # as a user or a scheduler would, mid-step
+        return tally
+
+    loop.train_step = train_step
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_a_stop_mid_window_then_resume_writes_the_uninterrupted_records(tmp_path, whole,
+                                                                          signame):
+    optimizer, ref, ref_dir = whole
+    stopped = _loop(tmp_path, optimizer)
+    spe = stopped.loader.sampler.num_batches(0)
+    # Mid-epoch, mid-window (3 steps from the epoch's start), not at a checkpoint (4).
+    at = spe + 4
+    assert (at - spe) % 3 and at % 4
+    _stop_at(stopped, at, getattr(signal, signame))
+    with pytest.raises(KeyboardInterrupt, match=f"{signame} after step {at}"):
+        stopped.fit()
+    # The stopped run's file shows every step it trained, the last window's too.
+    steps = [r for r in _records(tmp_path) if r["kind"] == "step"]
+    assert steps[-1]["global_step"] == at
+    resumed = _loop(tmp_path, optimizer)
+    resumed.fit(resume=True)
+    _assert_same_run(ref, resumed, ref_dir, tmp_path)
+
+
+def test_max_steps_mid_window_then_more_steps_writes_the_uninterrupted_records(tmp_path,
+                                                                               whole):
+    optimizer, ref, ref_dir = whole
+    first = _loop(tmp_path, optimizer, max_steps=5)  # mid-window (3), not at a checkpoint (4)
+    first.fit()
+    assert [r["global_step"] for r in _records(tmp_path) if r["kind"] == "step"][-1] == 5
     rest = _loop(tmp_path, optimizer)
     rest.fit(resume=True)
     _assert_same_run(ref, rest, ref_dir, tmp_path)
@@ -171,6 +228,30 @@ def test_a_nan_checkpoint_is_refused_on_resume(tmp_path):
     _edit(path, arrays={name: bad})
     with pytest.raises(CheckpointError, match=f"{name} holds non-finite values"):
         _loop(tmp_path).fit(resume=True)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.float64, np.float16])
+def test_a_parameter_of_another_dtype_is_refused_naming_it(tmp_path, dtype):
+    path = _stopped_run(tmp_path)
+    with np.load(path) as z:
+        name = sorted(k for k in z.files if k.startswith("param/"))[0]
+        forged = z[name].astype(dtype)
+    _edit(path, arrays={name: forged})
+    with pytest.raises(CheckpointError, match=f"parameter {name[len('param/'):]} is "
+                                              f"{np.dtype(dtype).name}, the model's float32"):
+        _loop(tmp_path).fit(resume=True)
+
+
+def test_run_file_digests_are_recorded_and_a_resume_with_others_is_refused(tmp_path):
+    digests = {"vocab.json": "a" * 64, "classes.json": "b" * 64}
+    _loop(tmp_path, max_steps=3, run_files=digests).fit()
+    assert ckpt.load(str(tmp_path / "checkpoint.npz")).meta["run_files"] == digests
+    with pytest.raises(StateMismatchError, match="classes.json differs from the one the "
+                                                 "checkpoint was trained with"):
+        _loop(tmp_path, run_files={**digests, "classes.json": "c" * 64}).fit(resume=True)
+    _edit(str(tmp_path / "checkpoint.npz"), meta={"run_files": {"vocab.json": "no digest"}})
+    with pytest.raises(CheckpointError, match="field 'run_files.vocab.json' must be a SHA-256"):
+        _loop(tmp_path, run_files=digests).fit(resume=True)
 
 
 # ---------------------------------------------------------------- files around a run
