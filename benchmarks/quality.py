@@ -18,8 +18,8 @@ Three tasks, each small enough that one training run takes about a minute on one
 ``tag``
     A generated tagging task (:func:`toy_tags`): each token's tag is how often it occurred
     earlier in its sentence (0-3, capped), so a tag needs memory of the whole prefix (76% of
-    the tags are 0: the majority-class accuracy); 3,000 sentences, log-normal lengths 2-40 (median 9), a 1-layer 64-unit LSTM tagger; token
-    accuracy on 300 held-out sentences.
+    the tags are 0: the majority-class accuracy); 3,000 sentences, log-normal lengths 2-40
+    (median 9), a 1-layer 64-unit LSTM tagger; token accuracy on 300 held-out sentences.
 
 Every run trains with :class:`~bucketrnn.training.loop.TrainLoop` and the app's defaults (Adam,
 learning rate 0.01 halved every epoch, gradient norm clipped at 1, batch 32 rows, loss per real
@@ -77,6 +77,9 @@ ARMS = {
     # pairs), so every batch holds about the same number of tokens; the budget is 32 rows of
     # the mean real length, so an epoch has about as many steps as with 32 rows.
     "tokens": dict(num_buckets=8, batch_size=None, max_tokens="mean32"),
+    # 24 rows a batch: about the steps per epoch of "tokens" with fixed rows (a control for the
+    # number of updates).
+    "bucketed-24": dict(num_buckets=8, batch_size=24),
     # Each batch's summed loss divided by the mean real tokens of a batch (a constant) instead
     # of its own: every real token weighs the same in every update.
     "constant": dict(num_buckets=8, normalize="constant"),
@@ -386,41 +389,46 @@ def summarise(result: dict) -> dict:
                          "waste": runs[0]["plan"]["waste"],
                          "keys": len(runs[0]["plan"]["keys"]),
                          "compile_seconds": statistics.fmean(r["compile_seconds"] for r in runs)}
-        padded = arms.get("padded")
-        if padded:
+        for arm, a in arms.items():
+            padded = arms.get(_reference(arm, arms))
+            if padded is None:
+                continue
             final = padded["epochs"][-1]
             target = final["quality"]["mean"]
-            for a in arms.values():
-                hit = next((e for e, x in enumerate(a["epochs"])
-                            if _reaches(x["quality"]["mean"], target, higher)), None)
-                ratio = (1 - padded["waste"]) / (1 - a["waste"])
-                a["to_padded_final"] = None if hit is None else {
-                    "epoch": hit + 1, "seconds": a["epochs"][hit]["seconds"],
-                    "cpu_seconds": a["epochs"][hit]["cpu_seconds"],
-                    "time_ratio": a["epochs"][hit]["seconds"] / final["seconds"],
-                    "cpu_ratio": a["epochs"][hit]["cpu_seconds"] / final["cpu_seconds"]}
-                a["waste_bound"] = {"seconds": final["seconds"] * ratio,
-                                    "cpu_seconds": final["cpu_seconds"] * ratio,
-                                    "ratio": ratio}
-                pe = [(x["quality"]["mean"], p["quality"]["mean"])
-                      for x, p in zip(a["epochs"], padded["epochs"])]
-                a["per_epoch_gap"] = [q - p for q, p in pe]
+            hit = next((e for e, x in enumerate(a["epochs"])
+                        if _reaches(x["quality"]["mean"], target, higher)), None)
+            ratio = (1 - padded["waste"]) / (1 - a["waste"])
+            a["reference"] = _reference(arm, arms)
+            a["to_padded_final"] = None if hit is None else {
+                "epoch": hit + 1, "seconds": a["epochs"][hit]["seconds"],
+                "cpu_seconds": a["epochs"][hit]["cpu_seconds"],
+                "time_ratio": a["epochs"][hit]["seconds"] / final["seconds"],
+                "cpu_ratio": a["epochs"][hit]["cpu_seconds"] / final["cpu_seconds"]}
+            a["waste_bound"] = {"seconds": final["seconds"] * ratio,
+                                "cpu_seconds": final["cpu_seconds"] * ratio, "ratio": ratio}
+            a["per_epoch_gap"] = [x["quality"]["mean"] - p["quality"]["mean"]
+                                  for x, p in zip(a["epochs"], padded["epochs"])]
         summary[task] = {"metric": metric, "higher_is_better": higher, "arms": arms,
                          "targets": _targets(task, arms)}
     result["summary"] = summary
     return result
 
 
+def _reference(arm: str, arms: dict) -> str:
+    """The padded arm an arm is measured against: ``padded-flat`` for the constant-rate arms
+    (``*-flat``) when it ran, else ``padded``."""
+    return "padded-flat" if arm.endswith("-flat") and "padded-flat" in arms else "padded"
+
+
 def _targets(task: str, arms: dict) -> dict:
-    """The issue's targets for each non-padded arm: per epoch within seed noise of padded,
-    time to padded's final quality <= 0.4x (LM and pairs) and <= 1.15x the waste bound."""
-    padded = arms.get("padded")
-    if not padded:
-        return {}
+    """The issue's targets for each non-padded arm: per epoch within seed noise of its padded
+    reference, time to that one's final quality <= 0.4x (LM and pairs) and <= 1.15x the waste
+    bound."""
     out = {}
     for arm, a in arms.items():
-        if arm == "padded" or "to_padded_final" not in a:
+        if arm.startswith("padded") or "to_padded_final" not in a:
             continue
+        padded = arms[a["reference"]]
         pairs = list(zip(a["epochs"], padded["epochs"]))
         if task == "lm":
             ok = all(x["quality"]["mean"] <= 1.02 * p["quality"]["mean"] for x, p in pairs)
@@ -480,16 +488,17 @@ def markdown(r: dict) -> str:
         n = max(len(a["epochs"]) for a in arms.values())
         lines += ["", f"### {task}: {metric} ({'higher' if s['higher_is_better'] else 'lower'} "
                   "is better)", "",
-                  "| arm | buckets | waste | " + " | ".join(f"epoch {e + 1}" for e in range(n))
-                  + " |", "|---|---:|---:|" + "---:|" * n]
+                  "| arm | seeds | buckets | waste | "
+                  + " | ".join(f"epoch {e + 1}" for e in range(n)) + " |",
+                  "|---|---:|---:|---:|" + "---:|" * n]
         for arm, a in arms.items():
             cells = [_fmt(x["quality"], metric) for x in a["epochs"]]
             cells += [""] * (n - len(cells))
-            lines.append(f"| {arm} | {a['keys']} | {100 * a['waste']:.1f}% | "
+            lines.append(f"| {arm} | {len(a['seeds'])} | {a['keys']} | {100 * a['waste']:.1f}% | "
                          + " | ".join(cells) + " |")
-        lines += ["", "| arm | steps/epoch | train s (all epochs) | CPU s | to padded's final "
-                  "quality: epoch, CPU s (x padded) | waste bound CPU s | x bound |",
-                  "|---|---:|---:|---:|---|---:|---:|"]
+        lines += ["", "| arm | steps/epoch | train s (all epochs) | CPU s | reference | to the "
+                  "reference's final quality: epoch, CPU s (x reference) | waste bound CPU s | "
+                  "x bound |", "|---|---:|---:|---:|---|---|---:|---:|"]
         for arm, a in arms.items():
             last = a["epochs"][-1]
             hit = a.get("to_padded_final")
@@ -500,8 +509,8 @@ def markdown(r: dict) -> str:
                 f"{hit['cpu_seconds'] / bound['cpu_seconds']:.2f}"
             cpu_bound = "" if bound is None else f"{bound['cpu_seconds']:.0f}"
             lines.append(f"| {arm} | {a['epochs'][0]['steps']:.0f} | {last['seconds']:.0f} | "
-                         f"{last['cpu_seconds']:.0f} | {reach if bound else ''} | "
-                         f"{cpu_bound} | {xb} |")
+                         f"{last['cpu_seconds']:.0f} | {a.get('reference', '')} | "
+                         f"{reach if bound else ''} | {cpu_bound} | {xb} |")
         t = s.get("targets") or {}
         if t:
             lines += ["", "Targets: " + "; ".join(
@@ -515,23 +524,35 @@ def markdown(r: dict) -> str:
 
 
 def merge(paths) -> dict:
-    """One result from the JSON files of several runs of the study (their runs together; the
-    tasks, arms and seeds of all, in first-seen order; the commands joined)."""
-    merged = {"config": {"tasks": [], "arms": [], "seeds": [], "epochs": None, "jobs": 1,
-                         "tiny": False}, "runs": [], "machine": {}}
-    commands = []
+    """One result from the JSON files of several invocations of the study, or from a
+    ``--runs-dir`` folder of single runs (``TASK-ARM-SEED.json``): every ``(task, arm, seed)``
+    once (the first found), tasks and arms in :data:`TASKS` and :data:`ARMS` order, the
+    commands joined."""
+    runs, machine, commands, jobs = {}, {}, [], 1
     for path in paths:
-        with open(path) as f:
-            r = json.load(f)
-        c = merged["config"]
-        for key in ("tasks", "arms", "seeds"):
-            c[key] += [x for x in r["config"][key] if x not in c[key]]
-        c["jobs"] = max(c["jobs"], r["config"]["jobs"])
-        merged["runs"] += r["runs"]
-        merged["machine"] = {**r.get("machine", {}), **merged["machine"]}
-        commands.append(r.get("machine", {}).get("command", "?"))
-    merged["machine"]["command"] = "`; `".join(commands)
-    return merged
+        if os.path.isdir(path):
+            found = []
+            for name in sorted(os.listdir(path)):
+                if name.endswith(".json") and name.count("-") >= 2:
+                    with open(os.path.join(path, name)) as f:
+                        found.append(json.load(f))
+            r = {"runs": found}
+        else:
+            with open(path) as f:
+                r = json.load(f)
+            jobs = max(jobs, r.get("config", {}).get("jobs", 1))
+            machine = {**r.get("machine", {}), **machine}
+            commands.append(r.get("machine", {}).get("command", "?"))
+        for run in r["runs"]:
+            if "error" not in run:
+                runs.setdefault((run["task"], run["arm"], run["seed"]), run)
+    present = {key[:2] for key in runs}
+    config = {"tasks": [t for t in TASKS if any(t == k[0] for k in present)],
+              "arms": [a for a in ARMS if any(a == k[1] for k in present)],
+              "seeds": sorted({k[2] for k in runs}), "epochs": None, "jobs": jobs,
+              "tiny": False}
+    machine["command"] = "`; `".join(commands) if commands else machine.get("command", "?")
+    return {"config": config, "runs": list(runs.values()), "machine": machine}
 
 
 def _cpu_model() -> str:

@@ -51,7 +51,7 @@ def test_summary_times_to_the_padded_final_quality_and_the_waste_bound(tmp_path)
     t = r["summary"]["pairs"]["targets"]["bucketed"]
     assert t["per_epoch"]["met"] and t["time"]["met_0.4x"] and t["time"]["met_1.15x_bound"]
     table = markdown(r)
-    assert "| bucketed | 1 | 25.0% | 0.600 (0.500-0.700) | 0.750 (0.700-0.800) |" in table
+    assert "| bucketed | 2 | 1 | 25.0% | 0.600 (0.500-0.700) | 0.750 (0.700-0.800) |" in table
     # Two files of separate invocations merge into one result.
     import json
 
