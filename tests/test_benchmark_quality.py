@@ -7,12 +7,13 @@ import pytest
 from benchmarks.quality import markdown, merge, run_one, summarise, toy_tags
 
 
-def test_toy_tags_count_earlier_occurrences_capped():
-    for tokens, tags in toy_tags(50, vocab=5, classes=3, max_length=20, seed=2):
-        assert tokens.dtype == np.int32 and tags.dtype == np.int32 and len(tokens) >= 2
+def test_toy_tags_add_the_first_token_modulo_the_classes():
+    data = toy_tags(200, vocab=5, classes=3, max_length=20, seed=2)
+    for tokens, tags in data:
+        assert tokens.dtype == np.int32 and tags.dtype == np.int32 and 2 <= len(tokens) <= 20
         assert (tokens >= 1).all() and (tokens < 5).all()
-        want = [min(list(tokens[:i]).count(t), 2) for i, t in enumerate(tokens)]
-        assert tags.tolist() == want
+        assert tags.tolist() == [(t + tokens[0]) % 3 for t in tokens.tolist()]
+    assert len({len(t) for t, _ in data}) > 5  # a spread of lengths to bucket
 
 
 @pytest.mark.parametrize("arm", ["padded", "bucketed", "tokens", "constant"])
