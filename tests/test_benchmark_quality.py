@@ -63,3 +63,20 @@ def test_summary_times_to_the_padded_final_quality_and_the_waste_bound(tmp_path)
     m = merge([str(tmp_path / "a.json"), str(tmp_path / "b.json")])
     assert m["config"]["arms"] == ["padded", "bucketed"] and len(m["runs"]) == 4
     assert summarise(m)["summary"]["pairs"]["arms"]["bucketed"]["to_padded_final"] == hit
+
+
+def test_the_study_runs_as_make_bench_runs_it(tmp_path):
+    """Registered in benchmarks/studies.py: its smoke size runs in fresh processes (one run
+    per task, arm and seed) and renders a section with both tasks and the targets."""
+    from benchmarks import studies
+
+    got = studies.run("quality", str(tmp_path), timeout=600, tiny=True)
+    assert "error" not in got, got
+    runs = got["result"]["runs"]
+    assert sorted((r["task"], r["arm"]) for r in runs) == [
+        ("pairs", "bucketed"), ("pairs", "padded"), ("tag", "bucketed"), ("tag", "padded")]
+    assert all("error" not in r and len(r["epochs"]) == 2 for r in runs)
+    section = studies.markdown("quality", got)
+    for text in ("## Study: quality", "### pairs: exact_match", "### tag: accuracy",
+                 "| padded | 1 | 1 |", "Targets: bucketed"):
+        assert text in section
