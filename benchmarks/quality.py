@@ -466,7 +466,9 @@ def markdown(r: dict) -> str:
     """The figures as markdown: per task, quality per epoch (mean and range over seeds) and the
     time table."""
     c = r["config"]
-    lines = [f"Seeds {', '.join(map(str, c['seeds']))}; {c['jobs']} run(s) at a time, each on "
+    at_once = "runs at a time as the commands say" if c.get("jobs") is None else \
+        f"{c['jobs']} run(s) at a time"
+    lines = [f"Seeds {', '.join(map(str, c['seeds']))}; {at_once}, each on "
              "one MXNet thread; quality is the validation figure after each epoch, mean "
              "(min-max) over the seeds. Times are training only (compile and scoring excluded), "
              "mean over the seeds; CPU seconds are the process's."]
@@ -524,7 +526,7 @@ def merge(paths) -> dict:
     ``--runs-dir`` folder of single runs (``TASK-ARM-SEED.json``): every ``(task, arm, seed)``
     once (the first found), tasks and arms in :data:`TASKS` and :data:`ARMS` order, the
     commands joined."""
-    runs, machine, commands, jobs = {}, {}, [], 1
+    runs, machine, commands, jobs = {}, {}, [], None
     for path in paths:
         if os.path.isdir(path):
             found = []
@@ -533,10 +535,11 @@ def merge(paths) -> dict:
                     with open(os.path.join(path, name)) as f:
                         found.append(json.load(f))
             r = {"runs": found}
+            commands.append(f"python -m benchmarks.quality --runs-dir {path} ... (its runs)")
         else:
             with open(path) as f:
                 r = json.load(f)
-            jobs = max(jobs, r.get("config", {}).get("jobs", 1))
+            jobs = max(jobs or 1, r.get("config", {}).get("jobs", 1))
             machine = {**r.get("machine", {}), **machine}
             commands.append(r.get("machine", {}).get("command", "?"))
         for run in r["runs"]:
@@ -571,7 +574,7 @@ def write_page(path: str | None, result: dict) -> None:
             "`python -m benchmarks.quality --from-json FILE --md PAGE`).", "",
             f"Command(s): `{m.get('command', '?')}`. CPU: {m.get('cpu', '?')}, "
             f"{m.get('nproc', '?')} cores, shared with other jobs: the times depend on the "
-            "load, the quality figures do not.", "",
+            "load, the quality figures do not. " + result.get("note", ""), "",
             __doc__[__doc__.index("Three tasks"):].strip()]
     with open(path, "w") as f:
         f.write("\n".join(head) + "\n\n" + markdown(result) + "\n")
@@ -593,6 +596,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--from-json", default=None,
                     help="measure nothing: re-render these files (comma-separated: the runs of "
                          "several invocations are merged)")
+    ap.add_argument("--note", default="", help="a sentence for the page's header")
     ap.add_argument("--md", default=None,
                     help="also write the tables as a page (e.g. docs/quality.md)")
     ap.add_argument("--runs-dir", default=None,
@@ -606,7 +610,11 @@ def main(argv=None) -> dict:
         return result
     if args.from_json:
         result = summarise(merge(args.from_json.split(",")))
+        result["note"] = args.note
+        result["machine"].setdefault("cpu", _cpu_model())
+        result["machine"].setdefault("nproc", os.cpu_count())
         print(markdown(result))
+        write_json(args.json, result)
         write_page(args.md, result)
         return result
     tasks = [t for t in args.tasks.split(",") if t]
