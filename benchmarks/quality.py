@@ -80,6 +80,7 @@ ARMS = {
     # 24 rows a batch: about the steps per epoch of "tokens" with fixed rows (a control for the
     # number of updates).
     "bucketed-24": dict(num_buckets=8, batch_size=24),
+    "padded-24": dict(num_buckets=1, batch_size=24),
     # Each batch's summed loss divided by the mean real tokens of a batch (a constant) instead
     # of its own: every real token weighs the same in every update.
     "constant": dict(num_buckets=8, normalize="constant"),
