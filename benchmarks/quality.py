@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -536,7 +537,7 @@ def merge(paths) -> dict:
                     with open(os.path.join(path, name)) as f:
                         found.append(json.load(f))
             r = {"runs": found}
-            commands.append(f"python -m benchmarks.quality --runs-dir {path} ... (its runs)")
+            commands.append("python -m benchmarks.quality --runs-dir DIR ... (the runs kept there)")
         else:
             with open(path) as f:
                 r = json.load(f)
@@ -551,6 +552,7 @@ def merge(paths) -> dict:
               "arms": [a for a in ARMS if any(a == k[1] for k in present)],
               "seeds": sorted({k[2] for k in runs}), "epochs": None, "jobs": jobs,
               "tiny": False}
+    commands = list(dict.fromkeys(commands))
     machine["command"] = "`; `".join(commands) if commands else machine.get("command", "?")
     return {"config": config, "runs": list(runs.values()), "machine": machine}
 
@@ -562,6 +564,11 @@ def _cpu_model() -> str:
                         "?")
     except OSError:
         return "?"
+
+
+def _plain(rst: str) -> str:
+    """The module docstring's reST as markdown: literals in single backquotes, no roles."""
+    return re.sub(r":(?:func|mod|class|data):`~?([^`]+)`", r"`\1`", rst).replace("``", "`")
 
 
 def write_page(path: str | None, result: dict) -> None:
@@ -576,7 +583,7 @@ def write_page(path: str | None, result: dict) -> None:
             f"Command(s): `{m.get('command', '?')}`. CPU: {m.get('cpu', '?')}, "
             f"{m.get('nproc', '?')} cores, shared with other jobs: the times depend on the "
             "load, the quality figures do not. " + result.get("note", ""), "",
-            __doc__[__doc__.index("Three tasks"):].strip()]
+            _plain(__doc__[__doc__.index("Three tasks"):].strip())]
     with open(path, "w") as f:
         f.write("\n".join(head) + "\n\n" + markdown(result) + "\n")
 
