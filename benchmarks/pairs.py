@@ -2,13 +2,17 @@
 
 Usage::
 
-    python -m benchmarks.pairs [--pairs 2000] [--epochs 4] [--hidden 48] [--tiny] [--json F]
+    python -m benchmarks.pairs [--pairs 2000] [--epochs 4] [--hidden 48] [--lr-decay 0.5]
+                               [--tiny] [--json F]
 
 The data is synthetic (:func:`bucketrnn.data.pairs.toy_pairs`, ``"translit"``: reverse the letters,
 upper-case them, double the vowels), source lengths log-normal from 3 to ``--max-length`` (most
 short, a long tail), targets 3 to about 1.5x that. Two arms train the same
 :class:`~bucketrnn.models.Seq2Seq` from the same initial parameters on the same pairs for the
-same number of epochs and batch size: ``bucketed`` (``--buckets`` 2-D ``(src_len, tgt_len)``
+same number of epochs, batch size and learning-rate schedule (Adam 0.01, times ``lr_decay`` each
+epoch: 0.5, as ``TrainLoop`` and the app; ``--lr-decay 1`` is the constant rate this benchmark
+used before issue 20, under which the bucketed arm falls behind, see
+:mod:`benchmarks.quality`): ``bucketed`` (``--buckets`` 2-D ``(src_len, tgt_len)``
 buckets) and ``padded`` (one bucket: every pair padded to the longest source and the longest
 target). Their epochs are interleaved (A, B, A, B, ...) so load changes hit both; every graph is
 compiled before the clock starts. Reported: real target tokens per second of training per arm
@@ -39,6 +43,9 @@ def _arm(train, num_buckets, batch_size, seed):
                         seed=seed)
 
 
+LEARNING_RATE = 0.01
+
+
 def _epoch(graphs, trainer, loader, clip=1.0):
     from mxnet import autograd, gluon
 
@@ -64,7 +71,7 @@ def _epoch(graphs, trainer, loader, clip=1.0):
 
 def measure(pairs: int = 2000, test_pairs: int = 150, max_length: int = 44, epochs: int = 4,
             hidden: int = 48, buckets: int = 6, batch_size: int = 32, beam: int = 4,
-            seed: int = 0) -> dict:
+            seed: int = 0, lr_decay: float = 0.5) -> dict:
     """Train both arms and decode; returns the figures (see the module docstring)."""
     import mxnet as mx
     from mxnet import gluon
@@ -91,7 +98,7 @@ def measure(pairs: int = 2000, test_pairs: int = 150, max_length: int = 44, epoc
         graphs = GraphCache(build, keys=loader.plan.keys)
         mx.random.seed(seed)  # the same initial parameters in both arms
         graphs.initialize(mx.init.Xavier())
-        trainer = gluon.Trainer(graphs.collect_params(), "adam", {"learning_rate": 0.01})
+        trainer = gluon.Trainer(graphs.collect_params(), "adam", {"learning_rate": LEARNING_RATE})
         # The shape template comes from a twin loader: this one's epoch 0 stays whole.
         example = next(iter(_arm(train, k, batch_size, seed)))
         compile_s = sum(graphs.warmup(loader.plan, example=example).values())
@@ -104,11 +111,12 @@ def measure(pairs: int = 2000, test_pairs: int = 150, max_length: int = 44, epoc
             a = arms[name]
             load = os.getloadavg()[0]
             a["loader"].set_epoch(epoch)
+            a["trainer"].set_learning_rate(LEARNING_RATE * lr_decay ** epoch)
             figures = _epoch(a["graphs"], a["trainer"], a["loader"])
             a["epochs"].append({"epoch": epoch, "load": load, **figures})
     result = {"config": dict(pairs=pairs, test_pairs=test_pairs, max_length=max_length,
                              epochs=epochs, hidden=hidden, buckets=buckets,
-                             batch_size=batch_size, beam=beam, seed=seed),
+                             batch_size=batch_size, beam=beam, seed=seed, lr_decay=lr_decay),
               "source_lengths": [min(len(s) for s, _ in train_pairs),
                                  max(len(s) for s, _ in train_pairs)],
               "target_lengths": [min(len(t) for _, t in train_pairs) + 1,
@@ -143,6 +151,7 @@ def measure(pairs: int = 2000, test_pairs: int = 150, max_length: int = 44, epoc
     epoch = epochs
     while spent < budget:
         a["loader"].set_epoch(epoch)
+        a["trainer"].set_learning_rate(max(LEARNING_RATE * lr_decay ** epoch, 1e-30))
         figures = _epoch(a["graphs"], a["trainer"], a["loader"])
         spent += figures["seconds"]
         epoch += 1
@@ -161,7 +170,7 @@ BANDS = ((3, 8), (9, 16), (17, 44))
 def length_breakdown(bucketed_epochs: int = 13, padded_epochs: int = 4, pairs: int = 2000,
                      test_pairs: int = 150, max_length: int = 44, hidden: int = 48,
                      buckets: int = 6, batch_size: int = 32, seed: int = 0,
-                     bands=BANDS) -> dict:
+                     bands=BANDS, lr_decay: float = 0.5) -> dict:
     """Untimed: train each arm as :func:`measure` does (same data, seeds and settings; the runs
     are deterministic) for the given epochs, then greedy exact match per source-length band on
     the held-out pairs and on the first 300 training pairs, and how many outputs ran on to the
@@ -191,9 +200,10 @@ def length_breakdown(bucketed_epochs: int = 13, padded_epochs: int = 4, pairs: i
             keys=loader.plan.keys)
         mx.random.seed(seed)
         graphs.initialize(mx.init.Xavier())
-        trainer = gluon.Trainer(graphs.collect_params(), "adam", {"learning_rate": 0.01})
+        trainer = gluon.Trainer(graphs.collect_params(), "adam", {"learning_rate": LEARNING_RATE})
         for epoch in range(epochs):
             loader.set_epoch(epoch)
+            trainer.set_learning_rate(LEARNING_RATE * lr_decay ** epoch)
             figures = _epoch(graphs, trainer, loader)
         dec = Seq2SeqDecoder(graphs.block(loader.plan.keys[0]), eos_id=1)
         out[name] = {"epochs": epochs, "final_loss": figures["loss"]}
@@ -217,6 +227,7 @@ def markdown(r: dict) -> str:
     lines = [f"{c['pairs']} training pairs (source {r['source_lengths'][0]}-"
              f"{r['source_lengths'][1]} tokens, target with <eos> {r['target_lengths'][0]}-"
              f"{r['target_lengths'][1]}), {c['epochs']} epochs, batch {c['batch_size']}, "
+             f"Adam {LEARNING_RATE} x {c.get('lr_decay', 1.0)} per epoch, "
              f"hidden {c['hidden']}, {c['test_pairs']} held-out pairs.", "",
              "| arm | buckets | plan waste | real target tokens/s | train s | final loss | "
              "exact match (greedy) | BLEU-4 |",
@@ -268,6 +279,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--buckets", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--beam", type=int, default=4)
+    ap.add_argument("--lr-decay", type=float, default=0.5,
+                    help="learning rate of epoch e: 0.01 * lr_decay ** e (1: constant, the "
+                         "figures before issue 20)")
     ap.add_argument("--tiny", action="store_true", help="seconds: the smoke test's size")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--by-length", action="store_true",
@@ -278,8 +292,9 @@ def main(argv=None) -> dict:
         pairs=args.pairs, test_pairs=args.test_pairs, max_length=args.max_length,
         epochs=args.epochs, hidden=args.hidden, buckets=args.buckets,
         batch_size=args.batch_size, beam=args.beam)
+    kwargs = {**kwargs, "lr_decay": args.lr_decay}
     if args.by_length:
-        result = length_breakdown()
+        result = length_breakdown(lr_decay=args.lr_decay)
         print(json.dumps(result, indent=1))
         return result
     result = measure(**kwargs)

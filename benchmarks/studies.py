@@ -46,6 +46,11 @@ STUDIES = {
                    ["--rounds", "1", "--limit", "60", "--steps", "2", "--held-out", "20"]),
     "pairs": ("Sequence pairs: bucketed training against padding both sides to the longest, "
               "and beam search against greedy (issue 13)", [], ["--tiny"]),
+    "quality": ("Time to a good model: validation quality per epoch over 3 seeds and the time "
+                "to the padded arm's final quality, padded against bucketed and the candidate "
+                "remedies, on a PTB language model, toy sequence pairs and a generated tagging "
+                "task (issue 20)", [],
+                ["--tiny", "--tasks", "pairs,tag", "--arms", "padded,bucketed"]),
 }
 
 

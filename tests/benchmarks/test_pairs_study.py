@@ -29,3 +29,16 @@ def test_length_breakdown_counts_every_held_out_pair_once():
         test = r[arm]["test"]
         assert sum(b["pairs"] for b in test["bands"].values()) == 10
         assert 0 <= test["exact_match"] <= 1 and 0 <= test["ran_on"] <= 10
+
+
+def test_the_learning_rate_halves_each_epoch_as_in_the_app():
+    """The arms train on TrainLoop's schedule (lr * lr_decay ** epoch, lr_decay=0.5 by default);
+    lr_decay=1 keeps the constant rate the benchmark had before issue 20."""
+    halved = measure(**TINY)
+    flat = measure(**{**TINY, "lr_decay": 1.0})
+    assert halved["config"]["lr_decay"] == 0.5 and flat["config"]["lr_decay"] == 1.0
+    for arm in ("bucketed", "padded"):
+        first = [r["arms"][arm]["epochs"][0]["loss"] for r in (halved, flat)]
+        second = [r["arms"][arm]["epochs"][1]["loss"] for r in (halved, flat)]
+        assert first[0] == first[1]  # epoch 0: the same rate, the same run
+        assert second[0] != second[1]  # epoch 1: half the rate
