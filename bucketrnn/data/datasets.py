@@ -4,6 +4,10 @@
 a million sentences cost two numpy arrays, not a million Python lists; its lengths are
 ``np.diff(offsets)``. Sequences read from a text file remember their 1-based line numbers
 (``line_numbers``), through subsets and held-out splits, so an error can name the line.
+
+Size: about 850 lines: the vocabulary, the flat corpus and the readers of the four text formats
+with their error messages, which :mod:`bucketrnn.data.prepare` shares so a prepared corpus
+fails exactly as the in-memory readers do.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""The user-facing iterable: bucketed, padded, static-shape batches from a gluon DataLoader."""
+"""The user-facing iterable: bucketed, padded, static-shape batches from a gluon DataLoader.
+
+Size: about 570 lines: the loader and its worker watch (a worker that dies is noticed within a
+second, whatever the timeout), which needs the loader's pool.
+"""
 
 from __future__ import annotations
 

@@ -17,6 +17,9 @@ every file and then the manifest are written: a killed prepare leaves no directo
 complete. The ids, vocabulary and line numbers are exactly those of the in-memory readers
 (:func:`~bucketrnn.data.datasets.text_file`, :func:`~bucketrnn.data.datasets.labelled_text_file`,
 :func:`~bucketrnn.data.pairs.read_pairs`), and a bad file gets the same error.
+
+Size: about 700 lines for one job: three streaming passes over byte ranges in worker
+processes, atomic publication and the manifest of digests.
 """
 
 from __future__ import annotations

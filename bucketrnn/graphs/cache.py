@@ -45,6 +45,11 @@ The forward contract: the graph of a key is ``block(*inputs)`` where ``inputs`` 
 arrays named by ``inputs=`` (default ``("data", "valid_length", "label", "weight")``), all
 batch-major, or whatever an ``inputs=`` callable returns for the batch. The outputs are the
 block's outputs; with a list of contexts they come back as a list, one entry per context.
+
+Size: about 900 lines in one module on purpose. The memory check, the export and the three
+memory policies all read the cache's own per-key state (its runners, symbols and template
+batch); split into modules they would reach into each other's private attributes. The export
+index's file checks sit at the end.
 """
 
 from __future__ import annotations
