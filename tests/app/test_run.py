@@ -485,7 +485,7 @@ def test_language_model_cells_follow_the_model_name(name, mode):
 
 
 def test_config_choices_are_the_library_choices():
-    from bucketrnn.app.config import schema as config
+    from bucketrnn.app import config
     from bucketrnn.data import plan as buckets
     from bucketrnn.data import sampler
     from bucketrnn.graphs import cache as graphs

@@ -6,11 +6,22 @@ these objects; the app turns the config into plain arguments."""
 from bucketrnn.app.config.resume import RESUMABLE, restore
 from bucketrnn.app.config.schema import (
     CONF_DIR,
+    Attention,
     BucketingConfig,
+    Cell,
     Config,
     DatasetConfig,
+    DatasetName,
+    LastBatch,
     MemoryConfig,
+    MemoryPolicy,
+    Mode,
     ModelConfig,
+    ModelName,
+    Overflow,
+    Precision,
+    Strategy,
+    Tokens,
     TrainerConfig,
     fingerprint,
     register,
@@ -18,6 +29,8 @@ from bucketrnn.app.config.schema import (
 )
 from bucketrnn.app.config.validate import OPTIMIZERS, check_vocab_size, parse_context, validate
 
-__all__ = ["CONF_DIR", "OPTIMIZERS", "RESUMABLE", "BucketingConfig", "Config", "DatasetConfig",
-           "MemoryConfig", "ModelConfig", "TrainerConfig", "check_vocab_size", "fingerprint",
-           "parse_context", "register", "restore", "to_dict", "validate"]
+__all__ = ["CONF_DIR", "OPTIMIZERS", "RESUMABLE", "Attention", "BucketingConfig", "Cell", "Config",
+           "DatasetConfig", "DatasetName", "LastBatch", "MemoryConfig", "MemoryPolicy", "Mode",
+           "ModelConfig", "ModelName", "Overflow", "Precision", "Strategy", "Tokens",
+           "TrainerConfig", "check_vocab_size", "fingerprint", "parse_context", "register",
+           "restore", "to_dict", "validate"]
