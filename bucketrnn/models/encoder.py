@@ -1,7 +1,8 @@
 """Recurrent encoder for one bucket length (or any length), exact under padding.
 
-Both reference models (:class:`~bucketrnn.models.LanguageModel`,
-:class:`~bucketrnn.models.SequenceClassifier`) run their sequences through a
+The reference models (:class:`~bucketrnn.models.LanguageModel`,
+:class:`~bucketrnn.models.SequenceClassifier`, :class:`~bucketrnn.models.SequenceTagger` and the
+encoder of :class:`~bucketrnn.models.Seq2Seq`) run their sequences through a
 :class:`RecurrentEncoder`. It is built for one fixed length (the bucket length), or for every
 length with ``cell="foreach"``, and guarantees that outputs at valid steps and final states equal
 those of the unpadded sequence:
