@@ -12,11 +12,15 @@ How they wait. MXNet's wheel links GNU libgomp, whose idle threads spin at every
 about 3 ms (300,000 rounds) before they sleep. An unrolled training step runs thousands of small
 parallel regions, so when another busy process takes one of the cores, the thread left waiting
 spins through the time slices its partner needs: training beside one busy process fell 26x.
-``import bucketrnn`` therefore sets :data:`WAIT_DEFAULT` (idle threads sleep at once) before
-libgomp loads, unless the user set a wait variable (:data:`WAIT_VARIABLES`) or libgomp is
-already loaded in the process (then it has read its environment; :func:`threads_note` says so).
-The wait is chosen independently of the thread count: a user's ``OMP_NUM_THREADS=4`` still gets
-the sleeping threads, a user's ``OMP_WAIT_POLICY=ACTIVE`` still gets every core.
+``import bucketrnn`` therefore sets :data:`WAIT_DEFAULT` before libgomp loads: idle threads spin
+1,000 rounds (about 10 us, enough for the gap between two operators of a step) and then sleep,
+unless the user set a wait variable (:data:`WAIT_VARIABLES`) or libgomp is already loaded in the
+process (then it has read its environment; :func:`threads_note` says so). Sleeping at once
+(``OMP_WAIT_POLICY=PASSIVE``) cost about a fifth of the speed on a quiet machine, libgomp's spin
+a collapse beside one busy process; the short spin keeps both (docs/configuration.md,
+"Threads"). The wait is chosen independently of the thread count: a user's
+``OMP_NUM_THREADS=4`` still gets the short spin, a user's ``OMP_WAIT_POLICY=ACTIVE`` still gets
+every core.
 
 Override either like any OpenMP program: ``OMP_NUM_THREADS=1 python -m bucketrnn ...``,
 ``OMP_WAIT_POLICY=ACTIVE`` or ``GOMP_SPINCOUNT=300000`` (libgomp's own default).
@@ -34,7 +38,7 @@ Examples
 True
 >>> env = {}
 >>> choose_wait(env, gomp_loaded=False), env
-({'OMP_WAIT_POLICY': 'PASSIVE'}, {'OMP_WAIT_POLICY': 'PASSIVE'})
+({'GOMP_SPINCOUNT': '1000'}, {'GOMP_SPINCOUNT': '1000'})
 >>> choose_wait({"GOMP_SPINCOUNT": "10000"}, gomp_loaded=False) is None
 True
 """
@@ -53,10 +57,11 @@ USER_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS", "MXNET_CPU_
 # How idle OpenMP threads wait: the OpenMP standard's variable and libgomp's own spin count
 # (which takes precedence over the policy in libgomp).
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-# What bucketrnn sets when the user set none of WAIT_VARIABLES. Measured against libgomp's
-# default and shorter spin counts on a loaded machine (docs/configuration.md, "Threads"); never
-# spinning is what keeps a descheduled partner thread from being waited for.
-WAIT_DEFAULT = {"OMP_WAIT_POLICY": "PASSIVE"}
+# What bucketrnn sets when the user set none of WAIT_VARIABLES: a spin short enough that a
+# descheduled partner thread is not waited for long, long enough to bridge two operators.
+# Measured against sleeping at once and longer spins, alone and beside a busy process
+# (docs/configuration.md, "Threads").
+WAIT_DEFAULT = {"GOMP_SPINCOUNT": "1000"}
 
 # What this process's import did (for the app's summary). threads: "set", "user", "late",
 # "job"; wait: "set", "user", "late".
@@ -185,9 +190,10 @@ def _remember(environ, **what):
 
 def prepare_environment() -> None:
     """What ``import bucketrnn`` does before MXNet loads: all cores (:func:`use_all_cores`),
-    sleeping idle threads (:func:`choose_wait`) and quiet graph binding. MXNet prints "Subgraph
-    backend MKLDNN is activated" for every graph it binds (dozens per run, into the progress bar)
-    unless ``MXNET_SUBGRAPH_VERBOSE`` says otherwise; it is set to 0 unless the user set it."""
+    a short spin of idle threads (:func:`choose_wait`) and quiet graph binding. MXNet prints
+    "Subgraph backend MKLDNN is activated" for every graph it binds (dozens per run, into the
+    progress bar) unless ``MXNET_SUBGRAPH_VERBOSE`` says otherwise; it is set to 0 unless the user
+    set it."""
     os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")
     use_all_cores()
     choose_wait()
@@ -197,14 +203,15 @@ def _wait_note() -> str:
     how = _STATE["wait"]
     if how == "set":
         chosen = ", ".join(f"{k}={v}" for k, v in WAIT_DEFAULT.items())
-        return f"idle threads sleep ({chosen}; set OMP_WAIT_POLICY or GOMP_SPINCOUNT to choose)"
+        return (f"idle threads spin briefly, then sleep ({chosen}; set OMP_WAIT_POLICY or "
+                "GOMP_SPINCOUNT to choose)")
     if how == "user":
         chosen = [f"{n}={os.environ[n]}" for n in WAIT_VARIABLES if os.environ.get(n)]
         return f"wait as set by the user ({', '.join(chosen)})"
     if how == "late":
         return ("idle threads spin (libgomp's default, slow beside other busy processes): "
                 "libgomp was loaded before bucketrnn; import bucketrnn first or set "
-                "OMP_WAIT_POLICY=PASSIVE")
+                "GOMP_SPINCOUNT=1000")
     return "wait unknown"
 
 
@@ -214,7 +221,7 @@ def threads_note() -> str:
     if how == "late" and _STATE["wait"] == "late":
         return ("MXNet's defaults: half the processors, idle threads spinning (slow beside other "
                 "busy processes): mxnet was imported before bucketrnn; import bucketrnn first, "
-                "or set OMP_NUM_THREADS and OMP_WAIT_POLICY=PASSIVE")
+                "or set OMP_NUM_THREADS and GOMP_SPINCOUNT=1000")
     if how == "set":
         count = f"{threads} (all physical cores; OMP_NUM_THREADS=N to choose)"
     elif how == "user":

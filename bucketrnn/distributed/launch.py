@@ -9,7 +9,7 @@ Every process gets the ps-lite variables (``DMLC_ROLE``, ``DMLC_PS_ROOT_URI=127.
 ``DMLC_PS_ROOT_PORT``, ``DMLC_NUM_SERVER``, ``DMLC_NUM_WORKER``, ``DMLC_NODE_HOST``); workers
 run the command, with ``OMP_NUM_THREADS`` set to share the cores (``--threads``, default
 ``cores // workers``, at least 1). Every process also gets bucketrnn's OpenMP wait setting
-(:data:`bucketrnn.cores.WAIT_DEFAULT`: idle threads sleep rather than spin, so the processes of
+(:data:`bucketrnn.cores.WAIT_DEFAULT`: idle threads spin only briefly, so the processes of
 the job do not steal each other's cores) unless the launcher's environment sets
 ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``, which then pass unchanged. The scheduler and servers
 are ``python -c "import mxnet"``:
