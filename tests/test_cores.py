@@ -69,7 +69,7 @@ REPORT = ("import os, bucketrnn; from bucketrnn import cores; "
           "print(os.environ.get('OMP_NUM_THREADS'), '|', os.environ.get('GOMP_SPINCOUNT') or "
           "os.environ.get('OMP_WAIT_POLICY'), '|', "
           "cores.threads_note())")
-# What libgomp itself read (its spin count: 0 means idle threads sleep at once).
+# What libgomp itself read (its spin count: rounds an idle thread spins before it sleeps).
 LIBGOMP = ("import ctypes; ctypes.CDLL('libgomp.so.1').omp_display_env(1)")
 SLEEP = ("idle threads spin briefly, then sleep (GOMP_SPINCOUNT=1000; set OMP_WAIT_POLICY or "
          "GOMP_SPINCOUNT")

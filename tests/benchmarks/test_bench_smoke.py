@@ -116,8 +116,8 @@ def test_contention_benchmark_tiny(tmp_path):
     assert [(x["setting"], x["busy"]) for x in rows] == [
         ("default", False), ("default", True), ("spin=300000", False), ("spin=300000", True)]
     assert all(x["tokens_per_s"] > 0 for x in rows)
-    assert rows[0]["threads"].endswith("idle threads sleep (OMP_WAIT_POLICY=PASSIVE; set "
-                                       "OMP_WAIT_POLICY or GOMP_SPINCOUNT to choose)")
+    assert rows[0]["threads"].endswith("idle threads spin briefly, then sleep (GOMP_SPINCOUNT="
+                                       "1000; set OMP_WAIT_POLICY or GOMP_SPINCOUNT to choose)")
     assert "wait as set by the user (GOMP_SPINCOUNT=300000)" in rows[2]["threads"]
     # The busy loop ran beside the run (it held a core) and only then.
     assert all(x["busy_cpu_seconds"] > 0.5 for x in rows if x["busy"])
