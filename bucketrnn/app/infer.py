@@ -47,13 +47,17 @@ def read_lines_of(run, path: str, every_line: bool = False):
         return read_lines(path, tokens=d["tokens"], max_length=d["max_length"],
                           on_overflow=policy)
     except ValueError as e:
-        head, sep, _ = str(e).partition("; pass on_overflow=")
-        if not sep:
-            raise
-        # The library's hint names arguments the commands do not take: say where the limit
-        # comes from.
-        raise ValueError(f"{head}: the run's dataset.max_length, with dataset.on_overflow="
-                         f"{policy!r}; split or cut such lines") from None
+        raise _in_run_terms(e, policy) from None
+
+
+def _in_run_terms(e: ValueError, policy: str) -> ValueError:
+    """An overlong-line error of the library in the commands' terms: its hint names arguments
+    the commands do not take, so say where the limit comes from (any other error unchanged)."""
+    head, sep, _ = str(e).partition("; pass on_overflow=")
+    if not sep:
+        return e
+    return ValueError(f"{head}: the run's dataset.max_length, with dataset.on_overflow="
+                      f"{policy!r}; split or cut such lines")
 
 
 def _unknown_note(run, lines) -> list:
@@ -98,11 +102,7 @@ def read_seq2seq(run, path: str):
         pairs = read_pairs(path, tokens=d["tokens"], max_length=d["max_length"],
                            on_overflow=policy)
     except ValueError as e:
-        head, sep, _ = str(e).partition("; pass on_overflow=")
-        if not sep:
-            raise
-        raise ValueError(f"{head}: the run's dataset.max_length, with dataset.on_overflow="
-                         f"{policy!r}; split or cut such lines") from None
+        raise _in_run_terms(e, policy) from None
     encoded = encode_pairs(pairs, run.vocab, run.tgt_vocab)
     # Kept with their line numbers: an error names the file's line.
     return (Pairs(encoded, path, pairs.line_numbers, pairs.tokens, pairs.overflow),

@@ -2,6 +2,8 @@
 
 import os
 
+import numpy as np
+
 from bucketrnn.app.config import CONF_DIR
 
 ROOT = os.path.dirname(CONF_DIR)
@@ -9,3 +11,15 @@ TINY = ["dataset.limit=60", "dataset.valid_limit=20", "dataset.test_limit=20",
         "model.hidden_size=12", "model.num_layers=1", "bucketing.num_buckets=3",
         "bucketing.batch_size=8", "trainer.epochs=2", "trainer.checkpoint_every=3",
         "trainer.log_every=2", "trainer.progress=false", "trainer.lr=0.01"]
+
+
+def pairs_file(tmp_path, n=60):
+    """A ``source<TAB>target`` file of ``n`` reversal pairs (letters a-f, targets upper case)."""
+    rng = np.random.default_rng(0)
+    lines = []
+    for _ in range(n):
+        src = list(rng.choice(list("abcdef"), int(rng.integers(2, 9))))
+        lines.append(" ".join(src) + "\t" + " ".join(s.upper() for s in src[::-1]))
+    path = tmp_path / "pairs.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from _app import pairs_file
 from hydra import compose, initialize_config_dir
 
 from bucketrnn.app.config import CONF_DIR
@@ -16,17 +17,6 @@ TINY = ["model=seq2seq", "dataset=pairs", "model.hidden_size=12", "bucketing.num
         "trainer.progress=false", "plots=false"]
 
 
-def _pairs_file(tmp_path, n=60):
-    rng = np.random.default_rng(0)
-    lines = []
-    for _ in range(n):
-        src = list(rng.choice(list("abcdef"), int(rng.integers(2, 9))))
-        lines.append(" ".join(src) + "\t" + " ".join(s.upper() for s in src[::-1]))
-    path = tmp_path / "pairs.tsv"
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
-
-
 def _compose(*overrides):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=TINY + list(overrides))
@@ -34,7 +24,7 @@ def _compose(*overrides):
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_tiny_pairs_run_saves_both_vocabularies(tmp_path, shared):
-    path = _pairs_file(tmp_path)
+    path = pairs_file(tmp_path)
     extra = ["dataset.shared_vocab=true", "model.share_embeddings=true"] if shared else []
     out = tmp_path / "run"
     summary = run(_compose(f"dataset.path={path}", *extra), str(out), stream=sys.stdout)
@@ -63,14 +53,14 @@ def test_a_line_without_tab_is_named_with_the_config_key(tmp_path):
     (["model.share_embeddings=true"], "needs dataset.shared_vocab=true"),
 ])
 def test_config_mismatches_are_named(tmp_path, overrides, match):
-    path = _pairs_file(tmp_path, 10)
+    path = pairs_file(tmp_path, 10)
     with pytest.raises(ValueError, match=match):
         run(_compose(f"dataset.path={path}", *overrides), str(tmp_path / "run"))
 
 
 def test_resumed_pairs_run_matches_an_uninterrupted_one(tmp_path):
     from bucketrnn.training import checkpoint as ckpt
-    path = _pairs_file(tmp_path)
+    path = pairs_file(tmp_path)
     base = [f"dataset.path={path}", "trainer.max_steps=null", "trainer.epochs=2",
             "trainer.checkpoint_every=0"]
     run(_compose(*base), str(tmp_path / "whole"))
@@ -91,7 +81,7 @@ def test_resumed_pairs_run_matches_an_uninterrupted_one(tmp_path):
 def test_a_decoder_too_large_for_mxnet_is_refused_before_training(tmp_path):
     # Decoder layer 0 reads embedding + attentional state: 4 x 20000 x 40000 > 2**31 - 1
     # (4 x 20000 x 20000 alone is not).
-    path = _pairs_file(tmp_path, 10)
+    path = pairs_file(tmp_path, 10)
     with pytest.raises(ValueError, match=r"model.hidden_size .* 4 gates x 20000 x 40000"):
         run(_compose(f"dataset.path={path}", "model.hidden_size=20000"), str(tmp_path / "r"))
 
@@ -103,7 +93,7 @@ def test_a_trained_pairs_run_is_loaded_and_translates_files_in_input_order(tmp_p
     from bucketrnn.app import commands
     from bucketrnn.inference.translate import translate
 
-    path = _pairs_file(tmp_path)
+    path = pairs_file(tmp_path)
     run_dir = str(tmp_path / "run")
     summary = run(_compose(f"dataset.path={path}"), run_dir, stream=io.StringIO())
     trained = bucketrnn.load_run(run_dir)
@@ -128,7 +118,7 @@ def test_a_foreach_encoder_trains_pairs_per_key_like_the_unrolled_one(tmp_path, 
     # GraphCache took the foreach encoder's length_agnostic for the whole model and ran every
     # (src_len, tgt_len) key on the first block (its shape check refused the next batch); with
     # separate per-key graphs, memory=static's static_shape then made gradients inf.
-    path = _pairs_file(tmp_path)
+    path = pairs_file(tmp_path)
     base = [f"dataset.path={path}", f"memory={memory}", "trainer.max_steps=8"]
     got = run(_compose(*base, "model.cell=foreach"), str(tmp_path / "foreach"))
     want = run(_compose(*base, "model.cell=unrolled"), str(tmp_path / "unrolled"))
@@ -140,7 +130,7 @@ def test_a_resume_writes_a_missing_target_vocabulary_again(tmp_path):
     # It resumed without it and left a run directory load_run refuses (no tgt_vocab.json).
     import bucketrnn
 
-    path = _pairs_file(tmp_path)
+    path = pairs_file(tmp_path)
     base = [f"dataset.path={path}", "trainer.max_steps=null", "trainer.epochs=1",
             "trainer.checkpoint_every=0"]
     part = tmp_path / "part"
@@ -171,7 +161,7 @@ def test_translate_refuses_a_lone_huge_line_as_predict_does(tmp_path, no_long_en
     from bucketrnn.app import commands
 
     run_dir = str(tmp_path / "run")
-    run(_compose(f"dataset.path={_pairs_file(tmp_path)}"), run_dir, stream=io.StringIO())
+    run(_compose(f"dataset.path={pairs_file(tmp_path)}"), run_dir, stream=io.StringIO())
     src = tmp_path / "huge.txt"
     src.write_text("\n" + "c " * 10**6 + "\n")  # alone: no rest to be an outlier against
     err = io.StringIO()

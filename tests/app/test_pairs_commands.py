@@ -4,8 +4,8 @@ definition of each waste figure, BLEU on sacrebleu's 0-100 scale."""
 import io
 import json
 
-import numpy as np
 import pytest
+from _app import pairs_file
 from hydra import compose, initialize_config_dir
 
 import bucketrnn
@@ -20,17 +20,6 @@ TINY = ["model=seq2seq", "dataset=pairs", "model.hidden_size=12", "bucketing.num
         "bucketing.batch_size=8", "trainer.epochs=1", "trainer.progress=false", "plots=false"]
 
 
-def _pairs_file(tmp_path, n):
-    rng = np.random.default_rng(0)
-    lines = []
-    for _ in range(n):
-        src = list(rng.choice(list("abcdef"), int(rng.integers(2, 9))))
-        lines.append(" ".join(src) + "\t" + " ".join(s.upper() for s in src[::-1]))
-    path = tmp_path / "pairs.tsv"
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
-
-
 def _compose(*overrides):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=TINY + list(overrides))
@@ -39,7 +28,7 @@ def _compose(*overrides):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pairs")
-    path = _pairs_file(tmp, 80)
+    path = pairs_file(tmp, 80)
     run_dir = str(tmp / "run")
     # Whole epochs (no max_steps): the waste measured over the steps is the plan's.
     summary = run(_compose(f"dataset.path={path}"), run_dir,
@@ -76,7 +65,7 @@ def test_evaluate_a_pairs_file_gives_what_the_split_gives(trained):
     assert "BLEU " in text and "(0-100)" in text and "pairs," in text
 
 
-def test_evaluate_names_a_bad_line_of_a_pairs_file(trained, capsys):
+def test_evaluate_names_a_bad_line_of_apairs_file(trained, capsys):
     bad = trained["tmp"] / "bad.tsv"
     bad.write_text("a b\tB A\nc d e\n")
     assert commands.main(["evaluate", trained["run_dir"], str(bad)]) == 2
