@@ -22,16 +22,16 @@ Three tasks, each small enough that one training run takes about a minute on one
     a 1-layer 64-unit LSTM tagger; token accuracy on 300 held-out sentences.
 
 Every run trains with :class:`~bucketrnn.training.loop.TrainLoop` and the app's defaults (Adam,
-learning rate 0.01 halved every epoch, gradient norm clipped at 1, batch 32 rows, loss per real
-token), one MXNet thread (``OMP_NUM_THREADS=1``, ``OMP_WAIT_POLICY=PASSIVE``), in a fresh
-process; every graph is compiled before the clock starts. An arm (:data:`ARMS`) changes the
-loader or the loop: ``padded`` (one bucket: every sequence padded to the longest), ``bucketed``
-(8 buckets, the app's default plan) and the candidate remedies and controls. After each epoch
-the model is scored on the validation data (untimed). Reported per task and arm: the validation
-quality per epoch (mean and spread over the seeds), the training time (wall and process CPU
-seconds, mean over seeds), the plan's waste, and the time each arm needs to reach the padded
-arm's final quality against what the waste alone allows (padded time x (1 - padded waste) /
-(1 - arm waste)).
+learning rate 0.01 on a cosine down to zero over the run's steps, gradient norm clipped at 1,
+batch 32 rows, loss per real token), one MXNet thread (``OMP_NUM_THREADS=1``,
+``OMP_WAIT_POLICY=PASSIVE``), in a fresh process; every graph is compiled before the clock
+starts. An arm (:data:`ARMS`) changes the loader or the loop: ``padded`` (one bucket: every
+sequence padded to the longest), ``bucketed`` (8 buckets, the app's default plan) and the
+candidate remedies and controls. After each epoch the model is scored on the validation data
+(untimed). Reported per task and arm: the validation quality per epoch (mean and spread over the
+seeds), the training time (wall and process CPU seconds, mean over seeds), the plan's waste, and
+the time each arm needs to reach the padded arm's final quality against what the waste alone
+allows (padded time x (1 - padded waste) / (1 - arm waste)).
 
 Quality per epoch does not depend on the machine's load (the runs are deterministic: same
 seeds, one thread); the times do. With ``--jobs 2`` two runs share the machine: CPU seconds are
@@ -69,8 +69,8 @@ TINY = {"lm": dict(sentences=200, valid_sentences=40, vocab=200, hidden=8, epoch
         "pairs": dict(pairs=120, test_pairs=12, max_length=12, hidden=8, epochs=2),
         "tag": dict(sentences=200, valid_sentences=30, max_length=12, hidden=8, epochs=2)}
 
-# What each arm changes from the app's defaults (8 buckets, batch 32 rows, lr_decay 0.5, each
-# batch's loss divided by its own real tokens).
+# What each arm changes from the app's defaults (8 buckets, batch 32 rows, a cosine learning
+# rate over the run's steps, each batch's loss divided by its own real tokens).
 ARMS = {
     "padded": dict(num_buckets=1),
     "bucketed": dict(num_buckets=8),
@@ -87,10 +87,17 @@ ARMS = {
     "constant": dict(num_buckets=8, normalize="constant"),
     # The last partial batch of a bucket is carried into the next epoch (no fill rows).
     "rollover": dict(num_buckets=8, last_batch="rollover"),
+    # The schedule before issue 23: the rate halved every epoch (lr_schedule="epoch").
+    "padded-epoch": dict(num_buckets=1, lr_schedule="epoch", lr_decay=0.5),
+    "bucketed-epoch": dict(num_buckets=8, lr_schedule="epoch", lr_decay=0.5),
+    # A linear decay to zero over the run's steps.
+    "padded-linear": dict(num_buckets=1, lr_schedule="linear"),
+    "bucketed-linear": dict(num_buckets=8, lr_schedule="linear"),
     # A constant learning rate (as benchmarks/pairs.py trains), padded and bucketed.
-    "padded-flat": dict(num_buckets=1, lr_decay=1.0),
-    "bucketed-flat": dict(num_buckets=8, lr_decay=1.0),
-    "constant-flat": dict(num_buckets=8, normalize="constant", lr_decay=1.0),
+    "padded-flat": dict(num_buckets=1, lr_schedule="epoch", lr_decay=1.0),
+    "bucketed-flat": dict(num_buckets=8, lr_schedule="epoch", lr_decay=1.0),
+    "constant-flat": dict(num_buckets=8, normalize="constant", lr_schedule="epoch",
+                          lr_decay=1.0),
 }
 DEFAULT_ARMS = ("padded", "bucketed", "tokens", "constant")
 BATCH_SIZE = 32
@@ -245,7 +252,10 @@ def run_one(task: str, arm: str, seed: int, epochs: int | None = None,
     cls = _constant_denominator(TrainLoop) if a.get("normalize") == "constant" else TrainLoop
     loop = cls(build, loader, epochs=epochs, seed=seed, progress=False,
                optimizer_params={"learning_rate": LEARNING_RATE},
-               lr_decay=a.get("lr_decay", 0.5), checkpoint_every=0, log_every=10**9)
+               lr_schedule=a.get("lr_schedule", "cosine"), lr_decay=a.get("lr_decay"),
+               checkpoint_every=0, log_every=10**9)
+    # fit() runs one epoch at a time below (to score each): the curve spans all of them.
+    loop.schedule_steps = loop.count_planned_steps()
     # The shape template from a twin loader, so this one's epoch 0 stays whole.
     twin = BucketLoader(train, batch_size=plan.batch_sizes[0], num_buckets=1, task=loader.task)
     started = time.perf_counter()

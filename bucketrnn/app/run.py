@@ -284,7 +284,8 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     build = build_model(to_dict(cfg.model), data.vocab_size, data.num_classes)
     loop = TrainLoop(build, train_loader,
                      ctx=ctx, optimizer=t["optimizer"], optimizer_params=params,
-                     clip_norm=t["clip_norm"], lr_decay=t["lr_decay"], epochs=t["epochs"],
+                     clip_norm=t["clip_norm"], lr_schedule=t["lr_schedule"],
+                     lr_decay=t["lr_decay"], epochs=t["epochs"],
                      max_steps=t["max_steps"],
                      memory=memory, kvstore=kv, seed=cfg.seed,
                      run_dir=work, checkpoint_every=t["checkpoint_every"],

@@ -345,7 +345,7 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from bucketrnn.app.config import Config, fingerprint, parse_context, to_dict
+    from bucketrnn.app.config import Config, fingerprint, parse_context, saved_config, to_dict
     from bucketrnn.app.tasks import task_of
     from bucketrnn.data.datasets import EOS, Vocabulary
     from bucketrnn.errors import CheckpointError, StateMismatchError
@@ -374,7 +374,8 @@ def load_run(run_dir: str, ctx=None, checkpoint: str = "latest") -> TrainedRun:
         raise FileNotFoundError(f"{run_dir!r} is not a bucketrnn run directory: it has no "
                                 f"{CONFIG}")
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), read_config(config_path))
+        cfg = OmegaConf.merge(OmegaConf.structured(Config),
+                              saved_config(read_config(config_path)))
     except OmegaConfBaseException as e:
         raise ValueError(f"{config_path!r} does not fit this bucketrnn's config schema: "
                          f"{str(e).splitlines()[0]}") from None

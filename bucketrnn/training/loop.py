@@ -56,12 +56,16 @@ from bucketrnn.training.metrics import MetricsLog
 from bucketrnn.training.rundir import METRICS, RunLock
 from bucketrnn.validation import check_choice, check_int
 
-__all__ = ["LEARNING_RATE", "MIN_LEARNING_RATE", "ON_NONFINITE", "TrainLoop"]
+__all__ = ["LEARNING_RATE", "LR_SCHEDULES", "MIN_LEARNING_RATE", "ON_NONFINITE", "TrainLoop"]
 __getattr__ = moved_names(__name__, {"TASKS": "bucketrnn.tasks:TASK_NAMES"})
 
 log = logging.getLogger(__name__)
 ON_NONFINITE = ("error", "skip")
-MIN_LEARNING_RATE = 1e-30  # the floor of the decayed learning rate (TrainLoop.learning_rate_of)
+MIN_LEARNING_RATE = 1e-30  # the floor of the decayed learning rate (TrainLoop.learning_rate_at)
+# How the learning rate moves over a run (TrainLoop.learning_rate_at): "cosine" and "linear"
+# follow the run's planned steps down to zero; "epoch" multiplies it by lr_decay every epoch.
+LR_SCHEDULES = ("cosine", "linear", "epoch")
+LR_DECAY = 0.5  # lr_decay of the "epoch" schedule when none is given
 # The defaults of TrainLoop are the app's (conf/trainer/default.yaml); tests/app/test_config.py
 # holds the two together.
 LEARNING_RATE = 0.01
@@ -120,9 +124,22 @@ class TrainLoop:
         (0.01, the app's ``trainer.lr``).
     clip_norm : float, optional
         Rescale the gradients when their global L2 norm exceeds this (None: never).
-    lr_decay : float
-        The learning rate of epoch ``e`` is ``learning_rate * lr_decay ** e``, floored at
-        :data:`MIN_LEARNING_RATE` (1e-30).
+    lr_schedule : {"cosine", "linear", "epoch"}
+        How the learning rate moves (:meth:`learning_rate_at`). ``"cosine"`` (default) and
+        ``"linear"`` follow the run's planned length: from ``learning_rate`` at the first step
+        down to zero after the last step of ``epochs`` epochs of the loader, so a longer run
+        keeps a useful rate for longer. ``max_steps`` does not shorten the curve: it stops the
+        run early, and a resume goes on as if it had not stopped. ``"epoch"``
+        is the schedule of bucketrnn before 0.3: ``learning_rate * lr_decay ** e`` in epoch
+        ``e``, which leaves epoch 8 at 1/128 of the first rate with the halving.
+    schedule_steps : int, optional
+        The steps the ``"cosine"``/``"linear"`` curve spans (default: the planned steps,
+        counted when :meth:`fit` starts). Give it when calling ``fit`` one epoch at a time
+        (raising :attr:`epochs` between calls), so the curve spans the whole run, not each
+        call.
+    lr_decay : float, optional
+        The per-epoch factor of ``lr_schedule="epoch"`` (default 0.5), floored at
+        :data:`MIN_LEARNING_RATE` (1e-30); refused with the other schedules, which ignore it.
     epochs : int
     max_steps : int, optional
         Stop after this many steps in total (a checkpoint is written there); when it falls on
@@ -175,7 +192,8 @@ class TrainLoop:
 
     def __init__(self, model, train_loader, *, ctx=None, optimizer: str = "adam",
                  optimizer_params: dict | None = None, clip_norm: float | None = 1.0,
-                 lr_decay: float = 0.5, epochs: int = 2, max_steps: int | None = None,
+                 lr_schedule: str = "cosine", schedule_steps: int | None = None,
+                 lr_decay: float | None = None, epochs: int = 2, max_steps: int | None = None,
                  memory: str = "shared", kvstore="device", seed: int = 0,
                  run_dir: str | None = None, checkpoint_every: int = 200, log_every: int = 10,
                  progress: bool = True, fingerprint: dict | None = None, init=None, stream=None,
@@ -189,7 +207,18 @@ class TrainLoop:
         if clip_norm is not None and not (isinstance(clip_norm, Real) and 0 < clip_norm < math.inf):
             raise ValueError(f"clip_norm must be None or a finite number > 0, got "
                              f"clip_norm={clip_norm!r}")
-        if not (isinstance(lr_decay, Real) and 0 < lr_decay <= 1):
+        check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
+        self.schedule_steps = check_int("schedule_steps", schedule_steps, low=1,
+                                        allow_none=True)
+        if lr_decay is not None and lr_schedule != "epoch":
+            raise ValueError(f"lr_decay={lr_decay!r} is the per-epoch factor of "
+                             f"lr_schedule='epoch'; lr_schedule={lr_schedule!r} follows the "
+                             "run's planned steps and would ignore it: pass "
+                             "lr_schedule='epoch' with it, or leave lr_decay out")
+        if lr_decay is None:
+            lr_decay = LR_DECAY
+        if not (isinstance(lr_decay, Real) and not isinstance(lr_decay, bool)
+                and 0 < lr_decay <= 1):
             raise ValueError(f"lr_decay must be in (0, 1], got lr_decay={lr_decay!r}")
         check_choice("on_nonfinite", on_nonfinite, ON_NONFINITE)
         task = getattr(train_loader, "task", None)
@@ -245,6 +274,8 @@ class TrainLoop:
         if run_dir is not None and not distributed.update_on_kvstore(self.kv):
             optim_state.check_supported(self.trainer)  # before training, not at the checkpoint
         self.base_lr, self.lr_decay = self.trainer.learning_rate, float(lr_decay)
+        self.lr_schedule = lr_schedule
+        self.planned_steps = None  # set by fit() from the loader and epochs
         self.global_step = 0
         self.epoch = 0  # the epoch being run, or the next one to run between epochs
         self.history = {"epochs": [], "train_seconds": 0.0, "real_tokens": 0, "slots": 0,
@@ -394,6 +425,7 @@ class TrainLoop:
                      **self._figures(w),
                      "tokens_per_s": w["real"] / max(w["seconds"], 1e-9),
                      "padded_fraction": 1.0 - w["real"] / max(w["slots"], 1),
+                     "lr": self.trainer.learning_rate,
                      "graphs_compiled": self.graphs.compiled, "time": time.time()})
         self._window = metrics.tally()
 
@@ -404,6 +436,10 @@ class TrainLoop:
     def train_step(self, batch) -> dict:
         """One optimisation step on ``batch``; returns its tally (summed loss, counts)."""
         mx.random.seed(_step_seed(self.seed, self.global_step))
+        if self.lr_schedule != "epoch":
+            # A function of the step alone (not decayed in place): a resumed run gets the
+            # same rates.
+            self.trainer.set_learning_rate(self.learning_rate_at(self.global_step))
         real, slots, count, real_rows = self._task.counts(batch)
         with autograd.record():
             out = self.graphs(batch)
@@ -485,6 +521,8 @@ class TrainLoop:
         distributed.check_same_plan(
             self.kv, distributed.plan_fingerprint(self.loader, **self.fingerprint))
         distributed.check_shards(self.loader)
+        # Counted here, after a resume has read the epochs the run now goes to.
+        self.planned_steps = self.schedule_steps or self.count_planned_steps()
         if self.run_dir is not None and self.is_writer:
             self.metrics_log.open(self._resumed_offset)
         loader = self.loader
@@ -555,20 +593,48 @@ class TrainLoop:
         h["epoch_acc"] = None
         return out
 
-    def learning_rate_of(self, epoch: int) -> float:
-        """``learning_rate * lr_decay ** epoch``, floored at :data:`MIN_LEARNING_RATE`: MXNet
-        refuses a rate below float32's range (about 1.2e-38, reached after ~120 epochs of the
-        default halving), and a smaller rate moves no float32 weight anyway."""
-        return max(self.base_lr * self.lr_decay ** epoch, MIN_LEARNING_RATE) \
-            if self.base_lr > 0 else self.base_lr
+    def count_planned_steps(self) -> int:
+        """Steps of ``epochs`` epochs of the loader (each epoch's own count, which only
+        ``last_batch="rollover"`` varies): the span of the ``"cosine"``/``"linear"`` curve.
+        ``max_steps`` is left out: it stops a run, and a stopped run resumed goes on along the
+        same curve as the uninterrupted one."""
+        loader = self.loader
+        if getattr(loader, "last_batch", None) == "rollover":
+            total = sum(loader.num_batches(e) for e in range(self.epochs))
+        else:
+            total = loader.num_batches(0) * self.epochs
+        return max(total, 1)
+
+    def learning_rate_at(self, step: int, epoch: int | None = None) -> float:
+        """The learning rate of global step ``step`` (0-based) in ``epoch`` (default: the
+        current one), under :attr:`lr_schedule`.
+
+        With ``T`` = :attr:`planned_steps` and ``t = min(step / T, 1)``: ``"cosine"`` is
+        ``learning_rate * (1 + cos(pi t)) / 2``, ``"linear"`` ``learning_rate * (1 - t)``,
+        ``"epoch"`` ``learning_rate * lr_decay ** epoch``. Floored at
+        :data:`MIN_LEARNING_RATE`: MXNet refuses a rate below float32's range (about 1.2e-38,
+        reached after ~120 epochs of the halving), and a smaller rate moves no float32 weight
+        anyway. A run resumed with more epochs or steps stretches the curve from where it
+        stands (the planned length is counted again when ``fit`` starts).
+        """
+        if self.base_lr <= 0:
+            return self.base_lr
+        if self.lr_schedule == "epoch":
+            e = self.epoch if epoch is None else epoch
+            return max(self.base_lr * self.lr_decay ** e, MIN_LEARNING_RATE)
+        planned = self.planned_steps or self.count_planned_steps()
+        t = min(max(step, 0) / planned, 1.0)
+        share = 0.5 * (1.0 + math.cos(math.pi * t)) if self.lr_schedule == "cosine" else 1.0 - t
+        return max(self.base_lr * share, MIN_LEARNING_RATE)
 
     def _run_epoch(self, bar) -> bool:
         """Train the rest of the current epoch; True if stopped by ``max_steps``."""
         loader = self.loader
         acc = self.history.get("epoch_acc") or metrics.tally()
         self.history["epoch_acc"] = acc
-        # Set from the epoch alone (not decayed in place), so a resumed run gets the same rate.
-        self.trainer.set_learning_rate(self.learning_rate_of(self.epoch))
+        if self.lr_schedule == "epoch":
+            # Set from the epoch alone (not decayed in place): a resumed run gets the same rate.
+            self.trainer.set_learning_rate(self.learning_rate_at(self.global_step))
         total = loader.num_batches(self.epoch)
         bar.start(f"epoch {self.epoch + 1}/{self.epochs}", total, done=loader.step)
         last = time.perf_counter()

@@ -94,7 +94,7 @@ def check_supported(trainer) -> None:
                          f"{sorted(n.lower() for n in SUPPORTED)}")
     if opt.lr_scheduler is not None:
         raise ValueError("an optimizer with an lr_scheduler cannot be checkpointed exactly (the "
-                         "scheduler's state is code); use lr_decay instead")
+                         "scheduler's state is code); use TrainLoop's lr_schedule instead")
 
 
 def _describe(value, key: str, arrays: dict):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from bucketrnn.app.config import Config, fingerprint, validate
+from bucketrnn.app.config import Config, fingerprint, saved_config, to_dict, validate
 from bucketrnn.app.experiment import Data, make_loaders
 from bucketrnn.data.datasets import FlatSequences
 
@@ -82,8 +82,8 @@ def test_the_library_defaults_are_the_apps():
     assert loader["num_buckets"] == app["bucketing"]["num_buckets"] == 8
     loop = defaults(TrainLoop.__init__)
     assert LEARNING_RATE == app["trainer"]["lr"]
-    for key in ("optimizer", "clip_norm", "lr_decay", "epochs", "checkpoint_every", "log_every",
-                "kvstore", "on_nonfinite"):
+    for key in ("optimizer", "clip_norm", "lr_schedule", "lr_decay", "epochs", "checkpoint_every",
+                "log_every", "kvstore", "on_nonfinite"):
         assert loop[key] == app["trainer"][key], key
     assert loop["memory"] == app["memory"]["policy"]
 
@@ -126,3 +126,32 @@ def test_the_help_footer_names_every_task_each_command_serves():
         for task in tasks_for(command):
             assert nouns[task] in line, (command, task)
     assert "--beam N --max-length M" in footer
+
+
+def test_a_per_epoch_factor_needs_the_epoch_schedule_naming_the_keys():
+    cfg = OmegaConf.structured(Config)
+    assert cfg.trainer.lr_schedule == "cosine" and cfg.trainer.lr_decay is None
+    cfg.trainer.lr_decay = 0.7
+    with pytest.raises(ValueError, match=r"trainer\.lr_decay is the per-epoch factor of "
+                                         r"trainer\.lr_schedule=epoch; trainer\.lr_schedule="
+                                         r"cosine follows the run's planned steps"):
+        validate(cfg)
+    cfg.trainer.lr_schedule = "epoch"
+    validate(cfg)
+    cfg.trainer.lr_decay = 0.0
+    with pytest.raises(ValueError, match=r"trainer\.lr_decay must be null or in \(0, 1\]"):
+        validate(cfg)
+
+
+def test_a_run_saved_before_the_schedule_key_keeps_the_epoch_schedule():
+    old = to_dict(OmegaConf.structured(Config))
+    del old["trainer"]["lr_schedule"]
+    old["trainer"]["lr_decay"] = 0.5  # what every run saved before the key held
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), saved_config(old))
+    assert cfg.trainer.lr_schedule == "epoch"
+    validate(cfg)
+    # Its checkpoint's fingerprint (no lr_schedule then) is what the restored config gives.
+    fp = fingerprint(cfg)
+    assert "trainer.lr_schedule" not in fp and fp["trainer.lr_decay"] == 0.5
+    new = fingerprint(OmegaConf.structured(Config))
+    assert new["trainer.lr_schedule"] == "cosine" and new["trainer.lr_decay"] is None

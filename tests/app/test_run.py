@@ -594,3 +594,19 @@ def test_a_run_directory_that_cannot_be_made_is_one_clear_line(tmp_path, where):
     assert len(lines) == 1 and lines[0].startswith(f"error: cannot make the run directory "
                                                    f"'{parent}/run' ({key}): "), lines
     assert "HYDRA_FULL_ERROR" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_run_saved_before_lr_schedule_existed_resumes_on_its_own_schedule(tmp_path):
+    first = TINY + ["trainer.max_steps=2", "plots=false", "trainer.lr_schedule=epoch"]
+    run(_compose("trainer.max_steps=2", "plots=false", "trainer.lr_schedule=epoch"),
+        str(tmp_path), overrides=first)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["trainer"]["lr_schedule"]  # as a run of an older bucketrnn wrote it
+    saved["trainer"]["lr_decay"] = 0.5
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    overrides = [f"resume={tmp_path}", "trainer.max_steps=4", "trainer.progress=false"]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    summary = run(cfg, str(tmp_path / "elsewhere"), overrides=overrides)
+    assert summary["steps"] == 4 and summary["config"]["trainer"]["lr_schedule"] == "epoch"
+    assert summary["config"]["trainer"]["lr_decay"] == 0.5

@@ -29,7 +29,7 @@ def _loop(run_dir, optimizer="adam", **kw):
     # dropout > 0: resuming must also reproduce the dropout masks.
     build = LanguageModel.factory(vocab_size=20, hidden_size=8, num_layers=2, dropout=0.3)
     name, params = OPTIMIZERS[optimizer]
-    args = dict(epochs=3, checkpoint_every=4, log_every=3, progress=False, seed=11, lr_decay=0.5,
+    args = dict(epochs=3, checkpoint_every=4, log_every=3, progress=False, seed=11,
                 optimizer=name, optimizer_params=params, clip_norm=1.0,
                 fingerprint={"model.hidden_size": 8, "optimizer": optimizer})
     args.update(kw)

@@ -21,7 +21,7 @@ def _loop(run_dir, seqs, fingerprint=None, **kw):
     loader = BucketLoader(seqs, batch_size=4, num_buckets=3, seed=5)
     # dropout > 0: resuming must also reproduce the dropout masks.
     build = LanguageModel.factory(vocab_size=20, hidden_size=8, num_layers=2, dropout=0.3)
-    args = dict(epochs=3, checkpoint_every=3, log_every=1, progress=False, seed=11, lr_decay=0.5,
+    args = dict(epochs=3, checkpoint_every=3, log_every=1, progress=False, seed=11,
                 optimizer_params={"learning_rate": 0.01}, clip_norm=1.0,
                 fingerprint=fingerprint or {"model.hidden_size": 8})
     args.update(kw)
@@ -225,14 +225,9 @@ def _strict_json_lines(path):
 
 
 def _set_lr_after(loop, step_no, lr):
-    step = loop.train_step
-
-    def train_step(batch):
-        if loop.global_step == step_no:
-            loop.trainer.set_learning_rate(lr)
-        return step(batch)
-
-    loop.train_step = train_step
+    """From global step ``step_no`` on, the schedule gives ``lr``."""
+    rate = loop.learning_rate_at
+    loop.learning_rate_at = lambda step, epoch=None: lr if step >= step_no else rate(step, epoch)
 
 
 def test_an_infinite_learning_rate_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path):
@@ -345,10 +340,66 @@ def test_the_decayed_learning_rate_is_floored_where_mxnet_refuses_it(tmp_path):
     # value for lr"), which crashed a long run at its 121st epoch.
     from bucketrnn.training.loop import MIN_LEARNING_RATE
 
-    assert _loop(None, _sequences()).learning_rate_of(130) == MIN_LEARNING_RATE
+    epoch_schedule = _loop(None, _sequences(), lr_schedule="epoch")
+    assert epoch_schedule.learning_rate_at(0, 130) == MIN_LEARNING_RATE
     # lr_decay=1e-30: epoch 2's rate would be 1e-62; it trains at the floor instead of failing.
-    loop = _loop(str(tmp_path / "run"), _sequences(), epochs=3, lr_decay=1e-30)
-    assert loop.learning_rate_of(1) == pytest.approx(0.01 * 1e-30)
-    assert loop.learning_rate_of(2) == MIN_LEARNING_RATE
+    loop = _loop(str(tmp_path / "run"), _sequences(), epochs=3, lr_schedule="epoch",
+                 lr_decay=1e-30)
+    assert loop.learning_rate_at(0, 1) == pytest.approx(0.01 * 1e-30)
+    assert loop.learning_rate_at(0, 2) == MIN_LEARNING_RATE
     loop.fit()
     assert loop.epoch == 3
+
+
+def test_the_learning_rate_follows_the_planned_steps_down_to_zero(tmp_path):
+    # The default schedule spans the whole run: epoch 2 of 3 still trains at a useful rate,
+    # where halving every epoch left it at a quarter (and epoch 8 at 1/128).
+    loop = _loop(str(tmp_path / "run"), _sequences(), epochs=3)
+    loop.fit()
+    per_epoch = loop.loader.num_batches(0)
+    total = loop.planned_steps
+    assert total == 3 * per_epoch
+    rates = [r["lr"] for r in _strict_json_lines(tmp_path / "run" / "metrics.jsonl")
+             if r["kind"] == "step"]
+    steps = [r["global_step"] for r in _strict_json_lines(tmp_path / "run" / "metrics.jsonl")
+             if r["kind"] == "step"]
+    # A record's rate is its last step's (global step g ran at step index g - 1).
+    for g, lr in zip(steps, rates):
+        assert lr == pytest.approx(0.01 * 0.5 * (1 + np.cos(np.pi * (g - 1) / total)))
+    assert rates == sorted(rates, reverse=True) and rates[-1] < 0.01 * 1e-2
+    assert loop.learning_rate_at(2 * per_epoch) == pytest.approx(0.0025)  # cos(2pi/3) = -1/2
+    linear = _loop(None, _sequences(), epochs=4, lr_schedule="linear")
+    linear.planned_steps = 40
+    assert [linear.learning_rate_at(s) for s in (0, 10, 30, 40, 99)] == pytest.approx(
+        [0.01, 0.0075, 0.0025, 1e-30, 1e-30])
+    old = _loop(None, _sequences(), epochs=4, lr_schedule="epoch")
+    assert [old.learning_rate_at(0, e) for e in range(4)] == pytest.approx(
+        [0.01, 0.005, 0.0025, 0.00125])
+
+
+def test_a_per_epoch_factor_with_a_schedule_that_ignores_it_is_refused():
+    with pytest.raises(ValueError, match=r"lr_decay=0.7 is the per-epoch factor of "
+                                         r"lr_schedule='epoch'; lr_schedule='cosine' follows"):
+        _loop(None, _sequences(), lr_decay=0.7)
+    with pytest.raises(ValueError, match=r"lr_schedule must be one of 'cosine', 'linear', "
+                                         r"'epoch', got lr_schedule='step'"):
+        _loop(None, _sequences(), lr_schedule="step")
+    with pytest.raises(ValueError, match=r"lr_decay must be in \(0, 1\], got lr_decay=1.5"):
+        _loop(None, _sequences(), lr_schedule="epoch", lr_decay=1.5)
+    with pytest.raises(ValueError, match=r"schedule_steps must be"):
+        _loop(None, _sequences(), schedule_steps=0)
+
+
+def test_a_run_given_more_epochs_stretches_the_curve_from_where_it_stands(tmp_path):
+    # Without schedule_steps the first part decays over its own epochs; resumed with more,
+    # the rest of the run follows the longer curve from the step it stands at.
+    first = _loop(str(tmp_path), _sequences(), epochs=1)
+    first.fit()
+    more = _loop(str(tmp_path), _sequences(), epochs=3)
+    more.fit(resume=True)
+    records = [r for r in _strict_json_lines(tmp_path / "metrics.jsonl") if r["kind"] == "step"]
+    per_epoch = first.loader.num_batches(0)
+    assert more.planned_steps == 3 * per_epoch
+    after = [r for r in records if r["global_step"] > per_epoch]
+    assert after and all(r["lr"] == pytest.approx(more.learning_rate_at(r["global_step"] - 1))
+                         for r in after)

@@ -48,7 +48,9 @@ def test_resume_from_any_checkpoint_equals_the_uninterrupted_run(tmp_path, whole
 
 def test_a_finished_run_given_more_epochs_trains_exactly_the_missing_ones(tmp_path, whole):
     optimizer, ref, ref_dir = whole
-    _loop(tmp_path, optimizer, epochs=1).fit()
+    # The learning-rate curve spans the whole run's steps from the start (schedule_steps):
+    # without it, the first part would decay over one epoch alone.
+    _loop(tmp_path, optimizer, epochs=1, schedule_steps=ref.planned_steps).fit()
     more = _loop(tmp_path, optimizer, epochs=3)
     more.fit(resume=True)
     _assert_same_run(ref, more, ref_dir, tmp_path)
@@ -122,7 +124,8 @@ def test_a_stop_mid_window_then_resume_writes_the_uninterrupted_records(tmp_path
 def test_max_steps_mid_window_then_more_steps_writes_the_uninterrupted_records(tmp_path,
                                                                                whole):
     optimizer, ref, ref_dir = whole
-    first = _loop(tmp_path, optimizer, max_steps=5)  # mid-window (3), not at a checkpoint (4)
+    # mid-window (3), not at a checkpoint (4); the learning-rate curve is the whole run's
+    first = _loop(tmp_path, optimizer, max_steps=5)
     first.fit()
     assert [r["global_step"] for r in _records(tmp_path) if r["kind"] == "step"][-1] == 5
     rest = _loop(tmp_path, optimizer)

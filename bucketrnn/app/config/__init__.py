@@ -13,6 +13,7 @@ from bucketrnn.app.config.schema import (
     DatasetConfig,
     DatasetName,
     LastBatch,
+    LrSchedule,
     MemoryConfig,
     MemoryPolicy,
     Mode,
@@ -25,12 +26,13 @@ from bucketrnn.app.config.schema import (
     TrainerConfig,
     fingerprint,
     register,
+    saved_config,
     to_dict,
 )
 from bucketrnn.app.config.validate import OPTIMIZERS, check_vocab_size, parse_context, validate
 
 __all__ = ["CONF_DIR", "OPTIMIZERS", "RESUMABLE", "Attention", "BucketingConfig", "Cell", "Config",
-           "DatasetConfig", "DatasetName", "LastBatch", "MemoryConfig", "MemoryPolicy", "Mode",
-           "ModelConfig", "ModelName", "Overflow", "Precision", "Strategy", "Tokens",
-           "TrainerConfig", "check_vocab_size", "fingerprint", "parse_context", "register",
-           "restore", "to_dict", "validate"]
+           "DatasetConfig", "DatasetName", "LastBatch", "LrSchedule", "MemoryConfig",
+           "MemoryPolicy", "Mode", "ModelConfig", "ModelName", "Overflow", "Precision", "Strategy",
+           "Tokens", "TrainerConfig", "check_vocab_size", "fingerprint", "parse_context",
+           "register", "restore", "saved_config", "to_dict", "validate"]

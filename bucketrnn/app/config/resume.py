@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bucketrnn.app.config.schema import Config, to_dict
+from bucketrnn.app.config.schema import Config, saved_config, to_dict
 
 __all__ = ["RESUMABLE", "restore"]
 
@@ -61,7 +61,7 @@ def restore(cfg, saved: dict, overrides, source: str = "config.json") -> DictCon
         line sets are judged by that override, as above.
     """
     now = to_dict(cfg)
-    merged = to_dict(saved)
+    merged = to_dict(saved_config(saved))
     keys = [str(text).split("=", 1)[0].lstrip("+~") for text in overrides]
     dotted = [key for key in keys if "." in key and not key.startswith("hydra.")]
     for text, key in zip(overrides, keys):

@@ -25,7 +25,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 __all__ = ["CONF_DIR", "BucketingConfig", "Config", "DatasetConfig", "MemoryConfig", "ModelConfig",
-           "TrainerConfig", "fingerprint", "register", "to_dict"]
+           "LrSchedule", "TrainerConfig", "fingerprint", "register", "saved_config", "to_dict"]
 
 
 def _conf_dir() -> str:
@@ -90,6 +90,12 @@ class LastBatch(str, Enum):
     keep = "keep"
     discard = "discard"
     rollover = "rollover"
+
+
+class LrSchedule(str, Enum):
+    cosine = "cosine"
+    linear = "linear"
+    epoch = "epoch"
 
 
 class Overflow(str, Enum):
@@ -201,7 +207,11 @@ class TrainerConfig:
     optimizer: str = "adam"
     lr: float = 0.01
     weight_decay: float = 0.0
-    lr_decay: float = 0.5
+    # cosine | linear (down to zero over the run's planned steps) | epoch (lr * lr_decay ** e,
+    # the schedule of runs made before it existed).
+    lr_schedule: LrSchedule = LrSchedule.cosine
+    # The per-epoch factor of lr_schedule=epoch (null: 0.5 there); refused with the others.
+    lr_decay: Optional[float] = None
     optimizer_params: dict[str, Any] = field(default_factory=dict)
     epochs: int = 2
     max_steps: Optional[int] = None
@@ -268,8 +278,19 @@ def to_dict(cfg) -> dict:
 # Keys that change what a run computes. Epoch count, step limits, logging, checkpoint
 # cadence and on_nonfinite do not: a run may be resumed with more epochs (or with skip).
 _FINGERPRINT_SECTIONS = ("dataset", "model", "bucketing", "memory")
-_FINGERPRINT_TRAINER = ("optimizer", "lr", "lr_decay", "weight_decay", "optimizer_params",
-                        "clip_norm")
+_FINGERPRINT_TRAINER = ("optimizer", "lr", "lr_schedule", "lr_decay", "weight_decay",
+                        "optimizer_params", "clip_norm")
+
+
+def saved_config(saved: dict) -> dict:
+    """A run's saved ``config.json`` (a plain dict) in this version's terms, before it is merged
+    over the schema's defaults: what an older bucketrnn wrote without a key, it ran with the
+    behaviour of that time, not today's default (a run saved without
+    ``trainer.lr_schedule`` halved its rate every epoch: ``epoch``)."""
+    trainer = saved.get("trainer") if isinstance(saved, dict) else None
+    if isinstance(trainer, dict) and "lr_schedule" not in trainer:
+        saved = {**saved, "trainer": {**trainer, "lr_schedule": "epoch"}}
+    return saved
 
 
 def fingerprint(cfg) -> dict:
@@ -284,5 +305,10 @@ def fingerprint(cfg) -> dict:
                 continue  # absent before num_buckets=auto existed: old checkpoints still load
             flat[f"{section}.{key}"] = value
     for key in _FINGERPRINT_TRAINER:
-        flat[f"trainer.{key}"] = d["trainer"][key]
+        value = d["trainer"][key]
+        if key == "lr_schedule" and value == "epoch":
+            continue  # the only schedule before the key existed: old checkpoints still load
+        if key == "lr_decay" and value is None and d["trainer"]["lr_schedule"] == "epoch":
+            value = 0.5  # what null means there, and what an old checkpoint holds
+        flat[f"trainer.{key}"] = value
     return flat

@@ -125,7 +125,7 @@ def _check_optimizer(t: dict, need) -> None:
              f"is set by {_OPTIMIZER_OWN.get(key)}: give that key instead")
         need(key not in _OPTIMIZER_REFUSED, f"trainer.optimizer_params.{key}", value,
              f"cannot be given: a checkpoint cannot hold it (refused: "
-             f"{', '.join(_OPTIMIZER_REFUSED)}); use trainer.lr_decay for a schedule")
+             f"{', '.join(_OPTIMIZER_REFUSED)}); use trainer.lr_schedule for a schedule")
         need(isinstance(value, (int, float)), f"trainer.optimizer_params.{key}", value,
              "must be a number or true/false")
     try:
@@ -274,7 +274,12 @@ def validate(cfg) -> None:
     need(0 < b["timeout"] < float("inf"), "bucketing.timeout", b["timeout"],
          "must be a finite number of seconds > 0")
     need(t["lr"] > 0, "trainer.lr", t["lr"], "must be > 0")
-    need(0 < t["lr_decay"] <= 1, "trainer.lr_decay", t["lr_decay"], "must be in (0, 1]")
+    need(t["lr_decay"] is None or t["lr_schedule"] == "epoch", "trainer.lr_decay", t["lr_decay"],
+         f"is the per-epoch factor of trainer.lr_schedule=epoch; trainer.lr_schedule="
+         f"{t['lr_schedule']} follows the run's planned steps and would ignore it: add "
+         "trainer.lr_schedule=epoch, or leave trainer.lr_decay out")
+    need(t["lr_decay"] is None or 0 < t["lr_decay"] <= 1, "trainer.lr_decay", t["lr_decay"],
+         "must be null or in (0, 1]")
     need(t["epochs"] >= 1, "trainer.epochs", t["epochs"], "must be >= 1")
     need(t["max_steps"] is None or t["max_steps"] >= 1, "trainer.max_steps", t["max_steps"],
          "must be null or >= 1")
