@@ -285,7 +285,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     loop = TrainLoop(build, train_loader,
                      ctx=ctx, optimizer=t["optimizer"], optimizer_params=params,
                      clip_norm=t["clip_norm"], lr_schedule=t["lr_schedule"],
-                     lr_decay=t["lr_decay"], epochs=t["epochs"],
+                     warmdown=t["lr_warmdown"], lr_decay=t["lr_decay"], epochs=t["epochs"],
                      max_steps=t["max_steps"],
                      memory=memory, kvstore=kv, seed=cfg.seed,
                      run_dir=work, checkpoint_every=t["checkpoint_every"],

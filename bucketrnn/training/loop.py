@@ -56,16 +56,20 @@ from bucketrnn.training.metrics import MetricsLog
 from bucketrnn.training.rundir import METRICS, RunLock
 from bucketrnn.validation import check_choice, check_int
 
-__all__ = ["LEARNING_RATE", "LR_SCHEDULES", "MIN_LEARNING_RATE", "ON_NONFINITE", "TrainLoop"]
+__all__ = ["LEARNING_RATE", "LR_SCHEDULES", "MIN_LEARNING_RATE", "ON_NONFINITE", "TrainLoop",
+           "WARMDOWN"]
 __getattr__ = moved_names(__name__, {"TASKS": "bucketrnn.tasks:TASK_NAMES"})
 
 log = logging.getLogger(__name__)
 ON_NONFINITE = ("error", "skip")
 MIN_LEARNING_RATE = 1e-30  # the floor of the decayed learning rate (TrainLoop.learning_rate_at)
-# How the learning rate moves over a run (TrainLoop.learning_rate_at): "cosine" and "linear"
+# How the learning rate moves over a run (TrainLoop.learning_rate_at): "warmdown" and "cosine"
 # follow the run's planned steps down to zero; "epoch" multiplies it by lr_decay every epoch.
-LR_SCHEDULES = ("cosine", "linear", "epoch")
+LR_SCHEDULES = ("warmdown", "cosine", "epoch")
 LR_DECAY = 0.5  # lr_decay of the "epoch" schedule when none is given
+# The share of the planned steps over which "warmdown" brings the rate down to zero: with 2
+# epochs, the first at the full rate and the second falling (the old halving's mean rate).
+WARMDOWN = 0.5
 # The defaults of TrainLoop are the app's (conf/trainer/default.yaml); tests/app/test_config.py
 # holds the two together.
 LEARNING_RATE = 0.01
@@ -124,16 +128,23 @@ class TrainLoop:
         (0.01, the app's ``trainer.lr``).
     clip_norm : float, optional
         Rescale the gradients when their global L2 norm exceeds this (None: never).
-    lr_schedule : {"cosine", "linear", "epoch"}
-        How the learning rate moves (:meth:`learning_rate_at`). ``"cosine"`` (default) and
-        ``"linear"`` follow the run's planned length: from ``learning_rate`` at the first step
-        down to zero after the last step of ``epochs`` epochs of the loader, so a longer run
-        keeps a useful rate for longer. ``max_steps`` does not shorten the curve: it stops the
-        run early, and a resume goes on as if it had not stopped. ``"epoch"``
-        is the schedule of bucketrnn before 0.3: ``learning_rate * lr_decay ** e`` in epoch
-        ``e``, which leaves epoch 8 at 1/128 of the first rate with the halving.
+    lr_schedule : {"warmdown", "cosine", "epoch"}
+        How the learning rate moves (:meth:`learning_rate_at`). ``"warmdown"`` (default) and
+        ``"cosine"`` follow the run's planned length, the steps of ``epochs`` epochs of the
+        loader, and reach zero after its last step, so a longer run keeps a useful rate for
+        longer: ``"warmdown"`` holds ``learning_rate`` and then falls in a straight line over
+        the last ``warmdown`` share of the steps; ``"cosine"`` falls along a half cosine from
+        the first step. ``max_steps`` does not shorten the curve: it stops the run early, and
+        a resume goes on as if it had not stopped. ``"epoch"`` is the only schedule of earlier
+        versions: ``learning_rate * lr_decay ** e`` in epoch ``e``, which leaves epoch 8 at
+        1/128 of the first rate with the halving. Measured in docs/configuration.md ("The
+        learning-rate schedule").
+    warmdown : float, optional
+        The share of the planned steps ``"warmdown"`` falls over, in (0, 1] (default 0.5:
+        with 2 epochs the first runs at the full rate; 1: a straight line from the first
+        step); refused with the other schedules.
     schedule_steps : int, optional
-        The steps the ``"cosine"``/``"linear"`` curve spans (default: the planned steps,
+        The steps the ``"warmdown"``/``"cosine"`` curve spans (default: the planned steps,
         counted when :meth:`fit` starts). Give it when calling ``fit`` one epoch at a time
         (raising :attr:`epochs` between calls), so the curve spans the whole run, not each
         call.
@@ -192,7 +203,8 @@ class TrainLoop:
 
     def __init__(self, model, train_loader, *, ctx=None, optimizer: str = "adam",
                  optimizer_params: dict | None = None, clip_norm: float | None = 1.0,
-                 lr_schedule: str = "cosine", schedule_steps: int | None = None,
+                 lr_schedule: str = "warmdown", warmdown: float | None = None,
+                 schedule_steps: int | None = None,
                  lr_decay: float | None = None, epochs: int = 2, max_steps: int | None = None,
                  memory: str = "shared", kvstore="device", seed: int = 0,
                  run_dir: str | None = None, checkpoint_every: int = 200, log_every: int = 10,
@@ -215,6 +227,16 @@ class TrainLoop:
                              f"lr_schedule='epoch'; lr_schedule={lr_schedule!r} follows the "
                              "run's planned steps and would ignore it: pass "
                              "lr_schedule='epoch' with it, or leave lr_decay out")
+        if warmdown is not None and lr_schedule != "warmdown":
+            raise ValueError(f"warmdown={warmdown!r} is the falling share of "
+                             f"lr_schedule='warmdown'; lr_schedule={lr_schedule!r} would "
+                             "ignore it: pass lr_schedule='warmdown' with it, or leave warmdown "
+                             "out")
+        if warmdown is None:
+            warmdown = WARMDOWN
+        if not (isinstance(warmdown, Real) and not isinstance(warmdown, bool)
+                and 0 < warmdown <= 1):
+            raise ValueError(f"warmdown must be in (0, 1], got warmdown={warmdown!r}")
         if lr_decay is None:
             lr_decay = LR_DECAY
         if not (isinstance(lr_decay, Real) and not isinstance(lr_decay, bool)
@@ -274,7 +296,7 @@ class TrainLoop:
         if run_dir is not None and not distributed.update_on_kvstore(self.kv):
             optim_state.check_supported(self.trainer)  # before training, not at the checkpoint
         self.base_lr, self.lr_decay = self.trainer.learning_rate, float(lr_decay)
-        self.lr_schedule = lr_schedule
+        self.lr_schedule, self.warmdown = lr_schedule, float(warmdown)
         self.planned_steps = None  # set by fit() from the loader and epochs
         self.global_step = 0
         self.epoch = 0  # the epoch being run, or the next one to run between epochs
@@ -595,7 +617,7 @@ class TrainLoop:
 
     def count_planned_steps(self) -> int:
         """Steps of ``epochs`` epochs of the loader (each epoch's own count, which only
-        ``last_batch="rollover"`` varies): the span of the ``"cosine"``/``"linear"`` curve.
+        ``last_batch="rollover"`` varies): the span of the ``"warmdown"``/``"cosine"`` curve.
         ``max_steps`` is left out: it stops a run, and a stopped run resumed goes on along the
         same curve as the uninterrupted one."""
         loader = self.loader
@@ -609,9 +631,9 @@ class TrainLoop:
         """The learning rate of global step ``step`` (0-based) in ``epoch`` (default: the
         current one), under :attr:`lr_schedule`.
 
-        With ``T`` = :attr:`planned_steps` and ``t = min(step / T, 1)``: ``"cosine"`` is
-        ``learning_rate * (1 + cos(pi t)) / 2``, ``"linear"`` ``learning_rate * (1 - t)``,
-        ``"epoch"`` ``learning_rate * lr_decay ** epoch``. Floored at
+        With ``T`` = :attr:`planned_steps` and ``t = min(step / T, 1)``: ``"warmdown"`` is
+        ``learning_rate * min(1, (1 - t) / warmdown)``, ``"cosine"`` ``learning_rate * (1 +
+        cos(pi t)) / 2``, ``"epoch"`` ``learning_rate * lr_decay ** epoch``. Floored at
         :data:`MIN_LEARNING_RATE`: MXNet refuses a rate below float32's range (about 1.2e-38,
         reached after ~120 epochs of the halving), and a smaller rate moves no float32 weight
         anyway. A run resumed with more epochs or steps stretches the curve from where it
@@ -624,7 +646,8 @@ class TrainLoop:
             return max(self.base_lr * self.lr_decay ** e, MIN_LEARNING_RATE)
         planned = self.planned_steps or self.count_planned_steps()
         t = min(max(step, 0) / planned, 1.0)
-        share = 0.5 * (1.0 + math.cos(math.pi * t)) if self.lr_schedule == "cosine" else 1.0 - t
+        share = (0.5 * (1.0 + math.cos(math.pi * t)) if self.lr_schedule == "cosine"
+                 else min(1.0, (1.0 - t) / self.warmdown))
         return max(self.base_lr * share, MIN_LEARNING_RATE)
 
     def _run_epoch(self, bar) -> bool:

@@ -86,6 +86,7 @@ def test_the_library_defaults_are_the_apps():
                 "log_every", "kvstore", "on_nonfinite"):
         assert loop[key] == app["trainer"][key], key
     assert loop["memory"] == app["memory"]["policy"]
+    assert loop["warmdown"] == app["trainer"]["lr_warmdown"]
 
 
 @pytest.mark.parametrize("clip_norm", [0.0, -1.0, float("nan"), float("inf")])
@@ -130,12 +131,23 @@ def test_the_help_footer_names_every_task_each_command_serves():
 
 def test_a_per_epoch_factor_needs_the_epoch_schedule_naming_the_keys():
     cfg = OmegaConf.structured(Config)
-    assert cfg.trainer.lr_schedule == "cosine" and cfg.trainer.lr_decay is None
+    assert cfg.trainer.lr_schedule == "warmdown" and cfg.trainer.lr_decay is None
     cfg.trainer.lr_decay = 0.7
     with pytest.raises(ValueError, match=r"trainer\.lr_decay is the per-epoch factor of "
                                          r"trainer\.lr_schedule=epoch; trainer\.lr_schedule="
-                                         r"cosine follows the run's planned steps"):
+                                         r"warmdown follows the run's planned steps"):
         validate(cfg)
+    cfg.trainer.lr_decay = None
+    cfg.trainer.lr_warmdown = 0.3
+    validate(cfg)
+    cfg.trainer.lr_warmdown = 1.5
+    with pytest.raises(ValueError, match=r"trainer\.lr_warmdown must be null or in \(0, 1\]"):
+        validate(cfg)
+    cfg.trainer.lr_schedule, cfg.trainer.lr_warmdown = "cosine", 0.3
+    with pytest.raises(ValueError, match=r"trainer\.lr_warmdown is the falling share of "
+                                         r"trainer\.lr_schedule=warmdown"):
+        validate(cfg)
+    cfg.trainer.lr_warmdown, cfg.trainer.lr_decay = None, 0.7
     cfg.trainer.lr_schedule = "epoch"
     validate(cfg)
     cfg.trainer.lr_decay = 0.0
@@ -153,5 +165,7 @@ def test_a_run_saved_before_the_schedule_key_keeps_the_epoch_schedule():
     # Its checkpoint's fingerprint (no lr_schedule then) is what the restored config gives.
     fp = fingerprint(cfg)
     assert "trainer.lr_schedule" not in fp and fp["trainer.lr_decay"] == 0.5
+    assert "trainer.lr_warmdown" not in fp
     new = fingerprint(OmegaConf.structured(Config))
-    assert new["trainer.lr_schedule"] == "cosine" and new["trainer.lr_decay"] is None
+    assert new["trainer.lr_schedule"] == "warmdown" and new["trainer.lr_warmdown"] == 0.5
+    assert new["trainer.lr_decay"] is None

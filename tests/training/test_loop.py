@@ -352,26 +352,29 @@ def test_the_decayed_learning_rate_is_floored_where_mxnet_refuses_it(tmp_path):
 
 
 def test_the_learning_rate_follows_the_planned_steps_down_to_zero(tmp_path):
-    # The default schedule spans the whole run: epoch 2 of 3 still trains at a useful rate,
-    # where halving every epoch left it at a quarter (and epoch 8 at 1/128).
+    # The default schedule spans the whole run: the full rate for the first half of its steps,
+    # then a straight fall to zero, where halving every epoch left epoch 8 at 1/128.
     loop = _loop(str(tmp_path / "run"), _sequences(), epochs=3)
     loop.fit()
     per_epoch = loop.loader.num_batches(0)
     total = loop.planned_steps
-    assert total == 3 * per_epoch
-    rates = [r["lr"] for r in _strict_json_lines(tmp_path / "run" / "metrics.jsonl")
-             if r["kind"] == "step"]
-    steps = [r["global_step"] for r in _strict_json_lines(tmp_path / "run" / "metrics.jsonl")
-             if r["kind"] == "step"]
+    assert loop.lr_schedule == "warmdown" and total == 3 * per_epoch
+    records = [r for r in _strict_json_lines(tmp_path / "run" / "metrics.jsonl")
+               if r["kind"] == "step"]
     # A record's rate is its last step's (global step g ran at step index g - 1).
-    for g, lr in zip(steps, rates):
-        assert lr == pytest.approx(0.01 * 0.5 * (1 + np.cos(np.pi * (g - 1) / total)))
-    assert rates == sorted(rates, reverse=True) and rates[-1] < 0.01 * 1e-2
-    assert loop.learning_rate_at(2 * per_epoch) == pytest.approx(0.0025)  # cos(2pi/3) = -1/2
-    linear = _loop(None, _sequences(), epochs=4, lr_schedule="linear")
-    linear.planned_steps = 40
-    assert [linear.learning_rate_at(s) for s in (0, 10, 30, 40, 99)] == pytest.approx(
-        [0.01, 0.0075, 0.0025, 1e-30, 1e-30])
+    for r in records:
+        t = (r["global_step"] - 1) / total
+        assert r["lr"] == pytest.approx(0.01 * min(1.0, (1 - t) / 0.5))
+    rates = [r["lr"] for r in records]
+    assert rates == sorted(rates, reverse=True) and rates[0] == 0.01 and rates[-1] < 0.01 * 0.1
+    cosine = _loop(None, _sequences(), epochs=4, lr_schedule="cosine")
+    cosine.planned_steps = 40
+    assert [cosine.learning_rate_at(s) for s in (0, 10, 20, 40, 99)] == pytest.approx(
+        [0.01, 0.01 * (1 + np.cos(np.pi / 4)) / 2, 0.005, 1e-30, 1e-30])
+    straight = _loop(None, _sequences(), epochs=4, warmdown=1.0)
+    straight.planned_steps = 40
+    assert [straight.learning_rate_at(s) for s in (0, 10, 30, 40)] == pytest.approx(
+        [0.01, 0.0075, 0.0025, 1e-30])
     old = _loop(None, _sequences(), epochs=4, lr_schedule="epoch")
     assert [old.learning_rate_at(0, e) for e in range(4)] == pytest.approx(
         [0.01, 0.005, 0.0025, 0.00125])
@@ -379,9 +382,15 @@ def test_the_learning_rate_follows_the_planned_steps_down_to_zero(tmp_path):
 
 def test_a_per_epoch_factor_with_a_schedule_that_ignores_it_is_refused():
     with pytest.raises(ValueError, match=r"lr_decay=0.7 is the per-epoch factor of "
-                                         r"lr_schedule='epoch'; lr_schedule='cosine' follows"):
+                                         r"lr_schedule='epoch'; lr_schedule='warmdown' "
+                                         r"follows"):
         _loop(None, _sequences(), lr_decay=0.7)
-    with pytest.raises(ValueError, match=r"lr_schedule must be one of 'cosine', 'linear', "
+    with pytest.raises(ValueError, match=r"warmdown=0.3 is the falling share of "
+                                         r"lr_schedule='warmdown'; lr_schedule='cosine'"):
+        _loop(None, _sequences(), lr_schedule="cosine", warmdown=0.3)
+    with pytest.raises(ValueError, match=r"warmdown must be in \(0, 1\], got warmdown=0"):
+        _loop(None, _sequences(), warmdown=0)
+    with pytest.raises(ValueError, match=r"lr_schedule must be one of 'warmdown', 'cosine', "
                                          r"'epoch', got lr_schedule='step'"):
         _loop(None, _sequences(), lr_schedule="step")
     with pytest.raises(ValueError, match=r"lr_decay must be in \(0, 1\], got lr_decay=1.5"):

@@ -93,8 +93,8 @@ class LastBatch(str, Enum):
 
 
 class LrSchedule(str, Enum):
+    warmdown = "warmdown"
     cosine = "cosine"
-    linear = "linear"
     epoch = "epoch"
 
 
@@ -207,9 +207,11 @@ class TrainerConfig:
     optimizer: str = "adam"
     lr: float = 0.01
     weight_decay: float = 0.0
-    # cosine | linear (down to zero over the run's planned steps) | epoch (lr * lr_decay ** e,
+    # warmdown | cosine (down to zero over the run's planned steps) | epoch (lr * lr_decay ** e,
     # the schedule of runs made before it existed).
-    lr_schedule: LrSchedule = LrSchedule.cosine
+    lr_schedule: LrSchedule = LrSchedule.warmdown
+    # The share of the planned steps warmdown falls over (null: 0.5); refused with the others.
+    lr_warmdown: Optional[float] = None
     # The per-epoch factor of lr_schedule=epoch (null: 0.5 there); refused with the others.
     lr_decay: Optional[float] = None
     optimizer_params: dict[str, Any] = field(default_factory=dict)
@@ -278,8 +280,8 @@ def to_dict(cfg) -> dict:
 # Keys that change what a run computes. Epoch count, step limits, logging, checkpoint
 # cadence and on_nonfinite do not: a run may be resumed with more epochs (or with skip).
 _FINGERPRINT_SECTIONS = ("dataset", "model", "bucketing", "memory")
-_FINGERPRINT_TRAINER = ("optimizer", "lr", "lr_schedule", "lr_decay", "weight_decay",
-                        "optimizer_params", "clip_norm")
+_FINGERPRINT_TRAINER = ("optimizer", "lr", "lr_schedule", "lr_warmdown", "lr_decay",
+                        "weight_decay", "optimizer_params", "clip_norm")
 
 
 def saved_config(saved: dict) -> dict:
@@ -306,9 +308,14 @@ def fingerprint(cfg) -> dict:
             flat[f"{section}.{key}"] = value
     for key in _FINGERPRINT_TRAINER:
         value = d["trainer"][key]
+        schedule = d["trainer"]["lr_schedule"]
         if key == "lr_schedule" and value == "epoch":
             continue  # the only schedule before the key existed: old checkpoints still load
-        if key == "lr_decay" and value is None and d["trainer"]["lr_schedule"] == "epoch":
+        if key == "lr_warmdown" and schedule != "warmdown":
+            continue  # not used (and absent from old checkpoints)
+        if key == "lr_warmdown" and value is None:
+            value = 0.5  # what null means there
+        if key == "lr_decay" and value is None and schedule == "epoch":
             value = 0.5  # what null means there, and what an old checkpoint holds
         flat[f"trainer.{key}"] = value
     return flat

@@ -280,6 +280,12 @@ def validate(cfg) -> None:
          "trainer.lr_schedule=epoch, or leave trainer.lr_decay out")
     need(t["lr_decay"] is None or 0 < t["lr_decay"] <= 1, "trainer.lr_decay", t["lr_decay"],
          "must be null or in (0, 1]")
+    need(t["lr_warmdown"] is None or t["lr_schedule"] == "warmdown", "trainer.lr_warmdown",
+         t["lr_warmdown"], f"is the falling share of trainer.lr_schedule=warmdown; "
+         f"trainer.lr_schedule={t['lr_schedule']} would ignore it: leave it out")
+    need(t["lr_warmdown"] is None or 0 < t["lr_warmdown"] <= 1, "trainer.lr_warmdown",
+         t["lr_warmdown"], "must be null or in (0, 1] (the share of the planned steps the rate "
+         "falls over)")
     need(t["epochs"] >= 1, "trainer.epochs", t["epochs"], "must be >= 1")
     need(t["max_steps"] is None or t["max_steps"] >= 1, "trainer.max_steps", t["max_steps"],
          "must be null or >= 1")
