@@ -309,8 +309,8 @@ def refuse_long_lines(dataset, lengths, source, graphs, max_steps=MAX_LINE_STEPS
         raise ValueError(f"{head}, more than the {graphs.unroll_limit:,} steps this model's "
                          "graphs unroll (unroll_limit; a sequence-pair model has no "
                          "length-agnostic graph to run it on, and binding an unrolled graph "
-                         "takes about 1.7 ms per step): split or cut such lines, or raise the "
-                         "limit (load_run(...).graphs.unroll_limit = N)")
+                         "costs about 1 ms and 100 kB per step): split or cut such lines, or "
+                         "raise the limit (load_run(...).graphs.unroll_limit = N)")
 
 
 def _read_classes(run_dir: str, label) -> list:

@@ -41,13 +41,14 @@ Before it binds or hybridizes the graph of a new key, the cache estimates the gr
 with :class:`~bucketrnn.errors.GraphTooLargeError`: a plan with an outlier bucket of 10^6 steps
 is stopped with a message instead of a graph of many gigabytes.
 
-A key too long to unroll: binding an unrolled graph costs time and memory per node (about 1.7 ms
-and 100 kB per step for a 16-unit LSTM on CPU, before it runs once), so a lone 25,000-token line
-took a minute or two and gigabytes. Outside training, a key longer than ``unroll_limit`` (default
-:data:`UNROLL_LIMIT`) whose graph is not compiled yet runs on the factory's length-agnostic twin
-(``build.any_length``: the reference models' unrolled factories offer the same model with
-``cell="foreach"`` on the same parameters), which binds in constant time; the results are the
-unrolled graph's to float rounding. Under ``autograd.record()`` every key is unrolled as ever.
+A key too long to unroll: binding an unrolled graph costs time and memory per node (1-1.5 ms of
+CPU and about 100 kB per step for a 16-unit LSTM, before it runs once), so a lone 25,000-token
+line took a minute or two and gigabytes. Outside training, a key longer than ``unroll_limit``
+(default :data:`UNROLL_LIMIT`) whose graph is not compiled yet runs on the factory's
+length-agnostic twin (``build.any_length``: the reference models' unrolled factories offer the
+same model with ``cell="foreach"`` on the same parameters), which binds in constant time; the
+results are the unrolled graph's to float rounding. Under ``autograd.record()`` every key is
+unrolled as ever.
 
 The forward contract: the graph of a key is ``block(*inputs)`` where ``inputs`` are the batch
 arrays named by ``inputs=`` (default ``("data", "valid_length", "label", "weight")``), all
@@ -98,9 +99,10 @@ FORMAT = 1
 # linear fit, and the largest key a fixed mapping of blocks is traced at to estimate it.
 NODE_BYTES = 10_000
 # The longest key a graph is unrolled for outside training when the factory offers a
-# length-agnostic twin (GraphCache's unroll_limit): binding an unrolled graph costs about 1.7 ms
-# and 100 kB per step even for a 16-unit LSTM (MXNet's graph passes run per node), so 2,048 steps
-# take ~3.5 s, while the foreach twin binds in constant time (docs/concepts.md, "Outliers").
+# length-agnostic twin (GraphCache's unroll_limit): binding an unrolled graph costs 1-1.5 ms of
+# CPU and ~100 kB per step even for a 16-unit LSTM (MXNet's graph passes run per node, and the
+# cost per step grows with the length), so 2,048 steps take 2-3 CPU-s, while the foreach twin
+# binds in constant time (python -m benchmarks.long_line; docs/using-a-trained-model.md).
 UNROLL_LIMIT = 2048
 PROBE = 8
 TRACE_MAX = 4096

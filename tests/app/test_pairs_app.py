@@ -202,6 +202,6 @@ def test_evaluate_refuses_a_lone_pair_too_long_to_unroll_at_once(tmp_path, monke
     assert err.getvalue() == (
         f"error: line 1 of {str(path)!r} is 3,011 steps long (3,000 source + 11 target), more "
         "than the 2,048 steps this model's graphs unroll (unroll_limit; a sequence-pair model "
-        "has no length-agnostic graph to run it on, and binding an unrolled graph takes about "
-        "1.7 ms per step): split or cut such lines, or raise the limit "
+        "has no length-agnostic graph to run it on, and binding an unrolled graph costs about "
+        "1 ms and 100 kB per step): split or cut such lines, or raise the limit "
         "(load_run(...).graphs.unroll_limit = N)\n")
