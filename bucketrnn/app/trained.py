@@ -35,10 +35,10 @@ __all__ = ["MAX_LINE_STEPS", "TrainedRun", "explain_too_large", "load_run", "ref
            "refuse_outlier_lines"]
 
 # The most steps evaluate and predict run on one line of a file (TrainedRun.max_line_steps,
-# `--max-line-steps`): a line past the graphs' unroll_limit runs on the foreach twin at about
-# 0.15 ms of CPU per step whatever the model's size (a 16-unit classifier: 25,000 steps in ~4 s),
-# so 100,000 steps are a few tens of seconds; a 10^6-token line is refused at once, not run
-# for minutes.
+# `--max-line-steps`): a line past the graphs' unroll_limit runs on the foreach twin at
+# 0.13-0.16 ms of CPU per step for a small model (a 16-unit classifier: 25,000 steps in 3-4
+# CPU-s, python -m benchmarks.long_line), so 100,000 steps are a few tens of seconds; a
+# 10^6-token line is refused at once, not run for minutes.
 MAX_LINE_STEPS = 100_000
 
 
