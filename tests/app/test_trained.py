@@ -606,7 +606,7 @@ def test_a_lone_25000_token_line_is_answered_in_seconds_not_minutes(clf, tmp_pat
     started = time.perf_counter()
     status, out, err = _command("predict", clf[0], path)
     assert status == 0 and out in ("neg\n", "pos\n") and "error" not in err
-    assert time.perf_counter() - started < 60  # 4-12 s on the 2-core machine, loaded or not
+    assert time.perf_counter() - started < 60  # 11-18 s at load 9 on 2 cores; main: 126-137 s
     run_ = bucketrnn.load_run(clf[0])
     result = run_.evaluate(_write(tmp_path / "labelled.txt", ["pos " + line]))
     assert np.isfinite(result["loss"]) and result["examples"] == 1
