@@ -5,10 +5,10 @@ a command (:data:`COMMANDS`); anything else goes to the Hydra app as before. Eac
 the run with :func:`~bucketrnn.app.trained.load_run` (only what the run directory holds) and
 finds the work for the run's task in :mod:`bucketrnn.app.tasks`::
 
-    bucketrnn evaluate RUN_DIR [valid|test|FILE] [--json]
+    bucketrnn evaluate RUN_DIR [valid|test|FILE] [--json] [--max-line-steps N]
     bucketrnn generate RUN_DIR --prompt "the company" [--max-tokens 30 --temperature 0.8
                                                       --top-k 10 --seed 0]
-    bucketrnn predict RUN_DIR FILE            # classifiers: a class per input line;
+    bucketrnn predict RUN_DIR FILE [--max-line-steps N]  # classifiers: a class per line;
                                               # taggers: token/TAG per token; input order
     bucketrnn translate RUN_DIR FILE [--beam N --max-length M]   # sequence-pair runs
 
@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="the run's held-out split, or a file in its data format "
                          "(default: valid; ./valid for a file named so)")
     ev.add_argument("--json", action="store_true", help="print the figures as JSON")
+    _max_line_steps(ev)
     gen = sub.add_parser("generate", parents=[common], help="sample from a language model")
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--max-tokens", type=int, default=50)
@@ -81,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
                        ("translate", "one output sequence per input line")):
         p = sub.add_parser(name, parents=[common], help=what)
         p.add_argument("file", metavar="FILE")
+        if name == "predict":
+            _max_line_steps(p)
         if name == "translate":
             p.add_argument("--beam", type=_at_least_one("--beam"), default=1, metavar="N",
                            help="beam search keeping N hypotheses (default 1: greedy)")
@@ -88,6 +91,15 @@ def _parser() -> argparse.ArgumentParser:
                            metavar="M", help="at most M target tokens a line, <eos> included "
                            "(default: 2 x the source bucket's length + 10)")
     return top
+
+
+def _max_line_steps(parser) -> None:
+    from bucketrnn.app.trained import MAX_LINE_STEPS
+
+    parser.add_argument("--max-line-steps", type=_at_least_one("--max-line-steps"),
+                        default=MAX_LINE_STEPS, metavar="N",
+                        help=f"refuse a line of FILE longer than N steps (default "
+                             f"{MAX_LINE_STEPS:,}) before running anything")
 
 
 def _evaluate(run, args, out) -> None:
@@ -164,6 +176,8 @@ def main(argv=None, out=None) -> int:
             sys.stderr.write("note: the checkpoint records no digests of its run files (a "
                              "bucketrnn before them wrote it): that the vocabulary and class "
                              "map are the ones it was trained with is not checked\n")
+        if getattr(args, "max_line_steps", None) is not None:
+            run.max_line_steps = args.max_line_steps
         if args.command == "evaluate":
             _evaluate(run, args, out)
         elif args.command == "generate":

@@ -15,7 +15,7 @@ import numpy as np
 
 from bucketrnn.app.config import to_dict
 from bucketrnn.app.tasks import Predictions, register
-from bucketrnn.app.trained import explain_too_large, refuse_outlier_lines
+from bucketrnn.app.trained import explain_too_large, refuse_long_lines, refuse_outlier_lines
 from bucketrnn.data.datasets import FlatSequences, encode_lines, label_lines, read_lines
 from bucketrnn.data.pairs import Pairs, encode_pairs, read_pairs
 from bucketrnn.inference.generation import generate
@@ -127,7 +127,9 @@ def predict_tag(run, path: str) -> Predictions:
     lines = read_lines_of(run, path, every_line=True)
     # A line far longer than the rest is refused naming its line and the file, as predict does
     # for a classifier (tag_sentences' own check names a 0-based example and library arguments).
-    refuse_outlier_lines(lines, np.array([len(line) for line in lines]), path)
+    lengths = np.array([len(line) for line in lines])
+    refuse_outlier_lines(lines, lengths, path)
+    refuse_long_lines(lines, lengths, path, run.graphs, run.max_line_steps)
     b = to_dict(run.config.bucketing)
     with explain_too_large(lines, [len(line) for line in lines], path):
         tags = tag_sentences(run.graphs, list(lines), run.vocab, classes=run.classes,

@@ -31,7 +31,15 @@ from bucketrnn.models.build import build_model
 from bucketrnn.training.rundir import CHECKPOINT, CLASSES, CONFIG, TAGS, TGT_VOCAB, VOCAB
 from bucketrnn.training.runfiles import check_file_digests, load_tags, read_config
 
-__all__ = ["TrainedRun", "explain_too_large", "load_run", "refuse_outlier_lines"]
+__all__ = ["MAX_LINE_STEPS", "TrainedRun", "explain_too_large", "load_run", "refuse_long_lines",
+           "refuse_outlier_lines"]
+
+# The most steps evaluate and predict run on one line of a file (TrainedRun.max_line_steps,
+# `--max-line-steps`): a line past the graphs' unroll_limit runs on the foreach twin at
+# 0.13-0.16 ms of CPU per step for a small model (a 16-unit classifier: 25,000 steps in 3-4
+# CPU-s, python -m benchmarks.long_line), so 100,000 steps are a few tens of seconds; a
+# 10^6-token line is refused at once, not run for minutes.
+MAX_LINE_STEPS = 100_000
 
 
 @dataclass
@@ -65,6 +73,10 @@ class TrainedRun:
     tgt_vocab : Vocabulary or None
         A sequence-pair model's target vocabulary (``tgt_vocab.json``; :attr:`vocab` is the
         source side).
+    max_line_steps : int or None
+        The most steps a line of a file given to :meth:`evaluate` or :meth:`predict` may take
+        (default :data:`MAX_LINE_STEPS`); a longer one is refused naming the file and the
+        line before any graph is built (:func:`refuse_long_lines`). None: no limit.
     """
 
     run_dir: str
@@ -78,6 +90,7 @@ class TrainedRun:
     ctx: object
     _step: object = field(default=None, repr=False)
     tgt_vocab: object = None
+    max_line_steps: int | None = MAX_LINE_STEPS
 
     # -- inputs ----------------------------------------------------------------------------
     def read(self, path: str):
@@ -92,8 +105,9 @@ class TrainedRun:
         config (strategy, buckets, batch sizes; no more buckets than the dataset has distinct
         lengths; a ``max_tokens`` budget raised to hold the longest line), no shuffling, fill
         rows to keep shapes static, id checks from the run. A line far longer than the rest
-        (:func:`bucketrnn.data.plan.find_outliers`) is refused naming its line number and
-        ``source`` (the file it came from)."""
+        (:func:`bucketrnn.data.plan.find_outliers`), or longer than :attr:`max_line_steps`, or
+        one the graphs would unroll past their ``unroll_limit`` (:func:`refuse_long_lines`), is
+        refused naming its line number and ``source`` (the file it came from)."""
         from bucketrnn.app.config import to_dict
         from bucketrnn.data.loader import BucketLoader, plan_lengths
         from bucketrnn.data.plan import with_longest
@@ -103,6 +117,7 @@ class TrainedRun:
         pairs = lengths.ndim == 2
         # A pair is as long as its longer side (either would unroll that far).
         refuse_outlier_lines(dataset, lengths.max(axis=1) if pairs else lengths, source)
+        refuse_long_lines(dataset, lengths, source, self.graphs, self.max_line_steps)
         bounds, strategy = None, b["strategy"]
         # An automatic plan is fixed in config.json (bucketing.auto_boundaries): the training
         # plan's boundaries, reused here so the inputs meet the graphs training compiled.
@@ -262,6 +277,40 @@ def refuse_outlier_lines(dataset, lengths, source=None) -> None:
     raise ValueError(f"{where} of {source or 'the input'!r} is {steps} steps long, far more "
                      f"than the rest needs ({found.rest_max} at most; {found.rule('line')}): "
                      f"its bucket would unroll a {steps}-step graph; split or cut such lines")
+
+
+def refuse_long_lines(dataset, lengths, source, graphs, max_steps=MAX_LINE_STEPS) -> None:
+    """Refuse, before any graph is built, the longest line of ``dataset`` (anything with
+    ``line_numbers``; ``lengths`` its steps, ``(N, 2)`` for pairs) when it takes more than
+    ``max_steps`` steps (None: no limit), or when ``graphs`` (a
+    :class:`~bucketrnn.GraphCache`) would unroll a graph of its length past their
+    ``unroll_limit`` (:meth:`~bucketrnn.GraphCache.unrolls_too_long`: a model without a
+    length-agnostic twin, such as a sequence-pair model). The message names ``source``, the
+    line, its steps, the limit and how to lift it."""
+    from bucketrnn.data.plan import key_length
+
+    lengths = np.asarray(lengths)
+    if lengths.size == 0:
+        return
+    pairs = lengths.ndim == 2
+    steps = lengths.sum(axis=1) if pairs else lengths
+    i = int(np.argmax(steps))
+    lines = getattr(dataset, "line_numbers", None)
+    where = f"line {int(lines[i])}" if lines is not None else f"example {i}"
+    key = tuple(int(n) for n in lengths[i]) if pairs else int(lengths[i])
+    size = f"{key_length(key):,} steps long" + (
+        f" ({key[0]:,} source + {key[1]:,} target)" if pairs else "")
+    head = f"{where} of {source or 'the input'!r} is {size}"
+    if max_steps is not None and key_length(key) > max_steps:
+        raise ValueError(f"{head}, more than the {max_steps:,} steps a line may take "
+                         "(max_line_steps): split or cut such lines, or raise the limit "
+                         "(--max-line-steps N; load_run(...).max_line_steps = N)")
+    if graphs.unrolls_too_long(key):
+        raise ValueError(f"{head}, more than the {graphs.unroll_limit:,} steps this model's "
+                         "graphs unroll (unroll_limit; a sequence-pair model has no "
+                         "length-agnostic graph to run it on, and binding an unrolled graph "
+                         "costs about 1 ms and 100 kB per step): split or cut such lines, or "
+                         "raise the limit (load_run(...).graphs.unroll_limit = N)")
 
 
 def _read_classes(run_dir: str, label) -> list:

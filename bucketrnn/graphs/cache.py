@@ -41,6 +41,15 @@ Before it binds or hybridizes the graph of a new key, the cache estimates the gr
 with :class:`~bucketrnn.errors.GraphTooLargeError`: a plan with an outlier bucket of 10^6 steps
 is stopped with a message instead of a graph of many gigabytes.
 
+A key too long to unroll: binding an unrolled graph costs time and memory per node (1-1.5 ms of
+CPU and about 100 kB per step for a 16-unit LSTM, before it runs once), so a lone 25,000-token
+line took a minute or two and gigabytes. Outside training, a key longer than ``unroll_limit``
+(default :data:`UNROLL_LIMIT`) whose graph is not compiled yet runs on the factory's
+length-agnostic twin (``build.any_length``: the reference models' unrolled factories offer the
+same model with ``cell="foreach"`` on the same parameters), which binds in constant time; the
+results are the unrolled graph's to float rounding. Under ``autograd.record()`` every key is
+unrolled as ever.
+
 The forward contract: the graph of a key is ``block(*inputs)`` where ``inputs`` are the batch
 arrays named by ``inputs=`` (default ``("data", "valid_length", "label", "weight")``), all
 batch-major, or whatever an ``inputs=`` callable returns for the batch. The outputs are the
@@ -70,13 +79,15 @@ from mxnet.base import MXNetError
 from bucketrnn import compat
 from bucketrnn.compat import MAX_ARRAY_ELEMENTS
 from bucketrnn.data.batchify import Batch, check_batch_ids, ids_checked_against
+from bucketrnn.data.plan import key_length
 from bucketrnn.errors import GraphTooLargeError
 from bucketrnn.files import read_json
 from bucketrnn.graphs.precision import check_precision, to_bfloat16
 from bucketrnn.graphs.shared import SharedPool, available_memory, bind_shared, graph_bytes, key_size
 from bucketrnn.validation import is_int
 
-__all__ = ["GraphCache", "MEMORY", "NODE_BYTES", "batch_like", "format_bytes", "share_parameters"]
+__all__ = ["GraphCache", "MEMORY", "NODE_BYTES", "UNROLL_LIMIT", "batch_like", "format_bytes",
+           "share_parameters"]
 
 MEMORY = ("shared", "static", "dynamic")
 DEFAULT_INPUTS = ("data", "valid_length", "label", "weight")
@@ -87,6 +98,12 @@ FORMAT = 1
 # does not fit (docs/concepts.md, "Outliers"; tests/graphs/test_memory.py). Probe lengths for the
 # linear fit, and the largest key a fixed mapping of blocks is traced at to estimate it.
 NODE_BYTES = 10_000
+# The longest key a graph is unrolled for outside training when the factory offers a
+# length-agnostic twin (GraphCache's unroll_limit): binding an unrolled graph costs 1-1.5 ms of
+# CPU and ~100 kB per step even for a 16-unit LSTM (MXNet's graph passes run per node, and the
+# cost per step grows with the length), so 2,048 steps take 2-3 CPU-s, while the foreach twin
+# binds in constant time (python -m benchmarks.long_line; docs/using-a-trained-model.md).
+UNROLL_LIMIT = 2048
 PROBE = 8
 TRACE_MAX = 4096
 
@@ -140,6 +157,16 @@ class GraphCache:
         ``memory="shared"``, CPU contexts and a CPU with AVX512_BF16; refused otherwise
         (:func:`~bucketrnn.graphs.precision.check_precision`). :meth:`export` writes the float32
         graphs.
+    unroll_limit : int or None
+        Outside training (no ``autograd.record()``), a key of more steps than this
+        (:func:`~bucketrnn.data.plan.key_length`) whose unrolled graph is not compiled yet runs
+        on the factory's length-agnostic twin instead (``build.any_length``, which the reference
+        models' unrolled factories offer: the same model with ``cell="foreach"`` on the same
+        parameters): one graph for every such key, bound in constant time, its memory linear
+        in the length and small. Keys up to the limit, keys compiled by training, and every
+        key under ``autograd.record()`` get their unrolled graph as ever, so results there do
+        not change; a factory without a twin is not affected (:meth:`unrolls_too_long` tells).
+        Default :data:`UNROLL_LIMIT` (2,048 steps); None: always unroll.
 
     Notes
     -----
@@ -178,7 +205,8 @@ class GraphCache:
                  memory: str = "shared",
                  inputs: Sequence[str] | Callable[[Batch], Any] = DEFAULT_INPUTS,
                  keys: Iterable | None = None, frozen: bool = False,
-                 memory_limit: int | str | None = "auto", precision: str = "fp32"):
+                 memory_limit: int | str | None = "auto", precision: str = "fp32",
+                 unroll_limit: int | None = UNROLL_LIMIT):
         if memory not in MEMORY:
             raise ValueError(f"memory must be one of {MEMORY}, got memory={memory!r}")
         if not (memory_limit is None or memory_limit == "auto" or (
@@ -186,7 +214,12 @@ class GraphCache:
                 and memory_limit > 0)):
             raise ValueError(f"memory_limit must be 'auto', a number of bytes > 0 or None, got "
                              f"memory_limit={memory_limit!r}")
+        if not (unroll_limit is None or (is_int(unroll_limit) and unroll_limit >= 1)):
+            raise ValueError(f"unroll_limit must be a number of steps >= 1 or None, got "
+                             f"unroll_limit={unroll_limit!r}")
         self.memory_limit = memory_limit
+        self.unroll_limit = unroll_limit
+        self._twin = None  # the cache of the factory's length-agnostic twin, made on first use
         self._estimates: dict = {}
         self._fits: dict = {}
         self.ctx = _as_contexts(ctx)
@@ -335,8 +368,46 @@ class GraphCache:
     @property
     def compiled(self) -> int:
         """Number of graphs compiled: one per bucket key, or 1 for a length-agnostic block
-        however many keys it ran (those are in :attr:`keys`)."""
-        return len({id(self._blocks[k]) for k in self.keys})
+        however many keys it ran (those are in :attr:`keys`), plus 1 once keys longer than
+        :attr:`unroll_limit` ran on the length-agnostic twin (those are in :attr:`long_keys`)."""
+        twin = self._twin.compiled if self._twin is not None else 0
+        return len({id(self._blocks[k]) for k in self.keys}) + twin
+
+    @property
+    def long_keys(self) -> list:
+        """Keys that ran on the factory's length-agnostic twin (longer than
+        :attr:`unroll_limit`, outside training), largest first; not exported."""
+        return self._twin.keys if self._twin is not None else []
+
+    def unrolls_too_long(self, key) -> bool:
+        """True if running ``key`` outside training would unroll a graph of more than
+        :attr:`unroll_limit` steps: the key is that long, its graph is not compiled yet, the
+        factory's graphs grow with the key (its ``unrolled`` attribute; assumed of a factory
+        that does not say, or of a mapping) and it offers no length-agnostic twin (a
+        sequence-pair model, a custom factory). A caller can refuse such input before the
+        graph is built (the app's commands do)."""
+        return (self.unroll_limit is not None and not self.length_agnostic
+                and key_length(key) > self.unroll_limit
+                and not any(k == key for k, _ in self._runners)
+                and getattr(self._factory, "unrolled", True) is not False
+                and not callable(getattr(self._factory, "any_length", None)))
+
+    def _on_twin(self, key) -> bool:
+        """Whether ``key`` runs on the length-agnostic twin (see ``unroll_limit``)."""
+        if (self.unroll_limit is None or self.length_agnostic or autograd.is_recording()
+                or key_length(key) <= self.unroll_limit
+                or not callable(getattr(self._factory, "any_length", None))):
+            return False
+        return not any(k == key for k, _ in self._runners)  # compiled (by training): kept
+
+    def _twin_cache(self):
+        if self._twin is None:
+            self._ensure_reference()  # the twin is built on the parameters it owns
+            self._twin = GraphCache(self._factory.any_length, ctx=self.ctx, memory=self.memory,
+                                    inputs=self.inputs, memory_limit=self.memory_limit,
+                                    precision=self.precision, unroll_limit=None)
+        self._twin.memory_limit = self.memory_limit  # as set now, e.g. by a caller after init
+        return self._twin
 
     def __len__(self) -> int:
         return self.compiled
@@ -346,6 +417,8 @@ class GraphCache:
         ctx = self.ctx[0] if len(self.ctx) == 1 else self.ctx
         agnostic = (f" (length-agnostic: one graph for {len(self.keys)} keys)"
                     if self.length_agnostic else "")
+        if self.long_keys:
+            agnostic += f", long_keys={self.long_keys} (on the length-agnostic twin)"
         return (f"GraphCache(memory={self.memory!r}, ctx={ctx}, compiled={self.compiled}"
                 f"{agnostic}, steps={steps}, rebinds={self.rebinds})")
 
@@ -460,6 +533,10 @@ class GraphCache:
         """Run the graph of ``batch.bucket_key``; record it if inside ``autograd.record()``."""
         named = self._named_inputs(batch)
         key = batch.bucket_key
+        if self._on_twin(key):
+            out = self._twin_cache()(batch)
+            self.steps[key] = self.steps.get(key, 0) + 1
+            return out
         # MXNet's embedding and pick clip an out-of-range id silently (a finite, wrong loss):
         # the model's declared limits are checked here unless the batch's loader did already.
         limits = (self.vocab_size, self.num_classes)

@@ -74,6 +74,12 @@ class BucketModel(gluon.HybridBlock):
         models' ``vocab_size`` and ``num_classes`` (None where they do not apply) as attributes,
         and ``length_agnostic``: True for a length-agnostic cell (``cell="foreach"``), whose
         callable builds one model (of length None) and returns it for every length.
+        An unrolled model's callable also carries ``any_length``: a length-agnostic factory of
+        the same model with ``cell="foreach"`` on the same parameters (built once), which
+        :class:`~bucketrnn.GraphCache` runs a key longer than its ``unroll_limit`` on outside
+        training; None for other cells and for sequence-pair models. ``unrolled`` says
+        whether the models' graphs grow with the length (False for a fused or foreach cell; True
+        for a sequence-pair model, whose decoder is unrolled).
 
         Examples
         --------
@@ -89,6 +95,12 @@ class BucketModel(gluon.HybridBlock):
 
         >>> one = LanguageModel.factory(vocab_size=20, hidden_size=8, cell="foreach")
         >>> one(5) is one(9), one.length_agnostic
+        (True, True)
+
+        The unrolled factory's length-agnostic twin shares its parameters:
+
+        >>> twin = build.any_length(30000)
+        >>> twin.length_agnostic, twin.embed_weight is a.embed_weight
         (True, True)
         """
         prefix = prefix or cls.__name__.lower() + "_"
@@ -109,6 +121,16 @@ class BucketModel(gluon.HybridBlock):
             shared.setdefault("params", block.collect_params())
             return block
 
+        def any_length(length):
+            # The same model with its encoder looped by foreach: one graph for every length,
+            # on the parameters of the unrolled blocks (the two cells' parameters have the
+            # same names and shapes), built once.
+            if "agnostic" not in shared:
+                params = shared.get("params") or build(build.param_key).collect_params()
+                shared["agnostic"] = cls(None, prefix=prefix, params=params,
+                                         **{**kwargs, "cell": AGNOSTIC_CELLS[0]})
+            return shared["agnostic"]
+
         build.__qualname__ = f"{cls.__name__}.factory"
         # Any length builds the same parameters: GraphCache uses this one to own them before
         # it knows a bucket key.
@@ -117,6 +139,19 @@ class BucketModel(gluon.HybridBlock):
         # says so (GraphCache then keeps one graph for all bucket keys). Pair models keep one
         # block per key (their decoder is unrolled).
         build.length_agnostic = kwargs.get("cell") in AGNOSTIC_CELLS and not pairs
+        # An unrolled model offers that length-agnostic twin for keys too long to unroll
+        # (GraphCache's unroll_limit); a fused or foreach cell does not grow with the length.
+        unrolled = kwargs.get("cell", "unrolled") == "unrolled" and not pairs
+        build.any_length = any_length if unrolled else None
+        # Whether a graph grows with its key (a pair model's decoder is always unrolled).
+        build.unrolled = unrolled or pairs
+        if unrolled:
+            any_length.__qualname__ = f"{cls.__name__}.factory.any_length"
+            any_length.length_agnostic = True
+            any_length.param_key = build.param_key
+            any_length.vocab_size = cls.declared_vocab_size(kwargs)
+            any_length.num_classes = kwargs.get("num_classes")
+            any_length.batch_inputs = cls.batch_inputs
         build.vocab_size = cls.declared_vocab_size(kwargs)
         build.batch_inputs = cls.batch_inputs
         build.num_classes = kwargs.get("num_classes")

@@ -175,3 +175,33 @@ def test_translate_refuses_a_lone_huge_line_as_predict_does(tmp_path, no_long_en
     message = err.getvalue()
     assert message.startswith(f"error: file {str(src)!r} is too long to decode here: "), message
     assert "its longest source, line 2, is 1000000 tokens: split or cut long lines" in message
+
+
+def test_evaluate_refuses_a_lone_pair_too_long_to_unroll_at_once(tmp_path, monkeypatch):
+    # A sequence-pair model has no length-agnostic graph (its decoder is unrolled): a pair past
+    # its graphs' unroll_limit is refused before any graph of it is built, not bound for minutes.
+    import io
+
+    from bucketrnn.app import commands
+    from bucketrnn.models.encoder import RecurrentEncoder
+
+    built = RecurrentEncoder.__init__
+
+    def guarded(self, length, *args, **kwargs):  # fail at once where main unrolled the pair
+        assert length is None or length <= 4096, f"an encoder graph of {length} steps"
+        built(self, length, *args, **kwargs)
+
+    run_dir = str(tmp_path / "run")
+    run(_compose(f"dataset.path={pairs_file(tmp_path)}"), run_dir, stream=io.StringIO())
+    monkeypatch.setattr(RecurrentEncoder, "__init__", guarded)
+    path = tmp_path / "long.tsv"
+    path.write_text("a " * 3000 + "\t" + "B " * 10 + "\n")  # alone: no rest to be an outlier
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert commands.main(["evaluate", run_dir, str(path)], out=io.StringIO()) == 2
+    assert err.getvalue() == (
+        f"error: line 1 of {str(path)!r} is 3,011 steps long (3,000 source + 11 target), more "
+        "than the 2,048 steps this model's graphs unroll (unroll_limit; a sequence-pair model "
+        "has no length-agnostic graph to run it on, and binding an unrolled graph costs about "
+        "1 ms and 100 kB per step): split or cut such lines, or raise the limit "
+        "(load_run(...).graphs.unroll_limit = N)\n")

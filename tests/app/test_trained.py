@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -577,6 +578,84 @@ def test_an_interrupted_command_exits_130_without_a_traceback(lm, monkeypatch):
     except KeyboardInterrupt:  # escaping would stop the whole test session
         pytest.fail("KeyboardInterrupt escaped commands.main (a traceback for the user)")
     assert result == (130, "", "interrupted\n")
+
+
+@pytest.fixture
+def no_long_unrolled_graph(monkeypatch):
+    """Fail at once, never after minutes and gigabytes, if an unrolled encoder of more than
+    4,096 steps is built: a test of running or refusing a long line stays cheap when the
+    code under test would unroll it (as main did before issue 21)."""
+    from bucketrnn.models.encoder import RecurrentEncoder
+
+    built = RecurrentEncoder.__init__
+
+    def guarded(self, length, *args, cell="unrolled", **kwargs):
+        assert cell != "unrolled" or length <= 4096, f"an unrolled graph of {length} steps"
+        built(self, length, *args, cell=cell, **kwargs)
+
+    monkeypatch.setattr(RecurrentEncoder, "__init__", guarded)
+
+
+def test_a_lone_25000_token_line_is_answered_in_seconds_not_minutes(clf, tmp_path,
+                                                                    no_long_unrolled_graph):
+    # Issue 21: one 25,000-token line alone took 132 s and 3.0 GB in `bucketrnn predict` (an
+    # unrolled graph of 25,002 steps, bound before it ran). It runs on the same parameters'
+    # length-agnostic graph instead (GraphCache unroll_limit).
+    line = " ".join(np.random.default_rng(3).choice(WORDS, size=25_000))
+    path = _write(tmp_path / "long.txt", [line])
+    started = time.perf_counter()
+    status, out, err = _command("predict", clf[0], path)
+    assert status == 0 and out in ("neg\n", "pos\n") and "error" not in err
+    assert time.perf_counter() - started < 60  # 11-18 s at load 9 on 2 cores; main: 126-137 s
+    run_ = bucketrnn.load_run(clf[0])
+    result = run_.evaluate(_write(tmp_path / "labelled.txt", ["pos " + line]))
+    assert np.isfinite(result["loss"]) and result["examples"] == 1
+    assert run_.graphs.keys == [] and run_.graphs.long_keys == [25_002]
+
+
+def test_a_long_line_gets_the_answer_its_unrolled_graph_gives(clf, tmp_path):
+    rng = np.random.default_rng(4)
+    lines = [" ".join(rng.choice(WORDS, size=n)) for n in [3, 7, 300] + [5, 9, 12] * 10]
+    path = _write(tmp_path / "in.txt", lines)
+    labelled = _write(tmp_path / "labelled.txt",
+                      [f"{['pos', 'neg'][i % 2]} {line}" for i, line in enumerate(lines)])
+    twin, unrolled = bucketrnn.load_run(clf[0]), bucketrnn.load_run(clf[0])
+    twin.graphs.unroll_limit, unrolled.graphs.unroll_limit = 100, None
+    assert twin.predict(path).outputs == unrolled.predict(path).outputs
+    a, b = twin.evaluate(labelled), unrolled.evaluate(labelled)
+    assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["accuracy"] == b["accuracy"]
+    assert twin.graphs.long_keys == [302] and unrolled.graphs.long_keys == []
+    assert twin.graphs.keys and max(twin.graphs.keys) <= 100  # the other lines: unrolled
+    # A file of ordinary lines runs on the unrolled graphs it always did: the same figures.
+    default = bucketrnn.load_run(clf[0])
+    assert default.evaluate(clf[2]["test"]) | {"seconds": 0} == \
+        unrolled.evaluate(clf[2]["test"]) | {"seconds": 0}
+    assert default.graphs.long_keys == []
+
+
+def test_a_line_over_max_line_steps_is_refused_at_once_naming_the_option(
+        clf, tmp_path, no_long_unrolled_graph):
+    huge = tmp_path / "huge.txt"
+    huge.write_text(" ".join(["w1"] * 10**6) + "\n")
+    started = time.perf_counter()
+    status, out, err = _command("predict", clf[0], str(huge))
+    assert (status, out) == (2, "") and time.perf_counter() - started < 30
+    assert err == (f"error: line 1 of {str(huge)!r} is 1,000,002 steps long, more than the "
+                   "100,000 steps a line may take (max_line_steps): split or cut such lines, "
+                   "or raise the limit (--max-line-steps N; load_run(...).max_line_steps = N)\n")
+    path = _write(tmp_path / "in.txt", ["w1 w2", " ".join(["w3"] * 60)])
+    labelled = _write(tmp_path / "labelled.txt", ["pos w1 w2", "neg " + " ".join(["w3"] * 60)])
+    for argv in (("predict", clf[0], path), ("evaluate", clf[0], labelled)):
+        status, out, err = _command(*argv, "--max-line-steps", "61")
+        assert (status, out) == (2, "") and err.startswith(
+            f"error: line 2 of {argv[2]!r} is 62 steps long, more than the 61 steps"), err
+        assert _command(*argv, "--max-line-steps", "62")[0] == 0
+    run_ = bucketrnn.load_run(clf[0])  # from Python: the attribute
+    run_.max_line_steps = 61
+    with pytest.raises(ValueError, match="is 62 steps long, more than the 61 steps"):
+        run_.predict(path)
+    run_.max_line_steps = None
+    assert len(run_.predict(path).outputs) == 2
 
 
 def test_a_graph_too_large_for_a_file_names_the_file_and_its_longest_line(lm, clf, tmp_path):
