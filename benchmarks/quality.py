@@ -426,9 +426,13 @@ def summarise(result: dict) -> dict:
 
 
 def _reference(arm: str, arms: dict) -> str:
-    """The padded arm an arm is measured against: ``padded-flat`` for the constant-rate arms
-    (``*-flat``) when it ran, else ``padded``."""
-    return "padded-flat" if arm.endswith("-flat") and "padded-flat" in arms else "padded"
+    """The padded arm an arm is measured against: the padded arm of the same learning-rate
+    schedule (``padded-flat`` for ``*-flat``, ``padded-cosine`` for ``*-cosine``, ...) when it
+    ran, else ``padded``."""
+    for suffix in ("-flat", "-cosine", "-epoch"):
+        if arm.endswith(suffix) and "padded" + suffix in arms:
+            return "padded" + suffix
+    return "padded"
 
 
 def _targets(task: str, arms: dict) -> dict:
