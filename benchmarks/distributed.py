@@ -24,7 +24,8 @@ trains ``--steps`` timed steps on its shard after compiling every bucket. Report
 ``two_process_ceiling``
     What 2 busy single-thread processes gain over 1 on this machine right before each job
     (2.0 on two idle cores): the most 2 workers could gain here. Read the speedup against it;
-    ``load_average_before`` shows other load on the machine.
+    ``load_average_before`` shows other load on the machine. ``--ceiling-loops`` sets how long
+    each busy process counts (15 million, about a second; a smoke run may take fewer).
 
 The three configurations run in ``--repeat`` interleaved rounds; each row is the median round
 (``tokens_per_s_each_round`` lists them all).
@@ -138,19 +139,19 @@ def worker(args) -> None:
 
 
 # --------------------------------------------------------------------------- driver
-BUSY = "import time\nt = time.perf_counter()\nx = 0\nfor i in range(15_000_000): x += i\n" \
-       "print(time.perf_counter() - t)"
+BUSY = "import sys, time\nt = time.perf_counter()\nx = 0\nfor i in range(int(sys.argv[1])): " \
+       "x += i\nprint(time.perf_counter() - t)"
 
 
-def parallel_ceiling() -> float:
+def parallel_ceiling(loops: int = 15_000_000) -> float:
     """Throughput of 2 busy single-thread processes over 1, measured now on this machine.
 
     The most 2 workers could gain over 1 here: 2.0 on two idle cores, less when the cores are
-    shared with other load.
+    shared with other load. Each busy process counts to ``loops`` (15 million: about a second).
     """
     def busy(n):
-        procs = [subprocess.Popen([sys.executable, "-c", BUSY], stdout=subprocess.PIPE,
-                                  text=True) for _ in range(n)]
+        procs = [subprocess.Popen([sys.executable, "-c", BUSY, str(loops)],
+                                  stdout=subprocess.PIPE, text=True) for _ in range(n)]
         return max(float(p.communicate()[0]) for p in procs)
 
     one = busy(1)
@@ -205,6 +206,9 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--buckets", type=int, default=6)
     p.add_argument("--repeat", type=int, default=3, help="interleaved rounds (median reported)")
+    p.add_argument("--ceiling-loops", type=int, default=15_000_000,
+                   help="iterations of each busy process that measures the two-process ceiling "
+                        "before every job (15 million: about a second)")
     args = p.parse_args(argv)
     if args.role == "worker":
         worker(args)
@@ -217,7 +221,8 @@ def main(argv=None) -> None:
         # configuration alike; the median round of each is reported.
         for round_ in range(args.repeat):
             for kind, workers in configs:
-                ceiling = parallel_ceiling()  # right before the job: other load changes it
+                # Right before the job: other load changes it.
+                ceiling = parallel_ceiling(args.ceiling_loops)
                 row = run(kind, workers, args, os.path.join(tmp, f"{kind}{workers}-{round_}"))
                 runs[(kind, workers)].append({**row, "two_process_ceiling": ceiling})
     rows = []

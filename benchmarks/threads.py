@@ -27,11 +27,15 @@ from benchmarks.common import app_env
 __all__ = ["main", "measure"]
 
 
-def _run(run_dir: str, threads: int | None, limit: int, steps: int) -> dict:
+def _run(run_dir: str, threads: int | None, limit: int, steps: int, held_out: int | None,
+         extra=()) -> dict:
     env = app_env(threads)
     cmd = [sys.executable, "-m", "bucketrnn", f"dataset.limit={limit}",
            f"trainer.max_steps={steps}", "trainer.epochs=1", "plots=false",
            "trainer.progress=false", f"hydra.run.dir={run_dir}"]
+    if held_out is not None:
+        cmd += [f"dataset.valid_limit={held_out}", f"dataset.test_limit={held_out}"]
+    cmd += list(extra)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
@@ -39,14 +43,27 @@ def _run(run_dir: str, threads: int | None, limit: int, steps: int) -> dict:
         return json.load(f)
 
 
-def measure(rounds: int = 3, limit: int = 4000, steps: int = 160) -> dict:
-    """Per-round tokens/s of both arms and their ratios."""
+def measure(rounds: int = 3, limit: int = 4000, steps: int = 160, held_out: int | None = None,
+            extra=()) -> dict:
+    """Per-round tokens/s of both arms and their ratios.
+
+    Parameters
+    ----------
+    rounds, limit, steps : int
+        As the command's options.
+    held_out : int or None
+        Validation and test sentences of each run (None: all of Penn Treebank's; the
+        evaluation is not timed, but on a few training steps it is most of a run's time).
+    extra : sequence of str
+        More ``key=value`` overrides of the app, e.g. a smaller model.
+    """
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
             for arm, threads in (("1 thread", 1), ("all cores", None)):
                 load = os.getloadavg()[0]
-                s = _run(os.path.join(tmp, f"{r}-{threads}"), threads, limit, steps)
+                s = _run(os.path.join(tmp, f"{r}-{threads}"), threads, limit, steps, held_out,
+                         extra)
                 rows.append({"round": r, "arm": arm, "load": load, "threads": s["threads"],
                              "tokens_per_s": s["tokens_per_s"],
                              "valid_perplexity": s["valid"]["perplexity"]})

@@ -9,17 +9,18 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CASES = {
-    "ptb_lm.py": (["--limit", "150", "--eval-limit", "40", "--hidden", "16", "--layers", "1"],
+    "ptb_lm.py": (["--limit", "150", "--eval-limit", "40", "--hidden", "16", "--layers", "1",
+                   "--epochs", "1", "--buckets", "3"],
                   ["valid perplexity", "test perplexity", "graphs compiled"]),
     "classify_sentences.py": (["--limit", "200", "--eval-limit", "60", "--epochs", "1",
                                "--hidden", "16"], ["majority baseline", "valid accuracy"]),
     "tag_sentences.py": (["--limit", "200", "--epochs", "1", "--hidden", "16"],
                          ["majority baseline", "valid token accuracy", "tagged: "]),
     "keras_char_lstm.py": (["--limit", "60", "--epochs", "1", "--hidden", "16",
-                            "--generate", "10"],
+                            "--generate", "10", "--buckets", "3"],
                            ["keras-mxnet way", "bucketrnn:", "chars/s", "sample (bucketed)"]),
     "translate_pairs.py": (["--pairs", "300", "--test-pairs", "30", "--epochs", "1",
-                            "--hidden", "16"],
+                            "--hidden", "16", "--buckets", "3"],
                            ["real target tokens/s", "greedy   exact match", "beam 4   exact match",
                             "decoding graphs:", "sample:"]),
 }

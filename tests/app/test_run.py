@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -32,6 +33,26 @@ def _errors(exc):
         parts.append(str(exc))
         exc = exc.__cause__ or exc.__context__
     return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def _two_steps_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("two-steps") / "run"
+    run(_compose("trainer.max_steps=2", "plots=false"), str(path))
+    return path
+
+
+@pytest.fixture
+def two_steps(_two_steps_run):
+    """``two_steps(dest)``: a copy at ``dest`` of a tiny run stopped after 2 steps, no plots
+    (trained once per module: the tests resume it, damage it or lock it, each in its copy).
+    A run directory holds no path of its own, so a copy resumes as the original would."""
+
+    def copy(dest):
+        shutil.copytree(_two_steps_run, dest, symlinks=True, dirs_exist_ok=True)
+        return dest
+
+    return copy
 
 
 def test_default_config_is_the_documented_experiment():
@@ -118,9 +139,9 @@ def test_resume_continues_the_run_and_matches_an_uninterrupted_one(tmp_path):
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
 
 
-def test_resume_restores_the_runs_own_config(tmp_path):
+def test_resume_restores_the_runs_own_config(tmp_path, two_steps):
     first = TINY + ["trainer.max_steps=2", "plots=false"]
-    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path), overrides=first)
+    two_steps(tmp_path)  # the run of `first` (its overrides are read on resume only)
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["model"]["hidden_size"] == 12 and saved["trainer"]["max_steps"] == 2
 
@@ -155,8 +176,8 @@ def test_resume_restores_the_runs_own_config(tmp_path):
             again(f"resume={tmp_path}")
 
 
-def test_a_saved_config_is_never_evaluated(tmp_path, monkeypatch):
-    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path), overrides=TINY)
+def test_a_saved_config_is_never_evaluated(tmp_path, monkeypatch, two_steps):
+    two_steps(tmp_path)
     saved = json.loads((tmp_path / "config.json").read_text())
     monkeypatch.setenv("BUCKETRNN_SECRET", "s3cr3t")
     for section, key, value in (("dataset", "path", "${oc.env:BUCKETRNN_SECRET}/x.txt"),
@@ -173,11 +194,10 @@ def test_a_saved_config_is_never_evaluated(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["config.json", "vocab.json"])
-def test_a_run_file_that_is_not_a_regular_file_is_named_not_skipped(tmp_path, name):
+def test_a_run_file_that_is_not_a_regular_file_is_named_not_skipped(tmp_path, name, two_steps):
     # A link to /dev/zero used to be skipped (os.path.isfile is False): config.json was then
     # silently not restored, vocab.json not checked. Now it is refused, never read.
-    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path),
-        overrides=TINY + ["trainer.max_steps=2", "plots=false"])
+    two_steps(tmp_path)
     (tmp_path / name).unlink()
     (tmp_path / name).symlink_to("/dev/zero")
     with pytest.raises(ValueError, match=rf"{name}' is not a .* written by bucketrnn: it is not "
@@ -199,8 +219,8 @@ def test_a_damaged_metrics_file_does_not_cost_the_summary(tmp_path):
     assert "warning: plots not drawn" in (tmp_path / "bucketrnn.log").read_text()
 
 
-def test_checkpoint_from_another_config_is_refused(tmp_path):
-    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path))
+def test_checkpoint_from_another_config_is_refused(tmp_path, two_steps):
+    two_steps(tmp_path)
     before = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}
     with pytest.raises(StateMismatchError, match=r"model\.hidden_size: checkpoint 12, now 16"):
         run(_compose(f"resume={tmp_path}", "model.hidden_size=16"), str(tmp_path / "new"))
@@ -209,11 +229,11 @@ def test_checkpoint_from_another_config_is_refused(tmp_path):
         run(_compose("plots=false"), str(tmp_path))
 
 
-def test_a_second_run_in_a_locked_directory_is_refused(tmp_path, lock_holder):
+def test_a_second_run_in_a_locked_directory_is_refused(tmp_path, lock_holder, two_steps):
     def files():
         return {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path) if p != ".lock"}
 
-    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path))
+    two_steps(tmp_path)
     before = files()
     holder = lock_holder(tmp_path)  # as if the run were still training
     with pytest.raises(RunLockedError, match=f"in use by process {holder.pid}"):
@@ -429,10 +449,8 @@ def test_the_log_is_written_by_the_lock_holder_only_and_never_through_a_link(tmp
     assert victim.read_text() == "precious\n"
 
 
-def test_cli_resume_leaves_no_directory_of_its_own(tmp_path):
-    first = tmp_path / "first"
-    run(_compose("trainer.max_steps=2", "plots=false"), str(first),
-        overrides=TINY + ["trainer.max_steps=2", "plots=false"])
+def test_cli_resume_leaves_no_directory_of_its_own(tmp_path, two_steps):
+    first = two_steps(tmp_path / "first")
     done = subprocess.run([sys.executable, "-m", "bucketrnn", f"resume={first}",
                            "trainer.max_steps=3"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=240)
@@ -547,8 +565,9 @@ def test_resume_never_rewrites_the_vocabulary(tmp_path):
 
 @pytest.mark.parametrize("damaged", ["[]", '{"wall_seconds": "1e9"}', '{"wall_seconds": NaN}',
                                      '{"wall', "\xff"])
-def test_a_damaged_earlier_summary_does_not_lose_the_training(tmp_path, caplog, damaged):
-    run(_compose("trainer.max_steps=2", "plots=false"), str(tmp_path))
+def test_a_damaged_earlier_summary_does_not_lose_the_training(tmp_path, caplog, damaged,
+                                                              two_steps):
+    two_steps(tmp_path)
     (tmp_path / "summary.json").write_bytes(damaged.encode("latin-1"))
     summary = run(_compose("trainer.max_steps=3", "plots=false", "resume=true"), str(tmp_path))
     assert summary["steps"] == 3 and 0 < summary["wall_seconds"] < 1e6

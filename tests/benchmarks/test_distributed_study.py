@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_distributed_benchmark_reports_every_configuration():
     cmd = [sys.executable, "-m", "benchmarks.distributed", "--steps", "2", "--probe", "1",
            "--warmup", "1", "--repeat", "1", "--examples", "400", "--buckets", "2",
-           "--batch-size", "8"]
+           "--batch-size", "8", "--ceiling-loops", "1000000"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     report = json.loads(proc.stdout)

@@ -5,8 +5,14 @@ import pytest
 from benchmarks.pairs import TINY, markdown, measure
 
 
-def test_tiny_pairs_benchmark():
-    r = measure(**TINY)
+@pytest.fixture(scope="module")
+def tiny():
+    """The study at its tiny size, measured once: two tests read it."""
+    return measure(**TINY)
+
+
+def test_tiny_pairs_benchmark(tiny):
+    r = tiny
     bucketed, padded = r["arms"]["bucketed"], r["arms"]["padded"]
     assert padded["keys"] == 1 and bucketed["keys"] == TINY["buckets"]
     assert bucketed["plan_waste"] < padded["plan_waste"]
@@ -31,10 +37,10 @@ def test_length_breakdown_counts_every_held_out_pair_once():
         assert 0 <= test["exact_match"] <= 1 and 0 <= test["ran_on"] <= 10
 
 
-def test_the_learning_rate_halves_each_epoch_as_in_the_app():
+def test_the_learning_rate_halves_each_epoch_as_in_the_app(tiny):
     """The arms train on TrainLoop's schedule (lr * lr_decay ** epoch, lr_decay=0.5 by default);
     lr_decay=1 keeps the constant rate the benchmark had before issue 20."""
-    halved = measure(**TINY)
+    halved = tiny
     flat = measure(**{**TINY, "lr_decay": 1.0})
     assert halved["config"]["lr_decay"] == 0.5 and flat["config"]["lr_decay"] == 1.0
     for arm in ("bucketed", "padded"):
