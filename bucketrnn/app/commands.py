@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
                            help="beam search keeping N hypotheses (default 1: greedy)")
             p.add_argument("--max-length", type=_at_least_one("--max-length"), default=None,
                            metavar="M", help="at most M target tokens a line, <eos> included "
-                           "(default: 2 x the source bucket's length + 10)")
+                           "(default: 2 x the line's own source length + 10)")
     return top
 
 

@@ -237,7 +237,7 @@ def translate_seq2seq(run, path: str, beam: int = 1, max_length: int | None = No
     target is ignored) translated in input order, the sources bucketed like training data
     (:func:`bucketrnn.inference.translate.translate_file`): greedily with ``beam=1``, else by
     beam search keeping ``beam`` hypotheses; at most ``max_length`` target tokens a line
-    (``<eos>`` included; default ``2 * source bucket length + 10``)."""
+    (``<eos>`` included; default ``2 x`` the line's own source length ``+ 10``)."""
     # Any key's block holds the shared parameters; the decoder builds its own graphs from it,
     # refusing a batch too large for the run graphs' memory limit before building it.
     model = run.graphs.block((1, 1))

@@ -255,10 +255,13 @@ class Seq2SeqDecoder:
         return logp.asnumpy().astype(np.float64), feed, states
 
     @staticmethod
-    def _limit(max_length, src_len):
+    def _limits(max_length, sources) -> np.ndarray:
+        """Most tokens per source (``<eos>`` included): ``max_length``, or ``2 x`` the
+        source's own length ``+ 10``: never its bucket's, so a source decodes the same
+        whatever it is batched or padded with."""
         if max_length is None:
-            return 2 * src_len + 10
-        return check_int("max_length", max_length, low=1)
+            return np.array([2 * len(src) + 10 for src in sources], dtype=np.int64)
+        return np.full(len(sources), check_int("max_length", max_length, low=1), np.int64)
 
     # ------------------------------------------------------------------ search
     def greedy(self, sources, max_length: int | None = None, src_len: int | None = None):
@@ -269,7 +272,8 @@ class Seq2SeqDecoder:
         sources : list of sequences of int
             Source token ids (not padded).
         max_length : int, optional
-            Most tokens generated per source (``<eos>`` included); default ``2 * src_len + 10``.
+            Most tokens generated per source (``<eos>`` included); default ``2 x`` the source's
+            own length ``+ 10`` (not its bucket's: the result does not depend on the batch).
         src_len : int, optional
             Pad the sources to this length (their bucket); default the longest source.
 
@@ -278,12 +282,16 @@ class Seq2SeqDecoder:
         list of (list of int, float)
             Per source: the target ids without ``<eos>``, and the summed log-probability.
         """
+        limits = self._limits(max_length, sources)
         fixed, feed, states, prev, src_len = self._start(sources, src_len, 1)
         n = len(sources)
         out = [[] for _ in range(n)]
         score = np.zeros(n)
         done = np.zeros(n, dtype=bool)
-        for _ in range(self._limit(max_length, src_len)):
+        for t in range(int(limits.max())):
+            done |= limits <= t  # a source that had its tokens stops where it would alone
+            if done.all():
+                break
             logp, feed, states = self._advance(prev, feed, fixed, states)
             tok = logp.argmax(axis=1)
             live = ~done
@@ -322,6 +330,7 @@ class Seq2SeqDecoder:
         if not (isinstance(length_penalty, (int, float)) and length_penalty >= 0):
             raise ValueError(f"length_penalty must be a number >= 0, got "
                              f"length_penalty={length_penalty!r}")
+        limits = self._limits(max_length, sources)
         fixed, feed, states, prev, src_len = self._start(sources, src_len, k)
         n, eos = len(sources), self.eos_id
         scores = np.full((n, k), -np.inf)
@@ -329,7 +338,12 @@ class Seq2SeqDecoder:
         fin = np.zeros((n, k), dtype=bool)
         lengths = np.zeros((n, k), dtype=np.int64)
         history = []  # per step: (beam each hypothesis came from, its token)
-        for _ in range(self._limit(max_length, src_len)):
+        for t in range(int(limits.max())):
+            # A source that had its tokens: its hypotheses end here (they continue with <eos>
+            # for free), as they would decoded alone.
+            fin[limits <= t] = True
+            if fin.all():
+                break
             logp, feed, states = self._advance(prev, feed, fixed, states)
             vocab = logp.shape[1]
             logp = logp.reshape(n, k, vocab)

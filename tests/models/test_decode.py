@@ -136,3 +136,21 @@ def test_decoding_a_model_trained_on_reversal_reproduces_it():
     ids = decode_ids(dec, [src for src, _ in test[:5]], num_buckets=3)
     assert ids == [list(src[::-1]) for src, _ in test[:5]]
     assert 1 <= len(dec.encoders) <= 3
+
+
+@pytest.mark.parametrize("search", ["greedy", "beam"])
+def test_a_source_decodes_the_same_alone_or_batched_with_longer_ones(search):
+    # The default limit is 2 x the source's own length + 10, not its bucket's: a short source
+    # padded into a long bucket used to get the long one's limit (an untrained model that
+    # never says <eos> shows it: 26 tokens for a 1-token source beside an 8-token one).
+    dec = Seq2SeqDecoder(random_model("lstm-dot", seed=1), eos_id=0)  # an id it never emits
+
+    def run(sources, src_len=None):
+        if search == "greedy":
+            return [ids for ids, _ in dec.greedy(sources, src_len=src_len)]
+        return [hyps[0][0] for hyps in dec.beam(sources, beam_size=2, src_len=src_len)]
+
+    alone = run([[7]])[0]
+    assert len(alone) == 12
+    batched = run([[7], [2, 2, 9, 12, 11, 3, 4, 5]], src_len=8)
+    assert batched[0] == alone and len(batched[1]) == 26
