@@ -29,8 +29,10 @@ def main(argv=None):
     p.add_argument("--buckets", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--lr-schedule", default="cosine", choices=["cosine", "linear", "epoch"],
-                   help="cosine/linear: down to zero over the run's steps; epoch: * lr-decay")
+    p.add_argument("--lr-schedule", default="warmdown", choices=["warmdown", "cosine", "epoch"],
+                   help="warmdown/cosine: down to zero over the run's steps; epoch: * lr-decay")
+    p.add_argument("--lr-warmdown", type=float, default=None,
+                   help="share of the steps warmdown falls over (default 0.5)")
     p.add_argument("--lr-decay", type=float, default=None,
                    help="per-epoch factor of --lr-schedule epoch (default 0.5)")
     p.add_argument("--run-dir", default=None, help="write metrics and checkpoints here")
@@ -51,7 +53,8 @@ def main(argv=None):
                                   num_layers=args.layers, tie_weights=True)
     loop = TrainLoop(build, loader, ctx=mx.cpu(), optimizer="adam",
                      optimizer_params={"learning_rate": args.lr}, clip_norm=1.0,
-                     lr_schedule=args.lr_schedule, lr_decay=args.lr_decay,
+                     lr_schedule=args.lr_schedule, warmdown=args.lr_warmdown,
+                     lr_decay=args.lr_decay,
                      epochs=args.epochs, run_dir=args.run_dir, seed=0)
     loop.fit(eval_loader(valid))
     for name, ds in (("valid", valid), ("test", test)):

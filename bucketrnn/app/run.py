@@ -186,13 +186,14 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
     from bucketrnn.training.loop import TrainLoop
 
     started = time.time()
-    validate(cfg)
     resume_dir = find_resume_dir(cfg.resume, run_dir)
     work = resume_dir or os.path.abspath(run_dir)
     saved_config = os.path.join(work, CONFIG)
     if resume_dir and overrides is not None and os.path.lexists(saved_config):
+        # Validated once restored: the command line alone is not the run's config (an older
+        # run's own trainer.lr_decay=0.5, typed again, needs its saved lr_schedule=epoch).
         cfg = restore(cfg, read_config(saved_config), overrides, source=saved_config)
-        validate(cfg)
+    validate(cfg)
     if resume_dir and auto.pending(cfg.bucketing) and os.path.lexists(saved_config):
         # num_buckets=auto was planned by the run's first session: reuse, never re-probe.
         cfg = auto.reuse_saved_plan(cfg, read_config(saved_config))

@@ -80,7 +80,7 @@ _META = {"epoch": int, "epoch_finished": bool, "global_step": int, "loader": dic
          "history.skipped_steps": int, "history.epoch_acc": (dict, type(None))}
 # Checked when present (checkpoints of a bucketrnn before them have none): the open metrics
 # window, and the digests of the files the checkpoint's ids refer to.
-_OPTIONAL_META = {"window": dict, "run_files": dict}
+_OPTIONAL_META = {"window": dict, "run_files": dict, "schedule": dict}
 
 
 def _epoch_line(record: dict, epochs: int) -> str:
@@ -344,6 +344,7 @@ class TrainLoop:
                 "window": dict(self._window)}
         if self.run_files is not None:
             meta["run_files"] = self.run_files
+        meta["schedule"] = self._schedule()
         try:
             ckpt.save(self.checkpoint_path, params, optim, meta, fingerprint=self.fingerprint)
         except NonFiniteError as e:
@@ -392,6 +393,18 @@ class TrainLoop:
                                       f"{np.dtype(p.dtype).name}: not a checkpoint this model "
                                       "wrote")
         meta = state.meta
+        schedule = self._schedule()
+        # Written before the schedule was recorded: it halved by some lr_decay (not recorded).
+        saved = meta.get("schedule",
+                         {"lr_schedule": "epoch", "lr_decay": schedule.get("lr_decay")})
+        if saved != schedule:
+            # A resume on another schedule would train the rest of the run at other rates.
+            shown = ", ".join(f"{k}={v!r}" for k, v in saved.items())
+            raise StateMismatchError(
+                f"checkpoint {path!r} was trained with {shown}; this loop has "
+                + ", ".join(f"{k}={v!r}" for k, v in schedule.items())
+                + ": give the checkpoint's schedule to resume it (a checkpoint without one was "
+                "written before the schedule was recorded: lr_schedule='epoch')")
         if self.run_dir is not None and self.is_writer:
             self.metrics_log.check_offset(meta["metrics_offset"], path)
         local = not distributed.update_on_kvstore(self.kv)
@@ -615,6 +628,15 @@ class TrainLoop:
         h["epoch_acc"] = None
         return out
 
+    def _schedule(self) -> dict:
+        """What the rates depend on besides the step (recorded in every checkpoint)."""
+        if self.lr_schedule == "epoch":
+            return {"lr_schedule": "epoch", "lr_decay": self.lr_decay}
+        out = {"lr_schedule": self.lr_schedule, "schedule_steps": self.schedule_steps}
+        if self.lr_schedule == "warmdown":
+            out["warmdown"] = self.warmdown
+        return out
+
     def count_planned_steps(self) -> int:
         """Steps of ``epochs`` epochs of the loader (each epoch's own count, which only
         ``last_batch="rollover"`` varies): the span of the ``"warmdown"``/``"cosine"`` curve.
@@ -636,15 +658,16 @@ class TrainLoop:
         cos(pi t)) / 2``, ``"epoch"`` ``learning_rate * lr_decay ** epoch``. Floored at
         :data:`MIN_LEARNING_RATE`: MXNet refuses a rate below float32's range (about 1.2e-38,
         reached after ~120 epochs of the halving), and a smaller rate moves no float32 weight
-        anyway. A run resumed with more epochs or steps stretches the curve from where it
-        stands (the planned length is counted again when ``fit`` starts).
+        anyway. A run resumed with more epochs plans anew (counted when ``fit`` starts): its
+        rate jumps to where the longer curve stands at that step; ``max_steps`` never changes
+        the curve.
         """
         if self.base_lr <= 0:
             return self.base_lr
         if self.lr_schedule == "epoch":
             e = self.epoch if epoch is None else epoch
             return max(self.base_lr * self.lr_decay ** e, MIN_LEARNING_RATE)
-        planned = self.planned_steps or self.count_planned_steps()
+        planned = self.planned_steps or self.schedule_steps or self.count_planned_steps()
         t = min(max(step, 0) / planned, 1.0)
         share = (0.5 * (1.0 + math.cos(math.pi * t)) if self.lr_schedule == "cosine"
                  else min(1.0, (1.0 - t) / self.warmdown))

@@ -629,3 +629,9 @@ def test_a_run_saved_before_lr_schedule_existed_resumes_on_its_own_schedule(tmp_
     summary = run(cfg, str(tmp_path / "elsewhere"), overrides=overrides)
     assert summary["steps"] == 4 and summary["config"]["trainer"]["lr_schedule"] == "epoch"
     assert summary["config"]["trainer"]["lr_decay"] == 0.5
+    # Its own per-epoch factor typed again (a sweep relaunched with its -m values) is its own.
+    overrides = [f"resume={tmp_path}", "trainer.max_steps=6", "trainer.lr_decay=0.5",
+                 "trainer.progress=false"]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    assert run(cfg, str(tmp_path / "elsewhere"), overrides=overrides)["steps"] == 6

@@ -51,7 +51,7 @@ def test_a_finished_run_given_more_epochs_trains_exactly_the_missing_ones(tmp_pa
     # The learning-rate curve spans the whole run's steps from the start (schedule_steps):
     # without it, the first part would decay over one epoch alone.
     _loop(tmp_path, optimizer, epochs=1, schedule_steps=ref.planned_steps).fit()
-    more = _loop(tmp_path, optimizer, epochs=3)
+    more = _loop(tmp_path, optimizer, epochs=3, schedule_steps=ref.planned_steps)
     more.fit(resume=True)
     _assert_same_run(ref, more, ref_dir, tmp_path)
 
@@ -134,12 +134,14 @@ def test_max_steps_mid_window_then_more_steps_writes_the_uninterrupted_records(t
 
 
 # ---------------------------------------------------------------- refused checkpoints
-def _edit(path, meta=None, drop_optimizer=False, arrays=None):
+def _edit(path, meta=None, drop_optimizer=False, arrays=None, drop_meta=()):
     """Rewrite a checkpoint as an attacker who knows the format would (valid checksum)."""
     with np.load(path, allow_pickle=False) as z:
         items = {k: z[k] for k in z.files}
     doc = json.loads(items["meta"].tobytes())
     doc["meta"].update(meta or {})
+    for key in drop_meta:
+        doc["meta"].pop(key)
     if drop_optimizer:
         doc["optimizer"] = None
         items = {k: a for k, a in items.items() if not k.startswith("optim/")}
@@ -294,3 +296,23 @@ def test_disk_full_during_training_names_the_path_and_keeps_the_checkpoint(tmp_p
     assert e.value.errno == errno.ENOSPC
     assert ckpt.load(str(path)).meta["global_step"] == 4
     assert sorted(os.listdir(tmp_path)) == [".lock", "checkpoint.npz", "metrics.jsonl"]
+
+
+def test_a_checkpoint_of_another_schedule_is_refused(tmp_path):
+    from bucketrnn.training import checkpoint as ckpt
+
+    _loop(tmp_path, max_steps=5).fit()
+    with pytest.raises(StateMismatchError, match=r"trained with lr_schedule='warmdown', "
+                                                 r"schedule_steps=None, warmdown=0.5; this loop "
+                                                 r"has lr_schedule='epoch', lr_decay=0.5"):
+        _loop(tmp_path, lr_schedule="epoch").fit(resume=True)
+    with pytest.raises(StateMismatchError, match=r"this loop has lr_schedule='warmdown', "
+                                                 r"schedule_steps=None, warmdown=0.3"):
+        _loop(tmp_path, warmdown=0.3).fit(resume=True)
+    # A checkpoint written before the schedule was recorded halved the rate every epoch.
+    assert ckpt.load(str(tmp_path / "checkpoint.npz")).meta["schedule"]["lr_schedule"] == \
+        "warmdown"
+    _edit(str(tmp_path / "checkpoint.npz"), drop_meta=["schedule"])
+    with pytest.raises(StateMismatchError, match=r"trained with lr_schedule='epoch'"):
+        _loop(tmp_path).fit(resume=True)
+    _loop(tmp_path, lr_schedule="epoch").fit(resume=True)
