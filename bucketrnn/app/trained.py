@@ -276,7 +276,9 @@ def refuse_outlier_lines(dataset, lengths, source=None) -> None:
     steps = int(found.lengths[0])
     raise ValueError(f"{where} of {source or 'the input'!r} is {steps} steps long, far more "
                      f"than the rest needs ({found.rest_max} at most; {found.rule('line')}): "
-                     f"its bucket would unroll a {steps}-step graph; split or cut such lines")
+                     "a line so far out of the file's range is taken for damaged input; split "
+                     "or cut such lines, or give it in a file of its own (a file's only line "
+                     "runs whatever its length, up to --max-line-steps)")
 
 
 def refuse_long_lines(dataset, lengths, source, graphs, max_steps=MAX_LINE_STEPS) -> None:

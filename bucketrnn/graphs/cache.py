@@ -66,6 +66,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -220,6 +221,7 @@ class GraphCache:
         self.memory_limit = memory_limit
         self.unroll_limit = unroll_limit
         self._twin = None  # the cache of the factory's length-agnostic twin, made on first use
+        self._twin_error = None  # why the factory's twin could not be built (then: unroll)
         self._estimates: dict = {}
         self._fits: dict = {}
         self.ctx = _as_contexts(ctx)
@@ -390,19 +392,32 @@ class GraphCache:
                 and key_length(key) > self.unroll_limit
                 and not any(k == key for k, _ in self._runners)
                 and getattr(self._factory, "unrolled", True) is not False
-                and not callable(getattr(self._factory, "any_length", None)))
+                and (not callable(getattr(self._factory, "any_length", None))
+                     or self._twin_error is not None))
 
     def _on_twin(self, key) -> bool:
         """Whether ``key`` runs on the length-agnostic twin (see ``unroll_limit``)."""
         if (self.unroll_limit is None or self.length_agnostic or autograd.is_recording()
-                or key_length(key) <= self.unroll_limit
-                or not callable(getattr(self._factory, "any_length", None))):
+                or key_length(key) <= self.unroll_limit or self._twin_error is not None
+                or not callable(getattr(self._factory, "any_length", None))
+                or (self.frozen and key not in self._known_keys)):  # refused as ever
             return False
         return not any(k == key for k, _ in self._runners)  # compiled (by training): kept
 
-    def _twin_cache(self):
+    def _twin_cache(self, key):
+        """The twin's cache, or None if the factory's twin cannot be built (a subclass whose
+        constructor fixes the cell or needs an int length): the key is then unrolled."""
         if self._twin is None:
             self._ensure_reference()  # the twin is built on the parameters it owns
+            try:
+                self._factory.any_length(key_length(key))
+            except (TypeError, ValueError) as e:
+                self._twin_error = e
+                warnings.warn(f"the factory's length-agnostic twin (any_length) could not be "
+                              f"built ({type(e).__name__}: {e}); key {key!r} is unrolled (pass "
+                              "unroll_limit=None to always unroll)", RuntimeWarning,
+                              stacklevel=3)
+                return None
             self._twin = GraphCache(self._factory.any_length, ctx=self.ctx, memory=self.memory,
                                     inputs=self.inputs, memory_limit=self.memory_limit,
                                     precision=self.precision, unroll_limit=None)
@@ -533,8 +548,9 @@ class GraphCache:
         """Run the graph of ``batch.bucket_key``; record it if inside ``autograd.record()``."""
         named = self._named_inputs(batch)
         key = batch.bucket_key
-        if self._on_twin(key):
-            out = self._twin_cache()(batch)
+        twin = self._twin_cache(key) if self._on_twin(key) else None
+        if twin is not None:
+            out = twin(batch)
             self.steps[key] = self.steps.get(key, 0) + 1
             return out
         # MXNet's embedding and pick clip an out-of-range id silently (a finite, wrong loss):

@@ -297,6 +297,13 @@ class TrainLoop:
             optim_state.check_supported(self.trainer)  # before training, not at the checkpoint
         self.base_lr, self.lr_decay = self.trainer.learning_rate, float(lr_decay)
         self.lr_schedule, self.warmdown = lr_schedule, float(warmdown)
+        # Under dist_async the servers run the optimizer with the rate it had at the start:
+        # MXNet's set_learning_rate changes only this worker's copy (docs/distributed.md).
+        self._servers_keep_rate = distributed.update_on_kvstore(self.kv)
+        if self._servers_keep_rate and not (lr_schedule == "epoch" and self.lr_decay == 1):
+            log.warning("kvstore=%s runs the optimizer on the servers, which keep the first "
+                        "learning rate: lr_schedule=%r does not act there (use dist_sync for "
+                        "a schedule)", kvstore, lr_schedule)
         self.planned_steps = None  # set by fit() from the loader and epochs
         self.global_step = 0
         self.epoch = 0  # the epoch being run, or the next one to run between epochs
@@ -460,7 +467,7 @@ class TrainLoop:
                      **self._figures(w),
                      "tokens_per_s": w["real"] / max(w["seconds"], 1e-9),
                      "padded_fraction": 1.0 - w["real"] / max(w["slots"], 1),
-                     "lr": self.trainer.learning_rate,
+                     "lr": self.base_lr if self._servers_keep_rate else self.trainer.learning_rate,
                      "graphs_compiled": self.graphs.compiled, "time": time.time()})
         self._window = metrics.tally()
 

@@ -138,3 +138,31 @@ def test_tag_sentences_runs_a_long_sentence_on_the_twin():
                          classes=["A", "B"], boundaries=[3, 5])
     assert got == want and [len(t) for t in got] == [3, 5, 40]
     assert graphs.keys == [5, 3] and graphs.long_keys == [40]
+
+
+def test_a_frozen_cache_refuses_a_long_key_it_was_not_given():
+    graphs = _initialized(MODELS["lm"](), unroll_limit=8, keys=[5], frozen=True)
+    graphs(_batch("lm", 5))
+    with pytest.raises(ValueError, match=r"no graph for bucket_key=30: the cache is frozen"):
+        graphs(_batch("lm", 30))
+    assert graphs.long_keys == []
+
+
+class _Pinned(SequenceClassifier):
+    """A subclass whose constructor fixes the cell: its twin (cell="foreach") cannot be built."""
+
+    def __init__(self, length, **kwargs):
+        super().__init__(length, cell="unrolled", **kwargs)
+
+
+def test_a_model_whose_twin_cannot_be_built_is_unrolled_with_a_warning():
+    build = _Pinned.factory(num_classes=CLASSES, vocab_size=VOCAB, hidden_size=8)
+    graphs = _initialized(build, unroll_limit=8)
+    plain = _initialized(_Pinned.factory(num_classes=CLASSES, vocab_size=VOCAB, hidden_size=8),
+                         unroll_limit=None)
+    with pytest.warns(RuntimeWarning, match=r"length-agnostic twin \(any_length\) could not be "
+                                            r"built \(TypeError: .*\); key 30 is unrolled"):
+        out = graphs(_batch("classify", 30))
+    np.testing.assert_allclose(out[1].asnumpy(), plain(_batch("classify", 30))[1].asnumpy(),
+                               rtol=1e-6)
+    assert graphs.long_keys == [] and graphs.unrolls_too_long(40)
