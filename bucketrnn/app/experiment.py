@@ -109,6 +109,13 @@ def _refuse_outlier_lines(parts, markers: int = 2, prepared: bool = False) -> No
     )
 
 
+def _part_of(i: int, sizes) -> tuple:
+    """``(part, index within it)`` of the ``i``-th item of the concatenated ``sizes`` arrays
+    (one per data split), to name an outlier found over all of them by its split's line."""
+    part = int(np.searchsorted(np.cumsum([s.size for s in sizes]), i, side="right"))
+    return part, i - sum(s.size for s in sizes[:part])
+
+
 def _load_pairs(d: dict, seed: int) -> Data:
     """``dataset=pairs``: train/valid/test pairs (:mod:`bucketrnn.data.pairs`), vocabularies from
     the training pairs only; a pair far longer than the rest is refused naming its file and
@@ -148,10 +155,8 @@ def _load_pairs(d: dict, seed: int) -> Data:
     sizes = [np.array([max(len(a), len(b)) for a, b in ps], dtype=np.int64) for ps, _ in listed]
     found = find_outliers(np.concatenate(sizes))
     if found:
-        i = int(found.indices[0])
-        part = int(np.searchsorted(np.cumsum([s.size for s in sizes]), i, side="right"))
+        part, i = _part_of(int(found.indices[0]), sizes)
         ps, key = listed[part]
-        i -= sum(s.size for s in sizes[:part])
         raise ValueError(
             f"dataset.{key}={d[key]!r} line {int(ps.line_numbers[i])} has a side of "
             f"{int(found.lengths[0])} tokens, far more than the rest of the data needs "
@@ -292,10 +297,8 @@ def _load_prepared(d: dict, seed: int) -> Data:
                  for ds, _, _ in splits if ds is not None]
         found = find_outliers(np.concatenate(sizes))
         if found:
-            i = int(found.indices[0])
+            k, i = _part_of(int(found.indices[0]), sizes)
             parts_ = [ds for ds, _, _ in splits if ds is not None]
-            k = int(np.searchsorted(np.cumsum([s.size for s in sizes]), i, side="right"))
-            i -= sum(s.size for s in sizes[:k])
             raise ValueError(
                 f"dataset.path={path!r} line {int(parts_[k].line_numbers[i])} has a side of "
                 f"{int(found.lengths[0])} tokens, far more than the rest of the data needs "

@@ -56,8 +56,8 @@ from bucketrnn.training.metrics import MetricsLog
 from bucketrnn.training.rundir import METRICS, RunLock
 from bucketrnn.validation import check_choice, check_int
 
-__all__ = ["LEARNING_RATE", "LR_SCHEDULES", "MIN_LEARNING_RATE", "ON_NONFINITE", "TrainLoop",
-           "WARMDOWN"]
+__all__ = ["LEARNING_RATE", "LR_DECAY", "LR_SCHEDULES", "MIN_LEARNING_RATE", "ON_NONFINITE",
+           "TrainLoop", "WARMDOWN"]
 __getattr__ = moved_names(__name__, {"TASKS": "bucketrnn.tasks:TASK_NAMES"})
 
 log = logging.getLogger(__name__)
@@ -406,7 +406,8 @@ class TrainLoop:
                          {"lr_schedule": "epoch", "lr_decay": schedule.get("lr_decay")})
         if saved != schedule:
             # A resume on another schedule would train the rest of the run at other rates.
-            shown = ", ".join(f"{k}={v!r}" for k, v in saved.items())
+            # Cut: a crafted checkpoint's values are echoed, not its megabytes.
+            shown = ", ".join(f"{str(k)[:40]}={v!r:.60}" for k, v in list(saved.items())[:6])
             raise StateMismatchError(
                 f"checkpoint {path!r} was trained with {shown}; this loop has "
                 + ", ".join(f"{k}={v!r}" for k, v in schedule.items())

@@ -138,3 +138,14 @@ def test_ptb_sentences_labelled_by_contains():
             tokens, label = ds[i]
             assert label == int(number in tokens.tolist())
     assert "label contains:N (2 classes)" in data.description
+
+
+def test_an_outlier_pair_in_a_valid_file_names_that_file_and_line(tmp_path):
+    train = tmp_path / "train.tsv"
+    train.write_text("".join(f"a b{i % 7}\tx y{i % 5}" + " z" * (i % 9) + "\n" for i in range(60)))
+    valid = tmp_path / "valid.tsv"
+    valid.write_text("a b\tx y\nc d e\tx\n" + "a " * 20_000 + "\tx\nb c\ty\n")
+    with pytest.raises(ValueError, match=rf"dataset.valid_path={str(valid)!r} line 3 has a side "
+                                         r"of 20000 tokens, far more than the rest of the data"):
+        load_data(_compose("dataset=pairs", f"dataset.path={train}",
+                           f"dataset.valid_path={valid}").dataset)

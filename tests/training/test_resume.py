@@ -316,3 +316,8 @@ def test_a_checkpoint_of_another_schedule_is_refused(tmp_path):
     with pytest.raises(StateMismatchError, match=r"trained with lr_schedule='epoch'"):
         _loop(tmp_path).fit(resume=True)
     _loop(tmp_path, lr_schedule="epoch").fit(resume=True)
+    # A crafted schedule is named, not echoed whole.
+    _edit(str(tmp_path / "checkpoint.npz"), meta={"schedule": {"lr_schedule": "x" * 10**6}})
+    with pytest.raises(StateMismatchError, match=r"trained with lr_schedule='xxx") as e:
+        _loop(tmp_path).fit(resume=True)
+    assert len(str(e.value)) < 500
