@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from _app import compose_config
 from hydra import compose, initialize_config_dir
 
 from bucketrnn.app.config import CONF_DIR, Precision
@@ -20,8 +21,7 @@ needs_bf16 = pytest.mark.skipif(not precision.cpu_has_bf16(), reason="CPU lacks 
 
 
 def _compose(*overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=TINY + list(overrides))
+    return compose_config(*TINY, *overrides)
 
 
 def test_the_config_choices_are_the_library_choices_and_fp32_is_the_default():

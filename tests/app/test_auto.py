@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from _app import compose_config
 from hydra import compose, initialize_config_dir
 
 from bucketrnn.app import auto
@@ -29,8 +30,7 @@ def _tolerant_fit(monkeypatch):
 
 
 def _compose(*overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=TINY + list(overrides))
+    return compose_config(*TINY, *overrides)
 
 
 def test_auto_composes_and_is_not_the_default():

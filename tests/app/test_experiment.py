@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from _app import compose_config
 from hydra import compose, initialize_config_dir
 
 from bucketrnn.app.config import CONF_DIR
@@ -18,8 +19,7 @@ HUGE_LINE = 157  # 1-based line number of the pathological line
 
 
 def _compose(*overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=SMALL + list(overrides))
+    return compose_config(*SMALL, *overrides)
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,8 @@ import sys
 
 import numpy as np
 import pytest
-from _app import pairs_file
-from hydra import compose, initialize_config_dir
+from _app import compose_config, pairs_file
 
-from bucketrnn.app.config import CONF_DIR
 from bucketrnn.app.run import run
 from bucketrnn.data.datasets import Vocabulary
 
@@ -18,8 +16,7 @@ TINY = ["model=seq2seq", "dataset=pairs", "model.hidden_size=12", "bucketing.num
 
 
 def _compose(*overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=TINY + list(overrides))
+    return compose_config(*TINY, *overrides)
 
 
 @pytest.mark.parametrize("shared", [False, True])

@@ -5,12 +5,10 @@ import io
 import json
 
 import pytest
-from _app import pairs_file
-from hydra import compose, initialize_config_dir
+from _app import compose_config, pairs_file
 
 import bucketrnn
 from bucketrnn.app import commands
-from bucketrnn.app.config import CONF_DIR
 from bucketrnn.app.plan import describe
 from bucketrnn.app.run import format_summary, run
 from bucketrnn.data.plan import pad_to_max_waste
@@ -21,8 +19,7 @@ TINY = ["model=seq2seq", "dataset=pairs", "model.hidden_size=12", "bucketing.num
 
 
 def _compose(*overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=TINY + list(overrides))
+    return compose_config(*TINY, *overrides)
 
 
 @pytest.fixture(scope="module")

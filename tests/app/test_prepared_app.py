@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from _app import compose_config
 
-from bucketrnn.app.config import CONF_DIR, validate
+from bucketrnn.app.config import validate
 from bucketrnn.app.experiment import load_data, make_loaders
 from bucketrnn.app.plan import describe
 from bucketrnn.app.prepare import main as prepare_main
@@ -19,8 +19,7 @@ SMALL = ["model.hidden_size=8", "model.num_layers=1", "bucketing.batch_size=16",
 
 
 def _compose(*overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=SMALL + list(overrides))
+    return compose_config(*SMALL, *overrides)
 
 
 @pytest.fixture(scope="module")

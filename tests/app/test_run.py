@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from _app import ROOT, TINY
+from _app import ROOT, TINY, compose_config
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 
@@ -22,8 +22,7 @@ from bucketrnn.training.rundir import RunLockedError
 
 
 def _compose(*overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=TINY + list(overrides))
+    return compose_config(*TINY, *overrides)
 
 
 def _errors(exc):

@@ -5,9 +5,8 @@ import sys
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from _app import compose_config
 
-from bucketrnn.app.config import CONF_DIR
 from bucketrnn.app.experiment import load_data
 from bucketrnn.app.run import run
 from bucketrnn.training.runfiles import load_tags
@@ -19,8 +18,7 @@ WORDS = {"DT": ["the", "a"], "NN": ["cat", "dog", "1/2"], "VB": ["sat", "ran"]}
 
 
 def _compose(*overrides):
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=TINY + list(overrides))
+    return compose_config(*TINY, *overrides)
 
 
 @pytest.fixture

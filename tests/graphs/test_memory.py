@@ -146,15 +146,21 @@ print(json.dumps({"estimate": estimate, "measured": rss() - before}))
 """
 
 
+def _in_a_fresh_process(script: str) -> dict:
+    """The JSON a measuring script prints last, run in a fresh one-thread process (its resident
+    memory is the graph's alone)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MXNET_SUBGRAPH_VERBOSE="0")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc (Linux)")
 def test_the_estimate_is_within_2x_of_the_measured_memory():
     # Measured: resident memory a fresh process gains by building the graph of a moderate key
     # (150 steps, 32 rows, ~200 MB) and running one training step. Parameters, gradients,
     # the executor's pool and graph structures are all in it.
-    env = dict(os.environ, OMP_NUM_THREADS="1", MXNET_SUBGRAPH_VERBOSE="0")
-    out = subprocess.run([sys.executable, "-c", MEASURE], env=env, capture_output=True,
-                         text=True, timeout=120, check=True)
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = _in_a_fresh_process(MEASURE)
     ratio = got["estimate"] / got["measured"]
     assert 0.5 < ratio < 2, got
 
@@ -201,8 +207,5 @@ def test_a_lone_long_line_of_a_small_model_is_estimated_at_or_above_its_peak():
     # token) in `bucketrnn predict`. Nearly all of it is per-node cost (the arrays of 16 units
     # are tiny): the estimate counts it (NODE_BYTES per node) and must not read below the
     # peak the process reaches, so a graph that would not fit is refused before it is built.
-    env = dict(os.environ, OMP_NUM_THREADS="1", MXNET_SUBGRAPH_VERBOSE="0")
-    out = subprocess.run([sys.executable, "-c", LONG_LINE], env=env, capture_output=True,
-                         text=True, timeout=120, check=True)
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = _in_a_fresh_process(LONG_LINE)
     assert got["measured"] <= got["estimate"] < 3 * got["measured"], got
