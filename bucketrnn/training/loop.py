@@ -136,27 +136,27 @@ class TrainLoop:
         Rescale the gradients when their global L2 norm exceeds this (None: never); with
         ``accumulate``, the norm of the group's mean gradient.
     accumulate : int
-        Batches per optimizer update (default 1: every batch). Each update sums the gradients
-        of ``accumulate`` consecutive batches of the loader's order and divides them by their
-        total loss denominator (real tokens, or rows for ``classify``): what one batch of all
-        their rows would be divided by (and by the workers under ``dist_sync``, as always).
-        Consecutive batches come from random buckets, so an update mixes length ranges as a
-        padded batch does; on the toy pairs task 4 batches of 8 rows per update closed the
-        gap of bucketed to padded training (issue 20). Groups are aligned within an epoch:
-        one ends after in-epoch batch ``i`` with ``(i + 1) % accumulate == 0``, or at the
-        epoch's last batch (a shorter last group). Steps (``global_step``, ``max_steps``,
-        ``checkpoint_every``, ``log_every``, the schedule's planned steps, the dropout seeds)
-        still count batches; the rate is set per batch and the update uses the rate of the
-        group's last batch; ``history["updates"]`` counts the updates. Checkpoints, stop
-        requests and ``max_steps`` wait for the group's update (at most ``accumulate - 1``
-        more batches), so a resume is exact; a checkpoint records the value and resuming it
-        with another raises ``StateMismatchError``. The cost is per-call overhead: more,
-        smaller batches for the same rows per update, each a graph call of its own, plus a
-        copy of the gradients (docs/configuration.md). The gradients are summed in buffers
-        of their own, never with ``grad_req="add"``
-        (:mod:`bucketrnn.training.accumulation`). Verified under ``dist_sync`` with two
-        local workers (tests/app/test_run_distributed.py): one allreduce per update, the
-        workers' parameters equal.
+        Batches per optimizer update (default 1: every batch). Each update sums the gradients of
+        ``accumulate`` consecutive batches of the loader's order and divides them by their total
+        loss denominator (real tokens, or rows for ``classify``): what one batch of all their rows
+        would be divided by (and by the workers under ``dist_sync``, as always). Consecutive batches
+        come from random buckets, so an update mixes length ranges as a padded batch does, where one
+        bucketed batch holds one range. Groups are aligned within an epoch: one ends after in-epoch
+        batch ``i`` with ``(i + 1) % accumulate == 0``, or at the epoch's last batch (a shorter last
+        group). Steps (``global_step``, ``max_steps``, ``checkpoint_every``, ``log_every``, the
+        schedule's planned steps, the dropout seeds) still count batches; the rate is set per batch
+        and the update uses the rate of the group's last batch; ``history["updates"]`` counts the
+        updates. Checkpoints, stop requests and ``max_steps`` wait for the group's update (at most
+        ``accumulate - 1`` more batches), so a resume is exact; a checkpoint records the value and
+        resuming it with another raises ``StateMismatchError``. The cost is per-call overhead: more,
+        smaller batches for the same rows per update, each a graph call of its own, plus a copy of
+        the gradients (measured in docs/configuration.md, "Gradient accumulation"). The gradients
+        are summed in buffers of their own, never with ``grad_req="add"``
+        (:mod:`bucketrnn.training.accumulation`). Under ``dist_sync`` the workers exchange gradients
+        once per update (``allreduce_grads`` or ``step`` at the group's end), verified with two
+        local workers in tests/app/test_run_distributed.py (their parameters stay equal);
+        ``dist_async`` takes the same ``step`` at the group's end, with its warning about the
+        learning rate as before, but no test runs it with ``accumulate``.
     lr_schedule : {"warmdown", "cosine", "epoch"}
         How the learning rate moves (:meth:`learning_rate_at`). ``"warmdown"`` (default) and
         ``"cosine"`` follow the run's planned length, the steps of ``epochs`` epochs of the
