@@ -292,7 +292,7 @@ def _run(cfg, run_dir: str, locks: list, overrides, handlers: list, owned: set) 
                      run_dir=work, checkpoint_every=t["checkpoint_every"],
                      log_every=t["log_every"], progress=t["progress"], fingerprint=fp,
                      on_nonfinite=t["on_nonfinite"], precision=t["precision"],
-                     run_files=run_files)
+                     run_files=run_files, accumulate=t["accumulate"])
     history = loop.fit(valid_loader, resume=bool(resume_dir))
     results = {}
     last = history["epochs"][-1] if history["epochs"] else {}

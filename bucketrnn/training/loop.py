@@ -24,8 +24,12 @@ A non-finite loss (or gradient norm, when ``clip_norm`` computes it) stops train
 :class:`~bucketrnn.errors.NonFiniteError` naming the step, or with ``on_nonfinite="skip"`` drops
 that step's update; no checkpoint with a non-finite value is ever written.
 
-Size: about 600 lines: the step, the epoch, checkpoints and exact resume, the log window and the
-non-finite and divergence policies all act on one loop's state.
+``accumulate=N`` updates once per N consecutive batches, on their summed gradients divided by
+their total loss denominator (:mod:`bucketrnn.training.accumulation` holds the sum); steps still
+count batches, and checkpoints and stops fall on the groups' ends.
+
+Size: about 800 lines: the step, the epoch, checkpoints and exact resume, the log window, update
+groups and the non-finite and divergence policies all act on one loop's state.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from bucketrnn.progress import Progress
 from bucketrnn.tasks import get_task
 from bucketrnn.training import checkpoint as ckpt
 from bucketrnn.training import evaluation, metrics, optim_state
+from bucketrnn.training.accumulation import GradientSum
 from bucketrnn.training.metrics import MetricsLog
 from bucketrnn.training.rundir import METRICS, RunLock
 from bucketrnn.validation import check_choice, check_int
@@ -80,7 +85,8 @@ _META = {"epoch": int, "epoch_finished": bool, "global_step": int, "loader": dic
          "history.skipped_steps": int, "history.epoch_acc": (dict, type(None))}
 # Checked when present (checkpoints of a bucketrnn before them have none): the open metrics
 # window, and the digests of the files the checkpoint's ids refer to.
-_OPTIONAL_META = {"window": dict, "run_files": dict, "schedule": dict}
+_OPTIONAL_META = {"window": dict, "run_files": dict, "schedule": dict, "accumulate": int,
+                  "history.updates": int}
 
 
 def _epoch_line(record: dict, epochs: int) -> str:
@@ -127,7 +133,30 @@ class TrainLoop:
         E.g. ``{"learning_rate": 1e-3}``; the learning rate defaults to :data:`LEARNING_RATE`
         (0.01, the app's ``trainer.lr``).
     clip_norm : float, optional
-        Rescale the gradients when their global L2 norm exceeds this (None: never).
+        Rescale the gradients when their global L2 norm exceeds this (None: never); with
+        ``accumulate``, the norm of the group's mean gradient.
+    accumulate : int
+        Batches per optimizer update (default 1: every batch). Each update sums the gradients of
+        ``accumulate`` consecutive batches of the loader's order and divides them by their total
+        loss denominator (real tokens, or rows for ``classify``): what one batch of all their rows
+        would be divided by (and by the workers under ``dist_sync``, as always). Consecutive batches
+        come from random buckets, so an update mixes length ranges as a padded batch does, where one
+        bucketed batch holds one range. Groups are aligned within an epoch: one ends after in-epoch
+        batch ``i`` with ``(i + 1) % accumulate == 0``, or at the epoch's last batch (a shorter last
+        group). Steps (``global_step``, ``max_steps``, ``checkpoint_every``, ``log_every``, the
+        schedule's planned steps, the dropout seeds) still count batches; the rate is set per batch
+        and the update uses the rate of the group's last batch; ``history["updates"]`` counts the
+        updates. Checkpoints, stop requests and ``max_steps`` wait for the group's update (at most
+        ``accumulate - 1`` more batches), so a resume is exact; a checkpoint records the value and
+        resuming it with another raises ``StateMismatchError``. The cost is per-call overhead: more,
+        smaller batches for the same rows per update, each a graph call of its own, plus a copy of
+        the gradients (measured in docs/configuration.md, "Gradient accumulation"). The gradients
+        are summed in buffers of their own, never with ``grad_req="add"``
+        (:mod:`bucketrnn.training.accumulation`). Under ``dist_sync`` the workers exchange gradients
+        once per update (``allreduce_grads`` or ``step`` at the group's end), verified with two
+        local workers in tests/app/test_run_distributed.py (their parameters stay equal);
+        ``dist_async`` takes the same ``step`` at the group's end, with its warning about the
+        learning rate as before, but no test runs it with ``accumulate``.
     lr_schedule : {"warmdown", "cosine", "epoch"}
         How the learning rate moves (:meth:`learning_rate_at`). ``"warmdown"`` (default) and
         ``"cosine"`` follow the run's planned length, the steps of ``epochs`` epochs of the
@@ -154,7 +183,9 @@ class TrainLoop:
     epochs : int
     max_steps : int, optional
         Stop after this many steps in total (a checkpoint is written there); when it falls on
-        an epoch's last step, that epoch is finished (recorded, evaluated) first.
+        an epoch's last step, that epoch is finished (recorded, evaluated) first. With
+        ``accumulate`` it rounds up to a whole update: the run stops at the end of the group
+        holding step ``max_steps``.
     memory : {"shared", "static", "dynamic"}
         GraphCache memory policy (ignored when ``model`` is a GraphCache).
     precision : {"fp32", "bf16"}
@@ -166,7 +197,8 @@ class TrainLoop:
     run_dir : str, optional
         Where metrics and checkpoints go; None keeps nothing on disk.
     checkpoint_every : int
-        Steps between checkpoints (0: only at epoch ends).
+        Steps between checkpoints (0: only at epoch ends); with ``accumulate``, one that
+        falls inside a group is written at the group's end.
     log_every : int
         Steps per ``metrics.jsonl`` step record (a window also ends at each epoch end, and
         where the run stops: ``max_steps``, Ctrl-C, SIGTERM).
@@ -186,7 +218,12 @@ class TrainLoop:
         A non-finite loss, or gradient norm (checked when ``clip_norm`` computes it): raise
         ``NonFiniteError`` naming the step (the last checkpoint stays as it is), or skip that
         step's update (parameters and optimizer state unchanged; counted as ``skipped_steps``
-        in the history and ``metrics.jsonl``). One process only: ranks would disagree.
+        in the history and ``metrics.jsonl``). One process only: ranks would disagree. With
+        ``accumulate``, ``"skip"`` leaves a batch of non-finite loss out of its group (one
+        skipped step; the group's other batches still update), and a non-finite norm of the
+        group's gradient drops that update (its batches count as skipped steps; their losses,
+        finite, stay in the figures). Either policy stops, as with one batch per update, when
+        an earlier update left the parameters non-finite.
 
     Examples
     --------
@@ -210,8 +247,9 @@ class TrainLoop:
                  run_dir: str | None = None, checkpoint_every: int = 200, log_every: int = 10,
                  progress: bool = True, fingerprint: dict | None = None, init=None, stream=None,
                  on_nonfinite: str = "error", precision: str = "fp32",
-                 run_files: dict | None = None):
+                 run_files: dict | None = None, accumulate: int = 1):
         epochs = check_int("epochs", epochs, low=1)
+        self.accumulate = check_int("accumulate", accumulate, low=1)
         checkpoint_every = check_int("checkpoint_every", checkpoint_every, low=0)
         log_every = check_int("log_every", log_every, low=1)
         seed = check_int("seed", seed, low=0)
@@ -308,8 +346,10 @@ class TrainLoop:
         self.global_step = 0
         self.epoch = 0  # the epoch being run, or the next one to run between epochs
         self.history = {"epochs": [], "train_seconds": 0.0, "real_tokens": 0, "slots": 0,
-                        "skipped_steps": 0, "epoch_acc": None}
+                        "skipped_steps": 0, "updates": 0, "epoch_acc": None}
         self._window = metrics.tally()
+        self._group = GradientSum()  # the open update group (accumulate > 1)
+        self._checkpoint_due = False  # checkpoint_every fell inside the open group
         self.metrics_log = MetricsLog(os.path.join(run_dir or "", METRICS))
         self._stop = None
         self._bar = None
@@ -352,6 +392,7 @@ class TrainLoop:
         if self.run_files is not None:
             meta["run_files"] = self.run_files
         meta["schedule"] = self._schedule()
+        meta["accumulate"] = self.accumulate
         try:
             ckpt.save(self.checkpoint_path, params, optim, meta, fingerprint=self.fingerprint)
         except NonFiniteError as e:
@@ -413,6 +454,16 @@ class TrainLoop:
                 + ", ".join(f"{k}={v!r}" for k, v in schedule.items())
                 + ": give the checkpoint's schedule to resume it (a checkpoint without one was "
                 "written before the schedule was recorded: lr_schedule='epoch')")
+        # Written before accumulate existed: one batch per update.
+        accumulate = meta.get("accumulate", 1)
+        if accumulate != self.accumulate:
+            # Its steps and groups would fall apart: the checkpoint sits at one of its own
+            # group ends, and the rest of the run would update at other batches.
+            raise StateMismatchError(
+                f"checkpoint {path!r} was trained with accumulate={accumulate!r} (batches per "
+                f"update); this loop has accumulate={self.accumulate}: give the checkpoint's "
+                "value to resume it (a checkpoint without one was written before accumulate "
+                "existed: 1)")
         if self.run_dir is not None and self.is_writer:
             self.metrics_log.check_offset(meta["metrics_offset"], path)
         local = not distributed.update_on_kvstore(self.kv)
@@ -446,7 +497,13 @@ class TrainLoop:
         if local:
             optim_state.restore(self.trainer, state.optimizer, path)
         self.global_step, self.history = meta["global_step"], meta["history"]
+        # Counted before the history held it: one update per step that was not skipped.
+        self.history.setdefault(
+            "updates", max(self.global_step - self.history["skipped_steps"], 0))
         self.epoch = meta["epoch"]
+        # A checkpoint is written at a group's end: the next batch opens a new one.
+        self._group.clear()
+        self._checkpoint_due = False
         self._resumed_offset = meta["metrics_offset"]
         # A checkpoint written before the window was kept in it had flushed it: empty.
         self._window = metrics.tally(**(meta.get("window") or {}))
@@ -476,27 +533,51 @@ class TrainLoop:
     def _grads(self):
         return [p.grad(self.ctx) for p in self.params.values() if p.grad_req != "null"]
 
+    def _group_ends(self) -> bool:
+        """Whether the batch just taken from the loader ends its update group: its in-epoch
+        index ``i`` has ``(i + 1) % accumulate == 0``, or it was the epoch's last."""
+        # The loader moves before handing a batch out: its step is i + 1, or 0 once the
+        # epoch's last batch is out.
+        return self.accumulate == 1 or self.loader.step % self.accumulate == 0
+
     def train_step(self, batch) -> dict:
-        """One optimisation step on ``batch``; returns its tally (summed loss, counts)."""
+        """One batch: forward, backward and, when it ends its update group (every batch with
+        ``accumulate=1``), the optimizer update; returns its tally (summed loss, counts).
+
+        With ``accumulate > 1`` the group's end is read from the loader's position: call it
+        on the loader's batches in their order, as :meth:`fit` does.
+        """
         mx.random.seed(_step_seed(self.seed, self.global_step))
         if self.lr_schedule != "epoch":
             # A function of the step alone (not decayed in place): a resumed run gets the
             # same rates.
             self.trainer.set_learning_rate(self.learning_rate_at(self.global_step))
         real, slots, count, real_rows = self._task.counts(batch)
+        summed = self.accumulate > 1
         with autograd.record():
             out = self.graphs(batch)
             loss = out[0] if isinstance(out, (list, tuple)) else out
-            # dist_sync sums the workers' gradients: this keeps the update their mean.
             total = loss.sum()
-            objective = total / max(count, 1) / self.num_workers
+            # dist_sync sums the workers' gradients: this keeps the update their mean. A group
+            # divides its summed gradients by its own count at its end (GradientSum).
+            objective = total if summed else total / max(count, 1) / self.num_workers
         objective.backward()
         # Checked on the host before the update: the loss is pulled there anyway, and the
         # gradient norm only when clipping computes it (a finite loss with non-finite
         # gradients otherwise shows in the next step's loss, or in the parameters at the
         # next checkpoint, which is then refused).
         loss_value, norm = float(total.asscalar()), None
-        if self.clip_norm is not None:
+        finite = math.isfinite(loss_value)
+        update, group = True, 1
+        if summed:
+            if finite:  # a batch of non-finite loss adds nothing to its group
+                self._group.add(self._grads(), count)
+            # An update when the group ends with something in it; once per update (not per
+            # batch) the workers' gradients are summed, in allreduce_grads or step.
+            update = self._group_ends()
+            group = self._group.write_mean(self._grads(), self.num_workers) if update else 0
+            update = update and group > 0
+        if update and self.clip_norm is not None:
             distributed.allreduce_grads(self.trainer)
             norm = float(gluon.utils.clip_global_norm(self._grads(), self.clip_norm,
                                                       check_isfinite=False).asscalar())
@@ -514,21 +595,38 @@ class TrainLoop:
                     "recover; any earlier checkpoint is kept as it was. Lower the learning rate "
                     "or set clip_norm", step=self.global_step + 1, what=broken)
         if bad is not None and self.on_nonfinite == "error":
+            of = (f" of the update of {group} batches ending there (accumulate="
+                  f"{self.accumulate})" if summed and bad != "loss" else "")
             raise NonFiniteError(
-                f"non-finite {bad} ({loss_value if bad == 'loss' else norm}) at global step "
-                f"{self.global_step + 1} (epoch {self.epoch}); any earlier checkpoint is kept "
-                "as it was. Lower the learning rate, set clip_norm, or "
+                f"non-finite {bad}{of} ({loss_value if bad == 'loss' else norm}) at global "
+                f"step {self.global_step + 1} (epoch {self.epoch}); any earlier checkpoint is "
+                "kept as it was. Lower the learning rate, set clip_norm, or "
                 "trainer.on_nonfinite=skip", step=self.global_step + 1, what=bad)
-        if bad is None and self.clip_norm is None:
+        norm_ok = norm is None or math.isfinite(norm)
+        # One batch per update: a non-finite loss drops it. A group's update stands on its
+        # other batches when only this one's loss is non-finite.
+        applied = update and norm_ok and (finite or summed)
+        if applied and self.clip_norm is None:
             distributed.step(self.trainer, 1)
-        elif bad is None:
+        elif applied:
             self.trainer.update(1)
         tally = metrics.tally(loss=loss_value, count=count, real=real, slots=slots, steps=1)
-        if bad is not None:  # skipped: no update; its loss stays out of the figures
-            tally.update(loss=0.0, count=0, skipped=1)
-            self.history["skipped_steps"] += 1
+        skipped = 0
+        if not finite or not (summed or norm_ok):
+            # skipped: no update from it; its loss stays out of the figures
+            tally.update(loss=0.0, count=0)
+            skipped = 1
         else:
             self._task.add_accuracy(out, batch, tally, real_rows)
+        if summed and update and not norm_ok:
+            # The group's update is dropped: its batches count as skipped (their losses,
+            # finite and already in the figures, stay there).
+            skipped += group
+        if skipped:
+            tally["skipped"] = skipped
+            self.history["skipped_steps"] += skipped
+        if applied:
+            self.history["updates"] += 1
         self.global_step += 1
         self.history["real_tokens"] += real
         self.history["slots"] += slots
@@ -561,8 +659,11 @@ class TrainLoop:
         if resume and self.checkpoint_path and os.path.isfile(self.checkpoint_path):
             self.load_checkpoint()
         # Collective, before the first step: every rank must hold the same plan and position.
+        # accumulate too: ranks grouping batches otherwise would sum their gradients at
+        # different steps and wait for each other for good.
         distributed.check_same_plan(
-            self.kv, distributed.plan_fingerprint(self.loader, **self.fingerprint))
+            self.kv, distributed.plan_fingerprint(
+                self.loader, **{**self.fingerprint, "loop.accumulate": self.accumulate}))
         distributed.check_shards(self.loader)
         # Counted here, after a resume has read the epochs the run now goes to.
         self.planned_steps = self.schedule_steps or self.count_planned_steps()
@@ -602,10 +703,11 @@ class TrainLoop:
 
     @contextlib.contextmanager
     def _stop_requests(self):
-        """Ctrl-C / SIGTERM: finish the current step, write a checkpoint, then stop.
+        """Ctrl-C / SIGTERM: finish the current step (with ``accumulate``, the current
+        update's group), write a checkpoint, then stop.
 
-        Stopping between steps keeps parameters, optimizer and loader position consistent; a
-        second signal interrupts at once (the last checkpoint still holds).
+        Stopping between updates keeps parameters, optimizer and loader position consistent;
+        a second signal interrupts at once (the last checkpoint still holds).
         """
         self._stop = None
         if self.run_dir is None or threading.current_thread() is not threading.main_thread():
@@ -706,12 +808,19 @@ class TrainLoop:
                        **figs)
             if self._window["steps"] >= self.log_every:
                 self._flush_window()
+            if self.checkpoint_every and self.global_step % self.checkpoint_every == 0:
+                self._checkpoint_due = True
+            if not self._group_ends():
+                # Checkpoints and stops wait for the group's update: a checkpoint holds no
+                # half-summed gradients, and a resume opens its first group where the
+                # uninterrupted run opened one.
+                continue
             done = self.max_steps is not None and self.global_step >= self.max_steps
             if done and loader.epoch != self.epoch:  # it moves on after the last batch
                 # max_steps falls on the epoch's last batch: the epoch ends as any other
                 # (recorded, evaluated, checkpointed as finished); fit stops after it.
                 done = False
-            due = self.checkpoint_every and self.global_step % self.checkpoint_every == 0
+            due, self._checkpoint_due = self._checkpoint_due, False
             if done or due or self._stop is not None:
                 self.save_checkpoint(epoch_finished=False)
                 last = time.perf_counter()

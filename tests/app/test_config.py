@@ -83,7 +83,7 @@ def test_the_library_defaults_are_the_apps():
     loop = defaults(TrainLoop.__init__)
     assert LEARNING_RATE == app["trainer"]["lr"]
     for key in ("optimizer", "clip_norm", "lr_schedule", "lr_decay", "epochs", "checkpoint_every",
-                "log_every", "kvstore", "on_nonfinite"):
+                "log_every", "kvstore", "on_nonfinite", "accumulate"):
         assert loop[key] == app["trainer"][key], key
     assert loop["memory"] == app["memory"]["policy"]
     assert loop["warmdown"] == app["trainer"]["lr_warmdown"]
@@ -173,3 +173,39 @@ def test_a_run_saved_before_the_schedule_key_keeps_the_epoch_schedule():
     assert fp["trainer.lr_decay"] == LR_DECAY
     assert new["trainer.lr_schedule"] == "warmdown" and new["trainer.lr_warmdown"] == WARMDOWN
     assert new["trainer.lr_decay"] is None
+
+
+@pytest.mark.parametrize("value", [0, -1])
+def test_accumulate_below_one_is_refused_naming_the_key(value):
+    cfg = OmegaConf.structured(Config)
+    cfg.trainer.accumulate = value
+    with pytest.raises(ValueError, match=rf"trainer\.accumulate must be an integer >= 1 .*, got "
+                                         rf"trainer\.accumulate={value}$"):
+        validate(cfg)
+
+
+@pytest.mark.parametrize("value", ["1.5", "true", "x"])
+def test_accumulate_that_is_no_integer_is_refused_at_composition_naming_it(value):
+    from _app import compose_config
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException,
+                       match=rf"override trainer\.accumulate={value}$") as e:
+        compose_config(f"trainer.accumulate={value}")
+    cause = str(e.value.__cause__)
+    assert "could not be converted to Integer" in cause and "full_key: trainer.accumulate" in cause
+
+
+def test_accumulate_is_in_the_fingerprint_only_when_it_is_not_one():
+    cfg = OmegaConf.structured(Config)
+    validate(cfg)
+    # Runs saved before the key existed updated after every batch: their checkpoints' fingerprints
+    # (without the key) are still the config's.
+    assert "trainer.accumulate" not in fingerprint(cfg)
+    cfg.trainer.accumulate = 4
+    validate(cfg)
+    assert fingerprint(cfg)["trainer.accumulate"] == 4
+    old = to_dict(OmegaConf.structured(Config))
+    del old["trainer"]["accumulate"]
+    assert saved_config(old)["trainer"]["accumulate"] == 1
+    assert saved_config(old)["trainer"]["lr_schedule"] == "warmdown"  # the run's own, kept

@@ -634,3 +634,42 @@ def test_a_run_saved_before_lr_schedule_existed_resumes_on_its_own_schedule(tmp_
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     assert run(cfg, str(tmp_path / "elsewhere"), overrides=overrides)["steps"] == 6
+
+
+def test_accumulate_trains_and_resumes_like_an_uninterrupted_run(tmp_path):
+    run(_compose("trainer.accumulate=2", "plots=false"), str(tmp_path / "whole"))
+    first = TINY + ["trainer.accumulate=2", "trainer.max_steps=3", "plots=false"]
+    summary = run(_compose(*first[len(TINY):]), str(tmp_path / "run"), overrides=first)
+    assert summary["steps"] == 4  # max_steps rounds up to a whole update
+    assert summary["config"]["trainer"]["accumulate"] == 2
+    meta = ckpt.load(str(tmp_path / "run" / "checkpoint.npz")).meta
+    assert (meta["global_step"], meta["accumulate"]) == (4, 2)
+
+    def again(*overrides):
+        cfg = compose_config(*overrides)
+        return run(cfg, str(tmp_path / "elsewhere"), overrides=list(overrides))
+
+    with pytest.raises(ValueError, match=r"trainer.accumulate cannot change when a run is "
+                                         r"resumed: the run has trainer.accumulate=2"):
+        again(f"resume={tmp_path / 'run'}", "trainer.accumulate=1")
+    summary = again(f"resume={tmp_path / 'run'}", "trainer.max_steps=null",
+                    "trainer.progress=false")
+    assert summary["resumed"] and summary["config"]["trainer"]["accumulate"] == 2
+    a = ckpt.load(str(tmp_path / "whole" / "checkpoint.npz"))
+    b = ckpt.load(str(tmp_path / "run" / "checkpoint.npz"))
+    assert a.meta["global_step"] == b.meta["global_step"] > 4
+    assert b.meta["history"]["updates"] == a.meta["history"]["updates"]
+    for name in a.params:
+        np.testing.assert_array_equal(a.params[name], b.params[name], err_msg=name)
+
+
+def test_a_run_saved_before_accumulate_existed_resumes_one_batch_per_update(tmp_path,
+                                                                               two_steps):
+    two_steps(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["trainer"]["accumulate"]  # as a run of an older bucketrnn wrote it
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    overrides = [f"resume={tmp_path}", "trainer.max_steps=3", "trainer.progress=false"]
+    summary = run(compose_config(*overrides), str(tmp_path / "elsewhere"), overrides=overrides)
+    assert summary["steps"] == 3 and summary["config"]["trainer"]["accumulate"] == 1
+    assert ckpt.load(str(tmp_path / "checkpoint.npz")).meta["accumulate"] == 1

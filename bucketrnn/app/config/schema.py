@@ -218,6 +218,8 @@ class TrainerConfig:
     epochs: int = 2
     max_steps: Optional[int] = None
     clip_norm: Optional[float] = 1.0
+    # Batches per optimizer update: their gradients summed, divided by their real tokens.
+    accumulate: int = 1
     context: str = "cpu"
     kvstore: str = "device"
     checkpoint_every: int = 200
@@ -281,17 +283,21 @@ def to_dict(cfg) -> dict:
 # cadence and on_nonfinite do not: a run may be resumed with more epochs (or with skip).
 _FINGERPRINT_SECTIONS = ("dataset", "model", "bucketing", "memory")
 _FINGERPRINT_TRAINER = ("optimizer", "lr", "lr_schedule", "lr_warmdown", "lr_decay",
-                        "weight_decay", "optimizer_params", "clip_norm")
+                        "weight_decay", "optimizer_params", "clip_norm", "accumulate")
 
 
 def saved_config(saved: dict) -> dict:
     """A run's saved ``config.json`` (a plain dict) in this version's terms, before it is merged
     over the schema's defaults: what an older bucketrnn wrote without a key, it ran with the
     behaviour of that time, not today's default (a run saved without
-    ``trainer.lr_schedule`` halved its rate every epoch: ``epoch``)."""
+    ``trainer.lr_schedule`` halved its rate every epoch: ``epoch``; one saved without
+    ``trainer.accumulate`` updated after every batch: 1)."""
     trainer = saved.get("trainer") if isinstance(saved, dict) else None
-    if isinstance(trainer, dict) and "lr_schedule" not in trainer:
-        saved = {**saved, "trainer": {**trainer, "lr_schedule": "epoch"}}
+    if isinstance(trainer, dict):
+        old = {key: value for key, value in (("lr_schedule", "epoch"), ("accumulate", 1))
+               if key not in trainer}
+        if old:
+            saved = {**saved, "trainer": {**trainer, **old}}
     return saved
 
 
@@ -317,5 +323,7 @@ def fingerprint(cfg) -> dict:
             value = 0.5  # what null means there
         if key == "lr_decay" and value is None and schedule == "epoch":
             value = 0.5  # what null means there, and what an old checkpoint holds
+        if key == "accumulate" and value == 1:
+            continue  # every run before the key existed: old checkpoints still load
         flat[f"trainer.{key}"] = value
     return flat

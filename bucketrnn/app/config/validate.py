@@ -16,6 +16,7 @@ from bucketrnn.data.prepared import is_prepared, read_manifest
 from bucketrnn.distributed import KVSTORES
 from bucketrnn.graphs.precision import check_precision
 from bucketrnn.training.loop import ON_NONFINITE
+from bucketrnn.validation import is_int
 
 __all__ = ["OPTIMIZERS", "check_vocab_size", "parse_context", "validate"]
 
@@ -289,6 +290,9 @@ def validate(cfg) -> None:
     need(t["epochs"] >= 1, "trainer.epochs", t["epochs"], "must be >= 1")
     need(t["max_steps"] is None or t["max_steps"] >= 1, "trainer.max_steps", t["max_steps"],
          "must be null or >= 1")
+    need(is_int(t["accumulate"]) and t["accumulate"] >= 1, "trainer.accumulate",
+         t["accumulate"], "must be an integer >= 1 (batches per optimizer update; 1: every "
+         "batch)")
     need(t["clip_norm"] is None or 0 < t["clip_norm"] < float("inf"), "trainer.clip_norm",
          t["clip_norm"], "must be null or a finite number > 0 (the largest gradient norm)")
     need(t["checkpoint_every"] >= 0, "trainer.checkpoint_every", t["checkpoint_every"],
