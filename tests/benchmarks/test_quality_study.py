@@ -27,6 +27,28 @@ def test_one_tiny_tagging_run_per_arm(arm):
         assert len(set(r["plan"]["batch_sizes"])) > 1 or len(r["plan"]["keys"]) == 1
 
 
+def test_the_bucketed_batches_padded_to_the_longest_key_train_the_bucketed_model():
+    """The control of the pairs gap: only the padding differs from the bucketed arm, and
+    padding changes no value, so the training losses agree (the gap is the batch mix)."""
+    bucketed = run_one("tag", "bucketed", seed=0, epochs=1, tiny=True)
+    control = run_one("tag", "bucket-batches-padded", seed=0, epochs=1, tiny=True)
+    keys = bucketed["plan"]["keys"]
+    assert control["plan"]["keys"] == keys and len(keys) > 1
+    assert sorted(bucketed["graph_keys"]) == sorted(keys)
+    assert control["graph_keys"] == [max(keys)]  # every batch padded to the longest
+    assert control["epochs"][0]["train_loss"] == pytest.approx(
+        bucketed["epochs"][0]["train_loss"], rel=1e-5)
+    assert control["epochs"][0]["accuracy"] == pytest.approx(
+        bucketed["epochs"][0]["accuracy"], abs=1e-3)
+
+
+def test_the_mixed_arm_updates_once_per_group_of_batches():
+    r = run_one("tag", "mixed", seed=0, epochs=1, tiny=True)
+    (e,) = r["epochs"]
+    assert r["arm_settings"]["accumulate"] == 4 and set(r["plan"]["batch_sizes"]) == {8}
+    assert e["steps"] == r["plan"]["steps_per_epoch"] and 0 <= e["accuracy"] <= 1
+
+
 def _run(arm, seed, qualities, seconds, waste):
     return {"task": "pairs", "arm": arm, "seed": seed, "plan": {"keys": [1], "waste": waste},
             "compile_seconds": 0.0,
@@ -53,6 +75,15 @@ def test_summary_times_to_the_padded_final_quality_and_the_waste_bound(tmp_path)
     assert t["per_epoch"]["met"] and t["time"]["met_0.4x"] and t["time"]["met_1.15x_bound"]
     table = markdown(r)
     assert "| bucketed | 2 | 1 | 25.0% | 0.600 (0.500-0.700) | 0.750 (0.700-0.800) |" in table
+    # A longer run of the default plan is compared on time only: its schedule differs.
+    longer = [_run("bucketed-6", s, [0.1, 0.3, 0.5, 0.6, 0.7, 0.8], [3] * 6, 0.25)
+              for s in (0, 1)]
+    r6 = summarise({"config": {"tasks": ["pairs"], "arms": ["padded", "bucketed-6"],
+                               "seeds": [0, 1], "epochs": None, "jobs": 1, "tiny": False},
+                    "runs": runs[:2] + longer})
+    t6 = r6["summary"]["pairs"]["targets"]["bucketed-6"]
+    assert t6["per_epoch"] is None and t6["time"]["cpu_ratio"] == pytest.approx(15 / 20)
+    assert "bucketed-6: time 0.75x padded CPU" in markdown(r6)
     # Two files of separate invocations merge into one result.
     import json
 
