@@ -49,7 +49,8 @@ def _one_bucket_loop(task, batch_size, accumulate, clip_norm, optimizer="sgd"):
 # the parameters elsewhere (Adam's would not show it; it is here for its state). The clip
 # norm is above the gradients' (it is computed, not applied).
 @pytest.mark.parametrize("task, clip_norm, optimizer", [
-    ("lm", 5.0, "sgd"), ("seq2seq", None, "sgd"), ("seq2seq", 0.5, "adam")])
+    ("lm", 5.0, "sgd"), pytest.param("seq2seq", None, "sgd", marks=pytest.mark.slow),
+    pytest.param("seq2seq", 0.5, "adam", marks=pytest.mark.slow)])
 def test_four_batches_of_8_update_as_one_batch_of_32(task, clip_norm, optimizer):
     small = _one_bucket_loop(task, 8, 4, clip_norm, optimizer)
     large = _one_bucket_loop(task, 32, 1, clip_norm, optimizer)
@@ -115,7 +116,7 @@ def test_gradient_sum_is_the_sum_over_the_count():
         group.add(grads[:1], count=1)
 
 
-# ---------------------------------------------------------------- resume
+# ---------------------------------------------------------------- resume (slow: whole runs)
 @pytest.fixture(scope="module")
 def whole(tmp_path_factory):
     """The uninterrupted run of 3 batches per update (checkpoint_every=4 falls inside
@@ -126,6 +127,7 @@ def whole(tmp_path_factory):
     return loop, run_dir
 
 
+@pytest.mark.slow
 def test_max_steps_inside_a_group_stops_at_its_end_and_resumes_exactly(tmp_path, whole):
     ref, ref_dir = whole
     first = _loop(tmp_path, accumulate=3, max_steps=5)
@@ -138,6 +140,7 @@ def test_max_steps_inside_a_group_stops_at_its_end_and_resumes_exactly(tmp_path,
     assert rest.history["updates"] == ref.history["updates"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash_in_epoch", [0, 1])
 def test_a_checkpoint_due_inside_a_group_is_written_at_its_end(tmp_path, whole,
                                                                crash_in_epoch):
@@ -158,6 +161,7 @@ def test_a_checkpoint_due_inside_a_group_is_written_at_its_end(tmp_path, whole,
     _assert_same_run(ref, resumed, ref_dir, tmp_path)
 
 
+@pytest.mark.slow
 def test_a_stop_request_inside_a_group_waits_for_its_update(tmp_path, whole):
     ref, ref_dir = whole
     stopped = _loop(tmp_path, accumulate=3)
@@ -186,6 +190,7 @@ def test_resuming_with_another_accumulate_is_refused_naming_both(tmp_path):
         _loop(tmp_path).fit(resume=True)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_written_before_accumulate_existed_is_one_batch_per_update(
         tmp_path, monkeypatch):
     save = ckpt.save
@@ -241,6 +246,7 @@ def _constant_loop(seqs=SEQS[:48], **kw):
                      optimizer_params={"learning_rate": 0.05}, **kw)
 
 
+@pytest.mark.slow
 def test_skip_leaves_a_non_finite_batch_out_of_its_group():
     # Step 4 (rows 16-19) is the middle batch of the group of steps 3-5.
     loop = _constant_loop(accumulate=3, on_nonfinite="skip")
