@@ -469,7 +469,7 @@ def _targets(task: str, arms: dict) -> dict:
     bound."""
     out = {}
     for arm, a in arms.items():
-        if arm.startswith("padded") or "to_padded_final" not in a or ARMS[arm].get("control"):
+        if arm.startswith("padded") or "to_padded_final" not in a or _control(arm):
             continue
         padded = arms[a["reference"]]
         if len(a["epochs"]) != len(padded["epochs"]):
@@ -548,7 +548,9 @@ def markdown(r: dict) -> str:
         for arm, a in arms.items():
             cells = [_fmt(x["quality"], metric) for x in a["epochs"]]
             cells += [""] * (n - len(cells))
-            lines.append(f"| {arm} | {len(a['seeds'])} | {a['keys']} | {100 * a['waste']:.1f}% | "
+            # A control's batches are padded to the longest key: its plan's waste is not its own.
+            waste = "" if _control(arm) else f"{100 * a['waste']:.1f}%"
+            lines.append(f"| {arm} | {len(a['seeds'])} | {a['keys']} | {waste} | "
                          + " | ".join(cells) + " |")
         lines += ["", "| arm | steps/epoch | train s (all epochs) | CPU s | reference | to the "
                   "reference's final quality: epoch, CPU s (x reference) | waste bound CPU s | "
@@ -562,6 +564,8 @@ def markdown(r: dict) -> str:
             xb = "" if hit is None or bound is None else \
                 f"{hit['cpu_seconds'] / bound['cpu_seconds']:.2f}"
             cpu_bound = "" if bound is None else f"{bound['cpu_seconds']:.0f}"
+            if _control(arm):
+                reach, xb, cpu_bound = "a control: no time target", "", ""
             lines.append(f"| {arm} | {a['epochs'][0]['steps']:.0f} | {last['seconds']:.0f} | "
                          f"{last['cpu_seconds']:.0f} | {a.get('reference', '')} | "
                          f"{reach if bound else ''} | {cpu_bound} | {xb} |")
@@ -570,6 +574,10 @@ def markdown(r: dict) -> str:
             lines += ["", "Targets: " + "; ".join(_target_line(arm, v)
                                                   for arm, v in t.items()) + "."]
     return "\n".join(lines)
+
+
+def _control(arm: str) -> bool:
+    return bool(ARMS.get(arm, {}).get("control"))
 
 
 def _target_line(arm: str, v: dict) -> str:
