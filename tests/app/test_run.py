@@ -641,6 +641,7 @@ def test_accumulate_trains_and_resumes_like_an_uninterrupted_run(tmp_path):
     first = TINY + ["trainer.accumulate=2", "trainer.max_steps=3", "plots=false"]
     summary = run(_compose(*first[len(TINY):]), str(tmp_path / "run"), overrides=first)
     assert summary["steps"] == 4  # max_steps rounds up to a whole update
+    assert summary["updates"] == 2  # the summary counts both
     assert summary["config"]["trainer"]["accumulate"] == 2
     meta = ckpt.load(str(tmp_path / "run" / "checkpoint.npz")).meta
     assert (meta["global_step"], meta["accumulate"]) == (4, 2)
