@@ -681,6 +681,12 @@ class TrainLoop:
                     stopped = False
                     if loader.epoch == self.epoch:
                         stopped = self._run_epoch(bar)
+                    else:
+                        # Resumed from a checkpoint written after the epoch's last batch (a
+                        # stop there, or one due there): its window ends here, as _run_epoch
+                        # ends it, before the epoch's record, with the rate its last batch had.
+                        self._set_last_rate()
+                        self._flush_window()
                     if stopped:
                         break
                     record = {"kind": "epoch", "epoch": self.epoch,
@@ -782,6 +788,13 @@ class TrainLoop:
         share = (0.5 * (1.0 + math.cos(math.pi * t)) if self.lr_schedule == "cosine"
                  else min(1.0, (1.0 - t) / self.warmdown))
         return max(self.base_lr * share, MIN_LEARNING_RATE)
+
+    def _set_last_rate(self) -> None:
+        """Set the rate the current epoch's last batch trained with (a resumed process has
+        not set it yet), for a window record written before the next batch."""
+        index = self.loader.num_batches(self.epoch) - 1
+        if self.global_step and index >= 0:
+            self.trainer.set_learning_rate(self.learning_rate_at(self.global_step - 1))
 
     def _run_epoch(self, bar) -> bool:
         """Train the rest of the current epoch; True if stopped by ``max_steps``."""

@@ -282,3 +282,36 @@ def test_error_raises_at_the_batch_and_a_non_finite_group_norm_is_named():
                                              r"batches ending there \(accumulate=3\) \(\w+\) at "
                                              r"global step 6"):
         loop.fit()
+
+
+# ------------------------------------------------------------------ review: epoch's last group
+@pytest.mark.parametrize("accumulate", [1, 4])
+@pytest.mark.parametrize("epoch", [0, 1])  # epoch 1 ends in the warm-down: its rate is lower
+def test_a_stop_at_an_epochs_last_batch_keeps_the_epochs_last_step_record(tmp_path, epoch,
+                                                                           accumulate):
+    # 10 batches an epoch. With groups of 4 the last group is batches 9-10: a SIGTERM after
+    # batch 9 waits for the group's end, the epoch's last batch (with 1, a SIGTERM during the
+    # last batch stops there too). The resumed run must still write the step record that closes
+    # the epoch's window, with the rate of its last update, as the uninterrupted run does, not
+    # carry the window into the next epoch.
+    whole = _loop(tmp_path / "whole", accumulate=accumulate)
+    whole.fit()
+    stopped = _loop(tmp_path / "run", accumulate=accumulate)
+    spe = stopped.loader.sampler.num_batches(0)
+    assert spe % 4 == 2
+    at = (epoch + 1) * spe - (accumulate > 1)
+    step = stopped.train_step
+
+    def train_step(batch):
+        tally = step(batch)
+        if stopped.global_step == at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return tally
+
+    stopped.train_step = train_step
+    with pytest.raises(KeyboardInterrupt, match=f"SIGTERM after step {(epoch + 1) * spe}: "):
+        stopped.fit()
+    resumed = _loop(tmp_path / "run", accumulate=accumulate)
+    resumed.fit(resume=True)
+    _assert_same_run(whole, resumed, tmp_path / "whole", tmp_path / "run")
+
