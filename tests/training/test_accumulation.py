@@ -27,7 +27,8 @@ PAIRS = [(RNG.integers(1, 12, size=int(RNG.integers(2, 9))).tolist(),
           RNG.integers(1, 9, size=int(RNG.integers(2, 9))).tolist()) for _ in range(64)]
 
 
-def _one_bucket_loop(task, batch_size, accumulate, clip_norm, optimizer="sgd"):
+def _one_bucket_loop(task, batch_size, accumulate, clip_norm, optimizer="sgd",
+                     lr_schedule="epoch"):
     """One bucket, no shuffling, no dropout, a constant rate: the rows of an update and the
     arithmetic on them are the same whatever batch_size, only the batches that carry them
     differ."""
@@ -41,7 +42,8 @@ def _one_bucket_loop(task, batch_size, accumulate, clip_norm, optimizer="sgd"):
     params = {"learning_rate": 0.05} if optimizer == "adam" else {"learning_rate": 1.0,
                                                                   "momentum": 0.5}
     return TrainLoop(build, loader, epochs=2, progress=False, seed=4, clip_norm=clip_norm,
-                     lr_schedule="epoch", lr_decay=1.0, accumulate=accumulate,
+                     lr_schedule=lr_schedule, accumulate=accumulate,
+                     **({"lr_decay": 1.0} if lr_schedule == "epoch" else {}),
                      optimizer=optimizer, optimizer_params=params)
 
 
@@ -315,3 +317,19 @@ def test_a_stop_at_an_epochs_last_batch_keeps_the_epochs_last_step_record(tmp_pa
     resumed.fit(resume=True)
     _assert_same_run(whole, resumed, tmp_path / "whole", tmp_path / "run")
 
+
+@pytest.mark.parametrize("lr_schedule", ["warmdown", "cosine"])
+def test_a_group_updates_at_the_rate_one_batch_of_its_rows_would(lr_schedule):
+    # The schedules follow the planned steps, which count batches: 4 batches of 8 plan 4 times
+    # the steps of batches of 32. Update k of the batches of 32 is step k of 4 planned (t = k/4);
+    # the group standing for it is steps 4k..4k+3 of 16, whose first has the same t. At its
+    # last (t = (4k + 3)/16) the rate is lower: the warm-down's last update ran at a quarter of
+    # the rate of the one batch of 32 rows.
+    small = _one_bucket_loop("lm", 8, 4, 5.0, lr_schedule=lr_schedule)
+    large = _one_bucket_loop("lm", 32, 1, 5.0, lr_schedule=lr_schedule)
+    small.fit()
+    large.fit()
+    assert small.global_step == 4 * large.global_step == 16
+    for name, value in _params(large).items():
+        np.testing.assert_allclose(_params(small)[name], value, rtol=1e-5, atol=1e-5,
+                                   err_msg=name)
