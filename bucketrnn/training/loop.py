@@ -680,6 +680,13 @@ class TrainLoop:
             self.kv, distributed.plan_fingerprint(
                 self.loader, **{**self.fingerprint, "loop.accumulate": self.accumulate}))
         distributed.check_shards(self.loader)
+        batches = self.loader.num_batches(self.epoch)
+        if self.accumulate > max(batches, 1):
+            # Not refused: a run may mean full-batch updates. But a typo (1000 for 10) would
+            # otherwise train silently on a handful of updates.
+            log.warning("accumulate=%d is more than the %d batches of epoch %d: every epoch "
+                        "makes one update, of all its batches (updates left in the run: %d)",
+                        self.accumulate, batches, self.epoch, self.epochs - self.epoch)
         # Counted here, after a resume has read the epochs the run now goes to.
         self.planned_steps = self.schedule_steps or self.count_planned_steps()
         if self.run_dir is not None and self.is_writer:

@@ -333,3 +333,12 @@ def test_a_group_updates_at_the_rate_one_batch_of_its_rows_would(lr_schedule):
     for name, value in _params(large).items():
         np.testing.assert_allclose(_params(small)[name], value, rtol=1e-5, atol=1e-5,
                                    err_msg=name)
+
+
+def test_accumulate_above_an_epochs_batches_warns_of_one_update_per_epoch(caplog):
+    loop = _constant_loop(accumulate=10**9)  # 12 batches an epoch
+    with caplog.at_level("WARNING", logger="bucketrnn.training.loop"):
+        loop.fit()
+    assert loop.history["updates"] == 1
+    assert ("accumulate=1000000000 is more than the 12 batches of epoch 0: every epoch makes "
+            "one update, of all its batches (updates left in the run: 1)") in caplog.text
