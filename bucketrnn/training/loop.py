@@ -144,19 +144,19 @@ class TrainLoop:
         bucketed batch holds one range. Groups are aligned within an epoch: one ends after in-epoch
         batch ``i`` with ``(i + 1) % accumulate == 0``, or at the epoch's last batch (a shorter last
         group). Steps (``global_step``, ``max_steps``, ``checkpoint_every``, ``log_every``, the
-        schedule's planned steps, the dropout seeds) still count batches; the rate is set per batch
-        and the update uses the rate of the group's last batch; ``history["updates"]`` counts the
-        updates. Checkpoints, stop requests and ``max_steps`` wait for the group's update (at most
-        ``accumulate - 1`` more batches), so a resume is exact; a checkpoint records the value and
-        resuming it with another raises ``StateMismatchError``. The cost is per-call overhead: more,
-        smaller batches for the same rows per update, each a graph call of its own, plus a copy of
-        the gradients (measured in docs/configuration.md, "Gradient accumulation"). The gradients
-        are summed in buffers of their own, never with ``grad_req="add"``
-        (:mod:`bucketrnn.training.accumulation`). Under ``dist_sync`` the workers exchange gradients
-        once per update (``allreduce_grads`` or ``step`` at the group's end), verified with two
-        local workers in tests/app/test_run_distributed.py (their parameters stay equal);
-        ``dist_async`` takes the same ``step`` at the group's end, with its warning about the
-        learning rate as before, but no test runs it with ``accumulate``.
+        schedule's planned steps, the dropout seeds) still count batches; the update uses the rate
+        of the group's first batch (where one batch of all its rows stands on the curve);
+        ``history["updates"]`` counts the updates. Checkpoints, stop requests and ``max_steps`` wait
+        for the group's update (at most ``accumulate - 1`` more batches), so a resume is exact; a
+        checkpoint records the value and resuming it with another raises ``StateMismatchError``. The
+        cost is per-call overhead: more, smaller batches for the same rows per update, each a graph
+        call of its own, plus a copy of the gradients (measured in docs/configuration.md, "Gradient
+        accumulation"). The gradients are summed in buffers of their own, never with
+        ``grad_req="add"`` (:mod:`bucketrnn.training.accumulation`). Under ``dist_sync`` the workers
+        exchange gradients once per update (``allreduce_grads`` or ``step`` at the group's end),
+        verified with two local workers in tests/app/test_run_distributed.py (their parameters stay
+        equal); ``dist_async`` takes the same ``step`` at the group's end, with its warning about
+        the learning rate as before, but no test runs it with ``accumulate``.
     lr_schedule : {"warmdown", "cosine", "epoch"}
         How the learning rate moves (:meth:`learning_rate_at`). ``"warmdown"`` (default) and
         ``"cosine"`` follow the run's planned length, the steps of ``epochs`` epochs of the
@@ -540,6 +540,21 @@ class TrainLoop:
         # epoch's last batch is out.
         return self.accumulate == 1 or self.loader.step % self.accumulate == 0
 
+    def _rate_step(self) -> int:
+        """The step whose rate the batch just taken from the loader trains with: that of the
+        first batch of its update group (itself with ``accumulate=1``).
+
+        The planned steps count batches, so group ``k`` of ``N`` batches starts at step
+        ``k * N`` of ``N`` times the planned steps of batches ``N`` times larger: the same point
+        of the curve as their update ``k``. The group's last batch would stand ``N - 1`` steps
+        further down it.
+        """
+        if self.accumulate == 1:
+            return self.global_step
+        # The loader moves before handing a batch out (as in _group_ends).
+        index = (self.loader.step or self.loader.num_batches(self.epoch)) - 1
+        return self.global_step - index % self.accumulate
+
     def train_step(self, batch) -> dict:
         """One batch: forward, backward and, when it ends its update group (every batch with
         ``accumulate=1``), the optimizer update; returns its tally (summed loss, counts).
@@ -551,7 +566,7 @@ class TrainLoop:
         if self.lr_schedule != "epoch":
             # A function of the step alone (not decayed in place): a resumed run gets the
             # same rates.
-            self.trainer.set_learning_rate(self.learning_rate_at(self.global_step))
+            self.trainer.set_learning_rate(self.learning_rate_at(self._rate_step()))
         real, slots, count, real_rows = self._task.counts(batch)
         summed = self.accumulate > 1
         with autograd.record():
@@ -665,6 +680,13 @@ class TrainLoop:
             self.kv, distributed.plan_fingerprint(
                 self.loader, **{**self.fingerprint, "loop.accumulate": self.accumulate}))
         distributed.check_shards(self.loader)
+        batches = self.loader.num_batches(self.epoch)
+        if self.accumulate > max(batches, 1):
+            # Not refused: a run may mean full-batch updates. But a typo (1000 for 10) would
+            # otherwise train silently on a handful of updates.
+            log.warning("accumulate=%d is more than the %d batches of epoch %d: every epoch "
+                        "makes one update, of all its batches (updates left in the run: %d)",
+                        self.accumulate, batches, self.epoch, self.epochs - self.epoch)
         # Counted here, after a resume has read the epochs the run now goes to.
         self.planned_steps = self.schedule_steps or self.count_planned_steps()
         if self.run_dir is not None and self.is_writer:
@@ -681,6 +703,12 @@ class TrainLoop:
                     stopped = False
                     if loader.epoch == self.epoch:
                         stopped = self._run_epoch(bar)
+                    else:
+                        # Resumed from a checkpoint written after the epoch's last batch (a
+                        # stop there, or one due there): its window ends here, as _run_epoch
+                        # ends it, before the epoch's record, with the rate its last batch had.
+                        self._set_last_rate()
+                        self._flush_window()
                     if stopped:
                         break
                     record = {"kind": "epoch", "epoch": self.epoch,
@@ -782,6 +810,14 @@ class TrainLoop:
         share = (0.5 * (1.0 + math.cos(math.pi * t)) if self.lr_schedule == "cosine"
                  else min(1.0, (1.0 - t) / self.warmdown))
         return max(self.base_lr * share, MIN_LEARNING_RATE)
+
+    def _set_last_rate(self) -> None:
+        """Set the rate the current epoch's last batch trained with (a resumed process has
+        not set it yet), for a window record written before the next batch."""
+        index = self.loader.num_batches(self.epoch) - 1
+        if self.global_step and index >= 0:
+            self.trainer.set_learning_rate(self.learning_rate_at(
+                self.global_step - 1 - index % self.accumulate))
 
     def _run_epoch(self, bar) -> bool:
         """Train the rest of the current epoch; True if stopped by ``max_steps``."""

@@ -27,7 +27,8 @@ PAIRS = [(RNG.integers(1, 12, size=int(RNG.integers(2, 9))).tolist(),
           RNG.integers(1, 9, size=int(RNG.integers(2, 9))).tolist()) for _ in range(64)]
 
 
-def _one_bucket_loop(task, batch_size, accumulate, clip_norm, optimizer="sgd"):
+def _one_bucket_loop(task, batch_size, accumulate, clip_norm, optimizer="sgd",
+                     lr_schedule="epoch"):
     """One bucket, no shuffling, no dropout, a constant rate: the rows of an update and the
     arithmetic on them are the same whatever batch_size, only the batches that carry them
     differ."""
@@ -41,7 +42,8 @@ def _one_bucket_loop(task, batch_size, accumulate, clip_norm, optimizer="sgd"):
     params = {"learning_rate": 0.05} if optimizer == "adam" else {"learning_rate": 1.0,
                                                                   "momentum": 0.5}
     return TrainLoop(build, loader, epochs=2, progress=False, seed=4, clip_norm=clip_norm,
-                     lr_schedule="epoch", lr_decay=1.0, accumulate=accumulate,
+                     lr_schedule=lr_schedule, accumulate=accumulate,
+                     **({"lr_decay": 1.0} if lr_schedule == "epoch" else {}),
                      optimizer=optimizer, optimizer_params=params)
 
 
@@ -288,3 +290,61 @@ def test_error_raises_at_the_batch_and_a_non_finite_group_norm_is_named():
                                              r"batches ending there \(accumulate=3\) \(\w+\) at "
                                              r"global step 6"):
         loop.fit()
+
+
+# ------------------------------------------------------------------ review: epoch's last group
+@pytest.mark.parametrize("accumulate", [1, 4])
+@pytest.mark.parametrize("epoch", [0, 1])  # epoch 1 ends in the warm-down: its rate is lower
+def test_a_stop_at_an_epochs_last_batch_keeps_the_epochs_last_step_record(tmp_path, epoch,
+                                                                           accumulate):
+    # 10 batches an epoch. With groups of 4 the last group is batches 9-10: a SIGTERM after
+    # batch 9 waits for the group's end, the epoch's last batch (with 1, a SIGTERM during the
+    # last batch stops there too). The resumed run must still write the step record that closes
+    # the epoch's window, with the rate of its last update, as the uninterrupted run does, not
+    # carry the window into the next epoch.
+    whole = _loop(tmp_path / "whole", accumulate=accumulate)
+    whole.fit()
+    stopped = _loop(tmp_path / "run", accumulate=accumulate)
+    spe = stopped.loader.sampler.num_batches(0)
+    assert spe % 4 == 2
+    at = (epoch + 1) * spe - (accumulate > 1)
+    step = stopped.train_step
+
+    def train_step(batch):
+        tally = step(batch)
+        if stopped.global_step == at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return tally
+
+    stopped.train_step = train_step
+    with pytest.raises(KeyboardInterrupt, match=f"SIGTERM after step {(epoch + 1) * spe}: "):
+        stopped.fit()
+    resumed = _loop(tmp_path / "run", accumulate=accumulate)
+    resumed.fit(resume=True)
+    _assert_same_run(whole, resumed, tmp_path / "whole", tmp_path / "run")
+
+
+@pytest.mark.parametrize("lr_schedule", ["warmdown", "cosine"])
+def test_a_group_updates_at_the_rate_one_batch_of_its_rows_would(lr_schedule):
+    # The schedules follow the planned steps, which count batches: 4 batches of 8 plan 4 times
+    # the steps of batches of 32. Update k of the batches of 32 is step k of 4 planned (t = k/4);
+    # the group standing for it is steps 4k..4k+3 of 16, whose first has the same t. At its
+    # last (t = (4k + 3)/16) the rate is lower: the warm-down's last update ran at a quarter of
+    # the rate of the one batch of 32 rows.
+    small = _one_bucket_loop("lm", 8, 4, 5.0, lr_schedule=lr_schedule)
+    large = _one_bucket_loop("lm", 32, 1, 5.0, lr_schedule=lr_schedule)
+    small.fit()
+    large.fit()
+    assert small.global_step == 4 * large.global_step == 16
+    for name, value in _params(large).items():
+        np.testing.assert_allclose(_params(small)[name], value, rtol=1e-5, atol=1e-5,
+                                   err_msg=name)
+
+
+def test_accumulate_above_an_epochs_batches_warns_of_one_update_per_epoch(caplog):
+    loop = _constant_loop(accumulate=10**9)  # 12 batches an epoch
+    with caplog.at_level("WARNING", logger="bucketrnn.training.loop"):
+        loop.fit()
+    assert loop.history["updates"] == 1
+    assert ("accumulate=1000000000 is more than the 12 batches of epoch 0: every epoch makes "
+            "one update, of all its batches (updates left in the run: 1)") in caplog.text
