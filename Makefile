@@ -17,9 +17,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m bucketrnn $(ARGS)
 
+# The suite in two pytest-xdist worker processes: on a 2-core machine shared with other jobs
+# two workers get twice the CPU share of one. `make test ARGS="-n0 ..."` runs in one process
+# (a debugger needs that); `make test TEST_WORKERS=4` suits a larger machine.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(ARGS)
 
 plan: $(STAMP)
 	$(BIN)/python -m bucketrnn.app.plan $(ARGS)

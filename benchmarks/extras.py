@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from benchmarks.arms import GluonNLPBuckets, gluon_step, lm_factory, quiet_import_gluonnlp
+from benchmarks.common import profiler_file
 
 
 def _bucket_loader(cfg, data, num_buckets=8, num_workers=0):
@@ -217,11 +218,12 @@ def profile(cfg, data, length=None, steps=6):
     trainer = _trainer(block.collect_params(), cfg)
     step = lambda: gluon_step(trainer, lambda: block(ids, vl, ids, ones), tokens)  # noqa: E731
     _time(step, 1)
-    mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename="/dev/null")
-    mx.profiler.set_state("run")
-    _time(step, steps)
-    mx.profiler.set_state("stop")
-    out["top_operators"] = _top_operators(mx.profiler.dumps(reset=True))
+    with profiler_file() as path:
+        mx.profiler.set_config(profile_all=True, aggregate_stats=True, filename=path)
+        mx.profiler.set_state("run")
+        _time(step, steps)
+        mx.profiler.set_state("stop")
+        out["top_operators"] = _top_operators(mx.profiler.dumps(reset=True))
     return out
 
 

@@ -45,6 +45,10 @@ CELLS = ("foreach", "unrolled", "fused")
 BUCKETINGS = (8, 32, 1)  # 1: no bucketing, every batch padded to the longest sequence
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = dict(embed_size=200, hidden_size=200, num_layers=2, tie_weights=True)
+# --tiny (the smoke run of make bench's driver): every code path, a model and a longest
+# sequence small enough that compiling the unrolled arm's graphs takes well under a second.
+TINY_MODEL = dict(embed_size=16, hidden_size=16, num_layers=1, tie_weights=True)
+TINY_LONGEST = 40
 
 
 def heavy_tailed(n: int = 4000, vocab_size: int = 10_000, longest: int = 200,
@@ -170,13 +174,13 @@ def shape_switch(memory: str = "dynamic", lengths=(29, 30, 31), steps: int = 12,
             "traces": len(traces)}
 
 
-def _prepare(folder: str, limit: int | None) -> dict:
+def _prepare(folder: str, limit: int | None, longest: int = 200) -> dict:
     from bucketrnn.data.datasets import penn_treebank
 
     ptb, vocab = penn_treebank("train", limit=limit)
     paths = {"ptb": os.path.join(folder, "ptb.npz"), "heavy": os.path.join(folder, "heavy.npz")}
     np.savez(paths["ptb"], tokens=ptb.tokens, offsets=ptb.offsets)
-    tokens, offsets = heavy_tailed(n=limit or 4000, vocab_size=len(vocab))
+    tokens, offsets = heavy_tailed(n=limit or 4000, vocab_size=len(vocab), longest=longest)
     np.savez(paths["heavy"], tokens=tokens, offsets=offsets)
     return {"paths": paths, "vocab_size": len(vocab),
             "sequences": {"ptb": len(ptb), "heavy": len(offsets) - 1}}
@@ -199,18 +203,21 @@ def _run(spec: dict, folder: str, tag: str, timeout: float) -> dict:
 
 def measure(rounds: int = 2, steps: int = 16, limit: int | None = 4000, batch_size: int = 32,
             memory: str = "static", cells=CELLS, bucketings=BUCKETINGS,
-            datasets=("ptb", "heavy"), timeout: float = 1200, log=print) -> dict:
+            datasets=("ptb", "heavy"), timeout: float = 1200, log=print, model=None,
+            longest: int = 200) -> dict:
     """Run every (data set, bucketing, cell) arm ``rounds`` times, interleaved; the raw rows and
-    the medians per arm."""
+    the medians per arm. ``model``: the LanguageModel's sizes (default :data:`MODEL`);
+    ``longest``: the heavy-tailed set's longest sequence."""
+    model = dict(model or MODEL)
     arms = [(d, k, c) for d in datasets for k in bucketings for c in cells]
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        prepared = _prepare(folder, limit)
+        prepared = _prepare(folder, limit, longest)
         for r in range(rounds):
             for d, k, c in (arms if r % 2 == 0 else arms[::-1]):
                 spec = {"data": prepared["paths"][d], "name": d, "buckets": k, "cell": c,
                         "steps": steps, "batch_size": batch_size, "memory": memory,
-                        "vocab_size": prepared["vocab_size"]}
+                        "vocab_size": prepared["vocab_size"], "model": model}
                 load = os.getloadavg()[0]
                 row = _run(spec, folder, f"{d}-{k}-{c}-{r}", timeout)
                 row.update(round=r, load=load)
@@ -238,7 +245,7 @@ def measure(rounds: int = 2, steps: int = 16, limit: int | None = 4000, batch_si
                    == (s["data"], s["buckets"], "unrolled"))
         s["x_unrolled"] = s["tokens_per_cpu_s"] / ref["tokens_per_cpu_s"]
     return {"config": {"rounds": rounds, "steps": steps, "limit": limit,
-                       "batch_size": batch_size, "memory": memory, **MODEL,
+                       "batch_size": batch_size, "memory": memory, **model,
                        "vocab_size": prepared["vocab_size"],
                        "sequences": prepared["sequences"]},
             "rows": rows, "summary": summary,
@@ -287,6 +294,10 @@ def main(argv=None) -> dict | None:
     ap.add_argument("--buckets", default=",".join(map(str, BUCKETINGS)))
     ap.add_argument("--data", default="ptb,heavy")
     ap.add_argument("--json", default=None, help="also write the raw figures here")
+    ap.add_argument("--tiny", action="store_true",
+                    help=f"smoke size: a {TINY_MODEL['num_layers']} x "
+                         f"{TINY_MODEL['hidden_size']} model and heavy-tailed sequences of at "
+                         f"most {TINY_LONGEST} tokens")
     ap.add_argument("--switch", action="store_true",
                     help="only measure what a change of input shape costs one foreach block "
                          "(dynamic and static allocation, in fresh processes)")
@@ -322,7 +333,9 @@ def main(argv=None) -> dict | None:
                  f"reference of the ratios), got {args.cells!r}")
     result = measure(args.rounds, args.steps, args.limit or None, args.batch_size, args.memory,
                      cells, [int(k) for k in args.buckets.split(",")],
-                     [d for d in args.data.split(",") if d])
+                     [d for d in args.data.split(",") if d],
+                     model=TINY_MODEL if args.tiny else None,
+                     longest=TINY_LONGEST if args.tiny else 200)
     print()
     print(markdown(result))
     write_json(args.json, result)

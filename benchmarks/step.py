@@ -46,6 +46,7 @@ as ``FullyConnected(flatten=False)`` on ``(B, L, H)`` or flattened to ``(B * L, 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -54,7 +55,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks.common import write_json
+from benchmarks.common import profiler_file, write_json
 
 __all__ = ["ARMS", "LOSSES", "main", "markdown", "measure", "output_layer", "worker"]
 
@@ -128,9 +129,10 @@ def worker(spec: dict) -> dict:
     for batch in batches[:warm]:
         step(batch)
     mx.nd.waitall()
+    profiling = contextlib.ExitStack()
     if spec.get("profile"):
         mx.profiler.set_config(profile_all=True, aggregate_stats=True,
-                               filename=os.devnull)
+                               filename=profiling.enter_context(profiler_file()))
         mx.profiler.set_state("run")
     tokens, losses = 0.0, []
     wall, cpu = time.perf_counter(), time.process_time()
@@ -142,7 +144,8 @@ def worker(spec: dict) -> dict:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     if spec.get("profile"):
         mx.profiler.set_state("stop")
-        stats = json.loads(mx.profiler.dumps(format="json"))["Time"]["operator"]
+        with profiling:
+            stats = json.loads(mx.profiler.dumps(format="json"))["Time"]["operator"]
         total = sum(v["Total"] for v in stats.values())
         top = sorted(stats.items(), key=lambda kv: -kv[1]["Total"])[:spec["profile"]]
         return {"arm": spec["arm"], "steps": len(batches) - warm, "operators": [

@@ -29,7 +29,7 @@ STUDIES = {
     "foreach": ("`unroll=False`: one length-agnostic graph (`cell=\"foreach\"`) against one "
                 "unrolled graph per bucket and the fused layer, on PTB and a heavy-tailed "
                 "length distribution (issue 14)", [],
-                ["--rounds", "1", "--steps", "2", "--limit", "120", "--cells",
+                ["--tiny", "--rounds", "1", "--steps", "2", "--limit", "120", "--cells",
                  "foreach,unrolled", "--buckets", "4", "--data", "heavy"]),
     "precision": ("bf16 mixed precision (`trainer.precision=bf16`) against fp32: the app's "
                   "default experiment on the first 4,000 PTB sentences, interleaved arms "
