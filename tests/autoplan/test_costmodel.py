@@ -109,7 +109,11 @@ def test_probe_fits_a_known_synthetic_timing_function(monkeypatch):
     assert cm.memory is not None and cm.memory_policy == "shared"
 
 
-def test_probe_measures_the_real_graph_and_leaves_training_parameters_alone():
+def test_probe_measures_the_real_graph_and_leaves_training_parameters_alone(monkeypatch):
+    # What is checked here is the plumbing (the shapes timed, the parameters left alone), not
+    # the fit: on a loaded machine real timings of these tiny shapes can miss the fit bound
+    # (measured once at load ~8: 35% > 25%); the fit is tested on controlled clocks below.
+    monkeypatch.setattr(costmodel, "MAX_FIT_ERROR", float("inf"))
     cm = probe(_factory(), _example(), [3, 10], rows=lambda n: max(1, 40 // n), ctx=mx.cpu(),
                memory="static", repeats=1)
     assert cm.probe_seconds > 0 and cm.memory_policy == "static"
