@@ -209,3 +209,24 @@ def test_accumulate_is_in_the_fingerprint_only_when_it_is_not_one():
     del old["trainer"]["accumulate"]
     assert saved_config(old)["trainer"]["accumulate"] == 1
     assert saved_config(old)["trainer"]["lr_schedule"] == "warmdown"  # the run's own, kept
+
+
+def test_a_resume_that_spells_out_a_default_the_run_saved_as_null_is_no_change(tmp_path):
+    from _app import compose_config
+
+    from bucketrnn.app.config.resume import restore
+    from bucketrnn.training.loop import WARMDOWN
+
+    saved = to_dict(compose_config())
+    assert saved["trainer"]["lr_warmdown"] is None  # the warm-down's default share
+    for given in ("trainer.lr_warmdown=0.5", f"trainer.lr_warmdown={WARMDOWN}"):
+        cfg = restore(compose_config(given, f"resume={tmp_path}"), saved,
+                      [given, f"resume={tmp_path}"])
+        assert cfg.trainer.lr_warmdown is None
+    with pytest.raises(ValueError, match=r"trainer.lr_warmdown cannot change when a run is "
+                                         r"resumed: the run has trainer.lr_warmdown=None"):
+        restore(compose_config("trainer.lr_warmdown=0.3", f"resume={tmp_path}"), saved,
+                ["trainer.lr_warmdown=0.3", f"resume={tmp_path}"])
+    halving = to_dict(compose_config("trainer.lr_schedule=epoch"))
+    given = ["trainer.lr_schedule=epoch", "trainer.lr_decay=0.5", f"resume={tmp_path}"]
+    assert restore(compose_config(*given), halving, given).trainer.lr_decay is None

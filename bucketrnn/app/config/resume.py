@@ -6,6 +6,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from bucketrnn.app.config.schema import Config, saved_config, to_dict
+from bucketrnn.training.loop import LR_DECAY, WARMDOWN
 
 __all__ = ["RESUMABLE", "restore"]
 
@@ -16,6 +17,19 @@ RESUMABLE = ("trainer.epochs", "trainer.max_steps", "trainer.checkpoint_every",
              "trainer.precision",
              "bucketing.num_workers", "bucketing.timeout", "plots", "resume")
 _GROUPS = ("dataset", "model", "bucketing", "trainer", "memory")
+
+
+def _effective(d: dict, key: str):
+    """A key's value as the run uses it: a null that stands for the library's default (the
+    warm-down's falling share, the halving's factor) is that default, so a resume that spells
+    the default out is no change."""
+    value = _get(d, key)
+    if value is None and key == "trainer.lr_warmdown" \
+            and _get(d, "trainer.lr_schedule") == "warmdown":
+        return WARMDOWN
+    if value is None and key == "trainer.lr_decay" and _get(d, "trainer.lr_schedule") == "epoch":
+        return LR_DECAY
+    return value
 
 
 def _get(d: dict, key: str):
@@ -82,7 +96,7 @@ def restore(cfg, saved: dict, overrides, source: str = "config.json") -> DictCon
                                  "resumed run keeps its config groups (start a new run to "
                                  "change them)")
             continue
-        if _get(now, key) == _get(merged, key):
+        if _effective(now, key) == _effective(merged, key):
             continue
         if key not in RESUMABLE:
             raise ValueError(f"{key} cannot change when a run is resumed: the run has "
