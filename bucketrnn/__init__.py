@@ -22,6 +22,7 @@ from bucketrnn.data.sampler import BucketBatchSampler
 from bucketrnn.errors import (
     BucketRNNWarning,
     CheckpointError,
+    DivergedError,
     GraphTooLargeError,
     NonFiniteError,
     StateMismatchError,
@@ -40,6 +41,7 @@ __all__ = [
     "BucketRNNWarning",
     "CheckpointError",
     "CostModel",
+    "DivergedError",
     "FlatSequences",
     "GraphCache",
     "GraphTooLargeError",

@@ -137,3 +137,17 @@ def test_import_levels_stay_few(graph):
         return level[p]
 
     assert max(depth(p) for p in parts) <= MAX_LEVELS, {p: depth(p) for p in parts}
+
+
+def test_every_error_and_warning_of_the_package_is_exported_at_the_top():
+    """A user catches what the package raises (`except bucketrnn.DivergedError`) without
+    knowing which module defines it."""
+    import inspect
+
+    import bucketrnn
+    from bucketrnn import errors
+
+    defined = {name for name, obj in vars(errors).items()
+               if inspect.isclass(obj) and obj.__module__ == errors.__name__}
+    assert defined and defined <= set(bucketrnn.__all__)
+    assert all(getattr(bucketrnn, name) is getattr(errors, name) for name in defined)
