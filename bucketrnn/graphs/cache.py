@@ -767,8 +767,10 @@ class GraphCache:
         maps onto them: :meth:`load` then needs that callable again. A length-agnostic cache
         writes its one graph once, ``{prefix}-any-symbol.json``, listed for every key."""
         if not self._runners:
-            raise ValueError("nothing to export: no graph compiled yet (call warmup() or run a "
-                             "batch first)")
+            twin = (f"; the keys run so far ({self.long_keys}) ran on the length-agnostic "
+                    "twin, which is not exported" if self.long_keys else "")
+            raise ValueError(f"nothing to export: no graph compiled yet{twin} (call warmup() "
+                             "with the keys to export, or run a batch first)")
         names = list(self._named_inputs(self._template))
         paths, files = [], {}
         for key in self.keys:

@@ -89,6 +89,15 @@ def test_training_always_unrolls_and_a_key_compiled_by_training_keeps_its_graph(
     assert graphs.keys == [30] and graphs.long_keys == [31]
 
 
+def test_export_with_only_long_keys_run_says_they_ran_on_the_twin(tmp_path):
+    graphs = _initialized(MODELS["lm"](), unroll_limit=8)
+    graphs(_batch("lm", 30))
+    assert graphs.compiled == 1 and graphs.keys == []
+    with pytest.raises(ValueError, match=r"nothing to export: no graph compiled yet; the keys "
+                                         r"run so far \(\[30\]\) ran on the length-agnostic twin"):
+        graphs.export(str(tmp_path / "m"))
+
+
 def test_the_default_limit_and_none():
     assert GraphCache(MODELS["lm"]()).unroll_limit == UNROLL_LIMIT == 2048
     graphs = _initialized(MODELS["lm"](), unroll_limit=None)
