@@ -1,4 +1,5 @@
-"""What the resume tests share: a small run to interrupt, and how to compare two runs."""
+"""What the training tests share: a small run to interrupt, how to compare two runs, and
+graphs that give a NaN loss at chosen steps."""
 
 import json
 import os
@@ -69,3 +70,17 @@ def _crash(loop, at_step):
     loop.train_step = train_step
     with pytest.raises(KeyboardInterrupt):
         loop.fit()
+
+
+class _Poison:
+    """The model's graphs, with a NaN loss at the given global steps."""
+
+    def __init__(self, loop, steps):
+        self.loop, self.graphs, self.steps = loop, loop.graphs, steps
+
+    def __call__(self, batch):
+        out = self.graphs(batch)
+        return out * float("nan") if self.loop.global_step in self.steps else out
+
+    def __getattr__(self, name):
+        return getattr(self.graphs, name)

@@ -12,7 +12,7 @@ import signal
 import mxnet as mx
 import numpy as np
 import pytest
-from _resume import _assert_same_run, _crash, _loop, _params
+from _resume import _assert_same_run, _crash, _loop, _params, _Poison
 
 from bucketrnn.data.loader import BucketLoader
 from bucketrnn.errors import NonFiniteError, StateMismatchError
@@ -226,19 +226,6 @@ def test_bad_accumulate_is_refused_naming_it(value, error):
         TrainLoop(LanguageModel.factory(vocab_size=20, hidden_size=8), loader,
                   progress=False, accumulate=value)
 
-
-class _Poison:
-    """The model's graphs, with a NaN loss at the given global steps."""
-
-    def __init__(self, loop, steps):
-        self.loop, self.graphs, self.steps = loop, loop.graphs, steps
-
-    def __call__(self, batch):
-        out = self.graphs(batch)
-        return out * float("nan") if self.loop.global_step in self.steps else out
-
-    def __getattr__(self, name):
-        return getattr(self.graphs, name)
 
 
 def _constant_loop(seqs=SEQS[:48], **kw):

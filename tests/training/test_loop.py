@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from _resume import _Poison
 
 from bucketrnn import StateMismatchError
 from bucketrnn.data.loader import BucketLoader
@@ -265,19 +266,6 @@ def test_non_finite_parameters_are_never_checkpointed(tmp_path):
         loop.fit()
     assert not (tmp_path / "checkpoint.npz").exists()
 
-
-class _Poison:
-    """The model's graphs, with a NaN loss at the given global steps."""
-
-    def __init__(self, loop, steps):
-        self.loop, self.graphs, self.steps = loop, loop.graphs, steps
-
-    def __call__(self, batch):
-        out = self.graphs(batch)
-        return out * float("nan") if self.loop.global_step in self.steps else out
-
-    def __getattr__(self, name):
-        return getattr(self.graphs, name)
 
 
 def test_skip_drops_the_update_counts_it_and_writes_valid_json(tmp_path):
