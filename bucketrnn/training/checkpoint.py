@@ -245,9 +245,15 @@ def _check_digests(key: str, value, bad) -> None:
 
 # The training loop's history, checked further when ``required`` names these fields: a forged
 # value of the right type must fail here, not mid-training.
+def _check_batches_per_update(key: str, value, bad) -> None:
+    """``accumulate``: batches per optimizer update, at least one."""
+    if value < 1:
+        raise bad(f"field {key!r} (batches per update) must be >= 1, got {value!r}")
+
+
 _STRUCTURE = {"history": _check_counts, "history.epochs": _check_epochs,
               "history.epoch_acc": _check_tally, "window": _check_tally,
-              "run_files": _check_digests}
+              "run_files": _check_digests, "accumulate": _check_batches_per_update}
 
 
 def _field(meta: dict, key: str, bad, missing=None):

@@ -15,7 +15,7 @@ import pytest
 from _resume import _assert_same_run, _crash, _loop, _params, _Poison
 
 from bucketrnn.data.loader import BucketLoader
-from bucketrnn.errors import NonFiniteError, StateMismatchError
+from bucketrnn.errors import CheckpointError, NonFiniteError, StateMismatchError
 from bucketrnn.models import LanguageModel, Seq2Seq
 from bucketrnn.training import checkpoint as ckpt
 from bucketrnn.training.accumulation import GradientSum
@@ -190,6 +190,15 @@ def test_resuming_with_another_accumulate_is_refused_naming_both(tmp_path):
         _loop(tmp_path, accumulate=3).fit(resume=True)
     with pytest.raises(StateMismatchError, match=r"accumulate=2 .* has accumulate=1"):
         _loop(tmp_path).fit(resume=True)
+    # A crafted checkpoint (checksum made anew) claiming no batches per update: damaged, not a
+    # value to resume with.
+    path = str(tmp_path / "checkpoint.npz")
+    saved = ckpt.load(path)
+    ckpt.save(path, saved.params, saved.optimizer, {**saved.meta, "accumulate": 0},
+              fingerprint=_loop(tmp_path).fingerprint)
+    with pytest.raises(CheckpointError, match=r"field 'accumulate' \(batches per update\) must "
+                                              r"be >= 1, got 0"):
+        _loop(tmp_path, accumulate=2).fit(resume=True)
 
 
 @pytest.mark.slow
